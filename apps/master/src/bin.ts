@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { startMaster } from "./master.js";
+import type { Logger } from "./logger.js";
+
+const USAGE = `Usage: zkgrid-master <name> [options]
+
+Starts a zkgrid master named <name>. Masters elect one leader; the others wait as hot standbys.
+
+Options:
+  --connect <hosts>        ZooKeeper connect string (env ZKGRID_CONNECT; default 127.0.0.1:2181)
+  --root <path>            the grid's root znode (env ZKGRID_ROOT; default /zkgrid)
+  --session-timeout <duration>  ZooKeeper session timeout (default 10s)
+  --auth <user:password>   digest credentials (env ZKGRID_AUTH)
+  --log-level <level>      debug, info, warn or error (default info)
+  -h, --help               show this help
+  -v, --version            show the version
+
+Durations: a number of seconds, or with a unit: 500ms, 30s, 2m.
+
+Run several masters with different names for failover:
+  pnpm --filter master start -- master1
+  pnpm --filter master start -- master2`;
+
+const VERSION = "0.1.0";
+const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 } as const;
+
+function fail(message: string): never {
+  process.stderr.write(`zkgrid-master: ${message}\nRun zkgrid-master --help for usage.\n`);
+  process.exit(2);
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000 } as const;
+
+function parseDuration(flag: string, text: string): number {
+  const match = DURATION.exec(text.trim());
+  const ms = match ? Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "s") as keyof typeof UNIT_MS]) : 0;
+  if (ms < 1) fail(`--${flag}: expected a duration such as 30, 30s or 500ms, got "${text}"`);
+  return ms;
+}
+
+async function main(): Promise<void> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: process.argv.slice(2).filter((a, i) => !(i === 0 && a === "--")),
+      allowPositionals: true,
+      strict: true,
+      options: {
+        connect: { type: "string" },
+        root: { type: "string" },
+        "session-timeout": { type: "string" },
+        auth: { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "v" },
+      },
+    });
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  if (positionals.length !== 1) fail(positionals.length === 0 ? "a master name is required" : `unexpected argument "${positionals[1]}"`);
+  const name = positionals[0] as string;
+  const level = (values["log-level"] as string | undefined) ?? "info";
+  if (!(level in LEVELS)) fail(`--log-level must be one of debug, info, warn, error (got "${level}")`);
+  const timeoutText = values["session-timeout"] as string | undefined;
+  const sessionTimeoutMs = timeoutText === undefined ? 10_000 : parseDuration("session-timeout", timeoutText);
+  const min = LEVELS[level as keyof typeof LEVELS];
+  const logger: Logger = (lvl, msg, fields) => {
+    if (LEVELS[lvl] < min) return;
+    const parts = [new Date().toISOString(), lvl, `master=${name}`];
+    for (const [k, v] of Object.entries(fields ?? {})) {
+      if (v !== undefined && k !== "master") parts.push(`${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
+    }
+    parts.push(msg);
+    process.stderr.write(`${parts.join(" ")}\n`);
+  };
+
+  let master: Awaited<ReturnType<typeof startMaster>>;
+  try {
+    master = await startMaster({
+      name,
+      connectString: (values.connect as string | undefined) ?? process.env.ZKGRID_CONNECT ?? "127.0.0.1:2181",
+      root: (values.root as string | undefined) ?? process.env.ZKGRID_ROOT ?? "/zkgrid",
+      sessionTimeoutMs,
+      auth: (values.auth as string | undefined) ?? process.env.ZKGRID_AUTH,
+      logger,
+    });
+  } catch (err) {
+    process.stderr.write(`zkgrid-master: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger("info", `received ${signal}; stopping`);
+    void master.stop().then(
+      () => process.exit(0),
+      (err) => {
+        logger("error", "stop failed", { error: String(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+}
+
+void main();

@@ -1,0 +1,672 @@
+import type { Leadership, WatchStream, ZkClient } from "@zkgrid/core";
+import { errors } from "@zkgrid/core";
+import type { GridLayout, SubmitBatch, TaskStatus, WorkerReport } from "@zkgrid/protocol";
+import {
+  decodeAssignment,
+  decodeResultBatch,
+  decodeSubmitBatch,
+  decodeWorkerRegistration,
+  decodeWorkerReport,
+  encodeAssignment,
+  encodeResultBatch,
+  encodeSubmitBatch,
+  newBatchId,
+  packResultBatches,
+  parseSequence,
+  unnamedTaskId,
+} from "@zkgrid/protocol";
+import type { Logger } from "./logger.js";
+import { finalStatus, TaskBook } from "./task-book.js";
+
+/** How long a report dir may exist without a registration of its session before it is fenced. */
+const UNREGISTERED_DIR_GRACE_MS = 120_000;
+
+/** Thrown inside a leader's term when ZooKeeper shows another leader has acted (a refused conditional write). */
+export class NotLeaderError extends Error {
+  override readonly name = "NotLeaderError";
+}
+
+export interface LeaderStats {
+  epoch: number;
+  queued: number;
+  assigned: number;
+  running: number;
+  finished: number;
+  workers: number;
+  ticks: number;
+  writes: number;
+}
+
+interface LiveWorker {
+  session: string;
+  capacity: number;
+  labels: string[];
+}
+
+interface SessionDir {
+  worker: string;
+  session: string;
+  watch?: WatchStream<unknown>;
+  /** Report nodes already applied (kept until the dir is gone, so a re-listed node is not applied twice). */
+  applied: Set<string>;
+}
+
+/**
+ * One leader term: rebuilds the grid's state from ZooKeeper, then assigns, collects and fences until
+ * leadership ends. Every step is a batch: whatever arrived while the previous step's writes were in
+ * flight is handled by the next step, so no timer delays a lone task and a busy grid shares writes.
+ */
+export class GridLeader {
+  readonly book = new TaskBook();
+  private readonly assignVersions = new Map<string, number>();
+  private readonly live = new Map<string, LiveWorker>();
+  private readonly dirs = new Map<string, SessionDir>();
+  private readonly seenQueueNodes = new Set<string>();
+  /** `worker@session` of every registration this term has seen. */
+  private readonly seenSessions = new Set<string>();
+  private pendingResults: TaskStatus[] = [];
+  private reportNodesToDelete: string[] = [];
+  private readonly dirtyAssign = new Set<string>();
+  private readonly inbox: Array<() => void> = [];
+  private readonly abort = new AbortController();
+  private running = false;
+  private again = false;
+  private paused = false;
+  private ready = false;
+  private stopped = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private staleDirTimer: NodeJS.Timeout | undefined;
+  private readonly done: Promise<void>;
+  private resolveDone!: () => void;
+  readonly stats: LeaderStats;
+
+  constructor(
+    private readonly client: ZkClient,
+    private readonly layout: GridLayout,
+    private readonly leadership: Leadership,
+    private readonly log: Logger,
+  ) {
+    this.stats = {
+      epoch: leadership.epoch,
+      queued: 0,
+      assigned: 0,
+      running: 0,
+      finished: 0,
+      workers: 0,
+      ticks: 0,
+      writes: 0,
+    };
+    this.done = new Promise((resolve) => {
+      this.resolveDone = resolve;
+    });
+    leadership.signal.addEventListener("abort", () => void this.stop(), { once: true });
+  }
+
+  /** Resolves when this term ends (leadership lost, stop(), or a refused fenced write). */
+  finished(): Promise<void> {
+    return this.done;
+  }
+
+  suspend(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    // A write in flight when the connection dropped may or may not have happened: re-read versions.
+    void this.refreshAssignVersions().then(() => this.kick());
+  }
+
+  async start(): Promise<void> {
+    this.log("info", "leading: rebuilding state before assigning anything", { epoch: this.leadership.epoch });
+    await this.reconcileAfterTakeover();
+    this.ready = true;
+    this.log("info", "state rebuilt", { epoch: this.leadership.epoch, ...this.book.counts(), finished: this.book.finished.size });
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.staleDirTimer);
+    this.abort.abort();
+    for (const d of this.dirs.values()) d.watch?.stop();
+    this.resolveDone();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Takeover
+
+  /**
+   * Reads results, assignments, workers, reports and the queue before the first assignment, so a
+   * new leader neither loses a task nor hands one out twice. Assignment nodes are rewritten with the
+   * new epoch under their read version first: from then on a deposed leader's write to them fails.
+   */
+  private async reconcileAfterTakeover(): Promise<void> {
+    const { client, layout } = this;
+    for (const p of [layout.queue, layout.workers, layout.assignDir, layout.reports, layout.results]) {
+      await client.ensurePath(p);
+    }
+
+    const resultNodes = await client.getChildren(layout.results);
+    await forEachLimit(resultNodes, 32, async (name) => {
+      const got = await getOrNull(client, `${layout.results}/${name}`);
+      if (!got) return;
+      const decoded = decodeResultBatch(got.data);
+      if (!decoded.ok) return;
+      for (const r of decoded.value.results) this.book.markFinished(r.id);
+    });
+
+    const assigned = await client.getChildren(layout.assignDir);
+    await forEachLimit(assigned, 32, async (worker) => {
+      const path = layout.assign(worker);
+      const got = await getOrNull(client, path);
+      if (!got) return;
+      this.assignVersions.set(worker, got.stat.version);
+      const decoded = decodeAssignment(got.data);
+      if (!decoded.ok) {
+        this.log("warn", "unreadable assignment node; it will be rewritten", { worker, error: decoded.error.message });
+        return;
+      }
+      if (decoded.value.epoch > this.leadership.epoch) throw new NotLeaderError(`assignment of ${worker} has a newer epoch`);
+      for (const t of decoded.value.tasks) this.book.adoptAssigned(worker, decoded.value.session, t, "");
+    });
+
+    // Fence: rewrite every assignment under the version we read, with our epoch.
+    for (const worker of this.assignVersions.keys()) this.dirtyAssign.add(worker);
+
+    // Live workers, the queue and the reports arrive through their watches; the first yield of each
+    // is the current state, so the takeover read and the steady state are one code path.
+    const firstWorkers = this.follow(layout.workers, (c) => this.onWorkers(c.children));
+    const firstQueue = this.follow(layout.queue, (c) => this.onQueue(c.added, c.removed));
+    const firstReports = this.follow(layout.reports, (c) => this.onReportDirs(c.added, c.removed));
+    await Promise.all([firstWorkers, firstQueue, firstReports]);
+    this.drainInbox();
+    this.book.attachAssigned();
+  }
+
+  /**
+   * Consumes a children watch; `handle` runs for each change. Resolves once the first change (the
+   * current state) has been fully handled.
+   */
+  private follow(
+    path: string,
+    handle: (c: { children: string[]; added: string[]; removed: string[] }) => Promise<void>,
+  ): Promise<void> {
+    let first = true;
+    return new Promise<void>((resolve, reject) => {
+      void (async () => {
+        try {
+          for await (const change of this.client.watchChildren(path, { signal: this.abort.signal })) {
+            await handle(change);
+            if (first) {
+              first = false;
+              resolve();
+            }
+            this.kick();
+          }
+          resolve();
+        } catch (err) {
+          if (first) reject(err);
+          else this.fail(err);
+        }
+      })();
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Inputs (watch handlers read what changed, then queue a state change for the next step)
+
+  private async onWorkers(children: string[]): Promise<void> {
+    const seen = new Map<string, LiveWorker>();
+    await forEachLimit(children, 32, async (name) => {
+      const got = await getOrNull(this.client, this.layout.worker(name));
+      if (!got) return;
+      const reg = decodeWorkerRegistration(got.data);
+      const session = got.stat.ephemeralOwner;
+      if (!reg.ok) {
+        this.log("warn", "worker registration unreadable; ignoring that worker", { worker: name, error: reg.error.message });
+        return;
+      }
+      seen.set(name, { session, capacity: reg.value.capacity, labels: reg.value.labels });
+    });
+    this.inbox.push(() => {
+      for (const [name, w] of this.live) {
+        if (seen.get(name)?.session !== w.session) {
+          this.book.removeWorker(name);
+          this.dirtyAssign.add(name);
+          this.log("info", "worker gone", { worker: name, session: w.session });
+        }
+      }
+      for (const [name, w] of seen) {
+        this.seenSessions.add(`${name}@${w.session}`);
+        const before = this.live.get(name);
+        if (before?.session !== w.session) this.log("info", "worker joined", { worker: name, session: w.session, capacity: w.capacity });
+        this.book.setWorker(name, w.session, w.capacity, w.labels);
+        if (before?.session !== w.session) this.dirtyAssign.add(name);
+      }
+      this.live.clear();
+      for (const [name, w] of seen) this.live.set(name, w);
+    });
+  }
+
+  private async onQueue(added: string[], removed: string[]): Promise<void> {
+    for (const name of removed) this.seenQueueNodes.delete(name);
+    const fresh = added.filter((n) => !this.seenQueueNodes.has(n));
+    for (const n of fresh) this.seenQueueNodes.add(n);
+    await forEachLimit(fresh, 32, async (name) => {
+      const path = `${this.layout.queue}/${name}`;
+      const got = await getOrNull(this.client, path);
+      if (!got) return;
+      const seq = parseSequence(name) ?? 0;
+      const decoded = decodeSubmitBatch(got.data);
+      this.inbox.push(() => {
+        if (!decoded.ok) {
+          // The node as a whole is unreadable: reject every task it names, or the node itself.
+          const reason = `queue node ${name}: ${decoded.error.message}`;
+          if (decoded.ids.length === 0) this.reject(unnamedTaskId(name, 0), reason);
+          decoded.ids.forEach((id, index) => this.reject(id ?? unnamedTaskId(name, index), reason));
+          this.book.drainedQueueNodes.add(name);
+          return;
+        }
+        const good = [];
+        for (const t of decoded.tasks) {
+          if (t.ok) good.push(t.task);
+          else this.reject(t.id ?? unnamedTaskId(name, t.index), t.error.message);
+        }
+        this.book.addQueueNode(name, seq, good, decoded.batch.submittedAt, decoded.batch.requeued);
+      });
+    });
+  }
+
+  private reject(id: string, reason: string): void {
+    if (this.book.isKnown(id)) return;
+    this.log("warn", "task rejected", { task: id, reason });
+    this.pendingResults.push(
+      finalStatus({ id, spec: { id }, attemptsUsed: 0, submittedAt: Date.now() } as never, "rejected", {
+        reason,
+        finishedAt: Date.now(),
+      }),
+    );
+    this.book.markFinished(id);
+  }
+
+  private async onReportDirs(added: string[], removed: string[]): Promise<void> {
+    for (const name of removed) {
+      this.dirs.get(name)?.watch?.stop();
+      this.dirs.delete(name);
+    }
+    const firsts: Promise<void>[] = [];
+    for (const name of added) {
+      if (this.dirs.has(name)) continue;
+      const parsed = this.layout.parseReportDir(name);
+      if (!parsed) {
+        this.log("warn", "unexpected node under reports; ignoring it", { node: name });
+        continue;
+      }
+      const dir: SessionDir = { worker: parsed.worker, session: parsed.session, applied: new Set() };
+      this.dirs.set(name, dir);
+      firsts.push(
+        this.follow(`${this.layout.reports}/${name}`, (c) => this.onReports(name, dir, c.added)).catch((err) => {
+          if (!errors.isNoNode(err)) throw err;
+        }),
+      );
+    }
+    await Promise.all(firsts);
+  }
+
+  private async onReports(dirName: string, dir: SessionDir, added: string[]): Promise<void> {
+    const fresh = added.filter((n) => !dir.applied.has(n)).sort(bySequence);
+    const reports = await Promise.all(
+      fresh.map(async (name) => {
+        const got = await getOrNull(this.client, `${this.layout.reports}/${dirName}/${name}`);
+        return { name, got };
+      }),
+    );
+    this.inbox.push(() => {
+      for (const { name, got } of reports) {
+        if (dir.applied.has(name)) continue;
+        dir.applied.add(name);
+        this.reportNodesToDelete.push(`${this.layout.reports}/${dirName}/${name}`);
+        if (!got) continue;
+        const decoded = decodeWorkerReport(got.data);
+        if (!decoded.ok) {
+          this.log("warn", "unreadable worker report; dropped", { worker: dir.worker, node: name, error: decoded.error.message });
+          continue;
+        }
+        this.applyReport(dir, decoded.value);
+      }
+    });
+  }
+
+  private applyReport(dir: SessionDir, report: WorkerReport): void {
+    for (const u of report.updates) {
+      const before = this.book.tasks.get(u.id);
+      const status = this.book.applyUpdate(dir.worker, dir.session, u);
+      if (status) {
+        this.pendingResults.push(status);
+        this.dirtyAssign.add(dir.worker);
+        this.log("info", "task finished", { task: u.id, state: status.state, worker: dir.worker, attempt: u.attempt });
+      } else if (u.state === "returned" && before && this.book.tasks.get(u.id)?.state === "queued") {
+        this.dirtyAssign.add(dir.worker);
+        this.log("info", "task handed back", { task: u.id, worker: dir.worker });
+      }
+    }
+  }
+
+  private drainInbox(): void {
+    for (const apply of this.inbox.splice(0)) apply();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The step loop
+
+  private kick(): void {
+    if (!this.ready || this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void (async () => {
+      try {
+        do {
+          this.again = false;
+          if (this.paused || this.stopped) break;
+          await this.step();
+        } while (this.again && !this.stopped);
+      } catch (err) {
+        this.onStepError(err);
+      } finally {
+        this.running = false;
+      }
+    })();
+  }
+
+  private onStepError(err: unknown): void {
+    if (this.stopped) return;
+    if (err instanceof NotLeaderError || errors.isBadVersion(err)) {
+      this.fail(err);
+      return;
+    }
+    // Connection trouble: the step is repeated once the connection is back (resume()) or shortly.
+    this.log("warn", "step failed; retrying", { error: String(err) });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      void this.refreshAssignVersions().then(() => this.kick());
+    }, 200);
+  }
+
+  private fail(err: unknown): void {
+    if (this.stopped) return;
+    this.log("error", "leader term ends", { error: String(err) });
+    void this.stop();
+  }
+
+  private async step(): Promise<void> {
+    this.stats.ticks += 1;
+    this.drainInbox();
+    const toDeleteDirs = await this.fenceDeadSessions();
+    this.drainInbox();
+
+    const homeless = this.book.takeHomeless();
+    for (const w of this.book.schedule(Date.now())) this.dirtyAssign.add(w);
+
+    // Results and requeued tasks become durable before any assignment that drops them is written.
+    const results = this.pendingResults.splice(0);
+    const writes: Promise<unknown>[] = [];
+    if (results.length > 0) writes.push(this.writeResults(results));
+    if (homeless.length > 0) writes.push(this.writeRequeue(homeless));
+    try {
+      await Promise.all(writes);
+    } catch (err) {
+      this.pendingResults.unshift(...results);
+      throw err;
+    }
+
+    const dirty = [...this.dirtyAssign];
+    this.dirtyAssign.clear();
+    try {
+      await Promise.all(dirty.map((w) => this.writeAssignment(w)));
+    } catch (err) {
+      for (const w of dirty) this.dirtyAssign.add(w);
+      throw err;
+    }
+
+    // Only now are the inputs of this step redundant.
+    const reportNodes = this.reportNodesToDelete.splice(0);
+    const queueNodes = [...this.book.drainedQueueNodes];
+    this.book.drainedQueueNodes.clear();
+    await Promise.all([
+      ...reportNodes.map((p) => this.deleteQuietly(p)),
+      ...queueNodes.map((n) => this.deleteQuietly(`${this.layout.queue}/${n}`)),
+      ...toDeleteDirs.map((d) => this.deleteDir(d)),
+    ]);
+    this.updateStats();
+  }
+
+  /**
+   * Sessions that no longer hold a worker's registration are fenced: their remaining reports are
+   * applied, their tasks handed out again (or failed past maxAttempts), and their report dir is
+   * deleted after this step's writes, so a worker that wakes up from a pause cannot publish into it.
+   */
+  private async fenceDeadSessions(): Promise<string[]> {
+    const suspects = new Map<string, { worker: string; session: string; holdsTasks: boolean }>();
+    for (const [name, d] of this.dirs) {
+      if (this.live.get(d.worker)?.session !== d.session) suspects.set(name, { ...d, holdsTasks: false });
+    }
+    for (const e of this.book.tasks.values()) {
+      if (e.worker && e.session && this.live.get(e.worker)?.session !== e.session) {
+        suspects.set(`${e.worker}@${e.session}`, { worker: e.worker, session: e.session, holdsTasks: true });
+      }
+    }
+    if (suspects.size === 0) return [];
+    const fenced: string[] = [];
+    await Promise.all(
+      [...suspects].map(async ([key, { worker, session, holdsTasks }]) => {
+        // A fresh read: the watch may lag behind a worker that just registered this session.
+        const stat = await this.client.exists(this.layout.worker(worker));
+        if (stat && stat.ephemeralOwner === session) return;
+        const dirName = `${worker}@${session}`;
+        if (!holdsTasks && !this.seenSessions.has(key) && !(await this.dirIsStale(dirName))) return;
+        const dir = this.dirs.get(dirName);
+        if (dir) {
+          const names = await this.client.getChildren(`${this.layout.reports}/${dirName}`).catch((err) => {
+            if (errors.isNoNode(err)) return [] as string[];
+            throw err;
+          });
+          await this.onReports(dirName, dir, names);
+          this.drainInbox();
+          fenced.push(dirName);
+        }
+        for (const status of this.book.loseSession(worker, session)) {
+          this.pendingResults.push(status);
+          this.log("warn", "task failed: worker lost", { task: status.id, worker, attempt: status.attempt });
+        }
+        this.log("info", "fenced worker session", { worker, session, key });
+      }),
+    );
+    return fenced;
+  }
+
+  /**
+   * A report dir of a session this term never saw registered and that holds no task may belong to a
+   * worker between creating its dir and registering: it is fenced only once it is older than any
+   * session could live unregistered. A retry is scheduled for then.
+   */
+  private async dirIsStale(dirName: string): Promise<boolean> {
+    const stat = await this.client.exists(`${this.layout.reports}/${dirName}`);
+    if (!stat) return false;
+    const age = Date.now() - stat.ctime;
+    if (age >= UNREGISTERED_DIR_GRACE_MS) return true;
+    if (!this.staleDirTimer) {
+      this.staleDirTimer = setTimeout(() => {
+        this.staleDirTimer = undefined;
+        this.kick();
+      }, UNREGISTERED_DIR_GRACE_MS - age + 100);
+      this.staleDirTimer.unref();
+    }
+    return false;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Writes
+
+  private guard(): void {
+    if (this.stopped || this.leadership.signal.aborted) throw new NotLeaderError("leadership ended");
+    if (this.client.sessionId !== this.leadership.sessionId) throw new NotLeaderError("session changed");
+  }
+
+  private async writeResults(results: TaskStatus[]): Promise<void> {
+    const batches = packResultBatches(results, this.leadership.epoch);
+    await Promise.all(
+      batches.map(async (batch) => {
+        this.guard();
+        this.stats.writes += 1;
+        await this.client.createProtected(
+          `${this.layout.results}/${this.layout.resultNodePrefix}`,
+          encodeResultBatch(batch),
+          "persistent-sequential",
+        );
+      }),
+    );
+    this.stats.finished += results.length;
+  }
+
+  private async writeRequeue(entries: ReturnType<TaskBook["takeHomeless"]>): Promise<void> {
+    const requeued: NonNullable<SubmitBatch["requeued"]> = {};
+    for (const e of entries) requeued[e.id] = { attemptsUsed: e.attemptsUsed, submittedAt: e.submittedAt };
+    const batch: SubmitBatch = {
+      v: 1,
+      batchId: newBatchId(),
+      submittedAt: Date.now(),
+      submitter: `leader@${this.leadership.epoch}`,
+      tasks: entries.map((e) => e.spec),
+      requeued,
+    };
+    this.guard();
+    this.stats.writes += 1;
+    const path = await this.client.createProtected(
+      `${this.layout.queue}/${this.layout.queueNodePrefix}`,
+      encodeSubmitBatch(batch),
+      "persistent-sequential",
+    );
+    const node = path.slice(path.lastIndexOf("/") + 1);
+    this.seenQueueNodes.add(node);
+    this.book.rehome(node, entries);
+  }
+
+  private async writeAssignment(worker: string): Promise<void> {
+    const path = this.layout.assign(worker);
+    const slot = this.book.workers.get(worker);
+    const version = this.assignVersions.get(worker);
+    this.guard();
+    this.stats.writes += 1;
+    if (!slot) {
+      if (version === undefined) return;
+      try {
+        await this.client.delete(path, version);
+      } catch (err) {
+        if (!errors.isNoNode(err)) throw err;
+      }
+      this.assignVersions.delete(worker);
+      return;
+    }
+    const data = encodeAssignment({
+      v: 1,
+      epoch: this.leadership.epoch,
+      worker,
+      session: slot.session,
+      tasks: this.book.assignmentFor(worker),
+    });
+    if (version === undefined) {
+      try {
+        await this.client.create(path, data, "persistent");
+        this.assignVersions.set(worker, 0);
+        return;
+      } catch (err) {
+        if (!errors.isNodeExists(err)) throw err;
+        throw new NotLeaderError(`assignment of ${worker} was created by someone else`);
+      }
+    }
+    const stat = await this.client.set(path, data, version);
+    this.assignVersions.set(worker, stat.version);
+  }
+
+  /** After a connection loss: learn the versions of assignment nodes whose last write may have landed. */
+  private async refreshAssignVersions(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await Promise.all(
+        [...this.assignVersions.keys()].map(async (worker) => {
+          const got = await getOrNull(this.client, this.layout.assign(worker));
+          if (!got) {
+            this.assignVersions.delete(worker);
+            this.dirtyAssign.add(worker);
+            return;
+          }
+          const decoded = decodeAssignment(got.data);
+          if (decoded.ok && decoded.value.epoch > this.leadership.epoch) {
+            throw new NotLeaderError(`assignment of ${worker} was written by epoch ${decoded.value.epoch}`);
+          }
+          this.assignVersions.set(worker, got.stat.version);
+          this.dirtyAssign.add(worker);
+        }),
+      );
+    } catch (err) {
+      if (err instanceof NotLeaderError) this.fail(err);
+      else this.log("warn", "could not refresh assignment versions", { error: String(err) });
+    }
+  }
+
+  private async deleteQuietly(path: string): Promise<void> {
+    try {
+      this.stats.writes += 1;
+      await this.client.delete(path);
+    } catch (err) {
+      if (!errors.isNoNode(err)) throw err;
+    }
+  }
+
+  private async deleteDir(dirName: string): Promise<void> {
+    this.dirs.get(dirName)?.watch?.stop();
+    this.stats.writes += 1;
+    await this.client.deleteRecursive(`${this.layout.reports}/${dirName}`);
+    this.dirs.delete(dirName);
+  }
+
+  private updateStats(): void {
+    const c = this.book.counts();
+    this.stats.queued = c.queued;
+    this.stats.assigned = c.assigned;
+    this.stats.running = c.running;
+    this.stats.workers = this.book.workers.size;
+  }
+}
+
+function bySequence(a: string, b: string): number {
+  return (parseSequence(a) ?? 0) - (parseSequence(b) ?? 0);
+}
+
+async function getOrNull(client: ZkClient, path: string) {
+  try {
+    return await client.get(path);
+  } catch (err) {
+    if (errors.isNoNode(err)) return null;
+    throw err;
+  }
+}
+
+/** Runs `fn` over items with at most `limit` in flight: pipelined reads without an unbounded burst. */
+export async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  });
+  await Promise.all(lanes);
+}

@@ -1,0 +1,177 @@
+import { hostname } from "node:os";
+import type { LeaderElection, Leadership, ZkClient } from "@zkgrid/core";
+import { connect } from "@zkgrid/core";
+import type { GridLayout } from "@zkgrid/protocol";
+import { assertWorkerName, encodeMasterInfo, gridLayout } from "@zkgrid/protocol";
+import { GridLeader, type LeaderStats } from "./leader.js";
+import type { Logger } from "./logger.js";
+
+export interface MasterOptions {
+  /** A name for this master, shown to operators (same rules as a worker name). */
+  name: string;
+  /** ZooKeeper connect string; default "127.0.0.1:2181". */
+  connectString?: string;
+  /** The grid's root path; default "/zkgrid". */
+  root?: string;
+  sessionTimeoutMs?: number;
+  /** Digest credentials "user:password". */
+  auth?: string;
+  logger?: Logger;
+  /** Use this client instead of connecting; it is not closed by stop(). */
+  client?: ZkClient;
+  /** Published in the master's election node for dashboards. */
+  httpPort?: number;
+}
+
+export type MasterRole = "starting" | "standby" | "leader" | "stopped";
+
+/**
+ * A master: joins the election and, while it leads, runs the grid (see GridLeader). Standbys wait
+ * watching only their predecessor, so a leader's death wakes exactly one of them.
+ */
+export class Master {
+  private role_: MasterRole = "starting";
+  private leader: GridLeader | undefined;
+  private readonly listeners = new Set<(role: MasterRole) => void>();
+  private loop: Promise<void> | undefined;
+
+  private constructor(
+    readonly name: string,
+    readonly client: ZkClient,
+    readonly layout: GridLayout,
+    private readonly election: LeaderElection,
+    private readonly ownsClient: boolean,
+    private readonly log: Logger,
+  ) {}
+
+  /** Joins the election; resolves once this master is a candidate (leader or standby). */
+  static async start(options: MasterOptions): Promise<Master> {
+    assertWorkerName(options.name);
+    const log: Logger = options.logger ?? (() => {});
+    const layout = gridLayout(options.root ?? "/zkgrid");
+    const client =
+      options.client ??
+      (await connect({
+        connectString: options.connectString ?? "127.0.0.1:2181",
+        sessionTimeoutMs: options.sessionTimeoutMs ?? 10_000,
+        auth: options.auth,
+        logger: (level, msg, fields) => log(level, msg, { ...fields, master: options.name }),
+      }));
+    await client.ensurePath(layout.masters);
+    const info = encodeMasterInfo({
+      v: 1,
+      name: options.name,
+      host: hostname(),
+      pid: process.pid,
+      startedAt: Date.now(),
+      ...(options.httpPort !== undefined ? { httpPort: options.httpPort } : {}),
+    });
+    const election = client.election(layout.masters, { data: info });
+    const master = new Master(options.name, client, layout, election, !options.client, log);
+    master.loop = master.follow();
+    master.setRole(election.isLeader ? "leader" : "standby");
+    return master;
+  }
+
+  get role(): MasterRole {
+    return this.role_;
+  }
+
+  get isLeader(): boolean {
+    return this.role_ === "leader";
+  }
+
+  /** The current leader term's counters, while this master leads. */
+  stats(): LeaderStats | undefined {
+    return this.leader?.stats;
+  }
+
+  /** Calls `listener` on every role change; returns an unsubscribe function. */
+  onRole(listener: (role: MasterRole) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once this master leads and has rebuilt the grid's state. */
+  async leading(): Promise<void> {
+    if (this.role_ === "leader" && this.leader) return;
+    await new Promise<void>((resolve) => {
+      const off = this.onRole((r) => {
+        if (r === "leader") {
+          off();
+          resolve();
+        }
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.role_ === "stopped") return;
+    await this.leader?.stop();
+    this.leader = undefined;
+    await this.election.stop();
+    this.setRole("stopped");
+    if (this.ownsClient) await this.client.close();
+    await this.loop?.catch(() => {});
+  }
+
+  private setRole(role: MasterRole): void {
+    if (this.role_ === role || this.role_ === "stopped") return;
+    this.role_ = role;
+    this.log("info", `role: ${role}`, { master: this.name });
+    for (const l of this.listeners) l(role);
+  }
+
+  private async follow(): Promise<void> {
+    for await (const ev of this.election) {
+      if (this.role_ === "stopped") break;
+      switch (ev.type) {
+        case "elected":
+          await this.lead(ev.leadership);
+          break;
+        case "suspended":
+          this.leader?.suspend();
+          break;
+        case "resumed":
+          this.leader?.resume();
+          break;
+        case "lost":
+          await this.leader?.stop();
+          this.leader = undefined;
+          this.setRole("standby");
+          break;
+      }
+    }
+  }
+
+  /** Starts a leader term; a term that ends while leadership holds (a refused write) starts over. */
+  private async lead(leadership: Leadership): Promise<void> {
+    while (!leadership.signal.aborted && this.role_ !== "stopped") {
+      const leader = new GridLeader(this.client, this.layout, leadership, this.log);
+      this.leader = leader;
+      try {
+        await leader.start();
+        this.setRole("leader");
+      } catch (err) {
+        this.log("error", "takeover failed; retrying", { error: String(err) });
+        await leader.stop();
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      // Returns to the election loop; the term runs on until lost or refused.
+      void leader.finished().then(() => {
+        if (this.leader === leader && !leadership.signal.aborted && this.role_ !== "stopped") {
+          this.log("warn", "leader term ended while still elected; rebuilding state", {});
+          this.leader = undefined;
+          void this.lead(leadership);
+        }
+      });
+      return;
+    }
+  }
+}
+
+/** Starts a master (see Master). */
+export function startMaster(options: MasterOptions): Promise<Master> {
+  return Master.start(options);
+}

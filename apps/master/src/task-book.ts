@@ -1,0 +1,413 @@
+import type { AssignedTask, StatusUpdate, TaskSpec, TaskStatus } from "@zkgrid/protocol";
+import { DEFAULT_MAX_ATTEMPTS, MAX_NODE_BYTES } from "@zkgrid/protocol";
+
+/** Where a task stands in the leader's memory. Final tasks keep only their id. */
+export interface TaskEntry {
+  id: string;
+  spec: TaskSpec;
+  /** The queue node the task came from; the node is deleted once none of its tasks is queued. */
+  queueNode: string;
+  /** Order of arrival: queue sequence, then index inside the batch (FIFO within a priority). */
+  order: number;
+  submittedAt: number;
+  state: "queued" | "assigned" | "running";
+  /** Attempts used so far; the next hand-out is attempt `attemptsUsed + 1`. */
+  attemptsUsed: number;
+  worker?: string;
+  session?: string;
+  assignedAt?: number;
+  startedAt?: number;
+  /** Encoded size of the task's AssignedTask, so assignment nodes stay under the node limit. */
+  bytes: number;
+}
+
+export interface WorkerSlot {
+  name: string;
+  session: string;
+  capacity: number;
+  labels: ReadonlySet<string>;
+  /** Ids of the tasks in this worker's assignment node. */
+  tasks: Set<string>;
+  bytes: number;
+}
+
+/** The fixed JSON overhead of an Assignment around its tasks (`{"v":1,"epoch":…}`), generously rounded. */
+const ASSIGNMENT_OVERHEAD = 512;
+
+/**
+ * The leader's in-memory view of every unfinished task, and the scheduling rule: priority first,
+ * FIFO within a priority, to the least loaded live worker whose labels cover the task's.
+ *
+ * It does no I/O: the leader feeds it what it reads from ZooKeeper and writes what it returns, so the
+ * scheduling rule is tested without a server.
+ */
+export class TaskBook {
+  readonly tasks = new Map<string, TaskEntry>();
+  /** Ids that reached a final state; a task submitted again under one of them is dropped. */
+  readonly finished = new Set<string>();
+  readonly workers = new Map<string, WorkerSlot>();
+  /** Queued ids per priority, each list in arrival order. */
+  private readonly queues = new Map<number, TaskEntry[]>();
+  /** Queue node → ids from it still queued (present only while the node still holds unassigned work). */
+  private readonly queueNodes = new Map<string, Set<string>>();
+  /** Queue nodes whose every task is assigned or final: ready to delete. */
+  readonly drainedQueueNodes = new Set<string>();
+  /**
+   * Tasks put back in the queue whose only durable record is an assignment about to be rewritten.
+   * The leader writes them to a queue node of their own before it rewrites that assignment.
+   */
+  private readonly homeless = new Set<string>();
+
+  get queuedCount(): number {
+    let n = 0;
+    for (const q of this.queues.values()) n += q.length;
+    return n;
+  }
+
+  /** A queue node was read; its tasks are queued unless known. Returns the ids that were new. */
+  addQueueNode(
+    node: string,
+    seq: number,
+    tasks: TaskSpec[],
+    submittedAt: number,
+    requeued?: Record<string, { attemptsUsed: number; submittedAt: number }>,
+  ): string[] {
+    const fresh: string[] = [];
+    const pending = new Set<string>();
+    tasks.forEach((spec, index) => {
+      if (this.tasks.has(spec.id) || this.finished.has(spec.id)) return;
+      const entry: TaskEntry = {
+        id: spec.id,
+        spec,
+        queueNode: node,
+        order: seq * 10_000 + index,
+        submittedAt: requeued?.[spec.id]?.submittedAt ?? submittedAt,
+        state: "queued",
+        attemptsUsed: requeued?.[spec.id]?.attemptsUsed ?? 0,
+        bytes: assignedTaskBytes(spec, submittedAt),
+      };
+      this.tasks.set(spec.id, entry);
+      this.enqueue(entry);
+      pending.add(spec.id);
+      fresh.push(spec.id);
+    });
+    if (pending.size > 0) this.queueNodes.set(node, pending);
+    else this.drainedQueueNodes.add(node);
+    return fresh;
+  }
+
+  /** A task found in an assignment node on takeover. */
+  adoptAssigned(worker: string, session: string, task: AssignedTask, queueNode: string): void {
+    if (this.finished.has(task.id)) return;
+    const existing = this.tasks.get(task.id);
+    if (existing && existing.state !== "queued" && existing.attemptsUsed >= task.attempt) return;
+    if (existing?.state === "queued") this.unqueue(existing);
+    const entry: TaskEntry = {
+      id: task.id,
+      spec: task.spec,
+      queueNode: existing?.queueNode ?? queueNode,
+      order: existing?.order ?? 0,
+      submittedAt: task.submittedAt,
+      state: "assigned",
+      attemptsUsed: task.attempt,
+      worker,
+      session,
+      assignedAt: task.assignedAt,
+      bytes: assignedTaskBytes(task.spec, task.submittedAt),
+    };
+    this.tasks.set(task.id, entry);
+  }
+
+  markFinished(id: string): void {
+    const entry = this.tasks.get(id);
+    if (entry) {
+      if (entry.state === "queued") this.unqueue(entry);
+      this.detachFromWorker(entry);
+      this.tasks.delete(id);
+    }
+    this.finished.add(id);
+  }
+
+  isKnown(id: string): boolean {
+    return this.tasks.has(id) || this.finished.has(id);
+  }
+
+  /**
+   * A worker update. Returns the final TaskStatus to publish when the update ends the task, or
+   * undefined. Updates from a session that no longer holds the task are ignored (fencing).
+   */
+  applyUpdate(worker: string, session: string, u: StatusUpdate): TaskStatus | undefined {
+    const entry = this.tasks.get(u.id);
+    if (!entry || entry.worker !== worker || entry.session !== session || entry.attemptsUsed !== u.attempt) {
+      return undefined;
+    }
+    switch (u.state) {
+      case "running":
+        entry.state = "running";
+        entry.startedAt = u.startedAt ?? u.at;
+        return undefined;
+      case "returned":
+        // A task handed back unstarted keeps its attempt; one that had started used it up.
+        if (u.startedAt === undefined) entry.attemptsUsed -= 1;
+        return this.requeue(entry, "worker returned it");
+      default: {
+        const status = finalStatus(entry, u.state, {
+          exitCode: u.exitCode,
+          signal: u.signal,
+          reason: u.error,
+          startedAt: u.startedAt ?? entry.startedAt,
+          finishedAt: u.finishedAt ?? u.at,
+          outputDir: u.outputDir,
+          stdoutTail: u.stdoutTail,
+          stderrTail: u.stderrTail,
+          output: u.output,
+        });
+        this.markFinished(entry.id);
+        return status;
+      }
+    }
+  }
+
+  /** The worker session holding these tasks is gone: hand them out again or fail them. */
+  loseSession(worker: string, session: string): TaskStatus[] {
+    const finals: TaskStatus[] = [];
+    for (const entry of [...this.tasks.values()]) {
+      if (entry.worker !== worker || entry.session !== session) continue;
+      const status = this.requeue(entry, "worker lost");
+      if (status) finals.push(status);
+    }
+    return finals;
+  }
+
+  private requeue(entry: TaskEntry, why: string): TaskStatus | undefined {
+    this.detachFromWorker(entry);
+    const max = entry.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    if (entry.attemptsUsed >= max) {
+      const status = finalStatus(entry, "failed", {
+        reason: `${why} after ${entry.attemptsUsed} attempt${entry.attemptsUsed === 1 ? "" : "s"} (maxAttempts ${max})`,
+        finishedAt: Date.now(),
+      });
+      this.markFinished(entry.id);
+      return status;
+    }
+    entry.state = "queued";
+    entry.worker = undefined;
+    entry.session = undefined;
+    entry.assignedAt = undefined;
+    entry.startedAt = undefined;
+    this.enqueue(entry);
+    this.homeless.add(entry.id);
+    return undefined;
+  }
+
+  /** Requeued tasks that still need a queue node of their own (see `homeless`). */
+  takeHomeless(): TaskEntry[] {
+    const out: TaskEntry[] = [];
+    for (const id of this.homeless) {
+      const e = this.tasks.get(id);
+      if (e) out.push(e);
+    }
+    this.homeless.clear();
+    return out;
+  }
+
+  /** The requeued tasks now live in queue node `node`. */
+  rehome(node: string, entries: TaskEntry[]): void {
+    const pending = new Set<string>();
+    for (const e of entries) {
+      e.queueNode = node;
+      if (e.state === "queued") pending.add(e.id);
+    }
+    if (pending.size > 0) this.queueNodes.set(node, pending);
+    else this.drainedQueueNodes.add(node);
+  }
+
+  /** Registers or refreshes a live worker. A new session of the same name starts empty. */
+  setWorker(name: string, session: string, capacity: number, labels: string[]): WorkerSlot {
+    const existing = this.workers.get(name);
+    if (existing && existing.session === session) {
+      existing.capacity = capacity;
+      existing.labels = new Set(labels);
+      return existing;
+    }
+    const slot: WorkerSlot = { name, session, capacity, labels: new Set(labels), tasks: new Set(), bytes: 0 };
+    this.workers.set(name, slot);
+    return slot;
+  }
+
+  removeWorker(name: string): void {
+    this.workers.delete(name);
+  }
+
+  /** Rebuilds each worker slot's task set from the task table (after adopting assignments). */
+  attachAssigned(): void {
+    for (const slot of this.workers.values()) {
+      slot.tasks.clear();
+      slot.bytes = 0;
+    }
+    for (const entry of this.tasks.values()) {
+      if (entry.state === "queued" || !entry.worker) continue;
+      const slot = this.workers.get(entry.worker);
+      if (slot && slot.session === entry.session) {
+        slot.tasks.add(entry.id);
+        slot.bytes += entry.bytes;
+      }
+    }
+  }
+
+  /**
+   * Hands queued tasks to workers with free capacity. Returns the workers whose assignment changed.
+   * Priority first, FIFO within a priority, least loaded eligible worker first.
+   */
+  schedule(now: number): Set<string> {
+    const changed = new Set<string>();
+    const open = [...this.workers.values()].filter((w) => w.tasks.size < w.capacity);
+    if (open.length === 0) return changed;
+    const priorities = [...this.queues.keys()].sort((a, b) => b - a);
+    for (const priority of priorities) {
+      const queue = this.queues.get(priority);
+      if (!queue) continue;
+      const kept: TaskEntry[] = [];
+      let i = 0;
+      for (; i < queue.length && open.length > 0; i++) {
+        const entry = queue[i] as TaskEntry;
+        const worker = pickWorker(open, entry);
+        if (!worker) {
+          kept.push(entry);
+          continue;
+        }
+        entry.state = "assigned";
+        entry.attemptsUsed += 1;
+        entry.worker = worker.name;
+        entry.session = worker.session;
+        entry.assignedAt = now;
+        worker.tasks.add(entry.id);
+        worker.bytes += entry.bytes;
+        changed.add(worker.name);
+        this.noteLeftQueue(entry);
+        if (worker.tasks.size >= worker.capacity) open.splice(open.indexOf(worker), 1);
+      }
+      const rest = kept.concat(queue.slice(i));
+      if (rest.length > 0) this.queues.set(priority, rest);
+      else this.queues.delete(priority);
+      if (open.length === 0) break;
+    }
+    return changed;
+  }
+
+  /** The AssignedTask list for a worker's assignment node. */
+  assignmentFor(worker: string): AssignedTask[] {
+    const slot = this.workers.get(worker);
+    if (!slot) return [];
+    const out: AssignedTask[] = [];
+    for (const id of slot.tasks) {
+      const e = this.tasks.get(id);
+      if (!e) continue;
+      out.push({
+        id: e.id,
+        attempt: e.attemptsUsed,
+        assignedAt: e.assignedAt ?? Date.now(),
+        submittedAt: e.submittedAt,
+        spec: e.spec,
+      });
+    }
+    return out;
+  }
+
+  /** Counts for status output and tests. */
+  counts(): Record<"queued" | "assigned" | "running", number> {
+    const c = { queued: 0, assigned: 0, running: 0 };
+    for (const e of this.tasks.values()) c[e.state] += 1;
+    return c;
+  }
+
+  private enqueue(entry: TaskEntry): void {
+    const priority = entry.spec.priority ?? 0;
+    let q = this.queues.get(priority);
+    if (!q) {
+      q = [];
+      this.queues.set(priority, q);
+    }
+    // Requeued tasks go back in arrival order, so a lost task is not starved by later ones.
+    if (q.length === 0 || (q[q.length - 1] as TaskEntry).order <= entry.order) q.push(entry);
+    else q.splice(lowerBound(q, entry.order), 0, entry);
+  }
+
+  private unqueue(entry: TaskEntry): void {
+    const q = this.queues.get(entry.spec.priority ?? 0);
+    if (!q) return;
+    const i = q.indexOf(entry);
+    if (i >= 0) q.splice(i, 1);
+    if (q.length === 0) this.queues.delete(entry.spec.priority ?? 0);
+    this.noteLeftQueue(entry);
+  }
+
+  private noteLeftQueue(entry: TaskEntry): void {
+    const pending = this.queueNodes.get(entry.queueNode);
+    if (!pending) return;
+    pending.delete(entry.id);
+    if (pending.size === 0) {
+      this.queueNodes.delete(entry.queueNode);
+      this.drainedQueueNodes.add(entry.queueNode);
+    }
+  }
+
+  private detachFromWorker(entry: TaskEntry): void {
+    if (!entry.worker) return;
+    const slot = this.workers.get(entry.worker);
+    if (slot && slot.session === entry.session && slot.tasks.delete(entry.id)) slot.bytes -= entry.bytes;
+  }
+}
+
+function pickWorker(open: WorkerSlot[], entry: TaskEntry): WorkerSlot | undefined {
+  const need = entry.spec.labels ?? [];
+  let best: WorkerSlot | undefined;
+  let bestLoad = Number.POSITIVE_INFINITY;
+  for (const w of open) {
+    if (!need.every((l) => w.labels.has(l))) continue;
+    if (w.bytes + entry.bytes + ASSIGNMENT_OVERHEAD > MAX_NODE_BYTES) continue;
+    const load = w.tasks.size / w.capacity;
+    if (load < bestLoad) {
+      best = w;
+      bestLoad = load;
+    }
+  }
+  return best;
+}
+
+function lowerBound(q: TaskEntry[], order: number): number {
+  let lo = 0;
+  let hi = q.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((q[mid] as TaskEntry).order < order) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function assignedTaskBytes(spec: TaskSpec, submittedAt: number): number {
+  const sample: AssignedTask = { id: spec.id, attempt: 100, assignedAt: submittedAt, submittedAt, spec };
+  return Buffer.byteLength(JSON.stringify(sample)) + 1;
+}
+
+export function finalStatus(
+  entry: Pick<TaskEntry, "id" | "spec" | "attemptsUsed" | "worker" | "submittedAt" | "assignedAt">,
+  state: TaskStatus["state"],
+  extra: Partial<TaskStatus>,
+): TaskStatus {
+  const status: TaskStatus = {
+    v: 1,
+    id: entry.id,
+    state,
+    attempt: entry.attemptsUsed,
+    worker: entry.worker,
+    submittedAt: entry.submittedAt,
+    assignedAt: entry.assignedAt,
+    meta: entry.spec.meta,
+    ...extra,
+  };
+  // JSON drops undefined anyway; removing them keeps equality checks in tests simple.
+  for (const k of Object.keys(status) as (keyof TaskStatus)[]) if (status[k] === undefined) delete status[k];
+  return status;
+}

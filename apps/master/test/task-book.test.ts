@@ -1,0 +1,147 @@
+import type { TaskSpec } from "@zkgrid/protocol";
+import { describe, expect, it } from "vitest";
+import { TaskBook } from "../src/task-book.js";
+
+const task = (id: string, extra: Partial<TaskSpec> = {}): TaskSpec => ({ id, cmd: "true", ...extra });
+
+function assigned(book: TaskBook, worker: string): string[] {
+  return book.assignmentFor(worker).map((t) => t.id);
+}
+
+describe("TaskBook scheduling", () => {
+  it("hands out higher priority first and FIFO within a priority", () => {
+    const book = new TaskBook();
+    book.addQueueNode("q1", 1, [task("a"), task("b", { priority: 5 }), task("c")], 1);
+    book.addQueueNode("q2", 2, [task("d", { priority: 5 }), task("e")], 2);
+    book.setWorker("w1", "s1", 3, []);
+    book.schedule(10);
+    expect(assigned(book, "w1")).toEqual(["b", "d", "a"]);
+    expect(book.counts()).toEqual({ queued: 2, assigned: 3, running: 0 });
+  });
+
+  it("gives each task to the least loaded worker whose labels cover it", () => {
+    const book = new TaskBook();
+    book.setWorker("gpu", "s1", 4, ["gpu", "linux"]);
+    book.setWorker("plain", "s2", 4, ["linux"]);
+    book.addQueueNode("q1", 1, [task("g1", { labels: ["gpu"] }), task("x1"), task("x2"), task("x3")], 1);
+    book.schedule(1);
+    expect(assigned(book, "gpu")).toContain("g1");
+    expect(assigned(book, "plain").length + assigned(book, "gpu").length).toBe(4);
+    // Balanced: neither worker holds three of the four.
+    expect(Math.abs(assigned(book, "plain").length - assigned(book, "gpu").length)).toBeLessThanOrEqual(1);
+  });
+
+  it("keeps a task queued while no live worker has its labels, without blocking others", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 2, []);
+    book.addQueueNode("q1", 1, [task("needs-gpu", { labels: ["gpu"] }), task("any")], 1);
+    book.schedule(1);
+    expect(assigned(book, "w1")).toEqual(["any"]);
+    expect(book.counts().queued).toBe(1);
+    book.setWorker("g", "s9", 1, ["gpu"]);
+    book.schedule(2);
+    expect(assigned(book, "g")).toEqual(["needs-gpu"]);
+  });
+
+  it("never exceeds a worker's capacity", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 2, []);
+    book.addQueueNode("q1", 1, ["a", "b", "c", "d"].map((id) => task(id)), 1);
+    book.schedule(1);
+    expect(assigned(book, "w1")).toHaveLength(2);
+    const a = book.assignmentFor("w1")[0];
+    expect(a?.attempt).toBe(1);
+    book.applyUpdate("w1", "s1", { id: a?.id ?? "", attempt: 1, state: "succeeded", at: 5, exitCode: 0 });
+    book.schedule(6);
+    expect(assigned(book, "w1")).toHaveLength(2);
+    expect(book.counts().queued).toBe(1);
+  });
+
+  it("drops a task whose id is already known, so submitting is idempotent", () => {
+    const book = new TaskBook();
+    expect(book.addQueueNode("q1", 1, [task("same")], 1)).toEqual(["same"]);
+    expect(book.addQueueNode("q2", 2, [task("same", { cmd: "echo other" })], 2)).toEqual([]);
+    expect(book.drainedQueueNodes.has("q2")).toBe(true);
+    book.markFinished("same");
+    expect(book.addQueueNode("q3", 3, [task("same")], 3)).toEqual([]);
+  });
+
+  it("marks a queue node drained once all its tasks are assigned", () => {
+    const book = new TaskBook();
+    book.addQueueNode("q1", 1, [task("a"), task("b")], 1);
+    book.setWorker("w1", "s1", 1, []);
+    book.schedule(1);
+    expect(book.drainedQueueNodes.has("q1")).toBe(false);
+    book.setWorker("w2", "s2", 1, []);
+    book.schedule(2);
+    expect(book.drainedQueueNodes.has("q1")).toBe(true);
+  });
+});
+
+describe("TaskBook failures", () => {
+  it("hands a lost worker's task out again with the next attempt number", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 1, []);
+    book.addQueueNode("q1", 1, [task("t")], 1);
+    book.schedule(1);
+    book.applyUpdate("w1", "s1", { id: "t", attempt: 1, state: "running", at: 2, startedAt: 2 });
+    book.removeWorker("w1");
+    expect(book.loseSession("w1", "s1")).toEqual([]);
+    const homeless = book.takeHomeless();
+    expect(homeless.map((e) => e.id)).toEqual(["t"]);
+    book.rehome("q9", homeless);
+    book.setWorker("w2", "s2", 1, []);
+    book.schedule(3);
+    expect(book.assignmentFor("w2")).toMatchObject([{ id: "t", attempt: 2 }]);
+    expect(book.drainedQueueNodes.has("q9")).toBe(true);
+  });
+
+  it("fails a task once its worker was lost maxAttempts times", () => {
+    const book = new TaskBook();
+    book.addQueueNode("q1", 1, [task("t", { maxAttempts: 2 })], 1);
+    for (const [w, s] of [
+      ["w1", "s1"],
+      ["w2", "s2"],
+    ] as const) {
+      book.setWorker(w, s, 1, []);
+      book.schedule(1);
+      book.removeWorker(w);
+      const finals = book.loseSession(w, s);
+      if (s === "s2") {
+        expect(finals).toHaveLength(1);
+        expect(finals[0]).toMatchObject({ id: "t", state: "failed", attempt: 2 });
+        expect(finals[0]?.reason).toContain("worker lost after 2 attempts");
+      } else {
+        expect(finals).toEqual([]);
+      }
+    }
+    expect(book.isKnown("t")).toBe(true);
+    expect(book.tasks.has("t")).toBe(false);
+  });
+
+  it("keeps the attempt of a task handed back before it started", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 1, []);
+    book.addQueueNode("q1", 1, [task("t")], 1);
+    book.schedule(1);
+    book.applyUpdate("w1", "s1", { id: "t", attempt: 1, state: "returned", at: 2 });
+    book.setWorker("w2", "s2", 1, []);
+    book.removeWorker("w1");
+    book.schedule(3);
+    expect(book.assignmentFor("w2")).toMatchObject([{ id: "t", attempt: 1 }]);
+  });
+
+  it("ignores a report from a session that no longer holds the task", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 1, []);
+    book.addQueueNode("q1", 1, [task("t")], 1);
+    book.schedule(1);
+    book.removeWorker("w1");
+    book.loseSession("w1", "s1");
+    book.setWorker("w1", "s2", 1, []);
+    book.schedule(2);
+    expect(book.applyUpdate("w1", "s1", { id: "t", attempt: 1, state: "succeeded", at: 3, exitCode: 0 })).toBeUndefined();
+    const final = book.applyUpdate("w1", "s2", { id: "t", attempt: 2, state: "succeeded", at: 4, exitCode: 0 });
+    expect(final).toMatchObject({ id: "t", state: "succeeded", attempt: 2, worker: "w1", exitCode: 0 });
+  });
+});

@@ -1,0 +1,372 @@
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import type { TaskStatus } from "@zkgrid/protocol";
+import packageJson from "../package.json" with { type: "json" };
+import { InvalidTaskError, WaitTimeoutError } from "./errors.js";
+import { connectGrid, type GridClient } from "./grid-client.js";
+import { parseTaskText, TaskTextError } from "./task-text.js";
+import { prepareTasks, type TaskInput } from "./tasks.js";
+
+const PROGRAM = "zkgrid-submit";
+/** Shorter than the library's default: someone is waiting at a prompt. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
+
+export const USAGE = `Usage: ${PROGRAM} [options] < tasks
+       ${PROGRAM} --cmd <command> [task flags] [--wait]
+
+Submits tasks to a zkgrid and prints their ids, one per line (with --wait: their results).
+
+Tasks come from stdin or --file: one JSON object, NDJSON (one task per line, blank lines
+ignored), or a JSON array. A task is {"cmd": "..."} or {"handler": "...", "input": ...} with the
+optional fields of TaskSpec in docs/protocol.md; a task without "id" gets a new one.
+
+One task from flags:
+  --cmd <command>         run with /bin/sh -c (or, with --arg, as a program without a shell)
+  --arg <arg>             an argument for --cmd; repeatable (--arg=-x for one starting with "-")
+  --handler <name>        an in-process handler on the worker, instead of --cmd
+  --input <json>          the handler's input, as JSON
+  --env <K=V>             an environment variable; repeatable
+  --cwd <dir>             working directory (a relative one is inside the task's output folder)
+  --timeout <ms>          kill the task after this many milliseconds
+  --max-attempts <n>      how many times the task may be handed out (default 3)
+  --label <label>         a label the worker must have; repeatable
+  --priority <n>          -1000..1000, higher runs first (default 0)
+  --id <id>               the task's id, an idempotency key (default: a new id)
+  --meta <k=v>            free metadata, returned with the result; repeatable
+
+Input:
+  -f, --file <path>       read tasks from a file ("-" for stdin); repeatable
+
+Waiting:
+  -w, --wait              wait for every task and print each result as it arrives
+      --json              with --wait: print each result as one TaskStatus JSON line
+      --wait-timeout <ms> with --wait: give up after this long (the tasks keep running)
+
+Grid:
+  --connect <hosts>       ZooKeeper connect string (env ZKGRID_CONNECT, default 127.0.0.1:2181)
+  --root <path>           the grid's root znode (env ZKGRID_ROOT, default /zkgrid)
+  --auth <user:password>  digest credentials (env ZKGRID_AUTH)
+  --connect-timeout <ms>  give up when no ZooKeeper session is made by then (default 15000)
+
+  -h, --help              print this help
+  -V, --version           print the version
+
+Exit status: 0 when submitted (with --wait: when every task succeeded); 1 when a task did not
+succeed, the wait timed out, or the grid could not be reached; 2 for bad usage or invalid input,
+in which case nothing is submitted.
+
+Examples:
+  echo '{"cmd":"ps aux"}' | ${PROGRAM}
+  ${PROGRAM} --cmd "echo hi" --wait
+  ${PROGRAM} --cmd convert --arg in.png --arg out.jpg --label imagemagick
+  ${PROGRAM} --file tasks.ndjson --wait --json > results.ndjson
+`;
+
+const OPTIONS = {
+  cmd: { type: "string" },
+  arg: { type: "string", multiple: true },
+  handler: { type: "string" },
+  input: { type: "string" },
+  env: { type: "string", multiple: true },
+  cwd: { type: "string" },
+  timeout: { type: "string" },
+  "max-attempts": { type: "string" },
+  label: { type: "string", multiple: true },
+  priority: { type: "string" },
+  id: { type: "string" },
+  meta: { type: "string", multiple: true },
+  file: { type: "string", short: "f", multiple: true },
+  wait: { type: "boolean", short: "w" },
+  json: { type: "boolean" },
+  "wait-timeout": { type: "string" },
+  connect: { type: "string" },
+  root: { type: "string" },
+  auth: { type: "string" },
+  "connect-timeout": { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
+
+type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; strict: true }>>["values"];
+
+/** The flags that describe a task, by the TaskSpec field they fill. */
+const FLAG_OF_FIELD: Record<string, string> = {
+  id: "--id",
+  cmd: "--cmd",
+  args: "--arg",
+  handler: "--handler",
+  input: "--input",
+  env: "--env",
+  cwd: "--cwd",
+  timeoutMs: "--timeout",
+  maxAttempts: "--max-attempts",
+  labels: "--label",
+  priority: "--priority",
+  meta: "--meta",
+};
+
+/** What the command reads and writes; a test can pass its own. */
+export interface CliIo {
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  env: NodeJS.ProcessEnv;
+}
+
+/** Bad usage or input: exit status 2, nothing submitted. */
+class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+interface Location {
+  source: string;
+  line: number;
+}
+
+/** Runs the command; resolves with the exit status. */
+export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const fail = (status: number, message: string) => {
+    io.stderr.write(`${PROGRAM}: ${message}\n`);
+    return status;
+  };
+  let flags: Flags;
+  let tasks: TaskInput[] | undefined;
+  try {
+    flags = parseFlags(argv);
+    if (flags.help) {
+      io.stdout.write(USAGE);
+      return 0;
+    }
+    if (flags.version) {
+      io.stdout.write(`${packageJson.version}\n`);
+      return 0;
+    }
+    tasks = await readTasks(flags, io);
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof TaskTextError) return fail(2, err.message);
+    throw err;
+  }
+  if (tasks === undefined) {
+    // Nothing piped in and nothing named: say how, rather than wait for a terminal's input.
+    io.stderr.write(USAGE);
+    return 2;
+  }
+
+  const connectString = flags.connect ?? io.env.ZKGRID_CONNECT ?? "127.0.0.1:2181";
+  const auth = flags.auth ?? io.env.ZKGRID_AUTH;
+  let grid: GridClient;
+  try {
+    grid = await connectGrid({
+      connectString,
+      root: flags.root ?? io.env.ZKGRID_ROOT ?? "/zkgrid",
+      connectTimeoutMs: Number(flags["connect-timeout"] ?? DEFAULT_CONNECT_TIMEOUT_MS),
+      ...(auth ? { auth } : {}),
+    });
+  } catch (err) {
+    return fail(1, `cannot connect to ZooKeeper at ${connectString}: ${messageOf(err)}`);
+  }
+  try {
+    const ids = await grid.submit(tasks);
+    if (!flags.wait) {
+      io.stdout.write(ids.map((id) => `${id}\n`).join(""));
+      return 0;
+    }
+    if (io.stderr.isTTY)
+      io.stderr.write(`submitted ${ids.length} task${ids.length === 1 ? "" : "s"}; waiting\n`);
+    const waitTimeout = flags["wait-timeout"];
+    const results = await grid.wait(ids, {
+      onResult: (status) =>
+        io.stdout.write(flags.json ? `${JSON.stringify(status)}\n` : formatStatus(status)),
+      ...(waitTimeout === undefined ? {} : { timeoutMs: Number(waitTimeout) }),
+    });
+    return [...results.values()].every((status) => status.state === "succeeded") ? 0 : 1;
+  } catch (err) {
+    if (!(err instanceof WaitTimeoutError)) return fail(1, messageOf(err));
+    const more = err.pending.length > 10 ? ` and ${err.pending.length - 10} more` : "";
+    return fail(1, `${err.message} (they keep running): ${err.pending.slice(0, 10).join(" ")}${more}`);
+  } finally {
+    await grid.close();
+  }
+}
+
+/**
+ * The tasks from the flags, the files and stdin, each checked against the protocol; undefined when
+ * there is nothing to read but a terminal. Throws UsageError or TaskTextError naming `file:line`.
+ * Ids stay unset where none was given: `submit` makes them, so that `wait` knows they are new.
+ */
+async function readTasks(flags: Flags, io: CliIo): Promise<TaskInput[] | undefined> {
+  if (!flags.wait && (flags.json || flags["wait-timeout"] !== undefined)) {
+    throw new UsageError(`${flags.json ? "--json" : "--wait-timeout"} needs --wait`);
+  }
+  const flagTask = taskFromFlags(flags);
+  const files = flags.file ?? [];
+  if (flagTask === undefined && files.length === 0 && io.stdin.isTTY) return undefined;
+  const sources = flagTask === undefined && files.length === 0 ? ["-"] : files;
+  if (sources.filter((source) => source === "-").length > 1) {
+    throw new UsageError('"--file -" (stdin) given twice');
+  }
+
+  const inputs: TaskInput[] = flagTask === undefined ? [] : [flagTask];
+  const locations: Array<Location | undefined> = flagTask === undefined ? [] : [undefined];
+  for (const source of sources) {
+    const name = source === "-" ? "stdin" : source;
+    for (const { value, line } of parseTaskText(await readSource(source, io), name)) {
+      inputs.push(value as TaskInput);
+      locations.push({ source: name, line });
+    }
+  }
+  if (inputs.length === 0) {
+    throw new UsageError(`no tasks in ${sources.map((s) => (s === "-" ? "stdin" : s)).join(", ")}`);
+  }
+  try {
+    prepareTasks(inputs);
+    return inputs;
+  } catch (err) {
+    if (!(err instanceof InvalidTaskError)) throw err;
+    const at = locations[err.index];
+    if (at !== undefined) throw new UsageError(err.at(at.source, at.line).message);
+    const flag = FLAG_OF_FIELD[err.field.split(/[.[]/)[0] ?? ""];
+    throw new UsageError(`${flag ?? "task flags"}: ${err.problem}`);
+  }
+}
+
+function parseFlags(argv: readonly string[]): Flags {
+  // `pnpm start -- --cmd x` hands the script its "--" too.
+  const args = joinNegativeNumbers(argv[0] === "--" ? argv.slice(1) : argv);
+  let flags: Flags;
+  try {
+    flags = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError(`${messageOf(err)}\nTry "${PROGRAM} --help".`);
+  }
+  for (const name of ["timeout", "max-attempts", "priority", "wait-timeout", "connect-timeout"] as const) {
+    const value = flags[name];
+    if (value !== undefined && !/^-?\d+$/.test(value)) {
+      throw new UsageError(`--${name}: expected an integer, got ${JSON.stringify(value)}`);
+    }
+  }
+  for (const name of ["wait-timeout", "connect-timeout"] as const) {
+    if (flags[name] !== undefined && Number(flags[name]) <= 0) {
+      throw new UsageError(`--${name}: expected a positive number of milliseconds`);
+    }
+  }
+  return flags;
+}
+
+const VALUE_FLAGS = new Set(
+  Object.entries(OPTIONS)
+    .filter(([, option]) => option.type === "string")
+    .map(([name]) => `--${name}`),
+);
+
+/** `--priority -3` as `--priority=-3`: strict parseArgs takes a value starting with "-" for a flag. */
+function joinNegativeNumbers(argv: readonly string[]): string[] {
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    if (arg === "--") return [...args, ...argv.slice(i)];
+    if (VALUE_FLAGS.has(arg) && next !== undefined && /^-\d+$/.test(next)) {
+      args.push(`${arg}=${next}`);
+      i++;
+    } else args.push(arg);
+  }
+  return args;
+}
+
+/** The task the flags describe, or undefined when neither --cmd nor --handler is given. */
+function taskFromFlags(flags: Flags): TaskInput | undefined {
+  const taskFlags = Object.values(FLAG_OF_FIELD).filter(
+    (flag) => flags[flag.slice(2) as keyof Flags] !== undefined,
+  );
+  if (flags.cmd === undefined && flags.handler === undefined) {
+    if (taskFlags.length > 0) {
+      throw new UsageError(`${taskFlags[0]} describes a task: give --cmd or --handler with it`);
+    }
+    return undefined;
+  }
+  const task: TaskInput = {};
+  if (flags.id !== undefined) task.id = flags.id;
+  if (flags.cmd !== undefined) task.cmd = flags.cmd;
+  if (flags.arg !== undefined) task.args = flags.arg;
+  if (flags.handler !== undefined) task.handler = flags.handler;
+  if (flags.input !== undefined) {
+    try {
+      task.input = JSON.parse(flags.input);
+    } catch (err) {
+      throw new UsageError(`--input: invalid JSON: ${messageOf(err)}`);
+    }
+  }
+  if (flags.env !== undefined) task.env = keyValues("--env", flags.env);
+  if (flags.cwd !== undefined) task.cwd = flags.cwd;
+  if (flags.timeout !== undefined) task.timeoutMs = Number(flags.timeout);
+  if (flags["max-attempts"] !== undefined) task.maxAttempts = Number(flags["max-attempts"]);
+  if (flags.label !== undefined) task.labels = flags.label;
+  if (flags.priority !== undefined) task.priority = Number(flags.priority);
+  if (flags.meta !== undefined) task.meta = keyValues("--meta", flags.meta);
+  return task;
+}
+
+function keyValues(flag: string, pairs: readonly string[]): Record<string, string> {
+  return Object.fromEntries(
+    pairs.map((pair) => {
+      const eq = pair.indexOf("=");
+      if (eq <= 0) throw new UsageError(`${flag}: expected KEY=VALUE, got ${JSON.stringify(pair)}`);
+      return [pair.slice(0, eq), pair.slice(eq + 1)];
+    }),
+  );
+}
+
+async function readSource(source: string, io: CliIo): Promise<string> {
+  if (source === "-") {
+    let text = "";
+    io.stdin.setEncoding("utf8");
+    for await (const chunk of io.stdin) text += chunk;
+    return text;
+  }
+  try {
+    return await readFile(source, "utf8");
+  } catch (err) {
+    throw new UsageError(`cannot read ${source}: ${messageOf(err)}`);
+  }
+}
+
+const TAIL_LINES = 10;
+
+/** `id  state  exit=N  worker  duration`, then the reason and the end of each output stream. */
+export function formatStatus(status: TaskStatus): string {
+  const exit =
+    status.signal !== undefined
+      ? `signal=${status.signal}`
+      : `exit=${status.exitCode === undefined ? "-" : status.exitCode}`;
+  const duration =
+    status.startedAt !== undefined && status.finishedAt !== undefined
+      ? formatDuration(status.finishedAt - status.startedAt)
+      : "-";
+  let out = `${status.id}  ${status.state}  ${exit}  ${status.worker ?? "-"}  ${duration}\n`;
+  if (status.reason) out += `  reason: ${status.reason}\n`;
+  if (status.output !== undefined) {
+    const json = JSON.stringify(status.output);
+    out += `  output: ${json.length > 500 ? `${json.slice(0, 500)}…` : json}\n`;
+  }
+  out += tailLines(status.stdoutTail, "  | ");
+  out += tailLines(status.stderrTail, "  ! ");
+  return out;
+}
+
+function tailLines(text: string | undefined, prefix: string): string {
+  if (!text) return "";
+  const lines = text.replace(/\n$/, "").split("\n").slice(-TAIL_LINES);
+  return lines.map((line) => `${prefix}${line}\n`).join("");
+}
+
+function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  const minutes = Math.floor(ms / 60_000);
+  return `${minutes}m${Math.round((ms % 60_000) / 1000)}s`;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

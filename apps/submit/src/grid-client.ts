@@ -1,0 +1,316 @@
+import { hostname, userInfo } from "node:os";
+import { connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
+import { type GridLayout, gridLayout, type SubmitBatch, type TaskStatus } from "@zkgrid/protocol";
+import { GridClosedError, WaitTimeoutError } from "./errors.js";
+import { ResultFeed } from "./result-feed.js";
+import { SubmitPipeline } from "./submit-pipeline.js";
+import { type AnyHandlers, type GridTaskInput, type HandlerSignatures, prepareTasks } from "./tasks.js";
+
+/** How to reach a grid when `connectGrid` makes its own ZooKeeper client. */
+export interface GridConnectOptions extends GridClientOptions {
+  /** "127.0.0.1:2181,127.0.0.1:2182" */
+  connectString: string;
+  /** Digest credentials "user:password". */
+  auth?: string | string[];
+  /** Default 10 000. */
+  sessionTimeoutMs?: number;
+  /** `connectGrid` rejects if no session is made by then (default 30 000). */
+  connectTimeoutMs?: number;
+}
+
+/** Options that hold whoever owns the ZooKeeper client. */
+export interface GridClientOptions {
+  /** The grid's root path (default `/zkgrid`). */
+  root?: string;
+  /** Recorded in every batch, for humans (default `user@host`). */
+  submitter?: string;
+  /** Where the client's log lines go; nothing is printed without it. */
+  logger?: Logger;
+}
+
+export interface WaitOptions {
+  /** Aborting rejects the wait with the signal's reason; the tasks keep running. */
+  signal?: AbortSignal;
+  /** Rejects with {@link WaitTimeoutError} after this long; the tasks keep running. */
+  timeoutMs?: number;
+  /** Called with each status as it arrives, before `wait` resolves. */
+  onResult?: (status: TaskStatus) => void;
+  /**
+   * Read only result nodes with a higher sequence than this. By default, ids that this client
+   * submitted with a generated id start after the baseline taken before they were written; any
+   * other id (chosen by the caller, so possibly known to the grid already) is looked for in every
+   * result node: `-1`.
+   */
+  since?: number;
+}
+
+export interface ResultsOptions {
+  signal?: AbortSignal;
+  /** As in {@link WaitOptions.since}. */
+  since?: number;
+}
+
+/**
+ * Connects to the grid at `options.connectString` (the client is closed with the grid client), or
+ * uses an existing ZooKeeper client (left open by `close()`; paths are relative to its own root).
+ * `H` describes the workers' handlers (`typeof handlers` of `defineHandlers(...)`) to type handler tasks.
+ */
+export async function connectGrid<H extends HandlerSignatures = AnyHandlers>(
+  options: GridConnectOptions,
+): Promise<GridClient<H>>;
+export async function connectGrid<H extends HandlerSignatures = AnyHandlers>(
+  client: ZkClient,
+  options?: GridClientOptions,
+): Promise<GridClient<H>>;
+export async function connectGrid<H extends HandlerSignatures = AnyHandlers>(
+  target: GridConnectOptions | ZkClient,
+  options: GridClientOptions = {},
+): Promise<GridClient<H>> {
+  // Not `instanceof`: the caller's ZkClient may come from another copy of @zkgrid/core (ESM vs CJS).
+  if (!("connectString" in target)) return new GridClient<H>(target, options, false);
+  const layout = gridLayout(target.root);
+  const zk = await connect({
+    connectString: target.connectString,
+    ...(target.auth === undefined ? {} : { auth: target.auth }),
+    ...(target.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: target.sessionTimeoutMs }),
+    ...(target.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: target.connectTimeoutMs }),
+    ...(target.logger === undefined ? {} : { logger: target.logger }),
+  });
+  return new GridClient<H>(zk, { ...target, root: layout.root }, true);
+}
+
+/**
+ * Submits tasks to a grid and waits for their results. Submits made while a write is in flight share
+ * the next write; waiters share one watch on the results.
+ */
+export class GridClient<H extends HandlerSignatures = AnyHandlers> {
+  /** The znode paths of this grid. */
+  readonly layout: GridLayout;
+  /** The ZooKeeper client underneath. */
+  readonly zk: ZkClient;
+  readonly #ownsClient: boolean;
+  readonly #pipeline: SubmitPipeline;
+  readonly #feed: ResultFeed;
+  /** The result baseline of each generated id this client wrote, until its result is delivered. */
+  readonly #baselines = new Map<string, number>();
+  #queueReady = false;
+  #closing: Promise<void> | undefined;
+
+  /** Use {@link connectGrid}. */
+  constructor(zk: ZkClient, options: GridClientOptions, ownsClient: boolean) {
+    this.zk = zk;
+    this.layout = gridLayout(options.root);
+    this.#ownsClient = ownsClient;
+    const submitter = options.submitter ?? defaultSubmitter();
+    this.#pipeline = new SubmitPipeline(
+      {
+        resultBaseline: () => this.#resultBaseline(),
+        writeBatch: (batch) => this.#writeBatch(batch),
+      },
+      () => ({ submitter }),
+    );
+    const logger = options.logger;
+    this.#feed = new ResultFeed(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));
+  }
+
+  /**
+   * Validates every task (throwing `InvalidTaskError` before anything is written), gives each task
+   * without an id a new one, and writes them to the queue. Resolves with the ids, in order, once
+   * every task is in the queue.
+   */
+  async submit(tasks: GridTaskInput<H> | readonly GridTaskInput<H>[]): Promise<string[]> {
+    if (this.#closing) throw new GridClosedError();
+    const list: readonly GridTaskInput<H>[] = isList(tasks) ? tasks : [tasks];
+    const specs = prepareTasks(list);
+    if (specs.length === 0) return [];
+    const baseline = await this.#pipeline.push(specs);
+    const ids = specs.map((spec) => spec.id);
+    list.forEach((task, index) => {
+      if (task.id === undefined) this.#baselines.set(ids[index]!, baseline);
+    });
+    return ids;
+  }
+
+  /**
+   * Resolves with the first final status of each id, by id, in the order they arrived. Never
+   * resolves for an id the grid does not know; use `timeoutMs` or `signal` to give up.
+   */
+  wait(ids: string | Iterable<string>, options: WaitOptions = {}): Promise<Map<string, TaskStatus>> {
+    const wanted = new Set(typeof ids === "string" ? [ids] : ids);
+    const results = new Map<string, TaskStatus>();
+    const { signal, timeoutMs, onResult } = options;
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let settled = false;
+      const finish = (err?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        unsubscribe();
+        if (err === undefined) resolve(results);
+        else reject(err);
+      };
+      const onAbort = () => finish(signal?.reason);
+      const unsubscribe = this.#subscribe(wanted, options.since, {
+        status: (status) => {
+          results.set(status.id, status);
+          onResult?.(status);
+        },
+        done: () => finish(),
+        error: (err) => finish(err),
+      });
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const pending = [...wanted].filter((id) => !results.has(id));
+          finish(new WaitTimeoutError(timeoutMs, pending, results));
+        }, timeoutMs);
+      }
+    });
+  }
+
+  /** Submits, then waits for every task (the result baseline is taken before the write). */
+  async submitAndWait(
+    tasks: GridTaskInput<H> | readonly GridTaskInput<H>[],
+    options: WaitOptions = {},
+  ): Promise<Map<string, TaskStatus>> {
+    return this.wait(await this.submit(tasks), options);
+  }
+
+  /** Yields each id's first final status as it arrives; ends when every id has one. */
+  async *results(ids: string | Iterable<string>, options: ResultsOptions = {}): AsyncGenerator<TaskStatus> {
+    const { signal } = options;
+    const arrived: TaskStatus[] = [];
+    let ended = false;
+    let failure: { error: unknown } | undefined;
+    let wake: (() => void) | undefined;
+    const nudge = () => {
+      wake?.();
+      wake = undefined;
+    };
+    const onAbort = () => {
+      failure ??= { error: signal?.reason };
+      nudge();
+    };
+    const unsubscribe = this.#subscribe(new Set(typeof ids === "string" ? [ids] : ids), options.since, {
+      status: (status) => {
+        arrived.push(status);
+        nudge();
+      },
+      done: () => {
+        ended = true;
+        nudge();
+      },
+      error: (error) => {
+        failure ??= { error };
+        nudge();
+      },
+    });
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (;;) {
+        const next = arrived.shift();
+        if (next !== undefined) yield next;
+        else if (failure !== undefined) throw failure.error;
+        else if (ended) return;
+        else await new Promise<void>((resolve) => (wake = resolve));
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      unsubscribe();
+    }
+  }
+
+  /**
+   * The final status of `id` if the grid has one, else undefined: reads result nodes newest first
+   * (a cost that grows with the number of result nodes).
+   */
+  async status(id: string): Promise<TaskStatus | undefined> {
+    if (this.#closing) throw new GridClosedError();
+    let names: string[];
+    try {
+      names = await this.zk.getChildren(this.layout.results);
+    } catch (err) {
+      if (errors.isNoNode(err)) return undefined;
+      throw err;
+    }
+    return this.#feed.findNewest(id, names);
+  }
+
+  /**
+   * Refuses new calls, finishes the write in flight, ends every wait with `GridClosedError`, and
+   * closes the ZooKeeper client if `connectGrid` made it. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#pipeline.close();
+      this.#feed.close();
+      if (this.#ownsClient) await this.zk.close();
+    })();
+    return this.#closing;
+  }
+
+  #subscribe(
+    wanted: Set<string>,
+    since: number | undefined,
+    listener: Parameters<ResultFeed["subscribe"]>[2],
+  ): () => void {
+    let after = since;
+    if (after === undefined) {
+      after = Number.POSITIVE_INFINITY;
+      for (const id of wanted) after = Math.min(after, this.#baselines.get(id) ?? -1);
+    }
+    return this.#feed.subscribe(wanted, after, {
+      ...listener,
+      status: (status) => {
+        this.#baselines.delete(status.id);
+        listener.status(status);
+      },
+    });
+  }
+
+  /**
+   * A result node created after this call has a higher sequence than the number returned:
+   * ZooKeeper names a sequential child after its parent's `cversion`, which only grows. This reads
+   * one stat instead of listing every result node for the highest sequence.
+   */
+  async #resultBaseline(): Promise<number> {
+    const stat = await this.zk.exists(this.layout.results);
+    return stat === null ? -1 : stat.cversion - 1;
+  }
+
+  async #writeBatch(batch: SubmitBatch): Promise<void> {
+    // packSubmitBatches validated the tasks and sized the batch; encoding again would validate again.
+    const data = Buffer.from(JSON.stringify(batch), "utf8");
+    const path = `${this.layout.queue}/${this.layout.queueNodePrefix}`;
+    if (!this.#queueReady) {
+      await this.zk.ensurePath(this.layout.queue);
+      this.#queueReady = true;
+    }
+    try {
+      await this.zk.createProtected(path, data, "persistent-sequential");
+    } catch (err) {
+      // The queue was removed since (a grid reset): make it again once.
+      if (!errors.isNoNode(err)) throw err;
+      await this.zk.ensurePath(this.layout.queue);
+      await this.zk.createProtected(path, data, "persistent-sequential");
+    }
+  }
+}
+
+function isList<T>(value: T | readonly T[]): value is readonly T[] {
+  return Array.isArray(value);
+}
+
+function defaultSubmitter(): string {
+  let user = "unknown";
+  try {
+    user = userInfo().username || user;
+  } catch {
+    // No passwd entry (some containers): keep "unknown".
+  }
+  return `${user}@${hostname()}`.slice(0, 256);
+}

@@ -1,0 +1,37 @@
+/**
+ * Submits tasks to a zkgrid and waits for their results.
+ *
+ * ```ts
+ * import { connectGrid } from "@zkgrid/submit";
+ *
+ * const grid = await connectGrid({ connectString: "127.0.0.1:2181", root: "/zkgrid" });
+ * const results = await grid.submitAndWait([{ cmd: "echo hello" }, { cmd: "uname", args: ["-a"] }]);
+ * for (const status of results.values()) console.log(status.id, status.state, status.stdoutTail);
+ * await grid.close();
+ * ```
+ *
+ * Many tasks share one queue node, and submits made while a write is in flight share the next one.
+ * Handler tasks can be typed with the worker's handlers:
+ * `connectGrid<typeof handlers>(...)` then checks `submit({ handler: "resize", input })`.
+ *
+ * @module
+ */
+
+export { GridClosedError, InvalidTaskError, SubmitWriteError, WaitTimeoutError } from "./errors.js";
+export { connectGrid, GridClient } from "./grid-client.js";
+export { prepareTasks } from "./tasks.js";
+export { parseTaskText, TaskTextError } from "./task-text.js";
+
+export type { GridClientOptions, GridConnectOptions, ResultsOptions, WaitOptions } from "./grid-client.js";
+export type { LocatedValue } from "./task-text.js";
+export type {
+  AnyHandlers,
+  CommandTaskInput,
+  GridTaskInput,
+  HandlerInputOf,
+  HandlerOutputOf,
+  HandlerSignatures,
+  HandlerTaskInput,
+  TaskInput,
+} from "./tasks.js";
+export type { TaskSpec, TaskStatus } from "@zkgrid/protocol";

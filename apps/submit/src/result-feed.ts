@@ -1,0 +1,230 @@
+import { errors, type ZkClient } from "@zkgrid/core";
+import {
+  decodeResultBatch,
+  type GridLayout,
+  isFinalState,
+  parseSequentialName,
+  type TaskStatus,
+} from "@zkgrid/protocol";
+import { GridClosedError } from "./errors.js";
+
+/** What a subscriber hears: each wanted id's first final status, then the end (or an error). */
+export interface ResultListener {
+  status(status: TaskStatus): void;
+  /** Every wanted id has its status. */
+  done(): void;
+  error(err: unknown): void;
+}
+
+interface Subscriber {
+  readonly pending: Set<string>;
+  readonly listener: ResultListener;
+  /** Highest result sequence this subscriber has read. */
+  cursor: number;
+  pumping: boolean;
+  again: boolean;
+  ended: boolean;
+}
+
+export interface ResultNode {
+  readonly sequence: number;
+  readonly name: string;
+}
+
+/** Logs what the feed skips; never throws. */
+export type FeedLogger = (level: "warn", msg: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * One watch on `R/results` shared by every waiter of a client. Each subscriber reads, in sequence
+ * order, every result node newer than its baseline, and takes the first final status of each id it
+ * wants (later duplicates, which a leader's crash can leave, are ignored). Subscribers at the same
+ * place share each node's read.
+ */
+export class ResultFeed {
+  readonly #zk: ZkClient;
+  readonly #dir: string;
+  readonly #prefix: string;
+  readonly #log: FeedLogger;
+  readonly #subscribers = new Set<Subscriber>();
+  #nodes: ResultNode[] = [];
+  #reads = new Map<number, Promise<readonly TaskStatus[]>>();
+  #watch: AbortController | undefined;
+  #closed = false;
+
+  constructor(
+    zk: ZkClient,
+    layout: Pick<GridLayout, "results" | "resultNodePrefix">,
+    log: FeedLogger = () => {},
+  ) {
+    this.#zk = zk;
+    this.#dir = layout.results;
+    this.#prefix = layout.resultNodePrefix;
+    this.#log = log;
+  }
+
+  /**
+   * Delivers the first final status of each of `ids` found in result nodes with a sequence above
+   * `after`. Returns a function that cancels the subscription.
+   */
+  subscribe(ids: Iterable<string>, after: number, listener: ResultListener): () => void {
+    const sub: Subscriber = {
+      pending: new Set(ids),
+      listener,
+      cursor: after,
+      pumping: false,
+      again: false,
+      ended: false,
+    };
+    if (this.#closed) {
+      queueMicrotask(() => listener.error(new GridClosedError()));
+      return () => {};
+    }
+    if (sub.pending.size === 0) {
+      queueMicrotask(() => listener.done());
+      return () => {};
+    }
+    this.#subscribers.add(sub);
+    if (this.#watch === undefined) this.#startWatch();
+    else void this.#pump(sub);
+    return () => this.#end(sub);
+  }
+
+  /**
+   * The status of `id` in the newest result node (of `children`, the names under `R/results`) that
+   * has one. Duplicates only come from a leader repeating a step, with the same outcome.
+   */
+  async findNewest(id: string, children: readonly string[]): Promise<TaskStatus | undefined> {
+    const nodes = resultNodes(children, this.#prefix);
+    for (let i = nodes.length - 1; i >= 0; i--) {
+      const found = (await this.#fetch(nodes[i]!)).find((status) => status.id === id);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+
+  /** Ends every subscription with {@link GridClosedError}. */
+  close(): void {
+    this.#closed = true;
+    for (const sub of [...this.#subscribers]) this.#end(sub, new GridClosedError());
+  }
+
+  #end(sub: Subscriber, err?: unknown): void {
+    if (sub.ended) return;
+    sub.ended = true;
+    this.#subscribers.delete(sub);
+    if (this.#subscribers.size === 0) {
+      this.#watch?.abort();
+      this.#watch = undefined;
+      this.#nodes = [];
+    }
+    this.#evictReads();
+    if (err !== undefined) sub.listener.error(err);
+  }
+
+  #startWatch(): void {
+    const watch = new AbortController();
+    this.#watch = watch;
+    const stream = this.#zk.watchChildren(this.#dir, { signal: watch.signal });
+    void (async () => {
+      try {
+        for await (const change of stream) {
+          if (watch.signal.aborted) break; // a newer watch may have replaced this one
+          this.#nodes = resultNodes(change.children, this.#prefix);
+          for (const sub of this.#subscribers) void this.#pump(sub);
+        }
+        // The stream ends normally when the client closes.
+        if (!watch.signal.aborted) this.#failAll(new GridClosedError());
+      } catch (err) {
+        if (!watch.signal.aborted) this.#failAll(err);
+      }
+    })();
+  }
+
+  #failAll(err: unknown): void {
+    for (const sub of [...this.#subscribers]) this.#end(sub, err);
+  }
+
+  /** Reads, in order, the nodes this subscriber has not read yet; one pass at a time per subscriber. */
+  async #pump(sub: Subscriber): Promise<void> {
+    if (sub.pumping) {
+      sub.again = true;
+      return;
+    }
+    sub.pumping = true;
+    try {
+      do {
+        sub.again = false;
+        for (const node of this.#nodes) {
+          if (node.sequence <= sub.cursor) continue;
+          const statuses = await this.#read(node);
+          if (sub.ended) return;
+          sub.cursor = node.sequence;
+          for (const status of statuses) {
+            if (sub.pending.delete(status.id)) sub.listener.status(status);
+          }
+          if (sub.pending.size === 0) {
+            this.#end(sub);
+            sub.listener.done();
+            return;
+          }
+        }
+      } while (sub.again && !sub.ended);
+    } catch (err) {
+      this.#end(sub, err);
+    } finally {
+      sub.pumping = false;
+      this.#evictReads();
+    }
+  }
+
+  #read(node: ResultNode): Promise<readonly TaskStatus[]> {
+    let read = this.#reads.get(node.sequence);
+    if (read === undefined) {
+      read = this.#fetch(node);
+      this.#reads.set(node.sequence, read);
+      read.catch(() => this.#reads.delete(node.sequence));
+    }
+    return read;
+  }
+
+  async #fetch(node: ResultNode): Promise<readonly TaskStatus[]> {
+    let data: Buffer;
+    try {
+      ({ data } = await this.#zk.get(`${this.#dir}/${node.name}`));
+    } catch (err) {
+      // Someone pruned it: nothing in it can be read any more.
+      if (errors.isNoNode(err)) return [];
+      throw err;
+    }
+    const decoded = decodeResultBatch(data);
+    if (!decoded.ok) {
+      this.#log("warn", "skipping a result node that does not decode", {
+        node: node.name,
+        error: decoded.error.message,
+      });
+      return [];
+    }
+    return decoded.value.results.filter((status) => isFinalState(status.state));
+  }
+
+  /** Keeps a node's statuses only while some subscriber has yet to read it. */
+  #evictReads(): void {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const sub of this.#subscribers) lowest = Math.min(lowest, sub.cursor);
+    for (const sequence of this.#reads.keys()) {
+      if (sequence <= lowest) this.#reads.delete(sequence);
+    }
+  }
+}
+
+/** The children of `R/results` that are result nodes, in sequence order. */
+export function resultNodes(children: readonly string[], prefix: string): ResultNode[] {
+  const nodes: ResultNode[] = [];
+  for (const name of children) {
+    const parsed = parseSequentialName(name);
+    if (parsed !== undefined && parsed.prefix === prefix) {
+      nodes.push({ sequence: parsed.sequence, name });
+    }
+  }
+  return nodes.sort((a, b) => a.sequence - b.sequence);
+}

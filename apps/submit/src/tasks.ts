@@ -1,0 +1,63 @@
+import { decodeTask, newTaskId, type TaskSpec } from "@zkgrid/protocol";
+import { InvalidTaskError } from "./errors.js";
+
+/** A task as a caller writes it: a `TaskSpec` whose `id` may be left out (one is made). */
+export type TaskInput = Omit<TaskSpec, "id"> & { id?: string };
+
+/**
+ * The handlers a worker runs, by name, as `typeof handlers` of the worker's `defineHandlers(...)`:
+ * each takes an input (and a context the submitter never sees) and returns an output.
+ */
+export type HandlerSignatures = Record<string, (input: never, context: never) => unknown>;
+
+/** What a grid whose handlers are not described accepts: any handler name, any input. */
+export type AnyHandlers = Record<string, (input: unknown) => unknown>;
+
+/** The input a handler takes. */
+export type HandlerInputOf<F> = F extends (input: infer I, ...rest: never[]) => unknown ? I : unknown;
+
+/** The output a handler returns (awaited), as it comes back in `TaskStatus.output`. */
+export type HandlerOutputOf<F> = F extends (...args: never[]) => infer O ? Awaited<O> : unknown;
+
+type CommonFields = Omit<TaskInput, "cmd" | "args" | "handler" | "input">;
+
+/** A shell or program task: `cmd`, optionally with `args` (then no shell). */
+export type CommandTaskInput = CommonFields & { cmd: string; args?: string[]; handler?: undefined };
+
+/** A task for one of the handlers in `H`, with that handler's input type. */
+export type HandlerTaskInput<H extends HandlerSignatures = AnyHandlers> = {
+  [N in keyof H & string]: CommonFields & {
+    handler: N;
+    cmd?: undefined;
+    args?: undefined;
+  } & (undefined extends HandlerInputOf<H[N]>
+      ? { input?: HandlerInputOf<H[N]> }
+      : { input: HandlerInputOf<H[N]> });
+}[keyof H & string];
+
+/**
+ * Any task a grid with handlers `H` accepts: with named handlers, a command task or a handler task
+ * with that handler's input; without (`AnyHandlers`), any {@link TaskInput}.
+ */
+export type GridTaskInput<H extends HandlerSignatures = AnyHandlers> = string extends keyof H
+  ? TaskInput
+  : CommandTaskInput | HandlerTaskInput<H>;
+
+/**
+ * Gives every task an id (a new one where `id` is absent) and checks it against the protocol.
+ * Returns the tasks as they will be written. Throws {@link InvalidTaskError} for the first task the
+ * protocol refuses, naming its index and field; nothing is changed then.
+ */
+export function prepareTasks(tasks: readonly TaskInput[]): TaskSpec[] {
+  return tasks.map((task, index) => {
+    const withId =
+      task !== null && typeof task === "object" && task.id === undefined
+        ? { ...task, id: newTaskId() }
+        : task;
+    const decoded = decodeTask(withId);
+    if (!decoded.ok) {
+      throw new InvalidTaskError(index, decoded.error.path, decoded.error.problem, { cause: decoded.error });
+    }
+    return decoded.value;
+  });
+}

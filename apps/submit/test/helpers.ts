@@ -1,0 +1,117 @@
+import { randomUUID } from "node:crypto";
+import { connect, type ZkClient } from "@zkgrid/core";
+import {
+  decodeSubmitBatch,
+  encodeResultBatch,
+  type GridLayout,
+  parseSequentialName,
+  type TaskSpec,
+  type TaskStatus,
+} from "@zkgrid/protocol";
+import type {} from "@zkgrid/testing";
+import { inject } from "vitest";
+
+export const connectString = (): string => inject("zkConnectString");
+
+/** A grid root no other test uses. */
+export const randomRoot = (): string => `/test-${randomUUID()}`;
+
+/** A plain ZooKeeper client for the test to read and write as the leader would. */
+export function connectTestClient(): Promise<ZkClient> {
+  return connect({ connectString: connectString() });
+}
+
+export interface QueueNode {
+  name: string;
+  dataLength: number;
+  submitter: string | undefined;
+  tasks: TaskSpec[];
+}
+
+/** Every queue node, in sequence order, decoded with the protocol (a node that does not decode fails the test). */
+export async function readQueue(zk: ZkClient, layout: GridLayout): Promise<QueueNode[]> {
+  if ((await zk.exists(layout.queue)) === null) return [];
+  const names = await zk.getChildren(layout.queue);
+  const sequenced = names.map((name) => ({ name, seq: parseSequentialName(name)?.sequence ?? -1 }));
+  sequenced.sort((a, b) => a.seq - b.seq);
+  const nodes: QueueNode[] = [];
+  for (const { name } of sequenced) {
+    const { data, stat } = await zk.get(`${layout.queue}/${name}`);
+    const decoded = decodeSubmitBatch(data);
+    if (!decoded.ok) throw new Error(`queue node ${name} does not decode: ${decoded.error.message}`);
+    const tasks = decoded.tasks.map((t) => {
+      if (!t.ok) throw new Error(`task ${t.index} of ${name} does not decode: ${t.error.message}`);
+      return t.task;
+    });
+    nodes.push({ name, dataLength: stat.dataLength, submitter: decoded.batch.submitter, tasks });
+  }
+  return nodes;
+}
+
+/**
+ * Writes one ResultBatch as the leader does: a persistent sequential `R/results/r` node, with the
+ * protected-create prefix when `protect` is set (readers must accept both).
+ */
+export async function writeResults(
+  zk: ZkClient,
+  layout: GridLayout,
+  results: TaskStatus[],
+  epoch = 1,
+  protect = false,
+): Promise<string> {
+  await zk.ensurePath(layout.results);
+  const path = `${layout.results}/${layout.resultNodePrefix}`;
+  const data = encodeResultBatch({ v: 1, epoch, results });
+  return protect
+    ? zk.createProtected(path, data, "persistent-sequential")
+    : zk.create(path, data, "persistent-sequential");
+}
+
+/** A final status as a leader would record it. */
+export function finalStatus(
+  id: string,
+  state: TaskStatus["state"],
+  extra: Partial<TaskStatus> = {},
+): TaskStatus {
+  const now = Date.now();
+  return {
+    v: 1,
+    id,
+    state,
+    attempt: 1,
+    worker: "w1",
+    submittedAt: now - 30,
+    assignedAt: now - 20,
+    startedAt: now - 10,
+    finishedAt: now,
+    ...(state === "succeeded" ? { exitCode: 0 } : {}),
+    ...extra,
+  };
+}
+
+/**
+ * Plays the leader's part for the tasks of every queue node that appears until `signal` aborts:
+ * writes one ResultBatch per queue node with the status `decide` gives each task, then deletes the
+ * queue node. Resolves with the ids it answered.
+ */
+export async function answerQueue(
+  zk: ZkClient,
+  layout: GridLayout,
+  decide: (task: TaskSpec) => TaskStatus,
+  signal: AbortSignal,
+): Promise<string[]> {
+  const answered: string[] = [];
+  await zk.ensurePath(layout.queue);
+  for await (const change of zk.watchChildren(layout.queue, { signal })) {
+    for (const name of change.added) {
+      const { data } = await zk.get(`${layout.queue}/${name}`);
+      const decoded = decodeSubmitBatch(data);
+      if (!decoded.ok) throw new Error(`queue node ${name} does not decode: ${decoded.error.message}`);
+      const tasks = decoded.tasks.flatMap((t) => (t.ok ? [t.task] : []));
+      await writeResults(zk, layout, tasks.map(decide));
+      await zk.delete(`${layout.queue}/${name}`);
+      answered.push(...tasks.map((task) => task.id));
+    }
+  }
+  return answered;
+}

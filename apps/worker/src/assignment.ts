@@ -1,0 +1,84 @@
+import {
+  type AssignedTask,
+  type Assignment,
+  decodeAssignment,
+  decodeJson,
+  isValidTaskId,
+  MAX_ATTEMPTS,
+  type ProtocolError,
+} from "@zkgrid/protocol";
+
+/** An assigned task that fails the protocol's rules but whose id and attempt can still be reported. */
+export interface RefusedTask {
+  id: string;
+  attempt: number;
+  error: string;
+}
+
+/** An assignment as the worker reads it: one invalid task never sinks the others. */
+export interface ReadAssignment {
+  epoch: number;
+  worker: string;
+  session: string;
+  tasks: AssignedTask[];
+  /** Invalid tasks to report as `failed`. */
+  refused: RefusedTask[];
+  /** Invalid tasks that cannot even be named in a report (bad id or attempt): only logged. */
+  unreportable: string[];
+}
+
+export type ReadAssignmentResult = { ok: true; value: ReadAssignment } | { ok: false; error: ProtocolError };
+
+function describeIssues(error: ProtocolError): string {
+  return error.issues
+    .map(({ path, problem }) => {
+      const inTask = path.replace(/^tasks\[0\]\.?/, "");
+      return inTask === "" ? problem : `${inTask}: ${problem}`;
+    })
+    .join("; ");
+}
+
+function isAttempt(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= MAX_ATTEMPTS;
+}
+
+/**
+ * Decodes `R/assign/<worker>`. A payload that is not a version-1 assignment fails as a whole;
+ * otherwise each task is judged alone.
+ */
+export function readAssignment(data: Uint8Array): ReadAssignmentResult {
+  const whole = decodeAssignment(data);
+  if (whole.ok) return { ok: true, value: { ...fields(whole.value), refused: [], unreportable: [] } };
+  // The slow path, only for a payload with a problem: judge the envelope, then each task alone.
+  const json = decodeJson(data);
+  if (!json.ok) return json;
+  const raw = json.value as Record<string, unknown>;
+  const rawTasks = Array.isArray(raw?.tasks) ? (raw.tasks as unknown[]) : undefined;
+  if (rawTasks === undefined) return whole;
+  const shell = { ...raw, tasks: [] };
+  const envelope = decodeAssignment(JSON.stringify(shell));
+  if (!envelope.ok) return envelope;
+  const value: ReadAssignment = { ...fields(envelope.value), refused: [], unreportable: [] };
+  const seen = new Set<string>();
+  rawTasks.forEach((rawTask, index) => {
+    const one = decodeAssignment(JSON.stringify({ ...shell, tasks: [rawTask] }));
+    const { id, attempt } = (typeof rawTask === "object" && rawTask !== null ? rawTask : {}) as Record<
+      string,
+      unknown
+    >;
+    if (one.ok) {
+      const task = one.value.tasks[0]!;
+      if (!seen.has(task.id)) value.tasks.push(task);
+      seen.add(task.id);
+    } else if (isValidTaskId(id) && isAttempt(attempt)) {
+      value.refused.push({ id, attempt, error: `invalid task: ${describeIssues(one.error)}` });
+    } else {
+      value.unreportable.push(`tasks[${index}]: ${describeIssues(one.error)}`);
+    }
+  });
+  return { ok: true, value };
+}
+
+function fields(a: Assignment): Omit<ReadAssignment, "refused" | "unreportable"> {
+  return { epoch: a.epoch, worker: a.worker, session: a.session, tasks: a.tasks };
+}

@@ -1,0 +1,158 @@
+import { availableParallelism } from "node:os";
+import { parseArgs } from "node:util";
+import { labelProblem, rootPathProblem, workerNameProblem } from "@zkgrid/protocol";
+import { WorkerError } from "./errors.js";
+import {
+  DEFAULT_CONNECT_STRING,
+  DEFAULT_GRACE_MS,
+  DEFAULT_ROOT,
+  DEFAULT_SESSION_TIMEOUT_MS,
+  VERSION,
+} from "./worker.js";
+
+/** A bad command line: the bin prints the message and exits with code 2. */
+export class UsageError extends WorkerError {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export const USAGE = `Usage: zkgrid-worker <name> [options]
+
+Runs zkgrid tasks assigned to worker <name>. Output goes to <cwd>/<name>/<task-id>/.
+
+Options:
+  --connect <hosts>          ZooKeeper servers (env ZKGRID_CONNECT; default ${DEFAULT_CONNECT_STRING})
+  --root <path>              the grid's root znode (env ZKGRID_ROOT; default ${DEFAULT_ROOT})
+  --concurrency <n>          tasks run at once (default: the number of CPUs, ${availableParallelism()} here)
+  --labels <a,b>             labels that tasks may require
+  --cwd <dir>                working directory (default: the current directory)
+  --grace <duration>         on SIGINT/SIGTERM, how long running tasks may finish (default ${DEFAULT_GRACE_MS / 1000}s)
+  --handlers <module>        a module whose default export (or "handlers") maps handler names to functions
+  --session-timeout <duration>  ZooKeeper session timeout (default ${DEFAULT_SESSION_TIMEOUT_MS / 1000}s)
+  --auth <user:password>     ZooKeeper digest credentials (env ZKGRID_AUTH)
+  -h, --help                 show this help
+  -V, --version              show the version
+
+Durations: a number of seconds, or with a unit: 500ms, 30s, 2m.
+A second SIGINT/SIGTERM kills running tasks at once. Exit codes: 0 stopped, 1 failed, 2 bad usage.
+`;
+
+/** What the command line asks for. */
+export type CliCommand =
+  | { kind: "help" }
+  | { kind: "version"; version: string }
+  | {
+      kind: "run";
+      name: string;
+      connectString: string;
+      root: string;
+      concurrency: number | undefined;
+      labels: string[];
+      cwd: string | undefined;
+      graceMs: number;
+      handlers: string | undefined;
+      sessionTimeoutMs: number;
+      auth: string | undefined;
+    };
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000 } as const;
+
+function parseDuration(flag: string, text: string): number {
+  const match = DURATION.exec(text.trim());
+  if (match === null)
+    throw new UsageError(`--${flag}: expected a duration such as 30, 30s or 500ms, got "${text}"`);
+  return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "s") as keyof typeof UNIT_MS]);
+}
+
+function parsePositiveInt(flag: string, text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1) {
+    throw new UsageError(`--${flag}: expected a positive integer, got "${text}"`);
+  }
+  return n;
+}
+
+function parseSessionTimeout(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_SESSION_TIMEOUT_MS;
+  const ms = parseDuration("session-timeout", text);
+  if (ms < 1) throw new UsageError(`--session-timeout: must be more than 0, got "${text}"`);
+  return ms;
+}
+
+/** Parses the worker's arguments (without `node` and the script). Throws `UsageError`. */
+export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): CliCommand {
+  // `pnpm start -- worker1 --concurrency 2` passes the "--" on: it must not end the options here.
+  const args = argv[0] === "--" ? argv.slice(1) : argv;
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(args);
+  } catch (error) {
+    // Node's message goes on about positionals after "--"; its first sentence names the problem.
+    const message = (error as Error).message;
+    throw new UsageError(message.split(". ")[0] ?? message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { kind: "help" };
+  if (values.version) return { kind: "version", version: VERSION };
+  if (positionals.length === 0) throw new UsageError("missing the worker's <name>");
+  if (positionals.length > 1)
+    throw new UsageError(`expected one <name>, got ${positionals.length}: ${positionals.join(" ")}`);
+  const name = positionals[0]!;
+  const nameProblem = workerNameProblem(name);
+  if (nameProblem !== undefined)
+    throw new UsageError(`<name>: invalid worker name "${name}": ${nameProblem}`);
+  const root = values.root ?? env.ZKGRID_ROOT ?? DEFAULT_ROOT;
+  const rootProblem = rootPathProblem(root);
+  if (rootProblem !== undefined) throw new UsageError(`--root: invalid root path "${root}": ${rootProblem}`);
+  const connectString = values.connect ?? env.ZKGRID_CONNECT ?? DEFAULT_CONNECT_STRING;
+  if (connectString.trim() === "") throw new UsageError("--connect: must not be empty");
+  const labels =
+    values.labels === undefined
+      ? []
+      : values.labels
+          .split(",")
+          .map((label) => label.trim())
+          .filter((label) => label !== "");
+  for (const label of labels) {
+    const problem = labelProblem(label);
+    if (problem !== undefined) throw new UsageError(`--labels: invalid label "${label}": ${problem}`);
+  }
+  return {
+    kind: "run",
+    name,
+    connectString,
+    root,
+    concurrency:
+      values.concurrency === undefined ? undefined : parsePositiveInt("concurrency", values.concurrency),
+    labels,
+    cwd: values.cwd,
+    graceMs: values.grace === undefined ? DEFAULT_GRACE_MS : parseDuration("grace", values.grace),
+    handlers: values.handlers,
+    sessionTimeoutMs: parseSessionTimeout(values["session-timeout"]),
+    auth: values.auth ?? (env.ZKGRID_AUTH === "" ? undefined : env.ZKGRID_AUTH),
+  };
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      connect: { type: "string" },
+      root: { type: "string" },
+      concurrency: { type: "string" },
+      labels: { type: "string" },
+      cwd: { type: "string" },
+      grace: { type: "string" },
+      handlers: { type: "string" },
+      "session-timeout": { type: "string" },
+      auth: { type: "string" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "V" },
+    },
+  });
+}

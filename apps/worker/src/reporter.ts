@@ -1,0 +1,207 @@
+import { isClosed, isNoNode, isSessionExpired, type ZkClient } from "@zkgrid/core";
+import {
+  encodeWorkerReport,
+  headBytes,
+  MAX_MESSAGE_BYTES,
+  MAX_NODE_BYTES,
+  type StatusUpdate,
+  utf8ByteLength,
+} from "@zkgrid/protocol";
+import type { Logger } from "./logger.js";
+
+export interface ReporterOptions {
+  client: ZkClient;
+  /** The session's report dir, `R/reports/<worker>@<session>` (relative to the client's root). */
+  dir: string;
+  worker: string;
+  session: string;
+  logger: Logger;
+  /** Aborts when the session ends: pending updates are dropped. */
+  signal: AbortSignal;
+  /** Called once when a create fails with NONODE: the leader has fenced this session. */
+  onFenced: () => void;
+}
+
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 5_000;
+
+const updateKey = (u: { id: string; attempt: number }) => `${u.id}#${u.attempt}`;
+
+/**
+ * Writes one session's status updates as `WorkerReport` nodes (`r<seq>` under the session's report
+ * dir). While one create is in flight, new updates accumulate and go into the next one; no timer
+ * ever delays a lone update.
+ */
+export class SessionReporter {
+  private pending: StatusUpdate[] = [];
+  /** Keys of the final updates in `pending`. */
+  private finals = new Set<string>();
+  private writing = false;
+  private dead = false;
+  private idleWaiters: Array<() => void> = [];
+  private readonly options: ReporterOptions;
+  /** Bytes of `{"v":1,"worker":…,"session":…,"updates":[]}`. */
+  private readonly envelopeBytes: number;
+
+  constructor(options: ReporterOptions) {
+    this.options = options;
+    this.envelopeBytes = utf8ByteLength(
+      JSON.stringify({ v: 1, worker: options.worker, session: options.session, updates: [] }),
+    );
+    options.signal.addEventListener("abort", () => this.close(), { once: true });
+  }
+
+  /** False once the session ended or was fenced: nothing more will be written. */
+  get open(): boolean {
+    return !this.dead;
+  }
+
+  report(update: StatusUpdate): void {
+    if (this.dead) return;
+    if (update.state !== "running") this.finals.add(updateKey(update));
+    this.pending.push(update);
+    if (!this.writing) void this.writeAll();
+  }
+
+  /** Resolves once every update given so far is written, or dropped because the session is gone. */
+  flushed(): Promise<void> {
+    if (!this.writing && (this.pending.length === 0 || this.dead)) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Drops whatever is not written yet; used when the session ends. */
+  close(): void {
+    this.dead = true;
+    this.pending = [];
+    this.finals.clear();
+    if (!this.writing) this.wakeIdleWaiters();
+  }
+
+  private wakeIdleWaiters(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private async writeAll(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.pending.length > 0 && !this.dead) {
+        let batch: StatusUpdate[] = [];
+        try {
+          batch = this.takeBatch();
+          await this.writeReport(batch);
+        } catch (error) {
+          this.options.logger(
+            "error",
+            `dropped ${batch.length} status updates: ${(error as Error).message}`,
+            {
+              session: this.options.session,
+            },
+          );
+        }
+      }
+    } finally {
+      this.writing = false;
+      this.wakeIdleWaiters();
+    }
+  }
+
+  /** The longest prefix of `pending` that fits in one node (at least one update). */
+  private takeBatch(): StatusUpdate[] {
+    if (this.finals.size > 0) {
+      // A `running` update not sent yet is dropped once its final one waits too: that carries startedAt.
+      const finals = this.finals;
+      this.pending = this.pending.filter((u) => u.state !== "running" || !finals.has(updateKey(u)));
+      this.finals = new Set();
+    }
+    // Sizes only as far as the node fills up: a long backlog is not measured again for every report.
+    let bytes = this.envelopeBytes;
+    let count = 0;
+    for (const update of this.pending) {
+      bytes += utf8ByteLength(JSON.stringify(update)) + (count === 0 ? 0 : 1);
+      if (count > 0 && bytes > MAX_NODE_BYTES) break;
+      count++;
+    }
+    return this.pending.splice(0, count);
+  }
+
+  private encode(updates: StatusUpdate[]): Buffer {
+    const { worker, session } = this.options;
+    try {
+      return encodeWorkerReport({ v: 1, worker, session, updates });
+    } catch (error) {
+      // One bad update must not sink the others: replace each one the schema refuses by a bare `failed`.
+      const checked = updates.map((update) => {
+        try {
+          encodeWorkerReport({ v: 1, worker, session, updates: [update] });
+          return update;
+        } catch (problem) {
+          const why = problem instanceof Error ? problem.message : String(problem);
+          this.options.logger("error", `status update could not be encoded: ${why}`, {
+            task: update.id,
+            attempt: update.attempt,
+          });
+          const { id, attempt, at, startedAt, finishedAt } = update;
+          // Whatever made it unreportable (output, tails) is gone, so it cannot count as a success.
+          const state = update.state === "succeeded" ? "failed" : update.state;
+          return {
+            id,
+            attempt,
+            state,
+            at,
+            ...(startedAt === undefined ? {} : { startedAt }),
+            ...(finishedAt === undefined ? {} : { finishedAt }),
+            error: headBytes(`the worker could not report this task's status: ${why}`, MAX_MESSAGE_BYTES),
+          } satisfies StatusUpdate;
+        }
+      });
+      if (checked.every((u, i) => u === updates[i])) throw error;
+      return encodeWorkerReport({ v: 1, worker, session, updates: checked });
+    }
+  }
+
+  private async writeReport(updates: StatusUpdate[]): Promise<void> {
+    const { client, dir, logger, signal } = this.options;
+    const data = this.encode(updates);
+    let delay = RETRY_MIN_MS;
+    while (!this.dead && !signal.aborted) {
+      try {
+        await client.create(`${dir}/r`, data, "persistent-sequential");
+        return;
+      } catch (error) {
+        if (isNoNode(error)) {
+          logger("error", `report dir ${dir} is gone: the leader gave this session up`, {
+            session: this.options.session,
+          });
+          this.close();
+          this.options.onFenced();
+          return;
+        }
+        if (isSessionExpired(error) || isClosed(error)) {
+          this.close();
+          return;
+        }
+        // A lost reply may hide a create that happened: writing the report twice is harmless,
+        // since the leader counts the first final status of a task.
+        logger("warn", `report create failed, retrying in ${delay} ms: ${(error as Error).message}`, {
+          session: this.options.session,
+        });
+        await sleep(delay, signal);
+        delay = Math.min(delay * 2, RETRY_MAX_MS);
+      }
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

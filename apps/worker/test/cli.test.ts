@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { parseWorkerArgs, UsageError } from "../src/cli.js";
+import { DEFAULT_GRACE_MS, VERSION } from "../src/index.js";
+
+const usageError = (argv: string[], env: NodeJS.ProcessEnv = {}): string => {
+  try {
+    parseWorkerArgs(argv, env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(UsageError);
+    return (error as Error).message;
+  }
+  throw new Error(`no UsageError for ${argv.join(" ")}`);
+};
+
+describe("command line", () => {
+  it("takes the name, flags and the environment, with defaults for the rest", () => {
+    expect(parseWorkerArgs(["w1"], {})).toEqual({
+      kind: "run",
+      name: "w1",
+      connectString: "127.0.0.1:2181",
+      root: "/zkgrid",
+      concurrency: undefined,
+      labels: [],
+      cwd: undefined,
+      graceMs: DEFAULT_GRACE_MS,
+      handlers: undefined,
+      sessionTimeoutMs: 10_000,
+      auth: undefined,
+    });
+    const env = { ZKGRID_CONNECT: "zk1:2181", ZKGRID_ROOT: "/grid", ZKGRID_AUTH: "u:p" };
+    expect(
+      parseWorkerArgs(
+        [
+          "w1",
+          "--concurrency",
+          "4",
+          "--labels",
+          "gpu, linux",
+          "--grace",
+          "1.5s",
+          "--session-timeout",
+          "4000ms",
+        ],
+        env,
+      ),
+    ).toMatchObject({
+      connectString: "zk1:2181",
+      root: "/grid",
+      auth: "u:p",
+      concurrency: 4,
+      labels: ["gpu", "linux"],
+      graceMs: 1500,
+      sessionTimeoutMs: 4000,
+    });
+    expect(parseWorkerArgs(["w1", "--connect", "zk2:2181", "--root", "/other"], env)).toMatchObject({
+      connectString: "zk2:2181",
+      root: "/other",
+    });
+  });
+
+  it("accepts the '--' that `pnpm start -- worker1` passes on", () => {
+    expect(parseWorkerArgs(["--", "worker1", "--concurrency", "2"], {})).toMatchObject({
+      name: "worker1",
+      concurrency: 2,
+    });
+  });
+
+  it("answers --help and --version", () => {
+    expect(parseWorkerArgs(["--help"], {})).toEqual({ kind: "help" });
+    expect(parseWorkerArgs(["-V"], {})).toEqual({ kind: "version", version: VERSION });
+  });
+
+  it("refuses an unknown flag, a bad value or a bad name with a message naming it", () => {
+    expect(usageError(["w1", "--bogus"])).toContain("--bogus");
+    expect(usageError(["w1", "--concurrency", "0"])).toContain("--concurrency");
+    expect(usageError(["w1", "--grace", "soon"])).toContain("--grace");
+    expect(usageError(["w1", "--grace"])).toContain("--grace");
+    expect(usageError(["w1", "--session-timeout", "0"])).toContain("--session-timeout");
+    expect(usageError(["w1", "--labels", "a b"])).toContain("--labels");
+    expect(usageError(["w1", "--root", "zkgrid"])).toContain("--root");
+    expect(usageError(["../x"])).toContain("worker name");
+    expect(usageError([])).toContain("<name>");
+    expect(usageError(["w1", "w2"])).toContain("one <name>");
+  });
+});

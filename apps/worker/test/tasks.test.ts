@@ -1,0 +1,302 @@
+import { existsSync } from "node:fs";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { waitFor } from "@zkgrid/testing";
+import { afterEach, beforeEach, describe, expect, expectTypeOf, it } from "vitest";
+import { defineHandlers, type HandlerInput, type HandlerOutput } from "../src/index.js";
+import { assigned, Grid, isRunning, readPidFile } from "./helpers.js";
+
+let grid: Grid;
+beforeEach(async () => {
+  grid = await Grid.create();
+});
+afterEach(async () => {
+  await grid.cleanup();
+});
+
+async function readJson(file: string): Promise<Record<string, unknown>> {
+  return JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
+}
+
+describe("running tasks", () => {
+  it("runs a shell task and writes stdout.txt, stderr.txt and result.json with the exit code", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t1", { cmd: "echo hello; echo oops >&2; echo $PWD" })]);
+
+    const final = await grid.final("w1", session, "t1");
+    const dir = join(grid.cwd, "w1", "t1");
+    expect(final).toMatchObject({
+      state: "succeeded",
+      exitCode: 0,
+      outputDir: "w1/t1",
+      stdoutTail: `hello\n${dir}\n`,
+      stderrTail: "oops\n",
+    });
+    expect(final.startedAt).toBeTypeOf("number");
+    expect(final.finishedAt).toBeGreaterThanOrEqual(final.startedAt!);
+    expect(await readFile(join(dir, "stdout.txt"), "utf8")).toBe(`hello\n${dir}\n`);
+    expect(await readFile(join(dir, "stderr.txt"), "utf8")).toBe("oops\n");
+    expect(await readJson(join(dir, "result.json"))).toMatchObject({
+      id: "t1",
+      state: "succeeded",
+      exitCode: 0,
+      attempt: 1,
+      worker: "w1",
+      startedAt: final.startedAt,
+      finishedAt: final.finishedAt,
+      durationMs: final.finishedAt! - final.startedAt!,
+    });
+  });
+
+  it("runs cmd with args as a program, without a shell", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t1", { cmd: "printf", args: ["%s|", "a b", "$HOME", "*"] })]);
+
+    const final = await grid.final("w1", session, "t1");
+    expect(final).toMatchObject({ state: "succeeded", exitCode: 0, stdoutTail: "a b|$HOME|*|" });
+  });
+
+  it("reports a failing command as failed with its exit code", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t1", { cmd: "echo before; exit 3" })]);
+
+    const final = await grid.final("w1", session, "t1");
+    expect(final).toMatchObject({ state: "failed", exitCode: 3, stdoutTail: "before\n" });
+    const result = await readJson(join(grid.cwd, "w1", "t1", "result.json"));
+    expect(result).toMatchObject({ state: "failed", exitCode: 3 });
+  });
+
+  it("reports a program that cannot be started as failed with the reason", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t1", { cmd: "/nonexistent/program", args: [] })]);
+
+    const final = await grid.final("w1", session, "t1");
+    expect(final.state).toBe("failed");
+    expect(final.error).toContain("ENOENT");
+  });
+
+  it("gives a task its env and a cwd inside its output folder, but not the worker's ZooKeeper credentials", async () => {
+    const previous = process.env.ZKGRID_AUTH;
+    process.env.ZKGRID_AUTH = "user:secret";
+    try {
+      const worker = await grid.start("w1");
+      const session = worker.sessionId!;
+      await grid.assign("w1", session, [
+        assigned("t1", {
+          cmd: 'echo "$GREETING:$ZKGRID_TASK_ID:[$ZKGRID_AUTH]"; pwd',
+          env: { GREETING: "hi" },
+          cwd: "sub/dir",
+        }),
+      ]);
+      const final = await grid.final("w1", session, "t1");
+      expect(final.stdoutTail).toBe(`hi:t1:[]\n${join(grid.cwd, "w1", "t1", "sub", "dir")}\n`);
+    } finally {
+      if (previous === undefined) delete process.env.ZKGRID_AUTH;
+      else process.env.ZKGRID_AUTH = previous;
+    }
+  });
+
+  it("kills the whole process group when timeoutMs passes and reports timed-out", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    // The shell starts a child and waits for it: both must die.
+    await grid.assign("w1", session, [
+      assigned("t1", { cmd: "sleep 60 & echo $! > child.pid; wait", timeoutMs: 300 }),
+    ]);
+
+    const final = await grid.final("w1", session, "t1");
+    expect(final).toMatchObject({ state: "timed-out", signal: "SIGTERM" });
+    const child = await readPidFile(join(grid.cwd, "w1", "t1", "child.pid"));
+    await waitFor(async () => !(await isRunning(child)), { message: `sleep (pid ${child}) to be gone` });
+    const result = await readJson(join(grid.cwd, "w1", "t1", "result.json"));
+    expect(result.state).toBe("timed-out");
+  });
+
+  it("keeps only the last 4 KiB of each stream in the report, and the whole stream in the file", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t1", { cmd: "seq 1 20000" })]);
+
+    const final = await grid.final("w1", session, "t1");
+    expect(Buffer.byteLength(final.stdoutTail ?? "")).toBe(4096);
+    expect(final.stdoutTail?.endsWith("19999\n20000\n")).toBe(true);
+    const stdout = await readFile(join(grid.cwd, "w1", "t1", "stdout.txt"), "utf8");
+    expect(stdout.endsWith(final.stdoutTail!)).toBe(true);
+    expect(stdout.startsWith("1\n2\n3\n")).toBe(true);
+  });
+
+  it("refuses a task id that leads outside its folder and writes nothing outside", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    const now = Date.now();
+    const task = (id: string, spec: Record<string, unknown>) => ({
+      id,
+      attempt: 1,
+      assignedAt: now,
+      submittedAt: now,
+      spec: { id, ...spec },
+    });
+    await grid.assignRaw("w1", {
+      v: 1,
+      epoch: 1,
+      worker: "w1",
+      session,
+      tasks: [
+        task("../x", { cmd: "echo escaped > escaped.txt" }),
+        task("esc", { cmd: "echo escaped > escaped.txt", cwd: "../../x" }),
+        task("ok", { cmd: "echo fine" }),
+      ],
+    });
+
+    expect(await grid.final("w1", session, "ok")).toMatchObject({ state: "succeeded" });
+    const refused = await grid.final("w1", session, "esc");
+    expect(refused.state).toBe("failed");
+    expect(refused.error).toContain("cwd");
+    const updates = await grid.updates("w1", session);
+    expect(updates.map((u) => u.id)).not.toContain("../x");
+    expect(grid.logs.some((l) => l.level === "error" && l.msg.includes("../x"))).toBe(true);
+    expect(await readdir(grid.cwd)).toEqual(["w1"]);
+    expect((await readdir(join(grid.cwd, "w1"))).sort()).toEqual([".lock", "ok"]);
+  });
+
+  it("runs at most `concurrency` tasks at once and the rest as slots free up", async () => {
+    const worker = await grid.start("w1", { concurrency: 1 });
+    const session = worker.sessionId!;
+    let running = 0;
+    let most = 0;
+    worker.on((event) => {
+      if (event.type !== "update") return;
+      if (event.update.state === "running") running++;
+      else if (event.update.startedAt !== undefined) running--;
+      most = Math.max(most, running);
+    });
+    await grid.assign(
+      "w1",
+      session,
+      ["t1", "t2", "t3"].map((id) => assigned(id, { cmd: "sleep 0.1" })),
+    );
+
+    for (const id of ["t1", "t2", "t3"]) {
+      expect((await grid.final("w1", session, id)).state).toBe("succeeded");
+    }
+    expect(most).toBe(1);
+  });
+});
+
+describe("in-process handlers", () => {
+  const handlers = defineHandlers({
+    add: (input: { a: number; b: number }) => ({ sum: input.a + input.b }),
+    boom: async (): Promise<never> => {
+      throw new Error("boom");
+    },
+    big: () => "x".repeat(70 * 1024),
+    where: (_input: unknown, ctx) => ctx.outputDir,
+    slow: (_input: unknown, ctx) =>
+      new Promise((resolve) =>
+        ctx.signal.addEventListener("abort", () => resolve(writeFile(join(ctx.outputDir, "aborted"), ""))),
+      ),
+  });
+
+  it("keeps each handler's input and output types for a submitter to infer", () => {
+    expectTypeOf<HandlerInput<typeof handlers, "add">>().toEqualTypeOf<{ a: number; b: number }>();
+    expectTypeOf<HandlerOutput<typeof handlers, "add">>().toEqualTypeOf<{ sum: number }>();
+    expect(handlers.add({ a: 1, b: 2 })).toEqual({ sum: 3 });
+  });
+
+  it("puts a handler's return value in output and fails the task on a throw or an oversized output", async () => {
+    const worker = await grid.start("w1", { handlers });
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [
+      assigned("t-add", { handler: "add", input: { a: 2, b: 3 } }),
+      assigned("t-boom", { handler: "boom" }),
+      assigned("t-big", { handler: "big" }),
+      assigned("t-where", { handler: "where" }),
+      assigned("t-none", { handler: "missing" }),
+    ]);
+
+    expect(await grid.final("w1", session, "t-add")).toMatchObject({
+      state: "succeeded",
+      output: { sum: 5 },
+    });
+    expect(await grid.final("w1", session, "t-boom")).toMatchObject({ state: "failed", error: "boom" });
+    const big = await grid.final("w1", session, "t-big");
+    expect(big.state).toBe("failed");
+    expect(big.output).toBeUndefined();
+    expect(big.error).toContain("65536");
+    const where = await grid.final("w1", session, "t-where");
+    expect(where.output).toBe(join(grid.cwd, "w1", "t-where"));
+    expect((await grid.final("w1", session, "t-none")).error).toContain("missing");
+    const result = await readJson(join(grid.cwd, "w1", "t-big", "result.json"));
+    expect(result.output).toHaveLength(70 * 1024);
+  });
+
+  it("reports a handler that outlives timeoutMs as timed-out and aborts its signal", async () => {
+    const worker = await grid.start("w1", { handlers });
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t-slow", { handler: "slow", timeoutMs: 100 })]);
+
+    const final = await grid.final("w1", session, "t-slow");
+    expect(final.state).toBe("timed-out");
+    expect(final.output).toBeUndefined();
+    await waitFor(() => existsSync(join(grid.cwd, "w1", "t-slow", "aborted")), { message: "the abort" });
+  });
+});
+
+describe("assignments", () => {
+  it("ignores an assignment for another session", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    const other = session === "1234abcd" ? "1234abce" : "1234abcd";
+    await grid.assign("w1", other, [assigned("t-other", { cmd: "echo no" })]);
+    await grid.assign("w1", session, [assigned("t-mine", { cmd: "echo yes" })]);
+
+    expect((await grid.final("w1", session, "t-mine")).state).toBe("succeeded");
+    const updates = await grid.updates("w1", session);
+    expect(updates.map((u) => u.id)).not.toContain("t-other");
+    expect(await readdir(join(grid.cwd, "w1"))).not.toContain("t-other");
+  });
+
+  it("ignores an assignment with an epoch lower than one it has seen", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t1", { cmd: "true" })], 5);
+    expect((await grid.final("w1", session, "t1")).state).toBe("succeeded");
+    await grid.assign("w1", session, [assigned("t-stale", { cmd: "true" })], 4);
+    await grid.assign("w1", session, [assigned("t2", { cmd: "true" })], 5);
+
+    expect((await grid.final("w1", session, "t2")).state).toBe("succeeded");
+    expect((await grid.updates("w1", session)).map((u) => u.id)).not.toContain("t-stale");
+  });
+
+  it("runs each (id, attempt) once, and again for a new attempt", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    const t1 = assigned("t1", { cmd: "echo run >> ../runs.txt" });
+    await grid.assign("w1", session, [t1]);
+    await grid.final("w1", session, "t1");
+    // The same assignment rewritten (as a leader does for other tasks) does not run t1 again.
+    await grid.assign("w1", session, [t1, assigned("t2", { cmd: "true" })]);
+    await grid.final("w1", session, "t2");
+    await grid.assign("w1", session, [{ ...t1, attempt: 2 }]);
+    await grid.final("w1", session, "t1", 2);
+
+    expect(await readFile(join(grid.cwd, "w1", "runs.txt"), "utf8")).toBe("run\nrun\n");
+  });
+
+  it("kills a running task that leaves the assignment and reports it cancelled", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t1", { cmd: "sleep 60 & echo $! > child.pid; wait" })]);
+    const child = await readPidFile(join(grid.cwd, "w1", "t1", "child.pid"));
+    await grid.assign("w1", session, []);
+
+    expect(await grid.final("w1", session, "t1")).toMatchObject({ state: "cancelled", signal: "SIGTERM" });
+    await waitFor(async () => !(await isRunning(child)), {
+      message: "the cancelled task's child to be gone",
+    });
+  });
+});

@@ -1,0 +1,955 @@
+import { randomUUID } from "node:crypto";
+import { Election } from "./election.js";
+import {
+  AuthFailedError,
+  BadArgumentsError,
+  ClosedError,
+  Code,
+  ConnectionLossError,
+  isBadVersion,
+  isClosed,
+  isConnectionLoss,
+  isNodeExists,
+  isNoNode,
+  isNotEmpty,
+  isSessionExpired,
+  OperationTimeoutError,
+  SessionExpiredError,
+  type ZkError,
+} from "./errors.js";
+import { basenameOf, Chroot, joinPath, normalizeRoot, parentOf, prefixesOf, validatePath } from "./paths.js";
+import { NOT_ISSUED, Session, type SessionSignal, toBuffer, ZOO_EPHEMERAL, ZOO_SEQUENCE } from "./session.js";
+import type {
+  Acl,
+  ChildrenChange,
+  ConnectionEvent,
+  ConnectionEventType,
+  ConnectionState,
+  ConnectOptions,
+  CreateMode,
+  Data,
+  DataChange,
+  ElectionOptions,
+  KeepRunningContext,
+  LeaderElection,
+  Logger,
+  LogLevel,
+  Stat,
+  WatchOptions,
+  WatchStream,
+} from "./types.js";
+import { ChildrenWatch, DataWatch } from "./watch.js";
+
+/**
+ * What watches and elections need from the client. Not public API.
+ * @internal
+ */
+export interface ClientCore {
+  readonly chroot: Chroot;
+  log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
+  isClosing(): boolean;
+  /** Runs `attempt` on a ready session, waiting for one as long as `signal` allows (no op timeout). */
+  runForever<T>(rel: string, attempt: (s: Session) => Promise<T>, signal: AbortSignal): Promise<T>;
+  /** Waits for a ready session without a deadline. */
+  waitReady(signal: AbortSignal): Promise<Session>;
+  /** `fn` runs (asynchronously) on every watch event for the server path `abs`. */
+  onPath(abs: string, fn: () => void): () => void;
+  /** Internal listener for connection events; runs before the public ones. */
+  onConnection(fn: (ev: ConnectionEvent) => void): () => void;
+  /** `fn` runs when close() starts, before the session ends. */
+  onClosing(fn: () => void): () => void;
+  ensurePath(rel: string, signal: AbortSignal): Promise<void>;
+  createProtected(
+    rel: string,
+    data: Data | undefined,
+    mode: CreateMode,
+    options: { signal: AbortSignal; bindTo: Session },
+  ): Promise<string>;
+}
+
+interface Waiter {
+  resolve: (s: Session) => void;
+  reject: (e: unknown) => void;
+  bound: Session | undefined;
+  path: string | undefined;
+  cleanup: () => void;
+}
+
+type Listener = (ev: ConnectionEvent) => void;
+
+const MODE_FLAGS: Record<CreateMode, number> = {
+  persistent: 0,
+  ephemeral: ZOO_EPHEMERAL,
+  "persistent-sequential": ZOO_SEQUENCE,
+  "ephemeral-sequential": ZOO_EPHEMERAL | ZOO_SEQUENCE,
+};
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+function modeFlags(mode: CreateMode): number {
+  const flags = MODE_FLAGS[mode];
+  if (flags === undefined) throw new BadArgumentsError({ message: `unknown create mode "${String(mode)}"` });
+  return flags;
+}
+
+function parseAuth(auth: string | string[] | undefined): string[] {
+  const list = auth === undefined ? [] : Array.isArray(auth) ? auth : [auth];
+  for (const credential of list) {
+    if (typeof credential !== "string" || credential.indexOf(":") <= 0) {
+      throw new BadArgumentsError({ message: 'auth must be digest credentials "user:password"' });
+    }
+  }
+  return list;
+}
+
+/**
+ * Connects to ZooKeeper and resolves with a client once the first session is established (its
+ * `root` created, its `auth` added). Rejects with ConnectionLossError after `connectTimeoutMs`.
+ */
+export async function connect(options: ConnectOptions): Promise<ZkClient> {
+  const client = new ZkClient(options);
+  await client[START]();
+  return client;
+}
+
+const START = Symbol("start");
+
+/**
+ * A ZooKeeper client whose sessions are replaced transparently: when one expires, the client says so
+ * (`expired`, then `connected`) and makes a new one. Get one with `connect()`.
+ *
+ * Retry policy when a reply is lost with the connection (ConnectionLoss):
+ * - reads (`exists`, `get`, `getChildren`, `getAcl`, `sync`) are repeated after the reconnect;
+ * - `set`, `delete` and `setAcl` are repeated too; a conditional `set` that then meets BadVersion checks
+ *   whether the node holds exactly its write at `version + 1` (then it succeeded), a `delete` that then
+ *   meets NoNode succeeded;
+ * - `createProtected` lists the parent and returns its own node if the lost create happened;
+ * - a plain `create` is not repeated: it rejects with ConnectionLossError (its outcome is unknown).
+ * An operation is tied to the session it was first sent on: if that session expires before a reply,
+ * it rejects with SessionExpiredError. Operations issued while suspended or between sessions wait for a
+ * connection, at most `opTimeoutMs` (then OperationTimeoutError).
+ */
+export class ZkClient {
+  readonly #connectString: string;
+  readonly #sessionTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #opTimeoutMs: number;
+  readonly #auth: string[];
+  readonly #logger: Logger | undefined;
+  readonly #connectSignal: AbortSignal | undefined;
+  readonly #chroot: Chroot;
+
+  #session: Session | undefined;
+  #serial = 0;
+  #unreadySessions = 0;
+  #state: ConnectionState = "suspended";
+  #closing = false;
+  #fatal: ZkError | undefined;
+  readonly #closedPromise: Promise<void>;
+  #resolveClosed!: () => void;
+  #firstReady: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void };
+
+  readonly #listeners = new Map<ConnectionEventType | "*", Set<Listener>>();
+  readonly #internalListeners = new Set<Listener>();
+  readonly #closingHooks = new Set<() => void>();
+  readonly #waiters = new Set<Waiter>();
+  readonly #pathListeners = new Map<string, Set<() => void>>();
+  readonly #core: ClientCore;
+
+  /** Use `connect()`. */
+  constructor(options: ConnectOptions) {
+    if (!options || typeof options.connectString !== "string" || options.connectString === "") {
+      throw new BadArgumentsError({ message: "connectString is required" });
+    }
+    this.#connectString = options.connectString;
+    this.#sessionTimeoutMs = options.sessionTimeoutMs ?? 10_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 30_000;
+    this.#opTimeoutMs = options.opTimeoutMs ?? 2 * this.#sessionTimeoutMs;
+    this.#auth = parseAuth(options.auth);
+    this.#logger = options.logger;
+    this.#connectSignal = options.signal;
+    this.#chroot = new Chroot(normalizeRoot(options.root));
+    this.#closedPromise = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    let resolveReady!: () => void;
+    let rejectReady!: (e: unknown) => void;
+    const readyPromise = new Promise<void>((resolve, reject) => {
+      resolveReady = resolve;
+      rejectReady = reject;
+    });
+    readyPromise.catch(() => {});
+    this.#firstReady = { promise: readyPromise, resolve: resolveReady, reject: rejectReady };
+    this.#core = {
+      chroot: this.#chroot,
+      log: (level, msg, fields) => this.#log(level, msg, fields),
+      isClosing: () => this.#closing,
+      runForever: (rel, attempt, signal) =>
+        this.#run(rel, true, (s) => attempt(s), { deadline: Number.POSITIVE_INFINITY, signal }),
+      waitReady: (signal) => this.#waitReady({ deadline: Number.POSITIVE_INFINITY, signal }),
+      onPath: (abs, fn) => this.#onPath(abs, fn),
+      onConnection: (fn) => {
+        this.#internalListeners.add(fn);
+        return () => this.#internalListeners.delete(fn);
+      },
+      onClosing: (fn) => {
+        this.#closingHooks.add(fn);
+        return () => this.#closingHooks.delete(fn);
+      },
+      ensurePath: (rel, signal) => this.#ensurePath(rel, { signal }),
+      createProtected: (rel, data, mode, options) => this.#createProtected(rel, data, mode, options),
+    };
+  }
+
+  /** @internal */
+  async [START](): Promise<void> {
+    const signal = this.#connectSignal;
+    if (signal?.aborted) {
+      await this.close();
+      throw new ClosedError({ message: "connect aborted", cause: signal.reason });
+    }
+    const onAbort = () => {
+      this.#firstReady.reject(new ClosedError({ message: "connect aborted", cause: signal?.reason }));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = setTimeout(() => {
+      this.#firstReady.reject(
+        new ConnectionLossError({
+          message: `no ZooKeeper session within ${this.#connectTimeoutMs} ms (${this.#connectString})`,
+        }),
+      );
+    }, this.#connectTimeoutMs);
+    timer.unref();
+    try {
+      this.#startSession();
+      await this.#firstReady.promise;
+    } catch (error) {
+      await this.close();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** Hex id of the current session (as in `Stat.ephemeralOwner`), undefined between sessions. */
+  get sessionId(): string | undefined {
+    const s = this.#session;
+    return s?.announced && !s.dead ? s.id : undefined;
+  }
+
+  /** The current session's id and password (hex), e.g. for a test that expires it. */
+  sessionCredentials(): { id: string; password: string } | undefined {
+    const s = this.#session;
+    if (!s?.announced || s.dead || s.id === undefined || s.password === undefined) return undefined;
+    return { id: s.id, password: s.password };
+  }
+
+  /** The root every path is relative to ("/" if none). */
+  get root(): string {
+    return this.#chroot.root;
+  }
+
+  /** Listens to one event type ("*" for all); returns the unsubscribe function. */
+  on<K extends ConnectionEventType>(
+    type: K,
+    listener: (ev: Extract<ConnectionEvent, { type: K }>) => void,
+  ): () => void;
+  on(type: "*", listener: (ev: ConnectionEvent) => void): () => void;
+  on(type: ConnectionEventType | "*", listener: (ev: never) => void): () => void {
+    let set = this.#listeners.get(type);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(type, set);
+    }
+    const fn = listener as Listener;
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+    };
+  }
+
+  /** Connection events as an async iterable; ends after "closed", on `return()` or on abort. */
+  events(options: { signal?: AbortSignal } = {}): AsyncIterableIterator<ConnectionEvent> {
+    const queue: ConnectionEvent[] = [];
+    let waiting: ((r: IteratorResult<ConnectionEvent>) => void) | undefined;
+    let done = this.#closing;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      unsubscribe();
+      options.signal?.removeEventListener("abort", finish);
+      if (waiting && queue.length === 0) {
+        const w = waiting;
+        waiting = undefined;
+        w({ done: true, value: undefined });
+      }
+    };
+    const unsubscribe = this.on("*", (ev) => {
+      if (done) return;
+      if (waiting) {
+        const w = waiting;
+        waiting = undefined;
+        w({ done: false, value: ev });
+      } else {
+        queue.push(ev);
+      }
+      if (ev.type === "closed") {
+        unsubscribe();
+        done = true;
+      }
+    });
+    if (options.signal?.aborted) finish();
+    else options.signal?.addEventListener("abort", finish, { once: true });
+    const iterator: AsyncIterableIterator<ConnectionEvent> = {
+      next: () => {
+        const ev = queue.shift();
+        if (ev) return Promise.resolve({ done: false, value: ev });
+        if (done) return Promise.resolve({ done: true, value: undefined });
+        return new Promise((resolve) => {
+          waiting = resolve;
+        });
+      },
+      return: () => {
+        queue.length = 0;
+        finish();
+        return Promise.resolve({ done: true, value: undefined });
+      },
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
+  }
+
+  /** Resolves when the client is closed. */
+  closed(): Promise<void> {
+    return this.#closedPromise;
+  }
+
+  /** Closes the session and ends every watch and election. Idempotent, safe at any time. */
+  async close(): Promise<void> {
+    if (this.#closing) return this.#closedPromise;
+    this.#closing = true;
+    this.#state = "closed";
+    // Leaders step down before their candidate node can vanish with the session.
+    for (const hook of [...this.#closingHooks]) {
+      try {
+        hook();
+      } catch (hookError) {
+        this.#log("error", "close hook threw", { error: String(hookError) });
+      }
+    }
+    const error = this.#fatal ?? new ClosedError();
+    this.#firstReady.reject(error);
+    for (const waiter of [...this.#waiters]) {
+      waiter.cleanup();
+      waiter.reject(this.#fatal ? new ClosedError({ cause: this.#fatal }) : new ClosedError());
+    }
+    const session = this.#session;
+    if (session) {
+      this.#log("info", "closing session", { sessionId: session.id });
+      await session.close();
+    }
+    this.#emit({ type: "closed" });
+    this.#pathListeners.clear();
+    this.#resolveClosed();
+  }
+
+  // ---- keep running --------------------------------------------------------------------------
+
+  /**
+   * Runs `action` for the current session and again for every new session (after an expiry), e.g. to
+   * re-create ephemeral nodes. `ctx.signal` aborts when that session ends. A run that fails with a
+   * connection error is retried (with a backoff); SessionExpiredError moves on to the next session.
+   * Resolves when an action returns "completed", when `options.signal` aborts, or when the client
+   * closes; rejects if an action throws anything else.
+   */
+  async keepRunning(
+    // biome-ignore lint/suspicious/noConfusingVoidType: an action that returns nothing is the common case
+    action: (ctx: KeepRunningContext<ZkClient>) => Promise<void | "completed">,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const outer = options.signal;
+    let backoff = 0;
+    const stop = new AbortController();
+    const onOuterAbort = () => stop.abort(outer?.reason);
+    outer?.addEventListener("abort", onOuterAbort, { once: true });
+    const offClose = this.#core.onConnection((ev) => {
+      if (ev.type === "closed") stop.abort(new ClosedError());
+    });
+    if (outer?.aborted || this.#closing) stop.abort();
+    try {
+      while (!stop.signal.aborted) {
+        let session: Session;
+        try {
+          session = await this.#waitReady({ deadline: Number.POSITIVE_INFINITY, signal: stop.signal });
+        } catch (error) {
+          if (stop.signal.aborted || isClosed(error)) return;
+          throw error;
+        }
+        const signal = AbortSignal.any([session.controller.signal, stop.signal]);
+        try {
+          const result = await action({ client: this, sessionId: session.id ?? "", signal });
+          if (result === "completed") return;
+          backoff = 0;
+          // Done for this session: run again when a new one replaces it.
+          await new Promise<void>((resolve) => {
+            if (signal.aborted) resolve();
+            else signal.addEventListener("abort", () => resolve(), { once: true });
+          });
+        } catch (error) {
+          if (stop.signal.aborted || isClosed(error)) return;
+          if (isSessionExpired(error) || session.dead) continue;
+          if (isConnectionLoss(error) || error instanceof OperationTimeoutError) {
+            backoff = Math.min(backoff === 0 ? 100 : backoff * 2, 2_000);
+            this.#log("warn", "keepRunning action hit a connection error; retrying", {
+              error: String(error),
+              backoffMs: backoff,
+            });
+            await sleep(backoff);
+            continue;
+          }
+          throw error;
+        }
+      }
+    } finally {
+      outer?.removeEventListener("abort", onOuterAbort);
+      offClose();
+    }
+  }
+
+  // ---- operations ----------------------------------------------------------------------------
+
+  /** Creates a node; returns its path (relative to the root), with the sequence number if sequential. */
+  async create(path: string, data?: Data, mode: CreateMode = "persistent"): Promise<string> {
+    const flags = modeFlags(mode);
+    validatePath(path, { allowTrailingSlash: (flags & ZOO_SEQUENCE) !== 0 });
+    const abs = this.#chroot.toServer(path);
+    // Not repeated after a connection loss: the first attempt may have succeeded.
+    const created = await this.#run(path, false, (s) => s.create(abs, path, data, flags));
+    return this.#chroot.fromServer(created);
+  }
+
+  /**
+   * Creates `<dir>/_c_<uuid>-<name>`. If the reply is lost with the connection, it lists `<dir>` after
+   * the reconnect and returns its own node if the create happened, instead of creating a duplicate.
+   */
+  async createProtected(path: string, data?: Data, mode: CreateMode = "persistent"): Promise<string> {
+    return this.#createProtected(path, data, mode, {});
+  }
+
+  async #createProtected(
+    path: string,
+    data: Data | undefined,
+    mode: CreateMode,
+    options: { signal?: AbortSignal; bindTo?: Session },
+  ): Promise<string> {
+    const flags = modeFlags(mode);
+    validatePath(path, { allowTrailingSlash: (flags & ZOO_SEQUENCE) !== 0 });
+    const ephemeral = (flags & ZOO_EPHEMERAL) !== 0;
+    const dir = path.endsWith("/") && path !== "/" ? path.slice(0, -1) : parentOf(path);
+    const prefix = `_c_${randomUUID()}-`;
+    const name = prefix + (path.endsWith("/") ? "" : basenameOf(path));
+    const target = joinPath(dir, name);
+    const absTarget = this.#chroot.toServer(target);
+    const absDir = this.#chroot.toServer(dir);
+    const deadline = options.signal ? Number.POSITIVE_INFINITY : Date.now() + this.#opTimeoutMs;
+    let firstSession: Session | undefined;
+    let lastError: unknown;
+    for (;;) {
+      // An ephemeral node lives and dies with its session: never look for it (or retry) in another one.
+      const bound = options.bindTo ?? (ephemeral ? firstSession : undefined);
+      const s = await this.#waitReady({ deadline, bound, signal: options.signal, path: target, lastError });
+      if (firstSession) {
+        try {
+          const { children } = await s.getChildren(absDir, dir, false);
+          const mine = children.find((child) => child.startsWith(prefix));
+          if (mine !== undefined) {
+            this.#log("debug", "protected create found its node after a lost reply", { path: target });
+            return joinPath(dir, mine);
+          }
+        } catch (error) {
+          if (error === NOT_ISSUED || isConnectionLoss(error)) {
+            lastError = error;
+            await this.#pause(s);
+            continue;
+          }
+          if (isSessionExpired(error) && !ephemeral && !options.bindTo) continue;
+          if (!isNoNode(error)) throw error;
+        }
+      }
+      try {
+        return this.#chroot.fromServer(await s.create(absTarget, target, data, flags));
+      } catch (error) {
+        if (error === NOT_ISSUED) {
+          await this.#pause(s);
+          continue;
+        }
+        firstSession ??= s;
+        if (isConnectionLoss(error) || (isSessionExpired(error) && !ephemeral && !options.bindTo)) {
+          lastError = error;
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  /** Creates `path` and its missing ancestors as persistent nodes; fine if they exist. */
+  async ensurePath(path: string): Promise<void> {
+    return this.#ensurePath(path, {});
+  }
+
+  async #ensurePath(path: string, options: { signal?: AbortSignal }): Promise<void> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    if (abs === "/") return;
+    const runOptions = options.signal ? { deadline: Number.POSITIVE_INFINITY, signal: options.signal } : {};
+    if ((await this.#run(path, true, (s) => s.exists(abs, path, false), runOptions)) !== null) return;
+    for (const prefix of prefixesOf(abs)) {
+      const rel = this.#chroot.fromServer(prefix);
+      await this.#run(
+        rel,
+        true,
+        async (s) => {
+          if ((await s.exists(prefix, rel, false)) !== null) return;
+          try {
+            await s.create(prefix, rel, undefined, 0);
+          } catch (error) {
+            if (!isNodeExists(error)) throw error;
+          }
+        },
+        runOptions,
+      );
+    }
+  }
+
+  /** The node's Stat, or null if it does not exist. */
+  async exists(path: string): Promise<Stat | null> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    return this.#run(path, true, (s) => s.exists(abs, path, false));
+  }
+
+  async get(path: string): Promise<{ data: Buffer; stat: Stat }> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    return this.#run(path, true, (s) => s.get(abs, path, false));
+  }
+
+  /** Child names, sorted. */
+  async getChildren(path: string): Promise<string[]> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    return (await this.#run(path, true, (s) => s.getChildren(abs, path, false))).children;
+  }
+
+  /** Writes data if the node's version is `version` (-1: any version). */
+  async set(path: string, data: Data, version = -1): Promise<Stat> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    return this.#run(path, true, async (s, retried) => {
+      try {
+        return await s.set(abs, path, data, version);
+      } catch (error) {
+        if (retried && version >= 0 && isBadVersion(error)) {
+          // The lost attempt may have landed: then the node holds exactly our data at version + 1.
+          const current = await s.get(abs, path, false);
+          if (current.stat.version === version + 1 && current.data.equals(toBuffer(data)))
+            return current.stat;
+        }
+        throw error;
+      }
+    });
+  }
+
+  /** Deletes the node if its version is `version` (-1: any version). */
+  async delete(path: string, version = -1): Promise<void> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    await this.#run(path, true, async (s, retried) => {
+      try {
+        await s.delete(abs, path, version);
+      } catch (error) {
+        // After a lost reply, NoNode means the first attempt did it.
+        if (!(retried && isNoNode(error))) throw error;
+      }
+    });
+  }
+
+  /** Deletes the node and everything below it; fine if it does not exist. */
+  async deleteRecursive(path: string): Promise<void> {
+    validatePath(path);
+    const remove = async (node: string): Promise<void> => {
+      for (let attempt = 0; ; attempt++) {
+        let children: string[];
+        try {
+          children = await this.getChildren(node);
+        } catch (error) {
+          if (isNoNode(error)) return;
+          throw error;
+        }
+        const isServerRoot = this.#chroot.toServer(node) === "/";
+        const targets = children
+          .filter((child) => !(isServerRoot && child === "zookeeper"))
+          .map((child) => joinPath(node, child));
+        for (let i = 0; i < targets.length; i += 64) {
+          await Promise.all(targets.slice(i, i + 64).map(remove));
+        }
+        if (isServerRoot) return;
+        try {
+          await this.delete(node);
+          return;
+        } catch (error) {
+          if (isNoNode(error)) return;
+          // A child appeared meanwhile: list again.
+          if (!isNotEmpty(error) || attempt >= 20) throw error;
+        }
+      }
+    };
+    await remove(path);
+  }
+
+  /** Makes this client's server catch up with the leader for `path`. */
+  async sync(path: string): Promise<void> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    await this.#run(path, true, (s) => s.sync(abs, path));
+  }
+
+  async setAcl(path: string, acl: Acl[], version = -1): Promise<void> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    await this.#run(path, true, (s) => s.setAcl(abs, path, acl, version));
+  }
+
+  async getAcl(path: string): Promise<{ acl: Acl[]; stat: Stat }> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    return this.#run(path, true, (s) => s.getAcl(abs, path));
+  }
+
+  // ---- watches and recipes -------------------------------------------------------------------
+
+  /**
+   * Children of `path` as they change. The first value has every child in `added`; later values carry
+   * what changed since the previous value the consumer took (a slow consumer gets the latest state with
+   * the net changes, never a backlog). While the node is absent: `exists: false`, `children: []`.
+   * Survives reconnects and session expiry (re-reads then). Ends on `stop()`, `return()`, abort or close.
+   */
+  watchChildren(path: string, options: WatchOptions = {}): WatchStream<ChildrenChange> {
+    validatePath(path);
+    return new ChildrenWatch(this.#core, path, options.signal);
+  }
+
+  /** The node's data as it changes, `null` while it does not exist. Same guarantees as watchChildren. */
+  watchData(path: string, options: WatchOptions = {}): WatchStream<DataChange | null> {
+    validatePath(path);
+    return new DataWatch(this.#core, path, options.signal);
+  }
+
+  /**
+   * Joins a leader election under `path` (ephemeral sequential `_c_<uuid>-n_` candidates, each watching
+   * only its predecessor). Re-enters with every new session until `stop()` or the signal aborts.
+   */
+  election(path: string, options: ElectionOptions = {}): LeaderElection {
+    validatePath(path);
+    return new Election(this.#core, this, path, options);
+  }
+
+  // ---- session machinery ---------------------------------------------------------------------
+
+  #log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
+    if (!this.#logger) return;
+    try {
+      this.#logger(level, msg, fields);
+    } catch {
+      // a failing logger must not break the client
+    }
+  }
+
+  #emit(ev: ConnectionEvent): void {
+    const call = (fn: Listener) => {
+      try {
+        fn(ev);
+      } catch (error) {
+        this.#log("error", "connection listener threw", { event: ev.type, error: String(error) });
+      }
+    };
+    for (const fn of [...this.#internalListeners]) call(fn);
+    for (const fn of [...(this.#listeners.get(ev.type) ?? [])]) call(fn);
+    for (const fn of [...(this.#listeners.get("*") ?? [])]) call(fn);
+  }
+
+  #startSession(): void {
+    if (this.#closing) return;
+    const serial = ++this.#serial;
+    try {
+      this.#session = new Session({
+        connectString: this.#connectString,
+        sessionTimeoutMs: this.#sessionTimeoutMs,
+        serial,
+        onSignal: (s, signal) => this.#onSignal(s, signal),
+      });
+    } catch (error) {
+      this.#fail(error as ZkError);
+      return;
+    }
+    this.#log("debug", "connecting", { connectString: this.#connectString, handle: serial });
+  }
+
+  #onSignal(s: Session, signal: SessionSignal): void {
+    if (s !== this.#session || this.#closing) return;
+    switch (signal.type) {
+      case "connect":
+        if (s.dead) return;
+        s.up = true;
+        s.captureIdentity();
+        if (!s.ready) {
+          void this.#setup(s);
+        } else if (!s.announced) {
+          this.#announce(s);
+        } else if (this.#state === "suspended") {
+          this.#state = "connected";
+          this.#log("info", "reconnected", { sessionId: s.id });
+          this.#emit({ type: "reconnected", sessionId: s.id ?? "" });
+          this.#wakeWaiters();
+        }
+        return;
+      case "disconnect":
+        s.up = false;
+        if (s.announced && this.#state === "connected") {
+          this.#state = "suspended";
+          this.#log("warn", "connection lost; session may still be alive", { sessionId: s.id });
+          this.#emit({ type: "suspended" });
+        }
+        return;
+      case "close": {
+        s.dead = true;
+        s.up = false;
+        s.controller.abort(new SessionExpiredError());
+        if (s.closeRequested) return;
+        if (signal.code === Code.AUTH_FAILED || signal.code === -113) {
+          // -113 is ZOO_AUTH_FAILED_STATE: the server refused our credentials; retrying cannot help.
+          this.#log("error", "authentication failed; closing the client", { sessionId: s.id });
+          this.#fail(new AuthFailedError());
+          return;
+        }
+        if (s.announced) {
+          this.#state = "expired";
+          this.#log("warn", "session expired; making a new one", { sessionId: s.id, code: signal.code });
+          this.#emit({ type: "expired", sessionId: s.id ?? "" });
+        } else {
+          this.#log("warn", "handle closed before its session was ready; retrying", { code: signal.code });
+        }
+        this.#wakeWaiters();
+        const delay = Math.min(50 * 2 ** this.#unreadySessions, 2_000);
+        this.#unreadySessions++;
+        if (delay > 0 && this.#unreadySessions > 1) {
+          setTimeout(() => {
+            if (this.#session === s) this.#startSession();
+          }, delay).unref();
+        } else {
+          this.#startSession();
+        }
+        return;
+      }
+      case "watch": {
+        const fns = this.#pathListeners.get(signal.path);
+        if (fns) for (const fn of [...fns]) fn();
+        return;
+      }
+    }
+  }
+
+  async #setup(s: Session): Promise<void> {
+    if (s.settingUp) return;
+    s.settingUp = true;
+    try {
+      if (!s.authAdded) {
+        // The C client re-sends these after every reconnect of this session by itself.
+        s.authAdded = true;
+        for (const credential of this.#auth) {
+          s.addAuth("digest", credential, (error) => {
+            if (error) this.#log("error", "add_auth failed", { error: String(error) });
+          });
+        }
+      }
+      const root = this.#chroot.root;
+      if (root !== "/") {
+        for (const prefix of prefixesOf(root)) {
+          if ((await s.exists(prefix, prefix, false)) !== null) continue;
+          try {
+            await s.create(prefix, prefix, undefined, 0);
+          } catch (error) {
+            if (!isNodeExists(error)) throw error;
+          }
+        }
+      }
+      s.ready = true;
+      if (s === this.#session && s.up && !s.dead && !this.#closing) this.#announce(s);
+    } catch (error) {
+      if (error === NOT_ISSUED || isConnectionLoss(error) || isSessionExpired(error) || isClosed(error)) {
+        // The next "connect" (or the next session) runs the setup again.
+        return;
+      }
+      this.#log("error", "session setup failed", { error: String(error) });
+      this.#fail(error as ZkError);
+    } finally {
+      s.settingUp = false;
+    }
+  }
+
+  #announce(s: Session): void {
+    s.announced = true;
+    this.#unreadySessions = 0;
+    this.#state = "connected";
+    this.#log("info", "session established", { sessionId: s.id, timeoutMs: s.negotiatedTimeoutMs });
+    this.#firstReady.resolve();
+    this.#emit({ type: "connected", sessionId: s.id ?? "" });
+    this.#wakeWaiters();
+  }
+
+  /** Closes the client because of an error that retrying cannot fix. */
+  #fail(error: ZkError): void {
+    if (this.#closing) return;
+    this.#fatal = error;
+    this.#firstReady.reject(error);
+    void this.close();
+  }
+
+  #isUsable(s: Session | undefined): s is Session {
+    return s?.ready === true && s.announced && s.up && !s.dead;
+  }
+
+  #settleWaiter(w: Waiter): boolean {
+    if (this.#closing) {
+      w.cleanup();
+      w.reject(
+        this.#fatal
+          ? new ClosedError({ path: w.path, cause: this.#fatal })
+          : new ClosedError({ path: w.path }),
+      );
+      return true;
+    }
+    if (w.bound && (w.bound.dead || w.bound !== this.#session)) {
+      w.cleanup();
+      w.reject(new SessionExpiredError({ path: w.path }));
+      return true;
+    }
+    const s = this.#session;
+    if (this.#isUsable(s)) {
+      w.cleanup();
+      w.resolve(s);
+      return true;
+    }
+    return false;
+  }
+
+  #wakeWaiters(): void {
+    for (const w of [...this.#waiters]) this.#settleWaiter(w);
+  }
+
+  #waitReady(options: {
+    deadline: number;
+    bound?: Session | undefined;
+    signal?: AbortSignal | undefined;
+    path?: string | undefined;
+    lastError?: unknown;
+  }): Promise<Session> {
+    return new Promise<Session>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => {
+        waiter.cleanup();
+        reject(new ClosedError({ path: options.path, message: "aborted", cause: options.signal?.reason }));
+      };
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        bound: options.bound,
+        path: options.path,
+        cleanup: () => {
+          this.#waiters.delete(waiter);
+          if (timer) clearTimeout(timer);
+          options.signal?.removeEventListener("abort", onAbort);
+        },
+      };
+      if (options.signal?.aborted) {
+        onAbort();
+        return;
+      }
+      if (this.#settleWaiter(waiter)) return;
+      this.#waiters.add(waiter);
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      if (Number.isFinite(options.deadline)) {
+        timer = setTimeout(
+          () => {
+            waiter.cleanup();
+            reject(new OperationTimeoutError({ path: options.path, cause: options.lastError }));
+          },
+          Math.max(0, options.deadline - Date.now()),
+        );
+        timer.unref();
+      }
+    });
+  }
+
+  /** After a call the handle refused: give its pending events a chance to arrive. */
+  async #pause(s: Session): Promise<void> {
+    if (!s.dead) s.up = false;
+    await sleep(10);
+  }
+
+  /**
+   * Runs `attempt` on a usable session. With `retry`, a ConnectionLoss waits for the reconnect and
+   * tries again on the same session; the op is bound to the first session it was sent on.
+   */
+  async #run<T>(
+    path: string | undefined,
+    retry: boolean,
+    attempt: (s: Session, retried: boolean) => Promise<T>,
+    options: { deadline?: number; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    const deadline = options.deadline ?? Date.now() + this.#opTimeoutMs;
+    let bound: Session | undefined;
+    let lastError: unknown;
+    for (;;) {
+      const s = await this.#waitReady({ deadline, bound, signal: options.signal, path, lastError });
+      try {
+        return await attempt(s, bound !== undefined);
+      } catch (error) {
+        if (error === NOT_ISSUED) {
+          await this.#pause(s);
+          continue;
+        }
+        bound = s;
+        if (retry && isConnectionLoss(error) && !this.#closing) {
+          lastError = error;
+          this.#log("debug", "retrying after connection loss", { path });
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  #onPath(abs: string, fn: () => void): () => void {
+    let set = this.#pathListeners.get(abs);
+    if (!set) {
+      set = new Set();
+      this.#pathListeners.set(abs, set);
+    }
+    set.add(fn);
+    return () => {
+      const current = this.#pathListeners.get(abs);
+      if (!current) return;
+      current.delete(fn);
+      if (current.size === 0) this.#pathListeners.delete(abs);
+    };
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * `@zkgrid/core`: ZooKeeper for TypeScript, with sessions that recover by themselves, typed errors,
+ * protected creates, watches that never miss a change and leader election.
+ *
+ * @example
+ * ```ts
+ * import { connect } from "@zkgrid/core";
+ *
+ * const zk = await connect({ connectString: "127.0.0.1:2181", root: "/demo" });
+ * await zk.ensurePath("/workers");
+ * await zk.keepRunning(async ({ client }) => {
+ *   await client.create("/workers/w1", "", "ephemeral"); // again after every session expiry
+ * }, { signal: AbortSignal.timeout(1000) });
+ * for await (const { children, added, removed } of zk.watchChildren("/workers")) {
+ *   console.log(children, added, removed);
+ *   break;
+ * }
+ * await zk.close();
+ * ```
+ *
+ * @module
+ */
+
+export { digestAcl, digestId, OPEN_ACL, Perms } from "./acl.js";
+export { connect, ZkClient } from "./client.js";
+export * as errors from "./errors.js";
+export {
+  AuthFailedError,
+  BadArgumentsError,
+  BadVersionError,
+  ClosedError,
+  Code,
+  ConnectionLossError,
+  InvalidAclError,
+  InvalidStateError,
+  isBadVersion,
+  isClosed,
+  isConnectionLoss,
+  isNodeExists,
+  isNoNode,
+  isNotEmpty,
+  isRetryable,
+  isSessionExpired,
+  NoAuthError,
+  NoChildrenForEphemeralsError,
+  NodeExistsError,
+  NoNodeError,
+  NotEmptyError,
+  OperationTimeoutError,
+  SessionExpiredError,
+  SessionMovedError,
+  UnimplementedError,
+  ZkError,
+} from "./errors.js";
+export { RESPONSE_COUNTER_LIMIT } from "./session.js";
+
+export type {
+  Acl,
+  Candidate,
+  ChildrenChange,
+  ConnectionEvent,
+  ConnectionEventType,
+  ConnectionState,
+  ConnectOptions,
+  CreateMode,
+  Data,
+  DataChange,
+  ElectionEvent,
+  ElectionOptions,
+  KeepRunningContext,
+  LeaderElection,
+  Leadership,
+  Logger,
+  LogLevel,
+  Stat,
+  WatchOptions,
+  WatchStream,
+} from "./types.js";
+export type { ZkErrorOptions } from "./errors.js";

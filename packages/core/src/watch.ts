@@ -1,0 +1,220 @@
+import type { ClientCore } from "./client.js";
+import { isClosed, isConnectionLoss, isNoNode, isSessionExpired, OperationTimeoutError } from "./errors.js";
+import type { Session } from "./session.js";
+import type { ChildrenChange, DataChange, Stat, WatchStream } from "./types.js";
+
+/**
+ * A self re-arming watch. Watch events only mark the stream dirty (nothing runs inside the addon's
+ * callback); one loop re-reads with a new watch while dirty. Only the latest state is kept, so a slow
+ * consumer never builds a backlog: it gets the newest state, diffed against what it saw last.
+ */
+abstract class ReArmingWatch<S, T> implements WatchStream<T> {
+  protected readonly core: ClientCore;
+  protected readonly rel: string;
+  protected readonly abs: string;
+  readonly #controller = new AbortController();
+  readonly #cleanups: Array<() => void> = [];
+  #dirty = true;
+  #wakeLoop: (() => void) | undefined;
+  #latest: { state: S } | undefined;
+  #delivered: { state: S } | undefined;
+  #pending = false;
+  #waiters: Array<{ resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void }> = [];
+  #error: { error: unknown } | undefined;
+  #done = false;
+
+  constructor(core: ClientCore, rel: string, signal: AbortSignal | undefined) {
+    this.core = core;
+    this.rel = rel;
+    this.abs = core.chroot.toServer(rel);
+    if (core.isClosing() || signal?.aborted) {
+      this.#done = true;
+      return;
+    }
+    this.#cleanups.push(core.onPath(this.abs, () => this.#markDirty()));
+    this.#cleanups.push(
+      core.onConnection((ev) => {
+        // After a new session the server forgot our watches; after a reconnect a re-read is cheap insurance.
+        if (ev.type === "connected" || ev.type === "reconnected") this.#markDirty();
+        else if (ev.type === "closed") this.stop();
+      }),
+    );
+    if (signal) {
+      const onAbort = () => this.stop();
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#cleanups.push(() => signal.removeEventListener("abort", onAbort));
+    }
+    void this.#loop();
+  }
+
+  /** Reads the current state and leaves a watch that fires on its next change. */
+  protected abstract read(s: Session): Promise<S>;
+  protected abstract same(a: S, b: S): boolean;
+  protected abstract toValue(previous: S | undefined, next: S): T;
+
+  #markDirty(): void {
+    this.#dirty = true;
+    const wake = this.#wakeLoop;
+    this.#wakeLoop = undefined;
+    wake?.();
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#done) {
+      if (!this.#dirty) {
+        await new Promise<void>((resolve) => {
+          this.#wakeLoop = resolve;
+        });
+        continue;
+      }
+      this.#dirty = false;
+      let state: S;
+      try {
+        state = await this.core.runForever(this.rel, (s) => this.read(s), this.#controller.signal);
+      } catch (error) {
+        if (this.#done) return;
+        if (isClosed(error)) {
+          this.stop();
+          return;
+        }
+        if (isSessionExpired(error) || isConnectionLoss(error) || error instanceof OperationTimeoutError) {
+          this.#dirty = true;
+          continue;
+        }
+        this.#fail(error);
+        return;
+      }
+      if (this.#done) return;
+      this.#latest = { state };
+      this.#pending = this.#delivered === undefined || !this.same(this.#delivered.state, state);
+      if (this.#pending) this.#deliver();
+    }
+  }
+
+  #take(): T {
+    const latest = this.#latest!;
+    const value = this.toValue(this.#delivered?.state, latest.state);
+    this.#delivered = latest;
+    this.#pending = false;
+    return value;
+  }
+
+  #deliver(): void {
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve({ done: false, value: this.#take() });
+  }
+
+  #fail(error: unknown): void {
+    this.core.log("error", "watch stopped by an error", { path: this.rel, error: String(error) });
+    this.#error = { error };
+    const waiters = this.#waiters.splice(0);
+    this.#finish();
+    const first = waiters.shift();
+    if (first) {
+      this.#error = undefined;
+      first.reject(error);
+    }
+    for (const w of waiters) w.resolve({ done: true, value: undefined });
+  }
+
+  #finish(): void {
+    this.#done = true;
+    this.#pending = false;
+    this.#controller.abort();
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+    const wake = this.#wakeLoop;
+    this.#wakeLoop = undefined;
+    wake?.();
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.#error) {
+      const { error } = this.#error;
+      this.#error = undefined;
+      return Promise.reject(error);
+    }
+    if (this.#done) return Promise.resolve({ done: true, value: undefined });
+    if (this.#pending && this.#waiters.length === 0)
+      return Promise.resolve({ done: false, value: this.#take() });
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+    });
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.stop();
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  stop(): void {
+    if (this.#done) return;
+    this.#finish();
+    for (const w of this.#waiters.splice(0)) w.resolve({ done: true, value: undefined });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+interface ChildrenState {
+  exists: boolean;
+  children: string[];
+  stat: Stat | null;
+}
+
+export class ChildrenWatch extends ReArmingWatch<ChildrenState, ChildrenChange> {
+  protected async read(s: Session): Promise<ChildrenState> {
+    for (;;) {
+      try {
+        const { children, stat } = await s.getChildren(this.abs, this.rel, true);
+        return { exists: true, children, stat };
+      } catch (error) {
+        if (!isNoNode(error)) throw error;
+      }
+      // getChildren leaves no watch on a missing node; exists() does, and fires when it is created.
+      if ((await s.exists(this.abs, this.rel, true)) === null)
+        return { exists: false, children: [], stat: null };
+    }
+  }
+
+  protected same(a: ChildrenState, b: ChildrenState): boolean {
+    if (a.exists !== b.exists || a.stat?.czxid !== b.stat?.czxid) return false;
+    if (a.children.length !== b.children.length) return false;
+    return a.children.every((child, i) => child === b.children[i]);
+  }
+
+  protected toValue(previous: ChildrenState | undefined, next: ChildrenState): ChildrenChange {
+    const before = new Set(previous?.children ?? []);
+    const after = new Set(next.children);
+    return {
+      children: [...next.children],
+      added: next.children.filter((child) => !before.has(child)),
+      removed: (previous?.children ?? []).filter((child) => !after.has(child)),
+      exists: next.exists,
+      stat: next.stat,
+    };
+  }
+}
+
+export class DataWatch extends ReArmingWatch<DataChange | null, DataChange | null> {
+  protected async read(s: Session): Promise<DataChange | null> {
+    for (;;) {
+      try {
+        return await s.get(this.abs, this.rel, true);
+      } catch (error) {
+        if (!isNoNode(error)) throw error;
+      }
+      if ((await s.exists(this.abs, this.rel, true)) === null) return null;
+    }
+  }
+
+  protected same(a: DataChange | null, b: DataChange | null): boolean {
+    if (a === null || b === null) return a === b;
+    return a.stat.czxid === b.stat.czxid && a.stat.mzxid === b.stat.mzxid;
+  }
+
+  protected toValue(_previous: DataChange | null | undefined, next: DataChange | null): DataChange | null {
+    return next;
+  }
+}

@@ -1,0 +1,136 @@
+import { randomUUID } from "node:crypto";
+import { connect as connectTcp, createServer, type Server, type Socket } from "node:net";
+import { afterEach, inject } from "vitest";
+import { type ConnectionEvent, type ConnectOptions, connect, type ZkClient } from "../src/index.js";
+
+/** A fresh root path per test, so tests never see each other's nodes. */
+export function testRoot(): string {
+  return `/test-${randomUUID()}`;
+}
+
+export function sharedConnectString(): string {
+  return inject("zkConnectString");
+}
+
+const open = new Set<ZkClient>();
+const proxies = new Set<TcpProxy>();
+
+// Hooks run last-registered first: clients close (and end their sessions) before the proxies go.
+afterEach(async () => {
+  await Promise.all([...proxies].map((proxy) => proxy.close()));
+});
+
+afterEach(async () => {
+  const clients = [...open];
+  open.clear();
+  await Promise.all(clients.map((client) => client.close()));
+});
+
+/** connect() with short test timeouts; closed after each test. */
+export async function connectClient(options: Partial<ConnectOptions> = {}): Promise<ZkClient> {
+  const client = await connect({
+    connectString: options.connectString ?? sharedConnectString(),
+    sessionTimeoutMs: 4000,
+    connectTimeoutMs: 20_000,
+    ...options,
+  });
+  open.add(client);
+  return client;
+}
+
+/** Records every connection event of `client`. */
+export function recordEvents(client: ZkClient): ConnectionEvent[] {
+  const events: ConnectionEvent[] = [];
+  client.on("*", (ev) => events.push(ev));
+  return events;
+}
+
+/** Resolves with the next connection event of `type`. */
+export function nextEvent<K extends ConnectionEvent["type"]>(
+  client: ZkClient,
+  type: K,
+): Promise<Extract<ConnectionEvent, { type: K }>> {
+  return new Promise((resolve) => {
+    const off = client.on(type, (ev) => {
+      off();
+      resolve(ev);
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export type ProxyMode = "pass" | "blackhole" | "drop-replies";
+
+/**
+ * A loopback TCP proxy in front of a ZooKeeper server, to cut a client off the way a network partition
+ * does: "blackhole" forwards nothing either way (connections stay open, like a paused server);
+ * "drop-replies" forwards requests but drops every reply (the server acts, the client never hears).
+ */
+export class TcpProxy {
+  readonly connectString: string;
+  #mode: ProxyMode = "pass";
+  readonly #server: Server;
+  readonly #sockets: Set<Socket>;
+
+  private constructor(server: Server, port: number, sockets: Set<Socket>) {
+    this.#server = server;
+    this.#sockets = sockets;
+    this.connectString = `127.0.0.1:${port}`;
+  }
+
+  static async start(target: string): Promise<TcpProxy> {
+    const [host, portText] = target.split(":");
+    const port = Number(portText);
+    let proxy: TcpProxy | undefined;
+    const sockets = new Set<Socket>();
+    const server = createServer((client) => {
+      const upstream = connectTcp({ host, port });
+      const pair = [client, upstream];
+      for (const socket of pair) {
+        sockets.add(socket);
+        socket.on("error", () => {});
+        socket.on("close", () => {
+          sockets.delete(socket);
+          for (const other of pair) other.destroy();
+        });
+      }
+      client.on("data", (chunk) => {
+        if (proxy?.mode !== "blackhole") upstream.write(chunk);
+      });
+      upstream.on("data", (chunk) => {
+        if (proxy?.mode === "pass") client.write(chunk);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const address = server.address();
+    if (address === null || typeof address === "string") throw new Error("proxy has no port");
+    proxy = new TcpProxy(server, address.port, sockets);
+    proxies.add(proxy);
+    return proxy;
+  }
+
+  get mode(): ProxyMode {
+    return this.#mode;
+  }
+
+  /** Switches mode; leaving a lossy mode drops every open connection (their byte streams are broken). */
+  setMode(mode: ProxyMode): void {
+    const wasLossy = this.#mode !== "pass";
+    this.#mode = mode;
+    if (mode === "pass" && wasLossy) this.cutAll();
+  }
+
+  cutAll(): void {
+    for (const socket of this.#sockets) socket.destroy();
+    this.#sockets.clear();
+  }
+
+  async close(): Promise<void> {
+    proxies.delete(this);
+    this.cutAll();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}

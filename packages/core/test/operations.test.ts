@@ -1,0 +1,111 @@
+import { describe, expect, it } from "vitest";
+import { digestAcl, errors, OPEN_ACL, Perms } from "../src/index.js";
+import { connectClient, testRoot } from "./helpers.js";
+
+describe("operations", () => {
+  it("creates the root if absent and keeps every path relative to it", async () => {
+    const root = `${testRoot()}/nested/root`;
+    const zk = await connectClient({ root });
+    const outside = await connectClient();
+    expect(await outside.exists(root)).not.toBeNull();
+
+    expect(await zk.create("/a", "x")).toBe("/a");
+    expect((await outside.get(`${root}/a`)).data.toString()).toBe("x");
+    expect(await zk.getChildren("/")).toEqual(["a"]);
+    expect(zk.root).toBe(root);
+  });
+
+  it("returns the created name of sequential nodes, relative to the root", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    await zk.ensurePath("/q");
+    const first = await zk.create("/q/item-", "1", "persistent-sequential");
+    const second = await zk.create("/q/item-", "2", "ephemeral-sequential");
+    expect(first).toMatch(/^\/q\/item-\d{10}$/);
+    expect(second).toMatch(/^\/q\/item-\d{10}$/);
+    expect(second > first).toBe(true);
+    expect(await zk.getChildren("/q")).toEqual([first.slice(3), second.slice(3)]);
+  });
+
+  it("marks ephemeral nodes with the session id in the same hex form as sessionId", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    await zk.create("/e", "", "ephemeral");
+    await zk.create("/p", "");
+    const ephemeral = await zk.exists("/e");
+    const persistent = await zk.exists("/p");
+    expect(ephemeral?.ephemeralOwner).toBe(zk.sessionId);
+    expect(zk.sessionId).toMatch(/^[0-9a-f]+$/);
+    expect(persistent?.ephemeralOwner).toBe("0");
+  });
+
+  it("writes and deletes conditionally on the version", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    await zk.create("/v", "0");
+    const stat1 = await zk.set("/v", "1", 0);
+    expect(stat1.version).toBe(1);
+    await expect(zk.set("/v", "2", 0)).rejects.toBeInstanceOf(errors.BadVersionError);
+    const stat2 = await zk.set("/v", "2");
+    expect(stat2.version).toBe(2);
+    const { data, stat } = await zk.get("/v");
+    expect(data.toString()).toBe("2");
+    expect(typeof stat.mtime).toBe("number");
+    await expect(zk.delete("/v", 1)).rejects.toBeInstanceOf(errors.BadVersionError);
+    await zk.delete("/v", 2);
+    expect(await zk.exists("/v")).toBeNull();
+  });
+
+  it("ensurePath creates missing ancestors and accepts existing ones", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    await zk.ensurePath("/a/b/c");
+    await zk.ensurePath("/a/b/c");
+    await zk.ensurePath("/a/b/d");
+    expect(await zk.getChildren("/a/b")).toEqual(["c", "d"]);
+  });
+
+  it("deleteRecursive removes a whole tree and accepts a missing node", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    for (let i = 0; i < 30; i++) await zk.ensurePath(`/t/${i % 3}/${i}`);
+    await zk.deleteRecursive("/t");
+    expect(await zk.exists("/t")).toBeNull();
+    await zk.deleteRecursive("/t");
+    await zk.deleteRecursive("/never-was");
+  });
+
+  it("stores and reads binary data and empty nodes", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    const bytes = new Uint8Array([0, 1, 2, 255]);
+    await zk.create("/bin", bytes);
+    expect([...(await zk.get("/bin")).data]).toEqual([0, 1, 2, 255]);
+    await zk.create("/empty");
+    expect((await zk.get("/empty")).data.length).toBe(0);
+  });
+
+  it("reads a node close to 1 MiB without the addon declaring the session expired", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    const events: string[] = [];
+    zk.on("*", (ev) => events.push(ev.type));
+    const big = Buffer.alloc(1000 * 1024, 7);
+    await zk.create("/big", big);
+    for (let i = 0; i < 5; i++) {
+      const { data } = await zk.get("/big");
+      expect(data.equals(big)).toBe(true);
+    }
+    expect(events).toEqual([]);
+    expect(zk.state).toBe("connected");
+  });
+
+  it("syncs, and reads and writes ACLs; digest auth is added to every session", async () => {
+    const root = testRoot();
+    const owner = await connectClient({ root, auth: "alice:secret" });
+    const stranger = await connectClient({ root });
+    await owner.create("/private", "hidden");
+    await owner.setAcl("/private", [digestAcl("alice:secret", Perms.ALL)]);
+    await owner.sync("/private");
+    expect((await owner.get("/private")).data.toString()).toBe("hidden");
+    const { acl } = await owner.getAcl("/private");
+    expect(acl).toEqual([digestAcl("alice:secret")]);
+    const denied = await stranger.get("/private").catch((e: unknown) => e);
+    expect(denied).toBeInstanceOf(errors.NoAuthError);
+    await owner.setAcl("/private", [...OPEN_ACL]);
+    expect((await stranger.get("/private")).data.toString()).toBe("hidden");
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * The zkgrid wire format: payload schemas, names and ids, the znode layout, limits and batching.
+ * No ZooKeeper calls happen here; docs/protocol.md is the contract this module implements.
+ *
+ * ```ts
+ * import { decodeSubmitBatch, encodeSubmitBatch, gridLayout, packSubmitBatches } from "@zkgrid/protocol";
+ *
+ * const layout = gridLayout("/zkgrid");
+ * const [batch] = packSubmitBatches([{ id: "hello-1", cmd: "echo hello" }]);
+ * const data = encodeSubmitBatch(batch!); // create `${layout.queue}/_c_<uuid>-${layout.queueNodePrefix}` sequentially
+ * const decoded = decodeSubmitBatch(data);
+ * if (decoded.ok) for (const t of decoded.tasks) console.log(t.ok ? t.task.id : t.error.message);
+ * ```
+ *
+ * @module
+ */
+
+export {
+  DEFAULT_MAX_ATTEMPTS,
+  FINAL_STATES,
+  MAX_ATTEMPTS,
+  MAX_BATCH_TASKS,
+  MAX_JSON_DEPTH,
+  MAX_LABELS,
+  MAX_MESSAGE_BYTES,
+  MAX_NODE_BYTES,
+  MAX_OUTPUT_BYTES,
+  MAX_PRIORITY,
+  MAX_TASK_BYTES,
+  MAX_TIMEOUT_MS,
+  MAX_VALUE_DEPTH,
+  SCHEMA_VERSION,
+  TAIL_BYTES,
+  TASK_STATES,
+  UPDATE_STATES,
+  isFinalState,
+} from "./constants.js";
+export { InvalidNameError, ProtocolError } from "./errors.js";
+export {
+  decodeAssignment,
+  decodeMasterInfo,
+  decodeResultBatch,
+  decodeSubmitBatch,
+  decodeTask,
+  decodeTaskStatus,
+  decodeWorkerRegistration,
+  decodeWorkerReport,
+  encodeAssignment,
+  encodeMasterInfo,
+  encodeResultBatch,
+  encodeSubmitBatch,
+  encodeTask,
+  encodeTaskStatus,
+  encodeWorkerRegistration,
+  encodeWorkerReport,
+} from "./codec.js";
+export { decodeJson, encodedByteLength, headBytes, tailBytes, utf8ByteLength } from "./json.js";
+export {
+  ENV_NAME_PATTERN,
+  LABEL_PATTERN,
+  SESSION_ID_PATTERN,
+  TASK_ID_PATTERN,
+  WORKER_NAME_PATTERN,
+  assertSessionId,
+  assertTaskId,
+  assertWorkerName,
+  formatSessionId,
+  isValidLabel,
+  isValidSessionId,
+  isValidTaskId,
+  isValidWorkerName,
+  labelProblem,
+  newBatchId,
+  newTaskId,
+  sessionIdProblem,
+  taskIdProblem,
+  workerNameProblem,
+} from "./names.js";
+export {
+  compareSequentialNames,
+  gridLayout,
+  parseReportDirName,
+  parseSequence,
+  parseSequentialName,
+  rootPathProblem,
+  unnamedTaskId,
+} from "./layout.js";
+export { packByBytes, packResultBatches, packSubmitBatches, packWorkerReports } from "./batching.js";
+export {
+  AssignedTaskSchema,
+  AssignmentSchema,
+  MasterInfoSchema,
+  ResultBatchSchema,
+  StatusUpdateSchema,
+  SubmitBatchSchema,
+  TaskSpecSchema,
+  TaskStatusSchema,
+  WorkerRegistrationSchema,
+  WorkerReportSchema,
+} from "./schemas.js";
+export { taskLabels, taskMaxAttempts, taskPriority } from "./defaults.js";
+
+export type { FinalState, TaskState, UpdateState } from "./constants.js";
+export type { ProtocolIssue } from "./errors.js";
+export type { DecodedSubmitBatch, DecodedTask } from "./codec.js";
+export type { GridLayout, SequentialName } from "./layout.js";
+export type { PackSubmitOptions } from "./batching.js";
+export type { Result } from "./result.js";
+export type {
+  AssignedTask,
+  Assignment,
+  MasterInfo,
+  ResultBatch,
+  StatusUpdate,
+  SubmitBatch,
+  RequeuedTask,
+  SubmitBatchHeader,
+  TaskSpec,
+  TaskStatus,
+  WorkerRegistration,
+  WorkerReport,
+} from "./schemas.js";

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Installs what zkgrid needs to build and test, skipping whatever is already there (safe to re-run):
+# pnpm, a Java runtime, ZooKeeper (Debian's package, unless ZOOKEEPER_HOME points at a release), then the
+# workspace's npm dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'install: %s\n' "$*"; }
+
+apt_updated=0
+# apt_install PKG...: installs with apt-get when we are root on Debian; returns 1 otherwise.
+apt_install() {
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "cannot install $* here: that needs root and apt-get"
+    return 1
+  fi
+  if [ "$apt_updated" = 0 ]; then
+    say "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Node.js: the machine's own; we do not install it.
+if ! command -v node >/dev/null 2>&1; then
+  say "Node.js >= 20.11 is required and was not found"
+  exit 1
+fi
+say "node $(node --version) present"
+
+# pnpm: corepack cannot fetch it here, npm can.
+if command -v pnpm >/dev/null 2>&1; then
+  say "pnpm $(pnpm --version) present"
+else
+  say "installing pnpm 10 (npm i -g pnpm@10)"
+  npm i -g pnpm@10 >/dev/null
+  say "pnpm $(pnpm --version) installed"
+fi
+
+# ZooKeeper: an explicit release wins; otherwise Debian's package (jars in /usr/share/java).
+if [ -n "${ZOOKEEPER_HOME:-}" ]; then
+  say "ZooKeeper from ZOOKEEPER_HOME=$ZOOKEEPER_HOME"
+elif [ -f /usr/share/java/zookeeper.jar ] && [ -f /usr/share/zookeeper/bin/zkEnv.sh ]; then
+  say "ZooKeeper present (Debian package $(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo '?'))"
+elif apt_install zookeeper; then
+  say "ZooKeeper installed (Debian package)"
+else
+  say "ZooKeeper is missing: run \`apt-get install zookeeper\` as root, or set ZOOKEEPER_HOME to an" \
+    "Apache ZooKeeper 3.6+ release"
+  exit 1
+fi
+
+# Java: the zookeeper package depends on a JRE, a release tarball does not bring one.
+if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then
+  say "java from JAVA_HOME=$JAVA_HOME"
+elif command -v java >/dev/null 2>&1; then
+  say "java present ($(java -version 2>&1 | head -n 1))"
+elif apt_install default-jre-headless; then
+  say "java installed (default-jre-headless)"
+else
+  say "Java is missing: run \`apt-get install default-jre-headless\` as root, or set JAVA_HOME"
+  exit 1
+fi
+
+# npm dependencies: CI must use the lockfile as committed.
+if [ "${CI:-}" = true ]; then
+  say "pnpm install --frozen-lockfile"
+  pnpm install --frozen-lockfile
+else
+  say "pnpm install"
+  pnpm install
+fi
+say "done"

@@ -1,0 +1,146 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { connect, type ZkClient } from "@zkgrid/core";
+import { decodeResultBatch, gridLayout, type TaskStatus } from "@zkgrid/protocol";
+import { waitFor } from "@zkgrid/testing";
+
+const REPO = resolve(import.meta.dirname, "../..");
+export const BIN = {
+  master: join(REPO, "apps/master/dist/bin.js"),
+  worker: join(REPO, "apps/worker/dist/bin.js"),
+  submit: join(REPO, "apps/submit/dist/bin.js"),
+};
+
+export interface Proc {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** A grid under a random root on the given ZooKeeper; every process it starts is killed by close(). */
+export class TestGrid {
+  readonly root = `/e2e-${randomUUID()}`;
+  readonly layout = gridLayout(this.root);
+  readonly dir = mkdtempSync(join(tmpdir(), "zkgrid-e2e-"));
+  private readonly procs: Proc[] = [];
+  private client: ZkClient | undefined;
+
+  constructor(readonly connectString: string) {}
+
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, ZKGRID_CONNECT: this.connectString, ZKGRID_ROOT: this.root };
+  }
+
+  spawn(bin: string, args: string[], options: { cwd?: string; input?: string } = {}): Proc {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: options.cwd ?? this.dir,
+      env: this.env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    child.stderr?.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    if (options.input !== undefined) child.stdin?.end(options.input);
+    else child.stdin?.end();
+    const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
+    const proc: Proc = {
+      child,
+      output: () => out,
+      exited,
+      kill: (signal = "SIGKILL") => {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      },
+    };
+    this.procs.push(proc);
+    return proc;
+  }
+
+  master(name: string, extra: string[] = []): Proc {
+    return this.spawn(BIN.master, [name, "--session-timeout", "4s", ...extra]);
+  }
+
+  worker(name: string, extra: string[] = []): Proc {
+    return this.spawn(BIN.worker, [name, "--session-timeout", "4s", "--cwd", this.dir, ...extra]);
+  }
+
+  /** Runs the submit bin to completion. */
+  async submit(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const child = spawn(process.execPath, [BIN.submit, ...args], { cwd: this.dir, env: this.env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => {
+      stdout += b.toString();
+    });
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    child.stdin.end(input ?? "");
+    const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
+    return { code, stdout, stderr };
+  }
+
+  async zk(): Promise<ZkClient> {
+    this.client ??= await connect({ connectString: this.connectString, sessionTimeoutMs: 10_000 });
+    return this.client;
+  }
+
+  /** Every final status in R/results, in order (duplicates included). */
+  async results(): Promise<TaskStatus[]> {
+    const zk = await this.zk();
+    const names = await zk.getChildren(this.layout.results).catch(() => [] as string[]);
+    const seq = (n: string) => Number(n.slice(-10));
+    const out: TaskStatus[] = [];
+    for (const name of names.sort((a, b) => seq(a) - seq(b))) {
+      const got = await zk.get(`${this.layout.results}/${name}`);
+      const decoded = decodeResultBatch(got.data);
+      if (decoded.ok) out.push(...decoded.value.results);
+    }
+    return out;
+  }
+
+  /** Waits until every id has a final status; returns the first status of each. */
+  async waitForResults(ids: string[], timeoutMs = 60_000): Promise<Map<string, TaskStatus>> {
+    let latest = new Map<string, TaskStatus>();
+    await waitFor(
+      async () => {
+        latest = new Map();
+        for (const r of await this.results()) if (!latest.has(r.id)) latest.set(r.id, r);
+        return ids.every((id) => latest.has(id));
+      },
+      { timeoutMs, intervalMs: 200, message: `results for ${ids.length} tasks` },
+    );
+    return latest;
+  }
+
+  /** The candidate node data of the current leader, as the masters see it. */
+  async leaderName(): Promise<string | undefined> {
+    const zk = await this.zk();
+    const names = await zk.getChildren(this.layout.masters).catch(() => [] as string[]);
+    const first = names.sort((a, b) => Number(a.slice(-10)) - Number(b.slice(-10)))[0];
+    if (!first) return undefined;
+    const got = await zk.get(`${this.layout.masters}/${first}`).catch(() => undefined);
+    return got ? (JSON.parse(got.data.toString()) as { name: string }).name : undefined;
+  }
+
+  /** Everything the processes printed, for a failing test's report. */
+  transcript(): string {
+    return this.procs.map((p) => `--- ${p.child.spawnargs.slice(1).join(" ")}\n${p.output()}`).join("\n");
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.procs) p.kill("SIGKILL");
+    await Promise.all(this.procs.map((p) => p.exited));
+    if (this.client) {
+      await this.client.deleteRecursive(this.root).catch(() => {});
+      await this.client.close();
+    }
+  }
+}

@@ -1,0 +1,28 @@
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+
+const source = (path: string): string => fileURLToPath(new URL(`${path}/src/index.ts`, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    // Tests import the sources, so an in-process import never needs a build.
+    alias: {
+      "@zkgrid/core": source("./packages/core"),
+      "@zkgrid/protocol": source("./packages/protocol"),
+      "@zkgrid/testing": source("./packages/testing"),
+      "@zkgrid/master": source("./apps/master"),
+      "@zkgrid/worker": source("./apps/worker"),
+      "@zkgrid/submit": source("./apps/submit"),
+    },
+  },
+  test: {
+    include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts", "tests/**/*.test.ts"],
+    // One standalone ZooKeeper for the whole run: inject("zkConnectString"). Ensembles are per test.
+    globalSetup: ["packages/testing/src/global-setup.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    pool: "forks",
+    // A 2-core machine that also runs the ZooKeeper JVMs.
+    maxWorkers: 2,
+  },
+});
