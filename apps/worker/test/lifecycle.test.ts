@@ -66,6 +66,21 @@ describe("stopping", () => {
   });
 });
 
+describe("embedding", () => {
+  it("runs on a client the host process brings, and leaves it open when it stops", async () => {
+    const client = await grid.client();
+    const worker = await grid.start("w1", { client });
+    expect(worker.sessionId).toBe(client.sessionId);
+    await grid.assign("w1", client.sessionId!, [assigned("t1", { cmd: "true" })]);
+    expect((await grid.final("w1", client.sessionId!, "t1")).state).toBe("succeeded");
+
+    await worker.stop();
+
+    expect(client.state).toBe("connected");
+    expect(await client.exists(layout.worker("w1"))).toBeNull();
+  });
+});
+
 describe("losing the session", () => {
   it("on session expiry kills the old session's task and re-registers with a new report dir", async () => {
     const worker = await grid.start("w1");

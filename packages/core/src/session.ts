@@ -268,6 +268,7 @@ export class Session {
         reject(new BadArgumentsError({ path, cause: error }));
         return;
       }
+      if ((this.#native as unknown as { state: number }).state === 999) process.stderr.write(`SOCKET CLOSED BY CALL rc=${rc}\n`);
       if (rc !== Code.OK && !settled) {
         // The addon returned synchronously: its callback will never run.
         settled = true;

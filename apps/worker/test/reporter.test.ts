@@ -1,0 +1,106 @@
+import {
+  compareSequentialNames,
+  decodeWorkerReport,
+  MAX_NODE_BYTES,
+  type StatusUpdate,
+} from "@zkgrid/protocol";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { silentLogger } from "../src/index.js";
+import { SessionReporter } from "../src/reporter.js";
+import { Grid, layout } from "./helpers.js";
+
+let grid: Grid;
+beforeEach(async () => {
+  grid = await Grid.create();
+});
+afterEach(async () => {
+  await grid.cleanup();
+});
+
+function reporterFor(dir: string, onFenced = () => {}): SessionReporter {
+  return new SessionReporter({
+    client: grid.zk,
+    dir,
+    worker: "w1",
+    session: grid.zk.sessionId!,
+    logger: silentLogger,
+    signal: new AbortController().signal,
+    onFenced,
+  });
+}
+
+async function reports(dir: string): Promise<StatusUpdate[][]> {
+  const names = (await grid.zk.getChildren(dir)).sort(compareSequentialNames);
+  const out: StatusUpdate[][] = [];
+  for (const name of names) {
+    const decoded = decodeWorkerReport((await grid.zk.get(`${dir}/${name}`)).data);
+    if (!decoded.ok) throw decoded.error;
+    out.push(decoded.value.updates);
+  }
+  return out;
+}
+
+const update = (
+  id: string,
+  state: StatusUpdate["state"],
+  extra: Partial<StatusUpdate> = {},
+): StatusUpdate => ({
+  id,
+  attempt: 1,
+  state,
+  at: 1,
+  ...extra,
+});
+
+describe("reports", () => {
+  it("sends what arrives while a report is in flight in the next one, without a running update whose final one waits", async () => {
+    const dir = layout.reportDir("w1", grid.zk.sessionId!);
+    await grid.zk.ensurePath(dir);
+    const reporter = reporterFor(dir);
+
+    reporter.report(update("t1", "running"));
+    reporter.report(update("t2", "running"));
+    reporter.report(update("t3", "running"));
+    reporter.report(update("t2", "succeeded", { startedAt: 1, exitCode: 0 }));
+    await reporter.flushed();
+
+    const written = await reports(dir);
+    expect(written.map((r) => r.map((u) => `${u.id}:${u.state}`))).toEqual([
+      ["t1:running"],
+      ["t3:running", "t2:succeeded"],
+    ]);
+  });
+
+  it("splits a backlog so that no report exceeds MAX_NODE_BYTES", async () => {
+    const dir = layout.reportDir("w1", grid.zk.sessionId!);
+    await grid.zk.ensurePath(dir);
+    const reporter = reporterFor(dir);
+    const tail = "x".repeat(4000);
+
+    for (let i = 0; i < 300; i++) {
+      reporter.report(update(`t${i}`, "failed", { exitCode: 1, stdoutTail: tail, stderrTail: tail }));
+    }
+    await reporter.flushed();
+
+    const written = await reports(dir);
+    expect(written.flat()).toHaveLength(300);
+    expect(written.length).toBeGreaterThan(2);
+    for (const name of await grid.zk.getChildren(dir)) {
+      expect((await grid.zk.get(`${dir}/${name}`)).data.length).toBeLessThanOrEqual(MAX_NODE_BYTES);
+    }
+  });
+
+  it("calls onFenced and drops what is left when the report dir is gone", async () => {
+    const dir = layout.reportDir("w1", grid.zk.sessionId!);
+    let fenced = 0;
+    const reporter = reporterFor(dir, () => fenced++);
+
+    reporter.report(update("t1", "running"));
+    reporter.report(update("t2", "running"));
+    await reporter.flushed();
+
+    expect(fenced).toBe(1);
+    expect(reporter.open).toBe(false);
+    expect(await grid.zk.exists(dir)).toBeNull();
+  });
+});
