@@ -45,9 +45,11 @@ if (values.help) {
   process.exit(0);
 }
 const port = Number(values.port);
-if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`--port must be a port number (got "${values.port}")`);
+if (!Number.isInteger(port) || port < 1 || port > 65535)
+  fail(`--port must be a port number (got "${values.port}")`);
 const workerCount = Number(values.workers);
-if (!Number.isInteger(workerCount) || workerCount < 0 || workerCount > 64) fail(`--workers must be 0..64 (got "${values.workers}")`);
+if (!Number.isInteger(workerCount) || workerCount < 0 || workerCount > 64)
+  fail(`--workers must be 0..64 (got "${values.workers}")`);
 if (values.concurrency !== undefined && !/^[1-9][0-9]*$/.test(values.concurrency)) {
   fail(`--concurrency must be a positive whole number (got "${values.concurrency}")`);
 }
@@ -91,7 +93,9 @@ async function stop() {
   if (stopping) return;
   stopping = true;
   console.log("\ngrid: stopping the worker(s), the master and ZooKeeper");
-  const exits = children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.on("exit", r)) : null));
+  const exits = children.map((c) =>
+    c.exitCode === null && c.signalCode === null ? new Promise((r) => c.on("exit", r)) : null,
+  );
   for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
   await Promise.all(exits);
   await server?.stop();

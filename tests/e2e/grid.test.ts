@@ -33,7 +33,10 @@ describe("the grid, end to end with real processes", () => {
     expect(status).toMatchObject({ state: "succeeded", exitCode: 0, worker: "w1", attempt: 1 });
     const folder = join(g.dir, "w1", status.id);
     expect(readFileSync(join(folder, "stdout.txt"), "utf8")).toBe("hello from the grid\n");
-    expect(JSON.parse(readFileSync(join(folder, "result.json"), "utf8"))).toMatchObject({ exitCode: 0, attempt: 1 });
+    expect(JSON.parse(readFileSync(join(folder, "result.json"), "utf8"))).toMatchObject({
+      exitCode: 0,
+      attempt: 1,
+    });
 
     const bad = await g.submit(["--wait", "--json"], JSON.stringify({ cmd: "echo oops >&2; exit 3" }));
     expect(bad.code).toBe(1);
@@ -67,15 +70,23 @@ describe("the grid, end to end with real processes", () => {
     g.worker("w2", ["--concurrency", "4"]);
 
     const log = join(g.dir, "executions.log");
-    const tasks = Array.from({ length: 60 }, (_, i) => ({ id: `t${i}`, cmd: `sleep 0.05; echo t${i} >> ${log}` }));
+    const tasks = Array.from({ length: 60 }, (_, i) => ({
+      id: `t${i}`,
+      cmd: `sleep 0.05; echo t${i} >> ${log}`,
+    }));
     const sent = await g.submit([], tasks.map((t) => JSON.stringify(t)).join("\n"));
     expect(sent.code).toBe(0);
 
     // Kill the leader while tasks are in flight.
-    await waitFor(() => existsSync(log) && lines(readFileSync(log, "utf8")).length >= 5, { timeoutMs: 30_000 });
+    await waitFor(() => existsSync(log) && lines(readFileSync(log, "utf8")).length >= 5, {
+      timeoutMs: 30_000,
+    });
     m1.kill("SIGKILL");
 
-    const results = await g.waitForResults(tasks.map((t) => t.id), 90_000);
+    const results = await g.waitForResults(
+      tasks.map((t) => t.id),
+      90_000,
+    );
     expect(await g.leaderName()).toBe("m2");
     const all = await g.results();
     const perId = new Map<string, number>();
@@ -92,7 +103,10 @@ describe("the grid, end to end with real processes", () => {
     g.master("m1");
     const w1 = g.worker("w1");
     const marker = join(g.dir, "started.log");
-    const sent = await g.submit([], JSON.stringify({ id: "slow", cmd: `echo go >> ${marker}; sleep 2; echo done` }));
+    const sent = await g.submit(
+      [],
+      JSON.stringify({ id: "slow", cmd: `echo go >> ${marker}; sleep 2; echo done` }),
+    );
     expect(sent.code).toBe(0);
     await waitFor(() => existsSync(marker), { timeoutMs: 30_000 });
     g.worker("w2");
@@ -150,7 +164,12 @@ describe("the grid, end to end with real processes", () => {
     g.worker("w1");
     const zk = await g.zk();
     await zk.ensurePath(g.layout.queue);
-    const raw = { v: 1, batchId: "b-raw", submittedAt: Date.now(), tasks: [{ id: "../x", cmd: "echo escaped" }] };
+    const raw = {
+      v: 1,
+      batchId: "b-raw",
+      submittedAt: Date.now(),
+      tasks: [{ id: "../x", cmd: "echo escaped" }],
+    };
     await zk.create(`${g.layout.queue}/q`, JSON.stringify(raw), "persistent-sequential");
     await waitFor(async () => (await g.results()).some((r) => r.state === "rejected"), { timeoutMs: 30_000 });
     const rejected = (await g.results()).find((r) => r.state === "rejected");
@@ -158,4 +177,45 @@ describe("the grid, end to end with real processes", () => {
     expect(existsSync(outside)).toBe(false);
     expect(existsSync(join(g.dir, "x"))).toBe(false);
   });
+
+  it("a cancelled task never runs if queued, and is stopped if running", async () => {
+    const g = start();
+    g.master("m1");
+    g.worker("w1", ["--labels", "here"]);
+    const marker = join(g.dir, "cancel-started.log");
+    const tasks = [
+      { id: "long", cmd: `echo $$ >> ${marker}; exec sleep 60`, labels: ["here"] },
+      { id: "never", cmd: "echo ran", labels: ["nowhere"] },
+    ];
+    expect((await g.submit([], tasks.map((t) => JSON.stringify(t)).join("\n"))).code).toBe(0);
+    await waitFor(() => existsSync(marker), { timeoutMs: 30_000 });
+    const pid = Number(lines(readFileSync(marker, "utf8"))[0]);
+
+    const zk = await g.zk();
+    await zk.ensurePath(g.layout.cancel);
+    await zk.create(
+      `${g.layout.cancel}/c`,
+      JSON.stringify({ v: 1, ids: ["long", "never", "no-such-task"], requestedAt: Date.now() }),
+      "persistent-sequential",
+    );
+    const results = await g.waitForResults(["long", "never"]);
+    expect(results.get("never")).toMatchObject({ state: "cancelled", reason: "cancelled before it ran" });
+    expect(results.get("long")).toMatchObject({ state: "cancelled", worker: "w1" });
+    expect(existsSync(join(g.dir, "w1", "never"))).toBe(false);
+    await waitFor(() => !processAlive(pid), {
+      timeoutMs: 30_000,
+      message: "the cancelled task's process to end",
+    });
+    expect((await g.results()).some((r) => r.id === "no-such-task")).toBe(false);
+    await waitFor(async () => (await zk.getChildren(g.layout.cancel)).length === 0, { timeoutMs: 30_000 });
+  });
 });
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

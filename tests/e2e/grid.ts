@@ -72,7 +72,10 @@ export class TestGrid {
   }
 
   /** Runs the submit bin to completion. */
-  async submit(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  async submit(
+    args: string[],
+    input?: string,
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const child = spawn(process.execPath, [BIN.submit, ...args], { cwd: this.dir, env: this.env });
     let stdout = "";
     let stderr = "";

@@ -16,7 +16,7 @@ Options:
   -h, --help               show this help
   -v, --version            show the version
 
-Durations: a number of seconds, or with a unit: 500ms, 30s, 2m.
+Durations: milliseconds, or with a unit: 500ms, 30s, 2m.
 
 Run several masters with different names for failover:
   pnpm --filter master start -- master1
@@ -35,8 +35,8 @@ const UNIT_MS = { ms: 1, s: 1000, m: 60_000 } as const;
 
 function parseDuration(flag: string, text: string): number {
   const match = DURATION.exec(text.trim());
-  const ms = match ? Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "s") as keyof typeof UNIT_MS]) : 0;
-  if (ms < 1) fail(`--${flag}: expected a duration such as 30, 30s or 500ms, got "${text}"`);
+  const ms = match ? Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "ms") as keyof typeof UNIT_MS]) : 0;
+  if (ms < 1) fail(`--${flag}: expected a duration such as 30000, 30s or 500ms, got "${text}"`);
   return ms;
 }
 
@@ -69,7 +69,8 @@ async function main(): Promise<void> {
     process.stdout.write(`${VERSION}\n`);
     return;
   }
-  if (positionals.length !== 1) fail(positionals.length === 0 ? "a master name is required" : `unexpected argument "${positionals[1]}"`);
+  if (positionals.length !== 1)
+    fail(positionals.length === 0 ? "a master name is required" : `unexpected argument "${positionals[1]}"`);
   const name = positionals[0] as string;
   const level = (values["log-level"] as string | undefined) ?? "info";
   if (!(level in LEVELS)) fail(`--log-level must be one of debug, info, warn, error (got "${level}")`);
@@ -80,7 +81,8 @@ async function main(): Promise<void> {
     if (LEVELS[lvl] < min) return;
     const parts = [new Date().toISOString(), lvl, `master=${name}`];
     for (const [k, v] of Object.entries(fields ?? {})) {
-      if (v !== undefined && k !== "master") parts.push(`${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
+      if (v !== undefined && k !== "master")
+        parts.push(`${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
     }
     parts.push(msg);
     process.stderr.write(`${parts.join(" ")}\n`);

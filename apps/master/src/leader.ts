@@ -1,13 +1,15 @@
 import type { Leadership, WatchStream, ZkClient } from "@zkgrid/core";
 import { errors } from "@zkgrid/core";
-import type { GridLayout, SubmitBatch, TaskStatus, WorkerReport } from "@zkgrid/protocol";
+import type { CancelRequest, GridLayout, SubmitBatch, TaskStatus, WorkerReport } from "@zkgrid/protocol";
 import {
   decodeAssignment,
+  decodeCancelRequest,
   decodeResultBatch,
   decodeSubmitBatch,
   decodeWorkerRegistration,
   decodeWorkerReport,
   encodeAssignment,
+  encodeCancelRequest,
   encodeResultBatch,
   encodeSubmitBatch,
   newBatchId,
@@ -65,6 +67,11 @@ export class GridLeader {
   /** `worker@session` of every registration this term has seen. */
   private readonly seenSessions = new Set<string>();
   private pendingResults: TaskStatus[] = [];
+  /** Cancel request nodes → their ids not yet final; a node is deleted once all are. */
+  private readonly cancelNodes = new Map<string, Set<string>>();
+  /** Cancel nodes to rewrite with `accepted` before the assignments that drop those tasks. */
+  private readonly cancelAccepts = new Map<string, { request: CancelRequest; version: number }>();
+  private readonly seenCancelNodes = new Set<string>();
   private reportNodesToDelete: string[] = [];
   private readonly dirtyAssign = new Set<string>();
   private readonly inbox: Array<() => void> = [];
@@ -122,7 +129,11 @@ export class GridLeader {
     this.log("info", "leading: rebuilding state before assigning anything", { epoch: this.leadership.epoch });
     await this.reconcileAfterTakeover();
     this.ready = true;
-    this.log("info", "state rebuilt", { epoch: this.leadership.epoch, ...this.book.counts(), finished: this.book.finished.size });
+    this.log("info", "state rebuilt", {
+      epoch: this.leadership.epoch,
+      ...this.book.counts(),
+      finished: this.book.finished.size,
+    });
     this.kick();
   }
 
@@ -146,7 +157,14 @@ export class GridLeader {
    */
   private async reconcileAfterTakeover(): Promise<void> {
     const { client, layout } = this;
-    for (const p of [layout.queue, layout.workers, layout.assignDir, layout.reports, layout.results]) {
+    for (const p of [
+      layout.queue,
+      layout.workers,
+      layout.assignDir,
+      layout.reports,
+      layout.results,
+      layout.cancel,
+    ]) {
       await client.ensurePath(p);
     }
 
@@ -167,10 +185,14 @@ export class GridLeader {
       this.assignVersions.set(worker, got.stat.version);
       const decoded = decodeAssignment(got.data);
       if (!decoded.ok) {
-        this.log("warn", "unreadable assignment node; it will be rewritten", { worker, error: decoded.error.message });
+        this.log("warn", "unreadable assignment node; it will be rewritten", {
+          worker,
+          error: decoded.error.message,
+        });
         return;
       }
-      if (decoded.value.epoch > this.leadership.epoch) throw new NotLeaderError(`assignment of ${worker} has a newer epoch`);
+      if (decoded.value.epoch > this.leadership.epoch)
+        throw new NotLeaderError(`assignment of ${worker} has a newer epoch`);
       for (const t of decoded.value.tasks) this.book.adoptAssigned(worker, decoded.value.session, t, "");
     });
 
@@ -185,6 +207,9 @@ export class GridLeader {
     await Promise.all([firstWorkers, firstQueue, firstReports]);
     this.drainInbox();
     this.book.attachAssigned();
+    // Cancel requests last: they apply to the tasks rebuilt above.
+    await this.follow(layout.cancel, (c) => this.onCancel(c.added, c.removed));
+    this.drainInbox();
   }
 
   /**
@@ -227,7 +252,10 @@ export class GridLeader {
       const reg = decodeWorkerRegistration(got.data);
       const session = got.stat.ephemeralOwner;
       if (!reg.ok) {
-        this.log("warn", "worker registration unreadable; ignoring that worker", { worker: name, error: reg.error.message });
+        this.log("warn", "worker registration unreadable; ignoring that worker", {
+          worker: name,
+          error: reg.error.message,
+        });
         return;
       }
       seen.set(name, { session, capacity: reg.value.capacity, labels: reg.value.labels });
@@ -243,7 +271,8 @@ export class GridLeader {
       for (const [name, w] of seen) {
         this.seenSessions.add(`${name}@${w.session}`);
         const before = this.live.get(name);
-        if (before?.session !== w.session) this.log("info", "worker joined", { worker: name, session: w.session, capacity: w.capacity });
+        if (before?.session !== w.session)
+          this.log("info", "worker joined", { worker: name, session: w.session, capacity: w.capacity });
         this.book.setWorker(name, w.session, w.capacity, w.labels);
         if (before?.session !== w.session) this.dirtyAssign.add(name);
       }
@@ -267,7 +296,9 @@ export class GridLeader {
           // The node as a whole is unreadable: reject every task it names, or the node itself.
           const reason = `queue node ${name}: ${decoded.error.message}`;
           if (decoded.ids.length === 0) this.reject(unnamedTaskId(name, 0), reason);
-          decoded.ids.forEach((id, index) => this.reject(id ?? unnamedTaskId(name, index), reason));
+          decoded.ids.forEach((id, index) => {
+            this.reject(id ?? unnamedTaskId(name, index), reason);
+          });
           this.book.drainedQueueNodes.add(name);
           return;
         }
@@ -278,6 +309,74 @@ export class GridLeader {
         }
         this.book.addQueueNode(name, seq, good, decoded.batch.submittedAt, decoded.batch.requeued);
       });
+    });
+  }
+
+  private async onCancel(added: string[], removed: string[]): Promise<void> {
+    for (const name of removed) this.seenCancelNodes.delete(name);
+    const fresh = added.filter((n) => !this.seenCancelNodes.has(n)).sort(bySequence);
+    for (const n of fresh) this.seenCancelNodes.add(n);
+    const requests = await Promise.all(
+      fresh.map(async (name) => ({
+        name,
+        got: await getOrNull(this.client, `${this.layout.cancel}/${name}`),
+      })),
+    );
+    // During takeover (not ready yet) a cancelled id found nowhere else was taken out of its worker's
+    // assignment by the previous leader: it ends as cancelled now.
+    const takeover = !this.ready;
+    this.inbox.push(() => {
+      for (const { name, got } of requests) {
+        if (!got) continue;
+        const decoded = decodeCancelRequest(got.data);
+        if (!decoded.ok) {
+          this.log("warn", "unreadable cancel request; dropped", {
+            node: name,
+            error: decoded.error.message,
+          });
+          this.cancelNodes.set(name, new Set());
+          continue;
+        }
+        const waiting = new Set<string>();
+        const accepted = new Set(decoded.value.accepted ?? []);
+        for (const id of decoded.value.ids) {
+          if (takeover && accepted.has(id) && !this.book.isKnown(id)) {
+            this.publish(
+              finalStatus({ id, spec: { id }, attemptsUsed: 0, submittedAt: 0 } as never, "cancelled", {
+                reason: "cancelled",
+                finishedAt: Date.now(),
+              }),
+            );
+            this.book.markFinished(id);
+            continue;
+          }
+          const { status, worker } = this.book.cancel(id, Date.now());
+          if (status) this.publish(status);
+          if (worker) {
+            this.dirtyAssign.add(worker);
+            waiting.add(id);
+            this.log("info", "cancelling a task its worker holds", { task: id, worker });
+          }
+        }
+        this.cancelNodes.set(name, waiting);
+        const newlyAccepted = [...waiting].filter((id) => !accepted.has(id));
+        if (newlyAccepted.length > 0) {
+          this.cancelAccepts.set(name, {
+            request: { ...decoded.value, accepted: [...accepted, ...newlyAccepted] },
+            version: got.stat.version,
+          });
+        }
+      }
+    });
+  }
+
+  private publish(status: TaskStatus): void {
+    this.pendingResults.push(status);
+    this.log("info", "task finished", {
+      task: status.id,
+      state: status.state,
+      worker: status.worker,
+      attempt: status.attempt,
     });
   }
 
@@ -309,9 +408,11 @@ export class GridLeader {
       const dir: SessionDir = { worker: parsed.worker, session: parsed.session, applied: new Set() };
       this.dirs.set(name, dir);
       firsts.push(
-        this.follow(`${this.layout.reports}/${name}`, (c) => this.onReports(name, dir, c.added)).catch((err) => {
-          if (!errors.isNoNode(err)) throw err;
-        }),
+        this.follow(`${this.layout.reports}/${name}`, (c) => this.onReports(name, dir, c.added)).catch(
+          (err) => {
+            if (!errors.isNoNode(err)) throw err;
+          },
+        ),
       );
     }
     await Promise.all(firsts);
@@ -333,7 +434,11 @@ export class GridLeader {
         if (!got) continue;
         const decoded = decodeWorkerReport(got.data);
         if (!decoded.ok) {
-          this.log("warn", "unreadable worker report; dropped", { worker: dir.worker, node: name, error: decoded.error.message });
+          this.log("warn", "unreadable worker report; dropped", {
+            worker: dir.worker,
+            node: name,
+            error: decoded.error.message,
+          });
           continue;
         }
         this.applyReport(dir, decoded.value);
@@ -348,7 +453,12 @@ export class GridLeader {
       if (status) {
         this.pendingResults.push(status);
         this.dirtyAssign.add(dir.worker);
-        this.log("info", "task finished", { task: u.id, state: status.state, worker: dir.worker, attempt: u.attempt });
+        this.log("info", "task finished", {
+          task: u.id,
+          state: status.state,
+          worker: dir.worker,
+          attempt: u.attempt,
+        });
       } else if (u.state === "returned" && before && this.book.tasks.get(u.id)?.state === "queued") {
         this.dirtyAssign.add(dir.worker);
         this.log("info", "task handed back", { task: u.id, worker: dir.worker });
@@ -419,10 +529,16 @@ export class GridLeader {
     const writes: Promise<unknown>[] = [];
     if (results.length > 0) writes.push(this.writeResults(results));
     if (homeless.length > 0) writes.push(this.writeRequeue(homeless));
+    const accepts = [...this.cancelAccepts];
+    this.cancelAccepts.clear();
+    for (const [name, accept] of accepts)
+      writes.push(this.writeCancelAccept(name, accept.request, accept.version));
     try {
       await Promise.all(writes);
     } catch (err) {
       this.pendingResults.unshift(...results);
+      for (const [name, accept] of accepts)
+        if (!this.cancelAccepts.has(name)) this.cancelAccepts.set(name, accept);
       throw err;
     }
 
@@ -439,7 +555,16 @@ export class GridLeader {
     const reportNodes = this.reportNodesToDelete.splice(0);
     const queueNodes = [...this.book.drainedQueueNodes];
     this.book.drainedQueueNodes.clear();
+    const cancelNodes: string[] = [];
+    for (const [name, waiting] of this.cancelNodes) {
+      for (const id of waiting) if (!this.book.tasks.has(id)) waiting.delete(id);
+      if (waiting.size === 0) {
+        cancelNodes.push(name);
+        this.cancelNodes.delete(name);
+      }
+    }
     await Promise.all([
+      ...cancelNodes.map((n) => this.deleteQuietly(`${this.layout.cancel}/${n}`)),
       ...reportNodes.map((p) => this.deleteQuietly(p)),
       ...queueNodes.map((n) => this.deleteQuietly(`${this.layout.queue}/${n}`)),
       ...toDeleteDirs.map((d) => this.deleteDir(d)),
@@ -502,10 +627,13 @@ export class GridLeader {
     const age = Date.now() - stat.ctime;
     if (age >= UNREGISTERED_DIR_GRACE_MS) return true;
     if (!this.staleDirTimer) {
-      this.staleDirTimer = setTimeout(() => {
-        this.staleDirTimer = undefined;
-        this.kick();
-      }, UNREGISTERED_DIR_GRACE_MS - age + 100);
+      this.staleDirTimer = setTimeout(
+        () => {
+          this.staleDirTimer = undefined;
+          this.kick();
+        },
+        UNREGISTERED_DIR_GRACE_MS - age + 100,
+      );
       this.staleDirTimer.unref();
     }
     return false;
@@ -556,6 +684,16 @@ export class GridLeader {
     const node = path.slice(path.lastIndexOf("/") + 1);
     this.seenQueueNodes.add(node);
     this.book.rehome(node, entries);
+  }
+
+  private async writeCancelAccept(name: string, request: CancelRequest, version: number): Promise<void> {
+    this.guard();
+    this.stats.writes += 1;
+    try {
+      await this.client.set(`${this.layout.cancel}/${name}`, encodeCancelRequest(request), version);
+    } catch (err) {
+      if (!errors.isNoNode(err)) throw err;
+    }
   }
 
   private async writeAssignment(worker: string): Promise<void> {
@@ -660,7 +798,11 @@ async function getOrNull(client: ZkClient, path: string) {
 }
 
 /** Runs `fn` over items with at most `limit` in flight: pipelined reads without an unbounded burst. */
-export async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function forEachLimit<T>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) {

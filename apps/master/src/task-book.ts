@@ -19,6 +19,8 @@ export interface TaskEntry {
   startedAt?: number;
   /** Encoded size of the task's AssignedTask, so assignment nodes stay under the node limit. */
   bytes: number;
+  /** Cancelled while a worker held it: out of the assignment, waiting for the worker's last report. */
+  cancelling?: boolean;
 }
 
 export interface WorkerSlot {
@@ -168,6 +170,25 @@ export class TaskBook {
     }
   }
 
+  /**
+   * Cancels a task. A queued one ends at once (the returned status); one a worker holds leaves its
+   * assignment (the worker stops it and reports `cancelled`), and the worker's name is returned so
+   * its assignment is rewritten. Unknown and finished ids are ignored.
+   */
+  cancel(id: string, now: number): { status?: TaskStatus; worker?: string } {
+    const entry = this.tasks.get(id);
+    if (!entry) return {};
+    if (entry.state === "queued") {
+      const status = finalStatus(entry, "cancelled", { reason: "cancelled before it ran", finishedAt: now });
+      this.markFinished(id);
+      return { status };
+    }
+    if (entry.cancelling) return {};
+    entry.cancelling = true;
+    this.detachFromWorker(entry);
+    return { worker: entry.worker };
+  }
+
   /** The worker session holding these tasks is gone: hand them out again or fail them. */
   loseSession(worker: string, session: string): TaskStatus[] {
     const finals: TaskStatus[] = [];
@@ -181,6 +202,14 @@ export class TaskBook {
 
   private requeue(entry: TaskEntry, why: string): TaskStatus | undefined {
     this.detachFromWorker(entry);
+    if (entry.cancelling) {
+      const status = finalStatus(entry, "cancelled", {
+        reason: `cancelled; ${why} before it confirmed`,
+        finishedAt: Date.now(),
+      });
+      this.markFinished(entry.id);
+      return status;
+    }
     const max = entry.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     if (entry.attemptsUsed >= max) {
       const status = finalStatus(entry, "failed", {
@@ -246,7 +275,7 @@ export class TaskBook {
       slot.bytes = 0;
     }
     for (const entry of this.tasks.values()) {
-      if (entry.state === "queued" || !entry.worker) continue;
+      if (entry.state === "queued" || !entry.worker || entry.cancelling) continue;
       const slot = this.workers.get(entry.worker);
       if (slot && slot.session === entry.session) {
         slot.tasks.add(entry.id);

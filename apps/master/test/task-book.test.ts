@@ -46,7 +46,12 @@ describe("TaskBook scheduling", () => {
   it("never exceeds a worker's capacity", () => {
     const book = new TaskBook();
     book.setWorker("w1", "s1", 2, []);
-    book.addQueueNode("q1", 1, ["a", "b", "c", "d"].map((id) => task(id)), 1);
+    book.addQueueNode(
+      "q1",
+      1,
+      ["a", "b", "c", "d"].map((id) => task(id)),
+      1,
+    );
     book.schedule(1);
     expect(assigned(book, "w1")).toHaveLength(2);
     const a = book.assignmentFor("w1")[0];
@@ -140,8 +145,16 @@ describe("TaskBook failures", () => {
     book.loseSession("w1", "s1");
     book.setWorker("w1", "s2", 1, []);
     book.schedule(2);
-    expect(book.applyUpdate("w1", "s1", { id: "t", attempt: 1, state: "succeeded", at: 3, exitCode: 0 })).toBeUndefined();
-    const final = book.applyUpdate("w1", "s2", { id: "t", attempt: 2, state: "succeeded", at: 4, exitCode: 0 });
+    expect(
+      book.applyUpdate("w1", "s1", { id: "t", attempt: 1, state: "succeeded", at: 3, exitCode: 0 }),
+    ).toBeUndefined();
+    const final = book.applyUpdate("w1", "s2", {
+      id: "t",
+      attempt: 2,
+      state: "succeeded",
+      at: 4,
+      exitCode: 0,
+    });
     expect(final).toMatchObject({ id: "t", state: "succeeded", attempt: 2, worker: "w1", exitCode: 0 });
   });
 });

@@ -35,7 +35,7 @@ Options:
   -h, --help                 show this help
   -V, --version              show the version
 
-Durations: a number of seconds, or with a unit: 500ms, 30s, 2m.
+Durations: milliseconds, or with a unit: 500ms, 30s, 2m.
 A second SIGINT/SIGTERM kills running tasks at once. Exit codes: 0 stopped, 1 failed, 2 bad usage.
 `;
 
@@ -63,8 +63,8 @@ const UNIT_MS = { ms: 1, s: 1000, m: 60_000 } as const;
 function parseDuration(flag: string, text: string): number {
   const match = DURATION.exec(text.trim());
   if (match === null)
-    throw new UsageError(`--${flag}: expected a duration such as 30, 30s or 500ms, got "${text}"`);
-  return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "s") as keyof typeof UNIT_MS]);
+    throw new UsageError(`--${flag}: expected a duration such as 30000, 30s or 500ms, got "${text}"`);
+  return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "ms") as keyof typeof UNIT_MS]);
 }
 
 function parsePositiveInt(flag: string, text: string): number {

@@ -18,7 +18,7 @@ import {
   type ZkError,
 } from "./errors.js";
 import { basenameOf, Chroot, joinPath, normalizeRoot, parentOf, prefixesOf, validatePath } from "./paths.js";
-import { NOT_ISSUED, Session, type SessionSignal, toBuffer, ZOO_EPHEMERAL, ZOO_SEQUENCE } from "./session.js";
+import { Handle, type HandleSignal, NOT_ISSUED, Session, toBuffer, ZOO_EPHEMERAL, ZOO_SEQUENCE } from "./session.js";
 import type {
   Acl,
   ChildrenChange,
@@ -49,9 +49,9 @@ export interface ClientCore {
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
   isClosing(): boolean;
   /** Runs `attempt` on a ready session, waiting for one as long as `signal` allows (no op timeout). */
-  runForever<T>(rel: string, attempt: (s: Session) => Promise<T>, signal: AbortSignal): Promise<T>;
-  /** Waits for a ready session without a deadline. */
-  waitReady(signal: AbortSignal): Promise<Session>;
+  runForever<T>(rel: string, attempt: (h: Handle) => Promise<T>, signal: AbortSignal): Promise<T>;
+  /** Waits for a ready session without a deadline; resolves with the handle to use. */
+  waitReady(signal: AbortSignal): Promise<Handle>;
   /** `fn` runs (asynchronously) on every watch event for the server path `abs`. */
   onPath(abs: string, fn: () => void): () => void;
   /** Internal listener for connection events; runs before the public ones. */
@@ -68,7 +68,7 @@ export interface ClientCore {
 }
 
 interface Waiter {
-  resolve: (s: Session) => void;
+  resolve: (h: Handle) => void;
   reject: (e: unknown) => void;
   bound: Session | undefined;
   path: string | undefined;
@@ -139,7 +139,7 @@ export class ZkClient {
   readonly #connectSignal: AbortSignal | undefined;
   readonly #chroot: Chroot;
 
-  #session: Session | undefined;
+  #handle: Handle | undefined;
   #serial = 0;
   #unreadySessions = 0;
   #state: ConnectionState = "suspended";
@@ -221,7 +221,7 @@ export class ZkClient {
     }, this.#connectTimeoutMs);
     timer.unref();
     try {
-      this.#startSession();
+      this.#startHandle(new Session());
       await this.#firstReady.promise;
     } catch (error) {
       await this.close();
@@ -238,14 +238,14 @@ export class ZkClient {
 
   /** Hex id of the current session (as in `Stat.ephemeralOwner`), undefined between sessions. */
   get sessionId(): string | undefined {
-    const s = this.#session;
-    return s?.announced && !s.dead ? s.id : undefined;
+    const s = this.#handle?.session;
+    return s?.announced && !s.ended ? s.id : undefined;
   }
 
   /** The current session's id and password (hex), e.g. for a test that expires it. */
   sessionCredentials(): { id: string; password: string } | undefined {
-    const s = this.#session;
-    if (!s?.announced || s.dead || s.id === undefined || s.password === undefined) return undefined;
+    const s = this.#handle?.session;
+    if (!s?.announced || s.ended || s.id === undefined || s.password === undefined) return undefined;
     return { id: s.id, password: s.password };
   }
 
@@ -350,10 +350,11 @@ export class ZkClient {
       waiter.cleanup();
       waiter.reject(this.#fatal ? new ClosedError({ cause: this.#fatal }) : new ClosedError());
     }
-    const session = this.#session;
-    if (session) {
-      this.#log("info", "closing session", { sessionId: session.id });
-      await session.close();
+    const handle = this.#handle;
+    if (handle) {
+      this.#log("info", "closing session", { sessionId: handle.session.id });
+      handle.session.end(new ClosedError());
+      await handle.close();
     }
     this.#emit({ type: "closed" });
     this.#pathListeners.clear();
@@ -387,7 +388,7 @@ export class ZkClient {
       while (!stop.signal.aborted) {
         let session: Session;
         try {
-          session = await this.#waitReady({ deadline: Number.POSITIVE_INFINITY, signal: stop.signal });
+          session = (await this.#waitReady({ deadline: Number.POSITIVE_INFINITY, signal: stop.signal })).session;
         } catch (error) {
           if (stop.signal.aborted || isClosed(error)) return;
           throw error;
@@ -404,7 +405,7 @@ export class ZkClient {
           });
         } catch (error) {
           if (stop.signal.aborted || isClosed(error)) return;
-          if (isSessionExpired(error) || session.dead) continue;
+          if (isSessionExpired(error) || session.ended) continue;
           if (isConnectionLoss(error) || error instanceof OperationTimeoutError) {
             backoff = Math.min(backoff === 0 ? 100 : backoff * 2, 2_000);
             this.#log("warn", "keepRunning action hit a connection error; retrying", {
@@ -490,7 +491,7 @@ export class ZkClient {
           await this.#pause(s);
           continue;
         }
-        firstSession ??= s;
+        firstSession ??= s.session;
         if (isConnectionLoss(error) || (isSessionExpired(error) && !ephemeral && !options.bindTo)) {
           lastError = error;
           continue;
@@ -686,76 +687,87 @@ export class ZkClient {
     for (const fn of [...(this.#listeners.get("*") ?? [])]) call(fn);
   }
 
-  #startSession(): void {
+  #startHandle(session: Session): void {
     if (this.#closing) return;
     const serial = ++this.#serial;
     try {
-      this.#session = new Session({
+      this.#handle = new Handle({
         connectString: this.#connectString,
         sessionTimeoutMs: this.#sessionTimeoutMs,
         serial,
-        onSignal: (s, signal) => this.#onSignal(s, signal),
+        session,
+        onSignal: (h, signal) => this.#onSignal(h, signal),
       });
     } catch (error) {
       this.#fail(error as ZkError);
       return;
     }
-    this.#log("debug", "connecting", { connectString: this.#connectString, handle: serial });
+    this.#log("debug", session.id ? "resuming session on a new handle" : "connecting", {
+      connectString: this.#connectString,
+      handle: serial,
+      sessionId: session.id,
+    });
   }
 
-  #onSignal(s: Session, signal: SessionSignal): void {
-    if (s !== this.#session || this.#closing) return;
+  #onSignal(h: Handle, signal: HandleSignal): void {
+    if (h !== this.#handle || this.#closing) return;
+    const session = h.session;
     switch (signal.type) {
-      case "connect":
-        if (s.dead) return;
-        s.up = true;
-        s.captureIdentity();
-        if (!s.ready) {
-          void this.#setup(s);
-        } else if (!s.announced) {
-          this.#announce(s);
+      case "connect": {
+        const identity = h.identity();
+        if (!identity || session.ended) return;
+        if (session.id !== undefined && identity.id !== session.id) return; // never: a resume keeps its id
+        session.id = identity.id;
+        session.password = identity.password;
+        h.up = true;
+        if (!h.ready) {
+          void this.#setup(h);
+        } else if (!session.announced) {
+          this.#announce(h);
         } else if (this.#state === "suspended") {
-          this.#state = "connected";
-          this.#log("info", "reconnected", { sessionId: s.id });
-          this.#emit({ type: "reconnected", sessionId: s.id ?? "" });
-          this.#wakeWaiters();
+          this.#reconnected(h);
         }
         return;
+      }
       case "disconnect":
-        s.up = false;
-        if (s.announced && this.#state === "connected") {
-          this.#state = "suspended";
-          this.#log("warn", "connection lost; session may still be alive", { sessionId: s.id });
-          this.#emit({ type: "suspended" });
-        }
+        h.up = false;
+        this.#suspend(session);
+        return;
+      case "broken":
+        // A call broke the socket and the handle had to go; the session lives on: resume it.
+        this.#log("warn", "connection broke during a call; resuming the session on a new handle", {
+          sessionId: session.id,
+        });
+        this.#suspend(session);
+        if (!session.ended) this.#startHandle(session);
         return;
       case "close": {
-        s.dead = true;
-        s.up = false;
-        s.controller.abort(new SessionExpiredError());
-        if (s.closeRequested) return;
+        h.dead = true;
+        h.up = false;
+        if (h.closeRequested) return;
         if (signal.code === Code.AUTH_FAILED || signal.code === -113) {
           // -113 is ZOO_AUTH_FAILED_STATE: the server refused our credentials; retrying cannot help.
-          this.#log("error", "authentication failed; closing the client", { sessionId: s.id });
+          this.#log("error", "authentication failed; closing the client", { sessionId: session.id });
           this.#fail(new AuthFailedError());
           return;
         }
-        if (s.announced) {
+        session.end(new SessionExpiredError());
+        if (session.announced) {
           this.#state = "expired";
-          this.#log("warn", "session expired; making a new one", { sessionId: s.id, code: signal.code });
-          this.#emit({ type: "expired", sessionId: s.id ?? "" });
+          this.#log("warn", "session expired; making a new one", { sessionId: session.id, code: signal.code });
+          this.#emit({ type: "expired", sessionId: session.id ?? "" });
         } else {
           this.#log("warn", "handle closed before its session was ready; retrying", { code: signal.code });
         }
         this.#wakeWaiters();
-        const delay = Math.min(50 * 2 ** this.#unreadySessions, 2_000);
+        const delay = this.#unreadySessions === 0 ? 0 : Math.min(50 * 2 ** this.#unreadySessions, 2_000);
         this.#unreadySessions++;
-        if (delay > 0 && this.#unreadySessions > 1) {
+        if (delay > 0) {
           setTimeout(() => {
-            if (this.#session === s) this.#startSession();
+            if (this.#handle === h) this.#startHandle(new Session());
           }, delay).unref();
         } else {
-          this.#startSession();
+          this.#startHandle(new Session());
         }
         return;
       }
@@ -767,51 +779,70 @@ export class ZkClient {
     }
   }
 
-  async #setup(s: Session): Promise<void> {
-    if (s.settingUp) return;
-    s.settingUp = true;
+  #suspend(session: Session): void {
+    if (session.announced && this.#state === "connected") {
+      this.#state = "suspended";
+      this.#log("warn", "connection lost; session may still be alive", { sessionId: session.id });
+      this.#emit({ type: "suspended" });
+    }
+  }
+
+  #reconnected(h: Handle): void {
+    this.#state = "connected";
+    this.#log("info", "reconnected", { sessionId: h.session.id, handle: h.serial });
+    this.#emit({ type: "reconnected", sessionId: h.session.id ?? "" });
+    this.#wakeWaiters();
+  }
+
+  async #setup(h: Handle): Promise<void> {
+    if (h.settingUp) return;
+    h.settingUp = true;
+    const session = h.session;
     try {
-      if (!s.authAdded) {
-        // The C client re-sends these after every reconnect of this session by itself.
-        s.authAdded = true;
+      if (!h.authAdded) {
+        // Per handle; the C client re-sends them after each reconnect of the handle by itself.
+        h.authAdded = true;
         for (const credential of this.#auth) {
-          s.addAuth("digest", credential, (error) => {
+          h.addAuth("digest", credential, (error) => {
             if (error) this.#log("error", "add_auth failed", { error: String(error) });
           });
         }
       }
       const root = this.#chroot.root;
-      if (root !== "/") {
+      if (root !== "/" && !session.rootEnsured) {
         for (const prefix of prefixesOf(root)) {
-          if ((await s.exists(prefix, prefix, false)) !== null) continue;
+          if ((await h.exists(prefix, prefix, false)) !== null) continue;
           try {
-            await s.create(prefix, prefix, undefined, 0);
+            await h.create(prefix, prefix, undefined, 0);
           } catch (error) {
             if (!isNodeExists(error)) throw error;
           }
         }
+        session.rootEnsured = true;
       }
-      s.ready = true;
-      if (s === this.#session && s.up && !s.dead && !this.#closing) this.#announce(s);
+      h.ready = true;
+      if (h !== this.#handle || !h.up || h.dead || this.#closing) return;
+      if (!session.announced) this.#announce(h);
+      else if (this.#state === "suspended") this.#reconnected(h);
     } catch (error) {
       if (error === NOT_ISSUED || isConnectionLoss(error) || isSessionExpired(error) || isClosed(error)) {
-        // The next "connect" (or the next session) runs the setup again.
+        // The next "connect" (or the next handle) runs the setup again.
         return;
       }
       this.#log("error", "session setup failed", { error: String(error) });
       this.#fail(error as ZkError);
     } finally {
-      s.settingUp = false;
+      h.settingUp = false;
     }
   }
 
-  #announce(s: Session): void {
-    s.announced = true;
+  #announce(h: Handle): void {
+    h.session.announced = true;
     this.#unreadySessions = 0;
     this.#state = "connected";
-    this.#log("info", "session established", { sessionId: s.id, timeoutMs: s.negotiatedTimeoutMs });
+    this.#log("info", "session established", { sessionId: h.session.id, timeoutMs: h.negotiatedTimeoutMs });
     this.#firstReady.resolve();
-    this.#emit({ type: "connected", sessionId: s.id ?? "" });
+    this.#emit({ type: "connected", sessionId: h.session.id ?? "" });
     this.#wakeWaiters();
   }
 
@@ -823,8 +854,8 @@ export class ZkClient {
     void this.close();
   }
 
-  #isUsable(s: Session | undefined): s is Session {
-    return s?.ready === true && s.announced && s.up && !s.dead;
+  #isUsable(h: Handle | undefined): h is Handle {
+    return h?.ready === true && h.session.announced && !h.session.ended && h.up && !h.dead;
   }
 
   #settleWaiter(w: Waiter): boolean {
@@ -837,15 +868,15 @@ export class ZkClient {
       );
       return true;
     }
-    if (w.bound && (w.bound.dead || w.bound !== this.#session)) {
+    if (w.bound && (w.bound.ended || w.bound !== this.#handle?.session)) {
       w.cleanup();
       w.reject(new SessionExpiredError({ path: w.path }));
       return true;
     }
-    const s = this.#session;
-    if (this.#isUsable(s)) {
+    const h = this.#handle;
+    if (this.#isUsable(h)) {
       w.cleanup();
-      w.resolve(s);
+      w.resolve(h);
       return true;
     }
     return false;
@@ -861,8 +892,8 @@ export class ZkClient {
     signal?: AbortSignal | undefined;
     path?: string | undefined;
     lastError?: unknown;
-  }): Promise<Session> {
-    return new Promise<Session>((resolve, reject) => {
+  }): Promise<Handle> {
+    return new Promise<Handle>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const onAbort = () => {
         waiter.cleanup();
@@ -900,8 +931,8 @@ export class ZkClient {
   }
 
   /** After a call the handle refused: give its pending events a chance to arrive. */
-  async #pause(s: Session): Promise<void> {
-    if (!s.dead) s.up = false;
+  async #pause(h: Handle): Promise<void> {
+    if (!h.dead) h.up = false;
     await sleep(10);
   }
 
@@ -912,7 +943,7 @@ export class ZkClient {
   async #run<T>(
     path: string | undefined,
     retry: boolean,
-    attempt: (s: Session, retried: boolean) => Promise<T>,
+    attempt: (h: Handle, retried: boolean) => Promise<T>,
     options: { deadline?: number; signal?: AbortSignal } = {},
   ): Promise<T> {
     const deadline = options.deadline ?? Date.now() + this.#opTimeoutMs;
@@ -927,7 +958,7 @@ export class ZkClient {
           await this.#pause(s);
           continue;
         }
-        bound = s;
+        bound = s.session;
         if (retry && isConnectionLoss(error) && !this.#closing) {
           lastError = error;
           this.#log("debug", "retrying after connection loss", { path });

@@ -9,7 +9,7 @@ import {
   SessionExpiredError,
 } from "./errors.js";
 import { basenameOf, joinPath, sequenceOf } from "./paths.js";
-import type { Session } from "./session.js";
+import type { Handle, Session } from "./session.js";
 import type {
   Candidate,
   Data,
@@ -198,7 +198,7 @@ export class Election implements LeaderElection {
     const controller = new AbortController();
     const value: Leadership = { epoch: seq, node, sessionId: session.id ?? "", signal: controller.signal };
     this.#leadership = { value, controller };
-    this.#suspended = !session.up;
+    this.#suspended = this.#client.state !== "connected";
     this.#core.log("info", "elected leader", { path: this.#path, epoch: seq, node });
     this.#publish({ type: "elected", leadership: value });
     if (this.#suspended) this.#publish({ type: "suspended" });
@@ -285,10 +285,10 @@ export class Election implements LeaderElection {
   async #campaign(): Promise<void> {
     const stop = this.#stop.signal;
     const chroot = this.#core.chroot;
-    const session = await this.#core.waitReady(stop);
-    const onThisSession = (s: Session) => {
-      if (s !== session) throw new SessionExpiredError({ path: this.#path });
-      return s;
+    const session = (await this.#core.waitReady(stop)).session;
+    const onThisSession = (h: Handle) => {
+      if (h.session !== session) throw new SessionExpiredError({ path: this.#path });
+      return h;
     };
     if (this.#node === undefined || this.#nodeSession !== session) {
       this.#node = undefined;
@@ -309,7 +309,7 @@ export class Election implements LeaderElection {
     const name = basenameOf(node);
     const mySeq = sequenceOf(name)!;
     const absDir = chroot.toServer(this.#path);
-    while (!stop.aborted && !session.dead) {
+    while (!stop.aborted && !session.ended) {
       const { children } = await this.#core.runForever(
         this.#path,
         (s) => onThisSession(s).getChildren(absDir, this.#path, false),
@@ -364,7 +364,7 @@ export class Election implements LeaderElection {
       w?.({ done: true, value: undefined });
     }
     this.#subscribers.clear();
-    if (node !== undefined && session && !session.dead && !this.#core.isClosing()) {
+    if (node !== undefined && session && !session.ended && !this.#core.isClosing()) {
       try {
         await this.#client.delete(node);
       } catch (error) {

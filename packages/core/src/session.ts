@@ -69,19 +69,47 @@ export const NOT_ISSUED: unique symbol = Symbol("not issued");
 export const ZOO_EPHEMERAL = 1;
 export const ZOO_SEQUENCE = 2;
 
-export type SessionSignal =
+export type HandleSignal =
   | { type: "connect" }
   | { type: "disconnect" }
   | { type: "close"; code: number }
+  /** The handle was closed because a call broke its socket; its session lives on. */
+  | { type: "broken" }
   | { type: "watch"; path: string };
 
-export interface SessionConfig {
+/**
+ * One ZooKeeper session as the server knows it. It outlives the addon handle that made it: a handle
+ * that has to be dropped is replaced by one that resumes the same session (same id and password).
+ */
+export class Session {
+  /** Hex session id, known from the first "connect". */
+  id: string | undefined;
+  password: string | undefined;
+  /** "connected" was announced for this session. */
+  announced = false;
+  rootEnsured = false;
+  /** Expired or closed: never usable again. */
+  ended = false;
+  /** Aborts when the session ends. */
+  readonly controller = new AbortController();
+
+  end(reason: unknown): void {
+    this.ended = true;
+    this.controller.abort(reason);
+  }
+}
+
+export interface HandleConfig {
   connectString: string;
   sessionTimeoutMs: number;
   serial: number;
+  session: Session;
   /** Called asynchronously (never inside the addon's callback) for every native event. */
-  onSignal: (session: Session, signal: SessionSignal) => void;
+  onSignal: (handle: Handle, signal: HandleSignal) => void;
 }
+
+/** zookeeper.h: the state nonblocking_send() leaves behind after it closed the socket itself. */
+const ZOO_NOTCONNECTED_STATE = 999;
 
 /** Session ids as lower-case hex without leading zeros, the form the addon gives `ephemeralOwner`. */
 export function normalizeSessionId(id: string): string {
@@ -115,43 +143,41 @@ function toBuffer(data: Uint8Array | string | undefined): Buffer {
 }
 
 /**
- * One addon handle, i.e. one ZooKeeper session. It guards the addon's sharp edges: close is called at
- * most once and never from inside one of the addon's callbacks; nothing is called on a dead handle;
- * a call the addon refuses synchronously (its callback would never run) is rejected at once.
+ * One addon handle. It guards the addon's sharp edges: close is called at most once and, when we
+ * choose the moment, never from inside one of the addon's callbacks; nothing is called on a dead
+ * handle; a call the addon refuses synchronously (its callback would never run) is rejected at once.
  */
-export class Session {
+export class Handle {
   readonly serial: number;
-  readonly controller = new AbortController();
-  /** Hex session id, known from the first "connect". */
-  id: string | undefined;
-  password: string | undefined;
+  readonly session: Session;
   /** The transport is connected (as far as the last event or reply tells). */
   up = false;
-  /** auth added and root ensured: ops may run. */
+  /** auth added (and root ensured) on this handle: ops may run. */
   ready = false;
-  /** "connected" was announced for this session. */
-  announced = false;
   dead = false;
   closeRequested = false;
+  /** Closed to be replaced by a handle on the same session. */
+  abandoned = false;
   authAdded = false;
   settingUp = false;
 
   readonly #wrapper: AddonWrapper;
   readonly #native: NativeZk;
-  readonly #onSignal: SessionConfig["onSignal"];
+  readonly #onSignal: HandleConfig["onSignal"];
   #closePromise: Promise<void> | undefined;
   #closedResolve: (() => void) | undefined;
   readonly #closedPromise: Promise<void>;
 
-  constructor(config: SessionConfig) {
+  constructor(config: HandleConfig) {
     this.serial = config.serial;
+    this.session = config.session;
     this.#onSignal = config.onSignal;
     this.#closedPromise = new Promise((resolve) => {
       this.#closedResolve = resolve;
     });
     this.#wrapper = new Addon({});
     this.#native = this.#wrapper.native;
-    const defer = (signal: SessionSignal) => setImmediate(() => this.#onSignal(this, signal));
+    const defer = (signal: HandleSignal) => setImmediate(() => this.#onSignal(this, signal));
     // The addon emits from inside zookeeper_process: only queue here.
     this.#wrapper.on("connect", () => defer({ type: "connect" }));
     this.#wrapper.on("connecting", () => {
@@ -169,12 +195,14 @@ export class Session {
         if (typeof path === "string") defer({ type: "watch", path });
       });
     }
+    const resume = config.session.id !== undefined && config.session.password !== undefined;
     const result = this.#native.init({
       connect: config.connectString,
       timeout: config.sessionTimeoutMs,
       debug_level: 0, // the C client and the addon print to stdout/stderr otherwise
       host_order_deterministic: false,
       response_counter_limit: RESPONSE_COUNTER_LIMIT,
+      ...(resume ? { client_id: config.session.id, client_password: config.session.password } : {}),
     });
     if (result instanceof Error) {
       this.dead = true;
@@ -183,11 +211,10 @@ export class Session {
     }
   }
 
-  /** Reads the id and password of the session the handle holds (after a "connect"). */
-  captureIdentity(): void {
-    if (this.dead) return;
-    this.id = normalizeSessionId(this.#native.client_id);
-    this.password = this.#native.client_password;
+  /** The id of the session the handle holds (after a "connect"), with its password. */
+  identity(): { id: string; password: string } | undefined {
+    if (this.dead) return undefined;
+    return { id: normalizeSessionId(this.#native.client_id), password: this.#native.client_password };
   }
 
   get negotiatedTimeoutMs(): number {
@@ -201,7 +228,6 @@ export class Session {
   close(): Promise<void> {
     if (this.#closePromise) return this.#closePromise;
     this.closeRequested = true;
-    this.controller.abort(new ClosedError());
     this.#closePromise = new Promise<void>((resolve) => {
       setImmediate(() => {
         if (!this.dead) {
@@ -235,6 +261,7 @@ export class Session {
       });
     }
     if (rc === Code.CLOSING || rc === Code.SESSION_EXPIRED) {
+      if (this.abandoned) return new ConnectionLossError({ path });
       return this.closeRequested ? new ClosedError({ path }) : new SessionExpiredError({ path });
     }
     return errorFromCode(rc, path);
@@ -249,6 +276,7 @@ export class Session {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       let rc: number;
+      const before = this.#state();
       try {
         rc = issue((code, _message, ...rest) => {
           if (settled) return;
@@ -268,13 +296,39 @@ export class Session {
         reject(new BadArgumentsError({ path, cause: error }));
         return;
       }
-      if ((this.#native as unknown as { state: number }).state === 999) process.stderr.write(`SOCKET CLOSED BY CALL rc=${rc}\n`);
+      if (before !== ZOO_NOTCONNECTED_STATE && this.#state() === ZOO_NOTCONNECTED_STATE) this.#abandon();
       if (rc !== Code.OK && !settled) {
         // The addon returned synchronously: its callback will never run.
         settled = true;
         reject(rc === Code.INVALID_STATE ? NOT_ISSUED : this.#errorFor(rc, path));
       }
     });
+  }
+
+  #state(): number {
+    return this.dead ? 0 : (this.#native as unknown as { state: number }).state;
+  }
+
+  /**
+   * The call could not send and the C client closed the socket itself (nonblocking_send), while the
+   * addon's poll may already be re-armed on that fd: libuv would abort() the process when it polls
+   * next. Closing the handle now, before control returns to the loop, stops that poll; a new handle
+   * then resumes the same session.
+   */
+  #abandon(): void {
+    if (this.dead || this.closeRequested) return;
+    this.abandoned = true;
+    this.closeRequested = true;
+    this.#closePromise = Promise.resolve();
+    try {
+      this.#native.close();
+    } catch {
+      // already closed
+    }
+    this.dead = true;
+    this.up = false;
+    this.#closedResolve?.();
+    setImmediate(() => this.#onSignal(this, { type: "broken" }));
   }
 
   addAuth(scheme: string, credentials: string, onResult: (error: ZkError | undefined) => void): void {

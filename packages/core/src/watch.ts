@@ -1,6 +1,6 @@
 import type { ClientCore } from "./client.js";
 import { isClosed, isConnectionLoss, isNoNode, isSessionExpired, OperationTimeoutError } from "./errors.js";
-import type { Session } from "./session.js";
+import type { Handle } from "./session.js";
 import type { ChildrenChange, DataChange, Stat, WatchStream } from "./types.js";
 
 /**
@@ -34,7 +34,7 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
     this.#cleanups.push(core.onPath(this.abs, () => this.#markDirty()));
     this.#cleanups.push(
       core.onConnection((ev) => {
-        // After a new session the server forgot our watches; after a reconnect a re-read is cheap insurance.
+        // A new session has no watches, nor has a new handle resuming ours (after a broken call): re-read.
         if (ev.type === "connected" || ev.type === "reconnected") this.#markDirty();
         else if (ev.type === "closed") this.stop();
       }),
@@ -48,7 +48,7 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
   }
 
   /** Reads the current state and leaves a watch that fires on its next change. */
-  protected abstract read(s: Session): Promise<S>;
+  protected abstract read(s: Handle): Promise<S>;
   protected abstract same(a: S, b: S): boolean;
   protected abstract toValue(previous: S | undefined, next: S): T;
 
@@ -164,7 +164,7 @@ interface ChildrenState {
 }
 
 export class ChildrenWatch extends ReArmingWatch<ChildrenState, ChildrenChange> {
-  protected async read(s: Session): Promise<ChildrenState> {
+  protected async read(s: Handle): Promise<ChildrenState> {
     for (;;) {
       try {
         const { children, stat } = await s.getChildren(this.abs, this.rel, true);
@@ -198,7 +198,7 @@ export class ChildrenWatch extends ReArmingWatch<ChildrenState, ChildrenChange> 
 }
 
 export class DataWatch extends ReArmingWatch<DataChange | null, DataChange | null> {
-  protected async read(s: Session): Promise<DataChange | null> {
+  protected async read(s: Handle): Promise<DataChange | null> {
     for (;;) {
       try {
         return await s.get(this.abs, this.rel, true);

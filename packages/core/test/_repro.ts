@@ -1,7 +1,7 @@
 import { expireSession } from "../../testing/src/index.js";
 import { connect } from "../src/index.js";
 const cs = "127.0.0.1:22181";
-for (let i = 0; i < 40; i++) {
+for (let i = 0; i < 150; i++) {
   const root = `/repro-${Date.now()}-${i}`;
   const zk = await connect({ connectString: cs, root, sessionTimeoutMs: 4000 });
   const other = await connect({ connectString: cs, root, sessionTimeoutMs: 4000 });

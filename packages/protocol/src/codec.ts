@@ -8,6 +8,8 @@ import { parseVersioned, parseWith } from "./validate.js";
 import {
   type Assignment,
   AssignmentSchema,
+  type CancelRequest,
+  CancelRequestSchema,
   type MasterInfo,
   MasterInfoSchema,
   type ResultBatch,
@@ -93,6 +95,10 @@ function idsOf(value: unknown): Array<string | undefined> {
   return tasks.map(idOf);
 }
 
+export function decodeCancelRequest(data: Bytes): Result<CancelRequest> {
+  return decodeBytes(CancelRequestSchema, data);
+}
+
 export function decodeMasterInfo(data: Bytes): Result<MasterInfo> {
   return decodeBytes(MasterInfoSchema, data);
 }
@@ -142,6 +148,10 @@ export function encodeTask(task: TaskSpec): Buffer {
 
 export function encodeSubmitBatch(batch: SubmitBatch): Buffer {
   return encodeWith(SubmitBatchSchema, batch);
+}
+
+export function encodeCancelRequest(request: CancelRequest): Buffer {
+  return encodeWith(CancelRequestSchema, request);
 }
 
 export function encodeMasterInfo(info: MasterInfo): Buffer {

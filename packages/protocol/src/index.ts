@@ -38,6 +38,7 @@ export {
 export { InvalidNameError, ProtocolError } from "./errors.js";
 export {
   decodeAssignment,
+  decodeCancelRequest,
   decodeMasterInfo,
   decodeResultBatch,
   decodeSubmitBatch,
@@ -46,6 +47,7 @@ export {
   decodeWorkerRegistration,
   decodeWorkerReport,
   encodeAssignment,
+  encodeCancelRequest,
   encodeMasterInfo,
   encodeResultBatch,
   encodeSubmitBatch,
@@ -89,6 +91,8 @@ export { packByBytes, packResultBatches, packSubmitBatches, packWorkerReports } 
 export {
   AssignedTaskSchema,
   AssignmentSchema,
+  CancelRequestSchema,
+  MAX_CANCEL_IDS,
   MasterInfoSchema,
   ResultBatchSchema,
   StatusUpdateSchema,
@@ -109,6 +113,7 @@ export type { Result } from "./result.js";
 export type {
   AssignedTask,
   Assignment,
+  CancelRequest,
   MasterInfo,
   ResultBatch,
   StatusUpdate,

@@ -33,6 +33,10 @@ export interface GridLayout {
   readonly results: string;
   /** Basename prefix of a result node (persistent sequential): `r`. */
   readonly resultNodePrefix: string;
+  /** `R/cancel`: cancel requests waiting for the leader. */
+  readonly cancel: string;
+  /** Basename prefix of a cancel request node (persistent sequential, protected): `c`. */
+  readonly cancelNodePrefix: string;
   /** Every persistent directory, parents first, for creating them at start-up. */
   readonly dirs: readonly string[];
 }
@@ -65,6 +69,7 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
   const assignDir = under("assign");
   const reports = under("reports");
   const results = under("results");
+  const cancel = under("cancel");
   return {
     root,
     masters,
@@ -91,7 +96,9 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
     reportNodePrefix: "r",
     results,
     resultNodePrefix: "r",
-    dirs: [...(root === "/" ? [] : [root]), masters, workers, queue, assignDir, reports, results],
+    cancel,
+    cancelNodePrefix: "c",
+    dirs: [...(root === "/" ? [] : [root]), masters, workers, queue, assignDir, reports, results, cancel],
   };
 }
 

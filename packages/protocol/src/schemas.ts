@@ -146,6 +146,20 @@ export interface TaskStatus {
   meta?: Record<string, unknown>;
 }
 
+/** Asks the leader to cancel tasks: queued ones never run, running ones are stopped. */
+export interface CancelRequest {
+  v: 1;
+  ids: string[];
+  requestedAt: number;
+  /** Who asked, free text for operators (at most 256 bytes). */
+  by?: string;
+  /**
+   * Written by the leader only: the ids it took out of a worker's assignment to stop them. A new
+   * leader ends such an id as `cancelled` if it finds the task nowhere else.
+   */
+  accepted?: string[];
+}
+
 export interface ResultBatch {
   v: 1;
   epoch: number;
@@ -538,4 +552,15 @@ export const ResultBatchSchema: z.ZodType<ResultBatch> = strictObject("a result 
       });
     }
   });
+});
+
+/** At most this many ids in one cancel request. */
+export const MAX_CANCEL_IDS = 10_000;
+
+export const CancelRequestSchema: z.ZodType<CancelRequest> = strictObject("a cancel request", {
+  v: version,
+  ids: arrayOf(taskId, "ids", MAX_CANCEL_IDS),
+  requestedAt: timestamp,
+  by: text({ what: "a non-empty string", nonEmpty: true, maxBytes: 256 }).optional(),
+  accepted: arrayOf(taskId, "accepted", MAX_CANCEL_IDS).optional(),
 });
