@@ -85,7 +85,7 @@ export class GridLeader {
   private staleDirTimer: NodeJS.Timeout | undefined;
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
-  readonly stats: LeaderStats;
+  private readonly counters = { ticks: 0, writes: 0, finished: 0 };
 
   constructor(
     private readonly client: ZkClient,
@@ -93,16 +93,6 @@ export class GridLeader {
     private readonly leadership: Leadership,
     private readonly log: Logger,
   ) {
-    this.stats = {
-      epoch: leadership.epoch,
-      queued: 0,
-      assigned: 0,
-      running: 0,
-      finished: 0,
-      workers: 0,
-      ticks: 0,
-      writes: 0,
-    };
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -516,7 +506,7 @@ export class GridLeader {
   }
 
   private async step(): Promise<void> {
-    this.stats.ticks += 1;
+    this.counters.ticks += 1;
     this.drainInbox();
     const toDeleteDirs = await this.fenceDeadSessions();
     this.drainInbox();
@@ -569,7 +559,6 @@ export class GridLeader {
       ...queueNodes.map((n) => this.deleteQuietly(`${this.layout.queue}/${n}`)),
       ...toDeleteDirs.map((d) => this.deleteDir(d)),
     ]);
-    this.updateStats();
   }
 
   /**
@@ -582,9 +571,9 @@ export class GridLeader {
     for (const [name, d] of this.dirs) {
       if (this.live.get(d.worker)?.session !== d.session) suspects.set(name, { ...d, holdsTasks: false });
     }
-    for (const e of this.book.tasks.values()) {
-      if (e.worker && e.session && this.live.get(e.worker)?.session !== e.session) {
-        suspects.set(`${e.worker}@${e.session}`, { worker: e.worker, session: e.session, holdsTasks: true });
+    for (const { worker, session } of this.book.holdingSessions()) {
+      if (this.live.get(worker)?.session !== session) {
+        suspects.set(`${worker}@${session}`, { worker, session, holdsTasks: true });
       }
     }
     if (suspects.size === 0) return [];
@@ -652,7 +641,7 @@ export class GridLeader {
     await Promise.all(
       batches.map(async (batch) => {
         this.guard();
-        this.stats.writes += 1;
+        this.counters.writes += 1;
         await this.client.createProtected(
           `${this.layout.results}/${this.layout.resultNodePrefix}`,
           encodeResultBatch(batch),
@@ -660,7 +649,7 @@ export class GridLeader {
         );
       }),
     );
-    this.stats.finished += results.length;
+    this.counters.finished += results.length;
   }
 
   private async writeRequeue(entries: ReturnType<TaskBook["takeHomeless"]>): Promise<void> {
@@ -675,7 +664,7 @@ export class GridLeader {
       requeued,
     };
     this.guard();
-    this.stats.writes += 1;
+    this.counters.writes += 1;
     const path = await this.client.createProtected(
       `${this.layout.queue}/${this.layout.queueNodePrefix}`,
       encodeSubmitBatch(batch),
@@ -688,7 +677,7 @@ export class GridLeader {
 
   private async writeCancelAccept(name: string, request: CancelRequest, version: number): Promise<void> {
     this.guard();
-    this.stats.writes += 1;
+    this.counters.writes += 1;
     try {
       await this.client.set(`${this.layout.cancel}/${name}`, encodeCancelRequest(request), version);
     } catch (err) {
@@ -701,7 +690,7 @@ export class GridLeader {
     const slot = this.book.workers.get(worker);
     const version = this.assignVersions.get(worker);
     this.guard();
-    this.stats.writes += 1;
+    this.counters.writes += 1;
     if (!slot) {
       if (version === undefined) return;
       try {
@@ -761,7 +750,7 @@ export class GridLeader {
 
   private async deleteQuietly(path: string): Promise<void> {
     try {
-      this.stats.writes += 1;
+      this.counters.writes += 1;
       await this.client.delete(path);
     } catch (err) {
       if (!errors.isNoNode(err)) throw err;
@@ -770,18 +759,22 @@ export class GridLeader {
 
   private async deleteDir(dirName: string): Promise<void> {
     this.dirs.get(dirName)?.watch?.stop();
-    this.stats.writes += 1;
+    this.counters.writes += 1;
     await this.client.deleteRecursive(`${this.layout.reports}/${dirName}`);
     this.dirs.delete(dirName);
   }
 
-  private updateStats(): void {
+  /** Counters of this term; the task counts are computed on demand (a scan of the task table). */
+  get stats(): LeaderStats {
     const c = this.book.counts();
-    this.stats.queued = c.queued;
-    this.stats.assigned = c.assigned;
-    this.stats.running = c.running;
-    this.stats.workers = this.book.workers.size;
+    return {
+      epoch: this.leadership.epoch,
+      ...c,
+      ...this.counters,
+      workers: this.book.workers.size,
+    };
   }
+
 }
 
 function bySequence(a: string, b: string): number {

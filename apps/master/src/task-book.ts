@@ -59,6 +59,8 @@ export class TaskBook {
    * The leader writes them to a queue node of their own before it rewrites that assignment.
    */
   private readonly homeless = new Set<string>();
+  /** `worker@session` → ids that session holds, so a lost session's tasks are found without a scan. */
+  private readonly holders = new Map<string, { worker: string; session: string; ids: Set<string> }>();
 
   get queuedCount(): number {
     let n = 0;
@@ -104,6 +106,7 @@ export class TaskBook {
     const existing = this.tasks.get(task.id);
     if (existing && existing.state !== "queued" && existing.attemptsUsed >= task.attempt) return;
     if (existing?.state === "queued") this.unqueue(existing);
+    if (existing) this.release(existing);
     const entry: TaskEntry = {
       id: task.id,
       spec: task.spec,
@@ -118,6 +121,7 @@ export class TaskBook {
       bytes: assignedTaskBytes(task.spec, task.submittedAt),
     };
     this.tasks.set(task.id, entry);
+    this.hold(entry);
   }
 
   markFinished(id: string): void {
@@ -125,6 +129,7 @@ export class TaskBook {
     if (entry) {
       if (entry.state === "queued") this.unqueue(entry);
       this.detachFromWorker(entry);
+      this.release(entry);
       this.tasks.delete(id);
     }
     this.finished.add(id);
@@ -189,11 +194,18 @@ export class TaskBook {
     return { worker: entry.worker };
   }
 
+  /** The worker sessions that hold at least one task. */
+  holdingSessions(): Array<{ worker: string; session: string }> {
+    return [...this.holders.values()].map(({ worker, session }) => ({ worker, session }));
+  }
+
   /** The worker session holding these tasks is gone: hand them out again or fail them. */
   loseSession(worker: string, session: string): TaskStatus[] {
     const finals: TaskStatus[] = [];
-    for (const entry of [...this.tasks.values()]) {
-      if (entry.worker !== worker || entry.session !== session) continue;
+    const held = this.holders.get(`${worker}@${session}`);
+    for (const id of held ? [...held.ids] : []) {
+      const entry = this.tasks.get(id);
+      if (!entry || entry.worker !== worker || entry.session !== session) continue;
       const status = this.requeue(entry, "worker lost");
       if (status) finals.push(status);
     }
@@ -219,6 +231,7 @@ export class TaskBook {
       this.markFinished(entry.id);
       return status;
     }
+    this.release(entry);
     entry.state = "queued";
     entry.worker = undefined;
     entry.session = undefined;
@@ -309,6 +322,7 @@ export class TaskBook {
         entry.attemptsUsed += 1;
         entry.worker = worker.name;
         entry.session = worker.session;
+        this.hold(entry);
         entry.assignedAt = now;
         worker.tasks.add(entry.id);
         worker.bytes += entry.bytes;
@@ -379,6 +393,26 @@ export class TaskBook {
       this.queueNodes.delete(entry.queueNode);
       this.drainedQueueNodes.add(entry.queueNode);
     }
+  }
+
+  private hold(entry: TaskEntry): void {
+    if (!entry.worker || !entry.session) return;
+    const key = `${entry.worker}@${entry.session}`;
+    let h = this.holders.get(key);
+    if (!h) {
+      h = { worker: entry.worker, session: entry.session, ids: new Set() };
+      this.holders.set(key, h);
+    }
+    h.ids.add(entry.id);
+  }
+
+  private release(entry: TaskEntry): void {
+    if (!entry.worker || !entry.session) return;
+    const key = `${entry.worker}@${entry.session}`;
+    const h = this.holders.get(key);
+    if (!h) return;
+    h.ids.delete(entry.id);
+    if (h.ids.size === 0) this.holders.delete(key);
   }
 
   private detachFromWorker(entry: TaskEntry): void {
