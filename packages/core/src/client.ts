@@ -18,7 +18,15 @@ import {
   type ZkError,
 } from "./errors.js";
 import { basenameOf, Chroot, joinPath, normalizeRoot, parentOf, prefixesOf, validatePath } from "./paths.js";
-import { Handle, type HandleSignal, NOT_ISSUED, Session, toBuffer, ZOO_EPHEMERAL, ZOO_SEQUENCE } from "./session.js";
+import {
+  Handle,
+  type HandleSignal,
+  NOT_ISSUED,
+  Session,
+  toBuffer,
+  ZOO_EPHEMERAL,
+  ZOO_SEQUENCE,
+} from "./session.js";
 import type {
   Acl,
   ChildrenChange,
@@ -388,7 +396,8 @@ export class ZkClient {
       while (!stop.signal.aborted) {
         let session: Session;
         try {
-          session = (await this.#waitReady({ deadline: Number.POSITIVE_INFINITY, signal: stop.signal })).session;
+          session = (await this.#waitReady({ deadline: Number.POSITIVE_INFINITY, signal: stop.signal }))
+            .session;
         } catch (error) {
           if (stop.signal.aborted || isClosed(error)) return;
           throw error;
@@ -754,7 +763,10 @@ export class ZkClient {
         session.end(new SessionExpiredError());
         if (session.announced) {
           this.#state = "expired";
-          this.#log("warn", "session expired; making a new one", { sessionId: session.id, code: signal.code });
+          this.#log("warn", "session expired; making a new one", {
+            sessionId: session.id,
+            code: signal.code,
+          });
           this.#emit({ type: "expired", sessionId: session.id ?? "" });
         } else {
           this.#log("warn", "handle closed before its session was ready; retrying", { code: signal.code });

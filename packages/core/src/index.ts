@@ -8,14 +8,15 @@
  *
  * const zk = await connect({ connectString: "127.0.0.1:2181", root: "/demo" });
  * await zk.ensurePath("/workers");
- * await zk.keepRunning(async ({ client }) => {
+ * const registered = zk.keepRunning(async ({ client }) => {
  *   await client.create("/workers/w1", "", "ephemeral"); // again after every session expiry
- * }, { signal: AbortSignal.timeout(1000) });
- * for await (const { children, added, removed } of zk.watchChildren("/workers")) {
- *   console.log(children, added, removed);
- *   break;
+ * });
+ * for await (const { children, added } of zk.watchChildren("/workers")) {
+ *   console.log(children, added);
+ *   if (children.includes("w1")) break;
  * }
  * await zk.close();
+ * await registered; // resolves once the client is closed
  * ```
  *
  * @module

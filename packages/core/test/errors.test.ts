@@ -1,7 +1,7 @@
 import { freePorts } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import { Code, connect, digestAcl, errors } from "../src/index.js";
-import { connectClient, testRoot } from "./helpers.js";
+import { connectClient, nextEvent, sharedConnectString, TcpProxy, testRoot } from "./helpers.js";
 
 async function caught(promise: Promise<unknown>): Promise<errors.ZkError> {
   const error = await promise.then(
@@ -84,6 +84,21 @@ describe("typed errors", () => {
     setTimeout(() => controller.abort(), 200);
     const error = await caught(pending);
     expect(error).toBeInstanceOf(errors.ClosedError);
+  });
+
+  it("an operation that waits longer than opTimeoutMs for a connection rejects with OperationTimeoutError", async () => {
+    const proxy = await TcpProxy.start(sharedConnectString());
+    const zk = await connectClient({
+      connectString: proxy.connectString,
+      root: testRoot(),
+      sessionTimeoutMs: 2000,
+      opTimeoutMs: 300,
+    });
+    proxy.setMode("blackhole");
+    await nextEvent(zk, "suspended");
+    const error = await caught(zk.get("/anything"));
+    expect(error).toBeInstanceOf(errors.OperationTimeoutError);
+    expect([error.path, error.code, error.retryable]).toEqual(["/anything", Code.OPERATION_TIMEOUT, true]);
   });
 
   it("closing twice is fine and every call after close rejects with ClosedError", async () => {

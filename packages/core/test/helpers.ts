@@ -15,15 +15,16 @@ export function sharedConnectString(): string {
 const open = new Set<ZkClient>();
 const proxies = new Set<TcpProxy>();
 
-// Hooks run last-registered first: clients close (and end their sessions) before the proxies go.
-afterEach(async () => {
-  await Promise.all([...proxies].map((proxy) => proxy.close()));
-});
-
 afterEach(async () => {
   const clients = [...open];
   open.clear();
   await Promise.all(clients.map((client) => client.close()));
+});
+
+// Hooks run last-registered first: proxies go before clients close. zookeeper_close() blocks the event
+// loop while it waits for the server's goodbye, which an in-process proxy could then never forward.
+afterEach(async () => {
+  await Promise.all([...proxies].map((proxy) => proxy.close()));
 });
 
 /** connect() with short test timeouts; closed after each test. */
@@ -121,6 +122,12 @@ export class TcpProxy {
     const wasLossy = this.#mode !== "pass";
     this.#mode = mode;
     if (mode === "pass" && wasLossy) this.cutAll();
+  }
+
+  /** Resets (RST) every open connection at once, as a crashed peer or a middlebox would. */
+  resetAll(): void {
+    for (const socket of this.#sockets) socket.resetAndDestroy();
+    this.#sockets.clear();
   }
 
   cutAll(): void {

@@ -1,6 +1,14 @@
-import { startServer, waitFor, type ZkServer } from "@zkgrid/testing";
+import { startEnsemble, startServer, waitFor, type ZkEnsemble, type ZkServer } from "@zkgrid/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectClient, nextEvent, recordEvents, testRoot } from "./helpers.js";
+import type { DataChange } from "../src/index.js";
+import {
+  connectClient,
+  nextEvent,
+  recordEvents,
+  sharedConnectString,
+  TcpProxy,
+  testRoot,
+} from "./helpers.js";
 
 describe("reconnect after a server restart", () => {
   let server: ZkServer;
@@ -72,5 +80,73 @@ describe("reconnect after a server restart", () => {
     expect(String(await pending)).toMatch(/closed/);
     await server.restart();
     await waitFor(async () => (await server.mode()) !== undefined);
+  });
+});
+
+describe("a call on a connection that was reset", () => {
+  it("resumes the same session on a new handle instead of crashing the process", async () => {
+    const proxy = await TcpProxy.start(sharedConnectString());
+    const lines: string[] = [];
+    const zk = await connectClient({
+      connectString: proxy.connectString,
+      root: testRoot(),
+      logger: (_level, msg) => lines.push(msg),
+    });
+    await zk.create("/x", "1");
+    const sessionId = zk.sessionId;
+    const events = recordEvents(zk);
+    const watch = zk.watchData("/x");
+    expect(((await watch.next()).value as DataChange).data.toString()).toBe("1");
+
+    proxy.resetAll();
+    // Calls issued in the same tick, before the addon polls its socket again: their send fails and the
+    // C client closes the socket behind the addon's back.
+    const reads = await Promise.all(Array.from({ length: 10 }, () => zk.get("/x")));
+    expect(reads.every((r) => r.data.toString() === "1")).toBe(true);
+
+    expect(zk.sessionId).toBe(sessionId);
+    await waitFor(() => events.some((e) => e.type === "reconnected"));
+    expect(events.map((e) => e.type)).toEqual(["suspended", "reconnected"]);
+    expect(lines.some((line) => line.includes("broke during a call"))).toBe(true);
+    // The watch moved to the new handle with the session.
+    await zk.set("/x", "2");
+    expect(((await watch.next()).value as DataChange).data.toString()).toBe("2");
+    watch.stop();
+  });
+});
+
+describe("failover within an ensemble", () => {
+  let ensemble: ZkEnsemble;
+  beforeAll(async () => {
+    ensemble = await startEnsemble(3);
+  });
+  afterAll(async () => {
+    await ensemble?.stop();
+  });
+
+  it("keeps the session when the member it is connected to dies", async () => {
+    const zk = await connectClient({
+      connectString: ensemble.connectString,
+      root: testRoot(),
+      sessionTimeoutMs: 10_000,
+      opTimeoutMs: 60_000,
+    });
+    await zk.create("/eph", "", "ephemeral");
+    const sessionId = zk.sessionId!;
+    // `cons` lists each member's client connections with their session ids.
+    const holders = await Promise.all(
+      ensemble.members.map(async (member) =>
+        (await member.fourLetterWord("cons")).includes(`sid=0x${sessionId}`),
+      ),
+    );
+    const member = ensemble.members[holders.indexOf(true)]!;
+    const events = recordEvents(zk);
+
+    const reconnected = nextEvent(zk, "reconnected");
+    await member.kill();
+    expect((await reconnected).sessionId).toBe(sessionId);
+    expect(events.map((e) => e.type)).toEqual(["suspended", "reconnected"]);
+    expect((await zk.exists("/eph"))?.ephemeralOwner).toBe(sessionId);
+    await member.restart({ waitUntilServing: false });
   });
 });
