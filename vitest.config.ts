@@ -9,10 +9,13 @@ export default defineConfig({
     alias: {
       "@zkgrid/core": source("./packages/core"),
       "@zkgrid/protocol": source("./packages/protocol"),
+      "@zkgrid/log": source("./packages/log"),
       "@zkgrid/testing": source("./packages/testing"),
       "@zkgrid/master": source("./apps/master"),
       "@zkgrid/worker": source("./apps/worker"),
       "@zkgrid/submit": source("./apps/submit"),
+      "@zkgrid/observer": source("./packages/observer"),
+      "@zkgrid/dashboard": source("./packages/dashboard"),
     },
   },
   test: {

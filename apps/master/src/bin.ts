@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { startMaster } from "./master.js";
-import type { Logger } from "./logger.js";
+import { createLogger, isLogLevel } from "@zkgrid/log";
 
 const USAGE = `Usage: zkgrid-master <name> [options]
 
@@ -23,7 +23,6 @@ Run several masters with different names for failover:
   pnpm --filter master start -- master2`;
 
 const VERSION = "0.1.0";
-const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 } as const;
 
 function fail(message: string): never {
   process.stderr.write(`zkgrid-master: ${message}\nRun zkgrid-master --help for usage.\n`);
@@ -73,20 +72,10 @@ async function main(): Promise<void> {
     fail(positionals.length === 0 ? "a master name is required" : `unexpected argument "${positionals[1]}"`);
   const name = positionals[0] as string;
   const level = (values["log-level"] as string | undefined) ?? "info";
-  if (!(level in LEVELS)) fail(`--log-level must be one of debug, info, warn, error (got "${level}")`);
+  if (!isLogLevel(level)) fail(`--log-level must be one of debug, info, warn, error (got "${level}")`);
   const timeoutText = values["session-timeout"] as string | undefined;
   const sessionTimeoutMs = timeoutText === undefined ? 10_000 : parseDuration("session-timeout", timeoutText);
-  const min = LEVELS[level as keyof typeof LEVELS];
-  const logger: Logger = (lvl, msg, fields) => {
-    if (LEVELS[lvl] < min) return;
-    const parts = [new Date().toISOString(), lvl, `master=${name}`];
-    for (const [k, v] of Object.entries(fields ?? {})) {
-      if (v !== undefined && k !== "master")
-        parts.push(`${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
-    }
-    parts.push(msg);
-    process.stderr.write(`${parts.join(" ")}\n`);
-  };
+  const logger = createLogger({ name: "master", level, base: { master: name } });
 
   let master: Awaited<ReturnType<typeof startMaster>>;
   try {

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
+import { createLogger } from "@zkgrid/log";
 import { InvalidNameError } from "@zkgrid/protocol";
 import { parseWorkerArgs, USAGE, UsageError } from "./cli.js";
 import { WorkerOptionError, WorkerStoppedError } from "./errors.js";
 import { type HandlerMap, loadHandlers } from "./handlers.js";
-import { createStderrLogger } from "./logger.js";
 import { startWorker, type Worker } from "./worker.js";
 
 async function main(argv: string[]): Promise<number> {
@@ -23,7 +23,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${command.version}\n`);
     return 0;
   }
-  const logger = createStderrLogger();
+  const logger = createLogger({ name: "worker" });
   const interrupted = new AbortController();
   let worker: Worker | undefined;
   let signals = 0;
