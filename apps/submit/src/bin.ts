@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { runSubmitCli } from "./cli.js";
+import { runCli } from "./cli.js";
 
 // A reader that stops early (`| head`): what was submitted stays submitted; stop quietly.
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
@@ -7,7 +7,7 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   process.exit(process.exitCode ?? 0);
 });
 
-runSubmitCli(process.argv.slice(2), {
+runCli(process.argv.slice(2), {
   stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,

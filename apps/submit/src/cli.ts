@@ -2,6 +2,11 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { TaskStatus } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
+import { runCancelCommand } from "./cli-cancel.js";
+import { CliUsageError } from "./cli-common.js";
+import { runDashboardCommand } from "./cli-dashboard.js";
+import { ProgressBar } from "./cli-progress.js";
+import { runStatusCommand, runTaskCommand, runTasksCommand } from "./cli-status.js";
 import { InvalidTaskError, WaitTimeoutError } from "./errors.js";
 import { connectGrid, type GridClient } from "./grid-client.js";
 import { parseTaskText, TaskTextError } from "./task-text.js";
@@ -60,6 +65,14 @@ Examples:
   ${PROGRAM} --cmd "echo hi" --wait
   ${PROGRAM} --cmd convert --arg in.png --arg out.jpg --label imagemagick
   ${PROGRAM} --file tasks.ndjson --wait --json > results.ndjson
+
+Commands (the same program is also installed as "zkgrid"; "<command> --help" for each):
+  submit [options]                      submit tasks, as above (the default command)
+  status                                masters and the leader, workers and their load, queue depth
+  tasks [--state S] [--worker W] [--limit N]   assigned, running, queued and recent tasks
+  task <id>                             one task's status and the tail of its output
+  cancel <id>...                        cancel tasks and wait until they end cancelled
+  dashboard [--port N] [--host H]       a live web page of the grid, with /metrics
 `;
 
 const OPTIONS = {
@@ -111,6 +124,45 @@ export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
+  /** Ends a long-running command (`dashboard`); without it, SIGINT and SIGTERM do. */
+  signal?: AbortSignal;
+}
+
+type Command = (argv: readonly string[], io: CliIo) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  submit: (argv, io) => runSubmitCli(argv, io),
+  status: runStatusCommand,
+  tasks: runTasksCommand,
+  task: runTaskCommand,
+  cancel: runCancelCommand,
+  dashboard: runDashboardCommand,
+};
+
+/**
+ * Runs `zkgrid <command> ...` (also installed as `zkgrid-submit`): the first argument names the
+ * command; without one (flags only, or nothing) it is `submit`. Resolves with the exit status.
+ */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  // `pnpm start -- status` hands the script its "--" too.
+  const args = argv[0] === "--" ? argv.slice(1) : argv;
+  const first = args[0];
+  if (first === undefined || first.startsWith("-")) return runSubmitCli(argv, io);
+  const command = COMMANDS[first];
+  if (!command) {
+    io.stderr.write(
+      `zkgrid: unknown command ${JSON.stringify(first)} (commands: ${Object.keys(COMMANDS).join(", ")})\n` +
+        'Try "zkgrid --help".\n',
+    );
+    return 2;
+  }
+  try {
+    return await command(args.slice(1), io);
+  } catch (err) {
+    if (!(err instanceof CliUsageError)) throw err;
+    io.stderr.write(`zkgrid ${first}: ${err.message}\n`);
+    return 2;
+  }
 }
 
 /** Bad usage or input: exit status 2, nothing submitted. */
@@ -155,6 +207,7 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
   const connectString = flags.connect ?? io.env.ZKGRID_CONNECT ?? "127.0.0.1:2181";
   const auth = flags.auth ?? io.env.ZKGRID_AUTH;
   let grid: GridClient;
+  let progress: ProgressBar | undefined;
   try {
     grid = await connectGrid({
       connectString,
@@ -173,14 +226,21 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
     }
     if (io.stderr.isTTY)
       io.stderr.write(`submitted ${ids.length} task${ids.length === 1 ? "" : "s"}; waiting\n`);
+    // Only a person at a terminal gets a bar; a pipe or a log gets the results alone.
+    progress = io.stderr.isTTY && ids.length > 1 ? new ProgressBar(io.stderr, ids.length) : undefined;
     const waitTimeout = flags["wait-timeout"];
     const results = await grid.wait(ids, {
-      onResult: (status) =>
-        io.stdout.write(flags.json ? `${JSON.stringify(status)}\n` : formatStatus(status)),
+      onResult: (status) => {
+        progress?.clear();
+        io.stdout.write(flags.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
+        progress?.add(status);
+      },
       ...(waitTimeout === undefined ? {} : { timeoutMs: Number(waitTimeout) }),
     });
+    progress?.stop();
     return [...results.values()].every((status) => status.state === "succeeded") ? 0 : 1;
   } catch (err) {
+    progress?.stop();
     if (!(err instanceof WaitTimeoutError)) return fail(1, messageOf(err));
     const more = err.pending.length > 10 ? ` and ${err.pending.length - 10} more` : "";
     return fail(1, `${err.message} (they keep running): ${err.pending.slice(0, 10).join(" ")}${more}`);

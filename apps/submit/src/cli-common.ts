@@ -1,0 +1,93 @@
+import { parseArgs } from "node:util";
+import { type GridObserver, observeGrid } from "@zkgrid/observer";
+import type { CliIo } from "./cli.js";
+
+/** The name the subcommands go by in messages. */
+export const PROGRAM = "zkgrid";
+/** Someone is waiting at a prompt: shorter than the library's default. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
+
+/** Bad usage: exit status 2. */
+export class CliUsageError extends Error {
+  override readonly name = "CliUsageError";
+}
+
+/** What every command that reaches the grid takes. */
+export const GRID_OPTIONS = {
+  connect: { type: "string" },
+  root: { type: "string" },
+  auth: { type: "string" },
+  "connect-timeout": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export const GRID_USAGE = `Grid:
+  --connect <hosts>       ZooKeeper connect string (env ZKGRID_CONNECT, default 127.0.0.1:2181)
+  --root <path>           the grid's root znode (env ZKGRID_ROOT, default /zkgrid)
+  --auth <user:password>  digest credentials (env ZKGRID_AUTH)
+  --connect-timeout <ms>  give up when no ZooKeeper session is made by then (default 15000)
+  -h, --help              print this help`;
+
+type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
+
+/** Parses a subcommand's arguments strictly; throws CliUsageError naming the command. */
+export function parseCommand<O extends OptionSpec>(
+  command: string,
+  argv: readonly string[],
+  options: O,
+): {
+  values: ReturnType<typeof parseArgs<{ options: O; strict: true; allowPositionals: true }>>["values"];
+  positionals: string[];
+} {
+  try {
+    const parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
+    return { values: parsed.values, positionals: parsed.positionals };
+  } catch (err) {
+    throw new CliUsageError(`${messageOf(err)}\nTry "${PROGRAM} ${command} --help".`);
+  }
+}
+
+/** A positive integer flag value, or undefined when absent. */
+export function positiveInt(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1) {
+    throw new CliUsageError(`--${flag}: expected a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
+}
+
+export interface GridTarget {
+  connectString: string;
+  root: string;
+  auth?: string;
+  connectTimeoutMs: number;
+}
+
+export function gridTarget(
+  values: { connect?: string; root?: string; auth?: string; "connect-timeout"?: string },
+  io: CliIo,
+): GridTarget {
+  const auth = values.auth ?? io.env.ZKGRID_AUTH;
+  return {
+    connectString: values.connect ?? io.env.ZKGRID_CONNECT ?? "127.0.0.1:2181",
+    root: values.root ?? io.env.ZKGRID_ROOT ?? "/zkgrid",
+    connectTimeoutMs: positiveInt("connect-timeout", values["connect-timeout"]) ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    ...(auth ? { auth } : {}),
+  };
+}
+
+/** Connects an observer; a failure is reported (exit status 1) rather than thrown. */
+export async function openObserver(target: GridTarget, io: CliIo): Promise<GridObserver | undefined> {
+  try {
+    return await observeGrid(target);
+  } catch (err) {
+    io.stderr.write(
+      `${PROGRAM}: cannot read the grid at ${target.connectString}${target.root}: ${messageOf(err)}\n`,
+    );
+    return undefined;
+  }
+}
+
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

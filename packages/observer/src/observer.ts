@@ -1,0 +1,839 @@
+import { setMaxListeners } from "node:events";
+import { connect, type DataChange, errors, type Logger, type ZkClient } from "@zkgrid/core";
+import {
+  type Assignment,
+  decodeAssignment,
+  decodeMasterInfo,
+  decodeResultBatch,
+  decodeSubmitBatch,
+  decodeWorkerRegistration,
+  decodeWorkerReport,
+  FINAL_STATES,
+  type FinalState,
+  type GridLayout,
+  gridLayout,
+  isFinalState,
+  isValidTaskId,
+  parseSequentialName,
+  TASK_STATES,
+  type TaskSpec,
+  type TaskStatus,
+  type WorkerRegistration,
+} from "@zkgrid/protocol";
+import { ObserverClosedError } from "./errors.js";
+import { viewOfAssigned, viewOfQueued, viewOfStatus } from "./task-view.js";
+import { DepthSeries, ThroughputSeries } from "./throughput.js";
+import type {
+  GridSnapshot,
+  MasterView,
+  ObserveOptions,
+  QueueView,
+  TaskCounts,
+  TaskQuery,
+  TaskView,
+  WorkerView,
+} from "./types.js";
+
+const DEFAULT_RECENT_LIMIT = 200;
+const ACTIVE_LIMIT = 500;
+/** Result nodes read back at start: enough to know which queued tasks are already final. */
+const BACKFILL_MAX_NODES = 2_000;
+const PROBLEM_LIMIT = 20;
+/** Final ids remembered for deduplication and queue depth (oldest forgotten first). */
+const FINAL_IDS_LIMIT = 200_000;
+/** `changes()` yields at most this often. */
+const MIN_CHANGE_INTERVAL_MS = 100;
+/** Reads in flight per batch of nodes. */
+const READ_LANES = 16;
+/** A running report for a task no assignment holds is forgotten after this. */
+const RUNNING_ORPHAN_MS = 30_000;
+
+interface QueuedEntry {
+  spec: TaskSpec;
+  submittedAt: number;
+  attemptsUsed: number;
+}
+
+interface QueueNode {
+  czxid: number;
+  tasks: QueuedEntry[];
+}
+
+interface WorkerNode {
+  session: string;
+  registration?: WorkerRegistration;
+  problem?: string;
+}
+
+interface RunningSeen {
+  attempt: number;
+  startedAt: number;
+  seenAt: number;
+}
+
+interface ResultNode {
+  name: string;
+  seq: number;
+}
+
+type ChildrenHandler = (children: string[]) => Promise<void>;
+
+/**
+ * Starts observing a grid and resolves once the first full picture has been read (masters, workers,
+ * assignments, queue, reports, and results read back far enough to size the queue). The observer only
+ * reads: it writes nothing, not even the grid's directories.
+ */
+export async function observeGrid(options: ObserveOptions): Promise<GridObserver> {
+  let client: ZkClient;
+  let owns = false;
+  if ("client" in options) client = options.client;
+  else {
+    client = await connect({
+      connectString: options.connectString,
+      ...(options.auth === undefined ? {} : { auth: options.auth }),
+      ...(options.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: options.sessionTimeoutMs }),
+      ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+    });
+    owns = true;
+  }
+  const observer = new GridObserver(client, owns, options);
+  try {
+    await observer.ready();
+  } catch (err) {
+    await observer.close();
+    throw err;
+  }
+  return observer;
+}
+
+/**
+ * A live, read-only picture of a grid kept up to date by ZooKeeper watches. Use `observeGrid()`.
+ */
+export class GridObserver {
+  /** The grid's root. */
+  readonly root: string;
+  readonly layout: GridLayout;
+  readonly #zk: ZkClient;
+  readonly #ownsClient: boolean;
+  readonly #log: Logger;
+  readonly #recentLimit: number;
+  readonly #stop = new AbortController();
+  readonly #since = Date.now();
+  readonly #ready: Promise<void>;
+  #closing: Promise<void> | undefined;
+
+  #version = 0;
+  readonly #wakers = new Set<() => void>();
+  #cached: { version: number; at: number; snapshot: GridSnapshot } | undefined;
+
+  readonly #masters = new Map<string, Omit<MasterView, "leader">>();
+  readonly #workers = new Map<string, WorkerNode>();
+  readonly #workerWatches = new Map<string, AbortController>();
+  readonly #assignments = new Map<string, Assignment>();
+  readonly #assignWatches = new Map<string, AbortController>();
+  readonly #queue = new Map<string, QueueNode>();
+  readonly #reportDirs = new Map<string, AbortController>();
+  /** Report nodes already read, per report dir. */
+  readonly #reportsRead = new Map<string, Set<string>>();
+  readonly #running = new Map<string, RunningSeen>();
+  readonly #finalIds = new Set<string>();
+  /** Final statuses, newest first. */
+  #recent: TaskView[] = [];
+  readonly #counts = Object.fromEntries([...FINAL_STATES].map((s) => [s, 0])) as Record<FinalState, number>;
+  readonly #throughput = new ThroughputSeries();
+  readonly #depth = new DepthSeries();
+  readonly #problems: string[] = [];
+  /** Highest result sequence applied (or present at start). */
+  #resultCursor = -1;
+  #resultsAtStart: ResultNode[] = [];
+  #resultsStarted = false;
+  #isReady = false;
+
+  /** Use `observeGrid()`. */
+  constructor(client: ZkClient, ownsClient: boolean, options: ObserveOptions) {
+    this.#zk = client;
+    this.#ownsClient = ownsClient;
+    this.layout = gridLayout(options.root);
+    this.root = this.layout.root;
+    this.#log = options.logger ?? (() => {});
+    this.#recentLimit = options.recentLimit ?? DEFAULT_RECENT_LIMIT;
+    // Every watch (one per worker, assignment and report dir) listens on it: no fixed limit fits.
+    setMaxListeners(0, this.#stop.signal);
+    const offConnection = client.on("*", () => this.#changed());
+    this.#stop.signal.addEventListener("abort", offConnection, { once: true });
+    this.#ready = this.#start();
+    this.#ready.catch(() => {});
+  }
+
+  /** Resolves once the first full picture has been read. */
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** The grid as last seen. Cheap to call: rebuilt only after a change (or once a second, for the clock). */
+  snapshot(): GridSnapshot {
+    const now = Date.now();
+    const cached = this.#cached;
+    if (cached && cached.version === this.#version && now - cached.at < 1_000) return cached.snapshot;
+    const snapshot = this.#build(now);
+    this.#cached = { version: this.#version, at: now, snapshot };
+    return snapshot;
+  }
+
+  /**
+   * Snapshots as the grid changes: the current one first, then one after each change, coalesced (at
+   * most ~10 per second; a slow consumer gets the newest). Ends on abort or `close()`.
+   */
+  async *changes(options: { signal?: AbortSignal } = {}): AsyncGenerator<GridSnapshot> {
+    const { signal } = options;
+    const stopped = () => this.#stop.signal.aborted || signal?.aborted === true;
+    await this.#ready;
+    let seen = -1;
+    let lastYield = 0;
+    while (!stopped()) {
+      if (this.#version === seen) await this.#nextChange(signal);
+      if (stopped()) return;
+      const wait = lastYield + MIN_CHANGE_INTERVAL_MS - Date.now();
+      if (wait > 0) await sleep(wait, AbortSignal.any([this.#stop.signal, ...(signal ? [signal] : [])]));
+      if (stopped()) return;
+      seen = this.#version;
+      lastYield = Date.now();
+      yield this.snapshot();
+    }
+  }
+
+  /**
+   * What the grid knows of one task: its final status from `R/results` (those seen since start from
+   * memory, else result nodes read newest first), else assigned/running from the assignments, else
+   * queued from the queue nodes; undefined if none has it.
+   */
+  async task(id: string): Promise<TaskView | undefined> {
+    this.#assertOpen();
+    if (!isValidTaskId(id)) return undefined;
+    const recent = this.#recent.find((t) => t.id === id);
+    if (recent) return recent;
+    if (!this.#finalIds.has(id)) {
+      // Every result newer than the start (and back to the oldest queue node) has been read:
+      // a task held here and not among them is not final yet.
+      const active = this.#activeViews().find((t) => t.id === id);
+      if (active) return active;
+      const queued = this.#queuedViews().find((t) => t.id === id);
+      if (queued) return queued;
+    }
+    return this.#scanResults(id);
+  }
+
+  /** Tasks the observer holds: active ones, then queued (highest priority first), then recent final ones. */
+  tasks(query: TaskQuery = {}): TaskView[] {
+    this.#assertOpen();
+    const limit = query.limit ?? 100;
+    const state = query.state;
+    const pick = (views: TaskView[]) =>
+      views.filter(
+        (t) =>
+          (state === undefined || t.state === state) &&
+          (query.worker === undefined || t.worker === query.worker),
+      );
+    const out: TaskView[] = [];
+    if (state === undefined || state === "assigned" || state === "running")
+      out.push(...pick(this.#activeViews()));
+    if ((state === undefined || state === "queued") && query.worker === undefined)
+      out.push(...pick(this.#queuedViews()));
+    if (state === undefined || isFinalState(state)) out.push(...pick(this.#recent));
+    return out.slice(0, limit);
+  }
+
+  /** Stops every watch; closes the ZooKeeper client if the observer made it. Safe to call twice. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#stop.abort();
+      for (const wake of this.#wakers) wake();
+      this.#wakers.clear();
+      await this.#ready.catch(() => {});
+      if (this.#ownsClient) await this.#zk.close();
+    })();
+    return this.#closing;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Start-up
+
+  async #start(): Promise<void> {
+    const { layout } = this;
+    const signal = this.#stop.signal;
+    const results = this.#follow(layout.results, (c) => this.#onResults(c));
+    const queue = this.#follow(layout.queue, (c) => this.#onQueue(c));
+    await Promise.all([
+      this.#follow(layout.masters, (c) => this.#onMasters(c)),
+      this.#follow(layout.workers, (c) => this.#onWorkers(c)),
+      this.#follow(layout.assignDir, (c) => this.#onAssignDir(c)),
+      this.#follow(layout.reports, (c) => this.#onReportDirs(c)),
+      queue,
+      results,
+    ]);
+    if (!signal.aborted) await this.#backfill();
+    this.#isReady = true;
+    this.#changed();
+  }
+
+  /**
+   * Consumes a children watch of `path` (which may not exist yet); `handle` gets the full child list
+   * and must be idempotent: on a connection error it is retried with the same list. Resolves once the
+   * first list has been handled.
+   */
+  #follow(path: string, handle: ChildrenHandler, signal: AbortSignal = this.#stop.signal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let first = true;
+      const settle = () => {
+        if (first) {
+          first = false;
+          resolve();
+        }
+      };
+      void (async () => {
+        try {
+          for await (const change of this.#zk.watchChildren(path, { signal })) {
+            await this.#retrying(() => handle(change.children), signal);
+            this.#changed();
+            settle();
+          }
+          settle();
+        } catch (err) {
+          if (signal.aborted || errors.isClosed(err)) return settle();
+          this.#problem(`watch of ${path} stopped: ${messageOf(err)}`);
+          if (first) reject(err);
+        }
+      })();
+    });
+  }
+
+  /** Consumes a data watch of `path`; resolves once its first state has been handled. */
+  #followData(path: string, signal: AbortSignal, handle: (change: DataChange | null) => void): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let first = true;
+      const settle = () => {
+        if (first) {
+          first = false;
+          resolve();
+        }
+      };
+      void (async () => {
+        try {
+          for await (const change of this.#zk.watchData(path, { signal })) {
+            handle(change);
+            this.#changed();
+            settle();
+          }
+        } catch (err) {
+          if (!signal.aborted && !errors.isClosed(err))
+            this.#problem(`watch of ${path} stopped: ${messageOf(err)}`);
+        }
+        settle();
+      })();
+    });
+  }
+
+  async #retrying(action: () => Promise<void>, signal: AbortSignal): Promise<void> {
+    for (let backoff = 100; ; backoff = Math.min(backoff * 2, 2_000)) {
+      try {
+        return await action();
+      } catch (err) {
+        if (signal.aborted || errors.isClosed(err)) return;
+        if (!errors.isRetryable(err) && !errors.isOperationTimeout(err)) throw err;
+        this.#log("warn", "observer read failed; retrying", { error: messageOf(err), backoffMs: backoff });
+        await sleep(backoff, signal);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Watch handlers: each takes the full child list and brings its map in line with it.
+
+  async #onMasters(children: string[]): Promise<void> {
+    dropMissing(this.#masters, children);
+    const fresh = children.filter((n) => !this.#masters.has(n));
+    await forEachLimit(fresh, READ_LANES, async (node) => {
+      const got = await this.#getOrNull(`${this.layout.masters}/${node}`);
+      if (!got) return;
+      const seq = parseSequentialName(node)?.sequence ?? Number.MAX_SAFE_INTEGER;
+      const decoded = decodeMasterInfo(got.data);
+      if (!decoded.ok) {
+        this.#masters.set(node, { node, seq, problem: decoded.error.message });
+        return;
+      }
+      const { v: _v, ...info } = decoded.value;
+      this.#masters.set(node, { node, seq, ...info });
+    });
+  }
+
+  async #onWorkers(children: string[]): Promise<void> {
+    const names = new Set(children);
+    for (const [name, watch] of this.#workerWatches) {
+      if (!names.has(name)) {
+        watch.abort();
+        this.#workerWatches.delete(name);
+        this.#workers.delete(name);
+      }
+    }
+    const firsts: Promise<void>[] = [];
+    for (const name of children) {
+      if (this.#workerWatches.has(name)) continue;
+      const watch = childSignal(this.#stop.signal);
+      this.#workerWatches.set(name, watch);
+      // A data watch, not just the child list: a worker that re-registers on a new session replaces its node.
+      firsts.push(
+        this.#followData(`${this.layout.workers}/${name}`, watch.signal, (change) => {
+          if (change === null) {
+            this.#workers.delete(name);
+            return;
+          }
+          const decoded = decodeWorkerRegistration(change.data);
+          const session = change.stat.ephemeralOwner;
+          this.#workers.set(
+            name,
+            decoded.ok
+              ? { session, registration: decoded.value }
+              : { session, problem: decoded.error.message },
+          );
+          if (!decoded.ok) this.#problem(`worker ${name}: ${decoded.error.message}`);
+        }),
+      );
+    }
+    await Promise.all(firsts);
+  }
+
+  async #onAssignDir(children: string[]): Promise<void> {
+    const names = new Set(children);
+    for (const [name, watch] of this.#assignWatches) {
+      if (!names.has(name)) {
+        watch.abort();
+        this.#assignWatches.delete(name);
+        this.#assignments.delete(name);
+      }
+    }
+    const firsts: Promise<void>[] = [];
+    for (const name of children) {
+      if (this.#assignWatches.has(name)) continue;
+      const watch = childSignal(this.#stop.signal);
+      this.#assignWatches.set(name, watch);
+      firsts.push(
+        this.#followData(`${this.layout.assignDir}/${name}`, watch.signal, (change) => {
+          if (change === null) {
+            this.#assignments.delete(name);
+            return;
+          }
+          const decoded = decodeAssignment(change.data);
+          if (decoded.ok) this.#assignments.set(name, decoded.value);
+          else {
+            this.#assignments.delete(name);
+            this.#problem(`assignment of ${name}: ${decoded.error.message}`);
+          }
+        }),
+      );
+    }
+    await Promise.all(firsts);
+  }
+
+  async #onQueue(children: string[]): Promise<void> {
+    dropMissing(this.#queue, children);
+    const fresh = children.filter((n) => !this.#queue.has(n));
+    await forEachLimit(fresh, READ_LANES, async (name) => {
+      const got = await this.#getOrNull(`${this.layout.queue}/${name}`);
+      if (!got) return;
+      const decoded = decodeSubmitBatch(got.data);
+      const node: QueueNode = { czxid: got.stat.czxid, tasks: [] };
+      if (!decoded.ok) {
+        // The leader rejects every task of it: nothing here will wait.
+        this.#problem(`queue node ${name}: ${decoded.error.message}`);
+      } else {
+        const { submittedAt, requeued } = decoded.batch;
+        for (const t of decoded.tasks) {
+          if (!t.ok) continue; // rejected by the leader, never queued
+          const again = requeued?.[t.task.id];
+          node.tasks.push({
+            spec: t.task,
+            submittedAt: again?.submittedAt ?? submittedAt,
+            attemptsUsed: again?.attemptsUsed ?? 0,
+          });
+        }
+      }
+      this.#queue.set(name, node);
+    });
+  }
+
+  async #onReportDirs(children: string[]): Promise<void> {
+    const names = new Set(children);
+    for (const [dir, watch] of this.#reportDirs) {
+      if (!names.has(dir)) {
+        watch.abort();
+        this.#reportDirs.delete(dir);
+        this.#reportsRead.delete(dir);
+      }
+    }
+    const firsts: Promise<void>[] = [];
+    for (const dir of children) {
+      if (this.#reportDirs.has(dir) || !this.layout.parseReportDir(dir)) continue;
+      const watch = childSignal(this.#stop.signal);
+      this.#reportDirs.set(dir, watch);
+      this.#reportsRead.set(dir, new Set());
+      firsts.push(
+        this.#follow(`${this.layout.reports}/${dir}`, (c) => this.#onReports(dir, c), watch.signal),
+      );
+    }
+    await Promise.all(firsts);
+  }
+
+  /**
+   * Report nodes live only until the leader applies them, so this sees some and misses others: it
+   * is the best-effort source of `running` (a task whose report it missed shows as `assigned`).
+   */
+  async #onReports(dir: string, children: string[]): Promise<void> {
+    const read = this.#reportsRead.get(dir);
+    if (!read) return;
+    const present = new Set(children);
+    for (const name of read) if (!present.has(name)) read.delete(name);
+    const fresh = children.filter((n) => !read.has(n));
+    await forEachLimit(fresh, READ_LANES, async (name) => {
+      const got = await this.#getOrNull(`${this.layout.reports}/${dir}/${name}`);
+      read.add(name);
+      if (!got) return;
+      const decoded = decodeWorkerReport(got.data);
+      if (!decoded.ok) return;
+      for (const u of decoded.value.updates) {
+        if (u.state !== "running" || this.#finalIds.has(u.id)) continue;
+        this.#running.set(u.id, { attempt: u.attempt, startedAt: u.startedAt ?? u.at, seenAt: Date.now() });
+      }
+    });
+  }
+
+  async #onResults(children: string[]): Promise<void> {
+    const nodes = resultNodes(children, this.layout.resultNodePrefix);
+    if (!this.#resultsStarted) {
+      // The first list: what is here now is history (read back by #backfill), not throughput.
+      this.#resultsStarted = true;
+      this.#resultsAtStart = nodes;
+      this.#resultCursor = nodes.at(-1)?.seq ?? -1;
+      return;
+    }
+    const fresh = nodes.filter((n) => n.seq > this.#resultCursor);
+    for (let i = 0; i < fresh.length; i += READ_LANES) {
+      const chunk = fresh.slice(i, i + READ_LANES);
+      const reads = await Promise.all(chunk.map((n) => this.#readResults(n.name)));
+      chunk.forEach((node, k) => {
+        this.#applyResults(reads[k]?.statuses ?? []);
+        this.#resultCursor = node.seq;
+      });
+    }
+  }
+
+  #applyResults(statuses: readonly TaskStatus[]): void {
+    const now = Date.now();
+    for (const status of statuses) {
+      // The first final status in R/results order counts; a leader's repeated step may add another.
+      if (this.#finalIds.has(status.id)) continue;
+      this.#rememberFinal(status.id);
+      this.#running.delete(status.id);
+      const state = status.state as FinalState;
+      this.#counts[state] += 1;
+      this.#throughput.add(status.finishedAt ?? now, state === "succeeded", now);
+      this.#recent.unshift(viewOfStatus(status));
+    }
+    if (this.#recent.length > this.#recentLimit) this.#recent.length = this.#recentLimit;
+  }
+
+  /**
+   * Reads the result nodes that were there at start, newest first: the newest statuses fill `recent`,
+   * and every id back to the oldest queue node is remembered as final (a queue node may still list
+   * tasks that finished, until its last task is assigned).
+   */
+  async #backfill(): Promise<void> {
+    let oldestQueue = Number.POSITIVE_INFINITY;
+    for (const node of this.#queue.values()) oldestQueue = Math.min(oldestQueue, node.czxid);
+    const nodes = this.#resultsAtStart.slice(-BACKFILL_MAX_NODES).reverse();
+    this.#resultsAtStart = [];
+    const older: TaskView[] = [];
+    for (let i = 0; i < nodes.length; i += READ_LANES) {
+      const chunk = nodes.slice(i, i + READ_LANES);
+      const reads = await Promise.all(chunk.map((n) => this.#readResults(n.name)));
+      let reachedOldest = false;
+      for (const read of reads) {
+        if (!read) continue;
+        for (const status of [...read.statuses].reverse()) {
+          if (this.#finalIds.has(status.id)) continue;
+          this.#rememberFinal(status.id);
+          this.#running.delete(status.id);
+          if (this.#recent.length + older.length < this.#recentLimit) older.push(viewOfStatus(status));
+        }
+        if (read.czxid < oldestQueue) reachedOldest = true;
+      }
+      if (reachedOldest && this.#recent.length + older.length >= this.#recentLimit) break;
+      if (this.#stop.signal.aborted) return;
+    }
+    this.#recent.push(...older);
+    if (this.#recent.length > this.#recentLimit) this.#recent.length = this.#recentLimit;
+  }
+
+  async #readResults(name: string): Promise<{ statuses: TaskStatus[]; czxid: number } | undefined> {
+    const got = await this.#getOrNull(`${this.layout.results}/${name}`);
+    if (!got) return undefined;
+    const decoded = decodeResultBatch(got.data);
+    if (!decoded.ok) {
+      this.#problem(`result node ${name}: ${decoded.error.message}`);
+      return { statuses: [], czxid: got.stat.czxid };
+    }
+    return { statuses: decoded.value.results.filter((s) => isFinalState(s.state)), czxid: got.stat.czxid };
+  }
+
+  /** Reads every result node newest first until one holds `id`. */
+  async #scanResults(id: string): Promise<TaskView | undefined> {
+    let children: string[];
+    try {
+      children = await this.#zk.getChildren(this.layout.results);
+    } catch (err) {
+      if (errors.isNoNode(err)) return undefined;
+      throw err;
+    }
+    const nodes = resultNodes(children, this.layout.resultNodePrefix).reverse();
+    for (let i = 0; i < nodes.length; i += READ_LANES) {
+      this.#assertOpen();
+      const chunk = nodes.slice(i, i + READ_LANES);
+      const reads = await Promise.all(chunk.map((n) => this.#readResults(n.name)));
+      for (const read of reads) {
+        // Within a node the first status counts, as across nodes.
+        const found = read?.statuses.find((s) => s.id === id);
+        if (found) return viewOfStatus(found);
+      }
+    }
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Views
+
+  #build(now: number): GridSnapshot {
+    const masters = [...this.#masters.values()]
+      .sort((a, b) => a.seq - b.seq)
+      .map((m, i): MasterView => ({ ...m, leader: i === 0 }));
+    const active = this.#activeViews();
+    const perWorker = new Map<string, { assigned: number; running: number }>();
+    for (const t of active) {
+      const w = perWorker.get(t.worker ?? "") ?? { assigned: 0, running: 0 };
+      w.assigned += 1;
+      if (t.state === "running") w.running += 1;
+      perWorker.set(t.worker ?? "", w);
+    }
+    const workers = [...this.#workers.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, node]): WorkerView => {
+        const reg = node.registration;
+        const held = this.#assignments.get(name)?.session === node.session ? perWorker.get(name) : undefined;
+        const capacity = reg?.capacity ?? 0;
+        const view: WorkerView = {
+          name,
+          session: node.session,
+          labels: reg?.labels ?? [],
+          capacity,
+          assigned: held?.assigned ?? 0,
+          running: held?.running ?? 0,
+          load: capacity > 0 ? Math.round(((held?.assigned ?? 0) / capacity) * 1000) / 1000 : 0,
+        };
+        if (reg)
+          Object.assign(view, {
+            host: reg.host,
+            pid: reg.pid,
+            version: reg.version,
+            startedAt: reg.startedAt,
+          });
+        if (node.problem) view.problem = node.problem;
+        return view;
+      });
+    const queued = this.#queuedViews();
+    const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as TaskCounts;
+    Object.assign(counts, this.#counts);
+    counts.queued = queued.length;
+    for (const t of active) counts[t.state] += 1;
+    const snapshot: GridSnapshot = {
+      at: now,
+      since: this.#since,
+      root: this.root,
+      connection: this.#zk.state,
+      masters,
+      workers,
+      queue: this.#queueView(queued, now),
+      counts,
+      active: active.slice(0, ACTIVE_LIMIT),
+      recent: [...this.#recent],
+      throughput: this.#throughput.view(now),
+      problems: [...this.#problems],
+    };
+    if (masters[0]) snapshot.leader = masters[0];
+    return snapshot;
+  }
+
+  /** Tasks in assignments (not yet seen final), most recently assigned first. */
+  #activeViews(): TaskView[] {
+    const views: TaskView[] = [];
+    const now = Date.now();
+    const held = new Set<string>();
+    for (const [worker, assignment] of this.#assignments) {
+      for (const task of assignment.tasks) {
+        if (this.#finalIds.has(task.id)) continue;
+        held.add(task.id);
+        const seen = this.#running.get(task.id);
+        views.push(viewOfAssigned(task, worker, seen?.attempt === task.attempt ? seen : undefined));
+      }
+    }
+    for (const [id, seen] of this.#running) {
+      if (!held.has(id) && now - seen.seenAt > RUNNING_ORPHAN_MS) this.#running.delete(id);
+    }
+    return views.sort((a, b) => (b.assignedAt ?? 0) - (a.assignedAt ?? 0));
+  }
+
+  /** Distinct queued tasks not assigned and not known final: highest priority first, then FIFO. */
+  #queuedViews(): TaskView[] {
+    const assigned = new Set<string>();
+    for (const a of this.#assignments.values()) for (const t of a.tasks) assigned.add(t.id);
+    const seen = new Set<string>();
+    const views: TaskView[] = [];
+    for (const node of this.#queue.values()) {
+      for (const entry of node.tasks) {
+        const id = entry.spec.id;
+        if (seen.has(id) || assigned.has(id) || this.#finalIds.has(id)) continue;
+        seen.add(id);
+        views.push(viewOfQueued(entry.spec, entry.submittedAt, entry.attemptsUsed));
+      }
+    }
+    return views.sort(
+      (a, b) => (b.priority ?? 0) - (a.priority ?? 0) || (a.submittedAt ?? 0) - (b.submittedAt ?? 0),
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Plumbing
+
+  #rememberFinal(id: string): void {
+    this.#finalIds.add(id);
+    if (this.#finalIds.size > FINAL_IDS_LIMIT) {
+      const oldest = this.#finalIds.values().next().value;
+      if (oldest !== undefined) this.#finalIds.delete(oldest);
+    }
+  }
+
+  #changed(): void {
+    this.#version += 1;
+    for (const wake of this.#wakers) wake();
+    this.#wakers.clear();
+  }
+
+  #nextChange(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.#stop.signal.aborted || signal?.aborted) return resolve();
+      const done = () => {
+        this.#wakers.delete(done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      this.#wakers.add(done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  #problem(message: string): void {
+    this.#log("warn", message);
+    this.#problems.push(message);
+    if (this.#problems.length > PROBLEM_LIMIT) this.#problems.shift();
+  }
+
+  #assertOpen(): void {
+    if (this.#stop.signal.aborted) throw new ObserverClosedError();
+  }
+
+  async #getOrNull(
+    path: string,
+  ): Promise<{ data: Buffer; stat: { czxid: number; ephemeralOwner: string } } | null> {
+    try {
+      return await this.#zk.get(path);
+    } catch (err) {
+      if (errors.isNoNode(err)) return null;
+      throw err;
+    }
+  }
+
+  #queueView(queued: TaskView[], now: number): QueueView {
+    // Before the first full read the depth is partial: not worth a sample.
+    if (this.#isReady) this.#depth.record(queued.length, now);
+    return queueView(queued, this.#queue.size, this.#depth.view(now));
+  }
+}
+
+function queueView(queued: TaskView[], nodes: number, history: QueueView["history"]): QueueView {
+  const byPriority = new Map<number, number>();
+  let oldest: number | undefined;
+  for (const t of queued) {
+    byPriority.set(t.priority ?? 0, (byPriority.get(t.priority ?? 0) ?? 0) + 1);
+    if (t.submittedAt !== undefined && (oldest === undefined || t.submittedAt < oldest))
+      oldest = t.submittedAt;
+  }
+  const view: QueueView = {
+    depth: queued.length,
+    nodes,
+    byPriority: [...byPriority].sort(([a], [b]) => b - a).map(([priority, count]) => ({ priority, count })),
+    history,
+  };
+  if (oldest !== undefined) view.oldestSubmittedAt = oldest;
+  return view;
+}
+
+/** The result nodes among `children`, in sequence order (with or without the protected prefix). */
+function resultNodes(children: readonly string[], prefix: string): ResultNode[] {
+  const nodes: ResultNode[] = [];
+  for (const name of children) {
+    const parsed = parseSequentialName(name);
+    if (parsed?.prefix === prefix) nodes.push({ name, seq: parsed.sequence });
+  }
+  return nodes.sort((a, b) => a.seq - b.seq);
+}
+
+function dropMissing(map: Map<string, unknown>, children: readonly string[]): void {
+  const present = new Set(children);
+  for (const key of map.keys()) if (!present.has(key)) map.delete(key);
+}
+
+/** An AbortController that also aborts with `parent`. */
+function childSignal(parent: AbortSignal): AbortController {
+  const controller = new AbortController();
+  if (parent.aborted) controller.abort();
+  else parent.addEventListener("abort", () => controller.abort(), { once: true, signal: controller.signal });
+  return controller;
+}
+
+async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++] as T);
+    }),
+  );
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,53 @@
+import type { AssignedTask, TaskSpec, TaskStatus } from "@zkgrid/protocol";
+import { taskPriority } from "@zkgrid/protocol";
+import type { TaskView } from "./types.js";
+
+/** `cmd` with its args (quoted where needed), or `handler:<name>`. */
+export function describeCommand(spec: TaskSpec): string | undefined {
+  if (spec.handler !== undefined) return `handler:${spec.handler}`;
+  if (spec.cmd === undefined) return undefined;
+  if (!spec.args || spec.args.length === 0) return spec.cmd;
+  return [spec.cmd, ...spec.args.map((a) => (/^[\w./=:,@+-]+$/.test(a) ? a : JSON.stringify(a)))].join(" ");
+}
+
+export function viewOfStatus(status: TaskStatus): TaskView {
+  const { v: _v, ...rest } = status;
+  return rest;
+}
+
+export function viewOfAssigned(
+  task: AssignedTask,
+  worker: string,
+  running: { startedAt: number } | undefined,
+): TaskView {
+  const view: TaskView = {
+    id: task.id,
+    state: running ? "running" : "assigned",
+    attempt: task.attempt,
+    worker,
+    submittedAt: task.submittedAt,
+    assignedAt: task.assignedAt,
+    priority: taskPriority(task.spec),
+  };
+  if (running) view.startedAt = running.startedAt;
+  const command = describeCommand(task.spec);
+  if (command !== undefined) view.command = command;
+  if (task.spec.meta !== undefined) view.meta = task.spec.meta;
+  if (task.spec.labels?.length) view.labels = task.spec.labels;
+  return view;
+}
+
+export function viewOfQueued(spec: TaskSpec, submittedAt: number, attemptsUsed: number): TaskView {
+  const view: TaskView = {
+    id: spec.id,
+    state: "queued",
+    attempt: attemptsUsed,
+    submittedAt,
+    priority: taskPriority(spec),
+  };
+  const command = describeCommand(spec);
+  if (command !== undefined) view.command = command;
+  if (spec.meta !== undefined) view.meta = spec.meta;
+  if (spec.labels?.length) view.labels = spec.labels;
+  return view;
+}
