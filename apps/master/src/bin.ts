@@ -12,6 +12,8 @@ Options:
   --root <path>            the grid's root znode (env ZKGRID_ROOT; default /zkgrid)
   --session-timeout <duration>  ZooKeeper session timeout (default 10s)
   --auth <user:password>   digest credentials (env ZKGRID_AUTH)
+  --http-port <n>          serve the dashboard and /metrics on this port (0: any free port)
+  --http-host <addr>       the address for it (default 127.0.0.1)
   --log-level <level>      debug, info, warn or error (default info)
   -h, --help               show this help
   -v, --version            show the version
@@ -52,6 +54,8 @@ async function main(): Promise<void> {
         "session-timeout": { type: "string" },
         auth: { type: "string" },
         "log-level": { type: "string" },
+        "http-port": { type: "string" },
+        "http-host": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "v" },
       },
@@ -75,6 +79,11 @@ async function main(): Promise<void> {
   if (!isLogLevel(level)) fail(`--log-level must be one of debug, info, warn, error (got "${level}")`);
   const timeoutText = values["session-timeout"] as string | undefined;
   const sessionTimeoutMs = timeoutText === undefined ? 10_000 : parseDuration("session-timeout", timeoutText);
+  const httpPortText = values["http-port"] as string | undefined;
+  const httpPort = httpPortText === undefined ? undefined : Number(httpPortText);
+  if (httpPort !== undefined && !(/^\d+$/.test(httpPortText ?? "") && httpPort <= 65535)) {
+    fail(`--http-port: expected a port number 0..65535, got "${httpPortText}"`);
+  }
   const logger = createLogger({ name: "master", level, base: { master: name } });
 
   let master: Awaited<ReturnType<typeof startMaster>>;
@@ -86,6 +95,7 @@ async function main(): Promise<void> {
       sessionTimeoutMs,
       auth: (values.auth as string | undefined) ?? process.env.ZKGRID_AUTH,
       logger,
+      ...(httpPort === undefined ? {} : { httpPort, httpHost: values["http-host"] as string | undefined }),
     });
   } catch (err) {
     process.stderr.write(`zkgrid-master: ${(err as Error).message}\n`);

@@ -18,6 +18,7 @@ import {
   unnamedTaskId,
 } from "@zkgrid/protocol";
 import type { Logger } from "./logger.js";
+import type { MasterMetrics } from "./metrics.js";
 import { finalStatus, TaskBook } from "./task-book.js";
 
 /** How long a report dir may exist without a registration of its session before it is fenced. */
@@ -92,6 +93,7 @@ export class GridLeader {
     private readonly layout: GridLayout,
     private readonly leadership: Leadership,
     private readonly log: Logger,
+    private readonly metrics?: MasterMetrics,
   ) {
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
@@ -512,7 +514,11 @@ export class GridLeader {
     this.drainInbox();
 
     const homeless = this.book.takeHomeless();
-    for (const w of this.book.schedule(Date.now())) this.dirtyAssign.add(w);
+    const now = Date.now();
+    const onAssign = this.metrics
+      ? (e: { submittedAt: number }) => this.metrics?.taskAssigned(e.submittedAt, now)
+      : undefined;
+    for (const w of this.book.schedule(now, onAssign)) this.dirtyAssign.add(w);
 
     // Results and requeued tasks become durable before any assignment that drops them is written.
     const results = this.pendingResults.splice(0);
@@ -650,6 +656,7 @@ export class GridLeader {
       }),
     );
     this.counters.finished += results.length;
+    for (const r of results) this.metrics?.resultWritten(r);
   }
 
   private async writeRequeue(entries: ReturnType<TaskBook["takeHomeless"]>): Promise<void> {
@@ -774,7 +781,6 @@ export class GridLeader {
       workers: this.book.workers.size,
     };
   }
-
 }
 
 function bySequence(a: string, b: string): number {

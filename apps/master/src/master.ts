@@ -1,10 +1,13 @@
 import { hostname } from "node:os";
 import type { LeaderElection, Leadership, ZkClient } from "@zkgrid/core";
 import { connect } from "@zkgrid/core";
+import { type Dashboard, startDashboard } from "@zkgrid/dashboard";
+import { type GridObserver, observeGrid } from "@zkgrid/observer";
 import type { GridLayout } from "@zkgrid/protocol";
 import { assertWorkerName, encodeMasterInfo, gridLayout } from "@zkgrid/protocol";
 import { GridLeader, type LeaderStats } from "./leader.js";
 import type { Logger } from "./logger.js";
+import { MasterMetrics } from "./metrics.js";
 
 export interface MasterOptions {
   /** A name for this master, shown to operators (same rules as a worker name). */
@@ -19,8 +22,13 @@ export interface MasterOptions {
   logger?: Logger;
   /** Use this client instead of connecting; it is not closed by stop(). */
   client?: ZkClient;
-  /** Published in the master's election node for dashboards. */
+  /**
+   * Serve the dashboard and `/metrics` on this port (0: any free port). The bound port is published
+   * in this master's election node. Off when omitted.
+   */
   httpPort?: number;
+  /** The address for the dashboard; default 127.0.0.1 (loopback only). */
+  httpHost?: string;
 }
 
 export type MasterRole = "starting" | "standby" | "leader" | "stopped";
@@ -42,7 +50,14 @@ export class Master {
     private readonly election: LeaderElection,
     private readonly ownsClient: boolean,
     private readonly log: Logger,
+    private readonly metrics: MasterMetrics | undefined,
+    private readonly http: { dashboard: Dashboard; observer: GridObserver } | undefined,
   ) {}
+
+  /** The dashboard's address, when this master serves one. */
+  get dashboardUrl(): string | undefined {
+    return this.http?.dashboard.url;
+  }
 
   /** Joins the election; resolves once this master is a candidate (leader or standby). */
   static async start(options: MasterOptions): Promise<Master> {
@@ -55,19 +70,37 @@ export class Master {
         connectString: options.connectString ?? "127.0.0.1:2181",
         sessionTimeoutMs: options.sessionTimeoutMs ?? 10_000,
         auth: options.auth,
-        logger: (level, msg, fields) => log(level, msg, { ...fields, master: options.name }),
+        logger: log,
       }));
     await client.ensurePath(layout.masters);
+    let roleNow: () => string = () => "starting";
+    let metrics: MasterMetrics | undefined;
+    let http: { dashboard: Dashboard; observer: GridObserver } | undefined;
+    if (options.httpPort !== undefined) {
+      const m = new MasterMetrics(client, () => roleNow());
+      const observer = await observeGrid({ client, root: layout.root });
+      const dashboard = await startDashboard({
+        observer,
+        port: options.httpPort,
+        host: options.httpHost ?? "127.0.0.1",
+        title: `zkgrid ${options.name}`,
+        metrics: () => m.text(),
+      });
+      metrics = m;
+      http = { dashboard, observer };
+      log("info", "dashboard listening", { url: dashboard.url });
+    }
     const info = encodeMasterInfo({
       v: 1,
       name: options.name,
       host: hostname(),
       pid: process.pid,
       startedAt: Date.now(),
-      ...(options.httpPort !== undefined ? { httpPort: options.httpPort } : {}),
+      ...(http ? { httpPort: http.dashboard.port } : {}),
     });
     const election = client.election(layout.masters, { data: info });
-    const master = new Master(options.name, client, layout, election, !options.client, log);
+    const master = new Master(options.name, client, layout, election, !options.client, log, metrics, http);
+    roleNow = () => master.role;
     master.loop = master.follow();
     master.setRole(election.isLeader ? "leader" : "standby");
     return master;
@@ -111,6 +144,8 @@ export class Master {
     this.leader = undefined;
     await this.election.stop();
     this.setRole("stopped");
+    await this.http?.dashboard.close();
+    await this.http?.observer.close();
     if (this.ownsClient) await this.client.close();
     await this.loop?.catch(() => {});
   }
@@ -118,7 +153,7 @@ export class Master {
   private setRole(role: MasterRole): void {
     if (this.role_ === role || this.role_ === "stopped") return;
     this.role_ = role;
-    this.log("info", `role: ${role}`, { master: this.name });
+    this.log("info", `role: ${role}`);
     for (const l of this.listeners) l(role);
   }
 
@@ -147,11 +182,12 @@ export class Master {
   /** Starts a leader term; a term that ends while leadership holds (a refused write) starts over. */
   private async lead(leadership: Leadership): Promise<void> {
     while (!leadership.signal.aborted && this.role_ !== "stopped") {
-      const leader = new GridLeader(this.client, this.layout, leadership, this.log);
+      const leader = new GridLeader(this.client, this.layout, leadership, this.log, this.metrics);
       this.leader = leader;
       try {
         await leader.start();
         this.setRole("leader");
+        this.metrics?.leaderTerm();
       } catch (err) {
         this.log("error", "takeover failed; retrying", { error: String(err) });
         await leader.stop();

@@ -301,7 +301,7 @@ export class TaskBook {
    * Hands queued tasks to workers with free capacity. Returns the workers whose assignment changed.
    * Priority first, FIFO within a priority, least loaded eligible worker first.
    */
-  schedule(now: number): Set<string> {
+  schedule(now: number, onAssign?: (entry: TaskEntry) => void): Set<string> {
     const changed = new Set<string>();
     const open = [...this.workers.values()].filter((w) => w.tasks.size < w.capacity);
     if (open.length === 0) return changed;
@@ -324,6 +324,7 @@ export class TaskBook {
         entry.session = worker.session;
         this.hold(entry);
         entry.assignedAt = now;
+        onAssign?.(entry);
         worker.tasks.add(entry.id);
         worker.bytes += entry.bytes;
         changed.add(worker.name);

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
+import { serveMetrics } from "@zkgrid/dashboard";
 import { createLogger } from "@zkgrid/log";
 import { InvalidNameError } from "@zkgrid/protocol";
 import { parseWorkerArgs, USAGE, UsageError } from "./cli.js";
 import { WorkerOptionError, WorkerStoppedError } from "./errors.js";
 import { type HandlerMap, loadHandlers } from "./handlers.js";
+import { workerMetrics } from "./metrics.js";
 import { startWorker, type Worker } from "./worker.js";
 
 async function main(argv: string[]): Promise<number> {
@@ -23,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${command.version}\n`);
     return 0;
   }
-  const logger = createLogger({ name: "worker" });
+  const logger = createLogger({ name: "worker", level: command.logLevel });
   const interrupted = new AbortController();
   let worker: Worker | undefined;
   let signals = 0;
@@ -70,6 +72,18 @@ async function main(argv: string[]): Promise<number> {
     }
     // Anything else has been logged by the worker as it failed.
     return error instanceof WorkerStoppedError ? 0 : 1;
+  }
+  if (command.metricsPort !== undefined) {
+    const metrics = workerMetrics(worker);
+    const server = await serveMetrics({
+      port: command.metricsPort,
+      host: command.metricsHost,
+      metrics: () => metrics.text(),
+    });
+    logger("info", "metrics listening", { worker: command.name, url: server.url });
+    await worker.closed();
+    metrics.stop();
+    await server.close();
   }
   await worker.closed();
   return worker.state === "FAILED" ? 1 : 0;

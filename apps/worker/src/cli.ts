@@ -32,6 +32,9 @@ Options:
   --handlers <module>        a module whose default export (or "handlers") maps handler names to functions
   --session-timeout <duration>  ZooKeeper session timeout (default ${DEFAULT_SESSION_TIMEOUT_MS / 1000}s)
   --auth <user:password>     ZooKeeper digest credentials (env ZKGRID_AUTH)
+  --metrics-port <n>         serve Prometheus /metrics on this port (0: any free port)
+  --metrics-host <addr>      the address for it (default 127.0.0.1)
+  --log-level <level>        debug, info, warn or error (default info)
   -h, --help                 show this help
   -V, --version              show the version
 
@@ -55,6 +58,9 @@ export type CliCommand =
       handlers: string | undefined;
       sessionTimeoutMs: number;
       auth: string | undefined;
+      metricsPort: number | undefined;
+      metricsHost: string;
+      logLevel: "debug" | "info" | "warn" | "error";
     };
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
@@ -133,7 +139,24 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     handlers: values.handlers,
     sessionTimeoutMs: parseSessionTimeout(values["session-timeout"]),
     auth: values.auth ?? (env.ZKGRID_AUTH === "" ? undefined : env.ZKGRID_AUTH),
+    metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"]),
+    metricsHost: values["metrics-host"] ?? "127.0.0.1",
+    logLevel: parseLogLevel(values["log-level"]),
   };
+}
+
+function parsePort(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n > 65535) {
+    throw new UsageError(`--metrics-port: expected a port number 0..65535, got "${text}"`);
+  }
+  return n;
+}
+
+function parseLogLevel(text: string | undefined): "debug" | "info" | "warn" | "error" {
+  if (text === undefined) return "info";
+  if (text === "debug" || text === "info" || text === "warn" || text === "error") return text;
+  throw new UsageError(`--log-level: expected debug, info, warn or error, got "${text}"`);
 }
 
 function parse(argv: string[]) {
@@ -151,6 +174,9 @@ function parse(argv: string[]) {
       handlers: { type: "string" },
       "session-timeout": { type: "string" },
       auth: { type: "string" },
+      "metrics-port": { type: "string" },
+      "metrics-host": { type: "string" },
+      "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
     },

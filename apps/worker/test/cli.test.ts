@@ -26,6 +26,9 @@ describe("command line", () => {
       handlers: undefined,
       sessionTimeoutMs: 10_000,
       auth: undefined,
+      metricsPort: undefined,
+      metricsHost: "127.0.0.1",
+      logLevel: "info",
     });
     const env = { ZKGRID_CONNECT: "zk1:2181", ZKGRID_ROOT: "/grid", ZKGRID_AUTH: "u:p" };
     expect(
@@ -76,6 +79,8 @@ describe("command line", () => {
     expect(usageError(["w1", "--grace", "soon"])).toContain("--grace");
     expect(usageError(["w1", "--grace"])).toContain("--grace");
     expect(usageError(["w1", "--session-timeout", "0"])).toContain("--session-timeout");
+    expect(usageError(["w1", "--metrics-port", "70000"])).toContain("--metrics-port");
+    expect(usageError(["w1", "--log-level", "loud"])).toContain("--log-level");
     expect(usageError(["w1", "--labels", "a b"])).toContain("--labels");
     expect(usageError(["w1", "--root", "zkgrid"])).toContain("--root");
     expect(usageError(["../x"])).toContain("worker name");

@@ -1,0 +1,48 @@
+import { MetricsRegistry } from "@zkgrid/dashboard";
+import { isFinalState } from "@zkgrid/protocol";
+import type { Worker } from "./worker.js";
+
+/** A worker's own series for `/metrics`, fed by its public events. */
+export function workerMetrics(worker: Worker): { registry: MetricsRegistry; text(): string; stop(): void } {
+  const r = new MetricsRegistry();
+  r.gauge({
+    name: "zkgrid_worker_running_tasks",
+    help: "Tasks running now",
+    collect: (g) => g.set(worker.running),
+  });
+  r.gauge({
+    name: "zkgrid_worker_zookeeper_connected",
+    help: "1 while this worker's ZooKeeper connection is up",
+    collect: (g) => g.set(worker.client.state === "connected" ? 1 : 0),
+  });
+  const sessionsEnded = r.counter({
+    name: "zkgrid_worker_sessions_ended_total",
+    help: "Sessions whose tasks were dropped: expired (ZooKeeper), fenced (by the leader) or closed",
+    labelNames: ["reason"],
+  });
+  const started = r.counter({ name: "zkgrid_worker_tasks_started_total", help: "Task attempts started" });
+  const finished = r.counter({
+    name: "zkgrid_worker_tasks_finished_total",
+    help: "Task attempts finished, by state",
+    labelNames: ["state"],
+  });
+  const runTime = r.histogram({
+    name: "zkgrid_worker_task_run_seconds",
+    help: "Run time of finished task attempts, by state",
+    labelNames: ["state"],
+    buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600],
+  });
+  const stop = worker.on((event) => {
+    if (event.type === "session-ended") sessionsEnded.inc({ reason: event.reason });
+    if (event.type !== "update") return;
+    const u = event.update;
+    if (u.state === "running") started.inc();
+    else if (isFinalState(u.state)) {
+      finished.inc({ state: u.state });
+      if (u.startedAt !== undefined && u.finishedAt !== undefined) {
+        runTime.observe({ state: u.state }, Math.max(0, u.finishedAt - u.startedAt) / 1000);
+      }
+    }
+  });
+  return { registry: r, text: () => r.metrics(), stop };
+}
