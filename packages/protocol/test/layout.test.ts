@@ -39,7 +39,9 @@ describe("gridLayout", () => {
       "/zkgrid/assign",
       "/zkgrid/reports",
       "/zkgrid/results",
+      "/zkgrid/cancel",
     ]);
+    expect([l.cancel, l.cancelNodePrefix]).toEqual(["/zkgrid/cancel", "c"]);
   });
 
   test("a nested root and the ZooKeeper root both work", () => {
