@@ -42,6 +42,7 @@ export class Master {
   private leader: GridLeader | undefined;
   private readonly listeners = new Set<(role: MasterRole) => void>();
   private loop: Promise<void> | undefined;
+  private stopping = false;
 
   private constructor(
     readonly name: string,
@@ -139,7 +140,9 @@ export class Master {
   }
 
   async stop(): Promise<void> {
-    if (this.role_ === "stopped") return;
+    if (this.role_ === "stopped" || this.stopping) return;
+    // Before the leader stops: its finished() callback must not start a new term.
+    this.stopping = true;
     await this.leader?.stop();
     this.leader = undefined;
     await this.election.stop();
@@ -196,7 +199,12 @@ export class Master {
       }
       // Returns to the election loop; the term runs on until lost or refused.
       void leader.finished().then(() => {
-        if (this.leader === leader && !leadership.signal.aborted && this.role_ !== "stopped") {
+        if (
+          this.leader === leader &&
+          !leadership.signal.aborted &&
+          this.role_ !== "stopped" &&
+          !this.stopping
+        ) {
           this.log("warn", "leader term ended while still elected; rebuilding state", {});
           this.leader = undefined;
           void this.lead(leadership);

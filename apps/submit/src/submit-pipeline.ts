@@ -65,13 +65,16 @@ export class SubmitPipeline {
       for (const waiting of round) waiting.reject(err);
     };
     let batches: SubmitBatch[];
-    let baseline: number;
+    let baselineRead: Promise<number>;
     try {
       batches = packSubmitBatches(
         round.flatMap((waiting) => waiting.tasks),
         this.#packOptions(),
       );
-      baseline = await this.#writer.resultBaseline();
+      // Not awaited before the first write: a session's requests are applied in the order sent, so
+      // the baseline still reads R/results before the queue node exists.
+      baselineRead = this.#writer.resultBaseline();
+      baselineRead.catch(() => {});
     } catch (err) {
       failAll(err);
       return;
@@ -88,6 +91,13 @@ export class SubmitPipeline {
         break;
       }
       writtenCount += batch.tasks.length;
+    }
+    let baseline: number;
+    try {
+      baseline = await baselineRead;
+    } catch (err) {
+      failAll(err);
+      return;
     }
     let position = 0;
     for (const waiting of round) {

@@ -46,7 +46,12 @@ function isAttempt(value: unknown): value is number {
  * Decodes `R/assign/<worker>`. A payload that is not a version-1 assignment fails as a whole;
  * otherwise each task is judged alone.
  */
-export function readAssignment(data: Uint8Array): ReadAssignmentResult {
+export function readAssignment(
+  data: Uint8Array,
+  known?: ReadonlyMap<string, AssignedTask>,
+): ReadAssignmentResult {
+  const fast = known === undefined || known.size === 0 ? undefined : readWithKnown(data, known);
+  if (fast !== undefined) return fast;
   const whole = decodeAssignment(data);
   if (whole.ok) return { ok: true, value: { ...fields(whole.value), refused: [], unreportable: [] } };
   // The slow path, only for a payload with a problem: judge the envelope, then each task alone.
@@ -81,4 +86,35 @@ export function readAssignment(data: Uint8Array): ReadAssignmentResult {
 
 function fields(a: Assignment): Omit<ReadAssignment, "refused" | "unreportable"> {
   return { epoch: a.epoch, worker: a.worker, session: a.session, tasks: a.tasks };
+}
+
+/**
+ * Validates only the tasks that are not in `known` (the previous version of this node, by id and
+ * attempt: the leader never changes a task it has handed out). Undefined when the payload needs the
+ * full, per-task judgement.
+ */
+function readWithKnown(
+  data: Uint8Array,
+  known: ReadonlyMap<string, AssignedTask>,
+): ReadAssignmentResult | undefined {
+  const json = decodeJson(data);
+  if (!json.ok) return undefined;
+  const raw = json.value as Record<string, unknown>;
+  if (!Array.isArray(raw?.tasks)) return undefined;
+  const slots: Array<AssignedTask | undefined> = [];
+  const fresh: unknown[] = [];
+  const ids = new Set<unknown>();
+  for (const t of raw.tasks as unknown[]) {
+    const { id, attempt } = (typeof t === "object" && t !== null ? t : {}) as Record<string, unknown>;
+    if (ids.has(id)) return undefined;
+    ids.add(id);
+    const hit = known.get(`${String(id)}#${String(attempt)}`);
+    slots.push(hit);
+    if (hit === undefined) fresh.push(t);
+  }
+  const rest = decodeAssignment(JSON.stringify({ ...raw, tasks: fresh }));
+  if (!rest.ok) return undefined;
+  let next = 0;
+  const tasks = slots.map((hit) => hit ?? (rest.value.tasks[next++] as AssignedTask));
+  return { ok: true, value: { ...fields(rest.value), tasks, refused: [], unreportable: [] } };
 }

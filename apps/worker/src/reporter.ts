@@ -60,7 +60,11 @@ export class SessionReporter {
     if (this.dead) return;
     if (update.state !== "running") this.finals.add(updateKey(update));
     this.pending.push(update);
-    if (!this.writing) void this.writeAll();
+    if (this.writing) return;
+    // Start the write on the next turn of the event loop, not a timer: everything reported in this
+    // turn (a batch of starts, a handler's `running` and its final status) shares the first node.
+    this.writing = true;
+    setImmediate(() => void this.writeAll());
   }
 
   /** Resolves once every update given so far is written, or dropped because the session is gone. */

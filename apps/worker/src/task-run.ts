@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { constants as fsConstants } from "node:fs";
+import { constants as fsConstants, mkdirSync } from "node:fs";
 import { type FileHandle, mkdir, open, stat, writeFile } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import {
@@ -158,8 +158,11 @@ export class TaskRun {
     let outputDir: string;
     try {
       outputDir = taskOutputDir(this.options.baseDir, this.options.worker, this.id);
-      await mkdir(outputDir, { recursive: true });
-      this.outputDirRel = `${this.options.worker}/${this.id}`;
+      // A handler gets its folder only when it asks for it (ctx.outputDir): most never do.
+      if (spec.handler === undefined) {
+        await mkdir(outputDir, { recursive: true });
+        this.outputDirRel = `${this.options.worker}/${this.id}`;
+      }
     } catch (error) {
       this.log("error", `refused: ${errorMessage(error)}`);
       return this.finish({ error: errorMessage(error) }, undefined);
@@ -233,7 +236,7 @@ export class TaskRun {
     await Promise.all([stdout.close(), stderr.close()]);
     if (child.pid === undefined) return ended;
     this.markRunning();
-    this.log("info", `started pid ${child.pid}`);
+    this.log("debug", `started pid ${child.pid}`);
     if (this.killedFor !== undefined) this.terminateGroup();
 
     let timedOut = false;
@@ -267,12 +270,19 @@ export class TaskRun {
     if (handler === undefined) return { error: `no handler named ${JSON.stringify(name)} on this worker` };
     const { spec } = this.task;
     this.markRunning();
-    this.log("info", `calling handler ${name}`);
+    this.log("debug", `calling handler ${name}`);
+    const run = this;
     const call = (handler as (input: unknown, ctx: unknown) => unknown)(spec.input, {
       taskId: this.id,
       attempt: this.attempt,
       signal: this.abort.signal,
-      outputDir,
+      get outputDir() {
+        if (run.outputDirRel === undefined) {
+          mkdirSync(outputDir, { recursive: true });
+          run.outputDirRel = `${run.options.worker}/${run.id}`;
+        }
+        return outputDir;
+      },
     });
     let timer: NodeJS.Timeout | undefined;
     // A handler cannot be killed: on timeout or kill the worker stops waiting for it.
@@ -340,7 +350,15 @@ export class TaskRun {
       update.stderrTail = await readTail(join(outputDir, "stderr.txt"));
     }
     if (output !== undefined) update.output = output;
-    if (outputDir !== undefined) await this.writeResultFile(outputDir, update, fullOutput);
+    // result.json: for commands, and for handlers that used their folder or whose output is too large.
+    if (outputDir !== undefined && (this.outputDirRel !== undefined || fullOutput !== undefined)) {
+      if (this.outputDirRel === undefined) {
+        await mkdir(outputDir, { recursive: true });
+        this.outputDirRel = `${this.options.worker}/${this.id}`;
+        update.outputDir = this.outputDirRel;
+      }
+      await this.writeResultFile(outputDir, update, fullOutput);
+    }
     const how =
       update.exitCode !== undefined
         ? ` (exit code ${update.exitCode})`
@@ -348,7 +366,7 @@ export class TaskRun {
           ? ` (signal ${update.signal})`
           : "";
     this.log(
-      state === "succeeded" ? "info" : "warn",
+      state === "succeeded" ? "debug" : "warn",
       `${state}${how}${error === undefined ? "" : `: ${error}`}`,
     );
     return update;

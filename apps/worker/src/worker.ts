@@ -441,7 +441,10 @@ class GridWorker implements Worker {
     try {
       for await (const change of client.watchData(path, { signal: this.lifetime.signal })) {
         if (change === null) continue;
-        const read = readAssignment(change.data);
+        // Tasks already in the previous version of this node are not validated again.
+        const known = new Map<string, AssignedTask>();
+        for (const t of this.assignment?.tasks ?? []) known.set(taskKey(t), t);
+        const read = readAssignment(change.data, known);
         if (!read.ok) {
           this.log("error", `ignored an assignment that cannot be read: ${read.error.message}`);
           continue;
@@ -529,6 +532,18 @@ class GridWorker implements Worker {
     }
   }
 
+  private reconcileScheduled = false;
+
+  /** One reconcile per turn of the event loop, however many tasks ended in it (each is O(assignment)). */
+  private scheduleReconcile(): void {
+    if (this.reconcileScheduled) return;
+    this.reconcileScheduled = true;
+    setImmediate(() => {
+      this.reconcileScheduled = false;
+      this.reconcile();
+    });
+  }
+
   private startTask(session: Session, task: AssignedTask): void {
     const key = taskKey(task);
     const run = new TaskRun(task, {
@@ -568,7 +583,7 @@ class GridWorker implements Worker {
           this.idleWaiters = [];
           for (const wake of waiters) wake();
         }
-        this.reconcile();
+        this.scheduleReconcile();
       });
   }
 

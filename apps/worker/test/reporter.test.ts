@@ -59,6 +59,8 @@ describe("reports", () => {
     const reporter = reporterFor(dir);
 
     reporter.report(update("t1", "running"));
+    // The write starts on the next turn of the event loop; after it, t1's report is in flight.
+    await new Promise((resolve) => setImmediate(resolve));
     reporter.report(update("t2", "running"));
     reporter.report(update("t3", "running"));
     reporter.report(update("t2", "succeeded", { startedAt: 1, exitCode: 0 }));
@@ -69,6 +71,20 @@ describe("reports", () => {
       ["t1:running"],
       ["t3:running", "t2:succeeded"],
     ]);
+  });
+
+  it("puts everything reported in one turn of the event loop in one report", async () => {
+    const dir = layout.reportDir("w1", grid.zk.sessionId!);
+    await grid.zk.ensurePath(dir);
+    const reporter = reporterFor(dir);
+
+    reporter.report(update("t1", "running"));
+    reporter.report(update("t1", "succeeded", { startedAt: 1, exitCode: 0 }));
+    reporter.report(update("t2", "running"));
+    await reporter.flushed();
+
+    const written = await reports(dir);
+    expect(written.map((r) => r.map((u) => `${u.id}:${u.state}`))).toEqual([["t1:succeeded", "t2:running"]]);
   });
 
   it("splits a backlog so that no report exceeds MAX_NODE_BYTES", async () => {

@@ -1,0 +1,92 @@
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { connect } from "@zkgrid/core";
+import { BINS, type BenchContext } from "./context.js";
+import { GuardedProcess } from "./processes.js";
+import type { CeilingResult } from "./results.js";
+import { round } from "./stats.js";
+import { waitQuiet, writesBetween } from "./zookeeper.js";
+
+/**
+ * The most creates one client gets from this server: `inFlight` sequential creates of a small payload
+ * kept in flight at once (the addon pipelines them on one connection).
+ */
+export async function zkCreateCeiling(
+  ctx: BenchContext,
+  warmup: number,
+  count: number,
+  inFlight = 500,
+): Promise<CeilingResult> {
+  const zk = await connect({ connectString: ctx.zk.connectString });
+  try {
+    const dir = `/bench-ceiling-${Date.now()}`;
+    await zk.ensurePath(dir);
+    const payload = Buffer.alloc(100, "x");
+    const createMany = async (total: number): Promise<void> => {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(inFlight, total) }, async () => {
+          while (next < total) {
+            next++;
+            await zk.create(`${dir}/n`, payload, "persistent-sequential");
+          }
+        }),
+      );
+    };
+    await createMany(warmup);
+    const before = await waitQuiet(ctx.zk);
+    const start = performance.now();
+    await createMany(count);
+    const ms = performance.now() - start;
+    const after = await waitQuiet(ctx.zk);
+    return {
+      kind: "ceiling",
+      name: "zk-creates",
+      detail: `one @zkgrid/core client, ${inFlight} creates in flight, 100-byte payload`,
+      count,
+      seconds: round(ms / 1000),
+      perSecond: round(count / (ms / 1000), 1),
+      writesPerOp: round(writesBetween(before, after) / count),
+    };
+  } finally {
+    await zk.close();
+  }
+}
+
+/** `sh -c true` spawned from `processes` Node processes at once, `concurrency` in flight in each. */
+export async function spawnCeiling(
+  ctx: BenchContext,
+  processes: number,
+  concurrency: number,
+  warmup: number,
+  count: number,
+): Promise<CeilingResult> {
+  const perProcess = Math.ceil(count / processes);
+  const children = Array.from(
+    { length: processes },
+    (_, i) =>
+      new GuardedProcess(
+        `spawn-ceiling-${processes}-${i + 1}`,
+        process.execPath,
+        [BINS.spawnCeiling, String(concurrency), String(warmup), String(perProcess)],
+        { logFile: join(ctx.workDir, "spawn-ceiling.log"), pipeStdout: true },
+      ),
+  );
+  try {
+    const lines = await Promise.all(children.map((c) => c.waitForLine(/^\{"count"/, 120_000)));
+    // Together the processes ran for as long as the slowest of them.
+    const reports = lines.map((line) => JSON.parse(line) as { count: number; ms: number });
+    const total = reports.reduce((sum, r) => sum + r.count, 0);
+    const ms = Math.max(...reports.map((r) => r.ms));
+    return {
+      kind: "ceiling",
+      name: "spawn",
+      detail: `node child_process.spawn("/bin/sh", ["-c", "true"]) from ${processes} process${processes === 1 ? "" : "es"}, ${concurrency} in flight each`,
+      count: total,
+      seconds: round(ms / 1000),
+      perSecond: round(total / (ms / 1000), 1),
+    };
+  } finally {
+    await Promise.all(children.map((c) => c.stop()));
+  }
+}

@@ -1,0 +1,97 @@
+import { execFile, execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { freePorts } from "@zkgrid/testing";
+import { Redis } from "ioredis";
+import { GuardedProcess } from "./processes.js";
+
+const run = promisify(execFile);
+
+/** A throw-away redis-server on 127.0.0.1: no persistence, a free port, stopped by the bench. */
+export interface RedisServer {
+  readonly port: number;
+  readonly version: string;
+  readonly process: GuardedProcess;
+  stop(): Promise<void>;
+}
+
+function findRedisServer(): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(":").concat(["/usr/bin", "/usr/sbin"])) {
+    try {
+      const path = join(dir, "redis-server");
+      execFileSync(path, ["--version"], { stdio: "ignore" });
+      return path;
+    } catch {
+      // Not here.
+    }
+  }
+  return undefined;
+}
+
+/** Debian's redis-server, apt-installed when missing and we are root (as the harness does for ZooKeeper). */
+async function ensureRedisServer(log: (line: string) => void): Promise<string> {
+  const found = findRedisServer();
+  if (found !== undefined) return found;
+  if (process.getuid?.() !== 0) {
+    throw new Error("redis-server is missing: run `apt-get install redis-server` as root");
+  }
+  log("redis-server is missing: apt-get install redis-server");
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  await run("apt-get", ["update", "-qq"], { env });
+  await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "redis-server"], { env });
+  const installed = findRedisServer();
+  if (installed === undefined) throw new Error("apt-get installed redis-server, but it cannot be run");
+  return installed;
+}
+
+export async function startRedis(workDir: string, log: (line: string) => void): Promise<RedisServer> {
+  const binary = await ensureRedisServer(log);
+  const [port] = await freePorts(1);
+  if (port === undefined) throw new Error("no free port for Redis");
+  const proc = new GuardedProcess(
+    "redis",
+    binary,
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--protected-mode",
+      "yes",
+      // No persistence: as throw-away as the ZooKeeper it is compared with (forceSync=no).
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--dir",
+      workDir,
+      "--daemonize",
+      "no",
+    ],
+    { logFile: join(workDir, "redis.log") },
+  );
+  const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0 });
+  client.on("error", () => {});
+  const deadline = Date.now() + 15_000;
+  try {
+    for (;;) {
+      if (!proc.isRunning) throw new Error(`redis-server exited at start; see ${join(workDir, "redis.log")}`);
+      try {
+        if (client.status !== "ready") await client.connect();
+        if ((await client.ping()) === "PONG") break;
+      } catch {
+        if (Date.now() > deadline) throw new Error("redis-server did not answer PING within 15 s");
+        client.disconnect();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const info = await client.info("server");
+    const version = /^redis_version:(\S+)/m.exec(info)?.[1] ?? "unknown";
+    return { port, version, process: proc, stop: () => proc.stop() };
+  } catch (error) {
+    await proc.stop();
+    throw error;
+  } finally {
+    client.disconnect();
+  }
+}

@@ -1,0 +1,480 @@
+import type { BenchResult, CeilingResult, LatencyResult, ScaleResult, ThroughputResult } from "./results.js";
+import { round } from "./stats.js";
+
+export interface Ratio {
+  name: string;
+  value: number;
+  /** What the ratio is compared with, e.g. "≥ 2". */
+  target?: string;
+  met?: boolean;
+  note?: string;
+}
+
+const throughputs = (results: BenchResult[]) =>
+  results.filter((r): r is ThroughputResult => r.kind === "throughput");
+const latencies = (results: BenchResult[]) => results.filter((r): r is LatencyResult => r.kind === "latency");
+const ceilings = (results: BenchResult[]) => results.filter((r): r is CeilingResult => r.kind === "ceiling");
+
+function best(list: ThroughputResult[]): ThroughputResult | undefined {
+  return list
+    .filter((r) => r.error === undefined && Number.isFinite(r.tasksPerSecond))
+    .sort((a, b) => b.tasksPerSecond - a.tasksPerSecond)[0];
+}
+
+/** The ratios the issue asks for, with its targets. */
+export function computeRatios(results: BenchResult[], masterRssLimitMiB: number): Ratio[] {
+  const ratios: Ratio[] = [];
+  const tp = throughputs(results);
+  const zkNoop = tp.find((r) => r.system === "zkgrid" && r.workload === "noop");
+  const zkShell = tp.find((r) => r.system === "zkgrid" && r.workload === "shell");
+  const bullNoop = tp.filter((r) => r.system === "bullmq" && r.workload === "noop");
+  const bullShell = best(tp.filter((r) => r.system === "bullmq" && r.workload === "shell"));
+  const creates = ceilings(results).find((c) => c.name === "zk-creates");
+  const spawns = ceilings(results).filter((c) => c.name === "spawn");
+  const spawnOne = spawns.find((c) => c.detail.includes("from 1 process"));
+  const spawnAll = spawns.filter((c) => c !== spawnOne).sort((a, b) => b.perSecond - a.perSecond)[0];
+
+  if (zkNoop && !zkNoop.error) {
+    for (const b of bullNoop) {
+      if (b.error) continue;
+      const value = round(zkNoop.tasksPerSecond / b.tasksPerSecond, 2);
+      ratios.push({
+        name: `(a) no-op throughput: zkgrid ÷ BullMQ (${b.shape})`,
+        value,
+        target: "≥ 2",
+        met: value >= 2,
+      });
+    }
+    if (creates && zkNoop.zk) {
+      ratios.push({
+        name: "(a) no-op throughput: zkgrid ÷ ZooKeeper create ceiling",
+        value: round(zkNoop.tasksPerSecond / creates.perSecond, 3),
+        note: `zkgrid used ${round((zkNoop.tasksPerSecond * zkNoop.zk.writesPerTask) / creates.perSecond, 2)} of the server's write ceiling (${zkNoop.zk.writesPerTask} writes per task)`,
+      });
+    }
+  }
+  if (zkShell && !zkShell.error) {
+    if (spawnOne) {
+      const value = round(zkShell.tasksPerSecond / spawnOne.perSecond, 2);
+      ratios.push({
+        name: "(b) shell throughput: zkgrid ÷ direct spawn (1 process)",
+        value,
+        target: "≥ 0.8",
+        met: value >= 0.8,
+      });
+    }
+    if (spawnAll) {
+      ratios.push({
+        name: `(b) shell throughput: zkgrid ÷ direct spawn (${spawnAll.detail.replace(/^.* from /, "")})`,
+        value: round(zkShell.tasksPerSecond / spawnAll.perSecond, 2),
+      });
+    }
+    if (bullShell && !bullShell.error) {
+      ratios.push({
+        name: `(b) shell throughput: zkgrid ÷ BullMQ (${bullShell.shape})`,
+        value: round(zkShell.tasksPerSecond / bullShell.tasksPerSecond, 2),
+      });
+    }
+  }
+  const zkLat = latencies(results).find((r) => r.system === "zkgrid");
+  const bullLat = latencies(results).find((r) => r.system === "bullmq");
+  if (zkLat && bullLat && !zkLat.error && !bullLat.error) {
+    for (const p of ["p50", "p95", "p99"] as const) {
+      const value = round(zkLat.latencyMs[p] / bullLat.latencyMs[p], 2);
+      ratios.push({
+        name: `(c) one-at-a-time latency ${p}: zkgrid ÷ BullMQ`,
+        value,
+        ...(p === "p50" ? { target: "≤ 2", met: value <= 2 } : {}),
+      });
+    }
+  }
+  const scale = results.find((r): r is ScaleResult => r.kind === "scale");
+  if (scale) {
+    const ok = !scale.error && scale.failed === 0;
+    ratios.push({
+      name: `scale: ${scale.count} tasks accepted, assigned and drained`,
+      value: ok ? 1 : 0,
+      target: "all",
+      met: ok,
+      note: ok ? `${scale.drainedSeconds} s` : (scale.error ?? `${scale.failed} failed`),
+    });
+    ratios.push({
+      name: "scale: largest ZooKeeper request or reply ÷ 1 MiB",
+      value: round(Math.max(scale.maxNodeBytesSeen, scale.maxResponseBytes) / 1048576, 3),
+      target: "< 1, and no request refused",
+      met:
+        scale.oversizedRequests === 0 && Math.max(scale.maxNodeBytesSeen, scale.maxResponseBytes) < 1048576,
+    });
+    const rss = scale.peakRssMiB.master ?? Number.NaN;
+    ratios.push({
+      name: `scale: master peak RSS (MiB) ÷ ${masterRssLimitMiB} MiB`,
+      value: round(rss / masterRssLimitMiB, 2),
+      target: "< 1",
+      met: rss < masterRssLimitMiB,
+    });
+  }
+  return ratios;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text
+
+function pad(cells: string[][]): string {
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? "").length)));
+  return cells
+    .map((row) =>
+      row
+        .map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+const fmt = (v: number | undefined, digits = 1): string =>
+  v === undefined || !Number.isFinite(v) ? "–" : v.toFixed(digits);
+
+function rssText(r: { peakRssMiB: { master?: number; workers: number[] } }): string {
+  const parts: string[] = [];
+  if (r.peakRssMiB.master !== undefined) parts.push(`m ${fmt(r.peakRssMiB.master, 0)}`);
+  if (r.peakRssMiB.workers.length > 0)
+    parts.push(`w ${r.peakRssMiB.workers.map((w) => fmt(w, 0)).join("/")}`);
+  return parts.join(", ") || "–";
+}
+
+export function formatTables(results: BenchResult[], ratios: Ratio[]): string {
+  const out: string[] = [];
+  const tp = throughputs(results);
+  if (tp.length > 0) {
+    out.push("Throughput (tasks submitted at once; latency = submit → result seen by the submitter)");
+    out.push(
+      pad([
+        [
+          "system",
+          "workload",
+          "shape",
+          "rounds × tasks",
+          "s",
+          "tasks/s (median)",
+          "min–max",
+          "p50 ms",
+          "p95 ms",
+          "p99 ms",
+          "ZK writes/task",
+          "ZK reqs/task",
+          "ZK B in/task",
+          "result nodes/task",
+          "peak RSS MiB",
+        ],
+        ...tp.map((r) => [
+          r.system,
+          r.workload,
+          r.shape,
+          `${r.rounds.length} × ${r.count}`,
+          fmt(r.seconds, 2),
+          r.error ? "ERROR" : fmt(r.tasksPerSecond, 0),
+          r.rounds.length > 0 ? `${fmt(Math.min(...r.rounds), 0)}–${fmt(Math.max(...r.rounds), 0)}` : "–",
+          fmt(r.latencyMs.p50),
+          fmt(r.latencyMs.p95),
+          fmt(r.latencyMs.p99),
+          fmt(r.zk?.writesPerTask, 3),
+          fmt(r.zk?.requestsPerTask, 2),
+          fmt(r.zk?.bytesInPerTask, 0),
+          fmt(r.zk?.resultNodesPerTask, 3),
+          rssText(r),
+        ]),
+      ]),
+    );
+    for (const r of tp) if (r.error) out.push(`  ${r.system} ${r.workload}: ${r.error}`);
+    for (const r of tp)
+      if (r.failed > 0) out.push(`  ${r.system} ${r.workload}: ${r.failed} tasks did not succeed`);
+    out.push("");
+  }
+  const lat = latencies(results);
+  if (lat.length > 0) {
+    out.push("Latency, one no-op task at a time (submit → result seen by the submitter)");
+    out.push(
+      pad([
+        [
+          "system",
+          "shape",
+          "tasks",
+          "p50 ms",
+          "p95 ms",
+          "p99 ms",
+          "max ms",
+          "ZK writes/task",
+          "ZK reqs/task",
+          "ZK B in/task",
+          "peak RSS MiB",
+        ],
+        ...lat.map((r) => [
+          r.system,
+          r.shape,
+          String(r.count),
+          r.error ? "ERROR" : fmt(r.latencyMs.p50, 2),
+          fmt(r.latencyMs.p95, 2),
+          fmt(r.latencyMs.p99, 2),
+          fmt(r.latencyMs.max, 2),
+          fmt(r.zk?.writesPerTask, 2),
+          fmt(r.zk?.requestsPerTask, 2),
+          fmt(r.zk?.bytesInPerTask, 0),
+          rssText(r),
+        ]),
+      ]),
+    );
+    for (const r of lat) if (r.error) out.push(`  ${r.system}: ${r.error}`);
+    out.push("");
+  }
+  const ceil = ceilings(results);
+  if (ceil.length > 0) {
+    out.push("Ceilings");
+    out.push(
+      pad([
+        ["what", "ops", "s", "ops/s", "ZK writes/op"],
+        ...ceil.map((c) => [
+          c.detail,
+          String(c.count),
+          fmt(c.seconds, 2),
+          fmt(c.perSecond, 0),
+          fmt(c.writesPerOp, 2),
+        ]),
+      ]),
+    );
+    out.push("");
+  }
+  const metered = results.filter(
+    (r): r is ThroughputResult | LatencyResult | ScaleResult =>
+      "cpuMsPerTask" in r && r.cpuMsPerTask !== undefined,
+  );
+  if (metered.length > 0) {
+    const us = (v: number | undefined) => (v === undefined ? "–" : String(Math.round(v * 1000)));
+    out.push("CPU per timed task, µs (user + system, from /proc). Utilization: of all CPUs over the run.");
+    out.push(
+      "Other load: CPU busy outside these processes (other programs; kernel threads, e.g. file writeback).",
+    );
+    out.push(
+      pad([
+        ["run", "master", "workers", "ZooKeeper", "Redis", "submitter", "total", "utilization", "other load"],
+        ...metered.map((r) => {
+          const c = r.cpuMsPerTask ?? {};
+          const name =
+            r.kind === "scale"
+              ? "zkgrid scale"
+              : r.kind === "latency"
+                ? `${r.system} latency`
+                : `${r.system} ${r.workload} (${r.shape})`;
+          return [
+            name,
+            us(c.master),
+            us(c.workers),
+            us(c.zookeeper),
+            us(c.redis),
+            us(c.submitter),
+            us(c.total),
+            c.utilization === undefined ? "–" : `${Math.round(c.utilization * 100)}%`,
+            c.otherLoad === undefined ? "–" : `${Math.round(c.otherLoad * 100)}%`,
+          ];
+        }),
+      ]),
+    );
+    out.push("");
+  }
+  const scale = results.find((r): r is ScaleResult => r.kind === "scale");
+  if (scale) {
+    out.push(`Scale: ${scale.count} no-op tasks queued at once (${scale.shape})`);
+    out.push(
+      pad([
+        [
+          "accepted s",
+          "assigned s",
+          "drained s",
+          "tasks/s",
+          "failed",
+          "ZK writes/task",
+          "max node B",
+          "max reply B",
+          "refused",
+          "master peak MiB",
+          "workers peak MiB",
+        ],
+        [
+          fmt(scale.acceptedSeconds, 2),
+          fmt(scale.assignedSeconds, 2),
+          fmt(scale.drainedSeconds, 2),
+          fmt(scale.tasksPerSecond, 0),
+          String(scale.failed),
+          fmt(scale.zk.writesPerTask, 3),
+          String(scale.maxNodeBytesSeen),
+          String(scale.maxResponseBytes),
+          String(scale.oversizedRequests),
+          fmt(scale.peakRssMiB.master, 0),
+          scale.peakRssMiB.workers.map((w) => fmt(w, 0)).join("/"),
+        ],
+      ]),
+    );
+    if (scale.error) out.push(`  scale: ${scale.error}`);
+    out.push("");
+  }
+  if (ratios.length > 0) {
+    out.push("Ratios");
+    out.push(
+      pad([
+        ["ratio", "value", "target", ""],
+        ...ratios.map((r) => [
+          r.name,
+          fmt(r.value, r.value < 0.1 ? 3 : 2),
+          r.target ?? "",
+          r.met === undefined ? "" : r.met ? "met" : "MISSED",
+        ]),
+      ]),
+    );
+    for (const r of ratios) if (r.note) out.push(`  ${r.name}: ${r.note}`);
+  }
+  return out.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chart
+
+interface Bar {
+  label: string;
+  value: number;
+  color: string;
+  /** Drawn as an outline: a target, not a measurement. */
+  outline?: boolean;
+}
+
+const COLORS = { zkgrid: "#2f6fb0", bullmq: "#c0504d", ceiling: "#8a8a8a" };
+
+function escapeXml(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** One panel of horizontal bars, each labelled with its value; returns the SVG and its height. */
+function panel(
+  title: string,
+  unit: string,
+  bars: Bar[],
+  y0: number,
+  width: number,
+): { svg: string; height: number } {
+  const labelWidth = 330;
+  const barArea = width - labelWidth - 110;
+  const rowHeight = 24;
+  const max = Math.max(...bars.map((b) => (Number.isFinite(b.value) ? b.value : 0)), 1e-9);
+  const parts = [`<text x="10" y="${y0 + 18}" font-size="15" font-weight="bold">${escapeXml(title)}</text>`];
+  bars.forEach((bar, i) => {
+    const y = y0 + 30 + i * rowHeight;
+    const w = Number.isFinite(bar.value) ? Math.max(1, (bar.value / max) * barArea) : 0;
+    parts.push(
+      `<text x="${labelWidth - 8}" y="${y + 15}" font-size="12" text-anchor="end">${escapeXml(bar.label)}</text>`,
+      bar.outline
+        ? `<rect x="${labelWidth}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowHeight - 7}" fill="none" stroke="${bar.color}" stroke-width="1.5" stroke-dasharray="5 3"/>`
+        : `<rect x="${labelWidth}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowHeight - 7}" fill="${bar.color}"/>`,
+      `<text x="${labelWidth + w + 6}" y="${y + 15}" font-size="12">${Number.isFinite(bar.value) ? escapeXml(`${formatNumber(bar.value)} ${unit}`) : "n/a"}</text>`,
+    );
+  });
+  return { svg: parts.join("\n"), height: 40 + bars.length * rowHeight };
+}
+
+function formatNumber(v: number): string {
+  if (v >= 100) return Math.round(v).toLocaleString("en-US");
+  if (v >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+
+/** A self-contained SVG: throughput against BullMQ and the ceilings, and latency percentiles. */
+export function renderChart(results: BenchResult[], subtitle: string): string {
+  const width = 900;
+  const panels: Array<{ title: string; unit: string; bars: Bar[] }> = [];
+  const tp = throughputs(results);
+  const ceil = ceilings(results);
+  for (const workload of ["noop", "shell"] as const) {
+    const bars: Bar[] = tp
+      .filter((r) => r.workload === workload)
+      .map((r) => ({ label: `${r.system} (${r.shape})`, value: r.tasksPerSecond, color: COLORS[r.system] }));
+    if (workload === "noop") {
+      const bull = best(tp.filter((r) => r.system === "bullmq" && r.workload === "noop"));
+      if (bull)
+        bars.push({
+          label: "target: 2 × BullMQ",
+          value: 2 * bull.tasksPerSecond,
+          color: COLORS.zkgrid,
+          outline: true,
+        });
+      const c = ceil.find((x) => x.name === "zk-creates");
+      if (c) bars.push({ label: "ceiling: ZooKeeper creates", value: c.perSecond, color: COLORS.ceiling });
+    } else {
+      const spawns = ceil.filter((x) => x.name === "spawn");
+      const one = spawns.find((x) => x.detail.includes("from 1 process"));
+      if (one)
+        bars.push({
+          label: "target: 80% of spawn (1 process)",
+          value: 0.8 * one.perSecond,
+          color: COLORS.zkgrid,
+          outline: true,
+        });
+      for (const c of spawns) {
+        bars.push({
+          label: `ceiling: sh -c true ${c.detail.replace(/^.* from /, "from ")}`,
+          value: c.perSecond,
+          color: COLORS.ceiling,
+        });
+      }
+    }
+    if (bars.length > 0) {
+      panels.push({
+        title: `${workload === "noop" ? "(a) no-op handler" : "(b) shell `true`"} tasks: throughput`,
+        unit: "/s",
+        bars,
+      });
+    }
+  }
+  const lat = latencies(results);
+  if (lat.length > 0) {
+    const bars: Bar[] = [];
+    for (const p of ["p50", "p95", "p99"] as const) {
+      for (const r of lat)
+        bars.push({ label: `${r.system} ${p}`, value: r.latencyMs[p], color: COLORS[r.system] });
+      const bull = lat.find((r) => r.system === "bullmq");
+      if (p === "p50" && bull) {
+        bars.push({
+          label: "target p50: 2 × BullMQ",
+          value: 2 * bull.latencyMs.p50,
+          color: COLORS.zkgrid,
+          outline: true,
+        });
+      }
+    }
+    panels.push({ title: "(c) latency, one task at a time (submit → result)", unit: "ms", bars });
+  }
+  const scale = results.find((r): r is ScaleResult => r.kind === "scale");
+  if (scale && !scale.error) {
+    panels.push({
+      title: `scale: ${scale.count.toLocaleString("en-US")} tasks queued at once`,
+      unit: "s",
+      bars: [
+        { label: "accepted (all in the queue)", value: scale.acceptedSeconds, color: COLORS.zkgrid },
+        { label: "assigned (queue empty)", value: scale.assignedSeconds, color: COLORS.zkgrid },
+        { label: "drained (all results seen)", value: scale.drainedSeconds, color: COLORS.zkgrid },
+      ],
+    });
+  }
+  let y = 50;
+  const bodies: string[] = [];
+  for (const p of panels) {
+    const { svg, height } = panel(p.title, p.unit, p.bars, y, width);
+    bodies.push(svg);
+    y += height + 14;
+  }
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="sans-serif">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="10" y="22" font-size="18" font-weight="bold">zkgrid benchmark</text>`,
+    `<text x="10" y="40" font-size="12" fill="#555">${escapeXml(subtitle)}</text>`,
+    ...bodies,
+    "</svg>",
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,137 @@
+import type { LatencySummary } from "./stats.js";
+
+/** Peak resident memory (VmHWM) of the processes of one run, in MiB. */
+export interface PeakRss {
+  master?: number;
+  workers: number[];
+}
+
+/** Load on ZooKeeper over the timed part of a run, counted by the server. */
+export interface ZkLoad {
+  /** Transactions (creates, sets, deletes) per task: the zxid delta over the run. */
+  writesPerTask: number;
+  /** Requests of any kind (reads, writes, pings) per task: `zk_packets_received`. */
+  requestsPerTask: number;
+  /** Bytes the server received per task. */
+  bytesInPerTask: number;
+  /** Result nodes the leader wrote per task (each one is listed and read by every waiting submitter). */
+  resultNodesPerTask?: number;
+}
+
+/**
+ * CPU time per timed task, in ms, by process group (master, workers, zookeeper, redis, submitter),
+ * plus `total`, `utilization` (the total over wall time × CPUs) and `otherLoad` (the machine's busy time
+ * that none of those processes used, over wall time × CPUs).
+ */
+export type CpuPerTask = Record<string, number>;
+
+export interface ThroughputResult {
+  kind: "throughput";
+  system: "zkgrid" | "bullmq";
+  workload: "noop" | "shell";
+  /** e.g. "1 master + 2 workers × 100". */
+  shape: string;
+  workers: number;
+  concurrency: number;
+  warmup: number;
+  /** Tasks per timed round. */
+  count: number;
+  /** Tasks per second of each timed round; `tasksPerSecond` is their median. */
+  rounds: number[];
+  /** Timed seconds over all rounds. */
+  seconds: number;
+  tasksPerSecond: number;
+  /** Submit to result seen by the submitter, for tasks all submitted at once (so mostly queueing). */
+  latencyMs: LatencySummary;
+  failed: number;
+  zk?: ZkLoad;
+  cpuMsPerTask?: CpuPerTask;
+  peakRssMiB: PeakRss;
+  error?: string;
+}
+
+export interface LatencyResult {
+  kind: "latency";
+  system: "zkgrid" | "bullmq";
+  shape: string;
+  warmup: number;
+  count: number;
+  /** One task at a time: submit, await its result, repeat. */
+  latencyMs: LatencySummary;
+  failed: number;
+  zk?: ZkLoad;
+  cpuMsPerTask?: CpuPerTask;
+  peakRssMiB: PeakRss;
+  error?: string;
+}
+
+export interface CeilingResult {
+  kind: "ceiling";
+  name: "zk-creates" | "spawn";
+  /** What was run, for humans. */
+  detail: string;
+  count: number;
+  seconds: number;
+  perSecond: number;
+  /** For zk-creates: transactions per create seen by the server (1 when nothing else writes). */
+  writesPerOp?: number;
+}
+
+export interface ScaleResult {
+  kind: "scale";
+  shape: string;
+  count: number;
+  /** Until `submit` resolved: every task is in a queue node. */
+  acceptedSeconds: number;
+  /** Until the queue was empty: the leader had taken every task out of its queue node. */
+  assignedSeconds: number;
+  /** Until the submitter had every result. */
+  drainedSeconds: number;
+  tasksPerSecond: number;
+  failed: number;
+  zk: ZkLoad;
+  cpuMsPerTask?: CpuPerTask;
+  /** Largest reply the server sent (`zk_max_client_response_size`). */
+  maxResponseBytes: number;
+  /** Requests the server refused for their size ("Len error" in its log; it drops the connection). */
+  oversizedRequests: number;
+  /** Largest znode data seen under the grid's root while it drained (sampled). */
+  maxNodeBytesSeen: number;
+  peakRssMiB: PeakRss;
+  /** Master VmRSS sampled while draining, MiB: [seconds since submit, MiB]. */
+  masterRssTimeline: Array<[number, number]>;
+  error?: string;
+}
+
+export type BenchResult = ThroughputResult | LatencyResult | CeilingResult | ScaleResult;
+
+export const MiB = 1024 * 1024;
+
+export function toMiB(bytes: number | undefined): number | undefined {
+  return bytes === undefined ? undefined : Math.round((bytes / MiB) * 10) / 10;
+}
+
+/** Per-task CPU figures from a meter's reading over `wallMs` for `tasks` tasks. */
+export function cpuPerTask(
+  used: Record<string, number>,
+  tasks: number,
+  wallMs: number,
+  cpus: number,
+): CpuPerTask {
+  const out: CpuPerTask = {};
+  let total = 0;
+  for (const [group, ms] of Object.entries(used)) {
+    if (group === "machine") continue;
+    out[group] = Math.round((ms / tasks) * 1000) / 1000;
+    total += ms;
+  }
+  out.total = Math.round((total / tasks) * 1000) / 1000;
+  out.utilization = Math.round((total / (wallMs * cpus)) * 100) / 100;
+  // Busy time of the machine that none of the measured processes used: other programs, the kernel's
+  // own threads (e.g. writing back files the tasks wrote). Figures are noisy when it is high.
+  const machine = used.machine;
+  if (machine !== undefined) {
+    out.otherLoad = Math.max(0, Math.round(((machine - total) / (wallMs * cpus)) * 100) / 100);
+  }
+  return out;
+}

@@ -1,0 +1,374 @@
+/**
+ * `pnpm bench`: zkgrid against BullMQ and against the machine's ceilings, in one run on one machine.
+ * Starts its own ZooKeeper (one local server) and Redis, runs every workload, prints the tables and
+ * ratios, and writes JSON and an SVG chart to bench/results/.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
+import { parseArgs } from "node:util";
+import { findZooKeeper, startServer, type ZkServer } from "@zkgrid/testing";
+import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
+import { spawnCeiling, zkCreateCeiling } from "./ceilings.js";
+import { BINS, type BenchContext, REPO } from "./context.js";
+import { killAllNow } from "./processes.js";
+import { type RedisServer, startRedis } from "./redis.js";
+import { computeRatios, formatTables, renderChart } from "./report.js";
+import type { BenchResult } from "./results.js";
+import { type GridShape, zkgridLatency, zkgridScale, zkgridThroughput } from "./zkgrid.js";
+import { serverVersion } from "./zookeeper.js";
+
+const USAGE = `Usage: pnpm bench [-- options]
+
+Runs zkgrid (1 master + 2 workers, real processes) against BullMQ and against the raw ceilings
+(pipelined ZooKeeper creates, directly spawned \`sh -c true\`) on this machine, with its own ZooKeeper
+and Redis. Prints the tables and ratios; writes <mode>.json and <mode>.svg to bench/results/.
+
+Options:
+  --quick          a smaller run, about 30 s after the build (no scale test, one BullMQ shape)
+  --scale          only the scale test (100 000 tasks queued at once)
+  --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale
+  --concurrency <n>  tasks each worker runs at once in the no-op and latency runs, zkgrid and
+                   BullMQ alike (default 100)
+  --out <dir>      where to write the results (default bench/results)
+  --profile        run the master and workers with --cpu-prof (profiles kept in the scratch dir)
+  --keep           keep the scratch dir (process logs, profiles)
+  -h, --help       show this help`;
+
+const PARTS = ["ceilings", "noop", "shell", "latency", "scale"] as const;
+type Part = (typeof PARTS)[number];
+
+/** Task counts and shapes of one mode. Warm-up tasks are never timed. */
+interface Config {
+  mode: "full" | "quick" | "scale" | "partial";
+  parts: Part[];
+  /** Timed rounds of each throughput run, `count` tasks each; the median round is reported. */
+  rounds: number;
+  noop: { warmup: number; count: number; zkgrid: GridShape; bullmq: BullShape[] };
+  shell: { warmup: number; count: number; zkgrid: GridShape; bullmq: BullShape[] };
+  latency: { warmup: number; count: number; zkgrid: GridShape; bullmq: BullShape };
+  ceilings: {
+    zkCreates: { warmup: number; count: number; inFlight: number };
+    spawn: { warmup: number; count: number; concurrency: number; processes: number[] };
+  };
+  scale: { count: number; zkgrid: GridShape };
+  masterRssLimitMiB: number;
+}
+
+function configFor(mode: "full" | "quick"): Config {
+  const noopShape = { workers: 2, concurrency: 100 };
+  const shellShape = { workers: 2, concurrency: 8 };
+  if (mode === "quick") {
+    return {
+      mode,
+      parts: ["ceilings", "noop", "shell", "latency"],
+      rounds: 3,
+      noop: { warmup: 1000, count: 2500, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
+      shell: { warmup: 60, count: 150, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
+      latency: { warmup: 20, count: 200, zkgrid: noopShape, bullmq: { workers: 1, concurrency: 100 } },
+      ceilings: {
+        zkCreates: { warmup: 1000, count: 5000, inFlight: 500 },
+        spawn: { warmup: 50, count: 600, concurrency: 8, processes: [1] },
+      },
+      scale: { count: 20_000, zkgrid: noopShape },
+      masterRssLimitMiB: 300,
+    };
+  }
+  return {
+    mode,
+    parts: [...PARTS],
+    rounds: 3,
+    noop: {
+      warmup: 5000,
+      count: 20_000,
+      zkgrid: noopShape,
+      bullmq: [
+        { workers: 1, concurrency: 100 },
+        { workers: 2, concurrency: 100 },
+      ],
+    },
+    shell: { warmup: 300, count: 1000, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
+    latency: { warmup: 100, count: 1000, zkgrid: noopShape, bullmq: { workers: 1, concurrency: 100 } },
+    ceilings: {
+      zkCreates: { warmup: 5000, count: 50_000, inFlight: 500 },
+      spawn: { warmup: 300, count: 3000, concurrency: 8, processes: [1, 2] },
+    },
+    scale: { count: 100_000, zkgrid: noopShape },
+    masterRssLimitMiB: 300,
+  };
+}
+
+/** The version of an installed package; `from` is a package that depends on it, when the bench does not. */
+function packageVersion(name: string, from?: string): string {
+  try {
+    const require = createRequire(import.meta.url);
+    const paths = from === undefined ? undefined : [dirname(require.resolve(from))];
+    let dir = dirname(require.resolve(name, paths === undefined ? undefined : { paths }));
+    while (dir !== dirname(dir)) {
+      const file = join(dir, "package.json");
+      if (existsSync(file)) {
+        const pkg = JSON.parse(readFileSync(file, "utf8")) as { name?: string; version?: string };
+        if (pkg.name === name) return pkg.version ?? "unknown";
+      }
+      dir = dirname(dir);
+    }
+  } catch {
+    // Fall through.
+  }
+  return "unknown";
+}
+
+function osName(): string {
+  try {
+    return /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync("/etc/os-release", "utf8"))?.[1] ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+function gitCommit(): string | undefined {
+  try {
+    const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "apps", "packages"], {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    return `${head.toString().trim()}${dirty.length > 0 ? "+changes" : ""}`;
+  } catch {
+    return undefined;
+  }
+}
+
+async function main(): Promise<number> {
+  let values: ReturnType<typeof parse>["values"];
+  try {
+    ({ values } = parse());
+  } catch (error) {
+    process.stderr.write(`bench: ${(error as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  for (const [what, path] of Object.entries(BINS)) {
+    if (!existsSync(path)) {
+      process.stderr.write(`bench: ${what} is not built (${path}): run pnpm build first\n`);
+      return 2;
+    }
+  }
+  const config = configFor(values.quick ? "quick" : "full");
+  if (values.scale) {
+    config.mode = "scale";
+    config.parts = ["scale"];
+  }
+  if (values.only !== undefined) {
+    const parts = values.only.split(",").map((p) => p.trim());
+    const unknown = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
+    if (unknown.length > 0) {
+      process.stderr.write(
+        `bench: --only: unknown part(s) ${unknown.join(", ")}; known: ${PARTS.join(", ")}\n`,
+      );
+      return 2;
+    }
+    config.mode = "partial";
+    config.parts = parts as Part[];
+  }
+  if (values.concurrency !== undefined) {
+    const n = Number(values.concurrency);
+    if (!Number.isInteger(n) || n < 1 || n > 100_000) {
+      process.stderr.write(
+        `bench: --concurrency must be a whole number 1..100000, got "${values.concurrency}"\n`,
+      );
+      return 2;
+    }
+    for (const shape of [
+      config.noop.zkgrid,
+      config.latency.zkgrid,
+      config.latency.bullmq,
+      config.scale.zkgrid,
+      ...config.noop.bullmq,
+    ]) {
+      shape.concurrency = n;
+    }
+  }
+  const outDir = resolve(values.out ?? join(REPO, "bench/results"));
+  const has = (part: Part) => config.parts.includes(part);
+  const needsRedis = has("noop") || has("shell") || has("latency");
+
+  const began = performance.now();
+  const log = (line: string) => {
+    process.stderr.write(`[${((performance.now() - began) / 1000).toFixed(1).padStart(6)} s] ${line}\n`);
+  };
+  const workDir = mkdtempSync(join(tmpdir(), "zkgrid-bench-"));
+  const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(workDir, "profiles")}`] : [];
+  let zk: ZkServer | undefined;
+  let redis: RedisServer | undefined;
+  const results: BenchResult[] = [];
+  const startedAt = new Date();
+  const loadAverageAtStart = loadavg();
+  try {
+    log(`mode ${config.mode}: ${config.parts.join(", ")}; scratch dir ${workDir}`);
+    const zookeeper = await findZooKeeper({ install: process.getuid?.() === 0 });
+    // A larger heap than the test harness gives: the scale test keeps ~100 000 tasks' worth of nodes.
+    zk = await startServer({ zookeeper, jvmFlags: ["-Xmx1g"] });
+    log(`ZooKeeper ${await serverVersion(zk)} on ${zk.connectString}`);
+    if (needsRedis) {
+      redis = await startRedis(workDir, log);
+      log(`Redis ${redis.version} on 127.0.0.1:${redis.port}`);
+    }
+    const ctx: BenchContext = {
+      zk,
+      redis: redis as RedisServer,
+      workDir,
+      log,
+    };
+
+    const record = (result: BenchResult) => {
+      results.push(result);
+      const r = result;
+      const error = "error" in r && r.error ? ` ERROR ${r.error}` : "";
+      if (r.kind === "ceiling") log(`  ${r.detail}: ${r.perSecond}/s${error}`);
+      else if (r.kind === "throughput")
+        log(
+          `  ${r.system} ${r.workload} ${r.shape}: ${r.tasksPerSecond} tasks/s (rounds ${r.rounds.join(", ")}), p50 ${r.latencyMs.p50} ms${error}`,
+        );
+      else if (r.kind === "latency")
+        log(`  ${r.system} ${r.shape}: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${error}`);
+      else
+        log(
+          `  scale: drained ${r.count} in ${r.drainedSeconds} s, master peak ${r.peakRssMiB.master} MiB${error}`,
+        );
+    };
+
+    if (has("ceilings")) {
+      const c = config.ceilings;
+      log(`ceiling: ${c.zkCreates.count} pipelined ZooKeeper creates`);
+      record(await zkCreateCeiling(ctx, c.zkCreates.warmup, c.zkCreates.count, c.zkCreates.inFlight));
+      for (const processes of c.spawn.processes) {
+        log(`ceiling: ${c.spawn.count} spawns of sh -c true from ${processes} process(es)`);
+        record(await spawnCeiling(ctx, processes, c.spawn.concurrency, c.spawn.warmup, c.spawn.count));
+      }
+    }
+    if (has("noop")) {
+      const n = config.noop;
+      const r = config.rounds;
+      log(`(a) zkgrid: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
+      record(await zkgridThroughput(ctx, "noop", n.zkgrid, n.warmup, n.count, r, { nodeFlags }));
+      for (const shape of n.bullmq) {
+        log(`(a) BullMQ: ${r} × ${n.count} no-op jobs after ${n.warmup} to warm up`);
+        record(await bullThroughput(ctx, "noop", shape, n.warmup, n.count, r));
+      }
+    }
+    if (has("shell")) {
+      const s = config.shell;
+      const r = config.rounds;
+      log(`(b) zkgrid: ${r} × ${s.count} shell tasks (true) after ${s.warmup} to warm up`);
+      record(await zkgridThroughput(ctx, "shell", s.zkgrid, s.warmup, s.count, r, { nodeFlags }));
+      for (const shape of s.bullmq) {
+        log(`(b) BullMQ: ${r} × ${s.count} jobs spawning sh -c true after ${s.warmup} to warm up`);
+        record(await bullThroughput(ctx, "shell", shape, s.warmup, s.count, r));
+      }
+    }
+    if (has("latency")) {
+      const l = config.latency;
+      log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
+      record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
+      log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);
+      record(await bullLatency(ctx, l.bullmq, l.warmup, l.count));
+    }
+    if (has("scale")) {
+      const s = config.scale;
+      log(`scale: ${s.count} no-op tasks queued at once`);
+      record(await zkgridScale(ctx, s.zkgrid, s.count, { nodeFlags }));
+    }
+
+    const ratios = computeRatios(results, config.masterRssLimitMiB);
+    const seconds = Math.round((performance.now() - began) / 100) / 10;
+    const cpuList = cpus();
+    const report = {
+      mode: config.mode,
+      startedAt: startedAt.toISOString(),
+      durationSeconds: seconds,
+      config,
+      versions: {
+        node: process.version,
+        zookeeper: await serverVersion(zk),
+        redis: redis?.version,
+        bullmq: packageVersion("bullmq"),
+        ioredis: packageVersion("ioredis"),
+        zkgrid: packageVersion("@zkgrid/master"),
+        zookeeperAddon: packageVersion("zookeeper", "@zkgrid/core"),
+        commit: gitCommit(),
+      },
+      machine: {
+        cpus: cpuList.length,
+        cpuModel: cpuList[0]?.model,
+        memoryBytes: totalmem(),
+        os: osName(),
+        kernel: release(),
+        loadAverageAtStart,
+        loadAverageAtEnd: loadavg(),
+      },
+      notes: [
+        "ZooKeeper: one standalone server from @zkgrid/testing (forceSync=no, -Xmx1g); Redis: no persistence. Both throw-away.",
+        "Throughput: after the warm-up, `rounds` timed rounds of `count` tasks, each round's tasks submitted at once; the median round is reported. Only timed tasks count. Latency there is mostly queueing.",
+        "ZK writes per task: the server's zxid delta from before the timed submit until the grid went quiet after it.",
+        "Peak RSS: VmHWM of each process at the end of its run (it includes the warm-up).",
+      ],
+      results,
+      ratios,
+    };
+    mkdirSync(outDir, { recursive: true });
+    const jsonFile = join(outDir, `${config.mode}.json`);
+    const svgFile = join(outDir, `${config.mode}.svg`);
+    writeFileSync(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
+    const subtitle = `${startedAt.toISOString().slice(0, 16).replace("T", " ")} · ${cpuList.length} CPUs · Node ${process.version} · ZooKeeper ${report.versions.zookeeper}${redis ? ` · Redis ${redis.version} · BullMQ ${report.versions.bullmq}` : ""}`;
+    writeFileSync(svgFile, renderChart(results, subtitle));
+    process.stdout.write(`\n${formatTables(results, ratios)}\n\n`);
+    process.stdout.write(`Wrote ${jsonFile} and ${svgFile} (${seconds} s in all)\n`);
+    const failed = results.some((r) => "error" in r && r.error !== undefined);
+    return failed ? 1 : 0;
+  } finally {
+    await redis?.stop().catch(() => {});
+    await zk?.stop().catch(() => {});
+    killAllNow();
+    if (values.keep || values.profile) log(`kept ${workDir}`);
+    else rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+function parse() {
+  return parseArgs({
+    args: process.argv.slice(2).filter((a, i) => !(i === 0 && a === "--")),
+    strict: true,
+    allowPositionals: false,
+    options: {
+      quick: { type: "boolean" },
+      scale: { type: "boolean" },
+      only: { type: "string" },
+      concurrency: { type: "string" },
+      out: { type: "string" },
+      profile: { type: "boolean" },
+      keep: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(
+      `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    killAllNow();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,456 @@
+import { randomUUID } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { availableParallelism } from "node:os";
+import type { ZkClient } from "@zkgrid/core";
+import { connectGrid, type GridClient, type TaskInput } from "@zkgrid/submit";
+import { BINS, type BenchContext, type Workload } from "./context.js";
+import { CpuMeter, CpuTotals, GuardedProcess, readStatusKb } from "./processes.js";
+import {
+  cpuPerTask,
+  type LatencyResult,
+  MiB,
+  type PeakRss,
+  type ScaleResult,
+  type ThroughputResult,
+  toMiB,
+  type ZkLoad,
+} from "./results.js";
+import { median, round, summarize } from "./stats.js";
+import { type ServerCounters, waitQuiet, writesBetween } from "./zookeeper.js";
+
+export interface GridShape {
+  workers: number;
+  /** Tasks each worker runs at once. */
+  concurrency: number;
+}
+
+export interface GridOptions {
+  /** Node flags for the master and workers (e.g. --cpu-prof). */
+  nodeFlags?: string[];
+}
+
+export function describeShape(shape: GridShape): string {
+  return `1 master + ${shape.workers} worker${shape.workers === 1 ? "" : "s"} × ${shape.concurrency}`;
+}
+
+/** One master and its workers as real processes (the built bins), on a grid root of their own. */
+class RunningGrid {
+  private constructor(
+    readonly root: string,
+    readonly master: GuardedProcess,
+    readonly workers: GuardedProcess[],
+    readonly client: GridClient,
+    private readonly outDir: string,
+  ) {}
+
+  get zk(): ZkClient {
+    return this.client.zk;
+  }
+
+  static async start(
+    ctx: BenchContext,
+    label: string,
+    shape: GridShape,
+    options: GridOptions,
+  ): Promise<RunningGrid> {
+    const root = `/bench-${label}-${randomUUID().slice(0, 8)}`;
+    const outDir = join(ctx.workDir, `out-${label}`);
+    mkdirSync(outDir, { recursive: true });
+    const connect = ctx.zk.connectString;
+    const flags = options.nodeFlags ?? [];
+    const started: GuardedProcess[] = [];
+    try {
+      const master = new GuardedProcess(
+        `${label}-master`,
+        process.execPath,
+        [...flags, BINS.master, "bench-master", "--connect", connect, "--root", root, "--log-level", "warn"],
+        { logFile: join(ctx.workDir, `${label}-master.log`), cwd: outDir },
+      );
+      started.push(master);
+      const workers = Array.from({ length: shape.workers }, (_, i) => {
+        const name = `w${i + 1}`;
+        const worker = new GuardedProcess(
+          `${label}-${name}`,
+          process.execPath,
+          [
+            ...flags,
+            BINS.worker,
+            name,
+            "--connect",
+            connect,
+            "--root",
+            root,
+            "--concurrency",
+            String(shape.concurrency),
+            "--handlers",
+            BINS.handlers,
+            "--cwd",
+            outDir,
+          ],
+          { logFile: join(ctx.workDir, `${label}-${name}.log`), cwd: outDir },
+        );
+        started.push(worker);
+        return worker;
+      });
+      const client = await connectGrid({ connectString: connect, root, submitter: "bench" });
+      const grid = new RunningGrid(root, master, workers, client, outDir);
+      await grid.waitUntilUp(shape.workers);
+      return grid;
+    } catch (error) {
+      await Promise.all(started.map((p) => p.stop()));
+      throw error;
+    }
+  }
+
+  /** Until every worker is registered and a master stands for election. */
+  private async waitUntilUp(workers: number): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    const { layout } = this.client;
+    for (;;) {
+      for (const p of [this.master, ...this.workers]) {
+        if (!p.isRunning) throw new Error(`${p.label} exited while the grid was starting`);
+      }
+      const [registered, masters] = await Promise.all([
+        this.zk.getChildren(layout.workers).catch(() => [] as string[]),
+        this.zk.getChildren(layout.masters).catch(() => [] as string[]),
+      ]);
+      if (registered.length >= workers && masters.length >= 1) return;
+      if (Date.now() > deadline)
+        throw new Error(`the grid did not come up within 30 s (workers: ${registered})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Meters the grid's processes, the ZooKeeper server and this process (the submitter). */
+  cpuMeter(zkPid: number | undefined): CpuMeter {
+    return new CpuMeter({
+      master: [this.master.pid],
+      workers: this.workers.map((w) => w.pid),
+      zookeeper: zkPid === undefined ? [] : [zkPid],
+    });
+  }
+
+  /** How many result nodes the grid holds now. */
+  async resultNodeCount(): Promise<number> {
+    return (await this.zk.getChildren(this.client.layout.results)).length;
+  }
+
+  peakRss(): PeakRss {
+    return {
+      master: toMiB(this.master.peakRssBytes()),
+      workers: this.workers.map((w) => toMiB(w.peakRssBytes()) ?? Number.NaN),
+    };
+  }
+
+  /** Stops the workers first (so none waits for a master that is gone), then the master. */
+  async stop(): Promise<void> {
+    await this.client.close().catch(() => {});
+    await Promise.all(this.workers.map((w) => w.stop(10_000)));
+    await this.master.stop();
+    rmSync(this.outDir, { recursive: true, force: true });
+  }
+}
+
+function makeTasks(workload: Workload, n: number, offset = 0): TaskInput[] {
+  return Array.from({ length: n }, (_, i) =>
+    workload === "noop" ? { handler: "noop", input: offset + i } : { cmd: "true" },
+  );
+}
+
+interface ZkTotals {
+  writes: number;
+  packets: number;
+  bytes: number;
+  resultNodes: number;
+}
+
+function addZkTotals(
+  sum: ZkTotals | undefined,
+  before: ServerCounters,
+  after: ServerCounters,
+  resultNodes: number,
+): ZkTotals {
+  return {
+    writes: (sum?.writes ?? 0) + writesBetween(before, after),
+    packets: (sum?.packets ?? 0) + after.packetsReceived - before.packetsReceived,
+    bytes: (sum?.bytes ?? 0) + after.bytesReceived - before.bytesReceived,
+    resultNodes: (sum?.resultNodes ?? 0) + resultNodes,
+  };
+}
+
+function zkLoadOf(t: ZkTotals, tasks: number): ZkLoad {
+  return {
+    writesPerTask: round(t.writes / tasks),
+    requestsPerTask: round(t.packets / tasks),
+    bytesInPerTask: round(t.bytes / tasks, 1),
+    resultNodesPerTask: round(t.resultNodes / tasks),
+  };
+}
+
+function round1(v: number): number {
+  return Math.round(v * 10) / 10;
+}
+
+function zkLoad(before: ServerCounters, after: ServerCounters, tasks: number, resultNodes?: number): ZkLoad {
+  return {
+    writesPerTask: round(writesBetween(before, after) / tasks),
+    requestsPerTask: round((after.packetsReceived - before.packetsReceived) / tasks),
+    bytesInPerTask: round((after.bytesReceived - before.bytesReceived) / tasks, 1),
+    ...(resultNodes === undefined ? {} : { resultNodesPerTask: round(resultNodes / tasks) }),
+  };
+}
+
+/** Submits `tasks` at once and waits for all; returns the latencies (ms) and the failures. */
+async function submitAll(
+  grid: RunningGrid,
+  tasks: TaskInput[],
+  timeoutMs: number,
+  onAccepted?: () => void,
+): Promise<{ latencies: number[]; failed: number; ms: number }> {
+  const latencies: number[] = [];
+  let failed = 0;
+  const start = performance.now();
+  const ids = await grid.client.submit(tasks);
+  onAccepted?.();
+  await grid.client.wait(ids, {
+    timeoutMs,
+    onResult: (status) => {
+      latencies.push(performance.now() - start);
+      if (status.state !== "succeeded") failed++;
+    },
+  });
+  return { latencies, failed, ms: performance.now() - start };
+}
+
+function drainTimeoutMs(count: number): number {
+  return Math.max(60_000, count * 5);
+}
+
+export async function zkgridThroughput(
+  ctx: BenchContext,
+  workload: Workload,
+  shape: GridShape,
+  warmup: number,
+  count: number,
+  rounds: number,
+  options: GridOptions = {},
+): Promise<ThroughputResult> {
+  const result: ThroughputResult = {
+    kind: "throughput",
+    system: "zkgrid",
+    workload,
+    shape: describeShape(shape),
+    workers: shape.workers,
+    concurrency: shape.concurrency,
+    warmup,
+    count,
+    rounds: [],
+    seconds: Number.NaN,
+    tasksPerSecond: Number.NaN,
+    latencyMs: summarize([]),
+    failed: 0,
+    peakRssMiB: { workers: [] },
+  };
+  const grid = await RunningGrid.start(ctx, `zkgrid-${workload}`, shape, options);
+  try {
+    await submitAll(grid, makeTasks(workload, warmup), drainTimeoutMs(warmup));
+    const latencies: number[] = [];
+    const cpu = new CpuTotals();
+    let ms = 0;
+    let load: ZkTotals | undefined;
+    for (let round = 0; round < rounds; round++) {
+      const nodesBefore = await grid.resultNodeCount();
+      const before = await waitQuiet(ctx.zk);
+      const meter = grid.cpuMeter(ctx.zk.pid);
+      meter.start();
+      const run = await submitAll(
+        grid,
+        makeTasks(workload, count, warmup + round * count),
+        drainTimeoutMs(count),
+      );
+      cpu.add(meter.stop());
+      const after = await waitQuiet(ctx.zk);
+      const resultNodes = (await grid.resultNodeCount()) - nodesBefore;
+      load = addZkTotals(load, before, after, resultNodes);
+      ms += run.ms;
+      latencies.push(...run.latencies);
+      result.failed += run.failed;
+      result.rounds.push(round1(count / (run.ms / 1000)));
+    }
+    const total = count * rounds;
+    result.seconds = round(ms / 1000);
+    result.tasksPerSecond = median(result.rounds);
+    result.latencyMs = summarize(latencies);
+    result.cpuMsPerTask = cpuPerTask(cpu.totals, total, ms, availableParallelism());
+    if (load) result.zk = zkLoadOf(load, total);
+  } catch (error) {
+    result.error = String(error);
+  } finally {
+    result.peakRssMiB = grid.peakRss();
+    await grid.stop();
+  }
+  return result;
+}
+
+export async function zkgridLatency(
+  ctx: BenchContext,
+  shape: GridShape,
+  warmup: number,
+  count: number,
+  options: GridOptions = {},
+): Promise<LatencyResult> {
+  const result: LatencyResult = {
+    kind: "latency",
+    system: "zkgrid",
+    shape: describeShape(shape),
+    warmup,
+    count,
+    latencyMs: summarize([]),
+    failed: 0,
+    peakRssMiB: { workers: [] },
+  };
+  const grid = await RunningGrid.start(ctx, "zkgrid-latency", shape, options);
+  try {
+    const one = async (i: number): Promise<number> => {
+      const start = performance.now();
+      const results = await grid.client.submitAndWait({ handler: "noop", input: i }, { timeoutMs: 30_000 });
+      const ms = performance.now() - start;
+      for (const status of results.values()) if (status.state !== "succeeded") result.failed++;
+      return ms;
+    };
+    for (let i = 0; i < warmup; i++) await one(i);
+    result.failed = 0;
+    const nodesBefore = await grid.resultNodeCount();
+    const before = await waitQuiet(ctx.zk);
+    const meter = grid.cpuMeter(ctx.zk.pid);
+    meter.start();
+    const start = performance.now();
+    const latencies: number[] = [];
+    for (let i = 0; i < count; i++) latencies.push(await one(warmup + i));
+    result.cpuMsPerTask = cpuPerTask(meter.stop(), count, performance.now() - start, availableParallelism());
+    const after = await waitQuiet(ctx.zk);
+    result.latencyMs = summarize(latencies);
+    result.zk = zkLoad(before, after, count, (await grid.resultNodeCount()) - nodesBefore);
+  } catch (error) {
+    result.error = String(error);
+  } finally {
+    result.peakRssMiB = grid.peakRss();
+    await grid.stop();
+  }
+  return result;
+}
+
+/** Lines of the server log that mean a request was refused for its size (the server drops the link). */
+function oversizedRequests(logFile: string): number {
+  try {
+    return (
+      readFileSync(logFile, "utf8").match(/Len error|Unreasonable length|exceeds.*jute\.maxbuffer/gi) ?? []
+    ).length;
+  } catch {
+    return 0;
+  }
+}
+
+async function dataLength(zk: ZkClient, path: string): Promise<number> {
+  const stat = await zk.exists(path).catch(() => null);
+  return stat?.dataLength ?? 0;
+}
+
+/** Largest data among the children of `dir` (by stat, no data read). */
+async function largestChild(zk: ZkClient, dir: string, limit = 5000): Promise<number> {
+  const children = await zk.getChildren(dir).catch(() => [] as string[]);
+  let max = 0;
+  for (let i = 0; i < children.length && i < limit; i += 64) {
+    const sizes = await Promise.all(children.slice(i, i + 64).map((c) => dataLength(zk, `${dir}/${c}`)));
+    max = Math.max(max, ...sizes);
+  }
+  return max;
+}
+
+/**
+ * 100 000 tasks queued at once: the time until all are in the queue (accepted), until the queue is
+ * empty (the leader has handed every task out), and until every result is back (drained); the size of
+ * what crosses ZooKeeper and the master's memory on the way.
+ */
+export async function zkgridScale(
+  ctx: BenchContext,
+  shape: GridShape,
+  count: number,
+  options: GridOptions = {},
+): Promise<ScaleResult> {
+  const result: ScaleResult = {
+    kind: "scale",
+    shape: describeShape(shape),
+    count,
+    acceptedSeconds: Number.NaN,
+    assignedSeconds: Number.NaN,
+    drainedSeconds: Number.NaN,
+    tasksPerSecond: Number.NaN,
+    failed: 0,
+    zk: { writesPerTask: Number.NaN, requestsPerTask: Number.NaN, bytesInPerTask: Number.NaN },
+    maxResponseBytes: 0,
+    oversizedRequests: 0,
+    maxNodeBytesSeen: 0,
+    peakRssMiB: { workers: [] },
+    masterRssTimeline: [],
+  };
+  const grid = await RunningGrid.start(ctx, "zkgrid-scale", shape, options);
+  const { layout } = grid.client;
+  let sampling = true;
+  let sampler: Promise<void> = Promise.resolve();
+  try {
+    await submitAll(grid, makeTasks("noop", 1000), drainTimeoutMs(1000));
+    const nodesBefore = await grid.resultNodeCount();
+    const before = await waitQuiet(ctx.zk);
+    const meter = grid.cpuMeter(ctx.zk.pid);
+    meter.start();
+    const start = performance.now();
+    const since = () => (performance.now() - start) / 1000;
+    let accepted = false;
+    sampler = (async () => {
+      while (sampling) {
+        const rss = readStatusKb(grid.master.pid, "VmRSS");
+        if (rss !== undefined) result.masterRssTimeline.push([round(since(), 2), round(rss / MiB, 1)]);
+        const assigns = await Promise.all(
+          grid.workers.map((_, i) => dataLength(grid.zk, layout.assign(`w${i + 1}`))),
+        );
+        result.maxNodeBytesSeen = Math.max(result.maxNodeBytesSeen, ...assigns);
+        if (accepted && Number.isNaN(result.assignedSeconds)) {
+          const queued = await grid.zk.getChildren(layout.queue).catch(() => ["?"]);
+          if (queued.length === 0) result.assignedSeconds = round(since());
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const run = await submitAll(grid, makeTasks("noop", count, 1000), drainTimeoutMs(count), () => {
+      result.acceptedSeconds = round(since());
+      accepted = true;
+      // Right after acceptance most queue nodes still exist: measure them (stats only).
+      void largestChild(grid.zk, layout.queue).then((n) => {
+        result.maxNodeBytesSeen = Math.max(result.maxNodeBytesSeen, n);
+      });
+    });
+    result.cpuMsPerTask = cpuPerTask(meter.stop(), count, run.ms, availableParallelism());
+    result.drainedSeconds = round(run.ms / 1000);
+    if (Number.isNaN(result.assignedSeconds)) result.assignedSeconds = result.drainedSeconds;
+    result.tasksPerSecond = round(count / (run.ms / 1000), 1);
+    result.failed = run.failed;
+    sampling = false;
+    await sampler;
+    const after = await waitQuiet(ctx.zk);
+    result.zk = zkLoad(before, after, count, (await grid.resultNodeCount()) - nodesBefore);
+    result.maxResponseBytes = after.maxResponseBytes;
+    result.maxNodeBytesSeen = Math.max(result.maxNodeBytesSeen, await largestChild(grid.zk, layout.results));
+  } catch (error) {
+    result.error = String(error);
+  } finally {
+    sampling = false;
+    await sampler.catch(() => {});
+    result.oversizedRequests = oversizedRequests(ctx.zk.logFile);
+    result.peakRssMiB = grid.peakRss();
+    await grid.stop();
+  }
+  return result;
+}
