@@ -209,6 +209,23 @@ describe("the grid, end to end with real processes", () => {
     expect((await g.results()).some((r) => r.id === "no-such-task")).toBe(false);
     await waitFor(async () => (await zk.getChildren(g.layout.cancel)).length === 0, { timeoutMs: 30_000 });
   });
+
+  it("the leader keeps only the newest result nodes it is told to keep", async () => {
+    const g = start();
+    g.master("m1", ["--keep-results", "2"]);
+    g.worker("w1");
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const sent = await g.submit(["--cmd", `echo ${i}`, "--wait", "--json"]);
+      expect(sent.code).toBe(0);
+      ids.push(JSON.parse(lines(sent.stdout)[0] ?? "{}").id);
+    }
+    const zk = await g.zk();
+    await waitFor(async () => (await zk.getChildren(g.layout.results)).length <= 2, { timeoutMs: 30_000 });
+    const kept = (await g.results()).map((r) => r.id);
+    expect(kept).toContain(ids[3]);
+    expect(kept).not.toContain(ids[0]);
+  });
 });
 
 function processAlive(pid: number): boolean {

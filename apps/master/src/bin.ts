@@ -12,6 +12,7 @@ Options:
   --root <path>            the grid's root znode (env ZKGRID_ROOT; default /zkgrid)
   --session-timeout <duration>  ZooKeeper session timeout (default 10s)
   --auth <user:password>   digest credentials (env ZKGRID_AUTH)
+  --keep-results <n>       result nodes kept under <root>/results; older ones are deleted (default 5000)
   --http-port <n>          serve the dashboard and /metrics on this port (0: any free port)
   --http-host <addr>       the address for it (default 127.0.0.1)
   --log-level <level>      debug, info, warn or error (default info)
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
         auth: { type: "string" },
         "log-level": { type: "string" },
         "http-port": { type: "string" },
+        "keep-results": { type: "string" },
         "http-host": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "v" },
@@ -84,6 +86,11 @@ async function main(): Promise<void> {
   if (httpPort !== undefined && !(/^\d+$/.test(httpPortText ?? "") && httpPort <= 65535)) {
     fail(`--http-port: expected a port number 0..65535, got "${httpPortText}"`);
   }
+  const keepText = values["keep-results"] as string | undefined;
+  const keepResults = keepText === undefined ? undefined : Number(keepText);
+  if (keepResults !== undefined && !(/^\d+$/.test(keepText ?? "") && keepResults >= 1)) {
+    fail(`--keep-results: expected a whole number ≥ 1, got "${keepText}"`);
+  }
   const logger = createLogger({ name: "master", level, base: { master: name } });
 
   let master: Awaited<ReturnType<typeof startMaster>>;
@@ -95,6 +102,7 @@ async function main(): Promise<void> {
       sessionTimeoutMs,
       auth: (values.auth as string | undefined) ?? process.env.ZKGRID_AUTH,
       logger,
+      ...(keepResults === undefined ? {} : { keepResults }),
       ...(httpPort === undefined ? {} : { httpPort, httpHost: values["http-host"] as string | undefined }),
     });
   } catch (err) {

@@ -19,6 +19,9 @@ import type { Logger } from "./logger.js";
 import type { MasterMetrics } from "./metrics.js";
 import { finalStatus, TaskBook } from "./task-book.js";
 
+/** Result nodes kept under R/results; older ones are deleted (a reader lists them all on each change). */
+export const DEFAULT_KEEP_RESULTS = 5000;
+
 /** How long a report dir may exist without a registration of its session before it is fenced. */
 const UNREGISTERED_DIR_GRACE_MS = 120_000;
 
@@ -66,6 +69,8 @@ export class GridLeader {
   /** `worker@session` of every registration this term has seen. */
   private readonly seenSessions = new Set<string>();
   private pendingResults: TaskStatus[] = [];
+  /** Result node names, oldest first, for pruning. */
+  private resultNodes: string[] = [];
   /** Cancel request nodes → their ids not yet final; a node is deleted once all are. */
   private readonly cancelNodes = new Map<string, Set<string>>();
   /** Cancel nodes to rewrite with `accepted` before the assignments that drop those tasks. */
@@ -92,6 +97,7 @@ export class GridLeader {
     private readonly leadership: Leadership,
     private readonly log: Logger,
     private readonly metrics?: MasterMetrics,
+    private readonly keepResults = DEFAULT_KEEP_RESULTS,
   ) {
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
@@ -159,6 +165,7 @@ export class GridLeader {
     }
 
     const resultNodes = await client.getChildren(layout.results);
+    this.resultNodes = [...resultNodes].sort(bySequence);
     await forEachLimit(resultNodes, 32, async (name) => {
       const got = await getOrNull(client, `${layout.results}/${name}`);
       if (!got) return;
@@ -647,15 +654,27 @@ export class GridLeader {
       batches.map(async (batch) => {
         this.guard();
         this.counters.writes += 1;
-        await this.client.createProtected(
+        const path = await this.client.createProtected(
           `${this.layout.results}/${this.layout.resultNodePrefix}`,
           trustedEncode(batch),
           "persistent-sequential",
         );
+        this.resultNodes.push(path.slice(path.lastIndexOf("/") + 1));
       }),
     );
     this.counters.finished += results.length;
+    this.pruneResults();
     for (const r of results) this.metrics?.resultWritten(r);
+  }
+
+  /** Deletes the oldest result nodes beyond `keepResults`, without holding up the step. */
+  private pruneResults(): void {
+    if (this.resultNodes.length <= this.keepResults) return;
+    this.resultNodes.sort(bySequence);
+    const old = this.resultNodes.splice(0, this.resultNodes.length - this.keepResults);
+    void Promise.all(old.map((n) => this.deleteQuietly(`${this.layout.results}/${n}`))).catch((err) =>
+      this.onStepError(err),
+    );
   }
 
   private async writeRequeue(entries: ReturnType<TaskBook["takeHomeless"]>): Promise<void> {

@@ -29,6 +29,8 @@ export interface MasterOptions {
   httpPort?: number;
   /** The address for the dashboard; default 127.0.0.1 (loopback only). */
   httpHost?: string;
+  /** How many result nodes the leader keeps under R/results (default 5000); older ones are deleted. */
+  keepResults?: number;
 }
 
 export type MasterRole = "starting" | "standby" | "leader" | "stopped";
@@ -53,6 +55,7 @@ export class Master {
     private readonly log: Logger,
     private readonly metrics: MasterMetrics | undefined,
     private readonly http: { dashboard: Dashboard; observer: GridObserver } | undefined,
+    private readonly keepResults: number | undefined,
   ) {}
 
   /** The dashboard's address, when this master serves one. */
@@ -63,6 +66,12 @@ export class Master {
   /** Joins the election; resolves once this master is a candidate (leader or standby). */
   static async start(options: MasterOptions): Promise<Master> {
     assertWorkerName(options.name);
+    if (
+      options.keepResults !== undefined &&
+      !(Number.isInteger(options.keepResults) && options.keepResults >= 1)
+    ) {
+      throw new RangeError(`keepResults must be a whole number ≥ 1, got ${options.keepResults}`);
+    }
     const log: Logger = options.logger ?? (() => {});
     const layout = gridLayout(options.root ?? "/zkgrid");
     const client =
@@ -100,7 +109,17 @@ export class Master {
       ...(http ? { httpPort: http.dashboard.port } : {}),
     });
     const election = client.election(layout.masters, { data: info });
-    const master = new Master(options.name, client, layout, election, !options.client, log, metrics, http);
+    const master = new Master(
+      options.name,
+      client,
+      layout,
+      election,
+      !options.client,
+      log,
+      metrics,
+      http,
+      options.keepResults,
+    );
     roleNow = () => master.role;
     master.loop = master.follow();
     master.setRole(election.isLeader ? "leader" : "standby");
@@ -185,7 +204,14 @@ export class Master {
   /** Starts a leader term; a term that ends while leadership holds (a refused write) starts over. */
   private async lead(leadership: Leadership): Promise<void> {
     while (!leadership.signal.aborted && this.role_ !== "stopped") {
-      const leader = new GridLeader(this.client, this.layout, leadership, this.log, this.metrics);
+      const leader = new GridLeader(
+        this.client,
+        this.layout,
+        leadership,
+        this.log,
+        this.metrics,
+        this.keepResults,
+      );
       this.leader = leader;
       try {
         await leader.start();

@@ -75,8 +75,7 @@ export async function runCancelCommand(argv: readonly string[], io: CliIo): Prom
   try {
     const layout = grid.layout;
     // Results newer than this are read for the wait: taken before looking, so none is missed.
-    const stat = await grid.zk.exists(layout.results);
-    const since = stat === null ? -1 : stat.cversion - 1;
+    const since = await grid.resultBaseline();
 
     const observer = await observeGrid({ client: grid.zk, root: layout.root });
     const toCancel: string[] = [];

@@ -1,6 +1,12 @@
 import { hostname, userInfo } from "node:os";
 import { connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
-import { type GridLayout, gridLayout, type SubmitBatch, type TaskStatus } from "@zkgrid/protocol";
+import {
+  type GridLayout,
+  gridLayout,
+  parseSequence,
+  type SubmitBatch,
+  type TaskStatus,
+} from "@zkgrid/protocol";
 import { GridClosedError, WaitTimeoutError } from "./errors.js";
 import { ResultFeed } from "./result-feed.js";
 import { SubmitPipeline } from "./submit-pipeline.js";
@@ -104,7 +110,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     const submitter = options.submitter ?? defaultSubmitter();
     this.#pipeline = new SubmitPipeline(
       {
-        resultBaseline: () => this.#resultBaseline(),
+        resultBaseline: () => this.resultBaseline(),
         writeBatch: (batch) => this.#writeBatch(batch),
       },
       () => ({ submitter }),
@@ -273,13 +279,21 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   }
 
   /**
-   * A result node created after this call has a higher sequence than the number returned:
-   * ZooKeeper names a sequential child after its parent's `cversion`, which only grows. This reads
-   * one stat instead of listing every result node for the highest sequence.
+   * The highest sequence among the result nodes that exist now (-1 if none): a result node created
+   * after this call has a higher one. It lists `R/results`, which the leader keeps short
+   * (`--keep-results`); the parent's `cversion` cannot stand in, since deletions count in it too.
    */
-  async #resultBaseline(): Promise<number> {
-    const stat = await this.zk.exists(this.layout.results);
-    return stat === null ? -1 : stat.cversion - 1;
+  async resultBaseline(): Promise<number> {
+    let names: string[];
+    try {
+      names = await this.zk.getChildren(this.layout.results);
+    } catch (err) {
+      if (errors.isNoNode(err)) return -1;
+      throw err;
+    }
+    let max = -1;
+    for (const name of names) max = Math.max(max, parseSequence(name) ?? -1);
+    return max;
   }
 
   async #writeBatch(batch: SubmitBatch): Promise<void> {
