@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { Leadership, WatchStream, ZkClient } from "@zkgrid/core";
 import { errors } from "@zkgrid/core";
 import type { CancelRequest, GridLayout, SubmitBatch, TaskStatus, WorkerReport } from "@zkgrid/protocol";
@@ -10,6 +11,10 @@ import {
   decodeWorkerReport,
   encodeCancelRequest,
   encodeSubmitBatch,
+  headBytes,
+  isValidTaskId,
+  isValidWorkerName,
+  MAX_MESSAGE_BYTES,
   newBatchId,
   packResultBatches,
   parseSequence,
@@ -102,8 +107,10 @@ export class GridLeader {
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
-    leadership.signal.addEventListener("abort", () => void this.stop(), { once: true });
+    leadership.signal.addEventListener("abort", this.onLeadershipLost, { once: true });
   }
+
+  private readonly onLeadershipLost = (): void => void this.stop();
 
   /** Resolves when this term ends (leadership lost, stop(), or a refused fenced write). */
   finished(): Promise<void> {
@@ -136,6 +143,8 @@ export class GridLeader {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // A term that ends while leadership holds is followed by another on the same signal.
+    this.leadership.signal.removeEventListener("abort", this.onLeadershipLost);
     clearTimeout(this.retryTimer);
     clearTimeout(this.staleDirTimer);
     this.abort.abort();
@@ -176,6 +185,10 @@ export class GridLeader {
 
     const assigned = await client.getChildren(layout.assignDir);
     await forEachLimit(assigned, 32, async (worker) => {
+      if (!isValidWorkerName(worker)) {
+        this.log("warn", "unexpected node under assign; ignoring it", { node: worker });
+        return;
+      }
       const path = layout.assign(worker);
       const got = await getOrNull(client, path);
       if (!got) return;
@@ -244,10 +257,20 @@ export class GridLeader {
   private async onWorkers(children: string[]): Promise<void> {
     const seen = new Map<string, LiveWorker>();
     await forEachLimit(children, 32, async (name) => {
+      // Any client can create nodes here: a name that is no worker name, or a node that no session
+      // owns (persistent), is not a worker, and must not reach layout.worker() or an assignment.
+      if (!isValidWorkerName(name)) {
+        this.log("warn", "unexpected node under workers; ignoring it", { node: name });
+        return;
+      }
       const got = await getOrNull(this.client, this.layout.worker(name));
       if (!got) return;
       const reg = decodeWorkerRegistration(got.data);
       const session = got.stat.ephemeralOwner;
+      if (session === "0") {
+        this.log("warn", "worker registration is not ephemeral; ignoring it", { worker: name });
+        return;
+      }
       if (!reg.ok) {
         this.log("warn", "worker registration unreadable; ignoring that worker", {
           worker: name,
@@ -377,7 +400,11 @@ export class GridLeader {
     });
   }
 
-  private reject(id: string, reason: string): void {
+  private reject(candidate: string, why: string): void {
+    // A queue node's name may not make a valid id (any client names its nodes): fall back to one
+    // that is, and keep the reason within its limit: readers refuse a result batch holding either.
+    const id = isValidTaskId(candidate) ? candidate : fallbackTaskId(candidate);
+    const reason = headBytes(why, MAX_MESSAGE_BYTES);
     if (this.book.isKnown(id)) return;
     this.log("warn", "task rejected", { task: id, reason });
     this.pendingResults.push(
@@ -744,7 +771,36 @@ export class GridLeader {
         throw new NotLeaderError(`assignment of ${worker} was created by someone else`);
       }
     }
-    const stat = await this.client.set(path, data, version);
+    try {
+      const stat = await this.client.set(path, data, version);
+      this.assignVersions.set(worker, stat.version);
+    } catch (err) {
+      if (!errors.isBadVersion(err)) throw err;
+      await this.writeOverForeignAssignment(worker, data);
+    }
+  }
+
+  /**
+   * Someone else wrote `R/assign/<worker>`. A newer leader's epoch there means this term is over.
+   * Anything else (another client's garbage, which no worker can read) is written over under the version
+   * just read, keeping this term's state: a rebuild would read that garbage and lose the worker's tasks.
+   * Only this leader's live session can succeed (guard()), so a deposed leader still cannot.
+   */
+  private async writeOverForeignAssignment(worker: string, data: Buffer): Promise<void> {
+    const path = this.layout.assign(worker);
+    const got = await getOrNull(this.client, path);
+    const decoded = got ? decodeAssignment(got.data) : undefined;
+    if (decoded?.ok && decoded.value.epoch > this.leadership.epoch) {
+      throw new NotLeaderError(`assignment of ${worker} was written by epoch ${decoded.value.epoch}`);
+    }
+    this.log("warn", "assignment node changed by another client; writing it again", { worker });
+    this.guard();
+    if (!got) {
+      this.assignVersions.delete(worker);
+      this.dirtyAssign.add(worker);
+      return;
+    }
+    const stat = await this.client.set(path, data, got.stat.version);
     this.assignVersions.set(worker, stat.version);
   }
 
@@ -800,6 +856,13 @@ export class GridLeader {
       workers: this.book.workers.size,
     };
   }
+}
+
+/** `queue-<16 hex digits of sha256(candidate)>`, with the candidate's `.<index>` suffix kept. */
+function fallbackTaskId(candidate: string): string {
+  const dot = candidate.lastIndexOf(".");
+  const index = dot >= 0 && /^\d+$/.test(candidate.slice(dot + 1)) ? candidate.slice(dot) : "";
+  return `queue-${createHash("sha256").update(candidate).digest("hex").slice(0, 16)}${index}`;
 }
 
 function bySequence(a: string, b: string): number {

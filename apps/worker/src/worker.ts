@@ -168,6 +168,11 @@ class GridWorker implements Worker {
   private readonly loggedProblems = new Set<string>();
 
   private lock: LocalLock | undefined;
+  /** When the freeze detector last ran; a long gap means the process was stopped (SIGSTOP, GC, VM). */
+  private lastTick = Date.now();
+  private tickTimer: NodeJS.Timeout | undefined;
+  /** Set while a round trip checks that the session survived a freeze: nothing starts meanwhile. */
+  private confirming: Promise<void> | undefined;
   /** Aborts when the worker stops or fails: ends the session loop and the assignment watch. */
   private readonly lifetime = new AbortController();
   private readonly listeners = new Set<(event: WorkerEvent) => void>();
@@ -200,7 +205,9 @@ class GridWorker implements Worker {
       options.sessionTimeoutMs,
       DEFAULT_SESSION_TIMEOUT_MS,
     );
-    this.nameWaitMs = duration("nameWaitMs", options.nameWaitMs, this.sessionTimeoutMs);
+    // ZooKeeper ends a dead holder's session up to a tick after its timeout, counted from when it last
+    // heard from it: waiting only the timeout can give up a moment before the name is free.
+    this.nameWaitMs = duration("nameWaitMs", options.nameWaitMs, 2 * this.sessionTimeoutMs);
     this.handlers = options.handlers ?? {};
     const logger = options.logger ?? createStderrLogger();
     this.log = (level, msg, fields) => logger(level, msg, { worker: this.name, ...fields });
@@ -262,6 +269,10 @@ class GridWorker implements Worker {
       throw this.failure ?? error;
     }
     this.setState("RUNNING");
+    this.tickTimer = setInterval(() => {
+      this.lastTick = Date.now();
+    }, 250);
+    this.tickTimer.unref();
     this.reconcile();
   }
 
@@ -337,7 +348,35 @@ class GridWorker implements Worker {
     this.resolveClosed();
   }
 
+  /**
+   * True while the worker must not start tasks because it may have been frozen past its session
+   * timeout without hearing of it yet: the first reconcile after a long gap asks ZooKeeper whether
+   * its registration still belongs to its session, and ends the session if not.
+   */
+  private heldAfterFreeze(session: Session): boolean {
+    if (this.confirming !== undefined) return true;
+    if (Date.now() - this.lastTick <= this.sessionTimeoutMs / 3) return false;
+    this.lastTick = Date.now();
+    const client = this.client;
+    this.confirming = client
+      .exists(this.layout.worker(this.name))
+      .then(
+        (stat) => {
+          if (stat?.ephemeralOwner !== session.id) this.endSession(session, "expired");
+        },
+        () => {
+          // No answer: the connection events decide what happened to the session.
+        },
+      )
+      .finally(() => {
+        this.confirming = undefined;
+        this.reconcile();
+      });
+    return true;
+  }
+
   private async release(): Promise<void> {
+    clearInterval(this.tickTimer);
     if (this.ownsClient) await this.zk?.close();
     await this.lock?.release();
   }
@@ -489,6 +528,7 @@ class GridWorker implements Worker {
     const assignment = this.assignment;
     const session = this.session;
     if (assignment === undefined || session?.status !== "active" || assignment.session !== session.id) return;
+    if (this.heldAfterFreeze(session)) return;
     const assigned = new Set<string>();
     for (const task of assignment.tasks) assigned.add(taskKey(task));
     for (const refused of assignment.refused) assigned.add(taskKey(refused));

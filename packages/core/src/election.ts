@@ -309,13 +309,16 @@ export class Election implements LeaderElection {
     const name = basenameOf(node);
     const mySeq = sequenceOf(name)!;
     const absDir = chroot.toServer(this.#path);
+    // Persistent nodes under the election path are no candidates (any client can make one, and it
+    // would never go away): skipped once seen.
+    const notCandidates = new Set<string>();
     while (!stop.aborted && !session.ended) {
       const { children } = await this.#core.runForever(
         this.#path,
         (s) => onThisSession(s).getChildren(absDir, this.#path, false),
         stop,
       );
-      const sorted = this.#sortCandidates(children);
+      const sorted = this.#sortCandidates(children.filter((c) => !notCandidates.has(c)));
       const index = sorted.findIndex((c) => c.name === name);
       if (index < 0) {
         // Our candidate node is gone (deleted by someone): no longer leader; enter again.
@@ -340,6 +343,14 @@ export class Election implements LeaderElection {
       }
       if (stat === null) {
         // Gone between the listing and the watch: look again.
+        wait.cancel();
+        continue;
+      }
+      if (index > 0 && stat.ephemeralOwner === "0") {
+        this.#core.log("warn", "a persistent node under the election path is not a candidate; skipping it", {
+          node: watched,
+        });
+        notCandidates.add(sorted[index - 1]!.name);
         wait.cancel();
         continue;
       }

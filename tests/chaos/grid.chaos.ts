@@ -1,0 +1,30 @@
+import { afterAll, expect, it } from "vitest";
+import { assertBuilt } from "./cluster.js";
+import { ChaosRun, type ChaosReport, chaosOptions } from "./scenario.js";
+
+// The long run: `pnpm test:chaos`; CHAOS_TASKS, CHAOS_ROUNDS, CHAOS_SESSION_TIMEOUT_MS, CHAOS_SEED.
+const run = new ChaosRun(
+  chaosOptions({ tasks: 3000, rounds: 3, sessionTimeoutMs: 4000, log: (l) => console.log(l) }),
+);
+
+let passed = false;
+
+afterAll(async () => {
+  await run.close({ keepLogs: !passed });
+});
+
+it("through rounds of every fault, thousands of tasks each end exactly once and run again only when their worker was lost", async () => {
+  assertBuilt();
+  let report: ChaosReport;
+  try {
+    report = await run.run();
+  } catch (error) {
+    console.error(run.cluster?.transcript(80));
+    throw error;
+  }
+  console.log(report.table);
+  if (report.verdict.violations.length > 0) console.error(run.cluster?.transcript(80));
+  expect(report.verdict.tasksChecked).toBe(report.submitted);
+  expect(report.verdict.violations).toEqual([]);
+  passed = true;
+}, 7_200_000);

@@ -1,0 +1,122 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TaskStatus } from "@zkgrid/protocol";
+import { describe, expect, it } from "vitest";
+import { type CheckInput, checkRun, type Execution, readExecutions } from "./ledger.js";
+
+const ok = (id: string, attempt: number, worker: string): TaskStatus => ({
+  v: 1,
+  id,
+  state: "succeeded",
+  attempt,
+  worker,
+});
+const run = (attempt: number, worker: string, startedAt: number, finished = true): Execution => ({
+  attempt,
+  worker,
+  startedAt,
+  finished,
+});
+
+function input(over: Partial<CheckInput>): CheckInput {
+  return {
+    accepted: new Map([["t1", { maxAttempts: 3 }]]),
+    results: [ok("t1", 1, "w1")],
+    executions: new Map([["t1", [run(1, "w1", 100)]]]),
+    losses: [],
+    staleWindows: [],
+    workers: new Set(["w1", "w2"]),
+    ...over,
+  };
+}
+
+// The chaos suite is only as good as its checker: each guarantee it checks must fail when broken.
+describe("the chaos checker", () => {
+  it("passes a task that ran once and succeeded once", () => {
+    expect(checkRun(input({})).violations).toEqual([]);
+  });
+
+  it("flags a missing result, two different results and a result for an unknown task", () => {
+    expect(checkRun(input({ results: [] })).violations).toEqual([expect.stringMatching(/no final status/)]);
+    const two = checkRun(input({ results: [ok("t1", 1, "w1"), { ...ok("t1", 1, "w1"), state: "failed" }] }));
+    expect(two.violations).toEqual([expect.stringMatching(/two different final statuses/)]);
+    const same = checkRun(input({ results: [ok("t1", 1, "w1"), ok("t1", 1, "w1")] }));
+    expect(same.violations).toEqual([]);
+    expect(same.duplicateResults).toBe(1);
+    expect(checkRun(input({ results: [ok("t1", 1, "w1"), ok("x", 1, "w1")] })).violations).toEqual([
+      expect.stringMatching(/nobody submitted/),
+    ]);
+  });
+
+  it("flags a result from an attempt the grid had given up, and a success nobody finished", () => {
+    const superseded = input({
+      results: [ok("t1", 1, "w1")],
+      executions: new Map([["t1", [run(1, "w1", 100), run(2, "w2", 200)]]]),
+      losses: [{ worker: "w1", at: 150, cause: "SIGSTOP" }],
+    });
+    expect(checkRun(superseded).violations).toContainEqual(expect.stringMatching(/gave up/));
+    expect(checkRun(input({ executions: new Map([["t1", [run(1, "w1", 100, false)]]]) })).violations).toEqual(
+      [expect.stringMatching(/never finished/)],
+    );
+    expect(checkRun(input({ executions: new Map() })).violations).toEqual([
+      expect.stringMatching(/never ran it/),
+    ]);
+  });
+
+  it("allows a second run only after the first run's worker was lost while holding it", () => {
+    const executions = new Map([["t1", [run(1, "w1", 100), run(2, "w2", 200)]]]);
+    const results = [ok("t1", 2, "w2")];
+    const allowed = checkRun(
+      input({ results, executions, losses: [{ worker: "w1", at: 150, cause: "SIGKILL" }] }),
+    );
+    expect(allowed.violations).toEqual([]);
+    expect(allowed.reRun).toBe(1);
+    expect(allowed.reRunCauses.get("SIGKILL")).toBe(1);
+    // Lost before the run started: that loss does not explain it.
+    const early = checkRun(
+      input({ results, executions, losses: [{ worker: "w1", at: 50, cause: "SIGKILL" }] }),
+    );
+    expect(early.violations).toEqual([expect.stringMatching(/was not lost after it started/)]);
+    expect(checkRun(input({ results, executions })).violations).toEqual([
+      expect.stringMatching(/was not lost/),
+    ]);
+  });
+
+  it("flags an attempt run twice and a start inside a stale window", () => {
+    const twice = input({ executions: new Map([["t1", [run(1, "w1", 100), run(1, "w2", 120)]]]) });
+    expect(checkRun(twice).violations).toContainEqual(expect.stringMatching(/attempt 1 ran 2 times/));
+    const stale = input({ staleWindows: [{ worker: "w1", from: 90, to: 110 }] });
+    expect(checkRun(stale).violations).toEqual([expect.stringMatching(/after its session had expired/)]);
+  });
+
+  it("accepts a task failed after maxAttempts lost workers, and nothing else that is not a success", () => {
+    const lost: TaskStatus = {
+      v: 1,
+      id: "t1",
+      state: "failed",
+      attempt: 3,
+      reason: "worker lost after 3 attempts (maxAttempts 3)",
+    };
+    const runs = [run(1, "w1", 100), run(2, "w2", 200), run(3, "w1", 300)];
+    const losses = [
+      { worker: "w1", at: 150, cause: "SIGKILL" },
+      { worker: "w2", at: 250, cause: "SIGKILL" },
+      { worker: "w1", at: 350, cause: "SIGKILL" },
+    ];
+    const gaveUp = checkRun(input({ results: [lost], executions: new Map([["t1", runs]]), losses }));
+    expect(gaveUp.violations).toEqual([]);
+    expect(gaveUp.gaveUp).toBe(1);
+    const failed = checkRun(input({ results: [{ ...ok("t1", 1, "w1"), state: "failed", exitCode: 1 }] }));
+    expect(failed.violations).toEqual([expect.stringMatching(/unexpected final state failed/)]);
+  });
+
+  it("reads the start and end lines the task command writes", () => {
+    const dir = mkdtempSync(join(tmpdir(), "zkgrid-ledger-"));
+    writeFileSync(join(dir, "t1"), "s 1 w1 1700000000000\ns 2 w2 1700000000500\ne 2 w2\n");
+    expect(readExecutions(dir).get("t1")).toEqual([
+      run(1, "w1", 1700000000000, false),
+      run(2, "w2", 1700000000500, true),
+    ]);
+  });
+});

@@ -1,0 +1,551 @@
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { decodeAssignment, type TaskSpec } from "@zkgrid/protocol";
+import { startEnsemble, waitFor, type ZkEnsemble } from "@zkgrid/testing";
+import { Cluster, type GridProcess } from "./cluster.js";
+import {
+  checkRun,
+  type Loss,
+  readExecutions,
+  recordingCommand,
+  type StaleWindow,
+  type Verdict,
+} from "./ledger.js";
+import { prng } from "../hostile/corpus.js";
+
+export interface ChaosOptions {
+  /** At least this many tasks are submitted (more if the faults take longer than the stream). */
+  tasks: number;
+  /** How many times the whole fault schedule runs. */
+  rounds: number;
+  sessionTimeoutMs: number;
+  workers: number;
+  concurrency: number;
+  seed: number;
+  /** Limit for the final wait for every result. */
+  resultTimeoutMs: number;
+  /** Say what happens, as it happens. */
+  log?: (line: string) => void;
+}
+
+export interface ChaosReport {
+  faults: Array<{ fault: string; count: number }>;
+  submitted: number;
+  verdict: Verdict;
+  table: string;
+}
+
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+/** Options from the environment (CHAOS_TASKS, CHAOS_ROUNDS, CHAOS_SESSION_TIMEOUT_MS, CHAOS_SEED). */
+export function chaosOptions(defaults: Partial<ChaosOptions>): ChaosOptions {
+  const env = (name: string, fallback: number) => {
+    const value = process.env[name];
+    return value === undefined || value === "" ? fallback : Number(value);
+  };
+  return {
+    tasks: env("CHAOS_TASKS", defaults.tasks ?? 300),
+    rounds: env("CHAOS_ROUNDS", defaults.rounds ?? 1),
+    sessionTimeoutMs: env("CHAOS_SESSION_TIMEOUT_MS", defaults.sessionTimeoutMs ?? 4000),
+    workers: defaults.workers ?? 3,
+    concurrency: defaults.concurrency ?? 4,
+    seed: env("CHAOS_SEED", defaults.seed ?? Date.now() % 1_000_000),
+    resultTimeoutMs: defaults.resultTimeoutMs ?? 300_000,
+    log: defaults.log,
+  };
+}
+
+/**
+ * A chaos run: a 3-node ensemble on loopback, two masters and `workers` workers as real processes, a
+ * stream of tasks that record each execution, and faults injected one after another while the stream
+ * flows. close() kills everything, also when run() threw.
+ */
+export class ChaosRun {
+  ensemble: ZkEnsemble | undefined;
+  cluster: Cluster | undefined;
+  private readonly faults = new Map<string, number>();
+  private readonly losses: Loss[] = [];
+  private readonly staleWindows: StaleWindow[] = [];
+  /** When one ZooKeeper member was down. */
+  private readonly memberDown: Array<{ from: number; to: number }> = [];
+  private readonly accepted = new Map<string, { maxAttempts: number }>();
+  private readonly rnd: () => number;
+  private execDir = "";
+  private feeding = true;
+  private faultsDone = false;
+  private stopped = false;
+  private masterCount = 0;
+  private readonly workerNames: string[];
+
+  constructor(readonly options: ChaosOptions) {
+    this.crashed = new Promise<never>((_, reject) => {
+      this.reportCrash = reject;
+    });
+    this.crashed.catch(() => {});
+    this.rnd = prng(options.seed);
+    this.workerNames = Array.from({ length: options.workers }, (_, i) => `w${i + 1}`);
+  }
+
+  private say(line: string): void {
+    this.options.log?.(`[chaos ${new Date().toISOString().slice(11, 23)}] ${line}`);
+  }
+
+  private count(fault: string): void {
+    this.faults.set(fault, (this.faults.get(fault) ?? 0) + 1);
+    this.say(fault);
+  }
+
+  async run(): Promise<ChaosReport> {
+    const o = this.options;
+    this.say(
+      `seed ${o.seed}, ${o.tasks} tasks, ${o.rounds} rounds, session timeout ${o.sessionTimeoutMs} ms`,
+    );
+    this.ensemble = await startEnsemble(3);
+    const ensemble = this.ensemble;
+    const c = new Cluster({
+      connectString: ensemble.connectString,
+      liveConnectString: () =>
+        ensemble.members
+          .filter((m) => m.running)
+          .map((m) => m.connectString)
+          .join(",") || ensemble.connectString,
+      sessionTimeoutMs: o.sessionTimeoutMs,
+      label: "chaos",
+      deleteRoot: false,
+    });
+    this.cluster = c;
+    this.execDir = join(c.dir, "exec");
+    mkdirSync(this.execDir);
+
+    this.startMaster();
+    await waitFor(async () => (await c.leaderName()) !== undefined, {
+      timeoutMs: 60_000,
+      message: "a leader",
+    });
+    this.startMaster();
+    for (const w of this.workerNames) this.watchProc(c.startWorker(w, { concurrency: o.concurrency }));
+    await waitFor(
+      async () => (await Promise.all(this.workerNames.map((w) => c.workerSession(w)))).every(Boolean),
+      {
+        timeoutMs: 60_000,
+        message: "workers to register",
+      },
+    );
+    const watcher = this.watchRegistrations();
+    const feeder = this.feed();
+    // Awaited below; handled now so that a fault that fails first does not leave it unhandled.
+    feeder.catch(() => {});
+
+    try {
+      for (let round = 0; round < o.rounds; round++) {
+        const pick = (i: number) => this.workerNames[(round + i) % this.workerNames.length] as string;
+        await this.killLeadingMaster();
+        await this.progress();
+        await this.killWorker(pick(0));
+        await this.progress();
+        await this.pauseWorker(pick(1));
+        await this.progress();
+        await this.killEnsembleMember(round);
+        await this.progress();
+        await this.restartUnderOldName(pick(2));
+        await this.progress();
+        await this.pauseLeadingMaster();
+        await this.progress();
+        await this.restartEnsemble(round);
+        await this.progress();
+      }
+    } finally {
+      this.faultsDone = true;
+    }
+    await feeder;
+    this.say(`stream done: ${this.accepted.size} tasks accepted; waiting for every result`);
+    const results = await c.waitForResults(this.accepted.keys(), o.resultTimeoutMs);
+    await waitFor(async () => (await c.children(c.layout.queue)).length === 0, {
+      timeoutMs: 60_000,
+      message: "the queue to be consumed",
+    });
+    this.stopped = true;
+    await watcher;
+
+    const crashed = c.procs.filter((p) => !p.alive && !this.deliberatelyKilled.has(p));
+    const verdict = checkRun({
+      accepted: this.accepted,
+      results,
+      executions: readExecutions(this.execDir),
+      losses: this.losses,
+      staleWindows: this.staleWindows,
+      workers: new Set(this.workerNames),
+    });
+    for (const p of crashed)
+      verdict.violations.push(`${p.role} ${p.name} (pid ${p.pid}) exited with code ${p.exitCode}`);
+    const faults = [...this.faults].map(([fault, count]) => ({ fault, count }));
+    const whileDown = results.filter(
+      (r) =>
+        r.finishedAt !== undefined &&
+        this.memberDown.some((w) => r.finishedAt! >= w.from && r.finishedAt! <= w.to),
+    ).length;
+    const notes: Array<[string, number]> = [
+      ["tasks finished while one ZooKeeper member was down", whileDown],
+    ];
+    return { faults, submitted: this.accepted.size, verdict, table: formatTable(faults, verdict, o, notes) };
+  }
+
+  /** Kills everything; keeps the run's logs (with the ZooKeeper members' logs) when `keepLogs`. */
+  async close(options: { keepLogs?: boolean } = {}): Promise<void> {
+    this.stopped = true;
+    this.feeding = false;
+    this.faultsDone = true;
+    await this.ensemble?.stop().catch(() => {});
+    // The members' logs live in dirs removed at exit: keep a copy beside the grid's logs.
+    for (const m of this.ensemble?.members ?? []) {
+      if (options.keepLogs && this.cluster && existsSync(m.logFile))
+        copyFileSync(m.logFile, join(this.cluster.logDir, `zookeeper-${m.id}.log`));
+    }
+    await this.cluster?.close({ keepDir: options.keepLogs }).catch(() => {});
+  }
+
+  // ---- processes ---------------------------------------------------------------------------
+
+  private readonly deliberatelyKilled = new Set<GridProcess>();
+
+  private startMaster(): GridProcess {
+    this.masterCount++;
+    return this.watchProc(this.c.startMaster(`m${this.masterCount}`));
+  }
+
+  private get c(): Cluster {
+    if (!this.cluster) throw new Error("not started");
+    return this.cluster;
+  }
+
+  /** Rejects when a master or worker exits without this suite having killed it. */
+  private readonly crashed: Promise<never>;
+  private reportCrash: (error: Error) => void = () => {};
+
+  private watchProc(p: GridProcess): GridProcess {
+    void p.exited.then(() => {
+      if (this.stopped || this.deliberatelyKilled.has(p)) return;
+      const tail = p.log().trimEnd().split("\n").slice(-6).join("\n");
+      this.reportCrash(
+        new Error(`${p.role} ${p.name} (pid ${p.pid}) exited with code ${p.exitCode}:\n${tail}`),
+      );
+    });
+    return p;
+  }
+
+  /** Waits for `promise`, or fails at once when a process crashes meanwhile. */
+  private orCrash<T>(promise: Promise<T>): Promise<T> {
+    return Promise.race([promise, this.crashed]);
+  }
+
+  private async killProc(p: GridProcess | undefined): Promise<void> {
+    if (!p) return;
+    this.deliberatelyKilled.add(p);
+    await p.kill();
+  }
+
+  // ---- the task stream ---------------------------------------------------------------------
+
+  private nextTask(): TaskSpec {
+    const r = this.rnd();
+    const seconds = r < 0.6 ? 0.05 : r < 0.85 ? 0.3 : r < 0.97 ? 1 : 3;
+    const id = `c${this.accepted.size.toString().padStart(6, "0")}`;
+    return { id, cmd: recordingCommand(this.execDir, seconds) };
+  }
+
+  /**
+   * Keeps a backlog of about twice the workers' capacity until the faults are done and at least
+   * `tasks` were submitted (at most three times that).
+   */
+  private async feed(): Promise<void> {
+    const o = this.options;
+    const backlog = 2 * o.workers * o.concurrency;
+    while (this.feeding) {
+      const enough = this.accepted.size >= o.tasks;
+      if ((this.faultsDone && enough) || this.accepted.size >= 3 * o.tasks) break;
+      let done = 0;
+      try {
+        done = new Set((await this.c.results()).map((r) => r.id)).size;
+      } catch {
+        // ZooKeeper is down: keep the stream where it is
+      }
+      const want = Math.min(backlog - (this.accepted.size - done), 3 * o.tasks - this.accepted.size);
+      if (want <= 0) {
+        await sleep(100);
+        continue;
+      }
+      const batch = Array.from({ length: Math.min(want, 20) }, () => this.nextTask());
+      await this.c.submit(batch);
+      for (const t of batch) this.accepted.set(t.id, { maxAttempts: t.maxAttempts ?? 3 });
+    }
+  }
+
+  /** Waits until at least a few more results have come in: the grid works again after the last fault. */
+  private async progress(): Promise<void> {
+    await this.orCrash(this.progressOnce());
+  }
+
+  private async progressOnce(): Promise<void> {
+    const before = await this.c.retry(
+      async () => new Set((await this.c.results()).map((r) => r.id)).size,
+      "results",
+    );
+    await waitFor(
+      async () => {
+        return new Set((await this.c.results()).map((r) => r.id)).size >= before + 5;
+      },
+      {
+        timeoutMs: 120_000,
+        intervalMs: 200,
+        message: "results to flow again after a fault",
+      },
+    );
+  }
+
+  // ---- observation ---------------------------------------------------------------------------
+
+  /** Polls each worker's registration and records every session that disappears as a loss. */
+  private async watchRegistrations(): Promise<void> {
+    const owners = new Map<string, string | undefined>();
+    while (!this.stopped) {
+      for (const w of this.workerNames) {
+        let owner: string | undefined;
+        try {
+          owner = await this.c.workerSession(w);
+        } catch {
+          continue;
+        }
+        const before = owners.get(w);
+        if (before !== undefined && before !== owner) {
+          this.losses.push({
+            worker: w,
+            at: Date.now(),
+            cause: "a session seen to end (no fault on that worker)",
+          });
+        }
+        owners.set(w, owner);
+      }
+      await sleep(100);
+    }
+  }
+
+  /** Tasks `worker` is running now: assigned to it, started by it (a start line), not finished. */
+  private async runningOn(worker: string): Promise<number> {
+    const data = await this.c.read(this.c.layout.assign(worker));
+    if (!data) return 0;
+    const decoded = decodeAssignment(data);
+    if (!decoded.ok) return 0;
+    let running = 0;
+    for (const t of decoded.value.tasks) {
+      const file = join(this.execDir, t.id);
+      if (!existsSync(file)) continue;
+      const text = readFileSync(file, "utf8");
+      if (text.includes(`s ${t.attempt} ${worker} `) && !text.includes(`e ${t.attempt} ${worker}\n`))
+        running++;
+    }
+    return running;
+  }
+
+  private async whenAnyRunning(): Promise<void> {
+    const anyRunning = async () =>
+      (await Promise.all(this.workerNames.map((w) => this.runningOn(w)))).some((n) => n > 0);
+    await this.orCrash(
+      waitFor(anyRunning, { timeoutMs: 120_000, intervalMs: 50, message: "a worker to be running a task" }),
+    );
+  }
+
+  private async whenRunning(worker: string): Promise<void> {
+    await this.orCrash(
+      waitFor(async () => (await this.runningOn(worker)) > 0, {
+        timeoutMs: 120_000,
+        intervalMs: 50,
+        message: `${worker} to be running a task`,
+      }),
+    );
+  }
+
+  private async leader(): Promise<GridProcess> {
+    const name = await waitFor(() => this.c.leaderName(), { timeoutMs: 60_000, message: "a leading master" });
+    const proc = this.c.proc(name);
+    if (!proc) throw new Error(`unknown leader ${name}`);
+    return proc;
+  }
+
+  private async newLeaderOtherThan(name: string): Promise<void> {
+    await waitFor(
+      async () => {
+        const now = await this.c.leaderName();
+        return now !== undefined && now !== name;
+      },
+      { timeoutMs: 120_000, message: `a master other than ${name} to lead` },
+    );
+  }
+
+  // ---- faults --------------------------------------------------------------------------------
+
+  private async killLeadingMaster(): Promise<void> {
+    await this.whenAnyRunning();
+    const leader = await this.leader();
+    await this.killProc(leader);
+    this.count("SIGKILL of the leading master");
+    await this.newLeaderOtherThan(leader.name);
+    this.startMaster();
+  }
+
+  private async killWorker(worker: string): Promise<void> {
+    await this.whenRunning(worker);
+    const session = await this.c.retry(() => this.c.workerSession(worker), `${worker}'s session`);
+    await this.killProc(this.c.proc(worker));
+    this.losses.push({ worker, at: Date.now(), cause: "SIGKILL" });
+    this.count("SIGKILL of a worker running tasks");
+    // Back once its session is gone, so this fault is not also the old-name case below.
+    await waitFor(async () => (await this.c.workerSession(worker)) !== session, {
+      timeoutMs: 60_000,
+      message: `${worker}'s session to expire`,
+    });
+    this.watchProc(this.c.startWorker(worker, { concurrency: this.options.concurrency }));
+  }
+
+  /** SIGSTOP past the session timeout: the leader fences the session; SIGCONT; the worker comes back. */
+  private async pauseWorker(worker: string): Promise<void> {
+    await this.whenRunning(worker);
+    const proc = this.c.proc(worker);
+    const session = await this.c.retry(() => this.c.workerSession(worker), `${worker}'s session`);
+    if (!proc || !session) throw new Error(`${worker} is not registered`);
+    proc.signal("SIGSTOP");
+    this.losses.push({ worker, at: Date.now(), cause: "SIGSTOP" });
+    this.count("SIGSTOP of a worker past its session timeout, then SIGCONT");
+    await this.orCrash(
+      waitFor(
+        async () =>
+          (await this.c.workerSession(worker)) !== session &&
+          !(await this.c.exists(`${this.c.layout.reports}/${worker}@${session}`)),
+        {
+          timeoutMs: 90_000,
+          intervalMs: 100,
+          message: `${worker}'s session ${session} to expire and be fenced`,
+        },
+      ),
+    );
+    const resumedAt = Date.now();
+    proc.signal("SIGCONT");
+    const fresh = await this.orCrash(
+      waitFor(
+        async () => {
+          const now = await this.c.workerSession(worker);
+          return now !== undefined && now !== session ? now : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 50, message: `${worker} to register a new session` },
+      ),
+    );
+    this.staleWindows.push({ worker, from: resumedAt, to: registeredAt(proc, fresh) ?? Date.now() });
+  }
+
+  private async killEnsembleMember(round: number): Promise<void> {
+    const ensemble = this.ensemble as ZkEnsemble;
+    // The quorum leader on even rounds (an election follows), a follower on odd ones.
+    const leader = await this.c.retry(() => ensemble.leader(), "the quorum leader");
+    const member =
+      round % 2 === 0 && leader
+        ? leader
+        : (ensemble.members.find((m) => m !== leader) ?? ensemble.members[0]);
+    if (!member) return;
+    await this.whenAnyRunning();
+    const from = Date.now();
+    await member.kill();
+    this.count("SIGKILL of one ZooKeeper member, then restart");
+    await ensemble.waitForQuorum(60_000);
+    // Two members still form a quorum. How much work gets done meanwhile is reported, not required:
+    // safety is what this suite checks; the next fault waits for results to flow again anyway.
+    await sleep(2 * this.options.sessionTimeoutMs);
+    this.memberDown.push({ from, to: Date.now() });
+    await member.restart();
+  }
+
+  /** A worker killed and started again at once under its name, while its old session still lives. */
+  private async restartUnderOldName(worker: string): Promise<void> {
+    await this.whenRunning(worker);
+    const session = await this.c.retry(() => this.c.workerSession(worker), `${worker}'s session`);
+    await this.killProc(this.c.proc(worker));
+    this.losses.push({ worker, at: Date.now(), cause: "SIGKILL, restarted at once" });
+    this.watchProc(this.c.startWorker(worker, { concurrency: this.options.concurrency }));
+    this.count("worker restarted under its old name while its old session lives");
+    // A new process that gives up waiting for its name exits: orCrash() fails the run with its log.
+    await this.orCrash(
+      waitFor(
+        async () => {
+          const now = await this.c.workerSession(worker);
+          return now !== undefined && now !== session;
+        },
+        { timeoutMs: 90_000, message: `the new ${worker} to register` },
+      ),
+    );
+  }
+
+  /** SIGSTOP of the leader past its session timeout: a standby takes over; the old one wakes up deposed. */
+  private async pauseLeadingMaster(): Promise<void> {
+    await this.whenAnyRunning();
+    const leader = await this.leader();
+    leader.signal("SIGSTOP");
+    this.count("SIGSTOP of the leading master past its session timeout, then SIGCONT");
+    try {
+      await this.newLeaderOtherThan(leader.name);
+      // Let the new leader act while the old one still believes it leads.
+      await this.progress();
+    } finally {
+      leader.signal("SIGCONT");
+    }
+  }
+
+  private async restartEnsemble(round: number): Promise<void> {
+    const ensemble = this.ensemble as ZkEnsemble;
+    await this.whenAnyRunning();
+    if (round % 2 === 0) {
+      this.count("restart of the whole ensemble (SIGTERM)");
+      await ensemble.restartAll();
+    } else {
+      this.count("restart of the whole ensemble (SIGKILL)");
+      await Promise.all(ensemble.members.map((m) => m.kill()));
+      await Promise.all(ensemble.members.map((m) => m.restart()));
+    }
+    await ensemble.waitForQuorum(60_000);
+  }
+}
+
+/** When the worker's log says it registered `session` (its own clock, same as ours). */
+function registeredAt(proc: GridProcess, session: string): number | undefined {
+  const line = proc
+    .log()
+    .split("\n")
+    .find((l) => l.includes(`registered on session ${session}`));
+  if (!line) return undefined;
+  // A JSON line ({"time": "…"}) or a text line that starts with the time.
+  const time = /"time":"([^"]+)"/.exec(line)?.[1] ?? line.slice(0, 24);
+  const at = Date.parse(time);
+  return Number.isNaN(at) ? undefined : at;
+}
+
+function formatTable(
+  faults: Array<{ fault: string; count: number }>,
+  v: Verdict,
+  o: ChaosOptions,
+  notes: Array<[string, number]>,
+): string {
+  const rows: Array<[string, string | number]> = [
+    ...faults.map((f): [string, number] => [`fault: ${f.fault}`, f.count]),
+    ["faults injected", faults.reduce((n, f) => n + f.count, 0)],
+    ["tasks checked", v.tasksChecked],
+    ["tasks re-run (worker lost while holding them)", v.reRun],
+    ["extra executions", v.extraExecutions],
+    ...[...v.reRunCauses].map(([cause, n]): [string, number] => [`  after: ${cause}`, n]),
+    ["tasks failed after maxAttempts lost workers", v.gaveUp],
+    ["repeated identical result records", v.duplicateResults],
+    ...notes,
+    ["violations", v.violations.length],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const lines = rows.map(([k, n]) => `${k.padEnd(width)}  ${String(n).padStart(6)}`);
+  const head = `chaos: 3 ZooKeeper members, 2 masters, ${o.workers} workers x ${o.concurrency}, session timeout ${o.sessionTimeoutMs} ms, seed ${o.seed}`;
+  const shown = v.violations.slice(0, 30).map((x) => `  violation: ${x}`);
+  return [head, ...lines, ...shown].join("\n");
+}

@@ -1,0 +1,418 @@
+import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import type { ZkClient } from "@zkgrid/core";
+import {
+  encodeWorkerRegistration,
+  isValidTaskId,
+  MAX_MESSAGE_BYTES,
+  type TaskStatus,
+  unnamedTaskId,
+} from "@zkgrid/protocol";
+import { waitFor } from "@zkgrid/testing";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { assertBuilt, Cluster } from "../chaos/cluster.js";
+import { hostileCorpus, type QueueCase, validTask } from "./corpus.js";
+
+const SEED = Number(process.env.HOSTILE_SEED ?? 20_241_125);
+const SESSION_TIMEOUT_MS = 4000;
+
+let cluster: Cluster | undefined;
+
+afterEach(async (ctx) => {
+  const failed = ctx.task.result?.state === "fail";
+  if (failed && cluster) console.error(cluster.transcript());
+  await cluster?.close({ keepDir: failed });
+  cluster = undefined;
+});
+
+function start(): Cluster {
+  assertBuilt();
+  cluster = new Cluster({
+    connectString: inject("zkConnectString"),
+    sessionTimeoutMs: SESSION_TIMEOUT_MS,
+    label: "hostile",
+  });
+  return cluster;
+}
+
+/** Starts masters m1 (leading) and m2, and workers w1 and w2 whose working directory is nested two deep. */
+async function startGrid(c: Cluster): Promise<{ workCwd: string }> {
+  const workCwd = join(c.dir, "nest", "work");
+  mkdirSync(workCwd, { recursive: true });
+  c.startMaster("m1");
+  await waitFor(async () => (await c.leaderName()) === "m1", { timeoutMs: 60_000, message: "m1 to lead" });
+  c.startMaster("m2");
+  c.startWorker("w1", { cwd: workCwd, concurrency: 4 });
+  c.startWorker("w2", { cwd: workCwd, concurrency: 4 });
+  await waitFor(async () => (await c.workerSession("w1")) && (await c.workerSession("w2")), {
+    timeoutMs: 60_000,
+    message: "workers to register",
+  });
+  return { workCwd };
+}
+
+function byId(results: TaskStatus[]): Map<string, TaskStatus[]> {
+  const out = new Map<string, TaskStatus[]>();
+  for (const r of results) out.set(r.id, [...(out.get(r.id) ?? []), r]);
+  return out;
+}
+
+/** Every file under `dir`, relative to it. */
+function walk(dir: string, base = dir): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out.push(`${relative(base, path)}/`, ...walk(path, base));
+    else out.push(relative(base, path));
+  }
+  return out;
+}
+
+/**
+ * Nothing may be written outside a worker's output folders: the run dir holds only logs, the (empty)
+ * default work dir and the nested one; the nested one only the workers' dirs, and those only task
+ * folders of valid tasks with the files a worker writes.
+ */
+function expectNothingOutsideOutputFolders(c: Cluster, workCwd: string, validIds: Set<string>): void {
+  expect(readdirSync(c.dir).sort()).toEqual(["logs", "nest", "work"]);
+  expect(readdirSync(c.workDir)).toEqual([]);
+  expect(readdirSync(join(c.dir, "nest"))).toEqual(["work"]);
+  const strays: string[] = [];
+  for (const path of walk(workCwd)) {
+    const [worker, task, file, ...deeper] = path.split("/");
+    if (worker !== "w1" && worker !== "w2") strays.push(path);
+    else if (task === undefined || task === "") continue;
+    else if (task === ".lock" && file === undefined) continue;
+    else if (!validIds.has(task)) strays.push(path);
+    else if (file !== undefined && file !== "" && !["stdout.txt", "stderr.txt", "result.json"].includes(file))
+      strays.push(path);
+    else if (deeper.length > 0) strays.push(path);
+  }
+  expect(strays).toEqual([]);
+}
+
+/**
+ * The grid still serves: valid tasks run, then again after the leading master is killed and the standby
+ * rebuilds its state over whatever junk the test left. Returns the ids it ran.
+ */
+async function expectServesAcrossTakeover(c: Cluster, prefix: string): Promise<Set<string>> {
+  const before = Array.from(
+    { length: 10 },
+    (_, i) => validTask(`${prefix}-before-${i}`) as { id: string; cmd: string },
+  );
+  await c.submit(before);
+  const first = byId(
+    await c.waitForResults(
+      before.map((t) => t.id),
+      90_000,
+    ),
+  );
+  for (const t of before)
+    expect(
+      first.get(t.id)?.map((r) => r.state),
+      t.id,
+    ).toEqual(["succeeded"]);
+
+  const leader = await c.leaderName();
+  expect(leader).toBeDefined();
+  await c.proc(leader as string)?.kill();
+  c.startMaster(`${leader}-again`);
+  const after = Array.from(
+    { length: 10 },
+    (_, i) => validTask(`${prefix}-after-${i}`) as { id: string; cmd: string },
+  );
+  await c.submit(after);
+  const second = byId(
+    await c.waitForResults(
+      after.map((t) => t.id),
+      90_000,
+    ),
+  );
+  for (const t of after)
+    expect(
+      second.get(t.id)?.map((r) => r.state),
+      t.id,
+    ).toEqual(["succeeded"]);
+  for (const p of c.procs) if (p.name !== leader) expect(p.alive, `${p.name} alive`).toBe(true);
+  return new Set([...before, ...after].map((t) => t.id));
+}
+
+async function createQueueNode(zk: ZkClient, c: Cluster, data: Buffer, i: number): Promise<string> {
+  // Half of them as a protected create, as the submit library does: the prefix is not part of the id.
+  const path =
+    i % 2 === 0
+      ? await zk.create(`${c.layout.queue}/q`, data, "persistent-sequential")
+      : await zk.createProtected(`${c.layout.queue}/q`, data, "persistent-sequential");
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+describe("hostile input written straight into ZooKeeper", () => {
+  it("rejects each of more than 1000 malformed tasks and queue nodes with a reason, and runs the valid tasks beside them", async () => {
+    const c = start();
+    const { workCwd } = await startGrid(c);
+    const zk = await c.zk();
+
+    const corpus = hostileCorpus(SEED, "h");
+    const caseCount = corpus.reduce((n, k) => n + k.rejected.length, 0);
+    expect(caseCount).toBeGreaterThanOrEqual(2000);
+
+    const expected = new Map<string, { reason: RegExp; label: string }>();
+    const valid = new Set<string>();
+    const written: Array<{ k: QueueCase; node: string }> = [];
+    const half = Math.floor(corpus.length / 2);
+    for (let i = 0; i < corpus.length; i += 16) {
+      if (i >= half && i - 16 < half) {
+        // Half-way: the leading master dies and the standby takes over with this corpus in the queue.
+        await c.proc("m1")?.kill();
+        c.startMaster("m3");
+      }
+      const chunk = corpus.slice(i, i + 16);
+      const nodes = await Promise.all(chunk.map((k, j) => createQueueNode(zk, c, k.data, i + j)));
+      chunk.forEach((k, j) => {
+        written.push({ k, node: nodes[j] as string });
+      });
+    }
+    for (const { k, node } of written) {
+      for (const r of k.rejected) {
+        const id = "id" in r.at ? r.at.id : unnamedTaskId(node, r.at.index);
+        expect(isValidTaskId(id), `expected id ${id}`).toBe(true);
+        expected.set(id, { reason: r.reason, label: r.what ?? k.label });
+      }
+      for (const id of k.valid) valid.add(id);
+    }
+
+    const all = await c.waitForResults([...expected.keys(), ...valid], 240_000);
+    const results = byId(all);
+    const problems: string[] = [];
+    for (const [id, { reason, label }] of expected) {
+      const got = results.get(id) ?? [];
+      const first = got[0];
+      if (got.length !== 1) problems.push(`${id} (${label}): ${got.length} final statuses`);
+      if (first?.state !== "rejected") problems.push(`${id} (${label}): state ${first?.state}`);
+      else if (!first.reason || !reason.test(first.reason))
+        problems.push(`${id} (${label}): reason ${JSON.stringify(first.reason)} does not match ${reason}`);
+      else if (Buffer.byteLength(first.reason) > MAX_MESSAGE_BYTES)
+        problems.push(`${id}: reason longer than ${MAX_MESSAGE_BYTES} bytes`);
+    }
+    for (const id of valid) {
+      const got = results.get(id) ?? [];
+      if (got.length !== 1 || got[0]?.state !== "succeeded")
+        problems.push(`valid ${id}: ${got.map((r) => r.state).join(",") || "no status"}`);
+    }
+    const unexpected = [...results.keys()].filter((id) => !expected.has(id) && !valid.has(id));
+    expect(problems.slice(0, 20)).toEqual([]);
+    expect(unexpected).toEqual([]);
+    console.log(
+      `hostile corpus: ${written.length} queue nodes, ${expected.size} rejections checked, ${valid.size} valid tasks run beside them`,
+    );
+
+    // Every node is consumed, and every process is still up (m1 was killed on purpose).
+    await waitFor(async () => (await zk.getChildren(c.layout.queue)).length === 0, {
+      timeoutMs: 60_000,
+      message: "the queue to drain",
+    });
+    for (const name of ["m2", "m3", "w1", "w2"]) expect(c.proc(name)?.alive, `${name} alive`).toBe(true);
+    expectNothingOutsideOutputFolders(c, workCwd, valid);
+  }, 420_000);
+
+  it("a junk child with an invalid name under R/workers or R/assign is ignored, also on takeover", async () => {
+    const c = start();
+    const { workCwd } = await startGrid(c);
+    const zk = await c.zk();
+    await zk.create(`${c.layout.workers}/bad name`, "{}");
+    await zk.create(`${c.layout.assignDir}/bad name`, "garbage");
+    await zk.create(`${c.layout.workers}/junk-reg`, Buffer.from([0xc0, 0x80]));
+    await zk.create(`${c.layout.assignDir}/nobody`, "garbage");
+    const ids = await expectServesAcrossTakeover(c, "junk-names");
+    expectNothingOutsideOutputFolders(c, workCwd, ids);
+  }, 300_000);
+
+  it("a persistent fake registration under R/workers is given no task", async () => {
+    const c = start();
+    await startGrid(c);
+    const zk = await c.zk();
+    const registration = {
+      v: 1 as const,
+      name: "ghost",
+      host: "nowhere",
+      pid: 1,
+      capacity: 1000,
+      labels: [],
+      version: "0.0.0",
+      startedAt: Date.now(),
+      session: "abc123",
+    };
+    // Not ephemeral: no session owns it, so no worker will ever run what it is given.
+    await zk.create(`${c.layout.workers}/ghost`, encodeWorkerRegistration(registration));
+    await expectServesAcrossTakeover(c, "ghost");
+    const assigned = await zk.get(c.layout.assign("ghost")).catch(() => undefined);
+    expect(assigned?.data.toString() ?? "").not.toMatch(/"id"/);
+  }, 300_000);
+
+  it("garbage written over a worker's assignment loses none of its tasks", async () => {
+    const c = start();
+    await startGrid(c);
+    const zk = await c.zk();
+    const slow = Array.from({ length: 8 }, (_, i) => ({ id: `slow-${i}`, cmd: "sleep 2; echo slow" }));
+    await c.submit(slow);
+    await waitFor(
+      async () => {
+        const got = await zk.get(c.layout.assign("w1")).catch(() => undefined);
+        return got?.data.toString().includes("slow-") === true;
+      },
+      { timeoutMs: 60_000, message: "w1 to hold slow tasks" },
+    );
+    await zk.set(c.layout.assign("w1"), Buffer.from([0xff, 0x00, 0x7b]));
+    await zk.set(c.layout.assign("w2"), '{"v":1,"epoch":"x"}').catch(() => {});
+    const all = await c.waitForResults(
+      slow.map((t) => t.id),
+      90_000,
+    );
+    const results = byId(all);
+    for (const t of slow) {
+      expect(
+        results.get(t.id)?.map((r) => r.state),
+        t.id,
+      ).toEqual(["succeeded"]);
+    }
+    await expectServesAcrossTakeover(c, "after-assign-garbage");
+  }, 300_000);
+
+  it("junk under R/reports and unreadable report nodes are dropped without harm", async () => {
+    const c = start();
+    await startGrid(c);
+    const zk = await c.zk();
+    const { layout } = c;
+    for (const name of ["junk", "w9@ZZ", "w1@0", "a b@1", "nobody@abc123"]) {
+      await zk.create(`${layout.reports}/${name}`, "x");
+    }
+    await zk.create(`${layout.reports}/nobody@abc123/r0000000001`, Buffer.from([0xff]));
+    const w2Session = await c.workerSession("w2");
+    expect(w2Session).toBeDefined();
+    const w2Dir = `${layout.reports}/w2@${w2Session}`;
+    await zk.create(`${w2Dir}/r`, Buffer.from([0xfe, 0xff]), "persistent-sequential");
+    await zk.create(
+      `${w2Dir}/r`,
+      '{"v":1,"worker":"w2","session":"zz","updates":"all done"}',
+      "persistent-sequential",
+    );
+    const nested = await zk.create(`${w2Dir}/r`, "{}", "persistent-sequential");
+    await zk.create(`${nested}/child`, "x");
+    await expectServesAcrossTakeover(c, "after-report-junk");
+    for (const name of ["w1", "w2"]) expect(c.proc(name)?.alive, `${name} alive`).toBe(true);
+  }, 300_000);
+
+  it("queue nodes deleted or overwritten right after they are created end with at most one status", async () => {
+    const c = start();
+    await startGrid(c);
+    const zk = await c.zk();
+    const { layout } = c;
+    const vanished: string[] = [];
+    const overwritten: Array<{ id: string; node: string }> = [];
+    for (let i = 0; i < 20; i++) {
+      const gone = `gone-${i}`;
+      vanished.push(gone);
+      const path = await zk.create(
+        `${layout.queue}/q`,
+        JSON.stringify(batchOf([validTask(gone)])),
+        "persistent-sequential",
+      );
+      await zk.delete(path).catch(() => {});
+      const changed = `changed-${i}`;
+      const changedPath = await zk.create(
+        `${layout.queue}/q`,
+        JSON.stringify(batchOf([validTask(changed)])),
+        "persistent-sequential",
+      );
+      await zk.set(changedPath, Buffer.from([0x80, 0x81])).catch(() => {});
+      overwritten.push({ id: changed, node: changedPath.slice(changedPath.lastIndexOf("/") + 1) });
+    }
+    // Submitted after them, so once these are done the leader has seen (or missed) every node above.
+    await expectServesAcrossTakeover(c, "after-vanish");
+    const results = byId(await c.results());
+    const problems: string[] = [];
+    for (const id of vanished) {
+      const got = results.get(id) ?? [];
+      if (got.length > 1 || (got[0] && got[0].state !== "succeeded"))
+        problems.push(`${id}: ${got.map((r) => r.state).join(",")}`);
+    }
+    for (const { id, node } of overwritten) {
+      // The leader read either version: the task ran, or the garbage was rejected under the node's name.
+      const ran = results.get(id) ?? [];
+      const rejected = results.get(unnamedTaskId(node, 0)) ?? [];
+      const outcome = [...ran.map((r) => `ran:${r.state}`), ...rejected.map((r) => `node:${r.state}`)];
+      if (
+        outcome.length > 1 ||
+        (outcome[0] !== undefined && !["ran:succeeded", "node:rejected"].includes(outcome[0]))
+      ) {
+        problems.push(`${id}: ${outcome.join(",")}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  }, 300_000);
+
+  it("queue nodes with names no submitter would choose run when valid and are rejected by name when not", async () => {
+    const c = start();
+    const { workCwd } = await startGrid(c);
+    const zk = await c.zk();
+    const { layout } = c;
+    const valid = new Set<string>();
+    const oddNames = ["junk", "x..y", "a b", "ünïcode", "n".repeat(300), "q-no-sequence"];
+    for (const [i, name] of oddNames.entries()) {
+      valid.add(`odd-${i}`);
+      await zk.create(`${layout.queue}/${name}`, JSON.stringify(batchOf([validTask(`odd-${i}`)])));
+      await zk.create(`${layout.queue}/${name}-garbage`, Buffer.from([0xff, 0xfe]));
+    }
+    // A queue node with a child cannot be deleted; its task still runs once.
+    const withChild = await zk.create(
+      `${layout.queue}/q`,
+      JSON.stringify(batchOf([validTask("parent-0")])),
+      "persistent-sequential",
+    );
+    await zk.create(`${withChild}/child`, "x");
+    valid.add("parent-0");
+
+    const all = await c.waitForResults(valid, 90_000);
+    const results = byId(all);
+    const problems: string[] = [];
+    for (const id of valid) {
+      const got = results.get(id) ?? [];
+      if (got.length !== 1 || got[0]?.state !== "succeeded")
+        problems.push(`${id}: ${got.map((r) => r.state).join(",")}`);
+    }
+    for (const name of oddNames) {
+      // Whatever id a node name that makes no valid task id gets, its rejection names the node.
+      const hits = all.filter(
+        (r) => r.state === "rejected" && r.reason?.startsWith(`queue node ${name.slice(0, 30)}`),
+      );
+      if (hits.length !== 1)
+        problems.push(`garbage node ${name.slice(0, 40)}-garbage: ${hits.length} rejections`);
+    }
+    expect(problems).toEqual([]);
+    for (const id of await expectServesAcrossTakeover(c, "after-odd-names")) valid.add(id);
+    expectNothingOutsideOutputFolders(c, workCwd, valid);
+  }, 300_000);
+
+  it("a persistent junk node under R/masters does not keep every master from leading", async () => {
+    const c = start();
+    const zk = await c.zk();
+    await zk.ensurePath(c.layout.masters);
+    // Sorts before every real candidate by its sequence number, and never goes away.
+    await zk.create(`${c.layout.masters}/n_0000000000`, "junk");
+    await zk.create(
+      `${c.layout.masters}/_c_00000000-0000-0000-0000-000000000000-n_`,
+      "{}",
+      "persistent-sequential",
+    );
+    c.startMaster("m1");
+    c.startWorker("w1", { concurrency: 2 });
+    await c.submit([validTask("after-junk-candidate") as { id: string; cmd: string }]);
+    const all = await c.waitForResults(["after-junk-candidate"], 90_000);
+    expect(all.find((r) => r.id === "after-junk-candidate")?.state).toBe("succeeded");
+    expect(c.proc("m1")?.alive).toBe(true);
+  }, 180_000);
+});
+
+function batchOf(tasks: unknown[]): Record<string, unknown> {
+  return { v: 1, batchId: `b-${Math.random().toString(36).slice(2, 10)}`, submittedAt: Date.now(), tasks };
+}
