@@ -168,7 +168,13 @@ export class Cluster {
     const logFile = join(this.logDir, "suite-client.log");
     this.store = new SuiteClient(
       () => this.options.liveConnectString?.() ?? this.options.connectString,
-      (line) => appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`),
+      (line) => {
+        // The helper may still say something after close() removed the run's directory.
+        if (this.closed) return;
+        try {
+          appendFileSync(logFile, `${new Date().toISOString()} ${line}\n`);
+        } catch {}
+      },
     );
   }
 
