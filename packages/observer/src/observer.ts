@@ -367,72 +367,78 @@ export class GridObserver {
     });
   }
 
-  async #onWorkers(children: string[]): Promise<void> {
+  /**
+   * Keeps one data watch per child of `dir`: stops the watches of children that are gone (and drops
+   * their state), starts one for each new child, and resolves once every new watch has read once.
+   */
+  async #followEachChild(
+    dir: string,
+    children: string[],
+    watches: Map<string, AbortController>,
+    forget: (name: string) => void,
+    onData: (name: string, change: DataChange | null) => void,
+  ): Promise<void> {
     const names = new Set(children);
-    for (const [name, watch] of this.#workerWatches) {
+    for (const [name, watch] of watches) {
       if (!names.has(name)) {
         watch.abort();
-        this.#workerWatches.delete(name);
-        this.#workers.delete(name);
+        watches.delete(name);
+        forget(name);
       }
     }
     const firsts: Promise<void>[] = [];
     for (const name of children) {
-      if (this.#workerWatches.has(name)) continue;
+      if (watches.has(name)) continue;
       const watch = childSignal(this.#stop.signal);
-      this.#workerWatches.set(name, watch);
-      // A data watch, not just the child list: a worker that re-registers on a new session replaces its node.
-      firsts.push(
-        this.#followData(`${this.layout.workers}/${name}`, watch.signal, (change) => {
-          if (change === null) {
-            this.#workers.delete(name);
-            return;
-          }
-          const decoded = decodeWorkerRegistration(change.data);
-          const session = change.stat.ephemeralOwner;
-          this.#workers.set(
-            name,
-            decoded.ok
-              ? { session, registration: decoded.value }
-              : { session, problem: decoded.error.message },
-          );
-          if (!decoded.ok) this.#problem(`worker ${name}: ${decoded.error.message}`);
-        }),
-      );
+      watches.set(name, watch);
+      firsts.push(this.#followData(`${dir}/${name}`, watch.signal, (change) => onData(name, change)));
     }
     await Promise.all(firsts);
   }
 
-  async #onAssignDir(children: string[]): Promise<void> {
-    const names = new Set(children);
-    for (const [name, watch] of this.#assignWatches) {
-      if (!names.has(name)) {
-        watch.abort();
-        this.#assignWatches.delete(name);
-        this.#assignments.delete(name);
-      }
-    }
-    const firsts: Promise<void>[] = [];
-    for (const name of children) {
-      if (this.#assignWatches.has(name)) continue;
-      const watch = childSignal(this.#stop.signal);
-      this.#assignWatches.set(name, watch);
-      firsts.push(
-        this.#followData(`${this.layout.assignDir}/${name}`, watch.signal, (change) => {
-          if (change === null) {
-            this.#assignments.delete(name);
-            return;
-          }
-          const decoded = decodeAssignment(change.data);
-          if (decoded.ok) this.#assignments.set(name, decoded.value);
-          else {
-            this.#assignments.delete(name);
-            this.#problem(`assignment of ${name}: ${decoded.error.message}`);
-          }
-        }),
-      );
-    }
-    await Promise.all(firsts);
+  // A data watch per worker, not just the child list: a worker that re-registers on a new session
+  // replaces its node.
+  #onWorkers(children: string[]): Promise<void> {
+    return this.#followEachChild(
+      this.layout.workers,
+      children,
+      this.#workerWatches,
+      (name) => this.#workers.delete(name),
+      (name, change) => {
+        if (change === null) {
+          this.#workers.delete(name);
+          return;
+        }
+        const decoded = decodeWorkerRegistration(change.data);
+        const session = change.stat.ephemeralOwner;
+        this.#workers.set(
+          name,
+          decoded.ok ? { session, registration: decoded.value } : { session, problem: decoded.error.message },
+        );
+        if (!decoded.ok) this.#problem(`worker ${name}: ${decoded.error.message}`);
+      },
+    );
+  }
+
+  #onAssignDir(children: string[]): Promise<void> {
+    return this.#followEachChild(
+      this.layout.assignDir,
+      children,
+      this.#assignWatches,
+      (name) => this.#assignments.delete(name),
+      (name, change) => {
+        if (change === null) {
+          this.#assignments.delete(name);
+          return;
+        }
+        const decoded = decodeAssignment(change.data);
+        if (decoded.ok) this.#assignments.set(name, decoded.value);
+        else {
+          this.#assignments.delete(name);
+          this.#problem(`assignment of ${name}: ${decoded.error.message}`);
+        }
+      },
+    );
   }
 
   async #onQueue(children: string[]): Promise<void> {
