@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
+import { nodeAcl } from "./acl.js";
 import { Election } from "./election.js";
 import {
   AuthFailedError,
+  AuthRequiredError,
   BadArgumentsError,
   ClosedError,
   Code,
@@ -143,6 +145,8 @@ export class ZkClient {
   readonly #connectTimeoutMs: number;
   readonly #opTimeoutMs: number;
   readonly #auth: string[];
+  /** Set on every node this client creates; undefined: nodes keep the open ACL. */
+  readonly #acl: Acl[] | undefined;
   readonly #logger: Logger | undefined;
   readonly #connectSignal: AbortSignal | undefined;
   readonly #chroot: Chroot;
@@ -174,6 +178,7 @@ export class ZkClient {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 30_000;
     this.#opTimeoutMs = options.opTimeoutMs ?? 2 * this.#sessionTimeoutMs;
     this.#auth = parseAuth(options.auth);
+    this.#acl = nodeAcl(this.#auth, options.acl);
     this.#logger = options.logger;
     this.#connectSignal = options.signal;
     this.#chroot = new Chroot(normalizeRoot(options.root));
@@ -441,8 +446,11 @@ export class ZkClient {
     validatePath(path, { allowTrailingSlash: (flags & ZOO_SEQUENCE) !== 0 });
     const abs = this.#chroot.toServer(path);
     // Not repeated after a connection loss: the first attempt may have succeeded.
-    const created = await this.#run(path, false, (s) => s.create(abs, path, data, flags));
-    return this.#chroot.fromServer(created);
+    const created = this.#chroot.fromServer(
+      await this.#run(path, false, (s) => s.create(abs, path, data, flags)),
+    );
+    await this.#protect(created);
+    return created;
   }
 
   /**
@@ -454,6 +462,17 @@ export class ZkClient {
   }
 
   async #createProtected(
+    path: string,
+    data: Data | undefined,
+    mode: CreateMode,
+    options: { signal?: AbortSignal; bindTo?: Session },
+  ): Promise<string> {
+    const created = await this.#createProtectedNode(path, data, mode, options);
+    await this.#protect(created);
+    return created;
+  }
+
+  async #createProtectedNode(
     path: string,
     data: Data | undefined,
     mode: CreateMode,
@@ -523,19 +542,26 @@ export class ZkClient {
     if ((await this.#run(path, true, (s) => s.exists(abs, path, false), runOptions)) !== null) return;
     for (const prefix of prefixesOf(abs)) {
       const rel = this.#chroot.fromServer(prefix);
+      let created = false;
       await this.#run(
         rel,
         true,
-        async (s) => {
-          if ((await s.exists(prefix, rel, false)) !== null) return;
+        async (s, retried) => {
+          if ((await s.exists(prefix, rel, false)) !== null) {
+            // After a lost reply the node may be our own create.
+            created ||= retried;
+            return;
+          }
           try {
             await s.create(prefix, rel, undefined, 0);
+            created = true;
           } catch (error) {
             if (!isNodeExists(error)) throw error;
           }
         },
         runOptions,
       );
+      if (created) await this.#protect(rel);
     }
   }
 
@@ -642,6 +668,26 @@ export class ZkClient {
     validatePath(path);
     const abs = this.#chroot.toServer(path);
     return this.#run(path, true, (s) => s.getAcl(abs, path));
+  }
+
+  /**
+   * Puts this client's ACL on a node it has just created (the addon cannot create with an ACL): until
+   * then the node has the open ACL. A node already gone (consumed, or an ephemeral of an ended
+   * session) needs nothing.
+   */
+  async #protect(path: string): Promise<void> {
+    const acl = this.#acl;
+    if (acl === undefined) return;
+    for (;;) {
+      try {
+        await this.setAcl(path, acl);
+        return;
+      } catch (error) {
+        if (isNoNode(error)) return;
+        // A persistent node outlives the session it was made on: set it on the next one.
+        if (!isSessionExpired(error)) throw error;
+      }
+    }
   }
 
   // ---- watches and recipes -------------------------------------------------------------------
@@ -783,6 +829,12 @@ export class ZkClient {
         }
         return;
       }
+      case "auth-required":
+        this.#log("error", "the server requires authentication; closing the client", {
+          sessionId: session.id,
+        });
+        this.#fail(new AuthRequiredError());
+        return;
       case "watch": {
         const fns = this.#pathListeners.get(signal.path);
         if (fns) for (const fn of [...fns]) fn();
@@ -826,6 +878,7 @@ export class ZkClient {
           if ((await h.exists(prefix, prefix, false)) !== null) continue;
           try {
             await h.create(prefix, prefix, undefined, 0);
+            if (this.#acl) await h.setAcl(prefix, prefix, this.#acl, -1);
           } catch (error) {
             if (!isNodeExists(error)) throw error;
           }

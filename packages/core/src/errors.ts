@@ -30,6 +30,8 @@ export const Code = {
   CLOSING: -116,
   NOTHING: -117,
   SESSION_MOVED: -118,
+  /** The server enforces authentication (`enforce.auth.enabled`) and this client has not authenticated. */
+  SESSION_CLOSED_REQUIRE_AUTH: -124,
 } as const;
 
 export interface ZkErrorOptions {
@@ -80,17 +82,37 @@ export class NotEmptyError extends ZkError {
   }
 }
 
+/** The node's ACL does not grant this client's identities the permission the operation needs. */
 export class NoAuthError extends ZkError {
   override name = "NoAuthError";
   constructor(options?: ZkErrorOptions) {
-    super("not authorized", Code.NO_AUTH, options);
+    super("not authorized (the node's ACL does not grant this client's credentials)", Code.NO_AUTH, options);
   }
 }
 
+/** The server refused this client's authentication; retrying cannot help. */
 export class AuthFailedError extends ZkError {
   override name = "AuthFailedError";
+  constructor(options?: ZkErrorOptions & { message?: string; code?: number }) {
+    super(options?.message ?? "authentication failed", options?.code ?? Code.AUTH_FAILED, options);
+  }
+}
+
+/**
+ * The server requires authentication (`enforce.auth.enabled`) and this client gave no credentials of a
+ * scheme it accepts. The server closes the connection after refusing the request; the client closes
+ * itself, since retrying cannot help.
+ */
+export class AuthRequiredError extends AuthFailedError {
+  override name = "AuthRequiredError";
   constructor(options?: ZkErrorOptions) {
-    super("authentication failed", Code.AUTH_FAILED, options);
+    super({
+      ...options,
+      code: Code.SESSION_CLOSED_REQUIRE_AUTH,
+      message:
+        "authentication required: the ZooKeeper server refuses clients without credentials " +
+        '(give digest credentials "user:password")',
+    });
   }
 }
 
@@ -185,6 +207,8 @@ export function errorFromCode(code: number, path?: string, cause?: unknown): ZkE
       return new NoAuthError(options);
     case Code.AUTH_FAILED:
       return new AuthFailedError(options);
+    case Code.SESSION_CLOSED_REQUIRE_AUTH:
+      return new AuthRequiredError(options);
     case Code.INVALID_ACL:
       return new InvalidAclError(options);
     case Code.CONNECTION_LOSS:

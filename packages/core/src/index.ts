@@ -22,11 +22,12 @@
  * @module
  */
 
-export { digestAcl, digestId, OPEN_ACL, Perms } from "./acl.js";
+export { digestAcl, digestId, formatAcl, nodeAcl, OPEN_ACL, parseAcl, Perms } from "./acl.js";
 export { connect, ZkClient } from "./client.js";
 export * as errors from "./errors.js";
 export {
   AuthFailedError,
+  AuthRequiredError,
   BadArgumentsError,
   BadVersionError,
   ClosedError,
@@ -40,6 +41,8 @@ export {
   isNodeExists,
   isNoNode,
   isNotEmpty,
+  isAuthFailed,
+  isNoAuth,
   isRetryable,
   isSessionExpired,
   NoAuthError,

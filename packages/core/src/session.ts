@@ -75,6 +75,8 @@ export type HandleSignal =
   | { type: "close"; code: number }
   /** The handle was closed because a call broke its socket; its session lives on. */
   | { type: "broken" }
+  /** The server refused a request because it requires authentication this client lacks. */
+  | { type: "auth-required" }
   | { type: "watch"; path: string };
 
 /**
@@ -259,6 +261,9 @@ export class Handle {
         path,
         message: rc === Code.OPERATION_TIMEOUT ? "connection loss (server timed out)" : undefined,
       });
+    }
+    if (rc === Code.SESSION_CLOSED_REQUIRE_AUTH) {
+      setImmediate(() => this.#onSignal(this, { type: "auth-required" }));
     }
     if (rc === Code.CLOSING || rc === Code.SESSION_EXPIRED) {
       if (this.abandoned) return new ConnectionLossError({ path });

@@ -10,6 +10,12 @@ export interface ConnectOptions {
   root?: string;
   /** Digest credentials "user:password", added on every new session before anything else runs. */
   auth?: string | string[];
+  /**
+   * Extra entries for the ACL this client sets on every node it creates (right after the create; see
+   * `nodeAcl`). With `auth` or `acl` given, each created node gets ALL for every `auth` credential plus
+   * these; with neither, nodes keep ZooKeeper's open ACL.
+   */
+  acl?: readonly Acl[];
   /** connect() rejects with ConnectionLossError if no session is established by then (default 30 000). */
   connectTimeoutMs?: number;
   /** An operation waiting for a connection gives up after this (default 2 x sessionTimeoutMs). */

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,6 +28,18 @@ export interface ServerOptions {
   maxSessionTimeoutMs?: number;
   /** `4lw.commands.whitelist`; default "*". */
   fourLetterWords?: string;
+  /**
+   * Refuse every request of a client that has not authenticated (ZooKeeper 3.7+:
+   * `enforce.auth.enabled`, `enforce.auth.schemes`). `true` means the digest scheme. Such a client still
+   * gets a session, but its first request fails with -124 (the client's AuthRequiredError) and the
+   * server closes its connection.
+   */
+  requireAuth?: boolean | string[];
+  /**
+   * Digest credentials "user:password" that pass every ACL (ZooKeeper's super digest), for a test that
+   * inspects or cleans up nodes other identities own. Only its hash reaches the java command line.
+   */
+  superUser?: string;
   /** More zoo.cfg lines (e.g. authProvider.1=…); they override the defaults. */
   config?: Record<string, ConfigValue>;
   /** More JVM flags (e.g. -Djava.security.auth.login.config=…). */
@@ -260,10 +273,14 @@ export function serverSpecDefaults(
   } else {
     mkdirSync(rootDir, { recursive: true });
   }
+  const superFlags =
+    options.superUser === undefined
+      ? []
+      : [`-Dzookeeper.DigestAuthenticationProvider.superDigest=${superDigest(options.superUser)}`];
   return {
     zookeeper,
     rootDir,
-    jvmFlags: options.jvmFlags ?? [],
+    jvmFlags: [...superFlags, ...(options.jvmFlags ?? [])],
     startTimeoutMs: options.startTimeoutMs ?? 60_000,
   };
 }
@@ -282,7 +299,23 @@ export function baseConfig(options: ServerOptions): Record<string, ConfigValue> 
     "4lw.commands.whitelist": options.fourLetterWords ?? "*",
     // Throw-away data: skip fsync, which only slows tests down.
     forceSync: "no",
+    ...authConfig(options.requireAuth),
   };
+}
+
+function authConfig(requireAuth: ServerOptions["requireAuth"]): Record<string, ConfigValue> {
+  if (requireAuth === undefined || requireAuth === false) return {};
+  const schemes = requireAuth === true ? ["digest"] : requireAuth;
+  if (schemes.length === 0) throw new RangeError("requireAuth: name at least one scheme");
+  // Keys ZooKeeper does not know become "zookeeper."-prefixed system properties, which is where it reads these.
+  return { "enforce.auth.enabled": true, "enforce.auth.schemes": schemes.join(",") };
+}
+
+/** "user:base64(sha1(user:password))", the form of DigestAuthenticationProvider.superDigest. */
+function superDigest(credentials: string): string {
+  const colon = credentials.indexOf(":");
+  if (colon <= 0) throw new RangeError('superUser: expected digest credentials "user:password"');
+  return `${credentials.slice(0, colon)}:${createHash("sha1").update(credentials).digest("base64")}`;
 }
 
 function renderConfig(entries: Record<string, ConfigValue>): string {

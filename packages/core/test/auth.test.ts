@@ -1,0 +1,125 @@
+import { startServer, type ZkServer } from "@zkgrid/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, digestAcl, digestId, errors, formatAcl, nodeAcl, parseAcl, Perms } from "../src/index.js";
+import { connectClient, testRoot } from "./helpers.js";
+
+describe("on a server that requires authentication", () => {
+  let server: ZkServer;
+  beforeAll(async () => {
+    server = await startServer({ requireAuth: true, superUser: "admin:admin-secret" });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("a client without credentials gets AuthRequiredError and is closed instead of retrying", async () => {
+    const anonymous = await connectClient({ connectString: server.connectString });
+    const error = await anonymous.getChildren("/").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(errors.AuthRequiredError);
+    expect(error).toBeInstanceOf(errors.AuthFailedError);
+    expect((error as errors.ZkError).code).toBe(Code.SESSION_CLOSED_REQUIRE_AUTH);
+    expect((error as Error).message).toMatch(/authentication required/);
+    await anonymous.closed();
+    expect(anonymous.state).toBe("closed");
+    const after = await anonymous.exists("/").catch((e: unknown) => e);
+    expect(after).toBeInstanceOf(errors.ClosedError);
+    expect((after as Error).cause).toBeInstanceOf(errors.AuthRequiredError);
+  });
+
+  it("connect() with a root rejects with AuthRequiredError when no credentials are given", async () => {
+    const error = await connectClient({ connectString: server.connectString, root: testRoot() }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(errors.AuthRequiredError);
+  });
+
+  it("a client with credentials works, and every node it creates gets ALL for it plus the extra entries", async () => {
+    const root = testRoot();
+    const reader = digestAcl("viewer:view-secret", Perms.READ);
+    const owner = await connectClient({
+      connectString: server.connectString,
+      root,
+      auth: "grid:grid-secret",
+      acl: [reader],
+    });
+    const expected = [digestAcl("grid:grid-secret"), reader];
+    await owner.ensurePath("/a/b");
+    const plain = await owner.create("/a/b/plain", "x");
+    const sequential = await owner.create("/a/b/seq-", "x", "persistent-sequential");
+    const protectedNode = await owner.createProtected("/a/b/p", "x");
+    const ephemeral = await owner.create("/a/eph", "x", "ephemeral");
+    for (const path of ["/", "/a", "/a/b", plain, sequential, protectedNode, ephemeral]) {
+      expect((await owner.getAcl(path)).acl, path).toEqual(expected);
+    }
+
+    const viewer = await connectClient({
+      connectString: server.connectString,
+      root,
+      auth: "viewer:view-secret",
+    });
+    expect((await viewer.get(plain)).data.toString()).toBe("x");
+    expect(await viewer.getChildren("/a/b")).toHaveLength(3);
+    const write = await viewer.set(plain, "y").catch((e: unknown) => e);
+    expect(write).toBeInstanceOf(errors.NoAuthError);
+    expect((write as Error).message).toMatch(/ACL does not grant/);
+
+    // Another identity passes the server's check but not the ACLs.
+    const stranger = await connectClient({
+      connectString: server.connectString,
+      root,
+      auth: "eve:eve-secret",
+    });
+    for (const attempt of [
+      () => stranger.get(plain),
+      () => stranger.getChildren("/a/b"),
+      () => stranger.create("/a/b/mine", "z"),
+      () => stranger.delete(plain),
+    ]) {
+      expect(await attempt().catch((e: unknown) => e)).toBeInstanceOf(errors.NoAuthError);
+    }
+
+    const admin = await connectClient({
+      connectString: server.connectString,
+      root,
+      auth: "admin:admin-secret",
+    });
+    expect((await admin.get(plain)).data.toString()).toBe("x");
+  });
+});
+
+describe("ACL text", () => {
+  it("parses zkCli's scheme:id:perms entries and formats them back", () => {
+    const id = digestId("worker:pw");
+    const text = `digest:${id}:cdrwa, world:anyone:r`;
+    const acl = parseAcl(text);
+    expect(acl).toEqual([
+      { scheme: "digest", id, perms: Perms.ALL },
+      { scheme: "world", id: "anyone", perms: Perms.READ },
+    ]);
+    expect(acl.map(formatAcl).join(",")).toBe(text.replace(" ", ""));
+    expect(parseAcl("")).toEqual([]);
+  });
+
+  it("refuses a digest entry holding a password instead of its hash, without echoing the password", () => {
+    const error = (() => {
+      try {
+        parseAcl("digest:worker:hunter2:cdrwa");
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(error).toBeInstanceOf(errors.BadArgumentsError);
+    expect(error?.message).toMatch(/base64\(sha1/);
+    expect(error?.message).not.toContain("hunter2");
+    expect(() => parseAcl("world:anyone:rx")).toThrow(/cdrwa/);
+    expect(() => parseAcl("world:anyone")).toThrow(/scheme:id:perms/);
+  });
+
+  it("merges the own credentials with the extra entries; none of either means no ACL", () => {
+    expect(nodeAcl([])).toBeUndefined();
+    expect(nodeAcl(["a:1"], [digestAcl("a:1", Perms.READ), digestAcl("b:2", Perms.READ)])).toEqual([
+      digestAcl("a:1"),
+      digestAcl("b:2", Perms.READ),
+    ]);
+  });
+});
