@@ -29,16 +29,24 @@ export class TestGrid {
   private readonly procs: Proc[] = [];
   private client: ZkClient | undefined;
 
-  constructor(readonly connectString: string) {}
+  /** `auth`: credentials of the test's own client (results(), leaderName(), the clean-up). */
+  constructor(
+    readonly connectString: string,
+    private readonly options: { auth?: string } = {},
+  ) {}
 
   get env(): NodeJS.ProcessEnv {
     return { ...process.env, ZKGRID_CONNECT: this.connectString, ZKGRID_ROOT: this.root };
   }
 
-  spawn(bin: string, args: string[], options: { cwd?: string; input?: string } = {}): Proc {
+  spawn(
+    bin: string,
+    args: string[],
+    options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv } = {},
+  ): Proc {
     const child = spawn(process.execPath, [bin, ...args], {
       cwd: options.cwd ?? this.dir,
-      env: this.env,
+      env: { ...this.env, ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
     });
     let out = "";
@@ -63,20 +71,24 @@ export class TestGrid {
     return proc;
   }
 
-  master(name: string, extra: string[] = []): Proc {
-    return this.spawn(BIN.master, [name, "--session-timeout", "4s", ...extra]);
+  master(name: string, extra: string[] = [], env?: NodeJS.ProcessEnv): Proc {
+    return this.spawn(BIN.master, [name, "--session-timeout", "4s", ...extra], { env });
   }
 
-  worker(name: string, extra: string[] = []): Proc {
-    return this.spawn(BIN.worker, [name, "--session-timeout", "4s", "--cwd", this.dir, ...extra]);
+  worker(name: string, extra: string[] = [], env?: NodeJS.ProcessEnv): Proc {
+    return this.spawn(BIN.worker, [name, "--session-timeout", "4s", "--cwd", this.dir, ...extra], { env });
   }
 
   /** Runs the submit bin to completion. */
   async submit(
     args: string[],
     input?: string,
+    env?: NodeJS.ProcessEnv,
   ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const child = spawn(process.execPath, [BIN.submit, ...args], { cwd: this.dir, env: this.env });
+    const child = spawn(process.execPath, [BIN.submit, ...args], {
+      cwd: this.dir,
+      env: { ...this.env, ...env },
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (b: Buffer) => {
@@ -91,7 +103,11 @@ export class TestGrid {
   }
 
   async zk(): Promise<ZkClient> {
-    this.client ??= await connect({ connectString: this.connectString, sessionTimeoutMs: 10_000 });
+    this.client ??= await connect({
+      connectString: this.connectString,
+      sessionTimeoutMs: 10_000,
+      ...(this.options.auth === undefined ? {} : { auth: this.options.auth }),
+    });
     return this.client;
   }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
-import { startMaster } from "./master.js";
+import { CredentialsError, type GridCredentials, readCredentials } from "@zkgrid/core";
 import { createLogger, isLogLevel } from "@zkgrid/log";
+import { startMaster } from "./master.js";
 
 const USAGE = `Usage: zkgrid-master <name> [options]
 
@@ -11,7 +12,10 @@ Options:
   --connect <hosts>        ZooKeeper connect string (env ZKGRID_CONNECT; default 127.0.0.1:2181)
   --root <path>            the grid's root znode (env ZKGRID_ROOT; default /zkgrid)
   --session-timeout <duration>  ZooKeeper session timeout (default 10s)
-  --auth <user:password>   digest credentials (env ZKGRID_AUTH)
+  --auth <file>            a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
+                           or the credentials themselves in env ZKGRID_AUTH, never on the command line)
+  --acl <entries>          more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
+                           (env ZKGRID_ACL; see docs/operators.md)
   --keep-results <n>       result nodes kept under <root>/results; older ones are deleted (default 5000)
   --http-port <n>          serve the dashboard and /metrics on this port (0: any free port)
   --http-host <addr>       the address for it (default 127.0.0.1)
@@ -54,6 +58,7 @@ async function main(): Promise<void> {
         root: { type: "string" },
         "session-timeout": { type: "string" },
         auth: { type: "string" },
+        acl: { type: "string" },
         "log-level": { type: "string" },
         "http-port": { type: "string" },
         "keep-results": { type: "string" },
@@ -91,6 +96,16 @@ async function main(): Promise<void> {
   if (keepResults !== undefined && !(/^\d+$/.test(keepText ?? "") && keepResults >= 1)) {
     fail(`--keep-results: expected a whole number ≥ 1, got "${keepText}"`);
   }
+  let credentials: GridCredentials;
+  try {
+    credentials = readCredentials({
+      authFile: values.auth as string | undefined,
+      acl: values.acl as string | undefined,
+    });
+  } catch (err) {
+    if (!(err instanceof CredentialsError)) throw err;
+    fail(err.message);
+  }
   const logger = createLogger({ name: "master", level, base: { master: name } });
 
   let master: Awaited<ReturnType<typeof startMaster>>;
@@ -100,7 +115,8 @@ async function main(): Promise<void> {
       connectString: (values.connect as string | undefined) ?? process.env.ZKGRID_CONNECT ?? "127.0.0.1:2181",
       root: (values.root as string | undefined) ?? process.env.ZKGRID_ROOT ?? "/zkgrid",
       sessionTimeoutMs,
-      auth: (values.auth as string | undefined) ?? process.env.ZKGRID_AUTH,
+      ...(credentials.auth === undefined ? {} : { auth: credentials.auth }),
+      ...(credentials.acl === undefined ? {} : { acl: credentials.acl }),
       logger,
       ...(keepResults === undefined ? {} : { keepResults }),
       ...(httpPort === undefined ? {} : { httpPort, httpHost: values["http-host"] as string | undefined }),
@@ -110,6 +126,11 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   let stopping = false;
+  master.onRole((role) => {
+    if (role !== "stopped" || stopping) return;
+    process.stderr.write("zkgrid-master: stopped: it could not stay in the election (see the log)\n");
+    process.exit(1);
+  });
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;

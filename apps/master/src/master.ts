@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import type { LeaderElection, Leadership, ZkClient } from "@zkgrid/core";
+import type { Acl, LeaderElection, Leadership, ZkClient } from "@zkgrid/core";
 import { connect } from "@zkgrid/core";
 import { type Dashboard, startDashboard } from "@zkgrid/dashboard";
 import { type GridObserver, observeGrid } from "@zkgrid/observer";
@@ -17,8 +17,10 @@ export interface MasterOptions {
   /** The grid's root path; default "/zkgrid". */
   root?: string;
   sessionTimeoutMs?: number;
-  /** Digest credentials "user:password". */
-  auth?: string;
+  /** Digest credentials "user:password" (several: an array). */
+  auth?: string | string[];
+  /** More ACL entries for the nodes this master creates, besides ALL for `auth` (see docs/operators.md). */
+  acl?: readonly Acl[];
   logger?: Logger;
   /** Use this client instead of connecting; it is not closed by stop(). */
   client?: ZkClient;
@@ -80,6 +82,7 @@ export class Master {
         connectString: options.connectString ?? "127.0.0.1:2181",
         sessionTimeoutMs: options.sessionTimeoutMs ?? 10_000,
         auth: options.auth,
+        ...(options.acl === undefined ? {} : { acl: options.acl }),
         logger: log,
       }));
     await client.ensurePath(layout.masters);
@@ -198,6 +201,12 @@ export class Master {
           this.setRole("standby");
           break;
       }
+    }
+    if (this.role_ !== "stopped" && !this.stopping) {
+      // The election gave up by itself: its error (e.g. an ACL that refuses this master's
+      // credentials) is logged; a master that cannot be a candidate stops rather than idle.
+      this.log("error", "the election ended by itself (its error is logged alongside); stopping");
+      void this.stop();
     }
   }
 

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
 import { type GridObserver, observeGrid } from "@zkgrid/observer";
 import type { CliIo } from "./cli.js";
 
@@ -17,6 +18,7 @@ export const GRID_OPTIONS = {
   connect: { type: "string" },
   root: { type: "string" },
   auth: { type: "string" },
+  acl: { type: "string" },
   "connect-timeout": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -24,7 +26,10 @@ export const GRID_OPTIONS = {
 export const GRID_USAGE = `Grid:
   --connect <hosts>       ZooKeeper connect string (env ZKGRID_CONNECT, default 127.0.0.1:2181)
   --root <path>           the grid's root znode (env ZKGRID_ROOT, default /zkgrid)
-  --auth <user:password>  digest credentials (env ZKGRID_AUTH)
+  --auth <file>           a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
+                          or the credentials themselves in env ZKGRID_AUTH, never on the command line)
+  --acl <entries>         more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
+                          (env ZKGRID_ACL; see docs/operators.md)
   --connect-timeout <ms>  give up when no ZooKeeper session is made by then (default 15000)
   -h, --help              print this help`;
 
@@ -59,21 +64,37 @@ export function positiveInt(flag: string, value: string | undefined): number | u
 export interface GridTarget {
   connectString: string;
   root: string;
-  auth?: string;
+  auth?: string[];
+  acl?: Acl[];
   connectTimeoutMs: number;
 }
 
 export function gridTarget(
-  values: { connect?: string; root?: string; auth?: string; "connect-timeout"?: string },
+  values: { connect?: string; root?: string; auth?: string; acl?: string; "connect-timeout"?: string },
   io: CliIo,
 ): GridTarget {
-  const auth = values.auth ?? io.env.ZKGRID_AUTH;
+  const { auth, acl } = gridCredentials(values, io);
   return {
     connectString: values.connect ?? io.env.ZKGRID_CONNECT ?? "127.0.0.1:2181",
     root: values.root ?? io.env.ZKGRID_ROOT ?? "/zkgrid",
     connectTimeoutMs: positiveInt("connect-timeout", values["connect-timeout"]) ?? DEFAULT_CONNECT_TIMEOUT_MS,
     ...(auth ? { auth } : {}),
+    ...(acl ? { acl } : {}),
   };
+}
+
+/** `--auth <file>`, `--acl` and their environment variables; a literal password is bad usage. */
+export function gridCredentials(
+  values: { auth?: string; acl?: string },
+  io: CliIo,
+): { auth?: string[]; acl?: Acl[] } {
+  try {
+    const { auth, acl } = readCredentials({ authFile: values.auth, acl: values.acl, env: io.env });
+    return { ...(auth ? { auth } : {}), ...(acl ? { acl } : {}) };
+  } catch (err) {
+    if (err instanceof CredentialsError) throw new CliUsageError(err.message);
+    throw err;
+  }
 }
 
 /** Connects an observer; a failure is reported (exit status 1) rather than thrown. */

@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import type { TaskStatus } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
 import { runCancelCommand } from "./cli-cancel.js";
-import { CliUsageError } from "./cli-common.js";
+import { CliUsageError, gridCredentials } from "./cli-common.js";
 import { runDashboardCommand } from "./cli-dashboard.js";
 import { ProgressBar } from "./cli-progress.js";
 import { runStatusCommand, runTaskCommand, runTasksCommand } from "./cli-status.js";
@@ -50,7 +50,10 @@ Waiting:
 Grid:
   --connect <hosts>       ZooKeeper connect string (env ZKGRID_CONNECT, default 127.0.0.1:2181)
   --root <path>           the grid's root znode (env ZKGRID_ROOT, default /zkgrid)
-  --auth <user:password>  digest credentials (env ZKGRID_AUTH)
+  --auth <file>           a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
+                          or the credentials themselves in env ZKGRID_AUTH, never on the command line)
+  --acl <entries>         more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
+                          (env ZKGRID_ACL; see docs/operators.md)
   --connect-timeout <ms>  give up when no ZooKeeper session is made by then (default 15000)
 
   -h, --help              print this help
@@ -95,6 +98,7 @@ const OPTIONS = {
   connect: { type: "string" },
   root: { type: "string" },
   auth: { type: "string" },
+  acl: { type: "string" },
   "connect-timeout": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -183,6 +187,7 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
   };
   let flags: Flags;
   let tasks: TaskInput[] | undefined;
+  let credentials: ReturnType<typeof gridCredentials>;
   try {
     flags = parseFlags(argv);
     if (flags.help) {
@@ -193,9 +198,11 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
       io.stdout.write(`${packageJson.version}\n`);
       return 0;
     }
+    credentials = gridCredentials(flags, io);
     tasks = await readTasks(flags, io);
   } catch (err) {
-    if (err instanceof UsageError || err instanceof TaskTextError) return fail(2, err.message);
+    if (err instanceof UsageError || err instanceof TaskTextError || err instanceof CliUsageError)
+      return fail(2, err.message);
     throw err;
   }
   if (tasks === undefined) {
@@ -205,7 +212,6 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
   }
 
   const connectString = flags.connect ?? io.env.ZKGRID_CONNECT ?? "127.0.0.1:2181";
-  const auth = flags.auth ?? io.env.ZKGRID_AUTH;
   let grid: GridClient;
   let progress: ProgressBar | undefined;
   try {
@@ -213,7 +219,7 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
       connectString,
       root: flags.root ?? io.env.ZKGRID_ROOT ?? "/zkgrid",
       connectTimeoutMs: Number(flags["connect-timeout"] ?? DEFAULT_CONNECT_TIMEOUT_MS),
-      ...(auth ? { auth } : {}),
+      ...credentials,
     });
   } catch (err) {
     return fail(1, `cannot connect to ZooKeeper at ${connectString}: ${messageOf(err)}`);

@@ -1,5 +1,5 @@
 import { hostname, userInfo } from "node:os";
-import { connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
+import { type Acl, connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
 import {
   type GridLayout,
   gridLayout,
@@ -18,6 +18,8 @@ export interface GridConnectOptions extends GridClientOptions {
   connectString: string;
   /** Digest credentials "user:password". */
   auth?: string | string[];
+  /** More ACL entries for the nodes this client creates, besides ALL for `auth` (see docs/operators.md). */
+  acl?: readonly Acl[];
   /** Default 10 000. */
   sessionTimeoutMs?: number;
   /** `connectGrid` rejects if no session is made by then (default 30 000). */
@@ -78,6 +80,7 @@ export async function connectGrid<H extends HandlerSignatures = AnyHandlers>(
   const zk = await connect({
     connectString: target.connectString,
     ...(target.auth === undefined ? {} : { auth: target.auth }),
+    ...(target.acl === undefined ? {} : { acl: target.acl }),
     ...(target.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: target.sessionTimeoutMs }),
     ...(target.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: target.connectTimeoutMs }),
     ...(target.logger === undefined ? {} : { logger: target.logger }),

@@ -61,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
       logger,
       signal: interrupted.signal,
       ...(command.auth === undefined ? {} : { auth: command.auth }),
+      ...(command.acl === undefined ? {} : { acl: command.acl }),
       ...(command.concurrency === undefined ? {} : { concurrency: command.concurrency }),
       ...(command.cwd === undefined ? {} : { cwd: command.cwd }),
       ...(handlers === undefined ? {} : { handlers }),

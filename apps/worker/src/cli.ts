@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
+import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
 import { labelProblem, rootPathProblem, workerNameProblem } from "@zkgrid/protocol";
 import { WorkerError } from "./errors.js";
 import {
@@ -31,7 +32,10 @@ Options:
   --grace <duration>         on SIGINT/SIGTERM, how long running tasks may finish (default ${DEFAULT_GRACE_MS / 1000}s)
   --handlers <module>        a module whose default export (or "handlers") maps handler names to functions
   --session-timeout <duration>  ZooKeeper session timeout (default ${DEFAULT_SESSION_TIMEOUT_MS / 1000}s)
-  --auth <user:password>     ZooKeeper digest credentials (env ZKGRID_AUTH)
+  --auth <file>              a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
+                             or the credentials themselves in env ZKGRID_AUTH, never on the command line)
+  --acl <entries>            more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
+                             (env ZKGRID_ACL; see docs/operators.md)
   --metrics-port <n>         serve Prometheus /metrics on this port (0: any free port)
   --metrics-host <addr>      the address for it (default 127.0.0.1)
   --log-level <level>        debug, info, warn or error (default info)
@@ -57,7 +61,8 @@ export type CliCommand =
       graceMs: number;
       handlers: string | undefined;
       sessionTimeoutMs: number;
-      auth: string | undefined;
+      auth: string[] | undefined;
+      acl: Acl[] | undefined;
       metricsPort: number | undefined;
       metricsHost: string;
       logLevel: "debug" | "info" | "warn" | "error";
@@ -126,6 +131,13 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     const problem = labelProblem(label);
     if (problem !== undefined) throw new UsageError(`--labels: invalid label "${label}": ${problem}`);
   }
+  let credentials: ReturnType<typeof readCredentials>;
+  try {
+    credentials = readCredentials({ authFile: values.auth, acl: values.acl, env });
+  } catch (error) {
+    if (error instanceof CredentialsError) throw new UsageError(error.message);
+    throw error;
+  }
   return {
     kind: "run",
     name,
@@ -138,7 +150,8 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     graceMs: values.grace === undefined ? DEFAULT_GRACE_MS : parseDuration("grace", values.grace),
     handlers: values.handlers,
     sessionTimeoutMs: parseSessionTimeout(values["session-timeout"]),
-    auth: values.auth ?? (env.ZKGRID_AUTH === "" ? undefined : env.ZKGRID_AUTH),
+    auth: credentials.auth,
+    acl: credentials.acl,
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"]),
     metricsHost: values["metrics-host"] ?? "127.0.0.1",
     logLevel: parseLogLevel(values["log-level"]),
@@ -174,6 +187,7 @@ function parse(argv: string[]) {
       handlers: { type: "string" },
       "session-timeout": { type: "string" },
       auth: { type: "string" },
+      acl: { type: "string" },
       "metrics-port": { type: "string" },
       "metrics-host": { type: "string" },
       "log-level": { type: "string" },

@@ -65,7 +65,7 @@ function taskCwd(outputDir: string, cwd: string | undefined): string {
 }
 
 /** Environment variables of the worker that a task does not inherit: they hold its credentials. */
-const PRIVATE_ENV = ["ZKGRID_AUTH"];
+const PRIVATE_ENV = ["ZKGRID_AUTH", "ZKGRID_AUTH_FILE"];
 
 function taskEnv(extra: Record<string, string> | undefined, vars: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };

@@ -1,6 +1,6 @@
 import { availableParallelism, hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { connect, type ZkClient } from "@zkgrid/core";
+import { type Acl, connect, type ZkClient } from "@zkgrid/core";
 import {
   type AssignedTask,
   assertWorkerName,
@@ -42,6 +42,8 @@ export interface WorkerOptions {
   sessionTimeoutMs?: number;
   /** Digest credentials "user:password". Ignored when `client` is given. */
   auth?: string | string[];
+  /** More ACL entries for the nodes the worker creates, besides ALL for `auth`. Ignored with `client`. */
+  acl?: readonly Acl[];
   /**
    * Use this client (connected with the grid's root as its `root`) instead of connecting.
    * The worker does not close it.
@@ -253,6 +255,7 @@ class GridWorker implements Worker {
           logger: this.log,
           signal: this.lifetime.signal,
           ...(this.options.auth === undefined ? {} : { auth: this.options.auth }),
+          ...(this.options.acl === undefined ? {} : { acl: this.options.acl }),
         });
       }
       if (this.lifetime.signal.aborted) throw new WorkerStoppedError();

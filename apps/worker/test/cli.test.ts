@@ -26,6 +26,7 @@ describe("command line", () => {
       handlers: undefined,
       sessionTimeoutMs: 10_000,
       auth: undefined,
+      acl: undefined,
       metricsPort: undefined,
       metricsHost: "127.0.0.1",
       logLevel: "info",
@@ -49,7 +50,7 @@ describe("command line", () => {
     ).toMatchObject({
       connectString: "zk1:2181",
       root: "/grid",
-      auth: "u:p",
+      auth: ["u:p"],
       concurrency: 4,
       labels: ["gpu", "linux"],
       graceMs: 1500,
