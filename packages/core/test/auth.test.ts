@@ -1,6 +1,20 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { startServer, type ZkServer } from "@zkgrid/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, digestAcl, digestId, errors, formatAcl, nodeAcl, parseAcl, Perms } from "../src/index.js";
+import {
+  Code,
+  CredentialsError,
+  digestAcl,
+  digestId,
+  errors,
+  formatAcl,
+  nodeAcl,
+  parseAcl,
+  Perms,
+  readCredentials,
+} from "../src/index.js";
 import { connectClient, testRoot } from "./helpers.js";
 
 describe("on a server that requires authentication", () => {
@@ -121,5 +135,60 @@ describe("ACL text", () => {
       digestAcl("a:1"),
       digestAcl("b:2", Perms.READ),
     ]);
+  });
+});
+
+describe("readCredentials", () => {
+  const dir = mkdtempSync(join(tmpdir(), "zkgrid-cred-"));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text, { mode: 0o600 });
+    return path;
+  };
+  const refusal = (run: () => unknown): string => {
+    try {
+      run();
+    } catch (e) {
+      expect(e).toBeInstanceOf(CredentialsError);
+      return (e as Error).message;
+    }
+    throw new Error("not refused");
+  };
+
+  it("reads --auth's file first, then ZKGRID_AUTH_FILE, then ZKGRID_AUTH; --acl before ZKGRID_ACL", () => {
+    const two = file("two", "# grid\n\n  a:one \r\nb:two:with:colons\n");
+    const other = file("other", "c:three\n");
+    const acl = `digest:${digestId("x:y")}:r`;
+    const env = { ZKGRID_AUTH_FILE: other, ZKGRID_AUTH: "d:four", ZKGRID_ACL: "world:anyone:r" };
+    expect(readCredentials({ authFile: two, acl, env })).toEqual({
+      auth: ["a:one", "b:two:with:colons"],
+      acl: [digestAcl("x:y", Perms.READ)],
+    });
+    expect(readCredentials({ env })).toEqual({
+      auth: ["c:three"],
+      acl: [{ scheme: "world", id: "anyone", perms: Perms.READ }],
+    });
+    expect(readCredentials({ env: { ZKGRID_AUTH: "d:four" } })).toEqual({ auth: ["d:four"], acl: undefined });
+    expect(readCredentials({ env: {} })).toEqual({ auth: undefined, acl: undefined });
+  });
+
+  it("refuses credentials given where a file belongs, bad files and bad entries, never echoing a secret", () => {
+    const literal = refusal(() => readCredentials({ authFile: "bob:hunter2", env: {} }));
+    expect(literal).toMatch(/--auth takes the path of a file/);
+    expect(literal).toMatch(/ZKGRID_AUTH_FILE/);
+    expect(literal).not.toContain("hunter2");
+    expect(refusal(() => readCredentials({ authFile: join(dir, "missing"), env: {} }))).toMatch(/ENOENT/);
+    const noColon = refusal(() => readCredentials({ authFile: file("bad", "# x\nhunter2\n"), env: {} }));
+    expect(noColon).toMatch(/line 2/);
+    expect(noColon).not.toContain("hunter2");
+    expect(refusal(() => readCredentials({ authFile: file("empty", "# nothing\n"), env: {} }))).toMatch(
+      /no user:password/,
+    );
+    expect(refusal(() => readCredentials({ env: { ZKGRID_AUTH: "hunter2" } }))).toBe(
+      "ZKGRID_AUTH: expected user:password",
+    );
+    expect(refusal(() => readCredentials({ env: { ZKGRID_ACL: "digest:bob:hunter2:r" } }))).toMatch(
+      /^ZKGRID_ACL: .*base64/,
+    );
   });
 });
