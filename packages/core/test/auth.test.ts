@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startServer, type ZkServer } from "@zkgrid/testing";
+import { startEnsemble, startServer, type ZkServer } from "@zkgrid/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   Code,
@@ -99,6 +99,25 @@ describe("on a server that requires authentication", () => {
     });
     expect((await admin.get(plain)).data.toString()).toBe("x");
   });
+});
+
+it("an ensemble started with requireAuth refuses clients without credentials on every member", async () => {
+  const ensemble = await startEnsemble(3, { requireAuth: true });
+  try {
+    for (const member of ensemble.members) {
+      const anonymous = await connectClient({ connectString: member.connectString });
+      expect(await anonymous.exists("/").catch((e: unknown) => e)).toBeInstanceOf(errors.AuthRequiredError);
+    }
+    const client = await connectClient({
+      connectString: ensemble.connectString,
+      auth: "u:p",
+      root: testRoot(),
+    });
+    expect(await client.getChildren("/")).toEqual([]);
+    await client.close();
+  } finally {
+    await ensemble.stop();
+  }
 });
 
 describe("ACL text", () => {
