@@ -1,10 +1,4 @@
 import { defineConfig } from "tsup";
+import { appBuild } from "../../tsup.base.js";
 
-export default defineConfig({
-  entry: ["src/index.ts", "src/bin.ts"],
-  format: ["esm", "cjs"],
-  dts: { entry: "src/index.ts" },
-  sourcemap: true,
-  clean: true,
-  target: "node20",
-});
+export default defineConfig(appBuild);
