@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { CredentialsError, type GridCredentials, readCredentials } from "@zkgrid/core";
 import { createLogger, isLogLevel } from "@zkgrid/log";
+import { parseDuration } from "@zkgrid/protocol";
 import { startMaster } from "./master.js";
 
 const USAGE = `Usage: zkgrid-master <name> [options]
@@ -36,12 +37,8 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000 } as const;
-
-function parseDuration(flag: string, text: string): number {
-  const match = DURATION.exec(text.trim());
-  const ms = match ? Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "ms") as keyof typeof UNIT_MS]) : 0;
+function positiveDuration(flag: string, text: string): number {
+  const ms = parseDuration(text) ?? 0;
   if (ms < 1) fail(`--${flag}: expected a duration such as 30000, 30s or 500ms, got "${text}"`);
   return ms;
 }
@@ -85,7 +82,8 @@ async function main(): Promise<void> {
   const level = (values["log-level"] as string | undefined) ?? "info";
   if (!isLogLevel(level)) fail(`--log-level must be one of debug, info, warn, error (got "${level}")`);
   const timeoutText = values["session-timeout"] as string | undefined;
-  const sessionTimeoutMs = timeoutText === undefined ? 10_000 : parseDuration("session-timeout", timeoutText);
+  const sessionTimeoutMs =
+    timeoutText === undefined ? 10_000 : positiveDuration("session-timeout", timeoutText);
   const httpPortText = values["http-port"] as string | undefined;
   const httpPort = httpPortText === undefined ? undefined : Number(httpPortText);
   if (httpPort !== undefined && !(/^\d+$/.test(httpPortText ?? "") && httpPort <= 65535)) {

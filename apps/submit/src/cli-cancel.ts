@@ -19,19 +19,20 @@ import {
   messageOf,
   PROGRAM,
   parseCommand,
-  positiveInt,
+  positiveDuration,
 } from "./cli-common.js";
 import { WaitTimeoutError } from "./errors.js";
 import { connectGrid, type GridClient } from "./grid-client.js";
 
 const DEFAULT_WAIT_TIMEOUT_MS = 30_000;
 
-export const CANCEL_USAGE = `Usage: ${PROGRAM} cancel <id>... [--wait-timeout <ms>] [--no-wait] [--json] [grid options]
+export const CANCEL_USAGE = `Usage: ${PROGRAM} cancel <id>... [--wait-timeout <duration>] [--no-wait] [--json] [grid options]
 
 Asks the leader to cancel tasks: a queued task never runs, a running one is stopped (its process
 group is killed). Then waits until each one's final status is "cancelled".
 
-  --wait-timeout <ms>     give up waiting after this long (default ${DEFAULT_WAIT_TIMEOUT_MS}); the request stays
+  --wait-timeout <duration>
+                          give up waiting after this long (default ${DEFAULT_WAIT_TIMEOUT_MS / 1000}s); the request stays
   --no-wait               write the request and exit
   --json                  print each task's final status as one JSON line
 
@@ -59,7 +60,7 @@ export async function runCancelCommand(argv: readonly string[], io: CliIo): Prom
     if (!isValidTaskId(id))
       throw new CliUsageError(`invalid task id ${JSON.stringify(id)}: ${taskIdProblem(id)}`);
   }
-  const timeoutMs = positiveInt("wait-timeout", values["wait-timeout"]) ?? DEFAULT_WAIT_TIMEOUT_MS;
+  const timeoutMs = positiveDuration("wait-timeout", values["wait-timeout"]) ?? DEFAULT_WAIT_TIMEOUT_MS;
   const target = gridTarget(values, io);
   const ids = [...new Set(positionals)];
   const say = (line: string) => io.stderr.write(`${PROGRAM}: ${line}\n`);

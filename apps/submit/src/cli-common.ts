@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
 import { type GridObserver, observeGrid } from "@zkgrid/observer";
+import { parseDuration } from "@zkgrid/protocol";
 import type { CliIo } from "./cli.js";
 
 /** The name the subcommands go by in messages. */
@@ -23,15 +24,24 @@ export const GRID_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-export const GRID_USAGE = `Grid:
+/** The grid flags, as every command's help lists them. */
+export const GRID_FLAGS_USAGE = `Grid:
   --connect <hosts>       ZooKeeper connect string (env ZKGRID_CONNECT, default 127.0.0.1:2181)
   --root <path>           the grid's root znode (env ZKGRID_ROOT, default /zkgrid)
   --auth <file>           a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
                           or the credentials themselves in env ZKGRID_AUTH, never on the command line)
   --acl <entries>         more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
                           (env ZKGRID_ACL; see docs/operators.md)
-  --connect-timeout <ms>  give up when no ZooKeeper session is made by then (default 15000)
-  -h, --help              print this help`;
+  --connect-timeout <duration>
+                          give up when no ZooKeeper session is made by then (default 15s)`;
+
+export const DURATIONS_USAGE = "Durations: milliseconds, or with a unit: 500ms, 30s, 2m.";
+
+/** The end of a subcommand's help: the grid flags, --help and how durations are written. */
+export const GRID_USAGE = `${GRID_FLAGS_USAGE}
+  -h, --help              print this help
+
+${DURATIONS_USAGE}`;
 
 type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
 
@@ -61,6 +71,18 @@ export function positiveInt(flag: string, value: string | undefined): number | u
   return Number(value);
 }
 
+/** A positive duration flag value (milliseconds, or 500ms, 30s, 2m), or undefined when absent. */
+export function positiveDuration(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseDuration(value);
+  if (ms === undefined || ms < 1) {
+    throw new CliUsageError(
+      `--${flag}: expected a positive duration such as 30000, 30s or 500ms, got ${JSON.stringify(value)}`,
+    );
+  }
+  return ms;
+}
+
 export interface GridTarget {
   connectString: string;
   root: string;
@@ -77,7 +99,8 @@ export function gridTarget(
   return {
     connectString: values.connect ?? io.env.ZKGRID_CONNECT ?? "127.0.0.1:2181",
     root: values.root ?? io.env.ZKGRID_ROOT ?? "/zkgrid",
-    connectTimeoutMs: positiveInt("connect-timeout", values["connect-timeout"]) ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    connectTimeoutMs:
+      positiveDuration("connect-timeout", values["connect-timeout"]) ?? DEFAULT_CONNECT_TIMEOUT_MS,
     ...(auth ? { auth } : {}),
     ...(acl ? { acl } : {}),
   };

@@ -3,7 +3,15 @@ import { parseArgs } from "node:util";
 import type { TaskStatus } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
 import { runCancelCommand } from "./cli-cancel.js";
-import { CliUsageError, gridCredentials } from "./cli-common.js";
+import {
+  CliUsageError,
+  DURATIONS_USAGE,
+  GRID_FLAGS_USAGE,
+  type GridTarget,
+  gridTarget,
+  messageOf,
+  positiveDuration,
+} from "./cli-common.js";
 import { runDashboardCommand } from "./cli-dashboard.js";
 import { ProgressBar } from "./cli-progress.js";
 import { runStatusCommand, runTaskCommand, runTasksCommand } from "./cli-status.js";
@@ -13,8 +21,6 @@ import { parseTaskText, TaskTextError } from "./task-text.js";
 import { prepareTasks, type TaskInput } from "./tasks.js";
 
 const PROGRAM = "zkgrid-submit";
-/** Shorter than the library's default: someone is waiting at a prompt. */
-const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
 
 export const USAGE = `Usage: ${PROGRAM} [options] < tasks
        ${PROGRAM} --cmd <command> [task flags] [--wait]
@@ -32,7 +38,7 @@ One task from flags:
   --input <json>          the handler's input, as JSON
   --env <K=V>             an environment variable; repeatable
   --cwd <dir>             working directory (a relative one is inside the task's output folder)
-  --timeout <ms>          kill the task after this many milliseconds
+  --timeout <duration>    kill the task after this long
   --max-attempts <n>      how many times the task may be handed out (default 3)
   --label <label>         a label the worker must have; repeatable
   --priority <n>          -1000..1000, higher runs first (default 0)
@@ -45,19 +51,15 @@ Input:
 Waiting:
   -w, --wait              wait for every task and print each result as it arrives
       --json              with --wait: print each result as one TaskStatus JSON line
-      --wait-timeout <ms> with --wait: give up after this long (the tasks keep running)
+      --wait-timeout <duration>
+                          with --wait: give up after this long (the tasks keep running)
 
-Grid:
-  --connect <hosts>       ZooKeeper connect string (env ZKGRID_CONNECT, default 127.0.0.1:2181)
-  --root <path>           the grid's root znode (env ZKGRID_ROOT, default /zkgrid)
-  --auth <file>           a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
-                          or the credentials themselves in env ZKGRID_AUTH, never on the command line)
-  --acl <entries>         more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
-                          (env ZKGRID_ACL; see docs/operators.md)
-  --connect-timeout <ms>  give up when no ZooKeeper session is made by then (default 15000)
+${GRID_FLAGS_USAGE}
 
   -h, --help              print this help
   -V, --version           print the version
+
+${DURATIONS_USAGE}
 
 Exit status: 0 when submitted (with --wait: when every task succeeded); 1 when a task did not
 succeed, the wait timed out, or the grid could not be reached; 2 for bad usage or invalid input,
@@ -187,7 +189,8 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
   };
   let flags: Flags;
   let tasks: TaskInput[] | undefined;
-  let credentials: ReturnType<typeof gridCredentials>;
+  let target: GridTarget;
+  let waitTimeoutMs: number | undefined;
   try {
     flags = parseFlags(argv);
     if (flags.help) {
@@ -198,7 +201,8 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
       io.stdout.write(`${packageJson.version}\n`);
       return 0;
     }
-    credentials = gridCredentials(flags, io);
+    target = gridTarget(flags, io);
+    waitTimeoutMs = positiveDuration("wait-timeout", flags["wait-timeout"]);
     tasks = await readTasks(flags, io);
   } catch (err) {
     if (err instanceof UsageError || err instanceof TaskTextError || err instanceof CliUsageError)
@@ -211,18 +215,12 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
     return 2;
   }
 
-  const connectString = flags.connect ?? io.env.ZKGRID_CONNECT ?? "127.0.0.1:2181";
   let grid: GridClient;
   let progress: ProgressBar | undefined;
   try {
-    grid = await connectGrid({
-      connectString,
-      root: flags.root ?? io.env.ZKGRID_ROOT ?? "/zkgrid",
-      connectTimeoutMs: Number(flags["connect-timeout"] ?? DEFAULT_CONNECT_TIMEOUT_MS),
-      ...credentials,
-    });
+    grid = await connectGrid(target);
   } catch (err) {
-    return fail(1, `cannot connect to ZooKeeper at ${connectString}: ${messageOf(err)}`);
+    return fail(1, `cannot connect to ZooKeeper at ${target.connectString}: ${messageOf(err)}`);
   }
   try {
     const ids = await grid.submit(tasks);
@@ -234,14 +232,13 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
       io.stderr.write(`submitted ${ids.length} task${ids.length === 1 ? "" : "s"}; waiting\n`);
     // Only a person at a terminal gets a bar; a pipe or a log gets the results alone.
     progress = io.stderr.isTTY && ids.length > 1 ? new ProgressBar(io.stderr, ids.length) : undefined;
-    const waitTimeout = flags["wait-timeout"];
     const results = await grid.wait(ids, {
       onResult: (status) => {
         progress?.clear();
         io.stdout.write(flags.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
         progress?.add(status);
       },
-      ...(waitTimeout === undefined ? {} : { timeoutMs: Number(waitTimeout) }),
+      ...(waitTimeoutMs === undefined ? {} : { timeoutMs: waitTimeoutMs }),
     });
     progress?.stop();
     return [...results.values()].every((status) => status.state === "succeeded") ? 0 : 1;
@@ -305,15 +302,10 @@ function parseFlags(argv: readonly string[]): Flags {
   } catch (err) {
     throw new UsageError(`${messageOf(err)}\nTry "${PROGRAM} --help".`);
   }
-  for (const name of ["timeout", "max-attempts", "priority", "wait-timeout", "connect-timeout"] as const) {
+  for (const name of ["max-attempts", "priority"] as const) {
     const value = flags[name];
     if (value !== undefined && !/^-?\d+$/.test(value)) {
       throw new UsageError(`--${name}: expected an integer, got ${JSON.stringify(value)}`);
-    }
-  }
-  for (const name of ["wait-timeout", "connect-timeout"] as const) {
-    if (flags[name] !== undefined && Number(flags[name]) <= 0) {
-      throw new UsageError(`--${name}: expected a positive number of milliseconds`);
     }
   }
   return flags;
@@ -365,7 +357,7 @@ function taskFromFlags(flags: Flags): TaskInput | undefined {
   }
   if (flags.env !== undefined) task.env = keyValues("--env", flags.env);
   if (flags.cwd !== undefined) task.cwd = flags.cwd;
-  if (flags.timeout !== undefined) task.timeoutMs = Number(flags.timeout);
+  if (flags.timeout !== undefined) task.timeoutMs = positiveDuration("timeout", flags.timeout)!;
   if (flags["max-attempts"] !== undefined) task.maxAttempts = Number(flags["max-attempts"]);
   if (flags.label !== undefined) task.labels = flags.label;
   if (flags.priority !== undefined) task.priority = Number(flags.priority);
@@ -431,8 +423,4 @@ function formatDuration(ms: number): string {
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
   const minutes = Math.floor(ms / 60_000);
   return `${minutes}m${Math.round((ms % 60_000) / 1000)}s`;
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -97,7 +97,7 @@ describe("zkgrid-submit", () => {
     const run = await runBin(["--help"], randomRoot());
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^Usage: zkgrid-submit/);
-    expect(run.stdout).toContain("--wait-timeout <ms>");
+    expect(run.stdout).toContain("--wait-timeout <duration>");
   });
 
   it("--cmd with task flags submits that one task and prints its id", async () => {
@@ -116,7 +116,7 @@ describe("zkgrid-submit", () => {
         "--cwd",
         "work",
         "--timeout",
-        "5000",
+        "5s",
         "--max-attempts",
         "2",
         "--label",

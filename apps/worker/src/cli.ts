@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
-import { labelProblem, rootPathProblem, workerNameProblem } from "@zkgrid/protocol";
+import { labelProblem, parseDuration, rootPathProblem, workerNameProblem } from "@zkgrid/protocol";
 import { WorkerError } from "./errors.js";
 import {
   DEFAULT_CONNECT_STRING,
@@ -68,14 +68,11 @@ export type CliCommand =
       logLevel: "debug" | "info" | "warn" | "error";
     };
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000 } as const;
-
-function parseDuration(flag: string, text: string): number {
-  const match = DURATION.exec(text.trim());
-  if (match === null)
+function durationFlag(flag: string, text: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined)
     throw new UsageError(`--${flag}: expected a duration such as 30000, 30s or 500ms, got "${text}"`);
-  return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "ms") as keyof typeof UNIT_MS]);
+  return ms;
 }
 
 function parsePositiveInt(flag: string, text: string): number {
@@ -88,7 +85,7 @@ function parsePositiveInt(flag: string, text: string): number {
 
 function parseSessionTimeout(text: string | undefined): number {
   if (text === undefined) return DEFAULT_SESSION_TIMEOUT_MS;
-  const ms = parseDuration("session-timeout", text);
+  const ms = durationFlag("session-timeout", text);
   if (ms < 1) throw new UsageError(`--session-timeout: must be more than 0, got "${text}"`);
   return ms;
 }
@@ -147,7 +144,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
       values.concurrency === undefined ? undefined : parsePositiveInt("concurrency", values.concurrency),
     labels,
     cwd: values.cwd,
-    graceMs: values.grace === undefined ? DEFAULT_GRACE_MS : parseDuration("grace", values.grace),
+    graceMs: values.grace === undefined ? DEFAULT_GRACE_MS : durationFlag("grace", values.grace),
     handlers: values.handlers,
     sessionTimeoutMs: parseSessionTimeout(values["session-timeout"]),
     auth: credentials.auth,

@@ -1,5 +1,6 @@
 /**
- * The zkgrid wire format: payload schemas, names and ids, the znode layout, limits and batching.
+ * The zkgrid wire format: payload schemas, names and ids, the znode layout, limits and batching,
+ * and how the commands write durations.
  * No ZooKeeper calls happen here; docs/protocol.md is the contract this module implements.
  *
  * ```ts
@@ -103,6 +104,7 @@ export {
   WorkerReportSchema,
 } from "./schemas.js";
 export { taskLabels, taskMaxAttempts, taskPriority } from "./defaults.js";
+export { parseDuration } from "./duration.js";
 
 export type { FinalState, TaskState, UpdateState } from "./constants.js";
 export type { ProtocolIssue } from "./errors.js";
