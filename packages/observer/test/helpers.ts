@@ -17,6 +17,8 @@ import {
 import type {} from "@zkgrid/testing";
 import { inject } from "vitest";
 
+export { finalStatus } from "../../../tests/fixtures/statuses.js";
+
 export const connectString = (): string => inject("zkConnectString");
 
 /**
@@ -132,25 +134,4 @@ export class ProtocolWriter {
 export function assigned(id: string, attempt = 1, spec: Partial<TaskSpec> = {}): AssignedTask {
   const now = Date.now();
   return { id, attempt, assignedAt: now, submittedAt: now - 5, spec: { id, cmd: `echo ${id}`, ...spec } };
-}
-
-export function finalStatus(
-  id: string,
-  state: TaskStatus["state"],
-  extra: Partial<TaskStatus> = {},
-): TaskStatus {
-  const now = Date.now();
-  return {
-    v: 1,
-    id,
-    state,
-    attempt: 1,
-    worker: "w1",
-    submittedAt: now - 30,
-    assignedAt: now - 20,
-    startedAt: now - 10,
-    finishedAt: now,
-    ...(state === "succeeded" ? { exitCode: 0 } : {}),
-    ...extra,
-  };
 }
