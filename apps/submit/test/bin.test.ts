@@ -1,56 +1,28 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import type { ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import type { ZkClient } from "@zkgrid/core";
 import { gridLayout, type TaskStatus } from "@zkgrid/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  answerQueue,
-  connectString,
-  connectTestClient,
-  finalStatus,
-  randomRoot,
-  readQueue,
-} from "./helpers.js";
-
-const packageDir = fileURLToPath(new URL("..", import.meta.url));
-const bin = join(packageDir, "dist", "bin.js");
+import { bins, buildIfStale, killAll, type Run, runToEnd } from "./built-bins.js";
+import { answerQueue, connectTestClient, finalStatus, randomRoot, readQueue } from "./helpers.js";
 
 let zk: ZkClient;
 let scratch: string;
 const children = new Set<ChildProcess>();
 const leaders: AbortController[] = [];
 
-/**
- * The command under test is the built one, as users run it. Build it only when a source is newer:
- * other test files (end to end) run the same dist/bin.js, and a build empties dist/ first.
- */
-async function buildIfStale(): Promise<void> {
-  const built = await stat(bin).then(
-    (s) => s.mtimeMs,
-    () => 0,
-  );
-  const sources = await readdir(join(packageDir, "src"));
-  const inputs = [...sources.map((name) => join(packageDir, "src", name)), join(packageDir, "package.json")];
-  const newest = Math.max(...(await Promise.all(inputs.map(async (path) => (await stat(path)).mtimeMs))));
-  if (newest > built) {
-    await promisify(execFile)("pnpm", ["--filter", "@zkgrid/submit", "build"], { cwd: packageDir });
-  }
-}
-
 beforeAll(async () => {
-  await buildIfStale();
+  // The command under test is the built one, as users run it.
+  await buildIfStale("apps/submit", "@zkgrid/submit", "bin.js");
   zk = await connectTestClient();
   scratch = await mkdtemp(join(tmpdir(), "zkgrid-submit-"));
 });
 
-afterEach(() => {
+afterEach(async () => {
   for (const leader of leaders.splice(0)) leader.abort();
-  for (const child of children) child.kill("SIGKILL");
-  children.clear();
+  await killAll(children);
 });
 
 afterAll(async () => {
@@ -58,31 +30,9 @@ afterAll(async () => {
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the built command against the test ZooKeeper with `root`, feeding it `input` on stdin. */
 function runBin(args: string[], root: string, input = ""): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      env: { ...process.env, ZKGRID_CONNECT: connectString(), ZKGRID_ROOT: root },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    children.add(child);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      children.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
+  return runToEnd(bins.submit, args, root, children, input);
 }
 
 /** Answers every task submitted under `root` with `decide(task)` until the test ends. */

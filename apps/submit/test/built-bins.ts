@@ -1,8 +1,9 @@
-import { execFile } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { connectString } from "./helpers.js";
 
 const repo = fileURLToPath(new URL("../../..", import.meta.url));
 
@@ -17,7 +18,7 @@ export const bins = {
  * Builds a package only when one of its sources is newer than its dist: other test files run the
  * same dist files, and a build empties dist/ first.
  */
-async function buildIfStale(dir: string, filter: string, entry: string): Promise<void> {
+export async function buildIfStale(dir: string, filter: string, entry: string): Promise<void> {
   const built = await stat(join(repo, dir, "dist", entry)).then(
     (s) => s.mtimeMs,
     () => 0,
@@ -35,4 +36,55 @@ export async function buildBins(): Promise<void> {
   await buildIfStale("apps/master", "@zkgrid/master", "bin.js");
   await buildIfStale("apps/worker", "@zkgrid/worker", "bin.js");
   await buildIfStale("apps/submit", "@zkgrid/submit", "bin.js");
+}
+
+/** What a command run to its end printed, and how it exited. */
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Points a command at the test ZooKeeper and at the grid under `root`. */
+export function gridEnv(root: string): NodeJS.ProcessEnv {
+  return { ...process.env, ZKGRID_CONNECT: connectString(), ZKGRID_ROOT: root };
+}
+
+/**
+ * Runs a built command to its end against the grid under `root`, feeding it `input` on stdin. It is
+ * in `children` while it runs, so the test's cleanup can kill it.
+ */
+export function runToEnd(
+  bin: string,
+  args: string[],
+  root: string,
+  children: Set<ChildProcess>,
+  input = "",
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: gridEnv(root),
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    children.add(child);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      children.delete(child);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(input);
+  });
+}
+
+/** Kills every child still running and waits until each has exited. */
+export async function killAll(children: Set<ChildProcess>): Promise<void> {
+  const running = [...children].filter((child) => child.exitCode === null && child.signalCode === null);
+  const exits = running.map((child) => new Promise((resolve) => child.once("exit", resolve)));
+  for (const child of running) child.kill("SIGKILL");
+  await Promise.all(exits);
+  children.clear();
 }

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type CliIo, runCli } from "../src/cli.js";
 import { ProgressBar } from "../src/cli-progress.js";
 import { answerQueue, connectString, connectTestClient, finalStatus, randomRoot } from "./helpers.js";
-import { bins, buildBins } from "./status-helpers.js";
+import { bins, buildBins, gridEnv, killAll } from "./built-bins.js";
 
 let zk: ZkClient;
 const children = new Set<ChildProcess>();
@@ -20,11 +20,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const leader of leaders.splice(0)) leader.abort();
-  const running = [...children].filter((child) => child.exitCode === null && child.signalCode === null);
-  const exits = running.map((child) => new Promise((resolve) => child.once("exit", resolve)));
-  for (const child of running) child.kill("SIGKILL");
-  await Promise.all(exits);
-  children.clear();
+  await killAll(children);
 });
 
 afterAll(async () => {
@@ -60,7 +56,7 @@ describe("zkgrid dashboard", () => {
   it("serves the page, the snapshot and /metrics for the grid until SIGTERM, then exits 0", async () => {
     const root = randomRoot();
     const child = spawn(process.execPath, [bins.submit, "dashboard", "--port", "0"], {
-      env: { ...process.env, ZKGRID_CONNECT: connectString(), ZKGRID_ROOT: root },
+      env: gridEnv(root),
       stdio: ["ignore", "pipe", "pipe"],
     });
     children.add(child);

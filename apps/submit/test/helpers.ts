@@ -11,6 +11,8 @@ import {
 import type {} from "@zkgrid/testing";
 import { inject } from "vitest";
 
+export { finalStatus } from "../../../tests/fixtures/statuses.js";
+
 export const connectString = (): string => inject("zkConnectString");
 
 /** A grid root no other test uses. */
@@ -65,28 +67,6 @@ export async function writeResults(
   return protect
     ? zk.createProtected(path, data, "persistent-sequential")
     : zk.create(path, data, "persistent-sequential");
-}
-
-/** A final status as a leader would record it. */
-export function finalStatus(
-  id: string,
-  state: TaskStatus["state"],
-  extra: Partial<TaskStatus> = {},
-): TaskStatus {
-  const now = Date.now();
-  return {
-    v: 1,
-    id,
-    state,
-    attempt: 1,
-    worker: "w1",
-    submittedAt: now - 30,
-    assignedAt: now - 20,
-    startedAt: now - 10,
-    finishedAt: now,
-    ...(state === "succeeded" ? { exitCode: 0 } : {}),
-    ...extra,
-  };
 }
 
 /**

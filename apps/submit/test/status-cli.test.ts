@@ -7,8 +7,8 @@ import type { GridSnapshot, TaskView } from "@zkgrid/observer";
 import { decodeCancelRequest, gridLayout, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { connectString, connectTestClient, finalStatus, randomRoot, writeResults } from "./helpers.js";
-import { bins, buildBins } from "./status-helpers.js";
+import { connectTestClient, finalStatus, randomRoot, writeResults } from "./helpers.js";
+import { bins, buildBins, gridEnv, killAll, type Run, runToEnd } from "./built-bins.js";
 
 let zk: ZkClient;
 let scratch: string;
@@ -21,11 +21,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterEach(async () => {
-  const running = [...children].filter((child) => child.exitCode === null && child.signalCode === null);
-  const exits = running.map((child) => new Promise((resolve) => child.once("exit", resolve)));
-  for (const child of running) child.kill("SIGKILL");
-  await Promise.all(exits);
-  children.clear();
+  await killAll(children);
 });
 
 afterAll(async () => {
@@ -33,19 +29,9 @@ afterAll(async () => {
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function env(root: string): NodeJS.ProcessEnv {
-  return { ...process.env, ZKGRID_CONNECT: connectString(), ZKGRID_ROOT: root };
-}
-
 function start(bin: string, args: string[], root: string): { child: ChildProcess; output: () => string } {
   const child = spawn(process.execPath, [bin, ...args], {
-    env: env(root),
+    env: gridEnv(root),
     cwd: scratch,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -59,23 +45,7 @@ function start(bin: string, args: string[], root: string): { child: ChildProcess
 
 /** Runs `zkgrid <args>` (the submit app's bin) to completion. */
 function zkgrid(args: string[], root: string, input = ""): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bins.submit, ...args], {
-      env: env(root),
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    children.add(child);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => {
-      children.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
+  return runToEnd(bins.submit, args, root, children, input);
 }
 
 /** A real grid: master m1 and worker w1 (2 slots, label "linux") as processes, under `root`. */
