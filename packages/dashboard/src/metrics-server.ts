@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listen } from "./listen.js";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus.js";
 
 export interface MetricsServerOptions {
@@ -49,25 +49,14 @@ export async function serveMetrics(options: MetricsServerOptions): Promise<Metri
             .end(`metrics failed: ${err instanceof Error ? err.message : String(err)}\n`),
       );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const { origin, port } = await listen(server, options.port ?? 0, options.host ?? "127.0.0.1");
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${address.port}/metrics`,
-    port: address.port,
+    url: `${origin}/metrics`,
+    port,
     server,
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      closing ??= closeServer(server);
       return closing;
     },
   };

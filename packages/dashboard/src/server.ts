@@ -1,6 +1,5 @@
 import { setMaxListeners } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import {
   type GridObserver,
   type GridSnapshot,
@@ -10,6 +9,7 @@ import {
 } from "@zkgrid/observer";
 import { TASK_STATES, type TaskState } from "@zkgrid/protocol";
 import { gridMetrics } from "./grid-metrics.js";
+import { closeServer, listen } from "./listen.js";
 import { dashboardPage, PAGE_CSP } from "./page.js";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus.js";
 
@@ -150,30 +150,19 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const { origin, port } = await listen(server, options.port ?? 0, options.host ?? "127.0.0.1");
 
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${shownHost}:${address.port}/`,
-    port: address.port,
+    url: `${origin}/`,
+    port,
     observer,
     server,
     close() {
       closing ??= (async () => {
         stop.abort();
         for (const res of streams) res.end();
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
+        await closeServer(server);
         if (ownsObserver) await observer.close();
       })();
       return closing;
