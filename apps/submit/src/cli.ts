@@ -7,6 +7,7 @@ import {
   CliUsageError,
   DURATIONS_USAGE,
   GRID_FLAGS_USAGE,
+  GRID_OPTIONS,
   type GridTarget,
   gridTarget,
   messageOf,
@@ -97,12 +98,7 @@ const OPTIONS = {
   wait: { type: "boolean", short: "w" },
   json: { type: "boolean" },
   "wait-timeout": { type: "string" },
-  connect: { type: "string" },
-  root: { type: "string" },
-  auth: { type: "string" },
-  acl: { type: "string" },
-  "connect-timeout": { type: "string" },
-  help: { type: "boolean", short: "h" },
+  ...GRID_OPTIONS,
   version: { type: "boolean", short: "V" },
 } as const;
 
