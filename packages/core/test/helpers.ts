@@ -1,7 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { connect as connectTcp, createServer, type Server, type Socket } from "node:net";
-import { afterEach, inject } from "vitest";
-import { type ConnectionEvent, type ConnectOptions, connect, type ZkClient } from "../src/index.js";
+import { afterEach, expect, inject } from "vitest";
+import {
+  type ChildrenChange,
+  type ConnectionEvent,
+  type ConnectOptions,
+  connect,
+  type ZkClient,
+} from "../src/index.js";
 
 /** A fresh root path per test, so tests never see each other's nodes. */
 export function testRoot(): string {
@@ -57,6 +63,20 @@ export function nextEvent<K extends ConnectionEvent["type"]>(
       resolve(ev);
     });
   });
+}
+
+/** Applies every diff in order and checks it against the children it claims, returning the final set. */
+export function replayChildren(changes: ChildrenChange[]): Set<string> {
+  const state = new Set<string>();
+  for (const change of changes) {
+    for (const name of change.removed) expect(state.delete(name)).toBe(true);
+    for (const name of change.added) {
+      expect(state.has(name)).toBe(false);
+      state.add(name);
+    }
+    expect([...state].sort()).toEqual(change.children);
+  }
+  return state;
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -1,21 +1,7 @@
 import { waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import type { ChildrenChange, DataChange } from "../src/index.js";
-import { connectClient, sleep, testRoot } from "./helpers.js";
-
-/** Applies every diff in order and checks it against the children it claims, returning the final set. */
-function replay(changes: ChildrenChange[]): Set<string> {
-  const state = new Set<string>();
-  for (const change of changes) {
-    for (const name of change.removed) expect(state.delete(name)).toBe(true);
-    for (const name of change.added) {
-      expect(state.has(name)).toBe(false);
-      state.add(name);
-    }
-    expect([...state].sort()).toEqual(change.children);
-  }
-  return state;
-}
+import { connectClient, replayChildren, sleep, testRoot } from "./helpers.js";
 
 describe("watchChildren", () => {
   it("first yields the current children as added, then the diffs", async () => {
@@ -94,7 +80,7 @@ describe("watchChildren", () => {
     await waitFor(() => JSON.stringify(seen.at(-1)?.children) === JSON.stringify(real), {
       timeoutMs: 20_000,
     });
-    expect([...replay(seen)].sort()).toEqual(real);
+    expect([...replayChildren(seen)].sort()).toEqual(real);
     // Never the same state twice in a row.
     for (let i = 1; i < seen.length; i++) {
       expect(seen[i]!.added.length + seen[i]!.removed.length).toBeGreaterThan(0);
