@@ -1,5 +1,5 @@
 import type { ConnectionState, Logger, ZkClient } from "@zkgrid/core";
-import type { FinalState, TaskState } from "@zkgrid/protocol";
+import type { FinalState, TaskState, TaskStatus } from "@zkgrid/protocol";
 
 /** Observe through a client you own (left open by `close()`). */
 export interface ObserveWithClient {
@@ -94,9 +94,11 @@ export interface ThroughputView {
   perSecond: number;
 }
 
-/** What the observer knows of one task. */
-export interface TaskView {
-  id: string;
+/**
+ * What the observer knows of one task: its status as the protocol records it (without the schema
+ * version), and what its spec tells when that is at hand.
+ */
+export interface TaskView extends Omit<TaskStatus, "v"> {
   /**
    * `queued` (in a queue node), `assigned` (in a worker's assignment), `running` (assigned, and the
    * worker was seen reporting it running: report nodes live only until the leader applies them, so a
@@ -105,19 +107,6 @@ export interface TaskView {
   state: TaskState;
   /** The attempt it is on; 0 for a queued task never handed out. */
   attempt: number;
-  worker?: string;
-  submittedAt?: number;
-  assignedAt?: number;
-  startedAt?: number;
-  finishedAt?: number;
-  exitCode?: number;
-  signal?: string;
-  reason?: string;
-  outputDir?: string;
-  stdoutTail?: string;
-  stderrTail?: string;
-  output?: unknown;
-  meta?: Record<string, unknown>;
   /** `cmd` with its `args`, or `handler:<name>`, when the task's spec is at hand (not for final ones). */
   command?: string;
   priority?: number;
