@@ -754,13 +754,8 @@ export class GridLeader {
       return;
     }
     // Built here from tasks validated when they were read from the queue: no second validation.
-    const data = trustedEncode({
-      v: 1,
-      epoch: this.leadership.epoch,
-      worker,
-      session: slot.session,
-      tasks: this.book.assignmentFor(worker),
-    });
+    const head = JSON.stringify({ v: 1, epoch: this.leadership.epoch, worker, session: slot.session });
+    const data = Buffer.from(`${head.slice(0, -1)},"tasks":${this.book.assignmentJson(worker)}}`, "utf8");
     if (version === undefined) {
       try {
         await this.client.create(path, data, "persistent");

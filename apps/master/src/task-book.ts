@@ -21,6 +21,8 @@ export interface TaskEntry {
   bytes: number;
   /** Cancelled while a worker held it: out of the assignment, waiting for the worker's last report. */
   cancelling?: boolean;
+  /** The AssignedTask JSON of the current hand-out, kept so a rewritten assignment re-encodes only new tasks. */
+  encoded?: string;
 }
 
 export interface WorkerSlot {
@@ -319,6 +321,7 @@ export class TaskBook {
           continue;
         }
         entry.state = "assigned";
+        entry.encoded = undefined;
         entry.attemptsUsed += 1;
         entry.worker = worker.name;
         entry.session = worker.session;
@@ -346,16 +349,26 @@ export class TaskBook {
     const out: AssignedTask[] = [];
     for (const id of slot.tasks) {
       const e = this.tasks.get(id);
-      if (!e) continue;
-      out.push({
-        id: e.id,
-        attempt: e.attemptsUsed,
-        assignedAt: e.assignedAt ?? Date.now(),
-        submittedAt: e.submittedAt,
-        spec: e.spec,
-      });
+      if (e) out.push(assignedTask(e));
     }
     return out;
+  }
+
+  /**
+   * `assignmentFor(worker)` as the JSON text of an array. Each hand-out is encoded once, when it is
+   * first written: a busy worker's node is rewritten with every change, mostly with the same tasks.
+   */
+  assignmentJson(worker: string): string {
+    const slot = this.workers.get(worker);
+    if (!slot) return "[]";
+    const parts: string[] = [];
+    for (const id of slot.tasks) {
+      const e = this.tasks.get(id);
+      if (!e) continue;
+      e.encoded ??= JSON.stringify(assignedTask(e));
+      parts.push(e.encoded);
+    }
+    return `[${parts.join(",")}]`;
   }
 
   /** Counts for status output and tests. */
@@ -448,6 +461,18 @@ function lowerBound(q: TaskEntry[], order: number): number {
     else hi = mid;
   }
   return lo;
+}
+
+function assignedTask(e: TaskEntry): AssignedTask {
+  // A missing assignedAt is fixed on first use, so the cached encoding stays the task's one hand-out.
+  e.assignedAt ??= Date.now();
+  return {
+    id: e.id,
+    attempt: e.attemptsUsed,
+    assignedAt: e.assignedAt,
+    submittedAt: e.submittedAt,
+    spec: e.spec,
+  };
 }
 
 function assignedTaskBytes(spec: TaskSpec, submittedAt: number): number {

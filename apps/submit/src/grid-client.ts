@@ -113,7 +113,8 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
         resultBaseline: () => this.resultBaseline(),
         writeBatch: (batch) => this.#writeBatch(batch),
       },
-      () => ({ submitter }),
+      // prepareTasks checked every task already.
+      () => ({ submitter, validated: true }),
     );
     const logger = options.logger;
     this.#feed = new ResultFeed(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));

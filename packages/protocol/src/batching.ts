@@ -61,6 +61,8 @@ export interface PackSubmitOptions {
   maxBytes?: number;
   /** Default `MAX_BATCH_TASKS`. */
   maxTasks?: number;
+  /** The tasks were checked already (each by `decodeTask`): skip checking them again. */
+  validated?: boolean;
 }
 
 /** Checks every item with `schema`; throws `ProtocolError` naming `<label>[<index>]` for the first bad one. */
@@ -121,7 +123,7 @@ export function packSubmitBatches(
   tasks: readonly TaskSpec[],
   options: PackSubmitOptions = {},
 ): SubmitBatch[] {
-  const valid = validateAll(TaskSpecSchema, tasks, "tasks");
+  const valid = options.validated ? tasks : validateAll(TaskSpecSchema, tasks, "tasks");
   const submittedAt = options.submittedAt ?? Date.now();
   const makeId = options.newBatchId ?? newBatchId;
   return packEnvelopes(

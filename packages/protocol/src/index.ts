@@ -37,6 +37,7 @@ export {
 } from "./constants.js";
 export { InvalidNameError, ProtocolError } from "./errors.js";
 export {
+  checkAssignment,
   decodeAssignment,
   decodeCancelRequest,
   decodeMasterInfo,
