@@ -110,7 +110,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     const submitter = options.submitter ?? defaultSubmitter();
     this.#pipeline = new SubmitPipeline(
       {
-        resultBaseline: () => this.resultBaseline(),
+        resultBaseline: () => this.#writeBaseline(),
         writeBatch: (batch) => this.#writeBatch(batch),
       },
       // prepareTasks checked every task already.
@@ -295,6 +295,12 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     let max = -1;
     for (const name of names) max = Math.max(max, parseSequence(name) ?? -1);
     return max;
+  }
+
+  /** For a write about to be made: the live watch's listing when there is one, else a fresh one. */
+  #writeBaseline(): Promise<number> {
+    const live = this.#feed.liveBaseline();
+    return live === undefined ? this.resultBaseline() : Promise.resolve(live);
   }
 
   async #writeBatch(batch: SubmitBatch): Promise<void> {
