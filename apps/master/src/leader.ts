@@ -10,13 +10,13 @@ import {
   decodeWorkerRegistration,
   decodeWorkerReport,
   encodeCancelRequest,
+  encodeResultBatches,
   encodeSubmitBatch,
   headBytes,
   isValidTaskId,
   isValidWorkerName,
   MAX_MESSAGE_BYTES,
   newBatchId,
-  packResultBatches,
   parseSequence,
   unnamedTaskId,
 } from "@zkgrid/protocol";
@@ -706,14 +706,14 @@ export class GridLeader {
   }
 
   private async writeResults(results: TaskStatus[]): Promise<void> {
-    const batches = packResultBatches(results, this.leadership.epoch);
+    const batches = encodeResultBatches(results, this.leadership.epoch);
     await Promise.all(
-      batches.map(async (batch) => {
+      batches.map(async (data) => {
         this.guard();
         this.counters.writes += 1;
         const path = await this.client.createProtected(
           `${this.layout.results}/${this.layout.resultNodePrefix}`,
-          trustedEncode(batch),
+          data,
           "persistent-sequential",
         );
         this.resultNodes.push(path.slice(path.lastIndexOf("/") + 1));
@@ -917,9 +917,4 @@ export async function forEachLimit<T>(
     }
   });
   await Promise.all(lanes);
-}
-
-/** JSON for a payload the leader built itself from validated parts. */
-function trustedEncode(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(value), "utf8");
 }

@@ -161,8 +161,7 @@ export class ResultFeed {
       try {
         for await (const change of stream) {
           if (watch.signal.aborted) break; // a newer watch may have replaced this one
-          this.#nodes = resultNodes(change.children, this.#prefix);
-          this.#listed = true;
+          this.#applyChange(change);
           for (const sub of this.#subscribers) void this.#pump(sub);
         }
         // The stream ends normally when the client closes.
@@ -171,6 +170,24 @@ export class ResultFeed {
         if (!watch.signal.aborted) this.#watchFailed(watch, err);
       }
     })();
+  }
+
+  /** Updates the listing from a change: only new names are parsed, and sorted only when out of order. */
+  #applyChange(change: { children: string[]; added: string[]; removed: string[] }): void {
+    if (!this.#listed) {
+      this.#nodes = resultNodes(change.children, this.#prefix);
+      this.#listed = true;
+      return;
+    }
+    if (change.removed.length > 0) {
+      const gone = new Set(change.removed);
+      this.#nodes = this.#nodes.filter((node) => !gone.has(node.name));
+    }
+    const fresh = resultNodes(change.added, this.#prefix);
+    if (fresh.length === 0) return;
+    const last = this.#nodes.at(-1)?.sequence ?? -1;
+    for (const node of fresh) this.#nodes.push(node);
+    if (fresh[0]!.sequence <= last) this.#nodes.sort((a, b) => a.sequence - b.sequence);
   }
 
   #watchFailed(watch: AbortController, err: unknown): void {

@@ -88,7 +88,14 @@ export {
   rootPathProblem,
   unnamedTaskId,
 } from "./layout.js";
-export { packByBytes, packResultBatches, packSubmitBatches, packWorkerReports } from "./batching.js";
+export {
+  encodeResultBatches,
+  encodeWorkerReports,
+  packByBytes,
+  packResultBatches,
+  packSubmitBatches,
+  packWorkerReports,
+} from "./batching.js";
 export {
   AssignedTaskSchema,
   AssignmentSchema,
