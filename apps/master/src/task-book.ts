@@ -334,7 +334,9 @@ export class TaskBook {
         this.noteLeftQueue(entry);
         if (worker.tasks.size >= worker.capacity) open.splice(open.indexOf(worker), 1);
       }
-      const rest = kept.concat(queue.slice(i));
+      // In place when nothing was skipped (the common case): a long queue is not copied every step.
+      const rest = kept.length === 0 ? queue : kept.concat(queue.slice(i));
+      if (kept.length === 0) queue.splice(0, i);
       if (rest.length > 0) this.queues.set(priority, rest);
       else this.queues.delete(priority);
       if (open.length === 0) break;
@@ -437,11 +439,11 @@ export class TaskBook {
 }
 
 function pickWorker(open: WorkerSlot[], entry: TaskEntry): WorkerSlot | undefined {
-  const need = entry.spec.labels ?? [];
+  const need = entry.spec.labels;
   let best: WorkerSlot | undefined;
   let bestLoad = Number.POSITIVE_INFINITY;
   for (const w of open) {
-    if (!need.every((l) => w.labels.has(l))) continue;
+    if (need !== undefined && !need.every((l) => w.labels.has(l))) continue;
     if (w.bytes + entry.bytes + ASSIGNMENT_OVERHEAD > MAX_NODE_BYTES) continue;
     const load = w.tasks.size / w.capacity;
     if (load < bestLoad) {
