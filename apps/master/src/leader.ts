@@ -616,7 +616,14 @@ export class GridLeader {
     // Clean-up only: the next step need not wait for it (a lost delete is redone on takeover).
     void Promise.all([
       ...cancelNodes.map((n) => this.deleteQuietly(`${this.layout.cancel}/${n}`)),
-      ...redundant.map((p) => this.deleteQuietly(p)),
+      ...redundant.map((p) =>
+        this.deleteQuietly(p).catch((err: unknown) => {
+          // Kept for the next clean-up: no later step would find it otherwise in this term.
+          this.cleanupNodes.push(p);
+          this.scheduleCleanup();
+          throw err;
+        }),
+      ),
       ...toDeleteDirs.map((d) => this.deleteDir(d)),
     ]).catch((err) => this.onStepError(err));
   }
