@@ -10,13 +10,13 @@ import {
   decodeWorkerRegistration,
   decodeWorkerReport,
   encodeCancelRequest,
+  encodeResultBatches,
   encodeSubmitBatch,
   headBytes,
   isValidTaskId,
   isValidWorkerName,
   MAX_MESSAGE_BYTES,
   newBatchId,
-  packResultBatches,
   parseSequence,
   unnamedTaskId,
 } from "@zkgrid/protocol";
@@ -26,6 +26,14 @@ import { finalStatus, TaskBook } from "./task-book.js";
 
 /** Result nodes kept under R/results; older ones are deleted (a reader lists them all on each change). */
 export const DEFAULT_KEEP_RESULTS = 5000;
+
+/**
+ * Clean-up (deleting applied report nodes and drained queue nodes, dropping finished tasks from an
+ * assignment) waits this long, or for CLEANUP_BATCH items, so that a stream of lone tasks shares its
+ * writes and the watch events they cause. No task waits for it: it only removes what is redundant.
+ */
+const CLEANUP_DELAY_MS = 50;
+const CLEANUP_BATCH = 1000;
 
 /** How long a report dir may exist without a registration of its session before it is fenced. */
 const UNREGISTERED_DIR_GRACE_MS = 120_000;
@@ -83,6 +91,12 @@ export class GridLeader {
   private readonly seenCancelNodes = new Set<string>();
   private reportNodesToDelete: string[] = [];
   private readonly dirtyAssign = new Set<string>();
+  /** Workers whose assignment still lists finished tasks: rewritten with the next clean-up. */
+  private readonly staleAssign = new Set<string>();
+  /** Redundant nodes (paths) waiting for the next clean-up. */
+  private cleanupNodes: string[] = [];
+  private cleanupTimer: NodeJS.Timeout | undefined;
+  private cleanupDue = false;
   private readonly inbox: Array<() => void> = [];
   private readonly abort = new AbortController();
   private running = false;
@@ -147,6 +161,7 @@ export class GridLeader {
     this.leadership.signal.removeEventListener("abort", this.onLeadershipLost);
     clearTimeout(this.retryTimer);
     clearTimeout(this.staleDirTimer);
+    clearTimeout(this.cleanupTimer);
     this.abort.abort();
     for (const d of this.dirs.values()) d.watch?.stop();
     this.resolveDone();
@@ -476,7 +491,8 @@ export class GridLeader {
       const status = this.book.applyUpdate(dir.worker, dir.session, u);
       if (status) {
         this.pendingResults.push(status);
-        this.dirtyAssign.add(dir.worker);
+        this.staleAssign.add(dir.worker);
+        this.scheduleCleanup();
         this.log("info", "task finished", {
           task: u.id,
           state: status.state,
@@ -570,8 +586,11 @@ export class GridLeader {
       throw err;
     }
 
+    const cleanup = this.cleanupDue || this.cleanupNodes.length >= CLEANUP_BATCH;
+    if (cleanup) for (const w of this.staleAssign) this.dirtyAssign.add(w);
     const dirty = [...this.dirtyAssign];
     this.dirtyAssign.clear();
+    for (const w of dirty) this.staleAssign.delete(w);
     try {
       await Promise.all(dirty.map((w) => this.writeAssignment(w)));
     } catch (err) {
@@ -580,9 +599,12 @@ export class GridLeader {
     }
 
     // Only now are the inputs of this step redundant.
-    const reportNodes = this.reportNodesToDelete.splice(0);
-    const queueNodes = [...this.book.drainedQueueNodes];
+    for (const p of this.reportNodesToDelete.splice(0)) this.cleanupNodes.push(p);
+    for (const n of this.book.drainedQueueNodes) this.cleanupNodes.push(`${this.layout.queue}/${n}`);
     this.book.drainedQueueNodes.clear();
+    if (cleanup) this.cleanupDue = false;
+    const redundant = cleanup ? this.cleanupNodes.splice(0) : [];
+    if (this.cleanupNodes.length > 0) this.scheduleCleanup();
     const cancelNodes: string[] = [];
     for (const [name, waiting] of this.cancelNodes) {
       for (const id of waiting) if (!this.book.tasks.has(id)) waiting.delete(id);
@@ -594,10 +616,25 @@ export class GridLeader {
     // Clean-up only: the next step need not wait for it (a lost delete is redone on takeover).
     void Promise.all([
       ...cancelNodes.map((n) => this.deleteQuietly(`${this.layout.cancel}/${n}`)),
-      ...reportNodes.map((p) => this.deleteQuietly(p)),
-      ...queueNodes.map((n) => this.deleteQuietly(`${this.layout.queue}/${n}`)),
+      ...redundant.map((p) =>
+        this.deleteQuietly(p).catch((err: unknown) => {
+          // Kept for the next clean-up: no later step would find it otherwise in this term.
+          this.cleanupNodes.push(p);
+          this.scheduleCleanup();
+          throw err;
+        }),
+      ),
       ...toDeleteDirs.map((d) => this.deleteDir(d)),
     ]).catch((err) => this.onStepError(err));
+  }
+
+  private scheduleCleanup(): void {
+    if (this.cleanupTimer || this.stopped) return;
+    this.cleanupTimer = setTimeout(() => {
+      this.cleanupTimer = undefined;
+      this.cleanupDue = true;
+      this.kick();
+    }, CLEANUP_DELAY_MS);
   }
 
   /**
@@ -676,14 +713,14 @@ export class GridLeader {
   }
 
   private async writeResults(results: TaskStatus[]): Promise<void> {
-    const batches = packResultBatches(results, this.leadership.epoch);
+    const batches = encodeResultBatches(results, this.leadership.epoch);
     await Promise.all(
-      batches.map(async (batch) => {
+      batches.map(async (data) => {
         this.guard();
         this.counters.writes += 1;
         const path = await this.client.createProtected(
           `${this.layout.results}/${this.layout.resultNodePrefix}`,
-          trustedEncode(batch),
+          data,
           "persistent-sequential",
         );
         this.resultNodes.push(path.slice(path.lastIndexOf("/") + 1));
@@ -754,13 +791,8 @@ export class GridLeader {
       return;
     }
     // Built here from tasks validated when they were read from the queue: no second validation.
-    const data = trustedEncode({
-      v: 1,
-      epoch: this.leadership.epoch,
-      worker,
-      session: slot.session,
-      tasks: this.book.assignmentFor(worker),
-    });
+    const head = JSON.stringify({ v: 1, epoch: this.leadership.epoch, worker, session: slot.session });
+    const data = Buffer.from(`${head.slice(0, -1)},"tasks":${this.book.assignmentJson(worker)}}`, "utf8");
     if (version === undefined) {
       try {
         await this.client.create(path, data, "persistent");
@@ -892,9 +924,4 @@ export async function forEachLimit<T>(
     }
   });
   await Promise.all(lanes);
-}
-
-/** JSON for a payload the leader built itself from validated parts. */
-function trustedEncode(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(value), "utf8");
 }

@@ -21,6 +21,8 @@ export interface TaskEntry {
   bytes: number;
   /** Cancelled while a worker held it: out of the assignment, waiting for the worker's last report. */
   cancelling?: boolean;
+  /** The AssignedTask JSON of the current hand-out, kept so a rewritten assignment re-encodes only new tasks. */
+  encoded?: string;
 }
 
 export interface WorkerSlot {
@@ -319,6 +321,7 @@ export class TaskBook {
           continue;
         }
         entry.state = "assigned";
+        entry.encoded = undefined;
         entry.attemptsUsed += 1;
         entry.worker = worker.name;
         entry.session = worker.session;
@@ -331,7 +334,9 @@ export class TaskBook {
         this.noteLeftQueue(entry);
         if (worker.tasks.size >= worker.capacity) open.splice(open.indexOf(worker), 1);
       }
-      const rest = kept.concat(queue.slice(i));
+      // In place when nothing was skipped (the common case): a long queue is not copied every step.
+      const rest = kept.length === 0 ? queue : kept.concat(queue.slice(i));
+      if (kept.length === 0) queue.splice(0, i);
       if (rest.length > 0) this.queues.set(priority, rest);
       else this.queues.delete(priority);
       if (open.length === 0) break;
@@ -346,16 +351,26 @@ export class TaskBook {
     const out: AssignedTask[] = [];
     for (const id of slot.tasks) {
       const e = this.tasks.get(id);
-      if (!e) continue;
-      out.push({
-        id: e.id,
-        attempt: e.attemptsUsed,
-        assignedAt: e.assignedAt ?? Date.now(),
-        submittedAt: e.submittedAt,
-        spec: e.spec,
-      });
+      if (e) out.push(assignedTask(e));
     }
     return out;
+  }
+
+  /**
+   * `assignmentFor(worker)` as the JSON text of an array. Each hand-out is encoded once, when it is
+   * first written: a busy worker's node is rewritten with every change, mostly with the same tasks.
+   */
+  assignmentJson(worker: string): string {
+    const slot = this.workers.get(worker);
+    if (!slot) return "[]";
+    const parts: string[] = [];
+    for (const id of slot.tasks) {
+      const e = this.tasks.get(id);
+      if (!e) continue;
+      e.encoded ??= JSON.stringify(assignedTask(e));
+      parts.push(e.encoded);
+    }
+    return `[${parts.join(",")}]`;
   }
 
   /** Counts for status output and tests. */
@@ -424,11 +439,11 @@ export class TaskBook {
 }
 
 function pickWorker(open: WorkerSlot[], entry: TaskEntry): WorkerSlot | undefined {
-  const need = entry.spec.labels ?? [];
+  const need = entry.spec.labels;
   let best: WorkerSlot | undefined;
   let bestLoad = Number.POSITIVE_INFINITY;
   for (const w of open) {
-    if (!need.every((l) => w.labels.has(l))) continue;
+    if (need !== undefined && !need.every((l) => w.labels.has(l))) continue;
     if (w.bytes + entry.bytes + ASSIGNMENT_OVERHEAD > MAX_NODE_BYTES) continue;
     const load = w.tasks.size / w.capacity;
     if (load < bestLoad) {
@@ -450,6 +465,18 @@ function lowerBound(q: TaskEntry[], order: number): number {
   return lo;
 }
 
+function assignedTask(e: TaskEntry): AssignedTask {
+  // A missing assignedAt is fixed on first use, so the cached encoding stays the task's one hand-out.
+  e.assignedAt ??= Date.now();
+  return {
+    id: e.id,
+    attempt: e.attemptsUsed,
+    assignedAt: e.assignedAt,
+    submittedAt: e.submittedAt,
+    spec: e.spec,
+  };
+}
+
 function assignedTaskBytes(spec: TaskSpec, submittedAt: number): number {
   const sample: AssignedTask = { id: spec.id, attempt: 100, assignedAt: submittedAt, submittedAt, spec };
   return Buffer.byteLength(JSON.stringify(sample)) + 1;
@@ -460,18 +487,18 @@ export function finalStatus(
   state: TaskStatus["state"],
   extra: Partial<TaskStatus>,
 ): TaskStatus {
-  const status: TaskStatus = {
-    v: 1,
-    id: entry.id,
-    state,
-    attempt: entry.attemptsUsed,
+  const status: TaskStatus = { v: 1, id: entry.id, state, attempt: entry.attemptsUsed };
+  // Undefined fields are left out (JSON drops them anyway, and tests compare statuses); building the
+  // object without `delete` keeps it a fast object for the encoder.
+  const base = {
     worker: entry.worker,
     submittedAt: entry.submittedAt,
     assignedAt: entry.assignedAt,
     meta: entry.spec.meta,
-    ...extra,
   };
-  // JSON drops undefined anyway; removing them keeps equality checks in tests simple.
-  for (const k of Object.keys(status) as (keyof TaskStatus)[]) if (status[k] === undefined) delete status[k];
+  const out = status as unknown as Record<string, unknown>;
+  for (const [key, value] of Object.entries(base))
+    if (value !== undefined && !(key in extra)) out[key] = value;
+  for (const [key, value] of Object.entries(extra)) if (value !== undefined) out[key] = value;
   return status;
 }

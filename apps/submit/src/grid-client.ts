@@ -113,10 +113,11 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     const submitter = options.submitter ?? defaultSubmitter();
     this.#pipeline = new SubmitPipeline(
       {
-        resultBaseline: () => this.resultBaseline(),
+        resultBaseline: () => this.#writeBaseline(),
         writeBatch: (batch) => this.#writeBatch(batch),
       },
-      () => ({ submitter }),
+      // prepareTasks checked every task already.
+      () => ({ submitter, validated: true }),
     );
     const logger = options.logger;
     this.#feed = new ResultFeed(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));
@@ -297,6 +298,12 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     let max = -1;
     for (const name of names) max = Math.max(max, parseSequence(name) ?? -1);
     return max;
+  }
+
+  /** For a write about to be made: the live watch's listing when there is one, else a fresh one. */
+  #writeBaseline(): Promise<number> {
+    const live = this.#feed.liveBaseline();
+    return live === undefined ? this.resultBaseline() : Promise.resolve(live);
   }
 
   async #writeBatch(batch: SubmitBatch): Promise<void> {

@@ -31,6 +31,12 @@ export interface ResultNode {
   readonly name: string;
 }
 
+/**
+ * How long the watch outlives its last subscriber: a client that submits and waits again soon finds
+ * the listing current, and neither lists `R/results` for its baseline nor arms a new watch.
+ */
+const LINGER_MS = 5_000;
+
 /** Logs what the feed skips; never throws. */
 export type FeedLogger = (level: "warn", msg: string, fields?: Record<string, unknown>) => void;
 
@@ -49,6 +55,9 @@ export class ResultFeed {
   #nodes: ResultNode[] = [];
   #reads = new Map<number, Promise<readonly TaskStatus[]>>();
   #watch: AbortController | undefined;
+  /** True once the current watch has delivered a listing (#nodes is then what it last saw). */
+  #listed = false;
+  #linger: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(
@@ -84,6 +93,8 @@ export class ResultFeed {
       return () => {};
     }
     this.#subscribers.add(sub);
+    clearTimeout(this.#linger);
+    this.#linger = undefined;
     if (this.#watch === undefined) this.#startWatch();
     else void this.#pump(sub);
     return () => this.#end(sub);
@@ -102,20 +113,41 @@ export class ResultFeed {
     return undefined;
   }
 
+  /**
+   * The highest sequence of the result nodes in the watch's listing, if a watch is live: every
+   * result node created after this call has a higher one (the listing may lag, which only lowers it).
+   */
+  liveBaseline(): number | undefined {
+    if (this.#watch === undefined || !this.#listed) return undefined;
+    return this.#nodes.at(-1)?.sequence ?? -1;
+  }
+
   /** Ends every subscription with {@link GridClosedError}. */
   close(): void {
     this.#closed = true;
     for (const sub of [...this.#subscribers]) this.#end(sub, new GridClosedError());
+    this.#stopWatch();
+  }
+
+  #stopWatch(): void {
+    clearTimeout(this.#linger);
+    this.#linger = undefined;
+    this.#watch?.abort();
+    this.#watch = undefined;
+    this.#listed = false;
+    this.#nodes = [];
   }
 
   #end(sub: Subscriber, err?: unknown): void {
     if (sub.ended) return;
     sub.ended = true;
     this.#subscribers.delete(sub);
-    if (this.#subscribers.size === 0) {
-      this.#watch?.abort();
-      this.#watch = undefined;
-      this.#nodes = [];
+    if (this.#subscribers.size === 0 && this.#watch !== undefined && this.#linger === undefined) {
+      if (this.#closed) this.#stopWatch();
+      else {
+        this.#linger = setTimeout(() => this.#stopWatch(), LINGER_MS);
+        this.#linger.unref();
+      }
     }
     this.#evictReads();
     if (err !== undefined) sub.listener.error(err);
@@ -129,18 +161,37 @@ export class ResultFeed {
       try {
         for await (const change of stream) {
           if (watch.signal.aborted) break; // a newer watch may have replaced this one
-          this.#nodes = resultNodes(change.children, this.#prefix);
+          this.#applyChange(change);
           for (const sub of this.#subscribers) void this.#pump(sub);
         }
         // The stream ends normally when the client closes.
-        if (!watch.signal.aborted) this.#failAll(new GridClosedError());
+        if (!watch.signal.aborted) this.#watchFailed(watch, new GridClosedError());
       } catch (err) {
-        if (!watch.signal.aborted) this.#failAll(err);
+        if (!watch.signal.aborted) this.#watchFailed(watch, err);
       }
     })();
   }
 
-  #failAll(err: unknown): void {
+  /** Updates the listing from a change: only new names are parsed, and sorted only when out of order. */
+  #applyChange(change: { children: string[]; added: string[]; removed: string[] }): void {
+    if (!this.#listed) {
+      this.#nodes = resultNodes(change.children, this.#prefix);
+      this.#listed = true;
+      return;
+    }
+    if (change.removed.length > 0) {
+      const gone = new Set(change.removed);
+      this.#nodes = this.#nodes.filter((node) => !gone.has(node.name));
+    }
+    const fresh = resultNodes(change.added, this.#prefix);
+    if (fresh.length === 0) return;
+    const last = this.#nodes.at(-1)?.sequence ?? -1;
+    for (const node of fresh) this.#nodes.push(node);
+    if (fresh[0]!.sequence <= last) this.#nodes.sort((a, b) => a.sequence - b.sequence);
+  }
+
+  #watchFailed(watch: AbortController, err: unknown): void {
+    if (this.#watch === watch) this.#stopWatch();
     for (const sub of [...this.#subscribers]) this.#end(sub, err);
   }
 

@@ -50,9 +50,10 @@ export type GridTaskInput<H extends HandlerSignatures = AnyHandlers> = string ex
  */
 export function prepareTasks(tasks: readonly TaskInput[]): TaskSpec[] {
   return tasks.map((task, index) => {
+    // A copy either way: the caller may change its object while the write is pending.
     const withId =
-      task !== null && typeof task === "object" && task.id === undefined
-        ? { ...task, id: newTaskId() }
+      task !== null && typeof task === "object"
+        ? { ...task, id: task.id === undefined ? newTaskId() : task.id }
         : task;
     const decoded = decodeTask(withId);
     if (!decoded.ok) {

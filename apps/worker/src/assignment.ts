@@ -1,6 +1,7 @@
 import {
   type AssignedTask,
   type Assignment,
+  checkAssignment,
   decodeAssignment,
   decodeJson,
   isValidTaskId,
@@ -112,7 +113,7 @@ function readWithKnown(
     slots.push(hit);
     if (hit === undefined) fresh.push(t);
   }
-  const rest = decodeAssignment(JSON.stringify({ ...raw, tasks: fresh }));
+  const rest = checkAssignment({ ...raw, tasks: fresh });
   if (!rest.ok) return undefined;
   let next = 0;
   const tasks = slots.map((hit) => hit ?? (rest.value.tasks[next++] as AssignedTask));

@@ -1,12 +1,5 @@
 import { isClosed, isNoNode, isSessionExpired, type ZkClient } from "@zkgrid/core";
-import {
-  encodeWorkerReport,
-  headBytes,
-  MAX_MESSAGE_BYTES,
-  MAX_NODE_BYTES,
-  type StatusUpdate,
-  utf8ByteLength,
-} from "@zkgrid/protocol";
+import { encodeWorkerReports, headBytes, MAX_MESSAGE_BYTES, type StatusUpdate } from "@zkgrid/protocol";
 import type { Logger } from "./logger.js";
 
 export interface ReporterOptions {
@@ -40,14 +33,9 @@ export class SessionReporter {
   private dead = false;
   private idleWaiters: Array<() => void> = [];
   private readonly options: ReporterOptions;
-  /** Bytes of `{"v":1,"worker":…,"session":…,"updates":[]}`. */
-  private readonly envelopeBytes: number;
 
   constructor(options: ReporterOptions) {
     this.options = options;
-    this.envelopeBytes = utf8ByteLength(
-      JSON.stringify({ v: 1, worker: options.worker, session: options.session, updates: [] }),
-    );
     options.signal.addEventListener("abort", () => this.close(), { once: true });
   }
 
@@ -91,10 +79,10 @@ export class SessionReporter {
     this.writing = true;
     try {
       while (this.pending.length > 0 && !this.dead) {
-        let batch: StatusUpdate[] = [];
+        const batch = this.takePending();
+        let nodes: Buffer[];
         try {
-          batch = this.takeBatch();
-          await this.writeReport(batch);
+          nodes = this.encode(batch);
         } catch (error) {
           this.options.logger(
             "error",
@@ -103,7 +91,9 @@ export class SessionReporter {
               session: this.options.session,
             },
           );
+          continue;
         }
+        for (const data of nodes) await this.writeReport(data);
       }
     } finally {
       this.writing = false;
@@ -111,34 +101,26 @@ export class SessionReporter {
     }
   }
 
-  /** The longest prefix of `pending` that fits in one node (at least one update). */
-  private takeBatch(): StatusUpdate[] {
-    if (this.finals.size > 0) {
-      // A `running` update not sent yet is dropped once its final one waits too: that carries startedAt.
-      const finals = this.finals;
-      this.pending = this.pending.filter((u) => u.state !== "running" || !finals.has(updateKey(u)));
-      this.finals = new Set();
-    }
-    // Sizes only as far as the node fills up: a long backlog is not measured again for every report.
-    let bytes = this.envelopeBytes;
-    let count = 0;
-    for (const update of this.pending) {
-      bytes += utf8ByteLength(JSON.stringify(update)) + (count === 0 ? 0 : 1);
-      if (count > 0 && bytes > MAX_NODE_BYTES) break;
-      count++;
-    }
-    return this.pending.splice(0, count);
+  /** Everything pending, without a `running` update whose final one waits too (that carries startedAt). */
+  private takePending(): StatusUpdate[] {
+    const finals = this.finals;
+    const pending = this.pending;
+    this.pending = [];
+    if (finals.size === 0) return pending;
+    this.finals = new Set();
+    return pending.filter((u) => u.state !== "running" || !finals.has(updateKey(u)));
   }
 
-  private encode(updates: StatusUpdate[]): Buffer {
+  /** The updates as report nodes' data, as many as they fill (each update is encoded once). */
+  private encode(updates: StatusUpdate[]): Buffer[] {
     const { worker, session } = this.options;
     try {
-      return encodeWorkerReport({ v: 1, worker, session, updates });
+      return encodeWorkerReports(worker, session, updates);
     } catch (error) {
       // One bad update must not sink the others: replace each one the schema refuses by a bare `failed`.
       const checked = updates.map((update) => {
         try {
-          encodeWorkerReport({ v: 1, worker, session, updates: [update] });
+          encodeWorkerReports(worker, session, [update]);
           return update;
         } catch (problem) {
           const why = problem instanceof Error ? problem.message : String(problem);
@@ -161,13 +143,12 @@ export class SessionReporter {
         }
       });
       if (checked.every((u, i) => u === updates[i])) throw error;
-      return encodeWorkerReport({ v: 1, worker, session, updates: checked });
+      return encodeWorkerReports(worker, session, checked);
     }
   }
 
-  private async writeReport(updates: StatusUpdate[]): Promise<void> {
+  private async writeReport(data: Buffer): Promise<void> {
     const { client, dir, logger, signal } = this.options;
-    const data = this.encode(updates);
     let delay = RETRY_MIN_MS;
     while (!this.dead && !signal.aborted) {
       try {

@@ -61,6 +61,8 @@ export interface PackSubmitOptions {
   maxBytes?: number;
   /** Default `MAX_BATCH_TASKS`. */
   maxTasks?: number;
+  /** The tasks were checked already (each by `decodeTask`): skip checking them again. */
+  validated?: boolean;
 }
 
 /** Checks every item with `schema`; throws `ProtocolError` naming `<label>[<index>]` for the first bad one. */
@@ -121,7 +123,7 @@ export function packSubmitBatches(
   tasks: readonly TaskSpec[],
   options: PackSubmitOptions = {},
 ): SubmitBatch[] {
-  const valid = validateAll(TaskSpecSchema, tasks, "tasks");
+  const valid = options.validated ? tasks : validateAll(TaskSpecSchema, tasks, "tasks");
   const submittedAt = options.submittedAt ?? Date.now();
   const makeId = options.newBatchId ?? newBatchId;
   return packEnvelopes(
@@ -147,6 +149,28 @@ export function packResultBatches(
   epoch: number,
   maxBytes = MAX_NODE_BYTES,
 ): ResultBatch[] {
+  return packEnvelopes(
+    validFinalStatuses(results),
+    "results",
+    () => ({ v: SCHEMA_VERSION, epoch }),
+    maxBytes,
+    Number.MAX_SAFE_INTEGER,
+  );
+}
+
+/**
+ * `packResultBatches`, each batch encoded (compact UTF-8 JSON) for its node: every status is
+ * encoded once, for its size and its node alike.
+ */
+export function encodeResultBatches(
+  results: readonly TaskStatus[],
+  epoch: number,
+  maxBytes = MAX_NODE_BYTES,
+): Buffer[] {
+  return encodeEnvelopes({ v: SCHEMA_VERSION, epoch }, "results", validFinalStatuses(results), maxBytes);
+}
+
+function validFinalStatuses(results: readonly TaskStatus[]): TaskStatus[] {
   const valid = validateAll(TaskStatusSchema, results, "results");
   valid.forEach((status, index) => {
     if (!isFinalState(status.state)) {
@@ -158,13 +182,42 @@ export function packResultBatches(
       ]);
     }
   });
-  return packEnvelopes(
-    valid,
-    "results",
-    () => ({ v: SCHEMA_VERSION, epoch }),
-    maxBytes,
-    Number.MAX_SAFE_INTEGER,
-  );
+  return valid;
+}
+
+/**
+ * Packs items, in order, into envelopes `{...header, [key]: [...]}` of at most `maxBytes` each, and
+ * returns them encoded. The schemas bound every item's nesting, so the whole needs no depth scan.
+ */
+function encodeEnvelopes(header: object, key: string, items: readonly unknown[], maxBytes: number): Buffer[] {
+  const empty = JSON.stringify({ ...header, [key]: [] });
+  const open = empty.slice(0, -2); // everything before "]}"
+  const budget = maxBytes - utf8ByteLength(empty);
+  const out: Buffer[] = [];
+  let group: string[] = [];
+  let used = 0;
+  const close = () => {
+    out.push(Buffer.from(`${open}${group.join(",")}]}`, "utf8"));
+    group = [];
+    used = 0;
+  };
+  items.forEach((item, index) => {
+    const text = JSON.stringify(item);
+    const size = utf8ByteLength(text);
+    if (size > budget) {
+      throw new ProtocolError([
+        {
+          path: `${key}[${index}]`,
+          problem: `encodes to ${size} bytes; with the envelope that is more than the ${maxBytes} that fit in one node`,
+        },
+      ]);
+    }
+    if (group.length > 0 && used + 1 + size > budget) close();
+    used += group.length === 0 ? size : size + 1;
+    group.push(text);
+  });
+  if (group.length > 0) close();
+  return out;
 }
 
 /**
@@ -187,4 +240,20 @@ export function packWorkerReports(
     maxBytes,
     Number.MAX_SAFE_INTEGER,
   );
+}
+
+/**
+ * `packWorkerReports`, each report encoded (compact UTF-8 JSON) for its node: every update is
+ * encoded once, for its size and its node alike.
+ */
+export function encodeWorkerReports(
+  worker: string,
+  session: string,
+  updates: readonly StatusUpdate[],
+  maxBytes = MAX_NODE_BYTES,
+): Buffer[] {
+  assertWorkerName(worker);
+  assertSessionId(session);
+  const valid = validateAll(StatusUpdateSchema, updates, "updates");
+  return encodeEnvelopes({ v: SCHEMA_VERSION, worker, session }, "updates", valid, maxBytes);
 }

@@ -111,6 +111,11 @@ export function decodeAssignment(data: Bytes): Result<Assignment> {
   return decodeBytes(AssignmentSchema, data);
 }
 
+/** Checks an assignment already parsed from JSON: `decodeAssignment` without the parse. */
+export function checkAssignment(value: unknown): Result<Assignment> {
+  return parseVersioned(AssignmentSchema, value);
+}
+
 export function decodeWorkerReport(data: Bytes): Result<WorkerReport> {
   return decodeBytes(WorkerReportSchema, data);
 }

@@ -38,6 +38,7 @@ export {
 } from "./constants.js";
 export { InvalidNameError, ProtocolError } from "./errors.js";
 export {
+  checkAssignment,
   decodeAssignment,
   decodeCancelRequest,
   decodeMasterInfo,
@@ -88,7 +89,14 @@ export {
   rootPathProblem,
   unnamedTaskId,
 } from "./layout.js";
-export { packByBytes, packResultBatches, packSubmitBatches, packWorkerReports } from "./batching.js";
+export {
+  encodeResultBatches,
+  encodeWorkerReports,
+  packByBytes,
+  packResultBatches,
+  packSubmitBatches,
+  packWorkerReports,
+} from "./batching.js";
 export {
   AssignedTaskSchema,
   AssignmentSchema,

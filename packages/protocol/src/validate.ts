@@ -1,6 +1,7 @@
 import type * as z from "zod";
 import { SCHEMA_VERSION } from "./constants.js";
 import { ProtocolError, type ProtocolIssue, describeValue, formatPath } from "./errors.js";
+import { FAST_CHECKS } from "./fast.js";
 import type { Result } from "./result.js";
 
 /** Payloads are JSON objects; this also answers "which version?" before any field is looked at. */
@@ -39,6 +40,8 @@ function issuesOf(error: z.ZodError): ProtocolIssue[] {
 }
 
 export function parseWith<T>(schema: z.ZodType<T>, value: unknown): Result<T> {
+  // Valid payloads skip zod; anything the fast check doubts gets zod's full judgement and messages.
+  if (FAST_CHECKS.get(schema)?.(value)) return { ok: true, value: value as T };
   const parsed = schema.safeParse(value, { error: fallbackMessage });
   if (parsed.success) return { ok: true, value: parsed.data };
   return { ok: false, error: new ProtocolError(issuesOf(parsed.error), { cause: parsed.error }) };

@@ -13,6 +13,8 @@ import {
   encodeSubmitBatch,
   encodeWorkerReport,
   packByBytes,
+  encodeResultBatches,
+  encodeWorkerReports,
   packResultBatches,
   packSubmitBatches,
   packWorkerReports,
@@ -178,6 +180,36 @@ describe("packResultBatches and packWorkerReports", () => {
       expect(decodeWorkerReport(bytes).ok).toBe(true);
     }
     expect(() => packWorkerReports("../w", "abc", updates)).toThrow("invalid worker name");
+  });
+
+  test("the encoded variants give the same batches, byte for byte, as packing and then encoding", () => {
+    const rand = random(4);
+    const results: TaskStatus[] = Array.from({ length: 300 }, (_, i) => ({
+      v: 1,
+      id: `t${i}`,
+      state: "failed",
+      attempt: 1,
+      reason: "é".repeat(Math.floor(rand() * 1000)),
+      output: { i, s: "x".repeat(Math.floor(rand() * 3000)) },
+    }));
+    const packed = packResultBatches(results, 3, 50_000).map(encodeResultBatch);
+    expect(packed.length).toBeGreaterThan(1);
+    expect(encodeResultBatches(results, 3, 50_000)).toEqual(packed);
+    const updates: StatusUpdate[] = results.map((r, i) => ({
+      id: r.id,
+      attempt: 1,
+      state: "failed",
+      at: i,
+      error: r.reason,
+    }));
+    const reports = packWorkerReports("w1", "abc", updates, 20_000).map(encodeWorkerReport);
+    expect(encodeWorkerReports("w1", "abc", updates, 20_000)).toEqual(reports);
+    expect(() => encodeResultBatches([{ v: 1, id: "a", state: "queued", attempt: 0 }], 1)).toThrow(
+      'results[0].state: expected a final state, got "queued"',
+    );
+    expect(() => encodeWorkerReports("w1", "abc", [{ id: "a", attempt: 0, state: "failed", at: 1 }])).toThrow(
+      /^updates\[0\]\.attempt: /,
+    );
   });
 
   test("an update too big for the limit is named", () => {
