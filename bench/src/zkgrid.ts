@@ -29,6 +29,8 @@ export interface GridShape {
 export interface GridOptions {
   /** Node flags for the master and workers (e.g. --cpu-prof). */
   nodeFlags?: string[];
+  /** Runs before each timed round, untimed (e.g. a ceiling measured beside the rounds). */
+  beforeRound?: () => Promise<void>;
 }
 
 export function describeShape(shape: GridShape): string {
@@ -276,6 +278,7 @@ export async function zkgridThroughput(
     let ms = 0;
     let load: ZkTotals | undefined;
     for (let round = 0; round < rounds; round++) {
+      await options.beforeRound?.();
       const nodesBefore = await grid.resultNodeCount();
       const before = await waitQuiet(ctx.zk);
       const meter = grid.cpuMeter(ctx.zk.pid);
