@@ -4,7 +4,7 @@ import { connect } from "@zkgrid/core";
 import { BINS, type BenchContext } from "./context.js";
 import { GuardedProcess } from "./processes.js";
 import type { CeilingResult } from "./results.js";
-import { round } from "./stats.js";
+import { median, round } from "./stats.js";
 import { waitQuiet, writesBetween } from "./zookeeper.js";
 
 /**
@@ -51,6 +51,37 @@ export async function zkCreateCeiling(
   } finally {
     await zk.close();
   }
+}
+
+/**
+ * The 1-process spawn ceiling measured once before each of zkgrid's timed shell rounds (`runBefore`,
+ * passed as `beforeRound`), then `result()`: their median.
+ */
+export function spawnCeilingBesideRounds(
+  ctx: BenchContext,
+  concurrency: number,
+  warmup: number,
+  count: number,
+): { runBefore: () => Promise<void>; result: () => CeilingResult | undefined } {
+  const runs: CeilingResult[] = [];
+  return {
+    runBefore: async () => {
+      runs.push(await spawnCeiling(ctx, 1, concurrency, warmup, count));
+    },
+    result: () => {
+      const first = runs[0];
+      if (first === undefined) return undefined;
+      const rates = runs.map((r) => r.perSecond);
+      return {
+        ...first,
+        detail: `${first.detail}, once before each timed shell round (median)`,
+        count: runs.reduce((sum, r) => sum + r.count, 0),
+        seconds: round(runs.reduce((sum, r) => sum + r.seconds, 0)),
+        perSecond: median(rates),
+        rounds: rates,
+      };
+    },
+  };
 }
 
 /** `sh -c true` spawned from `processes` Node processes at once, `concurrency` in flight in each. */

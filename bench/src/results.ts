@@ -73,6 +73,8 @@ export interface CeilingResult {
   count: number;
   seconds: number;
   perSecond: number;
+  /** For a spawn ceiling measured once before each timed shell round: each run's rate (the median is `perSecond`). */
+  rounds?: number[];
   /** For zk-creates: transactions per create seen by the server (1 when nothing else writes). */
   writesPerOp?: number;
 }

@@ -4,7 +4,16 @@
  * ratios, and writes JSON and an SVG chart to bench/results/.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  existsSync,
+  constants as fsConstants,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -12,7 +21,7 @@ import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { findZooKeeper, startServer, type ZkServer } from "@zkgrid/testing";
 import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
-import { spawnCeiling, zkCreateCeiling } from "./ceilings.js";
+import { spawnCeiling, spawnCeilingBesideRounds, zkCreateCeiling } from "./ceilings.js";
 import { BINS, type BenchContext, REPO } from "./context.js";
 import { killAllNow } from "./processes.js";
 import { type RedisServer, startRedis } from "./redis.js";
@@ -121,6 +130,22 @@ function packageVersion(name: string, from?: string): string {
   return "unknown";
 }
 
+/**
+ * Where the scratch dir goes: a RAM file system when there is one. Redis keeps nothing on disk and
+ * ZooKeeper does not sync, so neither should pay for the disk; nor should the workers' output folders
+ * (three files per task), which BullMQ's jobs and the spawn ceiling do not write at all. On a disk
+ * they measure the disk: a file created on this machine's ext4 costs ~0.3 ms, on tmpfs ~10 µs.
+ */
+function scratchRoot(): string {
+  const ram = process.env.ZKGRID_BENCH_SCRATCH ?? "/dev/shm";
+  try {
+    accessSync(ram, fsConstants.W_OK);
+    return ram;
+  } catch {
+    return tmpdir();
+  }
+}
+
 function osName(): string {
   try {
     return /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync("/etc/os-release", "utf8"))?.[1] ?? "unknown";
@@ -206,7 +231,7 @@ async function main(): Promise<number> {
   const log = (line: string) => {
     process.stderr.write(`[${((performance.now() - began) / 1000).toFixed(1).padStart(6)} s] ${line}\n`);
   };
-  const workDir = mkdtempSync(join(tmpdir(), "zkgrid-bench-"));
+  const workDir = mkdtempSync(join(scratchRoot(), "zkgrid-bench-"));
   const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(workDir, "profiles")}`] : [];
   let zk: ZkServer | undefined;
   let redis: RedisServer | undefined;
@@ -217,7 +242,7 @@ async function main(): Promise<number> {
     log(`mode ${config.mode}: ${config.parts.join(", ")}; scratch dir ${workDir}`);
     const zookeeper = await findZooKeeper({ install: process.getuid?.() === 0 });
     // A larger heap than the test harness gives: the scale test keeps ~100 000 tasks' worth of nodes.
-    zk = await startServer({ zookeeper, jvmFlags: ["-Xmx1g"] });
+    zk = await startServer({ zookeeper, jvmFlags: ["-Xmx1g"], dir: join(workDir, "zookeeper") });
     log(`ZooKeeper ${await serverVersion(zk)} on ${zk.connectString}`);
     if (needsRedis) {
       redis = await startRedis(workDir, log);
@@ -269,8 +294,23 @@ async function main(): Promise<number> {
     if (has("shell")) {
       const s = config.shell;
       const r = config.rounds;
-      log(`(b) zkgrid: ${r} × ${s.count} shell tasks (true) after ${s.warmup} to warm up`);
-      record(await zkgridThroughput(ctx, "shell", s.zkgrid, s.warmup, s.count, r, { nodeFlags }));
+      const c = config.ceilings.spawn;
+      // The ceiling (b) is judged against, measured again right before each timed round: the load of a
+      // shared machine drifts between the ceilings part and this one.
+      const beside = has("ceilings")
+        ? spawnCeilingBesideRounds(ctx, c.concurrency, c.warmup, c.count)
+        : undefined;
+      log(
+        `(b) zkgrid: ${r} × ${s.count} shell tasks (true) after ${s.warmup} to warm up${beside ? `, each round after ${c.count} spawns of sh -c true` : ""}`,
+      );
+      record(
+        await zkgridThroughput(ctx, "shell", s.zkgrid, s.warmup, s.count, r, {
+          nodeFlags,
+          ...(beside === undefined ? {} : { beforeRound: beside.runBefore }),
+        }),
+      );
+      const besideResult = beside?.result();
+      if (besideResult !== undefined) record(besideResult);
       for (const shape of s.bullmq) {
         log(`(b) BullMQ: ${r} × ${s.count} jobs spawning sh -c true after ${s.warmup} to warm up`);
         record(await bullThroughput(ctx, "shell", shape, s.warmup, s.count, r));
@@ -318,6 +358,8 @@ async function main(): Promise<number> {
       },
       notes: [
         "ZooKeeper: one standalone server from @zkgrid/testing (forceSync=no, -Xmx1g); Redis: no persistence. Both throw-away.",
+        `Scratch dir (ZooKeeper's data, the workers' output folders, logs): ${workDir}; on a RAM file system (/dev/shm, or ZKGRID_BENCH_SCRATCH) when there is one.`,
+        "CPU of a zkgrid worker includes its task launcher, the child process that forks its tasks.",
         "Throughput: after the warm-up, `rounds` timed rounds of `count` tasks, each round's tasks submitted at once; the median round is reported. Only timed tasks count. Latency there is mostly queueing.",
         "ZK writes per task: the server's zxid delta from before the timed submit until the grid went quiet after it.",
         "Peak RSS: VmHWM of each process at the end of its run (it includes the warm-up).",

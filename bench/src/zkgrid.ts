@@ -29,6 +29,8 @@ export interface GridShape {
 export interface GridOptions {
   /** Node flags for the master and workers (e.g. --cpu-prof). */
   nodeFlags?: string[];
+  /** Runs before each timed round, untimed (e.g. a ceiling measured beside the rounds). */
+  beforeRound?: () => Promise<void>;
 }
 
 export function describeShape(shape: GridShape): string {
@@ -123,11 +125,14 @@ class RunningGrid {
     }
   }
 
-  /** Meters the grid's processes, the ZooKeeper server and this process (the submitter). */
+  /**
+   * Meters the grid's processes, the ZooKeeper server and this process (the submitter). A worker's
+   * share includes its task launcher (its child that forks the tasks): a BullMQ worker forks its own.
+   */
   cpuMeter(zkPid: number | undefined): CpuMeter {
     return new CpuMeter({
       master: [this.master.pid],
-      workers: this.workers.map((w) => w.pid),
+      workers: this.workers.flatMap((w) => [w.pid, ...childPids(w.pid)]),
       zookeeper: zkPid === undefined ? [] : [zkPid],
     });
   }
@@ -150,6 +155,18 @@ class RunningGrid {
     await Promise.all(this.workers.map((w) => w.stop(10_000)));
     await this.master.stop();
     rmSync(this.outDir, { recursive: true, force: true });
+  }
+}
+
+/** The live children of a process (for a worker: its task launcher, once it ran a command). */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .split(" ")
+      .filter((p) => p.trim() !== "")
+      .map(Number);
+  } catch {
+    return [];
   }
 }
 
@@ -261,6 +278,7 @@ export async function zkgridThroughput(
     let ms = 0;
     let load: ZkTotals | undefined;
     for (let round = 0; round < rounds; round++) {
+      await options.beforeRound?.();
       const nodesBefore = await grid.resultNodeCount();
       const before = await waitQuiet(ctx.zk);
       const meter = grid.cpuMeter(ctx.zk.pid);

@@ -140,7 +140,7 @@ export interface ClusterOptions {
 /**
  * A grid under a random root: real master and worker processes, a client for reading and writing
  * ZooKeeper directly, and a temp dir for logs and worker output. close() kills everything it started,
- * including task processes that outlived a SIGKILLed worker.
+ * including task processes still running after their worker was SIGKILLed.
  */
 export class Cluster {
   readonly root: string;
@@ -383,8 +383,9 @@ export class Cluster {
 }
 
 /**
- * Task processes run in their own process groups and outlive a SIGKILLed worker. Every shell a task
- * started names this run's temp dir in its command line: kill those groups, and nothing else.
+ * Task processes run in their own process groups; a SIGKILLed worker's launcher kills them only after
+ * its kill grace. Every shell a task started names this run's temp dir in its command line: kill those
+ * groups, and nothing else.
  */
 export function killTaskProcesses(marker: string): void {
   for (const entry of readdirSync("/proc")) {

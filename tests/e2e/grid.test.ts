@@ -16,6 +16,22 @@ function start(): TestGrid {
   return grid;
 }
 
+function pidIn(file: string): number | undefined {
+  if (!existsSync(file)) return undefined;
+  const pid = Number.parseInt(readFileSync(file, "utf8"), 10);
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/** True while the process exists and is not a zombie. */
+function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
 function lines(text: string): string[] {
   return text.split("\n").filter((l) => l.trim() !== "");
 }
@@ -115,6 +131,33 @@ describe("the grid, end to end with real processes", () => {
     const results = await g.waitForResults(["slow"], 90_000);
     expect(results.get("slow")).toMatchObject({ state: "succeeded", attempt: 2, worker: "w2" });
     expect(readFileSync(join(g.dir, "w2", "slow", "stdout.txt"), "utf8")).toBe("done\n");
+  });
+
+  it("the task processes of a SIGKILLed worker die with it, even one that ignores SIGTERM", async () => {
+    const g = start();
+    g.master("m1");
+    const w1 = g.worker("w1", ["--concurrency", "2"]);
+    const tasks = [
+      { id: "plain", cmd: "echo $$ > sh.pid; sleep 300 & echo $! > child.pid; wait" },
+      { id: "stubborn", cmd: "echo $$ > sh.pid; (trap '' TERM; sleep 300) & echo $! > child.pid; wait" },
+    ];
+    expect((await g.submit([], tasks.map((t) => JSON.stringify(t)).join("\n"))).code).toBe(0);
+    const pids: number[] = [];
+    for (const t of tasks) {
+      for (const file of ["sh.pid", "child.pid"]) {
+        const path = join(g.dir, "w1", t.id, file);
+        pids.push(await waitFor(() => pidIn(path), { timeoutMs: 30_000, message: `${path} to be written` }));
+      }
+    }
+    expect(pids.every(isAlive)).toBe(true);
+
+    w1.kill("SIGKILL");
+    await w1.exited;
+    // SIGTERM to each task's process group at once, SIGKILL after the kill grace (5 s by default).
+    await waitFor(() => pids.every((pid) => !isAlive(pid)), {
+      timeoutMs: 30_000,
+      message: "every task process to be gone",
+    });
   });
 
   it("a malformed task becomes rejected with a reason, and the master keeps serving", async () => {

@@ -1,6 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { constants as fsConstants, mkdirSync } from "node:fs";
-import { type FileHandle, mkdir, open, stat, writeFile } from "node:fs/promises";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import {
   type AssignedTask,
@@ -9,11 +8,10 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_OUTPUT_BYTES,
   type StatusUpdate,
-  TAIL_BYTES,
-  tailBytes,
   utf8ByteLength,
 } from "@zkgrid/protocol";
 import type { HandlerMap } from "./handlers.js";
+import { type LaunchEnding, signalGroup, type TaskLauncher } from "./launcher.js";
 import type { Logger } from "./logger.js";
 
 /**
@@ -30,6 +28,8 @@ export interface TaskRunOptions {
   /** The worker's working directory; output goes to `<baseDir>/<worker>/<task-id>`. */
   baseDir: string;
   handlers: HandlerMap;
+  /** Starts command tasks' processes. */
+  launcher: TaskLauncher;
   /** Time between SIGTERM and SIGKILL when a process group is killed. */
   killGraceMs: number;
   logger: Logger;
@@ -64,34 +64,9 @@ function taskCwd(outputDir: string, cwd: string | undefined): string {
   return dir;
 }
 
-/** Environment variables of the worker that a task does not inherit: they hold its credentials. */
-const PRIVATE_ENV = ["ZKGRID_AUTH", "ZKGRID_AUTH_FILE"];
-
-function taskEnv(extra: Record<string, string> | undefined, vars: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of PRIVATE_ENV) delete env[name];
-  return { ...env, ...vars, ...extra };
-}
-
 function errorMessage(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return headBytes(text, MAX_MESSAGE_BYTES);
-}
-
-async function readTail(file: string): Promise<string> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(file, fsConstants.O_RDONLY);
-    const { size } = await handle.stat();
-    const length = Math.min(size, TAIL_BYTES);
-    const buffer = Buffer.alloc(length);
-    const { bytesRead } = await handle.read(buffer, 0, length, size - length);
-    return tailBytes(buffer.subarray(0, bytesRead), TAIL_BYTES);
-  } catch {
-    return "";
-  } finally {
-    await handle?.close();
-  }
 }
 
 /** How a process or handler ended, before the worker's reason for killing it is applied. */
@@ -117,7 +92,11 @@ export class TaskRun {
   readonly result: Promise<StatusUpdate | null>;
 
   private killedFor: KillReason | undefined;
-  private child: ChildProcess | undefined;
+  /** The process group leader of a command task, once it runs. */
+  private pid: number | undefined;
+  private exited = false;
+  /** A command task's output tails, when its process ran. */
+  private tails: { stdout: string; stderr: string } | undefined;
   private readonly abort = new AbortController();
   private readonly options: TaskRunOptions;
   private readonly task: AssignedTask;
@@ -158,11 +137,9 @@ export class TaskRun {
     let outputDir: string;
     try {
       outputDir = taskOutputDir(this.options.baseDir, this.options.worker, this.id);
-      // A handler gets its folder only when it asks for it (ctx.outputDir): most never do.
-      if (spec.handler === undefined) {
-        await mkdir(outputDir, { recursive: true });
-        this.outputDirRel = `${this.options.worker}/${this.id}`;
-      }
+      // A handler gets its folder only when it asks for it (ctx.outputDir): most never do. A command's
+      // folder is made by the launcher's child, just before it opens stdout.txt there.
+      if (spec.handler === undefined) this.outputDirRel = `${this.options.worker}/${this.id}`;
     } catch (error) {
       this.log("error", `refused: ${errorMessage(error)}`);
       return this.finish({ error: errorMessage(error) }, undefined);
@@ -196,70 +173,65 @@ export class TaskRun {
     const { spec } = this.task;
     if (spec.cmd === undefined) return { error: "the task has neither cmd nor handler" };
     const cwd = taskCwd(outputDir, spec.cwd);
+    // The launcher creates the output folder itself; a folder inside it is made here.
     if (cwd !== outputDir && !isAbsolute(spec.cwd ?? "")) await mkdir(cwd, { recursive: true });
-    const cwdStat = await stat(cwd).catch(() => undefined);
-    if (!cwdStat?.isDirectory()) return { error: `cwd ${cwd} is not a directory` };
+    if (this.killedFor !== undefined) return {};
 
     const [file, args]: [string, string[]] =
       spec.args === undefined ? ["/bin/sh", ["-c", spec.cmd]] : [spec.cmd, spec.args];
-    const env = taskEnv(spec.env, {
-      ZKGRID_TASK_ID: this.id,
-      ZKGRID_TASK_ATTEMPT: String(this.attempt),
-      ZKGRID_WORKER: this.options.worker,
-      ZKGRID_OUTPUT_DIR: outputDir,
-    });
-    // The child writes straight into the files: nothing is buffered here, and a background
-    // grandchild that keeps the files open cannot hold up the end of the task.
-    const stdout = await open(join(outputDir, "stdout.txt"), "w");
-    const stderr = await open(join(outputDir, "stderr.txt"), "w").catch(async (error: unknown) => {
-      await stdout.close();
-      throw error;
-    });
-    let child: ChildProcess;
-    try {
-      // detached: the task leads its own process group, so a kill reaches everything it started.
-      child = spawn(file, args, { cwd, env, detached: true, stdio: ["ignore", stdout.fd, stderr.fd] });
-    } catch (error) {
-      await Promise.all([stdout.close(), stderr.close()]);
-      return { error: errorMessage(error) };
-    }
-    // Listen before anything is awaited: a spawn error is emitted on the next tick.
-    const ended = new Promise<Ending>((resolveEnding) => {
-      child.once("error", (error) =>
-        resolveEnding({ error: `could not start ${file}: ${errorMessage(error)}` }),
-      );
-      child.once("exit", (code, signal) =>
-        resolveEnding(code !== null ? { exitCode: code } : { signal: signal ?? "unknown" }),
-      );
-    });
-    this.child = child;
-    await Promise.all([stdout.close(), stderr.close()]);
-    if (child.pid === undefined) return ended;
-    this.markRunning();
-    this.log("debug", `started pid ${child.pid}`);
-    if (this.killedFor !== undefined) this.terminateGroup();
-
+    const env: Array<[string, string]> = [
+      ["ZKGRID_TASK_ID", this.id],
+      ["ZKGRID_TASK_ATTEMPT", String(this.attempt)],
+      ["ZKGRID_WORKER", this.options.worker],
+      ["ZKGRID_OUTPUT_DIR", outputDir],
+      ...Object.entries(spec.env ?? {}),
+    ];
     let timedOut = false;
-    const timer =
-      spec.timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            timedOut = true;
-            this.log("warn", `timed out after ${spec.timeoutMs} ms, killing its process group`);
-            this.terminateGroup();
-          }, spec.timeoutMs);
-    try {
-      const ending = await ended;
-      return { ...ending, timedOut };
-    } finally {
-      clearTimeout(timer);
+    let timer: NodeJS.Timeout | undefined;
+    const ending = await new Promise<LaunchEnding>((resolveEnding) => {
+      this.options.launcher.launch(
+        { outputDir, cwd, file, args, env },
+        {
+          started: (pid) => {
+            if (this.exited) return;
+            this.pid = pid;
+            this.markRunning();
+            this.log("debug", `started pid ${pid}`);
+            if (this.killedFor !== undefined) this.terminateGroup();
+            else if (spec.timeoutMs !== undefined) {
+              timer = setTimeout(() => {
+                timedOut = true;
+                this.log("warn", `timed out after ${spec.timeoutMs} ms, killing its process group`);
+                this.terminateGroup();
+              }, spec.timeoutMs);
+            }
+          },
+          ended: (launched) => {
+            this.exited = true;
+            clearTimeout(timer);
+            resolveEnding(launched);
+          },
+        },
+      );
+    });
+    this.tails = { stdout: ending.stdoutTail ?? "", stderr: ending.stderrTail ?? "" };
+    const { failure } = ending;
+    if (failure === undefined) {
+      return {
+        ...(ending.exitCode === undefined
+          ? { signal: ending.signal ?? "unknown" }
+          : { exitCode: ending.exitCode }),
+        timedOut,
+      };
     }
+    // No process ran the program: it did not start.
+    this.startedAt = undefined;
+    return { error: failureMessage(failure, file, cwd, outputDir), timedOut };
   }
 
   private terminateGroup(): void {
-    const child = this.child;
-    if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const pid = child.pid;
+    const pid = this.pid;
+    if (pid === undefined || this.exited) return;
     signalGroup(pid, "SIGTERM");
     // Unconditional: a grandchild that ignores SIGTERM must not outlive its task.
     setTimeout(() => signalGroup(pid, "SIGKILL"), this.options.killGraceMs).unref();
@@ -345,9 +317,9 @@ export class TaskRun {
       ...(error === undefined ? {} : { error }),
       ...(this.outputDirRel === undefined ? {} : { outputDir: this.outputDirRel }),
     };
-    if (outputDir !== undefined && this.task.spec.handler === undefined && this.child !== undefined) {
-      update.stdoutTail = await readTail(join(outputDir, "stdout.txt"));
-      update.stderrTail = await readTail(join(outputDir, "stderr.txt"));
+    if (this.tails !== undefined) {
+      update.stdoutTail = this.tails.stdout;
+      update.stderrTail = this.tails.stderr;
     }
     if (output !== undefined) update.output = output;
     // result.json: for commands, and for handlers that used their folder or whose output is too large.
@@ -357,7 +329,7 @@ export class TaskRun {
         this.outputDirRel = `${this.options.worker}/${this.id}`;
         update.outputDir = this.outputDirRel;
       }
-      await this.writeResultFile(outputDir, update, fullOutput);
+      this.writeResultFile(outputDir, update, fullOutput);
     }
     const how =
       update.exitCode !== undefined
@@ -380,7 +352,7 @@ export class TaskRun {
     return ending.exitCode === undefined || ending.exitCode === 0 ? "succeeded" : "failed";
   }
 
-  private async writeResultFile(outputDir: string, update: StatusUpdate, fullOutput: unknown): Promise<void> {
+  private writeResultFile(outputDir: string, update: StatusUpdate, fullOutput: unknown): void {
     const startedAt = update.startedAt;
     const result = {
       id: this.id,
@@ -399,18 +371,49 @@ export class TaskRun {
           : update.finishedAt - startedAt,
       output: fullOutput ?? update.output,
     };
+    const file = join(outputDir, "result.json");
+    const text = `${JSON.stringify(result, null, 2)}\n`;
+    // A small file: one blocking write costs less than three round trips through the thread pool.
     try {
-      await writeFile(join(outputDir, "result.json"), `${JSON.stringify(result, null, 2)}\n`);
+      try {
+        writeFileSync(file, text);
+      } catch (error) {
+        // The launcher had not made the folder: the task ended before its process started.
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+        mkdirSync(outputDir, { recursive: true });
+        writeFileSync(file, text);
+      }
     } catch (error) {
       this.log("error", `could not write result.json: ${errorMessage(error)}`);
     }
   }
 }
 
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+/** Why a command's program did not run, as the task's `error`. */
+function failureMessage(
+  failure: NonNullable<LaunchEnding["failure"]>,
+  file: string,
+  cwd: string,
+  outputDir: string,
+): string {
+  const why = failure.code === "" ? failure.text : `${failure.code} (${failure.text})`;
+  let message: string;
+  switch (failure.stage) {
+    case "chdir":
+      message =
+        failure.code === "ENOENT" || failure.code === "ENOTDIR"
+          ? `cwd ${cwd} is not a directory`
+          : `could not enter cwd ${cwd}: ${why}`;
+      break;
+    case "mkdir":
+    case "open":
+      message = `could not write the output folder ${outputDir}: ${why}`;
+      break;
+    case "launcher":
+      message = why;
+      break;
+    default:
+      message = `could not start ${file}: ${why}`;
   }
+  return headBytes(message, MAX_MESSAGE_BYTES);
 }

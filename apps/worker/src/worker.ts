@@ -1,6 +1,6 @@
 import { availableParallelism, hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { type Acl, connect, type ZkClient } from "@zkgrid/core";
+import { type Acl, connect, isNodeExists, type ZkClient } from "@zkgrid/core";
 import {
   type AssignedTask,
   assertWorkerName,
@@ -19,7 +19,9 @@ import type { HandlerMap } from "./handlers.js";
 import { LocalLock } from "./lock.js";
 import { createStderrLogger, type Logger } from "./logger.js";
 import { claimWorkerName, releaseWorkerName } from "./registration.js";
+import { TaskLauncher } from "./launcher.js";
 import { SessionReporter } from "./reporter.js";
+import { RunningNotices } from "./running-notices.js";
 import { TaskRun } from "./task-run.js";
 
 /** The version of this package, as a worker registers it. */
@@ -117,6 +119,8 @@ export interface Worker {
 interface Session {
   id: string;
   reportDir: string;
+  /** Aborts when the session ends. */
+  signal: AbortSignal;
   reporter: SessionReporter;
   /** "fenced": the leader gave this session up; it stays registered but takes no tasks. */
   status: "active" | "fenced" | "ended";
@@ -126,6 +130,8 @@ interface Tracked {
   session: string;
   run: TaskRun | undefined;
   done: boolean;
+  /** The final update published, kept while the task is assigned in case it must be reported again. */
+  update?: StatusUpdate;
 }
 
 const taskKey = (t: { id: string; attempt: number }) => `${t.id}#${t.attempt}`;
@@ -168,6 +174,8 @@ class GridWorker implements Worker {
   private assignment: ReadAssignment | undefined;
   private maxEpoch = -1;
   private readonly loggedProblems = new Set<string>();
+  private readonly launcher: TaskLauncher;
+  private readonly runningNotices = new RunningNotices();
 
   private lock: LocalLock | undefined;
   /** When the freeze detector last ran; a long gap means the process was stopped (SIGSTOP, GC, VM). */
@@ -213,6 +221,7 @@ class GridWorker implements Worker {
     this.handlers = options.handlers ?? {};
     const logger = options.logger ?? createStderrLogger();
     this.log = (level, msg, fields) => logger(level, msg, { worker: this.name, ...fields });
+    this.launcher = new TaskLauncher({ killGraceMs: this.killGraceMs, label: this.name, logger: this.log });
     this.closedPromise = new Promise((resolveClosed) => {
       this.resolveClosed = resolveClosed;
     });
@@ -380,6 +389,7 @@ class GridWorker implements Worker {
 
   private async release(): Promise<void> {
     clearInterval(this.tickTimer);
+    await this.launcher.close();
     if (this.ownsClient) await this.zk?.close();
     await this.lock?.release();
   }
@@ -423,20 +433,8 @@ class GridWorker implements Worker {
       return "completed";
     }
     if (signal.aborted) return;
-    const session: Session = {
-      id: sessionId,
-      reportDir,
-      status: "active",
-      reporter: new SessionReporter({
-        client,
-        dir: reportDir,
-        worker: this.name,
-        session: sessionId,
-        logger: this.log,
-        signal,
-        onFenced: () => this.endSession(session, "fenced"),
-      }),
-    };
+    const session = { id: sessionId, reportDir, signal, status: "active" } as Session;
+    session.reporter = this.openReporter(session);
     this.session = session;
     signal.addEventListener(
       "abort",
@@ -449,6 +447,62 @@ class GridWorker implements Worker {
     this.emit({ type: "registered", sessionId, reportDir });
     if (this.state === "INITIALIZED") this.firstRegistration.resolve();
     else this.reconcile();
+  }
+
+  private openReporter(session: Session): SessionReporter {
+    return new SessionReporter({
+      client: this.client,
+      dir: session.reportDir,
+      worker: this.name,
+      session: session.id,
+      logger: this.log,
+      signal: session.signal,
+      onFenced: () => void this.recoverReportDir(session),
+    });
+  }
+
+  /**
+   * A report create found the session's report dir gone. The leader deletes it only when it fences a
+   * session whose registration is gone, so while this session still owns the registration another
+   * client deleted it: the dir is made again and every final status the leader may not have collected
+   * (its task is still assigned) is reported again. Otherwise the session counts as fenced.
+   */
+  private async recoverReportDir(session: Session): Promise<void> {
+    const client = this.client;
+    let owned: boolean | undefined;
+    while (owned === undefined && session.status === "active" && !session.signal.aborted) {
+      owned = await client.exists(this.layout.worker(this.name)).then(
+        (stat) => stat?.ephemeralOwner === session.id,
+        () => undefined, // no answer: ask again, unless the session ends meanwhile
+      );
+      if (owned === undefined) await new Promise((wake) => setTimeout(wake, 500));
+    }
+    if (session.status !== "active" || session.signal.aborted) return;
+    if (owned) {
+      try {
+        await client.create(session.reportDir, undefined, "persistent");
+      } catch (error) {
+        if (!isNodeExists(error)) owned = false;
+      }
+    }
+    if (!owned) {
+      this.endSession(session, "fenced");
+      return;
+    }
+    if (session.status !== "active" || session.signal.aborted) return;
+    session.reporter = this.openReporter(session);
+    let again = 0;
+    for (const entry of this.tracked.values()) {
+      if (entry.session !== session.id || entry.update === undefined) continue;
+      session.reporter.report(entry.update);
+      again++;
+    }
+    this.log(
+      "warn",
+      `report dir ${session.reportDir} was deleted while session ${session.id} lives: made it again and reported ${again} final statuses again`,
+      { session: session.id },
+    );
+    this.reconcile();
   }
 
   /**
@@ -594,9 +648,13 @@ class GridWorker implements Worker {
       session: session.id,
       baseDir: this.baseDir,
       handlers: this.handlers,
+      launcher: this.launcher,
       killGraceMs: this.killGraceMs,
       logger: this.log,
-      onRunning: (update) => this.publish(session, update),
+      onRunning: (update) =>
+        this.runningNotices.add(() => {
+          if (!entry.done && !run.killed) this.publish(session, update);
+        }),
     });
     const entry: Tracked = { session: session.id, run, done: false };
     this.tracked.set(key, entry);
@@ -632,6 +690,10 @@ class GridWorker implements Worker {
 
   private publish(session: Session, update: StatusUpdate): void {
     if (session.status !== "active") return;
+    if (update.state !== "running") {
+      const entry = this.tracked.get(taskKey(update));
+      if (entry?.session === session.id) entry.update = update;
+    }
     session.reporter.report(update);
     this.emit({ type: "update", sessionId: session.id, update });
   }

@@ -118,14 +118,15 @@ describe("losing the session", () => {
     });
   });
 
-  it("once fenced (its report dir deleted) kills the session's tasks and starts nothing more on it", async () => {
+  it("once fenced (registration and report dir deleted) kills the session's tasks and starts nothing more on it", async () => {
     const worker = await grid.start("w1");
     const session = worker.sessionId!;
     await grid.assign("w1", session, [assigned("t1", { cmd: SLEEPER })]);
     const child = await readPidFile(join(grid.cwd, "w1", "t1", "child.pid"));
     const fenced = nextEvent(worker, (e) => e.type === "session-ended" && e.reason === "fenced");
 
-    // The leader fences the session; the next report (t2's) finds its dir gone.
+    // The leader fences a session once its registration is gone; the next report (t2's) finds its dir gone.
+    await grid.zk.delete(layout.worker("w1"));
     await grid.zk.deleteRecursive(layout.reportDir("w1", session));
     await grid.assign("w1", session, [assigned("t1", { cmd: SLEEPER }), assigned("t2", { cmd: "true" })]);
     await fenced;
@@ -141,5 +142,34 @@ describe("losing the session", () => {
     // come after the assignment above was read.
     await waitFor(async () => worker.running === 0, { message: "the killed run to end" });
     expect(await readdir(join(grid.cwd, "w1"))).not.toContain("t3");
+  });
+
+  it("a report dir deleted by another client while the session lives is made again, and its statuses reported again", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t1", { cmd: "echo one" })]);
+    expect(await grid.final("w1", session, "t1")).toMatchObject({ state: "succeeded", stdoutTail: "one\n" });
+
+    // Not the leader: it fences only sessions whose registration is gone, and this one's is not.
+    await grid.zk.deleteRecursive(layout.reportDir("w1", session));
+    await grid.assign("w1", session, [
+      assigned("t1", { cmd: "echo one" }),
+      assigned("t2", { cmd: "echo two" }),
+    ]);
+
+    // t2's report finds the dir gone; t1's status, lost with the dir, comes again (t1 is still assigned).
+    expect(await grid.final("w1", session, "t2")).toMatchObject({ state: "succeeded", stdoutTail: "two\n" });
+    expect(await grid.final("w1", session, "t1")).toMatchObject({ state: "succeeded", stdoutTail: "one\n" });
+    expect(worker.sessionId).toBe(session);
+    expect(grid.logs.some((l) => l.level === "warn" && l.msg.includes("was deleted while session"))).toBe(
+      true,
+    );
+
+    // The session keeps taking work.
+    await grid.assign("w1", session, [assigned("t3", { cmd: "echo three" })]);
+    expect(await grid.final("w1", session, "t3")).toMatchObject({
+      state: "succeeded",
+      stdoutTail: "three\n",
+    });
   });
 });

@@ -18,6 +18,23 @@ async function readJson(file: string): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
 }
 
+/** The live task launchers of worker `name` that this process started. */
+async function launcherPids(name: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8");
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (cmdline.startsWith(`zkgrid-launcher ${name}`) && ppid === process.pid) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
 describe("running tasks", () => {
   it("runs a shell task and writes stdout.txt, stderr.txt and result.json with the exit code", async () => {
     const worker = await grid.start("w1");
@@ -163,27 +180,41 @@ describe("running tasks", () => {
     expect((await readdir(join(grid.cwd, "w1"))).sort()).toEqual([".lock", "ok"]);
   });
 
+  it("fails the running tasks and kills their groups when the launcher dies, and starts a new one for the next task", async () => {
+    const worker = await grid.start("w1");
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [assigned("t1", { cmd: "sleep 60 & echo $! > child.pid; wait" })]);
+    const child = await readPidFile(join(grid.cwd, "w1", "t1", "child.pid"));
+    const launchers = await launcherPids("w1");
+    expect(launchers).toHaveLength(1);
+
+    process.kill(launchers[0]!, "SIGKILL");
+    const final = await grid.final("w1", session, "t1");
+    expect(final.state).toBe("failed");
+    expect(final.error).toContain("launcher");
+    await waitFor(async () => !(await isRunning(child)), { message: "the task's group to be killed" });
+
+    await grid.assign("w1", session, [assigned("t2", { cmd: "echo after" })]);
+    expect(await grid.final("w1", session, "t2")).toMatchObject({
+      state: "succeeded",
+      stdoutTail: "after\n",
+    });
+  });
+
   it("runs at most `concurrency` tasks at once and the rest as slots free up", async () => {
     const worker = await grid.start("w1", { concurrency: 1 });
     const session = worker.sessionId!;
-    let running = 0;
-    let most = 0;
-    worker.on((event) => {
-      if (event.type !== "update") return;
-      if (event.update.state === "running") running++;
-      else if (event.update.startedAt !== undefined) running--;
-      most = Math.max(most, running);
-    });
+    // Each task holds w1/busy while it runs: a task that finds it taken fails.
+    const cmd = "mkdir ../busy || exit 9; sleep 0.2; rmdir ../busy";
     await grid.assign(
       "w1",
       session,
-      ["t1", "t2", "t3"].map((id) => assigned(id, { cmd: "sleep 0.1" })),
+      ["t1", "t2", "t3"].map((id) => assigned(id, { cmd })),
     );
 
     for (const id of ["t1", "t2", "t3"]) {
-      expect((await grid.final("w1", session, id)).state).toBe("succeeded");
+      expect(await grid.final("w1", session, id)).toMatchObject({ state: "succeeded", exitCode: 0 });
     }
-    expect(most).toBe(1);
   });
 });
 
