@@ -23,7 +23,7 @@
  */
 
 export { digestAcl, digestId, OPEN_ACL, Perms } from "./acl.js";
-export { connect, ZkClient } from "./client.js";
+export { connect, type SessionBoundClient, ZkClient } from "./client.js";
 export * as errors from "./errors.js";
 export {
   AuthFailedError,
