@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Leadership, WatchStream, ZkClient } from "@zkgrid/core";
+import type { Leadership, SessionBoundClient, WatchStream } from "@zkgrid/core";
 import { errors } from "@zkgrid/core";
 import type { CancelRequest, GridLayout, SubmitBatch, TaskStatus, WorkerReport } from "@zkgrid/protocol";
 import {
@@ -111,7 +111,8 @@ export class GridLeader {
   private readonly counters = { ticks: 0, writes: 0, finished: 0 };
 
   constructor(
-    private readonly client: ZkClient,
+    /** Bound to the session this term was elected on: ZooKeeper refuses its writes once that ends. */
+    private readonly client: SessionBoundClient,
     private readonly layout: GridLayout,
     private readonly leadership: Leadership,
     private readonly log: Logger,
@@ -537,7 +538,7 @@ export class GridLeader {
 
   private onStepError(err: unknown): void {
     if (this.stopped) return;
-    if (err instanceof NotLeaderError || errors.isBadVersion(err)) {
+    if (err instanceof NotLeaderError || errors.isBadVersion(err) || errors.isSessionExpired(err)) {
       this.fail(err);
       return;
     }
@@ -857,7 +858,7 @@ export class GridLeader {
         }),
       );
     } catch (err) {
-      if (err instanceof NotLeaderError) this.fail(err);
+      if (err instanceof NotLeaderError || errors.isSessionExpired(err)) this.fail(err);
       else this.log("warn", "could not refresh assignment versions", { error: String(err) });
     }
   }
@@ -901,7 +902,7 @@ function bySequence(a: string, b: string): number {
   return (parseSequence(a) ?? 0) - (parseSequence(b) ?? 0);
 }
 
-async function getOrNull(client: ZkClient, path: string) {
+async function getOrNull(client: SessionBoundClient, path: string) {
   try {
     return await client.get(path);
   } catch (err) {

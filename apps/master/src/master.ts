@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import type { Acl, LeaderElection, Leadership, ZkClient } from "@zkgrid/core";
-import { connect } from "@zkgrid/core";
+import { connect, errors } from "@zkgrid/core";
 import { type Dashboard, startDashboard } from "@zkgrid/dashboard";
 import { type GridObserver, observeGrid } from "@zkgrid/observer";
 import type { GridLayout } from "@zkgrid/protocol";
@@ -213,8 +213,9 @@ export class Master {
   /** Starts a leader term; a term that ends while leadership holds (a refused write) starts over. */
   private async lead(leadership: Leadership): Promise<void> {
     while (!leadership.signal.aborted && this.role_ !== "stopped") {
+      // Every write of the term goes through this view: none can land after the session ends.
       const leader = new GridLeader(
-        this.client,
+        this.client.boundTo(leadership.sessionId),
         this.layout,
         leadership,
         this.log,
@@ -227,6 +228,12 @@ export class Master {
         this.setRole("leader");
         this.metrics?.leaderTerm();
       } catch (err) {
+        if (errors.isSessionExpired(err)) {
+          // The session this leadership was won on has ended: the election reports it lost.
+          this.log("warn", "takeover stopped: the session it was elected on has ended", {});
+          await leader.stop();
+          return;
+        }
         this.log("error", "takeover failed; retrying", { error: String(err) });
         await leader.stop();
         await new Promise((r) => setTimeout(r, 500));

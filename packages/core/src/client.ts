@@ -8,12 +8,10 @@ import {
   ClosedError,
   Code,
   ConnectionLossError,
-  isBadVersion,
   isClosed,
   isConnectionLoss,
   isNodeExists,
   isNoNode,
-  isNotEmpty,
   isSessionExpired,
   OperationTimeoutError,
   SessionExpiredError,
@@ -24,8 +22,8 @@ import {
   Handle,
   type HandleSignal,
   NOT_ISSUED,
+  normalizeSessionId,
   Session,
-  toBuffer,
   ZOO_EPHEMERAL,
   ZOO_SEQUENCE,
 } from "./session.js";
@@ -48,7 +46,7 @@ import type {
   WatchOptions,
   WatchStream,
 } from "./types.js";
-import { ChildrenWatch, DataWatch } from "./watch.js";
+import { modeFlags, NodeOperations } from "./operations.js";
 
 /**
  * What watches and elections need from the client. Not public API.
@@ -58,6 +56,13 @@ export interface ClientCore {
   readonly chroot: Chroot;
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
   isClosing(): boolean;
+  /** Runs `attempt` on a ready session within the op timeout (see ZkClient #run); `bindTo`: only on that session. */
+  run<T>(
+    rel: string,
+    retry: boolean,
+    attempt: (h: Handle, retried: boolean) => Promise<T>,
+    options: { bindTo: Session | undefined },
+  ): Promise<T>;
   /** Runs `attempt` on a ready session, waiting for one as long as `signal` allows (no op timeout). */
   runForever<T>(rel: string, attempt: (h: Handle) => Promise<T>, signal: AbortSignal): Promise<T>;
   /** Waits for a ready session without a deadline; resolves with the handle to use. */
@@ -68,13 +73,15 @@ export interface ClientCore {
   onConnection(fn: (ev: ConnectionEvent) => void): () => void;
   /** `fn` runs when close() starts, before the session ends. */
   onClosing(fn: () => void): () => void;
-  ensurePath(rel: string, signal: AbortSignal): Promise<void>;
+  ensurePath(rel: string, options: { signal?: AbortSignal; bindTo?: Session | undefined }): Promise<void>;
   createProtected(
     rel: string,
     data: Data | undefined,
     mode: CreateMode,
-    options: { signal: AbortSignal; bindTo: Session },
+    options: { signal?: AbortSignal; bindTo?: Session | undefined },
   ): Promise<string>;
+  /** Puts the client's ACL on a node it has just created (on any session: the node may outlive its own). */
+  protect(rel: string): Promise<void>;
 }
 
 interface Waiter {
@@ -87,20 +94,7 @@ interface Waiter {
 
 type Listener = (ev: ConnectionEvent) => void;
 
-const MODE_FLAGS: Record<CreateMode, number> = {
-  persistent: 0,
-  ephemeral: ZOO_EPHEMERAL,
-  "persistent-sequential": ZOO_SEQUENCE,
-  "ephemeral-sequential": ZOO_EPHEMERAL | ZOO_SEQUENCE,
-};
-
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
-
-function modeFlags(mode: CreateMode): number {
-  const flags = MODE_FLAGS[mode];
-  if (flags === undefined) throw new BadArgumentsError({ message: `unknown create mode "${String(mode)}"` });
-  return flags;
-}
 
 function parseAuth(auth: string | string[] | undefined): string[] {
   const list = auth === undefined ? [] : Array.isArray(auth) ? auth : [auth];
@@ -136,8 +130,13 @@ const START = Symbol("start");
  * - `createProtected` lists the parent and returns its own node if the lost create happened;
  * - a plain `create` is not repeated: it rejects with ConnectionLossError (its outcome is unknown).
  * An operation is tied to the session it was first sent on: if that session expires before a reply,
- * it rejects with SessionExpiredError. Operations issued while suspended or between sessions wait for a
- * connection, at most `opTimeoutMs` (then OperationTimeoutError).
+ * it rejects with SessionExpiredError (except a persistent `createProtected`, which goes on on the next
+ * session). Operations issued while suspended or between sessions wait for a connection, at most
+ * `opTimeoutMs` (then OperationTimeoutError). `boundTo()` gives a view whose operations never leave
+ * one session.
+ *
+ * A handle the addon closes as "expired" is followed by a new handle resuming the same session; the
+ * session is reported `expired` only if that one, too, is refused before it gets the session back.
  */
 export class ZkClient {
   readonly #connectString: string;
@@ -167,6 +166,7 @@ export class ZkClient {
   readonly #waiters = new Set<Waiter>();
   readonly #pathListeners = new Map<string, Set<() => void>>();
   readonly #core: ClientCore;
+  readonly #ops: NodeOperations;
 
   /** Use `connect()`. */
   constructor(options: ConnectOptions) {
@@ -197,6 +197,7 @@ export class ZkClient {
       chroot: this.#chroot,
       log: (level, msg, fields) => this.#log(level, msg, fields),
       isClosing: () => this.#closing,
+      run: (rel, retry, attempt, options) => this.#run(rel, retry, attempt, options),
       runForever: (rel, attempt, signal) =>
         this.#run(rel, true, (s) => attempt(s), { deadline: Number.POSITIVE_INFINITY, signal }),
       waitReady: (signal) => this.#waitReady({ deadline: Number.POSITIVE_INFINITY, signal }),
@@ -209,9 +210,11 @@ export class ZkClient {
         this.#closingHooks.add(fn);
         return () => this.#closingHooks.delete(fn);
       },
-      ensurePath: (rel, signal) => this.#ensurePath(rel, { signal }),
+      ensurePath: (rel, options) => this.#ensurePath(rel, options),
       createProtected: (rel, data, mode, options) => this.#createProtected(rel, data, mode, options),
+      protect: (rel) => this.#protect(rel),
     };
+    this.#ops = new NodeOperations(this.#core, undefined);
   }
 
   /** @internal */
@@ -441,31 +444,25 @@ export class ZkClient {
   // ---- operations ----------------------------------------------------------------------------
 
   /** Creates a node; returns its path (relative to the root), with the sequence number if sequential. */
-  async create(path: string, data?: Data, mode: CreateMode = "persistent"): Promise<string> {
-    const flags = modeFlags(mode);
-    validatePath(path, { allowTrailingSlash: (flags & ZOO_SEQUENCE) !== 0 });
-    const abs = this.#chroot.toServer(path);
-    // Not repeated after a connection loss: the first attempt may have succeeded.
-    const created = this.#chroot.fromServer(
-      await this.#run(path, false, (s) => s.create(abs, path, data, flags)),
-    );
-    await this.#protect(created);
-    return created;
+  create(path: string, data?: Data, mode: CreateMode = "persistent"): Promise<string> {
+    return this.#ops.create(path, data, mode);
   }
 
   /**
    * Creates `<dir>/_c_<uuid>-<name>`. If the reply is lost with the connection, it lists `<dir>` after
    * the reconnect and returns its own node if the create happened, instead of creating a duplicate.
+   * A persistent node whose session expired before the reply is looked for (and created if absent) on
+   * the next session; use `boundTo()` for a create that must never outlive its session.
    */
-  async createProtected(path: string, data?: Data, mode: CreateMode = "persistent"): Promise<string> {
-    return this.#createProtected(path, data, mode, {});
+  createProtected(path: string, data?: Data, mode: CreateMode = "persistent"): Promise<string> {
+    return this.#ops.createProtected(path, data, mode);
   }
 
   async #createProtected(
     path: string,
     data: Data | undefined,
     mode: CreateMode,
-    options: { signal?: AbortSignal; bindTo?: Session },
+    options: { signal?: AbortSignal; bindTo?: Session | undefined },
   ): Promise<string> {
     const created = await this.#createProtectedNode(path, data, mode, options);
     await this.#protect(created);
@@ -530,15 +527,21 @@ export class ZkClient {
   }
 
   /** Creates `path` and its missing ancestors as persistent nodes; fine if they exist. */
-  async ensurePath(path: string): Promise<void> {
-    return this.#ensurePath(path, {});
+  ensurePath(path: string): Promise<void> {
+    return this.#ops.ensurePath(path);
   }
 
-  async #ensurePath(path: string, options: { signal?: AbortSignal }): Promise<void> {
+  async #ensurePath(
+    path: string,
+    options: { signal?: AbortSignal; bindTo?: Session | undefined },
+  ): Promise<void> {
     validatePath(path);
     const abs = this.#chroot.toServer(path);
     if (abs === "/") return;
-    const runOptions = options.signal ? { deadline: Number.POSITIVE_INFINITY, signal: options.signal } : {};
+    const runOptions = {
+      bindTo: options.bindTo,
+      ...(options.signal ? { deadline: Number.POSITIVE_INFINITY, signal: options.signal } : {}),
+    };
     if ((await this.#run(path, true, (s) => s.exists(abs, path, false), runOptions)) !== null) return;
     for (const prefix of prefixesOf(abs)) {
       const rel = this.#chroot.fromServer(prefix);
@@ -566,108 +569,70 @@ export class ZkClient {
   }
 
   /** The node's Stat, or null if it does not exist. */
-  async exists(path: string): Promise<Stat | null> {
-    validatePath(path);
-    const abs = this.#chroot.toServer(path);
-    return this.#run(path, true, (s) => s.exists(abs, path, false));
+  exists(path: string): Promise<Stat | null> {
+    return this.#ops.exists(path);
   }
 
-  async get(path: string): Promise<{ data: Buffer; stat: Stat }> {
-    validatePath(path);
-    const abs = this.#chroot.toServer(path);
-    return this.#run(path, true, (s) => s.get(abs, path, false));
+  get(path: string): Promise<{ data: Buffer; stat: Stat }> {
+    return this.#ops.get(path);
   }
 
   /** Child names, sorted. */
-  async getChildren(path: string): Promise<string[]> {
-    validatePath(path);
-    const abs = this.#chroot.toServer(path);
-    return (await this.#run(path, true, (s) => s.getChildren(abs, path, false))).children;
+  getChildren(path: string): Promise<string[]> {
+    return this.#ops.getChildren(path);
   }
 
-  /** Writes data if the node's version is `version` (-1: any version). */
-  async set(path: string, data: Data, version = -1): Promise<Stat> {
-    validatePath(path);
-    const abs = this.#chroot.toServer(path);
-    return this.#run(path, true, async (s, retried) => {
-      try {
-        return await s.set(abs, path, data, version);
-      } catch (error) {
-        if (retried && version >= 0 && isBadVersion(error)) {
-          // The lost attempt may have landed: then the node holds exactly our data at version + 1.
-          const current = await s.get(abs, path, false);
-          if (current.stat.version === version + 1 && current.data.equals(toBuffer(data)))
-            return current.stat;
-        }
-        throw error;
-      }
-    });
+  /**
+   * Writes data if the node's version is `version` (-1: any version). After a lost reply, a
+   * conditional write that meets BadVersion succeeded if the node holds exactly its data at `version + 1`.
+   */
+  set(path: string, data: Data, version = -1): Promise<Stat> {
+    return this.#ops.set(path, data, version);
   }
 
   /** Deletes the node if its version is `version` (-1: any version). */
-  async delete(path: string, version = -1): Promise<void> {
-    validatePath(path);
-    const abs = this.#chroot.toServer(path);
-    await this.#run(path, true, async (s, retried) => {
-      try {
-        await s.delete(abs, path, version);
-      } catch (error) {
-        // After a lost reply, NoNode means the first attempt did it.
-        if (!(retried && isNoNode(error))) throw error;
-      }
-    });
+  delete(path: string, version = -1): Promise<void> {
+    return this.#ops.delete(path, version);
   }
 
   /** Deletes the node and everything below it; fine if it does not exist. */
-  async deleteRecursive(path: string): Promise<void> {
-    validatePath(path);
-    const remove = async (node: string): Promise<void> => {
-      for (let attempt = 0; ; attempt++) {
-        let children: string[];
-        try {
-          children = await this.getChildren(node);
-        } catch (error) {
-          if (isNoNode(error)) return;
-          throw error;
-        }
-        const isServerRoot = this.#chroot.toServer(node) === "/";
-        const targets = children
-          .filter((child) => !(isServerRoot && child === "zookeeper"))
-          .map((child) => joinPath(node, child));
-        for (let i = 0; i < targets.length; i += 64) {
-          await Promise.all(targets.slice(i, i + 64).map(remove));
-        }
-        if (isServerRoot) return;
-        try {
-          await this.delete(node);
-          return;
-        } catch (error) {
-          if (isNoNode(error)) return;
-          // A child appeared meanwhile: list again.
-          if (!isNotEmpty(error) || attempt >= 20) throw error;
-        }
-      }
-    };
-    await remove(path);
+  deleteRecursive(path: string): Promise<void> {
+    return this.#ops.deleteRecursive(path);
   }
 
   /** Makes this client's server catch up with the leader for `path`. */
-  async sync(path: string): Promise<void> {
-    validatePath(path);
-    const abs = this.#chroot.toServer(path);
-    await this.#run(path, true, (s) => s.sync(abs, path));
+  sync(path: string): Promise<void> {
+    return this.#ops.sync(path);
   }
 
-  async setAcl(path: string, acl: Acl[], version = -1): Promise<void> {
-    validatePath(path);
-    const abs = this.#chroot.toServer(path);
-    await this.#run(path, true, (s) => s.setAcl(abs, path, acl, version));
+  setAcl(path: string, acl: Acl[], version = -1): Promise<void> {
+    return this.#ops.setAcl(path, acl, version);
   }
 
-  async getAcl(path: string): Promise<{ acl: Acl[]; stat: Stat }> {
-    validatePath(path);
-    const abs = this.#chroot.toServer(path);
-    return this.#run(path, true, (s) => s.getAcl(abs, path));
+  getAcl(path: string): Promise<{ acl: Acl[]; stat: Stat }> {
+    return this.#ops.getAcl(path);
+  }
+
+  /**
+   * A view of this client that works only on the session `sessionId` (as in `sessionId`,
+   * `Leadership.sessionId`): the same operations, but each one is sent only while that session is the
+   * current one, and its retries after a connection loss stay on it. Once that session has ended, every
+   * operation rejects with SessionExpiredError, before or after it was sent, and none is ever repeated
+   * on a later session. Its watches end with the session. A write through the view therefore lands,
+   * if at all, before ZooKeeper ended the session: what others do after they saw it end (an ephemeral
+   * node gone, a new leader elected) is never overtaken by it.
+   */
+  boundTo(sessionId: string): SessionBoundClient {
+    const current = this.#handle?.session;
+    const id = normalizeSessionId(sessionId);
+    if (current?.announced && !current.ended && current.id === id) {
+      return new SessionBoundClient(this.#core, current, id);
+    }
+    // Not the current session: it has ended (sessions are only replaced on expiry) or was never ours.
+    const gone = new Session();
+    gone.id = id;
+    gone.end(new SessionExpiredError());
+    return new SessionBoundClient(this.#core, gone, id);
   }
 
   /**
@@ -699,14 +664,12 @@ export class ZkClient {
    * Survives reconnects and session expiry (re-reads then). Ends on `stop()`, `return()`, abort or close.
    */
   watchChildren(path: string, options: WatchOptions = {}): WatchStream<ChildrenChange> {
-    validatePath(path);
-    return new ChildrenWatch(this.#core, path, options.signal);
+    return this.#ops.watchChildren(path, options);
   }
 
   /** The node's data as it changes, `null` while it does not exist. Same guarantees as watchChildren. */
   watchData(path: string, options: WatchOptions = {}): WatchStream<DataChange | null> {
-    validatePath(path);
-    return new DataWatch(this.#core, path, options.signal);
+    return this.#ops.watchData(path, options);
   }
 
   /**
@@ -775,6 +738,7 @@ export class ZkClient {
         session.id = identity.id;
         session.password = identity.password;
         h.up = true;
+        session.doubted = false;
         if (!h.ready) {
           void this.#setup(h);
         } else if (!session.announced) {
@@ -789,7 +753,7 @@ export class ZkClient {
         this.#suspend(session);
         return;
       case "broken":
-        // A call broke the socket and the handle had to go; the session lives on: resume it.
+        // A call broke the socket and we closed the handle; the session lives on: resume it.
         this.#log("warn", "connection broke during a call; resuming the session on a new handle", {
           sessionId: session.id,
         });
@@ -804,6 +768,17 @@ export class ZkClient {
           // -113 is ZOO_AUTH_FAILED_STATE: the server refused our credentials; retrying cannot help.
           this.#log("error", "authentication failed; closing the client", { sessionId: session.id });
           this.#fail(new AuthFailedError());
+          return;
+        }
+        if (signal.code === Code.SESSION_EXPIRED && session.announced && !session.doubted) {
+          // The addon also closes as "expired" after many empty polls, without a server's word (a hung
+          // reconnect). Only a second such close, of a handle that never got the session back, counts.
+          session.doubted = true;
+          this.#log("warn", "handle closed as expired; checking the session on a new handle", {
+            sessionId: session.id,
+          });
+          this.#suspend(session);
+          this.#startHandle(session);
           return;
         }
         session.end(new SessionExpiredError());
@@ -1003,26 +978,29 @@ export class ZkClient {
 
   /**
    * Runs `attempt` on a usable session. With `retry`, a ConnectionLoss waits for the reconnect and
-   * tries again on the same session; the op is bound to the first session it was sent on.
+   * tries again on the same session; the op is bound to the first session it was sent on, or from the
+   * start to `bindTo`.
    */
   async #run<T>(
     path: string | undefined,
     retry: boolean,
     attempt: (h: Handle, retried: boolean) => Promise<T>,
-    options: { deadline?: number; signal?: AbortSignal } = {},
+    options: { deadline?: number; signal?: AbortSignal; bindTo?: Session | undefined } = {},
   ): Promise<T> {
     const deadline = options.deadline ?? Date.now() + this.#opTimeoutMs;
-    let bound: Session | undefined;
+    let bound = options.bindTo;
+    let sent = false;
     let lastError: unknown;
     for (;;) {
       const s = await this.#waitReady({ deadline, bound, signal: options.signal, path, lastError });
       try {
-        return await attempt(s, bound !== undefined);
+        return await attempt(s, sent);
       } catch (error) {
         if (error === NOT_ISSUED) {
           await this.#pause(s);
           continue;
         }
+        sent = true;
         bound = s.session;
         if (retry && isConnectionLoss(error) && !this.#closing) {
           lastError = error;
@@ -1047,5 +1025,28 @@ export class ZkClient {
       current.delete(fn);
       if (current.size === 0) this.#pathListeners.delete(abs);
     };
+  }
+}
+
+/**
+ * A view of a ZkClient bound to one session (see `ZkClient.boundTo`). It has the client's node
+ * operations and watches; each fails with SessionExpiredError once that session has ended, and none
+ * is ever run on another session.
+ */
+export class SessionBoundClient extends NodeOperations {
+  /** The session every operation of this view is bound to (hex). */
+  readonly sessionId: string;
+  readonly #session: Session;
+
+  /** @internal use ZkClient.boundTo() */
+  constructor(core: ClientCore, session: Session, sessionId: string) {
+    super(core, session);
+    this.#session = session;
+    this.sessionId = sessionId;
+  }
+
+  /** False once the session has ended: from then on every operation rejects with SessionExpiredError. */
+  get live(): boolean {
+    return !this.#session.ended;
   }
 }

@@ -292,7 +292,7 @@ export class Election implements LeaderElection {
     };
     if (this.#node === undefined || this.#nodeSession !== session) {
       this.#node = undefined;
-      await this.#core.ensurePath(this.#path, stop);
+      await this.#core.ensurePath(this.#path, { signal: stop });
       const node = await this.#core.createProtected(
         joinPath(this.#path, "n_"),
         this.#data,

@@ -23,7 +23,7 @@
  */
 
 export { digestAcl, digestId, formatAcl, nodeAcl, OPEN_ACL, parseAcl, Perms } from "./acl.js";
-export { connect, ZkClient } from "./client.js";
+export { connect, type SessionBoundClient, ZkClient } from "./client.js";
 export { CredentialsError, readCredentials } from "./credentials.js";
 export type { CredentialSources, GridCredentials } from "./credentials.js";
 export * as errors from "./errors.js";

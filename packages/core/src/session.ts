@@ -55,11 +55,12 @@ interface NativeAcl {
 const Addon = ZooKeeperAddon as unknown as new (config: Record<string, unknown>) => AddonWrapper;
 
 /**
- * The addon closes its handle with -112 ("expired") after this many consecutive reads that
- * returned no complete reply (src/node-zk.cpp, zk_io_cb). Its default of 10 is hit by any reply of a
- * few hundred KiB (the reply arrives in many partial reads), which turns a large getData into a false
- * session expiry. 10 000 covers a 1 MiB reply read in segments of ~100 bytes while still ending the
- * busy loop the counter was made for (yfinkelstein/node-zookeeper#172, #228, #233) within milliseconds.
+ * The addon closes its handle with -112 ("expired") after this many consecutive polls that returned
+ * no complete reply (src/node-zk.cpp, zk_io_cb), without any server having said so. Its default of 10
+ * is hit by any reply of a few hundred KiB (read in many pieces); 10 000 covers a 1 MiB reply while
+ * still ending the busy loop the counter was made for (yfinkelstein/node-zookeeper#172, #228, #233):
+ * a refused or hung reconnect spins there too. The client does not trust such a close alone (see the
+ * "close" signal in ZkClient).
  */
 export const RESPONSE_COUNTER_LIMIT = 10_000;
 
@@ -92,6 +93,8 @@ export class Session {
   rootEnsured = false;
   /** Expired or closed: never usable again. */
   ended = false;
+  /** A handle of it was closed as "expired"; a new handle is checking whether a server agrees. */
+  doubted = false;
   /** Aborts when the session ends. */
   readonly controller = new AbortController();
 
@@ -267,7 +270,9 @@ export class Handle {
     }
     if (rc === Code.CLOSING || rc === Code.SESSION_EXPIRED) {
       if (this.abandoned) return new ConnectionLossError({ path });
-      return this.closeRequested ? new ClosedError({ path }) : new SessionExpiredError({ path });
+      if (this.closeRequested) return new ClosedError({ path });
+      // CLOSING without our close: the addon gave the handle up on its own; the session may live on.
+      return rc === Code.CLOSING ? new ConnectionLossError({ path }) : new SessionExpiredError({ path });
     }
     return errorFromCode(rc, path);
   }
