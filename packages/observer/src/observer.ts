@@ -702,7 +702,9 @@ export class GridObserver {
     for (const a of this.#assignments.values()) for (const t of a.tasks) assigned.add(t.id);
     const seen = new Set<string>();
     const views: TaskView[] = [];
-    for (const node of this.#queue.values()) {
+    // Creation order, as the leader takes them: nodes are read in parallel, so the map's order is not it.
+    const nodes = [...this.#queue.values()].sort((a, b) => a.czxid - b.czxid);
+    for (const node of nodes) {
       for (const entry of node.tasks) {
         const id = entry.spec.id;
         if (seen.has(id) || assigned.has(id) || this.#finalIds.has(id)) continue;
