@@ -135,8 +135,8 @@ const START = Symbol("start");
  * `opTimeoutMs` (then OperationTimeoutError). `boundTo()` gives a view whose operations never leave
  * one session.
  *
- * A handle the addon closes as "expired" is followed by a new handle resuming the same session; the
- * session is reported `expired` only if that one, too, is refused before it gets the session back.
+ * A session is reported `expired` only when a server refused it: the addon's own "expired" close (a
+ * poll counter, see RESPONSE_COUNTER_LIMIT) is disabled, since it ends the session on the server.
  */
 export class ZkClient {
   readonly #connectString: string;
@@ -738,7 +738,6 @@ export class ZkClient {
         session.id = identity.id;
         session.password = identity.password;
         h.up = true;
-        session.doubted = false;
         if (!h.ready) {
           void this.#setup(h);
         } else if (!session.announced) {
@@ -768,17 +767,6 @@ export class ZkClient {
           // -113 is ZOO_AUTH_FAILED_STATE: the server refused our credentials; retrying cannot help.
           this.#log("error", "authentication failed; closing the client", { sessionId: session.id });
           this.#fail(new AuthFailedError());
-          return;
-        }
-        if (signal.code === Code.SESSION_EXPIRED && session.announced && !session.doubted) {
-          // The addon also closes as "expired" after many empty polls, without a server's word (a hung
-          // reconnect). Only a second such close, of a handle that never got the session back, counts.
-          session.doubted = true;
-          this.#log("warn", "handle closed as expired; checking the session on a new handle", {
-            sessionId: session.id,
-          });
-          this.#suspend(session);
-          this.#startHandle(session);
           return;
         }
         session.end(new SessionExpiredError());

@@ -56,13 +56,14 @@ const Addon = ZooKeeperAddon as unknown as new (config: Record<string, unknown>)
 
 /**
  * The addon closes its handle with -112 ("expired") after this many consecutive polls that returned
- * no complete reply (src/node-zk.cpp, zk_io_cb), without any server having said so. Its default of 10
- * is hit by any reply of a few hundred KiB (read in many pieces); 10 000 covers a 1 MiB reply while
- * still ending the busy loop the counter was made for (yfinkelstein/node-zookeeper#172, #228, #233):
- * a refused or hung reconnect spins there too. The client does not trust such a close alone (see the
- * "close" signal in ZkClient).
+ * no complete reply (src/node-zk.cpp, zk_io_cb), without any server having said so, and it closes it
+ * with zookeeper_close(): on a connected handle that sends a close-session request, so the server
+ * ends the very session the client was keeping. A connected handle can poll thousands of times a
+ * second without a reply (seen after reconnects), so any finite limit can end a healthy session. The
+ * C client's own timers still detect a dead server and reconnect, and a server's refusal still
+ * closes the handle as expired (main_watcher), so the counter is disabled (the largest int32).
  */
-export const RESPONSE_COUNTER_LIMIT = 10_000;
+export const RESPONSE_COUNTER_LIMIT = 2_147_483_647;
 
 /** Rejection reason for a call that never reached the server because the handle is unusable. */
 export const NOT_ISSUED: unique symbol = Symbol("not issued");
@@ -93,8 +94,6 @@ export class Session {
   rootEnsured = false;
   /** Expired or closed: never usable again. */
   ended = false;
-  /** A handle of it was closed as "expired"; a new handle is checking whether a server agrees. */
-  doubted = false;
   /** Aborts when the session ends. */
   readonly controller = new AbortController();
 
