@@ -7,7 +7,7 @@ import { Redis } from "ioredis";
 import { BINS, type BenchContext, type Workload } from "./context.js";
 import { CpuMeter, CpuTotals, GuardedProcess } from "./processes.js";
 import type { LatencyResult, PeakRss, ThroughputResult } from "./results.js";
-import { cpuPerTask, toMiB } from "./results.js";
+import { cpuPerTask, emptyLatency, emptyThroughput, toMiB } from "./results.js";
 import { median, round, summarize } from "./stats.js";
 
 export interface BullShape {
@@ -140,8 +140,7 @@ export async function bullThroughput(
   count: number,
   rounds: number,
 ): Promise<ThroughputResult> {
-  const result: ThroughputResult = {
-    kind: "throughput",
+  const result = emptyThroughput({
     system: "bullmq",
     workload,
     shape: describeBullShape(shape),
@@ -149,13 +148,7 @@ export async function bullThroughput(
     concurrency: shape.concurrency,
     warmup,
     count,
-    rounds: [],
-    seconds: Number.NaN,
-    tasksPerSecond: Number.NaN,
-    latencyMs: summarize([]),
-    failed: 0,
-    peakRssMiB: { workers: [] },
-  };
+  });
   const bull = await RunningBull.start(
     ctx,
     `bullmq-${workload}-${shape.workers}w`,
@@ -199,16 +192,7 @@ export async function bullLatency(
   warmup: number,
   count: number,
 ): Promise<LatencyResult> {
-  const result: LatencyResult = {
-    kind: "latency",
-    system: "bullmq",
-    shape: describeBullShape(shape),
-    warmup,
-    count,
-    latencyMs: summarize([]),
-    failed: 0,
-    peakRssMiB: { workers: [] },
-  };
+  const result = emptyLatency({ system: "bullmq", shape: describeBullShape(shape), warmup, count });
   const bull = await RunningBull.start(ctx, "bullmq-latency", shape, 10_000);
   try {
     const one = async (i: number): Promise<number> => {

@@ -1,4 +1,4 @@
-import type { LatencySummary } from "./stats.js";
+import { type LatencySummary, summarize } from "./stats.js";
 
 /** Peak resident memory (VmHWM) of the processes of one run, in MiB. */
 export interface PeakRss {
@@ -136,4 +136,30 @@ export function cpuPerTask(
     out.otherLoad = Math.max(0, Math.round(((machine - total) / (wallMs * cpus)) * 100) / 100);
   }
   return out;
+}
+
+/** A throughput result with nothing measured yet: what a run that fails at once reports. */
+export function emptyThroughput(
+  fields: Pick<
+    ThroughputResult,
+    "system" | "workload" | "shape" | "workers" | "concurrency" | "warmup" | "count"
+  >,
+): ThroughputResult {
+  return {
+    kind: "throughput",
+    ...fields,
+    rounds: [],
+    seconds: Number.NaN,
+    tasksPerSecond: Number.NaN,
+    latencyMs: summarize([]),
+    failed: 0,
+    peakRssMiB: { workers: [] },
+  };
+}
+
+/** A latency result with nothing measured yet. */
+export function emptyLatency(
+  fields: Pick<LatencyResult, "system" | "shape" | "warmup" | "count">,
+): LatencyResult {
+  return { kind: "latency", ...fields, latencyMs: summarize([]), failed: 0, peakRssMiB: { workers: [] } };
 }

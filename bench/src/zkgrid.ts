@@ -9,6 +9,8 @@ import { BINS, type BenchContext, type Workload } from "./context.js";
 import { CpuMeter, CpuTotals, GuardedProcess, readStatusKb } from "./processes.js";
 import {
   cpuPerTask,
+  emptyLatency,
+  emptyThroughput,
   type LatencyResult,
   MiB,
   type PeakRss,
@@ -254,8 +256,7 @@ export async function zkgridThroughput(
   rounds: number,
   options: GridOptions = {},
 ): Promise<ThroughputResult> {
-  const result: ThroughputResult = {
-    kind: "throughput",
+  const result = emptyThroughput({
     system: "zkgrid",
     workload,
     shape: describeShape(shape),
@@ -263,13 +264,7 @@ export async function zkgridThroughput(
     concurrency: shape.concurrency,
     warmup,
     count,
-    rounds: [],
-    seconds: Number.NaN,
-    tasksPerSecond: Number.NaN,
-    latencyMs: summarize([]),
-    failed: 0,
-    peakRssMiB: { workers: [] },
-  };
+  });
   const grid = await RunningGrid.start(ctx, `zkgrid-${workload}`, shape, options);
   try {
     await submitAll(grid, makeTasks(workload, warmup), drainTimeoutMs(warmup));
@@ -319,16 +314,7 @@ export async function zkgridLatency(
   count: number,
   options: GridOptions = {},
 ): Promise<LatencyResult> {
-  const result: LatencyResult = {
-    kind: "latency",
-    system: "zkgrid",
-    shape: describeShape(shape),
-    warmup,
-    count,
-    latencyMs: summarize([]),
-    failed: 0,
-    peakRssMiB: { workers: [] },
-  };
+  const result = emptyLatency({ system: "zkgrid", shape: describeShape(shape), warmup, count });
   const grid = await RunningGrid.start(ctx, "zkgrid-latency", shape, options);
   try {
     const one = async (i: number): Promise<number> => {

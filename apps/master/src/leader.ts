@@ -710,7 +710,6 @@ export class GridLeader {
 
   private guard(): void {
     if (this.stopped || this.leadership.signal.aborted) throw new NotLeaderError("leadership ended");
-    if (this.client.sessionId !== this.leadership.sessionId) throw new NotLeaderError("session changed");
   }
 
   private async writeResults(results: TaskStatus[]): Promise<void> {
@@ -817,7 +816,7 @@ export class GridLeader {
    * Someone else wrote `R/assign/<worker>`. A newer leader's epoch there means this term is over.
    * Anything else (another client's garbage, which no worker can read) is written over under the version
    * just read, keeping this term's state: a rebuild would read that garbage and lose the worker's tasks.
-   * Only this leader's live session can succeed (guard()), so a deposed leader still cannot.
+   * Its writes are bound to this leader's session, so a deposed leader still cannot.
    */
   private async writeOverForeignAssignment(worker: string, data: Buffer): Promise<void> {
     const path = this.layout.assign(worker);

@@ -468,7 +468,8 @@ class GridWorker implements Worker {
    * (its task is still assigned) is reported again. Otherwise the session counts as fenced.
    */
   private async recoverReportDir(session: Session): Promise<void> {
-    const client = this.client;
+    // Bound to the session: if it ends meanwhile, nothing is made for it on the next one.
+    const client = this.client.boundTo(session.id);
     let owned: boolean | undefined;
     while (owned === undefined && session.status === "active" && !session.signal.aborted) {
       owned = await client.exists(this.layout.worker(this.name)).then(
