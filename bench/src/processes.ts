@@ -153,10 +153,13 @@ export function readStatusKb(pid: number, field: "VmHWM" | "VmRSS"): number | un
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
-/** CPU time (user + system) a process has used, in ms, or undefined if it is gone. */
-export function cpuTimeMs(pid: number): number | undefined {
+/**
+ * CPU time (user + system) a process has used, in ms, or undefined if it is gone. `procPath` reads
+ * another entry of /proc instead, e.g. `<pid>/task/<tid>` for one thread.
+ */
+export function cpuTimeMs(pid: number, procPath = String(pid)): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(`/proc/${procPath}/stat`, "utf8");
     // Fields after the command name, which may itself hold spaces and parentheses.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const ticks = Number(fields[11]) + Number(fields[12]);

@@ -27,7 +27,14 @@ import { killAllNow } from "./processes.js";
 import { type RedisServer, startRedis } from "./redis.js";
 import { computeRatios, formatTables, renderChart } from "./report.js";
 import type { BenchResult } from "./results.js";
-import { type GridShape, zkgridLatency, zkgridScale, zkgridThroughput } from "./zkgrid.js";
+import {
+  type GridShape,
+  type ServerWarmup,
+  warmServer,
+  zkgridLatency,
+  zkgridScale,
+  zkgridThroughput,
+} from "./zkgrid.js";
 import { serverVersion } from "./zookeeper.js";
 
 const USAGE = `Usage: pnpm bench [-- options]
@@ -41,7 +48,7 @@ Options:
   --scale          only the scale test (100 000 tasks queued at once)
   --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale
   --concurrency <n>  tasks each worker runs at once in the no-op and latency runs, zkgrid and
-                   BullMQ alike (default 100)
+                   BullMQ alike (default 100); zkgrid's no-op workers hold as many again (prefetch)
   --out <dir>      where to write the results (default bench/results)
   --profile        run the master and workers with --cpu-prof (profiles kept in the scratch dir)
   --keep           keep the scratch dir (process logs, profiles)
@@ -64,12 +71,18 @@ interface Config {
     spawn: { warmup: number; count: number; concurrency: number; processes: number[] };
   };
   scale: { count: number; zkgrid: GridShape };
+  /** The throw-away grid that warms ZooKeeper's JIT up first: tasks per round, at most this many rounds. */
+  serverWarmup: { tasksPerRound: number; maxRounds: number };
   masterRssLimitMiB: number;
 }
 
 function configFor(mode: "full" | "quick"): Config {
-  const noopShape = { workers: 2, concurrency: 100 };
-  const shellShape = { workers: 2, concurrency: 8 };
+  // Workers hold tasks beyond their concurrency (--prefetch), so that many share each report and
+  // assignment; BullMQ's workers run with the same concurrency.
+  const noopShape = { workers: 2, concurrency: 100, prefetch: 100 };
+  const shellShape = { workers: 2, concurrency: 8, prefetch: 32 };
+  // One task at a time: nothing is ever held, so prefetch changes nothing there.
+  const latencyShape = { workers: 2, concurrency: 100 };
   if (mode === "quick") {
     return {
       mode,
@@ -77,12 +90,13 @@ function configFor(mode: "full" | "quick"): Config {
       rounds: 3,
       noop: { warmup: 1000, count: 2500, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
       shell: { warmup: 60, count: 150, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
-      latency: { warmup: 20, count: 200, zkgrid: noopShape, bullmq: { workers: 1, concurrency: 100 } },
+      latency: { warmup: 20, count: 200, zkgrid: latencyShape, bullmq: { workers: 1, concurrency: 100 } },
       ceilings: {
         zkCreates: { warmup: 1000, count: 5000, inFlight: 500 },
         spawn: { warmup: 50, count: 600, concurrency: 8, processes: [1] },
       },
       scale: { count: 20_000, zkgrid: noopShape },
+      serverWarmup: { tasksPerRound: 5000, maxRounds: 3 },
       masterRssLimitMiB: 300,
     };
   }
@@ -99,13 +113,14 @@ function configFor(mode: "full" | "quick"): Config {
         { workers: 2, concurrency: 100 },
       ],
     },
-    shell: { warmup: 300, count: 1000, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
-    latency: { warmup: 100, count: 1000, zkgrid: noopShape, bullmq: { workers: 1, concurrency: 100 } },
+    shell: { warmup: 1500, count: 1000, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
+    latency: { warmup: 100, count: 1000, zkgrid: latencyShape, bullmq: { workers: 1, concurrency: 100 } },
     ceilings: {
       zkCreates: { warmup: 5000, count: 50_000, inFlight: 500 },
       spawn: { warmup: 300, count: 3000, concurrency: 8, processes: [1, 2] },
     },
     scale: { count: 100_000, zkgrid: noopShape },
+    serverWarmup: { tasksPerRound: 10_000, maxRounds: 8 },
     masterRssLimitMiB: 300,
   };
 }
@@ -222,6 +237,9 @@ async function main(): Promise<number> {
     ]) {
       shape.concurrency = n;
     }
+    // The no-op grid holds as many tasks again as it runs.
+    config.noop.zkgrid.prefetch = n;
+    config.scale.zkgrid.prefetch = n;
   }
   const outDir = resolve(values.out ?? join(REPO, "bench/results"));
   const has = (part: Part) => config.parts.includes(part);
@@ -254,6 +272,15 @@ async function main(): Promise<number> {
       workDir,
       log,
     };
+
+    let serverWarmup: ServerWarmup | undefined;
+    if (config.parts.some((part) => part !== "ceilings")) {
+      log("warming ZooKeeper up with a throw-away grid, until its JIT compilers are quiet");
+      serverWarmup = await warmServer(ctx, config.serverWarmup.tasksPerRound, config.serverWarmup.maxRounds);
+      log(
+        `  ${serverWarmup.rounds} rounds, ${serverWarmup.tasks} tasks, ${serverWarmup.seconds} s; JIT share of ZooKeeper's CPU in the last round: ${Math.round(serverWarmup.jitShareLastRound * 100)}%`,
+      );
+    }
 
     const record = (result: BenchResult) => {
       results.push(result);
@@ -358,12 +385,14 @@ async function main(): Promise<number> {
       },
       notes: [
         "ZooKeeper: one standalone server from @zkgrid/testing (forceSync=no, -Xmx1g); Redis: no persistence. Both throw-away.",
+        "Before any part but the ceilings, a throw-away grid warms ZooKeeper up until its JIT compilers take under 3% of its CPU in a round (serverWarmup), as on a server that has been running a while.",
         `Scratch dir (ZooKeeper's data, the workers' output folders, logs): ${workDir}; on a RAM file system (/dev/shm, or ZKGRID_BENCH_SCRATCH) when there is one.`,
         "CPU of a zkgrid worker includes its task launcher, the child process that forks its tasks.",
         "Throughput: after the warm-up, `rounds` timed rounds of `count` tasks, each round's tasks submitted at once; the median round is reported. Only timed tasks count. Latency there is mostly queueing.",
         "ZK writes per task: the server's zxid delta from before the timed submit until the grid went quiet after it.",
         "Peak RSS: VmHWM of each process at the end of its run (it includes the warm-up).",
       ],
+      serverWarmup,
       results,
       ratios,
     };

@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { availableParallelism } from "node:os";
 import type { ZkClient } from "@zkgrid/core";
 import { connectGrid, type GridClient, type TaskInput } from "@zkgrid/submit";
 import { BINS, type BenchContext, type Workload } from "./context.js";
-import { CpuMeter, CpuTotals, GuardedProcess, readStatusKb } from "./processes.js";
+import { CpuMeter, CpuTotals, cpuTimeMs, GuardedProcess, readStatusKb } from "./processes.js";
 import {
   cpuPerTask,
   emptyLatency,
@@ -26,6 +26,8 @@ export interface GridShape {
   workers: number;
   /** Tasks each worker runs at once. */
   concurrency: number;
+  /** Tasks each worker holds beyond those, ready to start (the worker's --prefetch); default 0. */
+  prefetch?: number;
 }
 
 export interface GridOptions {
@@ -36,7 +38,8 @@ export interface GridOptions {
 }
 
 export function describeShape(shape: GridShape): string {
-  return `1 master + ${shape.workers} worker${shape.workers === 1 ? "" : "s"} × ${shape.concurrency}`;
+  const prefetch = shape.prefetch ? ` (prefetch ${shape.prefetch})` : "";
+  return `1 master + ${shape.workers} worker${shape.workers === 1 ? "" : "s"} × ${shape.concurrency}${prefetch}`;
 }
 
 /** One master and its workers as real processes (the built bins), on a grid root of their own. */
@@ -88,6 +91,8 @@ class RunningGrid {
             root,
             "--concurrency",
             String(shape.concurrency),
+            "--prefetch",
+            String(shape.prefetch ?? 0),
             "--handlers",
             BINS.handlers,
             "--cwd",
@@ -457,4 +462,69 @@ export async function zkgridScale(
     await grid.stop();
   }
   return result;
+}
+
+/** CPU time (ms) of a JVM's JIT compiler threads. */
+function jitCpuMs(pid: number): number {
+  let ms = 0;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const tid of tids) {
+    try {
+      if (!readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").includes("CompilerThre")) continue;
+      ms += cpuTimeMs(Number(tid), `${pid}/task/${tid}`) ?? 0;
+    } catch {
+      // the thread ended
+    }
+  }
+  return ms;
+}
+
+export interface ServerWarmup {
+  rounds: number;
+  tasks: number;
+  seconds: number;
+  /** Share of ZooKeeper's CPU its JIT compilers took in the last round. */
+  jitShareLastRound: number;
+}
+
+/**
+ * Runs a throw-away grid until ZooKeeper's JIT compilers are done: a fresh JVM spends seconds of CPU
+ * compiling what a long-running server has long since compiled, and that would count against
+ * whichever part ran first. Each round mixes no-op and shell tasks (one in five), so every request kind the grid
+ * makes is warm; it stops once the compilers took under 3% of the server's CPU in a round.
+ */
+export async function warmServer(
+  ctx: BenchContext,
+  tasksPerRound: number,
+  maxRounds: number,
+): Promise<ServerWarmup> {
+  const pid = ctx.zk.pid;
+  const grid = await RunningGrid.start(ctx, "zkgrid-warmup", { workers: 2, concurrency: 50 }, {});
+  const began = performance.now();
+  const warm: ServerWarmup = { rounds: 0, tasks: 0, seconds: 0, jitShareLastRound: 1 };
+  try {
+    while (warm.rounds < maxRounds && warm.jitShareLastRound >= 0.03) {
+      const jit = pid === undefined ? 0 : jitCpuMs(pid);
+      const all = pid === undefined ? 0 : (cpuTimeMs(pid) ?? 0);
+      const shell = Math.ceil(tasksPerRound / 5);
+      const tasks = [...makeTasks("noop", tasksPerRound - shell, warm.tasks), ...makeTasks("shell", shell)];
+      // One at a time too: a lone task takes other paths through the server than a batch.
+      await submitAll(grid, tasks, drainTimeoutMs(tasks.length));
+      for (let i = 0; i < 20; i++) await submitAll(grid, makeTasks("noop", 1, i), 30_000);
+      warm.rounds++;
+      warm.tasks += tasks.length + 20;
+      const allDelta = pid === undefined ? 0 : (cpuTimeMs(pid) ?? 0) - all;
+      warm.jitShareLastRound =
+        allDelta > 0 ? round(((pid === undefined ? 0 : jitCpuMs(pid)) - jit) / allDelta) : 0;
+    }
+  } finally {
+    warm.seconds = round((performance.now() - began) / 1000);
+    await grid.stop();
+  }
+  return warm;
 }

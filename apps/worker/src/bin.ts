@@ -63,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
       ...(command.auth === undefined ? {} : { auth: command.auth }),
       ...(command.acl === undefined ? {} : { acl: command.acl }),
       ...(command.concurrency === undefined ? {} : { concurrency: command.concurrency }),
+      prefetch: command.prefetch,
       ...(command.cwd === undefined ? {} : { cwd: command.cwd }),
       ...(handlers === undefined ? {} : { handlers }),
     });

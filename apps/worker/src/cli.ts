@@ -27,6 +27,9 @@ Options:
   --connect <hosts>          ZooKeeper servers (env ZKGRID_CONNECT; default ${DEFAULT_CONNECT_STRING})
   --root <path>              the grid's root znode (env ZKGRID_ROOT; default ${DEFAULT_ROOT})
   --concurrency <n>          tasks run at once (default: the number of CPUs, ${availableParallelism()} here)
+  --prefetch <n>             tasks held beyond --concurrency, ready to start (default 0); for many
+                             short tasks: fewer, larger reports, but held tasks wait even if
+                             another worker is idle
   --labels <a,b>             labels that tasks may require
   --cwd <dir>                working directory (default: the current directory)
   --grace <duration>         on SIGINT/SIGTERM, how long running tasks may finish (default ${DEFAULT_GRACE_MS / 1000}s)
@@ -56,6 +59,7 @@ export type CliCommand =
       connectString: string;
       root: string;
       concurrency: number | undefined;
+      prefetch: number;
       labels: string[];
       cwd: string | undefined;
       graceMs: number;
@@ -75,10 +79,11 @@ function durationFlag(flag: string, text: string): number {
   return ms;
 }
 
-function parsePositiveInt(flag: string, text: string): number {
+function parseInteger(flag: string, text: string, min: 0 | 1): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1) {
-    throw new UsageError(`--${flag}: expected a positive integer, got "${text}"`);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min) {
+    const expected = min === 1 ? "a positive integer" : "an integer ≥ 0";
+    throw new UsageError(`--${flag}: expected ${expected}, got "${text}"`);
   }
   return n;
 }
@@ -141,7 +146,8 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     connectString,
     root,
     concurrency:
-      values.concurrency === undefined ? undefined : parsePositiveInt("concurrency", values.concurrency),
+      values.concurrency === undefined ? undefined : parseInteger("concurrency", values.concurrency, 1),
+    prefetch: values.prefetch === undefined ? 0 : parseInteger("prefetch", values.prefetch, 0),
     labels,
     cwd: values.cwd,
     graceMs: values.grace === undefined ? DEFAULT_GRACE_MS : durationFlag("grace", values.grace),
@@ -178,6 +184,7 @@ function parse(argv: string[]) {
       connect: { type: "string" },
       root: { type: "string" },
       concurrency: { type: "string" },
+      prefetch: { type: "string" },
       labels: { type: "string" },
       cwd: { type: "string" },
       grace: { type: "string" },

@@ -13,7 +13,16 @@ export interface ReporterOptions {
   signal: AbortSignal;
   /** Called once when a create fails with NONODE: the leader has fenced this session. */
   onFenced: () => void;
+  /**
+   * While this returns true, the leader needs no news yet (the worker has tasks waiting to start), so
+   * updates may wait up to `lingerMs` for others to share their node. Call `kick()` when it turns false.
+   */
+  hold?: () => boolean;
+  /** The longest an update waits while `hold()` is true; default 25 ms. */
+  lingerMs?: number;
 }
+
+export const DEFAULT_LINGER_MS = 25;
 
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
@@ -22,14 +31,17 @@ const updateKey = (u: { id: string; attempt: number }) => `${u.id}#${u.attempt}`
 
 /**
  * Writes one session's status updates as `WorkerReport` nodes (`r<seq>` under the session's report
- * dir). While one create is in flight, new updates accumulate and go into the next one; no timer
- * ever delays a lone update.
+ * dir). While one create is in flight, new updates accumulate and go into the next one. No timer
+ * delays an update unless `hold()` says the worker has tasks waiting to start.
  */
 export class SessionReporter {
   private pending: StatusUpdate[] = [];
   /** Keys of the final updates in `pending`. */
   private finals = new Set<string>();
   private writing = false;
+  /** A write is due on the next turn of the event loop. */
+  private soon = false;
+  private lingerTimer: NodeJS.Timeout | undefined;
   private dead = false;
   private idleWaiters: Array<() => void> = [];
   private readonly options: ReporterOptions;
@@ -48,25 +60,50 @@ export class SessionReporter {
     if (this.dead) return;
     if (update.state !== "running") this.finals.add(updateKey(update));
     this.pending.push(update);
-    if (this.writing) return;
-    // Start the write on the next turn of the event loop, not a timer: everything reported in this
-    // turn (a batch of starts, a handler's `running` and its final status) shares the first node.
-    this.writing = true;
-    setImmediate(() => void this.writeAll());
+    this.kick();
+  }
+
+  /** Starts writing what is pending, unless a write is under way or `hold()` lets it wait. */
+  kick(): void {
+    if (this.writing || this.soon || this.dead || this.pending.length === 0) return;
+    if (this.options.hold?.() === true) {
+      this.lingerTimer ??= setTimeout(() => {
+        this.lingerTimer = undefined;
+        this.writeSoon();
+      }, this.options.lingerMs ?? DEFAULT_LINGER_MS);
+      return;
+    }
+    this.writeSoon();
+  }
+
+  // Start the write on the next turn of the event loop, not a timer: everything reported in this
+  // turn (a batch of starts, a handler's `running` and its final status) shares the first node.
+  private writeSoon(): void {
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    if (this.writing || this.soon) return;
+    this.soon = true;
+    setImmediate(() => {
+      this.soon = false;
+      void this.writeAll();
+    });
   }
 
   /** Resolves once every update given so far is written, or dropped because the session is gone. */
   flushed(): Promise<void> {
-    if (!this.writing && (this.pending.length === 0 || this.dead)) return Promise.resolve();
+    if (!this.writing && !this.soon && (this.pending.length === 0 || this.dead)) return Promise.resolve();
+    this.writeSoon();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Drops whatever is not written yet; used when the session ends. */
   close(): void {
     this.dead = true;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     this.pending = [];
     this.finals.clear();
-    if (!this.writing) this.wakeIdleWaiters();
+    if (!this.writing && !this.soon) this.wakeIdleWaiters();
   }
 
   private wakeIdleWaiters(): void {
@@ -76,6 +113,7 @@ export class SessionReporter {
   }
 
   private async writeAll(): Promise<void> {
+    if (this.writing) return;
     this.writing = true;
     try {
       while (this.pending.length > 0 && !this.dead) {
@@ -94,10 +132,12 @@ export class SessionReporter {
           continue;
         }
         for (const data of nodes) await this.writeReport(data);
+        if (this.idleWaiters.length === 0 && this.options.hold?.() === true) break;
       }
     } finally {
       this.writing = false;
-      this.wakeIdleWaiters();
+      if (this.pending.length > 0 && !this.dead) this.kick();
+      else this.wakeIdleWaiters();
     }
   }
 

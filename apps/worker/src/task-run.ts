@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
+import { isAbsolute, join, normalize, relative, resolve, sep } from "node:path";
 import {
   type AssignedTask,
   assertTaskId,
@@ -40,6 +40,11 @@ export interface TaskRunOptions {
 /** The output folder of task `id`: `<baseDir>/<worker>/<id>`; throws if the id is invalid or escapes. */
 export function taskOutputDir(baseDir: string, worker: string, id: string): string {
   assertTaskId(id);
+  // The common case, without path arithmetic: an absolute, normal base and a valid id, which is one
+  // path segment other than "." and "..".
+  if (isAbsolute(baseDir) && !baseDir.endsWith(sep) && normalize(baseDir) === baseDir) {
+    return `${baseDir}${sep}${worker}${sep}${id}`;
+  }
   const workerDir = resolve(baseDir, worker);
   const dir = resolve(workerDir, id);
   if (!isStrictlyInside(workerDir, dir)) {
@@ -97,7 +102,12 @@ export class TaskRun {
   private exited = false;
   /** A command task's output tails, when its process ran. */
   private tails: { stdout: string; stderr: string } | undefined;
-  private readonly abort = new AbortController();
+  /** Made when a handler first reads `ctx.signal`: most never do. */
+  private abortController: AbortController | undefined;
+  /** Why the task must end early, as its signal's abort reason. */
+  private abortReason: Error | undefined;
+  /** Stops waiting for a handler; set while one runs. */
+  private giveUpHandler: ((ending: Ending) => void) | undefined;
   private readonly options: TaskRunOptions;
   private readonly task: AssignedTask;
   private outputDirRel: string | undefined;
@@ -120,8 +130,24 @@ export class TaskRun {
   kill(reason: KillReason): void {
     if (this.killedFor !== undefined) return;
     this.killedFor = reason;
-    this.abort.abort(new Error(`task ${reason === "cancel" ? "cancelled" : "given up"} by the worker`));
+    this.abortWith(new Error(`task ${reason === "cancel" ? "cancelled" : "given up"} by the worker`), {});
     this.terminateGroup();
+  }
+
+  /** The signal a handler gets; aborted already if the task was told to end before it asked. */
+  private get signal(): AbortSignal {
+    if (this.abortController === undefined) {
+      this.abortController = new AbortController();
+      if (this.abortReason !== undefined) this.abortController.abort(this.abortReason);
+    }
+    return this.abortController.signal;
+  }
+
+  private abortWith(reason: Error, ending: Ending): void {
+    if (this.abortReason !== undefined) return;
+    this.abortReason = reason;
+    this.giveUpHandler?.(ending); // before abort(): the ending must not depend on its listeners
+    this.abortController?.abort(reason);
   }
 
   private log(
@@ -247,7 +273,9 @@ export class TaskRun {
     const call = (handler as (input: unknown, ctx: unknown) => unknown)(spec.input, {
       taskId: this.id,
       attempt: this.attempt,
-      signal: this.abort.signal,
+      get signal() {
+        return run.signal;
+      },
       get outputDir() {
         if (run.outputDirRel === undefined) {
           mkdirSync(outputDir, { recursive: true });
@@ -259,13 +287,12 @@ export class TaskRun {
     let timer: NodeJS.Timeout | undefined;
     // A handler cannot be killed: on timeout or kill the worker stops waiting for it.
     const giveUp = new Promise<Ending>((resolveEnding) => {
-      const onAbort = () => resolveEnding({});
-      this.abort.signal.addEventListener("abort", onAbort, { once: true });
+      this.giveUpHandler = resolveEnding;
+      if (this.abortReason !== undefined) resolveEnding({});
       if (spec.timeoutMs !== undefined) {
         timer = setTimeout(() => {
           this.log("warn", `timed out after ${spec.timeoutMs} ms`);
-          resolveEnding({ timedOut: true }); // before abort(), whose listener resolves too
-          this.abort.abort(new Error(`timed out after ${spec.timeoutMs} ms`));
+          this.abortWith(new Error(`timed out after ${spec.timeoutMs} ms`), { timedOut: true });
         }, spec.timeoutMs);
       }
     });
@@ -277,6 +304,7 @@ export class TaskRun {
       return await Promise.race([settled, giveUp]);
     } finally {
       clearTimeout(timer);
+      this.giveUpHandler = undefined;
     }
   }
 

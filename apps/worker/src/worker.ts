@@ -53,6 +53,12 @@ export interface WorkerOptions {
   client?: ZkClient;
   /** How many tasks run at once; default the number of CPUs. */
   concurrency?: number;
+  /**
+   * How many tasks the worker holds beyond `concurrency`, ready to start the moment a slot frees up;
+   * default 0. The leader then hears of finished tasks in fewer, larger reports, which suits many short
+   * tasks. A held task waits behind the running ones even when another worker is idle.
+   */
+  prefetch?: number;
   /** Labels a task may require. */
   labels?: string[];
   /** The working directory; default `process.cwd()`. */
@@ -143,6 +149,12 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
   return value;
 }
 
+function nonNegativeInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 0) throw new WorkerOptionError(name, "must be an integer ≥ 0");
+  return value;
+}
+
 function duration(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value < 0) throw new WorkerOptionError(name, "must be a duration ≥ 0 in ms");
@@ -158,6 +170,11 @@ class GridWorker implements Worker {
   private readonly ownsClient: boolean;
   private readonly baseDir: string;
   private readonly concurrency: number;
+  private readonly prefetch: number;
+  /** Held tasks below which finished ones are reported without delay. */
+  private readonly lowWater: number;
+  /** Tasks of the current assignment waiting for a free slot, as the last reconcile counted them. */
+  private backlog = 0;
   private readonly labels: string[];
   private readonly graceMs: number;
   private readonly killGraceMs: number;
@@ -204,6 +221,8 @@ class GridWorker implements Worker {
     this.zk = options.client;
     this.baseDir = resolve(options.cwd ?? process.cwd());
     this.concurrency = positiveInt("concurrency", options.concurrency, availableParallelism());
+    this.prefetch = nonNegativeInt("prefetch", options.prefetch, 0);
+    this.lowWater = Math.min(this.prefetch / 2, this.concurrency);
     this.labels = [...new Set(options.labels ?? [])];
     for (const label of this.labels) {
       if (!isValidLabel(label)) throw new WorkerOptionError("labels", `${label}: ${labelProblem(label)}`);
@@ -411,7 +430,7 @@ class GridWorker implements Worker {
       name: this.name,
       host: hostname(),
       pid: process.pid,
-      capacity: this.concurrency,
+      capacity: this.concurrency + this.prefetch,
       labels: this.labels,
       version: VERSION,
       startedAt: this.startedAt,
@@ -441,7 +460,7 @@ class GridWorker implements Worker {
       () => this.endSession(session, this.lifetime.signal.aborted ? "closed" : "expired"),
       { once: true },
     );
-    this.log("info", `registered on session ${sessionId} (capacity ${this.concurrency})`, {
+    this.log("info", `registered on session ${sessionId} (capacity ${registration.capacity})`, {
       session: sessionId,
     });
     this.emit({ type: "registered", sessionId, reportDir });
@@ -458,6 +477,10 @@ class GridWorker implements Worker {
       logger: this.log,
       signal: session.signal,
       onFenced: () => void this.recoverReportDir(session),
+      // With tasks waiting to start, the leader need not hear of finished ones until the held tasks
+      // are down to half, or to one round of `concurrency`: it then refills many slots with one
+      // assignment, and the rest keep the slots busy until that assignment arrives.
+      hold: () => this.prefetch > 0 && this.state === "RUNNING" && this.backlog > this.lowWater,
     });
   }
 
@@ -616,11 +639,15 @@ class GridWorker implements Worker {
         error: headBytes(refused.error, MAX_MESSAGE_BYTES),
       });
     }
+    let backlog = 0;
     for (const task of assignment.tasks) {
       const key = taskKey(task);
       if (this.tracked.has(key)) continue;
       if (this.state === "RUNNING") {
-        if (this.active >= this.concurrency) continue;
+        if (this.active >= this.concurrency) {
+          backlog++;
+          continue;
+        }
         this.startTask(session, task);
       } else if (this.stopping !== undefined) {
         this.tracked.set(key, { session: session.id, run: undefined, done: true });
@@ -628,6 +655,8 @@ class GridWorker implements Worker {
         this.publish(session, { id: task.id, attempt: task.attempt, state: "returned", at: Date.now() });
       }
     }
+    this.backlog = backlog;
+    session.reporter.kick();
   }
 
   private reconcileScheduled = false;

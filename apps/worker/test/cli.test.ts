@@ -20,6 +20,7 @@ describe("command line", () => {
       connectString: "127.0.0.1:2181",
       root: "/zkgrid",
       concurrency: undefined,
+      prefetch: 0,
       labels: [],
       cwd: undefined,
       graceMs: DEFAULT_GRACE_MS,
@@ -38,6 +39,8 @@ describe("command line", () => {
           "w1",
           "--concurrency",
           "4",
+          "--prefetch",
+          "12",
           "--labels",
           "gpu, linux",
           "--grace",
@@ -52,6 +55,7 @@ describe("command line", () => {
       root: "/grid",
       auth: ["u:p"],
       concurrency: 4,
+      prefetch: 12,
       labels: ["gpu", "linux"],
       graceMs: 1500,
       sessionTimeoutMs: 4000,
@@ -77,6 +81,8 @@ describe("command line", () => {
   it("refuses an unknown flag, a bad value or a bad name with a message naming it", () => {
     expect(usageError(["w1", "--bogus"])).toContain("--bogus");
     expect(usageError(["w1", "--concurrency", "0"])).toContain("--concurrency");
+    expect(usageError(["w1", "--prefetch", "-1"])).toContain("--prefetch");
+    expect(usageError(["w1", "--prefetch", "many"])).toContain("--prefetch: expected an integer ≥ 0");
     expect(usageError(["w1", "--grace", "soon"])).toContain("--grace");
     expect(usageError(["w1", "--grace"])).toContain("--grace");
     expect(usageError(["w1", "--session-timeout", "0"])).toContain("--session-timeout");

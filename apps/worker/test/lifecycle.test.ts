@@ -47,6 +47,30 @@ describe("stopping", () => {
     expect(await readdir(join(grid.cwd, "w1"))).not.toContain(".lock");
   });
 
+  it("stop() with prefetch returns the held tasks and writes every final status, held ones included", async () => {
+    const worker = await grid.start("w1", { concurrency: 1, prefetch: 4 });
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [
+      assigned("t-quick", { cmd: "true" }),
+      assigned("t-running", { cmd: SLEEPER }),
+      assigned("t-held1", { cmd: "true" }),
+      assigned("t-held2", { cmd: "true" }),
+      assigned("t-held3", { cmd: "true" }),
+    ]);
+    await readPidFile(join(grid.cwd, "w1", "t-running", "child.pid"));
+
+    await worker.stop({ graceMs: 100 });
+
+    const finals = (await grid.updates("w1", session)).filter((u) => u.state !== "running");
+    expect(Object.fromEntries(finals.map((u) => [u.id, u.state]))).toEqual({
+      "t-quick": "succeeded",
+      "t-running": "returned",
+      "t-held1": "returned",
+      "t-held2": "returned",
+      "t-held3": "returned",
+    });
+  });
+
   it("stop() lets a running task finish within the grace period", async () => {
     const worker = await grid.start("w1");
     const session = worker.sessionId!;

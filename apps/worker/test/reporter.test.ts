@@ -4,6 +4,7 @@ import {
   MAX_NODE_BYTES,
   type StatusUpdate,
 } from "@zkgrid/protocol";
+import { waitFor } from "@zkgrid/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../src/index.js";
 import { SessionReporter } from "../src/reporter.js";
@@ -17,7 +18,11 @@ afterEach(async () => {
   await grid.cleanup();
 });
 
-function reporterFor(dir: string, onFenced = () => {}): SessionReporter {
+function reporterFor(
+  dir: string,
+  onFenced = () => {},
+  holding?: { hold: () => boolean; lingerMs: number },
+): SessionReporter {
   return new SessionReporter({
     client: grid.zk,
     dir,
@@ -26,6 +31,7 @@ function reporterFor(dir: string, onFenced = () => {}): SessionReporter {
     logger: silentLogger,
     signal: new AbortController().signal,
     onFenced,
+    ...holding,
   });
 }
 
@@ -118,5 +124,53 @@ describe("reports", () => {
     expect(fenced).toBe(1);
     expect(reporter.open).toBe(false);
     expect(await grid.zk.exists(dir)).toBeNull();
+  });
+});
+
+describe("holding reports while the worker has tasks waiting", () => {
+  it("writes nothing while hold() is true, then everything in one report once kick() finds it false", async () => {
+    const dir = layout.reportDir("w1", grid.zk.sessionId!);
+    await grid.zk.ensurePath(dir);
+    let holding = true;
+    const reporter = reporterFor(dir, undefined, { hold: () => holding, lingerMs: 600_000 });
+
+    reporter.report(update("t1", "succeeded", { exitCode: 0 }));
+    await new Promise((resolve) => setImmediate(resolve));
+    reporter.report(update("t2", "failed", { exitCode: 1 }));
+    // A round trip on the same connection: a create sent before it would be answered before it.
+    await grid.zk.exists(dir);
+    expect(await grid.zk.getChildren(dir)).toEqual([]);
+
+    holding = false;
+    reporter.kick();
+    await reporter.flushed();
+    expect((await reports(dir)).map((r) => r.map((u) => `${u.id}:${u.state}`))).toEqual([
+      ["t1:succeeded", "t2:failed"],
+    ]);
+  });
+
+  it("writes held updates after lingerMs even while hold() stays true", async () => {
+    const dir = layout.reportDir("w1", grid.zk.sessionId!);
+    await grid.zk.ensurePath(dir);
+    const reporter = reporterFor(dir, undefined, { hold: () => true, lingerMs: 20 });
+
+    reporter.report(update("t1", "succeeded", { exitCode: 0 }));
+    reporter.report(update("t2", "succeeded", { exitCode: 0 }));
+
+    const written = await waitFor(async () => {
+      const r = await reports(dir);
+      return r.length > 0 ? r : undefined;
+    });
+    expect(written.map((r) => r.map((u) => u.id))).toEqual([["t1", "t2"]]);
+  });
+
+  it("flushed() writes held updates at once", async () => {
+    const dir = layout.reportDir("w1", grid.zk.sessionId!);
+    await grid.zk.ensurePath(dir);
+    const reporter = reporterFor(dir, undefined, { hold: () => true, lingerMs: 600_000 });
+
+    reporter.report(update("t1", "returned"));
+    await reporter.flushed();
+    expect((await reports(dir)).flat().map((u) => `${u.id}:${u.state}`)).toEqual(["t1:returned"]);
   });
 });

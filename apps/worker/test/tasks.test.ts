@@ -201,6 +201,24 @@ describe("running tasks", () => {
     });
   });
 
+  it("with prefetch, registers the larger capacity but still runs at most `concurrency` at once", async () => {
+    const worker = await grid.start("w1", { concurrency: 1, prefetch: 3 });
+    const session = worker.sessionId!;
+    expect((await grid.registration("w1"))?.capacity).toBe(4);
+    // Each task holds w1/busy while it runs: a task that finds it taken fails.
+    const cmd = "mkdir ../busy || exit 9; sleep 0.1; rmdir ../busy";
+    const ids = ["t1", "t2", "t3", "t4"];
+    await grid.assign(
+      "w1",
+      session,
+      ids.map((id) => assigned(id, { cmd })),
+    );
+
+    for (const id of ids) {
+      expect(await grid.final("w1", session, id)).toMatchObject({ state: "succeeded", exitCode: 0 });
+    }
+  });
+
   it("runs at most `concurrency` tasks at once and the rest as slots free up", async () => {
     const worker = await grid.start("w1", { concurrency: 1 });
     const session = worker.sessionId!;
