@@ -88,7 +88,7 @@ function configFor(mode: "full" | "quick"): Config {
       mode,
       parts: ["ceilings", "noop", "shell", "latency"],
       rounds: 3,
-      noop: { warmup: 1000, count: 2500, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
+      noop: { warmup: 5000, count: 2500, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
       shell: { warmup: 60, count: 150, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
       latency: { warmup: 20, count: 200, zkgrid: latencyShape, bullmq: { workers: 1, concurrency: 100 } },
       ceilings: {
@@ -103,9 +103,9 @@ function configFor(mode: "full" | "quick"): Config {
   return {
     mode,
     parts: [...PARTS],
-    rounds: 3,
+    rounds: 5,
     noop: {
-      warmup: 5000,
+      warmup: 20_000,
       count: 20_000,
       zkgrid: noopShape,
       bullmq: [

@@ -90,7 +90,7 @@ export class TaskBook {
         submittedAt: requeued?.[spec.id]?.submittedAt ?? submittedAt,
         state: "queued",
         attemptsUsed: requeued?.[spec.id]?.attemptsUsed ?? 0,
-        bytes: assignedTaskBytes(spec, submittedAt),
+        bytes: 0, // known once it is handed out
       };
       this.tasks.set(spec.id, entry);
       this.enqueue(entry);
@@ -315,13 +315,15 @@ export class TaskBook {
       let i = 0;
       for (; i < queue.length && open.length > 0; i++) {
         const entry = queue[i] as TaskEntry;
-        const worker = pickWorker(open, entry);
+        // Encoded once, as the hand-out it is about to become: its size decides where it fits, and
+        // the assignment node reuses the text. A task no open worker has the labels for is not encoded.
+        const worker = hasLabelsOf(open, entry) ? pickWorker(open, handOut(entry, now)) : undefined;
         if (!worker) {
+          entry.encoded = undefined;
           kept.push(entry);
           continue;
         }
         entry.state = "assigned";
-        entry.encoded = undefined;
         entry.attemptsUsed += 1;
         entry.worker = worker.name;
         entry.session = worker.session;
@@ -438,6 +440,25 @@ export class TaskBook {
   }
 }
 
+function hasLabelsOf(open: WorkerSlot[], entry: TaskEntry): boolean {
+  const need = entry.spec.labels;
+  return need === undefined || open.some((w) => need.every((l) => w.labels.has(l)));
+}
+
+/** Sets the entry's `encoded` and `bytes` to those of its next hand-out, made at `now`. */
+function handOut(entry: TaskEntry, now: number): TaskEntry {
+  const task: AssignedTask = {
+    id: entry.id,
+    attempt: entry.attemptsUsed + 1,
+    assignedAt: now,
+    submittedAt: entry.submittedAt,
+    spec: entry.spec,
+  };
+  entry.encoded = JSON.stringify(task);
+  entry.bytes = Buffer.byteLength(entry.encoded) + 1;
+  return entry;
+}
+
 function pickWorker(open: WorkerSlot[], entry: TaskEntry): WorkerSlot | undefined {
   const need = entry.spec.labels;
   let best: WorkerSlot | undefined;
@@ -489,16 +510,17 @@ export function finalStatus(
 ): TaskStatus {
   const status: TaskStatus = { v: 1, id: entry.id, state, attempt: entry.attemptsUsed };
   // Undefined fields are left out (JSON drops them anyway, and tests compare statuses); building the
-  // object without `delete` keeps it a fast object for the encoder.
-  const base = {
-    worker: entry.worker,
-    submittedAt: entry.submittedAt,
-    assignedAt: entry.assignedAt,
-    meta: entry.spec.meta,
-  };
+  // object without `delete` keeps it a fast object for the encoder. A key given in `extra` wins, even
+  // as undefined. No Object.entries: this runs once per finished task.
+  if (entry.worker !== undefined && !("worker" in extra)) status.worker = entry.worker;
+  if (entry.submittedAt !== undefined && !("submittedAt" in extra)) status.submittedAt = entry.submittedAt;
+  if (entry.assignedAt !== undefined && !("assignedAt" in extra)) status.assignedAt = entry.assignedAt;
+  if (entry.spec.meta !== undefined && !("meta" in extra)) status.meta = entry.spec.meta;
   const out = status as unknown as Record<string, unknown>;
-  for (const [key, value] of Object.entries(base))
-    if (value !== undefined && !(key in extra)) out[key] = value;
-  for (const [key, value] of Object.entries(extra)) if (value !== undefined) out[key] = value;
+  const more = extra as Record<string, unknown>;
+  for (const key in more) {
+    const value = more[key];
+    if (value !== undefined) out[key] = value;
+  }
   return status;
 }

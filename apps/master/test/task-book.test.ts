@@ -1,4 +1,4 @@
-import type { TaskSpec } from "@zkgrid/protocol";
+import { type AssignedTask, MAX_NODE_BYTES, type TaskSpec } from "@zkgrid/protocol";
 import { describe, expect, it } from "vitest";
 import { TaskBook } from "../src/task-book.js";
 
@@ -60,6 +60,26 @@ describe("TaskBook scheduling", () => {
     book.schedule(6);
     expect(assigned(book, "w1")).toHaveLength(2);
     expect(book.counts().queued).toBe(1);
+  });
+
+  it("keeps each worker's assignment under MAX_NODE_BYTES, and its JSON is the hand-outs as given", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 100, []);
+    book.setWorker("w2", "s2", 100, []);
+    const big = Array.from({ length: 40 }, (_, i) => task(`big${i}`, { cmd: "x".repeat(60_000) }));
+    book.addQueueNode("q1", 1, big, 1);
+    book.schedule(7);
+    const counts = ["w1", "w2"].map((w) => {
+      const json = book.assignmentJson(w);
+      expect(Buffer.byteLength(json) + 512).toBeLessThanOrEqual(MAX_NODE_BYTES);
+      const tasks = JSON.parse(json) as AssignedTask[];
+      expect(tasks).toEqual(book.assignmentFor(w));
+      for (const t of tasks) expect(t).toMatchObject({ attempt: 1, assignedAt: 7, submittedAt: 1 });
+      return tasks.length;
+    });
+    // 15 of these fit in one node: 30 are out, the other 10 wait for room.
+    expect(counts).toEqual([15, 15]);
+    expect(book.counts()).toEqual({ queued: 10, assigned: 30, running: 0 });
   });
 
   it("drops a task whose id is already known, so submitting is idempotent", () => {
