@@ -215,12 +215,17 @@ export class Cluster {
     return this.spawn("master", name, []);
   }
 
-  startWorker(name: string, options: { concurrency?: number; cwd?: string } = {}): GridProcess {
+  startWorker(
+    name: string,
+    options: { concurrency?: number; prefetch?: number; cwd?: string } = {},
+  ): GridProcess {
     return this.spawn("worker", name, [
       "--cwd",
       options.cwd ?? this.workDir,
       "--concurrency",
       String(options.concurrency ?? 4),
+      "--prefetch",
+      String(options.prefetch ?? 0),
       "--grace",
       "1s",
     ]);

@@ -86,6 +86,12 @@ export class ChaosRun {
     this.workerNames = Array.from({ length: options.workers }, (_, i) => `w${i + 1}`);
   }
 
+  /** The last worker holds twice its concurrency beyond it (--prefetch), so held reports meet faults too. */
+  private workerFlags(name: string): { concurrency: number; prefetch: number } {
+    const { concurrency } = this.options;
+    return { concurrency, prefetch: name === this.workerNames.at(-1) ? 2 * concurrency : 0 };
+  }
+
   private say(line: string): void {
     this.options.log?.(`[chaos ${new Date().toISOString().slice(11, 23)}] ${line}`);
   }
@@ -123,7 +129,7 @@ export class ChaosRun {
       message: "a leader",
     });
     this.startMaster();
-    for (const w of this.workerNames) this.watchProc(c.startWorker(w, { concurrency: o.concurrency }));
+    for (const w of this.workerNames) this.watchProc(c.startWorker(w, this.workerFlags(w)));
     await waitFor(
       async () => (await Promise.all(this.workerNames.map((w) => c.workerSession(w)))).every(Boolean),
       {
@@ -403,7 +409,7 @@ export class ChaosRun {
       timeoutMs: 60_000,
       message: `${worker}'s session to expire`,
     });
-    this.watchProc(this.c.startWorker(worker, { concurrency: this.options.concurrency }));
+    this.watchProc(this.c.startWorker(worker, this.workerFlags(worker)));
   }
 
   /** SIGSTOP past the session timeout: the leader fences the session; SIGCONT; the worker comes back. */
@@ -468,7 +474,7 @@ export class ChaosRun {
     const session = await this.c.retry(() => this.c.workerSession(worker), `${worker}'s session`);
     await this.killProc(this.c.proc(worker));
     this.losses.push({ worker, at: Date.now(), cause: "SIGKILL, restarted at once" });
-    this.watchProc(this.c.startWorker(worker, { concurrency: this.options.concurrency }));
+    this.watchProc(this.c.startWorker(worker, this.workerFlags(worker)));
     this.count("worker restarted under its old name while its old session lives");
     // A new process that gives up waiting for its name exits: orCrash() fails the run with its log.
     await this.orCrash(
@@ -545,7 +551,7 @@ function formatTable(
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, n]) => `${k.padEnd(width)}  ${String(n).padStart(6)}`);
-  const head = `chaos: 3 ZooKeeper members, 2 masters, ${o.workers} workers x ${o.concurrency}, session timeout ${o.sessionTimeoutMs} ms, seed ${o.seed}`;
+  const head = `chaos: 3 ZooKeeper members, 2 masters, ${o.workers} workers x ${o.concurrency} (the last with prefetch ${2 * o.concurrency}), session timeout ${o.sessionTimeoutMs} ms, seed ${o.seed}`;
   const shown = v.violations.slice(0, 30).map((x) => `  violation: ${x}`);
   return [head, ...lines, ...shown].join("\n");
 }
