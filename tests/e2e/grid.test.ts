@@ -133,6 +133,31 @@ describe("the grid, end to end with real processes", () => {
     expect(readFileSync(join(g.dir, "w2", "slow", "stdout.txt"), "utf8")).toBe("done\n");
   });
 
+  it("a worker stopped past its session timeout starts none of its held tasks on that session when it resumes", async () => {
+    const g = start();
+    g.master("m1");
+    const w1 = g.worker("w1", ["--concurrency", "1", "--prefetch", "3"]);
+    const log = join(g.dir, "starts.log");
+    // Each start is logged with its attempt and the time: attempt 1 is the expired session's.
+    const cmd = `echo "$ZKGRID_TASK_ID $ZKGRID_TASK_ATTEMPT $(date +%s%3N)" >> ${log}; sleep 0.5`;
+    const ids = ["h1", "h2", "h3", "h4"];
+    const sent = await g.submit([], ids.map((id) => JSON.stringify({ id, cmd })).join("\n"));
+    expect(sent.code).toBe(0);
+    await waitFor(() => existsSync(log), { timeoutMs: 30_000 });
+    w1.kill("SIGSTOP");
+    // h1 ends while w1 is stopped; the other three are held by w1 when its session expires.
+    const zk = await g.zk();
+    await waitFor(async () => (await zk.exists(`${g.layout.workers}/w1`)) === null, { timeoutMs: 30_000 });
+    const expiredBy = Date.now();
+    w1.kill("SIGCONT");
+
+    const results = await g.waitForResults(ids, 90_000);
+    for (const id of ids) expect(results.get(id)?.state).toBe("succeeded");
+    const starts = lines(readFileSync(log, "utf8")).map((l) => l.split(" "));
+    const late = starts.filter(([, attempt, at]) => attempt === "1" && Number(at) > expiredBy);
+    expect(late).toEqual([]);
+  });
+
   it("the task processes of a SIGKILLed worker die with it, even one that ignores SIGTERM", async () => {
     const g = start();
     g.master("m1");

@@ -197,6 +197,10 @@ class GridWorker implements Worker {
   private lock: LocalLock | undefined;
   /** When the freeze detector last ran; a long gap means the process was stopped (SIGSTOP, GC, VM). */
   private lastTick = Date.now();
+  /** A gap longer than this between ticks means the process was frozen. */
+  private readonly freezeGapMs: number;
+  /** Set by a tick that saw such a gap, until a reconcile has checked the session. */
+  private frozen = false;
   private tickTimer: NodeJS.Timeout | undefined;
   /** Set while a round trip checks that the session survived a freeze: nothing starts meanwhile. */
   private confirming: Promise<void> | undefined;
@@ -237,6 +241,7 @@ class GridWorker implements Worker {
     // ZooKeeper ends a dead holder's session up to a tick after its timeout, counted from when it last
     // heard from it: waiting only the timeout can give up a moment before the name is free.
     this.nameWaitMs = duration("nameWaitMs", options.nameWaitMs, 2 * this.sessionTimeoutMs);
+    this.freezeGapMs = this.sessionTimeoutMs / 3;
     this.handlers = options.handlers ?? {};
     const logger = options.logger ?? createStderrLogger();
     this.log = (level, msg, fields) => logger(level, msg, { worker: this.name, ...fields });
@@ -301,7 +306,11 @@ class GridWorker implements Worker {
     }
     this.setState("RUNNING");
     this.tickTimer = setInterval(() => {
-      this.lastTick = Date.now();
+      // After a stop (SIGSTOP, a VM pause) timers run before I/O callbacks: this tick, not the
+      // task that ended meanwhile, is the first to see the gap, so it must remember it.
+      const now = Date.now();
+      if (now - this.lastTick > this.freezeGapMs) this.frozen = true;
+      this.lastTick = now;
     }, 250);
     this.tickTimer.unref();
     this.reconcile();
@@ -386,7 +395,8 @@ class GridWorker implements Worker {
    */
   private heldAfterFreeze(session: Session): boolean {
     if (this.confirming !== undefined) return true;
-    if (Date.now() - this.lastTick <= this.sessionTimeoutMs / 3) return false;
+    if (!this.frozen && Date.now() - this.lastTick <= this.freezeGapMs) return false;
+    this.frozen = false;
     this.lastTick = Date.now();
     const client = this.client;
     this.confirming = client

@@ -5,7 +5,13 @@ import { join } from "node:path";
 import { encodeWorkerRegistration } from "@zkgrid/protocol";
 import { expireSession, waitFor } from "@zkgrid/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startWorker, VERSION, WorkerLockedError, WorkerNameTakenError } from "../src/index.js";
+import {
+  startWorker,
+  VERSION,
+  WorkerLockedError,
+  WorkerNameTakenError,
+  WorkerOptionError,
+} from "../src/index.js";
 import { Grid, layout } from "./helpers.js";
 
 let grid: Grid;
@@ -36,6 +42,20 @@ describe("registration", () => {
     const stat = await grid.zk.exists(layout.worker("w1"));
     expect(stat?.ephemeralOwner).toBe(session);
     expect(await grid.zk.exists(layout.reportDir("w1", session))).not.toBeNull();
+  });
+
+  it("refuses bad numeric options with a WorkerOptionError naming the option, before it connects", async () => {
+    for (const [options, option] of [
+      [{ concurrency: 0 }, "concurrency"],
+      [{ prefetch: -1 }, "prefetch"],
+      [{ prefetch: 1.5 }, "prefetch"],
+      [{ graceMs: Number.NaN }, "graceMs"],
+    ] as const) {
+      const error = await startWorker(grid.workerOptions("w1", options)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkerOptionError);
+      expect(error).toMatchObject({ option });
+    }
+    expect(await grid.registration("w1")).toBeNull();
   });
 
   it("refuses a second worker with a live name, naming the live one", async () => {
