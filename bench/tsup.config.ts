@@ -1,7 +1,13 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: ["src/run.ts", "src/handlers.ts", "src/bullmq-worker.ts", "src/spawn-ceiling.ts"],
+  entry: [
+    "src/run.ts",
+    "src/handlers.ts",
+    "src/bullmq-worker.ts",
+    "src/spawn-ceiling.ts",
+    "src/relay-station.ts",
+  ],
   format: ["esm"],
   sourcemap: true,
   clean: true,

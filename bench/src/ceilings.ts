@@ -4,7 +4,7 @@ import { connect } from "@zkgrid/core";
 import { BINS, type BenchContext } from "./context.js";
 import { GuardedProcess } from "./processes.js";
 import type { CeilingResult } from "./results.js";
-import { median, round } from "./stats.js";
+import { median, round, summarize } from "./stats.js";
 import { waitQuiet, writesBetween } from "./zookeeper.js";
 
 /**
@@ -119,5 +119,70 @@ export async function spawnCeiling(
     };
   } finally {
     await Promise.all(children.map((c) => c.stop()));
+  }
+}
+
+/**
+ * The floor of a task's round trip through ZooKeeper: `writes` writes in sequence, each by another
+ * process that learns of the previous one through a data watch, reads it and writes the next node: the
+ * least a hop through ZooKeeper costs (a queue node, an assignment and a result each take at least
+ * this). The bench process makes the first write and reads the last; `writes - 1` relay stations
+ * (separate processes) make the others. One relay at a time, like the latency run.
+ */
+export async function zkRelayFloor(
+  ctx: BenchContext,
+  writes: number,
+  warmup: number,
+  count: number,
+): Promise<CeilingResult> {
+  const zk = await connect({ connectString: ctx.zk.connectString });
+  const root = `/bench-relay-${Date.now()}`;
+  const nodes = Array.from({ length: writes }, (_, i) => `${root}/h${i}`);
+  const last = nodes.at(-1) as string;
+  const stations: GuardedProcess[] = [];
+  try {
+    for (const node of nodes) await zk.ensurePath(node);
+    for (let i = 0; i + 1 < nodes.length; i++) {
+      stations.push(
+        new GuardedProcess(
+          `relay-station-${i + 1}`,
+          process.execPath,
+          [BINS.relayStation, ctx.zk.connectString, nodes[i] as string, nodes[i + 1] as string],
+          { logFile: join(ctx.workDir, "relay-station.log"), pipeStdout: true },
+        ),
+      );
+    }
+    await Promise.all(stations.map((s) => s.waitForLine(/^ready$/, 30_000)));
+    const watch = zk.watchData(last);
+    await watch.next(); // armed
+    const relay = async (i: number): Promise<number> => {
+      const key = String(i);
+      const start = performance.now();
+      await zk.set(nodes[0] as string, key);
+      for (;;) {
+        const { value, done } = await watch.next();
+        if (done) throw new Error("the relay's watch ended");
+        if (value?.data.toString() === key) return performance.now() - start;
+      }
+    };
+    for (let i = 0; i < warmup; i++) await relay(i);
+    const times: number[] = [];
+    for (let i = 0; i < count; i++) times.push(await relay(warmup + i));
+    watch.stop();
+    const latencyMs = summarize(times);
+    const seconds = times.reduce((sum, t) => sum + t, 0) / 1000;
+    return {
+      kind: "ceiling",
+      name: "zk-relay",
+      detail: `ZooKeeper floor: ${writes} writes in sequence by ${writes} processes, each seen through a data watch (p50 ${latencyMs.p50} ms)`,
+      count,
+      seconds: round(seconds),
+      perSecond: round(count / seconds, 1),
+      latencyMs,
+    };
+  } finally {
+    await Promise.all(stations.map((s) => s.stop()));
+    await zk.deleteRecursive(root).catch(() => {});
+    await zk.close();
   }
 }

@@ -12,6 +12,7 @@ export const BINS = {
   handlers: join(BENCH_DIST, "handlers.js"),
   bullmqWorker: join(BENCH_DIST, "bullmq-worker.js"),
   spawnCeiling: join(BENCH_DIST, "spawn-ceiling.js"),
+  relayStation: join(BENCH_DIST, "relay-station.js"),
 };
 
 /** What every scenario shares: the servers, a scratch directory and the progress log. */

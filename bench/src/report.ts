@@ -91,6 +91,19 @@ export function computeRatios(results: BenchResult[], masterRssLimitMiB: number)
       });
     }
   }
+  const floor = ceilings(results).find((c) => c.name === "zk-relay")?.latencyMs;
+  if (floor && bullLat && !bullLat.error) {
+    ratios.push({
+      name: "(c) ZooKeeper floor p50 (3 writes in sequence) ÷ BullMQ p50",
+      value: round(floor.p50 / bullLat.latencyMs.p50, 2),
+    });
+  }
+  if (floor && zkLat && !zkLat.error) {
+    ratios.push({
+      name: "(c) zkgrid p50 ÷ ZooKeeper floor p50 (3 writes in sequence)",
+      value: round(zkLat.latencyMs.p50 / floor.p50, 2),
+    });
+  }
   const scale = results.find((r): r is ScaleResult => r.kind === "scale");
   if (scale) {
     const ok = !scale.error && scale.failed === 0;
@@ -441,6 +454,9 @@ export function renderChart(results: BenchResult[], subtitle: string): string {
     for (const p of ["p50", "p95", "p99"] as const) {
       for (const r of lat)
         bars.push({ label: `${r.system} ${p}`, value: r.latencyMs[p], color: COLORS[r.system] });
+      const floor = ceilings(results).find((c) => c.name === "zk-relay")?.latencyMs;
+      if (floor)
+        bars.push({ label: `floor: 3 ZooKeeper writes ${p}`, value: floor[p], color: COLORS.ceiling });
       const bull = lat.find((r) => r.system === "bullmq");
       if (p === "p50" && bull) {
         bars.push({

@@ -67,7 +67,7 @@ export interface LatencyResult {
 
 export interface CeilingResult {
   kind: "ceiling";
-  name: "zk-creates" | "spawn";
+  name: "zk-creates" | "spawn" | "zk-relay";
   /** What was run, for humans. */
   detail: string;
   count: number;
@@ -77,6 +77,8 @@ export interface CeilingResult {
   rounds?: number[];
   /** For zk-creates: transactions per create seen by the server (1 when nothing else writes). */
   writesPerOp?: number;
+  /** For zk-relay: from the first write until the last process has read the last node, per relay. */
+  latencyMs?: LatencySummary;
 }
 
 export interface ScaleResult {

@@ -21,7 +21,7 @@ import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { findZooKeeper, startServer, type ZkServer } from "@zkgrid/testing";
 import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
-import { spawnCeiling, spawnCeilingBesideRounds, zkCreateCeiling } from "./ceilings.js";
+import { spawnCeiling, spawnCeilingBesideRounds, zkCreateCeiling, zkRelayFloor } from "./ceilings.js";
 import { BINS, type BenchContext, REPO } from "./context.js";
 import { killAllNow } from "./processes.js";
 import { type RedisServer, startRedis } from "./redis.js";
@@ -345,6 +345,8 @@ async function main(): Promise<number> {
     }
     if (has("latency")) {
       const l = config.latency;
+      log(`(c) floor: ${l.count} relays of 3 ZooKeeper writes in sequence after ${l.warmup} to warm up`);
+      record(await zkRelayFloor(ctx, 3, l.warmup, l.count));
       log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
       record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
       log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);
