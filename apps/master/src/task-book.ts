@@ -17,7 +17,10 @@ export interface TaskEntry {
   session?: string;
   assignedAt?: number;
   startedAt?: number;
-  /** Encoded size of the task's AssignedTask, so assignment nodes stay under the node limit. */
+  /**
+   * Encoded size of the task's AssignedTask, so assignment nodes stay under the node limit; 0 until
+   * the scheduler first encodes it.
+   */
   bytes: number;
   /** Cancelled while a worker held it: out of the assignment, waiting for the worker's last report. */
   cancelling?: boolean;
@@ -307,6 +310,9 @@ export class TaskBook {
     const changed = new Set<string>();
     const open = [...this.workers.values()].filter((w) => w.tasks.size < w.capacity);
     if (open.length === 0) return changed;
+    // Rooms only shrink during a pass: a task known (from an earlier pass) to be larger than the
+    // largest room is skipped without being encoded again. The slack covers a longer attempt number.
+    const maxRoom = Math.max(...open.map((w) => MAX_NODE_BYTES - ASSIGNMENT_OVERHEAD - w.bytes)) + 16;
     const priorities = [...this.queues.keys()].sort((a, b) => b - a);
     for (const priority of priorities) {
       const queue = this.queues.get(priority);
@@ -317,7 +323,8 @@ export class TaskBook {
         const entry = queue[i] as TaskEntry;
         // Encoded once, as the hand-out it is about to become: its size decides where it fits, and
         // the assignment node reuses the text. A task no open worker has the labels for is not encoded.
-        const worker = hasLabelsOf(open, entry) ? pickWorker(open, handOut(entry, now)) : undefined;
+        const mayFit = entry.bytes === 0 || entry.bytes <= maxRoom;
+        const worker = mayFit && hasLabelsOf(open, entry) ? pickWorker(open, handOut(entry, now)) : undefined;
         if (!worker) {
           entry.encoded = undefined;
           kept.push(entry);

@@ -80,6 +80,13 @@ describe("TaskBook scheduling", () => {
     // 15 of these fit in one node: 30 are out, the other 10 wait for room.
     expect(counts).toEqual([15, 15]);
     expect(book.counts()).toEqual({ queued: 10, assigned: 30, running: 0 });
+
+    // Room made by a finished task goes to the next waiting one, on the worker that has it.
+    const done = book.assignmentFor("w2")[0];
+    book.applyUpdate("w2", "s2", { id: done?.id ?? "", attempt: 1, state: "succeeded", at: 8, exitCode: 0 });
+    book.schedule(9);
+    expect(book.assignmentFor("w2").map((t) => t.id)).toContain("big30");
+    expect(book.counts()).toEqual({ queued: 9, assigned: 30, running: 0 });
   });
 
   it("drops a task whose id is already known, so submitting is idempotent", () => {
