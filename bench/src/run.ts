@@ -19,6 +19,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
+import { MAX_CAPACITY } from "@zkgrid/protocol";
 import { findZooKeeper, startServer, type ZkServer } from "@zkgrid/testing";
 import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
 import { spawnCeiling, spawnCeilingBesideRounds, zkCreateCeiling, zkRelayFloor } from "./ceilings.js";
@@ -222,9 +223,10 @@ async function main(): Promise<number> {
   }
   if (values.concurrency !== undefined) {
     const n = Number(values.concurrency);
-    if (!Number.isInteger(n) || n < 1 || n > 100_000) {
+    // The no-op grid's workers hold as many again: concurrency + prefetch is at most MAX_CAPACITY.
+    if (!Number.isInteger(n) || n < 1 || n > MAX_CAPACITY / 2) {
       process.stderr.write(
-        `bench: --concurrency must be a whole number 1..100000, got "${values.concurrency}"\n`,
+        `bench: --concurrency must be a whole number 1..${MAX_CAPACITY / 2}, got "${values.concurrency}"\n`,
       );
       return 2;
     }
@@ -278,7 +280,7 @@ async function main(): Promise<number> {
       log("warming ZooKeeper up with a throw-away grid, until its JIT compilers are quiet");
       serverWarmup = await warmServer(ctx, config.serverWarmup.tasksPerRound, config.serverWarmup.maxRounds);
       log(
-        `  ${serverWarmup.rounds} rounds, ${serverWarmup.tasks} tasks, ${serverWarmup.seconds} s; JIT share of ZooKeeper's CPU in the last round: ${Math.round(serverWarmup.jitShareLastRound * 100)}%`,
+        `  ${serverWarmup.rounds} rounds, ${serverWarmup.tasks} tasks, ${serverWarmup.seconds} s; JIT share of ZooKeeper's CPU in the last round: ${serverWarmup.jitShareLastRound === null ? "not measured" : `${Math.round(serverWarmup.jitShareLastRound * 100)}%`}`,
       );
     }
 

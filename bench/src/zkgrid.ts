@@ -464,39 +464,59 @@ export async function zkgridScale(
   return result;
 }
 
-/** CPU time (ms) of a JVM's JIT compiler threads. */
-function jitCpuMs(pid: number): number {
-  let ms = 0;
+/** CPU time (ms) of each thread of a process, with whether it is a JIT compiler thread. */
+function threadCpu(pid: number): Map<string, { ms: number; jit: boolean }> {
+  const threads = new Map<string, { ms: number; jit: boolean }>();
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
-    return 0;
+    return threads;
   }
   for (const tid of tids) {
     try {
-      if (!readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").includes("CompilerThre")) continue;
-      ms += cpuTimeMs(Number(tid), `${pid}/task/${tid}`) ?? 0;
+      const jit = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").includes("CompilerThre");
+      const ms = cpuTimeMs(Number(tid), `${pid}/task/${tid}`);
+      if (ms !== undefined) threads.set(tid, { ms, jit });
     } catch {
       // the thread ended
     }
   }
-  return ms;
+  return threads;
+}
+
+/**
+ * The share of a JVM's CPU its JIT compilers took between two readings. The JVM starts and retires
+ * compiler threads as it likes, so the JIT's time is the process's time less that of the other
+ * threads seen at the end: a compiler thread that ended meanwhile still counts.
+ */
+function jitShare(
+  before: { all: number; threads: Map<string, { ms: number; jit: boolean }> },
+  pid: number,
+): number {
+  const all = (cpuTimeMs(pid) ?? before.all) - before.all;
+  if (all <= 0) return 0;
+  let others = 0;
+  for (const [tid, t] of threadCpu(pid)) {
+    if (!t.jit) others += Math.max(0, t.ms - (before.threads.get(tid)?.ms ?? 0));
+  }
+  return round(Math.max(0, all - others) / all);
 }
 
 export interface ServerWarmup {
   rounds: number;
   tasks: number;
   seconds: number;
-  /** Share of ZooKeeper's CPU its JIT compilers took in the last round. */
-  jitShareLastRound: number;
+  /** Share of ZooKeeper's CPU its JIT compilers took in the last round; null if not measured. */
+  jitShareLastRound: number | null;
 }
 
 /**
  * Runs a throw-away grid until ZooKeeper's JIT compilers are done: a fresh JVM spends seconds of CPU
  * compiling what a long-running server has long since compiled, and that would count against
- * whichever part ran first. Each round mixes no-op and shell tasks (one in five), so every request kind the grid
- * makes is warm; it stops once the compilers took under 3% of the server's CPU in a round.
+ * whichever part ran first. Each round mixes no-op and shell tasks (one in five), so every request
+ * kind the grid makes is warm; it stops once the compilers took under 3% of the server's CPU in a
+ * round, or after `maxRounds` (all of them when the server's threads cannot be read).
  */
 export async function warmServer(
   ctx: BenchContext,
@@ -506,11 +526,10 @@ export async function warmServer(
   const pid = ctx.zk.pid;
   const grid = await RunningGrid.start(ctx, "zkgrid-warmup", { workers: 2, concurrency: 50 }, {});
   const began = performance.now();
-  const warm: ServerWarmup = { rounds: 0, tasks: 0, seconds: 0, jitShareLastRound: 1 };
+  const warm: ServerWarmup = { rounds: 0, tasks: 0, seconds: 0, jitShareLastRound: null };
   try {
-    while (warm.rounds < maxRounds && warm.jitShareLastRound >= 0.03) {
-      const jit = pid === undefined ? 0 : jitCpuMs(pid);
-      const all = pid === undefined ? 0 : (cpuTimeMs(pid) ?? 0);
+    while (warm.rounds < maxRounds && (warm.jitShareLastRound === null || warm.jitShareLastRound >= 0.03)) {
+      const before = pid === undefined ? undefined : { all: cpuTimeMs(pid) ?? 0, threads: threadCpu(pid) };
       const shell = Math.ceil(tasksPerRound / 5);
       const tasks = [...makeTasks("noop", tasksPerRound - shell, warm.tasks), ...makeTasks("shell", shell)];
       // One at a time too: a lone task takes other paths through the server than a batch.
@@ -518,9 +537,7 @@ export async function warmServer(
       for (let i = 0; i < 20; i++) await submitAll(grid, makeTasks("noop", 1, i), 30_000);
       warm.rounds++;
       warm.tasks += tasks.length + 20;
-      const allDelta = pid === undefined ? 0 : (cpuTimeMs(pid) ?? 0) - all;
-      warm.jitShareLastRound =
-        allDelta > 0 ? round(((pid === undefined ? 0 : jitCpuMs(pid)) - jit) / allDelta) : 0;
+      if (pid !== undefined && before !== undefined) warm.jitShareLastRound = jitShare(before, pid);
     }
   } finally {
     warm.seconds = round((performance.now() - began) / 1000);

@@ -1,7 +1,13 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
-import { labelProblem, parseDuration, rootPathProblem, workerNameProblem } from "@zkgrid/protocol";
+import {
+  labelProblem,
+  MAX_CAPACITY,
+  parseDuration,
+  rootPathProblem,
+  workerNameProblem,
+} from "@zkgrid/protocol";
 import { WorkerError } from "./errors.js";
 import {
   DEFAULT_CONNECT_STRING,
@@ -140,14 +146,19 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     if (error instanceof CredentialsError) throw new UsageError(error.message);
     throw error;
   }
+  const concurrency =
+    values.concurrency === undefined ? undefined : parseInteger("concurrency", values.concurrency, 1);
+  const prefetch = values.prefetch === undefined ? 0 : parseInteger("prefetch", values.prefetch, 0);
+  if ((concurrency ?? availableParallelism()) + prefetch > MAX_CAPACITY) {
+    throw new UsageError(`--prefetch: with --concurrency, at most ${MAX_CAPACITY} tasks in all`);
+  }
   return {
     kind: "run",
     name,
     connectString,
     root,
-    concurrency:
-      values.concurrency === undefined ? undefined : parseInteger("concurrency", values.concurrency, 1),
-    prefetch: values.prefetch === undefined ? 0 : parseInteger("prefetch", values.prefetch, 0),
+    concurrency,
+    prefetch,
     labels,
     cwd: values.cwd,
     graceMs: values.grace === undefined ? DEFAULT_GRACE_MS : durationFlag("grace", values.grace),

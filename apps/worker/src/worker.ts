@@ -8,6 +8,7 @@ import {
   headBytes,
   isValidLabel,
   labelProblem,
+  MAX_CAPACITY,
   MAX_MESSAGE_BYTES,
   type StatusUpdate,
   type WorkerRegistration,
@@ -226,6 +227,10 @@ class GridWorker implements Worker {
     this.baseDir = resolve(options.cwd ?? process.cwd());
     this.concurrency = positiveInt("concurrency", options.concurrency, availableParallelism());
     this.prefetch = nonNegativeInt("prefetch", options.prefetch, 0);
+    if (this.concurrency + this.prefetch > MAX_CAPACITY) {
+      const name = options.prefetch === undefined ? "concurrency" : "prefetch";
+      throw new WorkerOptionError(name, `concurrency + prefetch must be at most ${MAX_CAPACITY}`);
+    }
     this.lowWater = Math.min(this.prefetch / 2, this.concurrency);
     this.labels = [...new Set(options.labels ?? [])];
     for (const label of this.labels) {
@@ -659,7 +664,8 @@ class GridWorker implements Worker {
           continue;
         }
         this.startTask(session, task);
-      } else if (this.stopping !== undefined) {
+      } else if (this.state === "STOPPING" || this.state === "DRAINING") {
+        // By state, not `this.stopping`: stop() sets that only after shutdown()'s first reconcile.
         this.tracked.set(key, { session: session.id, run: undefined, done: true });
         this.log("info", "returned: the worker is stopping", { task: task.id, attempt: task.attempt });
         this.publish(session, { id: task.id, attempt: task.attempt, state: "returned", at: Date.now() });

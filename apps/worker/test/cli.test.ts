@@ -83,6 +83,9 @@ describe("command line", () => {
     expect(usageError(["w1", "--concurrency", "0"])).toContain("--concurrency");
     expect(usageError(["w1", "--prefetch", "-1"])).toContain("--prefetch");
     expect(usageError(["w1", "--prefetch", "many"])).toContain("--prefetch: expected an integer ≥ 0");
+    expect(usageError(["w1", "--concurrency", "60000", "--prefetch", "60000"])).toContain(
+      "--prefetch: with --concurrency, at most 100000",
+    );
     expect(usageError(["w1", "--grace", "soon"])).toContain("--grace");
     expect(usageError(["w1", "--grace"])).toContain("--grace");
     expect(usageError(["w1", "--session-timeout", "0"])).toContain("--session-timeout");

@@ -71,6 +71,30 @@ describe("stopping", () => {
     });
   });
 
+  it("stop() returns held tasks at once, while a running task still has its grace period", async () => {
+    const worker = await grid.start("w1", { concurrency: 1, prefetch: 3 });
+    const session = worker.sessionId!;
+    await grid.assign("w1", session, [
+      assigned("t-running", { cmd: SLEEPER }),
+      assigned("t-held1", { cmd: "true" }),
+      assigned("t-held2", { cmd: "true" }),
+    ]);
+    const child = await readPidFile(join(grid.cwd, "w1", "t-running", "child.pid"));
+
+    const stopped = worker.stop({ graceMs: 600_000 });
+    const returned = await waitFor(async () => {
+      const finals = (await grid.updates("w1", session)).filter((u) => u.state === "returned");
+      return finals.length === 2 ? finals.map((u) => u.id).sort() : undefined;
+    });
+    expect(returned).toEqual(["t-held1", "t-held2"]);
+    expect(await isRunning(child)).toBe(true);
+    expect(worker.state).toBe("DRAINING");
+
+    await worker.stop({ graceMs: 0 });
+    await stopped;
+    expect(await isRunning(child)).toBe(false);
+  });
+
   it("stop() lets a running task finish within the grace period", async () => {
     const worker = await grid.start("w1");
     const session = worker.sessionId!;

@@ -49,6 +49,7 @@ describe("registration", () => {
       [{ concurrency: 0 }, "concurrency"],
       [{ prefetch: -1 }, "prefetch"],
       [{ prefetch: 1.5 }, "prefetch"],
+      [{ concurrency: 60_000, prefetch: 60_000 }, "prefetch"],
       [{ graceMs: Number.NaN }, "graceMs"],
     ] as const) {
       const error = await startWorker(grid.workerOptions("w1", options)).catch((e: unknown) => e);

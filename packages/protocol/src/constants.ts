@@ -40,6 +40,9 @@ export const MAX_PRIORITY = 1000;
 /** A task or worker may carry at most this many labels. */
 export const MAX_LABELS = 32;
 
+/** A worker's registered capacity (tasks the leader may give it at once) is 1..MAX_CAPACITY. */
+export const MAX_CAPACITY = 100_000;
+
 /** Every state a task can be in, as seen by the grid. */
 export const TASK_STATES = [
   "queued",

@@ -1,5 +1,6 @@
 import * as z from "zod";
 import {
+  MAX_CAPACITY,
   FINAL_STATES,
   MAX_ATTEMPTS,
   MAX_BATCH_TASKS,
@@ -450,7 +451,7 @@ export const WorkerRegistrationSchema: z.ZodType<WorkerRegistration> = strictObj
   name: workerName,
   host,
   pid,
-  capacity: int(1, 100_000, "a capacity (an integer 1..100000)"),
+  capacity: int(1, MAX_CAPACITY, `a capacity (an integer 1..${MAX_CAPACITY})`),
   labels,
   version: text({ what: "a non-empty version string", nonEmpty: true, maxBytes: 64 }),
   startedAt: timestamp,
