@@ -447,31 +447,28 @@ export class TaskBook {
   }
 }
 
-function hasLabelsOf(open: WorkerSlot[], entry: TaskEntry): boolean {
+/** Whether worker `w` has every label the task needs. */
+function covers(w: WorkerSlot, entry: TaskEntry): boolean {
   const need = entry.spec.labels;
-  return need === undefined || open.some((w) => need.every((l) => w.labels.has(l)));
+  return need === undefined || need.every((l) => w.labels.has(l));
+}
+
+function hasLabelsOf(open: WorkerSlot[], entry: TaskEntry): boolean {
+  return open.some((w) => covers(w, entry));
 }
 
 /** Sets the entry's `encoded` and `bytes` to those of its next hand-out, made at `now`. */
 function handOut(entry: TaskEntry, now: number): TaskEntry {
-  const task: AssignedTask = {
-    id: entry.id,
-    attempt: entry.attemptsUsed + 1,
-    assignedAt: now,
-    submittedAt: entry.submittedAt,
-    spec: entry.spec,
-  };
-  entry.encoded = JSON.stringify(task);
+  entry.encoded = JSON.stringify(handOutAs(entry, entry.attemptsUsed + 1, now));
   entry.bytes = Buffer.byteLength(entry.encoded) + 1;
   return entry;
 }
 
 function pickWorker(open: WorkerSlot[], entry: TaskEntry): WorkerSlot | undefined {
-  const need = entry.spec.labels;
   let best: WorkerSlot | undefined;
   let bestLoad = Number.POSITIVE_INFINITY;
   for (const w of open) {
-    if (need !== undefined && !need.every((l) => w.labels.has(l))) continue;
+    if (!covers(w, entry)) continue;
     if (w.bytes + entry.bytes + ASSIGNMENT_OVERHEAD > MAX_NODE_BYTES) continue;
     const load = w.tasks.size / w.capacity;
     if (load < bestLoad) {
@@ -496,13 +493,11 @@ function lowerBound(q: TaskEntry[], order: number): number {
 function assignedTask(e: TaskEntry): AssignedTask {
   // A missing assignedAt is fixed on first use, so the cached encoding stays the task's one hand-out.
   e.assignedAt ??= Date.now();
-  return {
-    id: e.id,
-    attempt: e.attemptsUsed,
-    assignedAt: e.assignedAt,
-    submittedAt: e.submittedAt,
-    spec: e.spec,
-  };
+  return handOutAs(e, e.attemptsUsed, e.assignedAt);
+}
+
+function handOutAs(e: TaskEntry, attempt: number, assignedAt: number): AssignedTask {
+  return { id: e.id, attempt, assignedAt, submittedAt: e.submittedAt, spec: e.spec };
 }
 
 function assignedTaskBytes(spec: TaskSpec, submittedAt: number): number {

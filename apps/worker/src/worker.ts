@@ -143,16 +143,11 @@ interface Tracked {
 
 const taskKey = (t: { id: string; attempt: number }) => `${t.id}#${t.attempt}`;
 
-function positiveInt(name: string, value: number | undefined, fallback: number): number {
+/** An integer option of at least `min` (1 or 0), or `fallback` when it is not given. */
+function intOption(name: string, value: number | undefined, fallback: number, min: 0 | 1 = 1): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1)
-    throw new WorkerOptionError(name, "must be a positive integer");
-  return value;
-}
-
-function nonNegativeInt(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 0) throw new WorkerOptionError(name, "must be an integer ≥ 0");
+  if (!Number.isSafeInteger(value) || value < min)
+    throw new WorkerOptionError(name, min === 1 ? "must be a positive integer" : "must be an integer ≥ 0");
   return value;
 }
 
@@ -225,8 +220,8 @@ class GridWorker implements Worker {
     this.ownsClient = options.client === undefined;
     this.zk = options.client;
     this.baseDir = resolve(options.cwd ?? process.cwd());
-    this.concurrency = positiveInt("concurrency", options.concurrency, availableParallelism());
-    this.prefetch = nonNegativeInt("prefetch", options.prefetch, 0);
+    this.concurrency = intOption("concurrency", options.concurrency, availableParallelism());
+    this.prefetch = intOption("prefetch", options.prefetch, 0, 0);
     if (this.concurrency + this.prefetch > MAX_CAPACITY) {
       const name = options.prefetch === undefined ? "concurrency" : "prefetch";
       throw new WorkerOptionError(name, `concurrency + prefetch must be at most ${MAX_CAPACITY}`);
@@ -238,7 +233,7 @@ class GridWorker implements Worker {
     }
     this.graceMs = duration("graceMs", options.graceMs, DEFAULT_GRACE_MS);
     this.killGraceMs = duration("killGraceMs", options.killGraceMs, DEFAULT_KILL_GRACE_MS);
-    this.sessionTimeoutMs = positiveInt(
+    this.sessionTimeoutMs = intOption(
       "sessionTimeoutMs",
       options.sessionTimeoutMs,
       DEFAULT_SESSION_TIMEOUT_MS,
