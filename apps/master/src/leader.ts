@@ -5,6 +5,7 @@ import type { CancelRequest, GridLayout, SubmitBatch, TaskStatus, WorkerReport }
 import {
   decodeAssignment,
   decodeCancelRequest,
+  decodeInboxNode,
   decodeResultBatch,
   decodeSubmitBatch,
   decodeWorkerRegistration,
@@ -60,6 +61,14 @@ interface LiveWorker {
   labels: string[];
 }
 
+/** A worker session's inbox of direct tasks, `R/inbox/<worker>@<session>`. */
+interface InboxDir {
+  worker: string;
+  session: string;
+  /** Names whose data watch runs (or ran): each node is followed until it is deleted. */
+  followed: Set<string>;
+}
+
 interface SessionDir {
   worker: string;
   session: string;
@@ -89,6 +98,9 @@ export class GridLeader {
   /** Cancel nodes to rewrite with `accepted` before the assignments that drop those tasks. */
   private readonly cancelAccepts = new Map<string, { request: CancelRequest; version: number }>();
   private readonly seenCancelNodes = new Set<string>();
+  private readonly inboxDirs = new Map<string, InboxDir>();
+  /** Cancelled direct tasks whose nodes are deleted after this step's `accepted` writes. */
+  private directCancels: Array<{ id: string; path: string; version: number }> = [];
   private reportNodesToDelete: string[] = [];
   private readonly dirtyAssign = new Set<string>();
   /** Workers whose assignment still lists finished tasks: rewritten with the next clean-up. */
@@ -185,6 +197,7 @@ export class GridLeader {
       layout.reports,
       layout.results,
       layout.cancel,
+      layout.inbox,
     ]) {
       await client.ensurePath(p);
     }
@@ -230,7 +243,8 @@ export class GridLeader {
     const firstWorkers = this.follow(layout.workers, (c) => this.onWorkers(c.children));
     const firstQueue = this.follow(layout.queue, (c) => this.onQueue(c.added, c.removed));
     const firstReports = this.follow(layout.reports, (c) => this.onReportDirs(c.added, c.removed));
-    await Promise.all([firstWorkers, firstQueue, firstReports]);
+    const firstInbox = this.follow(layout.inbox, (c) => this.onInboxDirs(c.added, c.removed));
+    await Promise.all([firstWorkers, firstQueue, firstReports, firstInbox]);
     this.drainInbox();
     this.book.attachAssigned();
     // Cancel requests last: they apply to the tasks rebuilt above.
@@ -386,8 +400,13 @@ export class GridLeader {
             this.book.markFinished(id);
             continue;
           }
-          const { status, worker } = this.book.cancel(id, Date.now());
+          const { status, worker, direct } = this.book.cancel(id, Date.now());
           if (status) this.publish(status);
+          if (direct) {
+            this.directCancels.push({ id, ...direct });
+            waiting.add(id);
+            this.log("info", "cancelling a direct task its worker holds", { task: id });
+          }
           if (worker) {
             this.dirtyAssign.add(worker);
             waiting.add(id);
@@ -486,13 +505,15 @@ export class GridLeader {
     });
   }
 
-  private applyReport(dir: SessionDir, report: WorkerReport): void {
+  private applyReport(dir: { worker: string; session: string }, report: WorkerReport): void {
     for (const u of report.updates) {
       const before = this.book.tasks.get(u.id);
+      // A direct task is in no assignment: its end leaves the worker's assignment as it is.
+      const inAssignment = before?.direct === undefined;
       const status = this.book.applyUpdate(dir.worker, dir.session, u);
       if (status) {
         this.pendingResults.push(status);
-        this.staleAssign.add(dir.worker);
+        if (inAssignment) this.staleAssign.add(dir.worker);
         this.scheduleCleanup();
         this.log("info", "task finished", {
           task: u.id,
@@ -501,9 +522,173 @@ export class GridLeader {
           attempt: u.attempt,
         });
       } else if (u.state === "returned" && before && this.book.tasks.get(u.id)?.state === "queued") {
-        this.dirtyAssign.add(dir.worker);
+        if (inAssignment) this.dirtyAssign.add(dir.worker);
         this.log("info", "task handed back", { task: u.id, worker: dir.worker });
       }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Direct tasks (R/inbox)
+
+  private async onInboxDirs(added: string[], removed: string[]): Promise<void> {
+    for (const name of removed) this.inboxDirs.delete(name);
+    const firsts: Promise<void>[] = [];
+    for (const name of added) {
+      if (this.inboxDirs.has(name)) continue;
+      const parsed = this.layout.parseReportDir(name);
+      if (!parsed) {
+        this.log("warn", "unexpected node under inbox; ignoring it", { node: name });
+        continue;
+      }
+      const dir: InboxDir = { ...parsed, followed: new Set() };
+      this.inboxDirs.set(name, dir);
+      firsts.push(
+        this.follow(`${this.layout.inbox}/${name}`, (c) => this.onInboxTasks(name, dir, c.added)).catch(
+          (err) => {
+            if (!errors.isNoNode(err)) throw err;
+          },
+        ),
+      );
+    }
+    await Promise.all(firsts);
+  }
+
+  /** Follows each new node of an inbox; resolves once each one's current data is handled. */
+  private async onInboxTasks(dirName: string, dir: InboxDir, added: string[]): Promise<void> {
+    const fresh = added.filter((n) => !dir.followed.has(n));
+    for (const n of fresh) dir.followed.add(n);
+    await Promise.all(fresh.map((name) => this.followDirect(dirName, dir, name)));
+  }
+
+  /**
+   * Follows one direct task's node through a data watch: the task (held by the session from then on),
+   * then the worker's answer over it, then its deletion. Resolves once the first state is handled.
+   */
+  private followDirect(dirName: string, dir: InboxDir, name: string): Promise<void> {
+    const path = `${this.layout.inbox}/${dirName}/${name}`;
+    const stream = this.client.watchData(path, { signal: this.abort.signal });
+    const handle = (change: { data: Buffer; stat: { version: number; ctime: number } } | null): boolean => {
+      if (change === null) {
+        this.inbox.push(() => this.onDirectGone(dir, name));
+        return false;
+      }
+      const node = decodeInboxNode(name, change.data);
+      const version = change.stat.version;
+      const ctime = change.stat.ctime;
+      this.inbox.push(() => this.onDirect(dir, name, path, node, version, ctime));
+      return true;
+    };
+    return (async () => {
+      try {
+        const first = await stream.next();
+        if (first.done || !handle(first.value)) {
+          stream.stop();
+          return;
+        }
+        void (async () => {
+          try {
+            for await (const change of stream) {
+              const more = handle(change);
+              this.kick();
+              if (!more) break;
+            }
+          } catch (err) {
+            this.fail(err);
+          }
+        })();
+      } catch (err) {
+        if (!errors.isNoNode(err)) throw err;
+      }
+    })();
+  }
+
+  private onDirect(
+    dir: InboxDir,
+    name: string,
+    path: string,
+    node: ReturnType<typeof decodeInboxNode>,
+    version: number,
+    ctime: number,
+  ): void {
+    const entry = this.book.tasks.get(name);
+    switch (node.kind) {
+      case "task": {
+        if (entry?.direct?.path === path) return; // read again
+        const added = this.book.addDirect(dir.worker, dir.session, node.task, node.submittedAt, ctime, {
+          path,
+          version,
+        });
+        if (!added) {
+          this.log("warn", "direct task under an id the grid knows; dropped", { task: name, worker: dir.worker });
+          this.reportNodesToDelete.push(path);
+        }
+        return;
+      }
+      case "outcome": {
+        const { report, update } = node;
+        if (report.worker !== dir.worker || report.session !== dir.session) {
+          this.log("warn", "direct task answered in another session's name; dropped", { task: name });
+        } else if (entry?.direct?.path === path) {
+          this.applyReport(dir, { ...report, updates: [update] });
+        }
+        // Applied, stale or foreign: the node is redundant once this step's writes are durable.
+        this.reportNodesToDelete.push(path);
+        return;
+      }
+      case "invalid":
+        if (entry?.direct?.path !== path) this.reject(node.id, `inbox node ${dir.worker}@${dir.session}/${name}: ${node.error.message}`);
+        this.reportNodesToDelete.push(path);
+        return;
+    }
+  }
+
+  /** A direct task's node was deleted: by the clean-up (nothing to do), a cancel, or someone else. */
+  private onDirectGone(dir: InboxDir, name: string): void {
+    dir.followed.delete(name);
+    const entry = this.book.tasks.get(name);
+    if (!entry?.direct || entry.worker !== dir.worker || entry.session !== dir.session || entry.cancelling) return;
+    const status = this.book.loseDirect(name, "its direct task node was deleted");
+    if (status) this.publish(status);
+    else this.log("warn", "direct task node deleted before its result; queued again", { task: name });
+  }
+
+  /** Deletes cancelled direct tasks' nodes: one deleted before any answer ends as cancelled. */
+  private async deleteCancelledDirect(
+    cancels: Array<{ id: string; path: string; version: number }>,
+  ): Promise<void> {
+    await Promise.all(
+      cancels.map(async ({ id, path, version }) => {
+        this.guard();
+        this.counters.writes += 1;
+        try {
+          await this.client.delete(path, version);
+        } catch (err) {
+          // Answered first: the answer, read through the node's watch, stands.
+          if (errors.isBadVersion(err)) return;
+          if (!errors.isNoNode(err)) throw err;
+        }
+        const status = this.book.cancelledDirect(id, Date.now());
+        if (status) this.publish(status);
+      }),
+    );
+  }
+
+  /**
+   * Deletes a fenced session's inbox: each node already read, then the dir. A task put there after it
+   * was listed makes the dir's delete fail; that task is read through the dir's watch and handed out
+   * again with the next fence.
+   */
+  private async deleteInboxDir(dirName: string, names: string[]): Promise<void> {
+    const dirPath = `${this.layout.inbox}/${dirName}`;
+    await Promise.all(names.map((n) => this.deleteQuietly(`${dirPath}/${n}`)));
+    try {
+      this.counters.writes += 1;
+      await this.client.delete(dirPath);
+      this.inboxDirs.delete(dirName);
+    } catch (err) {
+      if (errors.isNoNode(err)) return;
+      if (!errors.isNotEmpty(err)) throw err;
     }
   }
 
@@ -586,6 +771,17 @@ export class GridLeader {
         if (!this.cancelAccepts.has(name)) this.cancelAccepts.set(name, accept);
       throw err;
     }
+    // Cancelled direct tasks: their `accepted` is durable now, so their nodes may go.
+    const directCancels = this.directCancels.splice(0);
+    if (directCancels.length > 0) {
+      try {
+        await this.deleteCancelledDirect(directCancels);
+      } catch (err) {
+        this.directCancels.unshift(...directCancels);
+        throw err;
+      }
+      if (this.pendingResults.length > 0) this.again = true;
+    }
 
     const cleanup = this.cleanupDue || this.cleanupNodes.length >= CLEANUP_BATCH;
     if (cleanup) for (const w of this.staleAssign) this.dirtyAssign.add(w);
@@ -625,7 +821,8 @@ export class GridLeader {
           throw err;
         }),
       ),
-      ...toDeleteDirs.map((d) => this.deleteDir(d)),
+      ...toDeleteDirs.reports.map((d) => this.deleteDir(d)),
+      ...toDeleteDirs.inboxes.map((d) => this.deleteInboxDir(d.dirName, d.names)),
     ]).catch((err) => this.onStepError(err));
   }
 
@@ -643,18 +840,23 @@ export class GridLeader {
    * applied, their tasks handed out again (or failed past maxAttempts), and their report dir is
    * deleted after this step's writes, so a worker that wakes up from a pause cannot publish into it.
    */
-  private async fenceDeadSessions(): Promise<string[]> {
+  private async fenceDeadSessions(): Promise<{
+    reports: string[];
+    inboxes: Array<{ dirName: string; names: string[] }>;
+  }> {
     const suspects = new Map<string, { worker: string; session: string; holdsTasks: boolean }>();
-    for (const [name, d] of this.dirs) {
-      if (this.live.get(d.worker)?.session !== d.session) suspects.set(name, { ...d, holdsTasks: false });
+    for (const [name, d] of [...this.dirs, ...this.inboxDirs]) {
+      if (this.live.get(d.worker)?.session !== d.session)
+        suspects.set(name, { worker: d.worker, session: d.session, holdsTasks: false });
     }
     for (const { worker, session } of this.book.holdingSessions()) {
       if (this.live.get(worker)?.session !== session) {
         suspects.set(`${worker}@${session}`, { worker, session, holdsTasks: true });
       }
     }
-    if (suspects.size === 0) return [];
+    if (suspects.size === 0) return { reports: [], inboxes: [] };
     const fenced: string[] = [];
+    const fencedInboxes: Array<{ dirName: string; names: string[] }> = [];
     await Promise.all(
       [...suspects].map(async ([key, { worker, session, holdsTasks }]) => {
         // A fresh read: the watch may lag behind a worker that just registered this session.
@@ -672,6 +874,17 @@ export class GridLeader {
           this.drainInbox();
           fenced.push(dirName);
         }
+        const inbox = this.inboxDirs.get(dirName);
+        if (inbox) {
+          // Every node is read (answers applied, tasks held) before the session's tasks are handed out.
+          const names = await this.client.getChildren(`${this.layout.inbox}/${dirName}`).catch((err) => {
+            if (errors.isNoNode(err)) return [] as string[];
+            throw err;
+          });
+          await Promise.all(names.map((n) => this.readDirectNow(dirName, inbox, n)));
+          this.drainInbox();
+          fencedInboxes.push({ dirName, names });
+        }
         for (const status of this.book.loseSession(worker, session)) {
           this.pendingResults.push(status);
           this.log("warn", "task failed: worker lost", { task: status.id, worker, attempt: status.attempt });
@@ -679,7 +892,16 @@ export class GridLeader {
         this.log("info", "fenced worker session", { worker, session, key });
       }),
     );
-    return fenced;
+    return { reports: fenced, inboxes: fencedInboxes };
+  }
+
+  /** Reads one node of an inbox now (not through its watch), as the fence of its session needs. */
+  private async readDirectNow(dirName: string, dir: InboxDir, name: string): Promise<void> {
+    const path = `${this.layout.inbox}/${dirName}/${name}`;
+    const got = await getOrNull(this.client, path);
+    if (!got) return;
+    const node = decodeInboxNode(name, got.data);
+    this.inbox.push(() => this.onDirect(dir, name, path, node, got.stat.version, got.stat.ctime));
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { AssignedTask, StatusUpdate, TaskSpec, TaskStatus } from "@zkgrid/protocol";
-import { DEFAULT_MAX_ATTEMPTS, MAX_NODE_BYTES } from "@zkgrid/protocol";
+import { buildTaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_NODE_BYTES, statusFromUpdate } from "@zkgrid/protocol";
 
 /** Where a task stands in the leader's memory. Final tasks keep only their id. */
 export interface TaskEntry {
@@ -26,6 +26,11 @@ export interface TaskEntry {
   cancelling?: boolean;
   /** The AssignedTask JSON of the current hand-out, kept so a rewritten assignment re-encodes only new tasks. */
   encoded?: string;
+  /**
+   * Set for a direct task: a submitter put it in this worker session's inbox (attempt 1); it is in
+   * no assignment, and its node is its durable record until its result is written.
+   */
+  direct?: { path: string; version: number };
 }
 
 export interface WorkerSlot {
@@ -35,6 +40,8 @@ export interface WorkerSlot {
   labels: ReadonlySet<string>;
   /** Ids of the tasks in this worker's assignment node. */
   tasks: Set<string>;
+  /** Ids of the direct tasks this session holds: they take capacity but are in no assignment. */
+  direct: Set<string>;
   bytes: number;
 }
 
@@ -129,6 +136,48 @@ export class TaskBook {
     this.hold(entry);
   }
 
+  /**
+   * A direct task read from `worker@session`'s inbox at `path`: held by that session as attempt 1.
+   * Returns false (and changes nothing) if the id is known: the grid drops a second task under it.
+   */
+  addDirect(
+    worker: string,
+    session: string,
+    spec: TaskSpec,
+    submittedAt: number,
+    assignedAt: number,
+    direct: { path: string; version: number },
+  ): boolean {
+    if (this.isKnown(spec.id)) return false;
+    const entry: TaskEntry = {
+      id: spec.id,
+      spec,
+      queueNode: "",
+      order: 0,
+      submittedAt,
+      state: "assigned",
+      attemptsUsed: 1,
+      worker,
+      session,
+      assignedAt,
+      bytes: 0,
+      direct,
+    };
+    this.tasks.set(spec.id, entry);
+    this.hold(entry);
+    const slot = this.workers.get(worker);
+    if (slot && slot.session === session) slot.direct.add(spec.id);
+    return true;
+  }
+
+  /** A direct task's node is gone without a result: the task is handed out again (or fails). */
+  loseDirect(id: string, why: string): TaskStatus | undefined {
+    const entry = this.tasks.get(id);
+    if (!entry?.direct || entry.cancelling) return undefined;
+    entry.direct = undefined;
+    return this.requeue(entry, why);
+  }
+
   markFinished(id: string): void {
     const entry = this.tasks.get(id);
     if (entry) {
@@ -161,19 +210,10 @@ export class TaskBook {
       case "returned":
         // A task handed back unstarted keeps its attempt; one that had started used it up.
         if (u.startedAt === undefined) entry.attemptsUsed -= 1;
+        entry.direct = undefined;
         return this.requeue(entry, "worker returned it");
       default: {
-        const status = finalStatus(entry, u.state, {
-          exitCode: u.exitCode,
-          signal: u.signal,
-          reason: u.error,
-          startedAt: u.startedAt ?? entry.startedAt,
-          finishedAt: u.finishedAt ?? u.at,
-          outputDir: u.outputDir,
-          stdoutTail: u.stdoutTail,
-          stderrTail: u.stderrTail,
-          output: u.output,
-        });
+        const status = statusFromUpdate(entry, { ...u, state: u.state }, entry.startedAt);
         this.markFinished(entry.id);
         return status;
       }
@@ -185,7 +225,10 @@ export class TaskBook {
    * assignment (the worker stops it and reports `cancelled`), and the worker's name is returned so
    * its assignment is rewritten. Unknown and finished ids are ignored.
    */
-  cancel(id: string, now: number): { status?: TaskStatus; worker?: string } {
+  cancel(
+    id: string,
+    now: number,
+  ): { status?: TaskStatus; worker?: string; direct?: { path: string; version: number } } {
     const entry = this.tasks.get(id);
     if (!entry) return {};
     if (entry.state === "queued") {
@@ -196,7 +239,19 @@ export class TaskBook {
     if (entry.cancelling) return {};
     entry.cancelling = true;
     this.detachFromWorker(entry);
+    // A direct task is stopped by deleting its node (under the version read, so an answer written
+    // first stands); an assigned one by dropping it from its worker's assignment.
+    if (entry.direct) return { direct: entry.direct };
     return { worker: entry.worker };
+  }
+
+  /** A cancelled direct task's node was deleted before any answer: it ends as cancelled. */
+  cancelledDirect(id: string, now: number): TaskStatus | undefined {
+    const entry = this.tasks.get(id);
+    if (!entry?.direct || !entry.cancelling) return undefined;
+    const status = finalStatus(entry, "cancelled", { reason: "cancelled while its worker held it", finishedAt: now });
+    this.markFinished(id);
+    return status;
   }
 
   /** The worker sessions that hold at least one task. */
@@ -219,6 +274,7 @@ export class TaskBook {
 
   private requeue(entry: TaskEntry, why: string): TaskStatus | undefined {
     this.detachFromWorker(entry);
+    entry.direct = undefined;
     if (entry.cancelling) {
       const status = finalStatus(entry, "cancelled", {
         reason: `cancelled; ${why} before it confirmed`,
@@ -277,7 +333,19 @@ export class TaskBook {
       existing.labels = new Set(labels);
       return existing;
     }
-    const slot: WorkerSlot = { name, session, capacity, labels: new Set(labels), tasks: new Set(), bytes: 0 };
+    const slot: WorkerSlot = {
+      name,
+      session,
+      capacity,
+      labels: new Set(labels),
+      tasks: new Set(),
+      direct: new Set(),
+      bytes: 0,
+    };
+    // Direct tasks of this session read before its registration was.
+    for (const id of this.holders.get(`${name}@${session}`)?.ids ?? []) {
+      if (this.tasks.get(id)?.direct) slot.direct.add(id);
+    }
     this.workers.set(name, slot);
     return slot;
   }
@@ -290,12 +358,17 @@ export class TaskBook {
   attachAssigned(): void {
     for (const slot of this.workers.values()) {
       slot.tasks.clear();
+      slot.direct.clear();
       slot.bytes = 0;
     }
     for (const entry of this.tasks.values()) {
       if (entry.state === "queued" || !entry.worker || entry.cancelling) continue;
       const slot = this.workers.get(entry.worker);
       if (slot && slot.session === entry.session) {
+        if (entry.direct) {
+          slot.direct.add(entry.id);
+          continue;
+        }
         slot.tasks.add(entry.id);
         slot.bytes += entry.bytes;
       }
@@ -308,7 +381,7 @@ export class TaskBook {
    */
   schedule(now: number, onAssign?: (entry: TaskEntry) => void): Set<string> {
     const changed = new Set<string>();
-    const open = [...this.workers.values()].filter((w) => w.tasks.size < w.capacity);
+    const open = [...this.workers.values()].filter((w) => load(w) < w.capacity);
     if (open.length === 0) return changed;
     // Rooms only shrink during a pass: a task known (from an earlier pass) to be larger than the
     // largest room is skipped without being encoded again. The slack covers a longer attempt number.
@@ -341,7 +414,7 @@ export class TaskBook {
         worker.bytes += entry.bytes;
         changed.add(worker.name);
         this.noteLeftQueue(entry);
-        if (worker.tasks.size >= worker.capacity) open.splice(open.indexOf(worker), 1);
+        if (load(worker) >= worker.capacity) open.splice(open.indexOf(worker), 1);
       }
       // In place when nothing was skipped (the common case): a long queue is not copied every step.
       const rest = kept.length === 0 ? queue : kept.concat(queue.slice(i));
@@ -443,8 +516,15 @@ export class TaskBook {
   private detachFromWorker(entry: TaskEntry): void {
     if (!entry.worker) return;
     const slot = this.workers.get(entry.worker);
-    if (slot && slot.session === entry.session && slot.tasks.delete(entry.id)) slot.bytes -= entry.bytes;
+    if (!slot || slot.session !== entry.session) return;
+    if (slot.tasks.delete(entry.id)) slot.bytes -= entry.bytes;
+    slot.direct.delete(entry.id);
   }
+}
+
+/** Tasks a worker holds: those in its assignment and its direct ones. */
+function load(w: WorkerSlot): number {
+  return w.tasks.size + w.direct.size;
 }
 
 /** Whether worker `w` has every label the task needs. */
@@ -470,10 +550,10 @@ function pickWorker(open: WorkerSlot[], entry: TaskEntry): WorkerSlot | undefine
   for (const w of open) {
     if (!covers(w, entry)) continue;
     if (w.bytes + entry.bytes + ASSIGNMENT_OVERHEAD > MAX_NODE_BYTES) continue;
-    const load = w.tasks.size / w.capacity;
-    if (load < bestLoad) {
+    const share = load(w) / w.capacity;
+    if (share < bestLoad) {
       best = w;
-      bestLoad = load;
+      bestLoad = share;
     }
   }
   return best;
@@ -505,24 +585,9 @@ function assignedTaskBytes(spec: TaskSpec, submittedAt: number): number {
   return Buffer.byteLength(JSON.stringify(sample)) + 1;
 }
 
-export function finalStatus(
+/** A final status from what the book knows of the task (see `buildTaskStatus`). */
+export const finalStatus: (
   entry: Pick<TaskEntry, "id" | "spec" | "attemptsUsed" | "worker" | "submittedAt" | "assignedAt">,
   state: TaskStatus["state"],
   extra: Partial<TaskStatus>,
-): TaskStatus {
-  const status: TaskStatus = { v: 1, id: entry.id, state, attempt: entry.attemptsUsed };
-  // Undefined fields are left out (JSON drops them anyway, and tests compare statuses); building the
-  // object without `delete` keeps it a fast object for the encoder. A key given in `extra` wins, even
-  // as undefined. No Object.entries: this runs once per finished task.
-  if (entry.worker !== undefined && !("worker" in extra)) status.worker = entry.worker;
-  if (entry.submittedAt !== undefined && !("submittedAt" in extra)) status.submittedAt = entry.submittedAt;
-  if (entry.assignedAt !== undefined && !("assignedAt" in extra)) status.assignedAt = entry.assignedAt;
-  if (entry.spec.meta !== undefined && !("meta" in extra)) status.meta = entry.spec.meta;
-  const out = status as unknown as Record<string, unknown>;
-  const more = extra as Record<string, unknown>;
-  for (const key in more) {
-    const value = more[key];
-    if (value !== undefined) out[key] = value;
-  }
-  return status;
-}
+) => TaskStatus = buildTaskStatus;

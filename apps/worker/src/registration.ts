@@ -14,6 +14,8 @@ export interface ClaimNameOptions {
   path: string;
   /** `R/reports/<name>@<session>`: created before the registration, so that every report has a home. */
   reportDir: string;
+  /** `R/inbox/<name>@<session>`: made with the report dir, so a registered session always has one. */
+  inboxDir: string;
   registration: WorkerRegistration;
   /** How long a name held by another session may take to be released (a crashed worker's session timeout). */
   waitMs: number;
@@ -60,7 +62,7 @@ async function waitForRelease(
  * then); if it is still held, throws `WorkerNameTakenError` naming the holder.
  */
 export async function claimWorkerName(options: ClaimNameOptions): Promise<void> {
-  const { client, path, reportDir, registration, signal, logger } = options;
+  const { client, path, reportDir, inboxDir, registration, signal, logger } = options;
   const session = registration.session;
   const data = encodeWorkerRegistration(registration);
   let deadline: number | undefined;
@@ -81,7 +83,7 @@ export async function claimWorkerName(options: ClaimNameOptions): Promise<void> 
         await waitForRelease(client, path, held.stat.ephemeralOwner, deadline, signal);
         continue;
       }
-      await client.ensurePath(reportDir);
+      await Promise.all([client.ensurePath(reportDir), client.ensurePath(inboxDir)]);
       if (held === null) {
         await client.ensurePath(path.slice(0, path.lastIndexOf("/")));
         try {
@@ -94,6 +96,7 @@ export async function claimWorkerName(options: ClaimNameOptions): Promise<void> 
       // A leader taking over may have fenced the report dir while this session was not yet registered;
       // the session is registered now, so making the dir again is safe.
       if ((await client.exists(reportDir)) === null) await client.ensurePath(reportDir);
+      if ((await client.exists(inboxDir)) === null) await client.ensurePath(inboxDir);
       return;
     } catch (error) {
       // A lost reply may hide a create that happened: the next round finds the node owned by this session.

@@ -4,6 +4,7 @@ import { type Acl, connect, isNodeExists, type ZkClient } from "@zkgrid/core";
 import {
   type AssignedTask,
   assertWorkerName,
+  decodeInboxNode,
   gridLayout,
   headBytes,
   isValidLabel,
@@ -15,6 +16,7 @@ import {
 } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
 import { type ReadAssignment, readAssignment } from "./assignment.js";
+import { answerDirect, type DirectTask } from "./inbox.js";
 import { WorkerOptionError, WorkerStoppedError } from "./errors.js";
 import type { HandlerMap } from "./handlers.js";
 import { LocalLock } from "./lock.js";
@@ -126,6 +128,10 @@ export interface Worker {
 interface Session {
   id: string;
   reportDir: string;
+  /** `R/inbox/<worker>@<session>`: where submitters put direct tasks for this session. */
+  inboxDir: string;
+  /** Names in the inbox already read (taken, declined or left to the leader). */
+  inboxSeen: Set<string>;
   /** Aborts when the session ends. */
   signal: AbortSignal;
   reporter: SessionReporter;
@@ -139,6 +145,8 @@ interface Tracked {
   done: boolean;
   /** The final update published, kept while the task is assigned in case it must be reported again. */
   update?: StatusUpdate;
+  /** Set for a task taken from the session's inbox: its answer goes over its node, not into a report. */
+  direct?: DirectTask;
 }
 
 const taskKey = (t: { id: string; attempt: number }) => `${t.id}#${t.attempt}`;
@@ -342,7 +350,7 @@ class GridWorker implements Worker {
     clearTimeout(this.stopTimer);
     const session = this.session;
     if (session !== undefined && session.status !== "ended" && this.zk !== undefined) {
-      await session.reporter.flushed();
+      await Promise.all([session.reporter.flushed(), ...this.answers]);
       // Only now that the reports are written: the leader fences the session once this node is gone.
       await releaseWorkerName(this.zk, this.layout.worker(this.name), session.id).catch((error: unknown) =>
         this.log("warn", `could not delete the registration: ${asError(error).message}`),
@@ -435,6 +443,7 @@ class GridWorker implements Worker {
     if (this.lifetime.signal.aborted || this.stopping !== undefined) return "completed";
     const client = this.client;
     const reportDir = this.layout.reportDir(this.name, sessionId);
+    const inboxDir = this.layout.inboxDir(this.name, sessionId);
     const registration: WorkerRegistration = {
       v: 1,
       name: this.name,
@@ -451,6 +460,7 @@ class GridWorker implements Worker {
         client,
         path: this.layout.worker(this.name),
         reportDir,
+        inboxDir,
         registration,
         waitMs: this.nameWaitMs,
         signal,
@@ -462,9 +472,17 @@ class GridWorker implements Worker {
       return "completed";
     }
     if (signal.aborted) return;
-    const session = { id: sessionId, reportDir, signal, status: "active" } as Session;
+    const session = {
+      id: sessionId,
+      reportDir,
+      inboxDir,
+      inboxSeen: new Set(),
+      signal,
+      status: "active",
+    } as unknown as Session;
     session.reporter = this.openReporter(session);
     this.session = session;
+    void this.watchInbox(session);
     signal.addEventListener(
       "abort",
       () => this.endSession(session, this.lifetime.signal.aborted ? "closed" : "expired"),
@@ -624,7 +642,7 @@ class GridWorker implements Worker {
     for (const task of assignment.tasks) assigned.add(taskKey(task));
     for (const refused of assignment.refused) assigned.add(taskKey(refused));
     for (const [key, entry] of this.tracked) {
-      if (assigned.has(key)) continue;
+      if (assigned.has(key) || entry.direct !== undefined) continue;
       if (entry.done) this.tracked.delete(key);
       else if (entry.run !== undefined && !entry.run.killed) {
         entry.run.kill("cancel");
@@ -670,6 +688,103 @@ class GridWorker implements Worker {
     session.reporter.kick();
   }
 
+  // ---- direct tasks ------------------------------------------------------------------------
+
+  /** Answers being written; stop() waits for them as it does for reports. */
+  private readonly answers = new Set<Promise<unknown>>();
+
+  /**
+   * Watches the session's inbox: a submitter may put a task there for this session to run at once,
+   * without a hop through the leader. A task that cannot start at once (no free slot, labels, stopping)
+   * is declined with `returned`, and the leader queues it.
+   */
+  private async watchInbox(session: Session): Promise<void> {
+    const client = this.client.boundTo(session.id);
+    try {
+      for await (const change of client.watchChildren(session.inboxDir, { signal: session.signal })) {
+        for (const name of change.removed) this.directGone(session, name);
+        for (const name of change.added) {
+          if (session.inboxSeen.has(name)) continue;
+          session.inboxSeen.add(name);
+          void this.readDirect(session, name);
+        }
+      }
+    } catch (error) {
+      if (!session.signal.aborted && session.status === "active")
+        this.log("warn", `inbox watch ended: ${asError(error).message}`, { session: session.id });
+    }
+  }
+
+  private async readDirect(session: Session, name: string): Promise<void> {
+    const path = `${session.inboxDir}/${name}`;
+    let got: { data: Buffer; stat: { version: number; ctime: number } };
+    try {
+      got = await this.client.boundTo(session.id).get(path);
+    } catch {
+      return; // gone (cancelled, fenced) or the session ended: the leader decides
+    }
+    const node = decodeInboxNode(name, got.data);
+    if (node.kind !== "task") return; // answered already, or not a task: the leader's to judge
+    const direct: DirectTask = { path, version: got.stat.version };
+    const task: AssignedTask = {
+      id: node.task.id,
+      attempt: 1,
+      assignedAt: got.stat.ctime,
+      submittedAt: node.submittedAt,
+      spec: node.task,
+    };
+    const key = taskKey(task);
+    if (this.tracked.has(key)) return;
+    const why = this.cannotTakeDirect(session, node.task.labels);
+    if (why !== undefined) {
+      this.tracked.set(key, { session: session.id, run: undefined, done: true, direct });
+      this.log("info", `declined a direct task: ${why}`, { task: task.id });
+      this.publish(session, { id: task.id, attempt: 1, state: "returned", at: Date.now() });
+      return;
+    }
+    this.startTask(session, task, direct);
+  }
+
+  /** Why a direct task cannot start now, or undefined if it can. */
+  private cannotTakeDirect(session: Session, labels: readonly string[] | undefined): string | undefined {
+    if (this.state !== "RUNNING") return "the worker is stopping";
+    if (this.session !== session || session.status !== "active") return "its session is over";
+    if (labels !== undefined && !labels.every((l) => this.labels.includes(l))) return "labels not covered";
+    if (this.active >= this.concurrency || this.backlog > 0) return "no free slot";
+    if (this.heldAfterFreeze(session)) return "checking the session after a pause";
+    return undefined;
+  }
+
+  /** A direct task's node was deleted: the leader cancelled it (or fenced the session). */
+  private directGone(session: Session, name: string): void {
+    session.inboxSeen.delete(name);
+    const entry = this.tracked.get(taskKey({ id: name, attempt: 1 }));
+    if (entry?.direct === undefined || entry.session !== session.id) return;
+    if (!entry.done && entry.run !== undefined && !entry.run.killed) {
+      entry.run.kill("cancel");
+      this.log("info", "cancelled: its direct task node was deleted", { task: name });
+    }
+  }
+
+  private answer(session: Session, direct: DirectTask, update: StatusUpdate, done: () => void): void {
+    const writing = answerDirect(
+      this.client.boundTo(session.id),
+      direct,
+      { worker: this.name, session: session.id, update },
+      this.log,
+      session.signal,
+    )
+      .catch((error: unknown) => {
+        if (!session.signal.aborted)
+          this.log("warn", `could not answer a direct task: ${asError(error).message}`, { task: update.id });
+      })
+      .finally(() => {
+        this.answers.delete(writing);
+        done();
+      });
+    this.answers.add(writing);
+  }
+
   private reconcileScheduled = false;
 
   /** One reconcile per turn of the event loop, however many tasks ended in it (each is O(assignment)). */
@@ -682,7 +797,7 @@ class GridWorker implements Worker {
     });
   }
 
-  private startTask(session: Session, task: AssignedTask): void {
+  private startTask(session: Session, task: AssignedTask, direct?: DirectTask): void {
     const key = taskKey(task);
     const run = new TaskRun(task, {
       worker: this.name,
@@ -697,7 +812,8 @@ class GridWorker implements Worker {
           if (!entry.done && !run.killed) this.publish(session, update);
         }),
     });
-    const entry: Tracked = { session: session.id, run, done: false };
+    const entry: Tracked =
+      direct === undefined ? { session: session.id, run, done: false } : { session: session.id, run, done: false, direct };
     this.tracked.set(key, entry);
     this.active++;
     run.result
@@ -731,10 +847,18 @@ class GridWorker implements Worker {
 
   private publish(session: Session, update: StatusUpdate): void {
     if (session.status !== "active") return;
-    if (update.state !== "running") {
-      const entry = this.tracked.get(taskKey(update));
-      if (entry?.session === session.id) entry.update = update;
+    const entry = this.tracked.get(taskKey(update));
+    if (entry?.direct !== undefined && entry.session === session.id) {
+      // A direct task's only update is its answer: `running` is left out (the answer has startedAt).
+      if (update.state === "running") return;
+      entry.update = update;
+      this.answer(session, entry.direct, update, () => {
+        if (this.tracked.get(taskKey(update)) === entry) this.tracked.delete(taskKey(update));
+      });
+      this.emit({ type: "update", sessionId: session.id, update });
+      return;
     }
+    if (update.state !== "running" && entry?.session === session.id) entry.update = update;
     session.reporter.report(update);
     this.emit({ type: "update", sessionId: session.id, update });
   }

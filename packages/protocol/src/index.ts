@@ -113,6 +113,7 @@ export {
   WorkerReportSchema,
 } from "./schemas.js";
 export { taskLabels, taskMaxAttempts, taskPriority } from "./defaults.js";
+export { buildTaskStatus, decodeInboxNode, statusFromUpdate } from "./status.js";
 export { parseDuration } from "./duration.js";
 
 export type { FinalState, TaskState, UpdateState } from "./constants.js";
@@ -120,6 +121,7 @@ export type { ProtocolIssue } from "./errors.js";
 export type { DecodedSubmitBatch, DecodedTask } from "./codec.js";
 export type { GridLayout, SequentialName } from "./layout.js";
 export type { PackSubmitOptions } from "./batching.js";
+export type { AttemptFacts, InboxNode } from "./status.js";
 export type { Result } from "./result.js";
 export type {
   AssignedTask,

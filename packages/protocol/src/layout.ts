@@ -1,5 +1,5 @@
 import { InvalidNameError } from "./errors.js";
-import { assertSessionId, assertWorkerName, isValidSessionId, isValidWorkerName } from "./names.js";
+import { assertSessionId, assertTaskId, assertWorkerName, isValidSessionId, isValidWorkerName } from "./names.js";
 
 /** The znode paths of one grid. Every directory is persistent; see docs/protocol.md. */
 export interface GridLayout {
@@ -25,10 +25,16 @@ export interface GridLayout {
   readonly reports: string;
   /** `R/reports/<worker>@<session>`. Throws `InvalidNameError` for a bad worker name or session id. */
   reportDir(worker: string, session: string): string;
-  /** Splits a child name of `R/reports` (`<worker>@<session>`); undefined if it is not one. */
+  /** Splits a child name of `R/reports` or `R/inbox` (`<worker>@<session>`); undefined if it is not one. */
   parseReportDir(name: string): { worker: string; session: string } | undefined;
   /** Basename prefix of a report node (sequential, under a report dir): `r`. */
   readonly reportNodePrefix: string;
+  /** `R/inbox`: one dir per worker session that takes direct tasks. */
+  readonly inbox: string;
+  /** `R/inbox/<worker>@<session>`. Throws `InvalidNameError` for a bad worker name or session id. */
+  inboxDir(worker: string, session: string): string;
+  /** `R/inbox/<worker>@<session>/<task-id>`. Throws `InvalidNameError` for a bad name or id. */
+  inboxTask(worker: string, session: string, taskId: string): string;
   /** `R/results`. */
   readonly results: string;
   /** Basename prefix of a result node (persistent sequential): `r`. */
@@ -70,6 +76,12 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
   const reports = under("reports");
   const results = under("results");
   const cancel = under("cancel");
+  const inbox = under("inbox");
+  const inboxDir = (worker: string, session: string) => {
+    assertWorkerName(worker);
+    assertSessionId(session);
+    return `${inbox}/${worker}@${session}`;
+  };
   return {
     root,
     masters,
@@ -94,11 +106,17 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
     },
     parseReportDir: parseReportDirName,
     reportNodePrefix: "r",
+    inbox,
+    inboxDir,
+    inboxTask(worker, session, taskId) {
+      assertTaskId(taskId);
+      return `${inboxDir(worker, session)}/${taskId}`;
+    },
     results,
     resultNodePrefix: "r",
     cancel,
     cancelNodePrefix: "c",
-    dirs: [...(root === "/" ? [] : [root]), masters, workers, queue, assignDir, reports, results, cancel],
+    dirs: [...(root === "/" ? [] : [root]), masters, workers, queue, assignDir, reports, results, cancel, inbox],
   };
 }
 
