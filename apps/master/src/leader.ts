@@ -36,6 +36,9 @@ export const DEFAULT_KEEP_RESULTS = 5000;
 const CLEANUP_DELAY_MS = 50;
 const CLEANUP_BATCH = 1000;
 
+/** How long after a direct task appears the leader reads it (see onInboxTasks). */
+const DIRECT_READ_DELAY_MS = 20;
+
 /** How long a report dir may exist without a registration of its session before it is fenced. */
 const UNREGISTERED_DIR_GRACE_MS = 120_000;
 
@@ -101,6 +104,9 @@ export class GridLeader {
   private readonly inboxDirs = new Map<string, InboxDir>();
   /** Cancelled direct tasks whose nodes are deleted after this step's `accepted` writes. */
   private directCancels: Array<{ id: string; path: string; version: number }> = [];
+  /** Final statuses of answered direct tasks, written with the next clean-up, and then their nodes deleted. */
+  private directResults: TaskStatus[] = [];
+  private directNodes: string[] = [];
   private reportNodesToDelete: string[] = [];
   private readonly dirtyAssign = new Set<string>();
   /** Workers whose assignment still lists finished tasks: rewritten with the next clean-up. */
@@ -554,11 +560,25 @@ export class GridLeader {
     await Promise.all(firsts);
   }
 
-  /** Follows each new node of an inbox; resolves once each one's current data is handled. */
+  /**
+   * Follows each new node of an inbox. On takeover, resolves once each one's current data is handled.
+   * Later, a new node is read a moment after it appears: its worker is reading and answering it just
+   * then, and one read a little later usually finds the answer already.
+   */
   private async onInboxTasks(dirName: string, dir: InboxDir, added: string[]): Promise<void> {
     const fresh = added.filter((n) => !dir.followed.has(n));
     for (const n of fresh) dir.followed.add(n);
-    await Promise.all(fresh.map((name) => this.followDirect(dirName, dir, name)));
+    if (fresh.length === 0) return;
+    if (!this.ready) {
+      await Promise.all(fresh.map((name) => this.followDirect(dirName, dir, name)));
+      return;
+    }
+    setTimeout(() => {
+      if (this.stopped) return;
+      Promise.all(fresh.map((name) => this.followDirect(dirName, dir, name)))
+        .then(() => this.kick())
+        .catch((err: unknown) => this.fail(err));
+    }, DIRECT_READ_DELAY_MS);
   }
 
   /**
@@ -620,7 +640,10 @@ export class GridLeader {
           version,
         });
         if (!added) {
-          this.log("warn", "direct task under an id the grid knows; dropped", { task: name, worker: dir.worker });
+          this.log("warn", "direct task under an id the grid knows; dropped", {
+            task: name,
+            worker: dir.worker,
+          });
           this.reportNodesToDelete.push(path);
         }
         return;
@@ -630,14 +653,21 @@ export class GridLeader {
         if (report.worker !== dir.worker || report.session !== dir.session) {
           this.log("warn", "direct task answered in another session's name; dropped", { task: name });
         } else if (entry?.direct?.path === path) {
+          const before = this.pendingResults.length;
           this.applyReport(dir, { ...report, updates: [update] });
+          if (this.pendingResults.length > before) {
+            this.directResults.push(...this.pendingResults.splice(before));
+            this.directNodes.push(path);
+            return;
+          }
         }
         // Applied, stale or foreign: the node is redundant once this step's writes are durable.
         this.reportNodesToDelete.push(path);
         return;
       }
       case "invalid":
-        if (entry?.direct?.path !== path) this.reject(node.id, `inbox node ${dir.worker}@${dir.session}/${name}: ${node.error.message}`);
+        if (entry?.direct?.path !== path)
+          this.reject(node.id, `inbox node ${dir.worker}@${dir.session}/${name}: ${node.error.message}`);
         this.reportNodesToDelete.push(path);
         return;
     }
@@ -647,7 +677,8 @@ export class GridLeader {
   private onDirectGone(dir: InboxDir, name: string): void {
     dir.followed.delete(name);
     const entry = this.book.tasks.get(name);
-    if (!entry?.direct || entry.worker !== dir.worker || entry.session !== dir.session || entry.cancelling) return;
+    if (!entry?.direct || entry.worker !== dir.worker || entry.session !== dir.session || entry.cancelling)
+      return;
     const status = this.book.loseDirect(name, "its direct task node was deleted");
     if (status) this.publish(status);
     else this.log("warn", "direct task node deleted before its result; queued again", { task: name });
@@ -754,6 +785,17 @@ export class GridLeader {
       : undefined;
     for (const w of this.book.schedule(now, onAssign)) this.dirtyAssign.add(w);
 
+    // A direct task's answer is durable in its node, and its submitter has read it there: its result
+    // waits for the clean-up, so that a stream of lone tasks shares result writes.
+    const cleanup =
+      this.cleanupDue ||
+      this.cleanupNodes.length >= CLEANUP_BATCH ||
+      this.directResults.length >= CLEANUP_BATCH;
+    // A fenced inbox is deleted after this step's writes: its answers' results go with them.
+    if ((cleanup || toDeleteDirs.inboxes.length > 0) && this.directResults.length > 0) {
+      this.pendingResults.push(...this.directResults.splice(0));
+      this.reportNodesToDelete.push(...this.directNodes.splice(0));
+    }
     // Results and requeued tasks become durable before any assignment that drops them is written.
     const results = this.pendingResults.splice(0);
     const writes: Promise<unknown>[] = [];
@@ -783,7 +825,6 @@ export class GridLeader {
       if (this.pendingResults.length > 0) this.again = true;
     }
 
-    const cleanup = this.cleanupDue || this.cleanupNodes.length >= CLEANUP_BATCH;
     if (cleanup) for (const w of this.staleAssign) this.dirtyAssign.add(w);
     const dirty = [...this.dirtyAssign];
     this.dirtyAssign.clear();

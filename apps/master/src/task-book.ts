@@ -249,7 +249,10 @@ export class TaskBook {
   cancelledDirect(id: string, now: number): TaskStatus | undefined {
     const entry = this.tasks.get(id);
     if (!entry?.direct || !entry.cancelling) return undefined;
-    const status = finalStatus(entry, "cancelled", { reason: "cancelled while its worker held it", finishedAt: now });
+    const status = finalStatus(entry, "cancelled", {
+      reason: "cancelled while its worker held it",
+      finishedAt: now,
+    });
     this.markFinished(id);
     return status;
   }

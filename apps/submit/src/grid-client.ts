@@ -1,12 +1,7 @@
 import { hostname, userInfo } from "node:os";
 import { type Acl, connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
-import {
-  type GridLayout,
-  gridLayout,
-  parseSequence,
-  type SubmitBatch,
-  type TaskStatus,
-} from "@zkgrid/protocol";
+import { type GridLayout, gridLayout, type SubmitBatch, type TaskStatus } from "@zkgrid/protocol";
+import { DirectTasks } from "./direct.js";
 import { GridClosedError, WaitTimeoutError } from "./errors.js";
 import { ResultFeed } from "./result-feed.js";
 import { SubmitPipeline } from "./submit-pipeline.js";
@@ -100,6 +95,9 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   readonly #ownsClient: boolean;
   readonly #pipeline: SubmitPipeline;
   readonly #feed: ResultFeed;
+  readonly #direct: DirectTasks;
+  /** Ids of lone tasks this client named itself, being written: they may go to a worker directly. */
+  readonly #lone = new Set<string>();
   /** The result baseline of each generated id this client wrote, until its result is delivered. */
   readonly #baselines = new Map<string, number>();
   #queueReady = false;
@@ -121,6 +119,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     );
     const logger = options.logger;
     this.#feed = new ResultFeed(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));
+    this.#direct = new DirectTasks(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));
   }
 
   /**
@@ -133,7 +132,16 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     const list: readonly GridTaskInput<H>[] = isList(tasks) ? tasks : [tasks];
     const specs = prepareTasks(list);
     if (specs.length === 0) return [];
-    const baseline = await this.#pipeline.push(specs);
+    // A lone task with an id of this client's making (so unknown to the grid) may skip the queue,
+    // if it is written alone; a caller's own id goes through the queue, which drops known ids.
+    const lone = specs.length === 1 && list[0]?.id === undefined ? specs[0]?.id : undefined;
+    if (lone !== undefined) this.#lone.add(lone);
+    let baseline: number;
+    try {
+      baseline = await this.#pipeline.push(specs);
+    } finally {
+      if (lone !== undefined) this.#lone.delete(lone);
+    }
     const ids = specs.map((spec) => spec.id);
     list.forEach((task, index) => {
       if (task.id === undefined) this.#baselines.set(ids[index]!, baseline);
@@ -258,6 +266,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     this.#closing ??= (async () => {
       await this.#pipeline.close();
       this.#feed.close();
+      this.#direct.close();
       if (this.#ownsClient) await this.zk.close();
     })();
     return this.#closing;
@@ -273,31 +282,57 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       after = Number.POSITIVE_INFINITY;
       for (const id of wanted) after = Math.min(after, this.#baselines.get(id) ?? -1);
     }
-    return this.#feed.subscribe(wanted, after, {
-      ...listener,
-      status: (status) => {
-        this.#baselines.delete(status.id);
-        listener.status(status);
-      },
-    });
+    // Each id's first status wins, from a direct answer or from R/results, whichever comes first.
+    const delivered = new Set<string>();
+    let ended = false;
+    let unsubscribe = () => {};
+    const end = (err?: unknown) => {
+      if (ended) return;
+      ended = true;
+      unsubscribe();
+      if (err === undefined) listener.done();
+      else listener.error(err);
+    };
+    const deliver = (status: TaskStatus) => {
+      if (ended || delivered.has(status.id)) return;
+      delivered.add(status.id);
+      this.#baselines.delete(status.id);
+      listener.status(status);
+      if (delivered.size === wanted.size) end();
+    };
+    // A direct task's id joins the watch on R/results only if its answer does not come (the worker
+    // declined, the task was cancelled or its worker lost): a lone task then costs no listing of it.
+    const feedListener = { status: deliver, done: () => {}, error: (err: unknown) => end(err) };
+    const subscriptions: Array<() => void> = [];
+    unsubscribe = () => {
+      for (const cancel of subscriptions.splice(0)) cancel();
+    };
+    const viaFeed: string[] = [];
+    for (const id of wanted) {
+      const direct = this.#direct.take(id, (status) => {
+        if (status !== undefined) deliver(status);
+        else if (!ended) subscriptions.push(this.#feed.subscribe([id], after, feedListener));
+      });
+      if (!direct) viaFeed.push(id);
+    }
+    if (viaFeed.length > 0) subscriptions.push(this.#feed.subscribe(viaFeed, after, feedListener));
+    if (wanted.size === 0) queueMicrotask(() => end());
+    return () => {
+      ended = true;
+      unsubscribe();
+    };
   }
 
   /**
-   * The highest sequence among the result nodes that exist now (-1 if none): a result node created
-   * after this call has a higher one. It lists `R/results`, which the leader keeps short
-   * (`--keep-results`); the parent's `cversion` cannot stand in, since deletions count in it too.
+   * A sequence at least as high as that of every result node that exists now (-1 if there is no
+   * `R/results`), and lower than that of any result node created after this call. One small read: the
+   * parent's stat, not a listing.
    */
   async resultBaseline(): Promise<number> {
-    let names: string[];
-    try {
-      names = await this.zk.getChildren(this.layout.results);
-    } catch (err) {
-      if (errors.isNoNode(err)) return -1;
-      throw err;
-    }
-    let max = -1;
-    for (const name of names) max = Math.max(max, parseSequence(name) ?? -1);
-    return max;
+    // ZooKeeper numbers a sequential child with its parent's cversion at its creation, and every
+    // create or delete of a child raises it: a node created after this read has at least this number.
+    const stat = await this.zk.exists(this.layout.results);
+    return stat === null ? -1 : stat.cversion - 1;
   }
 
   /** For a write about to be made: the live watch's listing when there is one, else a fresh one. */
@@ -307,6 +342,8 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   }
 
   async #writeBatch(batch: SubmitBatch): Promise<void> {
+    const only = batch.tasks.length === 1 ? batch.tasks[0] : undefined;
+    if (only !== undefined && this.#lone.has(only.id) && (await this.#direct.write(batch))) return;
     // packSubmitBatches validated the tasks and sized the batch; encoding again would validate again.
     const data = Buffer.from(JSON.stringify(batch), "utf8");
     const path = `${this.layout.queue}/${this.layout.queueNodePrefix}`;

@@ -25,7 +25,12 @@ export async function answerDirect(
   log: Logger,
   signal: AbortSignal,
 ): Promise<boolean> {
-  const data = encodeWorkerReport({ v: 1, worker: report.worker, session: report.session, updates: [report.update] });
+  const data = encodeWorkerReport({
+    v: 1,
+    worker: report.worker,
+    session: report.session,
+    updates: [report.update],
+  });
   let retried = false;
   for (;;) {
     try {
@@ -42,7 +47,9 @@ export async function answerDirect(
           const now = await client.get(task.path).catch(() => undefined);
           if (now?.data.equals(data)) return true;
         }
-        log("warn", "direct task changed by another client; its answer is dropped", { task: report.update.id });
+        log("warn", "direct task changed by another client; its answer is dropped", {
+          task: report.update.id,
+        });
         return false;
       }
       if (!isRetryable(error) || signal.aborted) return false;

@@ -813,7 +813,9 @@ class GridWorker implements Worker {
         }),
     });
     const entry: Tracked =
-      direct === undefined ? { session: session.id, run, done: false } : { session: session.id, run, done: false, direct };
+      direct === undefined
+        ? { session: session.id, run, done: false }
+        : { session: session.id, run, done: false, direct };
     this.tracked.set(key, entry);
     this.active++;
     run.result

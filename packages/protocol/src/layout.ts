@@ -1,5 +1,11 @@
 import { InvalidNameError } from "./errors.js";
-import { assertSessionId, assertTaskId, assertWorkerName, isValidSessionId, isValidWorkerName } from "./names.js";
+import {
+  assertSessionId,
+  assertTaskId,
+  assertWorkerName,
+  isValidSessionId,
+  isValidWorkerName,
+} from "./names.js";
 
 /** The znode paths of one grid. Every directory is persistent; see docs/protocol.md. */
 export interface GridLayout {
@@ -116,7 +122,17 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
     resultNodePrefix: "r",
     cancel,
     cancelNodePrefix: "c",
-    dirs: [...(root === "/" ? [] : [root]), masters, workers, queue, assignDir, reports, results, cancel, inbox],
+    dirs: [
+      ...(root === "/" ? [] : [root]),
+      masters,
+      workers,
+      queue,
+      assignDir,
+      reports,
+      results,
+      cancel,
+      inbox,
+    ],
   };
 }
 

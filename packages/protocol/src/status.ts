@@ -87,7 +87,8 @@ export function decodeInboxNode(name: string, data: Uint8Array): InboxNode {
   }
   const batch = decodeSubmitBatch(bytes);
   if (!batch.ok) return { kind: "invalid", error: batch.error, id: name };
-  if (batch.batch.requeued !== undefined) return invalid(name, "requeued: only the leader writes it, to the queue");
+  if (batch.batch.requeued !== undefined)
+    return invalid(name, "requeued: only the leader writes it, to the queue");
   const first = batch.tasks[0];
   if (batch.tasks.length !== 1 || first === undefined)
     return invalid(name, "tasks: a direct task's node holds exactly one task");

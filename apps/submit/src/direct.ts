@@ -1,0 +1,189 @@
+import { errors, type ZkClient } from "@zkgrid/core";
+import {
+  decodeInboxNode,
+  decodeWorkerRegistration,
+  encodeSubmitBatch,
+  type GridLayout,
+  isFinalState,
+  type SubmitBatch,
+  statusFromUpdate,
+  type TaskStatus,
+} from "@zkgrid/protocol";
+
+interface Target {
+  worker: string;
+  session: string;
+  labels: ReadonlySet<string>;
+}
+
+/** A direct task's answer once it has one: its final status, or undefined (the leader decides). */
+type Answer = { status: TaskStatus | undefined };
+
+/** How many answers nobody has waited for yet are kept (oldest dropped first). */
+const KEEP_ANSWERS = 10_000;
+
+/** Logs what the direct path skips; never throws. */
+export type DirectLogger = (level: "warn" | "info", msg: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * Direct tasks: a lone task goes straight into a live worker session's inbox, and its answer is read
+ * from that node, without a hop through the leader either way. The worker runs it at once or declines
+ * (the leader then queues it); the leader still records the result in `R/results`, where a waiter
+ * looks when the direct answer does not come.
+ */
+export class DirectTasks {
+  readonly #zk: ZkClient;
+  readonly #layout: GridLayout;
+  readonly #log: DirectLogger;
+  #targets: Target[] = [];
+  #next = 0;
+  #watch: AbortController | undefined;
+  /** Direct tasks in flight, and answers not yet taken, by id. */
+  readonly #answers = new Map<string, Answer | Array<(answer: Answer) => void>>();
+
+  constructor(zk: ZkClient, layout: GridLayout, log: DirectLogger) {
+    this.#zk = zk;
+    this.#layout = layout;
+    this.#log = log;
+  }
+
+  /**
+   * Puts `batch` (one task) in a live worker session's inbox. Resolves false when no worker is known
+   * that could take it, or its inbox is gone: the caller queues it instead.
+   */
+  async write(batch: SubmitBatch): Promise<boolean> {
+    this.#startWatch();
+    const task = batch.tasks[0];
+    if (task === undefined || batch.tasks.length !== 1) return false;
+    const target = this.#pick(task.labels);
+    if (target === undefined) return false;
+    const path = this.#layout.inboxTask(target.worker, target.session, task.id);
+    try {
+      await this.#zk.create(path, encodeSubmitBatch(batch), "persistent");
+    } catch (err) {
+      // A lost reply and a retry: the node is ours (the id is this client's own).
+      if (!errors.isNodeExists(err)) {
+        if (!errors.isNoNode(err)) throw err;
+        this.#targets = this.#targets.filter((t) => t !== target);
+        return false;
+      }
+    }
+    this.#answers.set(task.id, []);
+    void this.#follow(path, target.worker, batch);
+    return true;
+  }
+
+  /**
+   * Calls `deliver` with the task's direct answer once there is one (at once if it is already in).
+   * Returns false if `id` is not a direct task of this client, or its answer was taken already.
+   */
+  take(id: string, deliver: (status: TaskStatus | undefined) => void): boolean {
+    const entry = this.#answers.get(id);
+    if (entry === undefined) return false;
+    if (Array.isArray(entry)) entry.push((answer) => deliver(answer.status));
+    else {
+      this.#answers.delete(id);
+      queueMicrotask(() => deliver(entry.status));
+    }
+    return true;
+  }
+
+  close(): void {
+    this.#watch?.abort();
+    this.#watch = undefined;
+  }
+
+  async #follow(path: string, worker: string, batch: SubmitBatch): Promise<void> {
+    const task = batch.tasks[0] as SubmitBatch["tasks"][number];
+    let status: TaskStatus | undefined;
+    try {
+      for await (const change of this.#zk.watchData(path)) {
+        if (change === null) break; // cancelled, fenced or cleaned up: the leader's result counts
+        const node = decodeInboxNode(task.id, change.data);
+        if (node.kind === "task") continue;
+        if (node.kind === "outcome" && isFinalState(node.update.state) && node.report.worker === worker) {
+          status = statusFromUpdate(
+            {
+              id: task.id,
+              spec: task,
+              attemptsUsed: node.update.attempt,
+              worker,
+              submittedAt: batch.submittedAt,
+              assignedAt: change.stat.ctime,
+            },
+            { ...node.update, state: node.update.state },
+          );
+        }
+        break;
+      }
+    } catch (err) {
+      if (!errors.isClosed(err))
+        this.#log("warn", "lost a direct task's answer; waiting for its result", {
+          task: task.id,
+          error: String(err),
+        });
+    }
+    const waiting = this.#answers.get(task.id);
+    const answer: Answer = { status };
+    if (Array.isArray(waiting) && waiting.length > 0) {
+      this.#answers.delete(task.id);
+      for (const deliver of waiting) deliver(answer);
+      return;
+    }
+    this.#answers.set(task.id, answer);
+    if (this.#answers.size > KEEP_ANSWERS) {
+      for (const [id, entry] of this.#answers) {
+        if (!Array.isArray(entry)) {
+          this.#answers.delete(id);
+          break;
+        }
+      }
+    }
+  }
+
+  /** The next live worker session (in turn) whose labels cover `labels`. */
+  #pick(labels: readonly string[] | undefined): Target | undefined {
+    const n = this.#targets.length;
+    for (let i = 0; i < n; i++) {
+      const target = this.#targets[(this.#next + i) % n] as Target;
+      if (labels === undefined || labels.every((l) => target.labels.has(l))) {
+        this.#next = (this.#next + i + 1) % n;
+        return target;
+      }
+    }
+    return undefined;
+  }
+
+  /** Keeps the list of live worker sessions (re-read on every change of `R/workers`). */
+  #startWatch(): void {
+    if (this.#watch !== undefined) return;
+    const watch = new AbortController();
+    this.#watch = watch;
+    void (async () => {
+      try {
+        for await (const change of this.#zk.watchChildren(this.#layout.workers, { signal: watch.signal })) {
+          const found: Target[] = [];
+          await Promise.all(
+            change.children.map(async (name) => {
+              try {
+                const { data, stat } = await this.#zk.get(`${this.#layout.workers}/${name}`);
+                const reg = decodeWorkerRegistration(data);
+                if (reg.ok && reg.value.name === name && reg.value.session === stat.ephemeralOwner)
+                  found.push({ worker: name, session: reg.value.session, labels: new Set(reg.value.labels) });
+              } catch {
+                // gone meanwhile, or unreadable: not a target
+              }
+            }),
+          );
+          found.sort((a, b) => (a.worker < b.worker ? -1 : 1));
+          this.#targets = found;
+        }
+      } catch (err) {
+        this.#log("info", "stopped following workers; lone tasks go through the queue", {
+          error: String(err),
+        });
+        this.#targets = [];
+      }
+    })();
+  }
+}
