@@ -1,8 +1,17 @@
 import { createHash } from "node:crypto";
 import type { Leadership, SessionBoundClient, WatchStream } from "@zkgrid/core";
 import { errors } from "@zkgrid/core";
-import type { CancelRequest, GridLayout, SubmitBatch, TaskStatus, WorkerReport } from "@zkgrid/protocol";
+import type {
+  AttemptFacts,
+  CancelRequest,
+  GridLayout,
+  StatusUpdate,
+  SubmitBatch,
+  TaskStatus,
+  WorkerReport,
+} from "@zkgrid/protocol";
 import {
+  buildTaskStatus,
   decodeAssignment,
   decodeCancelRequest,
   decodeInboxNode,
@@ -14,11 +23,13 @@ import {
   encodeResultBatches,
   encodeSubmitBatch,
   headBytes,
+  isFinalState,
   isValidTaskId,
   isValidWorkerName,
   MAX_MESSAGE_BYTES,
   newBatchId,
   parseSequence,
+  statusFromUpdate,
   unnamedTaskId,
 } from "@zkgrid/protocol";
 import type { Logger } from "./logger.js";
@@ -101,6 +112,8 @@ export class GridLeader {
   private readonly inboxDirs = new Map<string, InboxDir>();
   /** Cancelled direct tasks whose nodes are deleted after this step's `accepted` writes. */
   private directCancels: Array<{ id: string; path: string; version: number }> = [];
+  /** Answers over direct task nodes this leader never read as tasks, settled once the step's reads are in. */
+  private unreadAnswers: Array<{ worker: string; path: string; update: StatusUpdate; ctime: number }> = [];
   private reportNodesToDelete: string[] = [];
   private readonly dirtyAssign = new Set<string>();
   /** Workers whose assignment still lists finished tasks: rewritten with the next clean-up. */
@@ -620,7 +633,10 @@ export class GridLeader {
           version,
         });
         if (!added) {
-          this.log("warn", "direct task under an id the grid knows; dropped", { task: name, worker: dir.worker });
+          this.log("warn", "direct task under an id the grid knows; dropped", {
+            task: name,
+            worker: dir.worker,
+          });
           this.reportNodesToDelete.push(path);
         }
         return;
@@ -631,15 +647,49 @@ export class GridLeader {
           this.log("warn", "direct task answered in another session's name; dropped", { task: name });
         } else if (entry?.direct?.path === path) {
           this.applyReport(dir, { ...report, updates: [update] });
+        } else if (!this.book.isKnown(name)) {
+          // Answered before this leader read the task: a quick worker, or no leader led meanwhile.
+          this.unreadAnswers.push({ worker: dir.worker, path, update, ctime });
+          return;
         }
         // Applied, stale or foreign: the node is redundant once this step's writes are durable.
         this.reportNodesToDelete.push(path);
         return;
       }
       case "invalid":
-        if (entry?.direct?.path !== path) this.reject(node.id, `inbox node ${dir.worker}@${dir.session}/${name}: ${node.error.message}`);
+        if (entry?.direct?.path !== path)
+          this.reject(node.id, `inbox node ${dir.worker}@${dir.session}/${name}: ${node.error.message}`);
         this.reportNodesToDelete.push(path);
         return;
+    }
+  }
+
+  /**
+   * Ends the tasks whose only record is a worker's answer over their node. The node no longer holds
+   * the task, so a final answer gives a status without its submit time and meta, and any other answer
+   * (declined) leaves nothing to hand out again: the task fails. A task the queue or the results
+   * know (an earlier leader handled it) is left as it is.
+   */
+  private settleUnreadAnswers(): void {
+    for (const { worker, path, update, ctime } of this.unreadAnswers.splice(0)) {
+      this.reportNodesToDelete.push(path);
+      if (this.book.isKnown(update.id)) continue;
+      const facts: AttemptFacts = {
+        id: update.id,
+        spec: {},
+        attemptsUsed: update.attempt,
+        worker,
+        assignedAt: ctime,
+      };
+      this.publish(
+        isFinalState(update.state)
+          ? statusFromUpdate(facts, { ...update, state: update.state })
+          : buildTaskStatus({ ...facts, attemptsUsed: 0 }, "failed", {
+              reason: `${worker} answered "${update.state}" before any leader read the task; submit it again`,
+              finishedAt: update.at,
+            }),
+      );
+      this.book.markFinished(update.id);
     }
   }
 
@@ -647,7 +697,8 @@ export class GridLeader {
   private onDirectGone(dir: InboxDir, name: string): void {
     dir.followed.delete(name);
     const entry = this.book.tasks.get(name);
-    if (!entry?.direct || entry.worker !== dir.worker || entry.session !== dir.session || entry.cancelling) return;
+    if (!entry?.direct || entry.worker !== dir.worker || entry.session !== dir.session || entry.cancelling)
+      return;
     const status = this.book.loseDirect(name, "its direct task node was deleted");
     if (status) this.publish(status);
     else this.log("warn", "direct task node deleted before its result; queued again", { task: name });
@@ -746,6 +797,7 @@ export class GridLeader {
     this.drainInbox();
     const toDeleteDirs = await this.fenceDeadSessions();
     this.drainInbox();
+    this.settleUnreadAnswers();
 
     const homeless = this.book.takeHomeless();
     const now = Date.now();
