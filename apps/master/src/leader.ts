@@ -1,8 +1,17 @@
 import { createHash } from "node:crypto";
 import type { Leadership, SessionBoundClient, WatchStream } from "@zkgrid/core";
 import { errors } from "@zkgrid/core";
-import type { CancelRequest, GridLayout, SubmitBatch, TaskStatus, WorkerReport } from "@zkgrid/protocol";
+import type {
+  AttemptFacts,
+  CancelRequest,
+  GridLayout,
+  StatusUpdate,
+  SubmitBatch,
+  TaskStatus,
+  WorkerReport,
+} from "@zkgrid/protocol";
 import {
+  buildTaskStatus,
   decodeAssignment,
   decodeCancelRequest,
   decodeInboxNode,
@@ -14,11 +23,13 @@ import {
   encodeResultBatches,
   encodeSubmitBatch,
   headBytes,
+  isFinalState,
   isValidTaskId,
   isValidWorkerName,
   MAX_MESSAGE_BYTES,
   newBatchId,
   parseSequence,
+  statusFromUpdate,
   unnamedTaskId,
 } from "@zkgrid/protocol";
 import type { Logger } from "./logger.js";
@@ -631,45 +642,61 @@ export class GridLeader {
     version: number,
     ctime: number,
   ): void {
-    const entry = this.book.tasks.get(name);
+    const mine = this.book.tasks.get(name)?.direct?.path === path;
     switch (node.kind) {
       case "task": {
-        if (entry?.direct?.path === path) return; // read again
-        const added = this.book.addDirect(dir.worker, dir.session, node.task, node.submittedAt, ctime, {
-          path,
-          version,
-        });
-        if (!added) {
-          this.log("warn", "direct task under an id the grid knows; dropped", {
-            task: name,
-            worker: dir.worker,
-          });
+        if (!mine) {
+          const task = { path, version: 0 };
+          if (!this.book.addDirect(dir.worker, dir.session, node.task, node.submittedAt, ctime, task)) {
+            this.log("warn", "direct task under an id the grid knows; dropped", {
+              task: name,
+              worker: dir.worker,
+            });
+            this.reportNodesToDelete.push(path);
+            return;
+          }
+        }
+        if (version > 0) {
+          // Written back unchanged: the worker declined it. It is queued again, its attempt unused.
+          const at = Date.now();
+          const update = { id: name, attempt: 1, state: "returned" as const, at };
+          this.applyReport(dir, { v: 1, worker: dir.worker, session: dir.session, updates: [update] });
           this.reportNodesToDelete.push(path);
         }
         return;
       }
       case "outcome": {
-        const { report, update } = node;
-        if (report.worker !== dir.worker || report.session !== dir.session) {
-          this.log("warn", "direct task answered in another session's name; dropped", { task: name });
-        } else if (entry?.direct?.path === path) {
-          const before = this.pendingResults.length;
-          this.applyReport(dir, { ...report, updates: [update] });
-          if (this.pendingResults.length > before) {
-            this.directResults.push(...this.pendingResults.splice(before));
-            this.directNodes.push(path);
-            return;
-          }
+        const { status } = node;
+        if (status.worker !== dir.worker || (!mine && this.book.isKnown(name))) {
+          // Another session's name, or an id the grid knows otherwise: not this task's result.
+          this.log("warn", "direct task answer dropped", { task: name, worker: dir.worker });
+          this.reportNodesToDelete.push(path);
+          return;
         }
-        // Applied, stale or foreign: the node is redundant once this step's writes are durable.
+        // The answer is the result (also when no leader read the task before it was answered).
+        this.book.markFinished(name);
+        this.directResults.push(status);
+        this.directNodes.push(path);
+        this.scheduleCleanup();
+        this.log("info", "task finished", {
+          task: name,
+          state: status.state,
+          worker: dir.worker,
+          attempt: 1,
+        });
+        return;
+      }
+      case "invalid": {
+        const why = `inbox node ${dir.worker}@${dir.session}/${name}: ${node.error.message}`;
+        if (!mine) this.reject(node.id, why);
+        else {
+          // Its task was read before someone overwrote it: handed out again.
+          const status = this.book.loseDirect(name, why);
+          if (status) this.publish(status);
+        }
         this.reportNodesToDelete.push(path);
         return;
       }
-      case "invalid":
-        if (entry?.direct?.path !== path)
-          this.reject(node.id, `inbox node ${dir.worker}@${dir.session}/${name}: ${node.error.message}`);
-        this.reportNodesToDelete.push(path);
-        return;
     }
   }
 

@@ -4,9 +4,7 @@ import {
   decodeWorkerRegistration,
   encodeSubmitBatch,
   type GridLayout,
-  isFinalState,
   type SubmitBatch,
-  statusFromUpdate,
   type TaskStatus,
 } from "@zkgrid/protocol";
 
@@ -100,20 +98,9 @@ export class DirectTasks {
       for await (const change of this.#zk.watchData(path)) {
         if (change === null) break; // cancelled, fenced or cleaned up: the leader's result counts
         const node = decodeInboxNode(task.id, change.data);
-        if (node.kind === "task") continue;
-        if (node.kind === "outcome" && isFinalState(node.update.state) && node.report.worker === worker) {
-          status = statusFromUpdate(
-            {
-              id: task.id,
-              spec: task,
-              attemptsUsed: node.update.attempt,
-              worker,
-              submittedAt: batch.submittedAt,
-              assignedAt: change.stat.ctime,
-            },
-            { ...node.update, state: node.update.state },
-          );
-        }
+        // The task still waiting (version 0); anything else ends the direct wait.
+        if (node.kind === "task" && change.stat.version === 0) continue;
+        if (node.kind === "outcome" && node.status.worker === worker) status = node.status;
         break;
       }
     } catch (err) {

@@ -1,5 +1,4 @@
 import { isBadVersion, isNoNode, isRetryable, type SessionBoundClient } from "@zkgrid/core";
-import { encodeWorkerReport, type StatusUpdate } from "@zkgrid/protocol";
 import type { Logger } from "./logger.js";
 
 /** A direct task: a node in the session's inbox, answered in place. */
@@ -8,29 +7,27 @@ export interface DirectTask {
   readonly path: string;
   /** The version the task was read at: the answer is a conditional write under it. */
   readonly version: number;
+  /** The node's data as read: written back unchanged, it declines the task. */
+  readonly data: Buffer;
 }
 
 const RETRY_MS = 100;
 
 /**
- * Writes a direct task's answer (one final or `returned` update) over its node, under the version the
- * task was read at and bound to the session that took it. It is not written when the node is gone
- * (the leader cancelled the task or fenced the session) or was changed by someone else, nor once the
- * session has ended: the leader then decides the task's fate. Resolves true if the answer is there.
+ * Writes a direct task's answer over its node (its final `TaskStatus`, or the task unchanged to
+ * decline it), under the version the task was read at and bound to the session that took it. Nothing
+ * is written when the node is gone (the leader cancelled the task or fenced the session), was changed
+ * by someone else, or the session has ended: the leader then decides the task's fate. Resolves true
+ * if the answer is there.
  */
 export async function answerDirect(
   client: SessionBoundClient,
   task: DirectTask,
-  report: { worker: string; session: string; update: StatusUpdate },
+  data: Buffer,
+  id: string,
   log: Logger,
   signal: AbortSignal,
 ): Promise<boolean> {
-  const data = encodeWorkerReport({
-    v: 1,
-    worker: report.worker,
-    session: report.session,
-    updates: [report.update],
-  });
   let retried = false;
   for (;;) {
     try {
@@ -38,18 +35,16 @@ export async function answerDirect(
       return true;
     } catch (error) {
       if (isNoNode(error)) {
-        log("info", "direct task gone before its answer was written", { task: report.update.id });
+        log("info", "direct task gone before its answer was written", { task: id });
         return false;
       }
       if (isBadVersion(error)) {
         // After a lost reply the write may have landed: it is ours if the node holds these bytes.
         if (retried) {
           const now = await client.get(task.path).catch(() => undefined);
-          if (now?.data.equals(data)) return true;
+          if (now?.data.equals(data) && now.stat.version === task.version + 1) return true;
         }
-        log("warn", "direct task changed by another client; its answer is dropped", {
-          task: report.update.id,
-        });
+        log("warn", "direct task changed by another client; its answer is dropped", { task: id });
         return false;
       }
       if (!isRetryable(error) || signal.aborted) return false;

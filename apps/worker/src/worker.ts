@@ -5,6 +5,9 @@ import {
   type AssignedTask,
   assertWorkerName,
   decodeInboxNode,
+  encodeTaskStatus,
+  isFinalState,
+  statusFromUpdate,
   gridLayout,
   headBytes,
   isValidLabel,
@@ -146,7 +149,7 @@ interface Tracked {
   /** The final update published, kept while the task is assigned in case it must be reported again. */
   update?: StatusUpdate;
   /** Set for a task taken from the session's inbox: its answer goes over its node, not into a report. */
-  direct?: DirectTask;
+  direct?: DirectTask & { task: AssignedTask };
 }
 
 const taskKey = (t: { id: string; attempt: number }) => `${t.id}#${t.attempt}`;
@@ -725,7 +728,8 @@ class GridWorker implements Worker {
     }
     const node = decodeInboxNode(name, got.data);
     if (node.kind !== "task") return; // answered already, or not a task: the leader's to judge
-    const direct: DirectTask = { path, version: got.stat.version };
+    if (got.stat.version !== 0) return; // declined or answered already
+    const direct: DirectTask = { path, version: got.stat.version, data: got.data };
     const task: AssignedTask = {
       id: node.task.id,
       attempt: 1,
@@ -737,7 +741,7 @@ class GridWorker implements Worker {
     if (this.tracked.has(key)) return;
     const why = this.cannotTakeDirect(session, node.task.labels);
     if (why !== undefined) {
-      this.tracked.set(key, { session: session.id, run: undefined, done: true, direct });
+      this.tracked.set(key, { session: session.id, run: undefined, done: true, direct: { ...direct, task } });
       this.log("info", `declined a direct task: ${why}`, { task: task.id });
       this.publish(session, { id: task.id, attempt: 1, state: "returned", at: Date.now() });
       return;
@@ -766,17 +770,11 @@ class GridWorker implements Worker {
     }
   }
 
-  private answer(session: Session, direct: DirectTask, update: StatusUpdate, done: () => void): void {
-    const writing = answerDirect(
-      this.client.boundTo(session.id),
-      direct,
-      { worker: this.name, session: session.id, update },
-      this.log,
-      session.signal,
-    )
+  private answer(session: Session, direct: DirectTask, data: Buffer, id: string, done: () => void): void {
+    const writing = answerDirect(this.client.boundTo(session.id), direct, data, id, this.log, session.signal)
       .catch((error: unknown) => {
         if (!session.signal.aborted)
-          this.log("warn", `could not answer a direct task: ${asError(error).message}`, { task: update.id });
+          this.log("warn", `could not answer a direct task: ${asError(error).message}`, { task: id });
       })
       .finally(() => {
         this.answers.delete(writing);
@@ -815,7 +813,7 @@ class GridWorker implements Worker {
     const entry: Tracked =
       direct === undefined
         ? { session: session.id, run, done: false }
-        : { session: session.id, run, done: false, direct };
+        : { session: session.id, run, done: false, direct: { ...direct, task } };
     this.tracked.set(key, entry);
     this.active++;
     run.result
@@ -854,7 +852,18 @@ class GridWorker implements Worker {
       // A direct task's only update is its answer: `running` is left out (the answer has startedAt).
       if (update.state === "running") return;
       entry.update = update;
-      this.answer(session, entry.direct, update, () => {
+      const { direct } = entry;
+      // Final: the task's status, as the leader will record it. Anything else (returned on a stop):
+      // the task written back unchanged, which declines it.
+      const data = isFinalState(update.state)
+        ? encodeTaskStatus(
+            statusFromUpdate(
+              { ...direct.task, spec: direct.task.spec, attemptsUsed: 1, worker: this.name },
+              { ...update, state: update.state },
+            ),
+          )
+        : direct.data;
+      this.answer(session, direct, data, update.id, () => {
         if (this.tracked.get(taskKey(update)) === entry) this.tracked.delete(taskKey(update));
       });
       this.emit({ type: "update", sessionId: session.id, update });

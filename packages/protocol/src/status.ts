@@ -1,7 +1,8 @@
-import { decodeSubmitBatch, decodeWorkerReport } from "./codec.js";
-import type { FinalState } from "./constants.js";
+import { decodeSubmitBatch, decodeTaskStatus } from "./codec.js";
+import { type FinalState, isFinalState } from "./constants.js";
 import { ProtocolError } from "./errors.js";
-import type { StatusUpdate, TaskSpec, TaskStatus, WorkerReport } from "./schemas.js";
+import { decodeJson } from "./json.js";
+import type { StatusUpdate, TaskSpec, TaskStatus } from "./schemas.js";
 
 /** What is known of a task's attempt besides a worker's update: the base of its final status. */
 export interface AttemptFacts {
@@ -63,27 +64,35 @@ export function statusFromUpdate(
 
 /** What a direct task's node (`R/inbox/<worker>@<session>/<task-id>`) holds. */
 export type InboxNode =
-  /** The task, as its submitter wrote it (a `SubmitBatch` of exactly that one task). */
+  /**
+   * The task, as its submitter wrote it (a `SubmitBatch` of exactly that one task). At version 0 it
+   * waits for its worker; rewritten unchanged (version 1 or more), it was declined and goes to the queue.
+   */
   | { kind: "task"; task: TaskSpec; submittedAt: number }
-  /** The worker's answer: one update, final or `returned`. */
-  | { kind: "outcome"; report: WorkerReport; update: StatusUpdate }
+  /** The worker's answer: the task's final status, as the leader records it in `R/results`. */
+  | { kind: "outcome"; status: TaskStatus }
   | { kind: "invalid"; error: ProtocolError; id: string };
 
 /**
  * Decodes a direct task's node named `name`. A task node must hold one valid task whose id is `name`,
- * without `requeued`; an outcome node one update for that id. Anything else is `invalid`.
+ * without `requeued`; an answer a final `TaskStatus` of that id at attempt 1. Anything else is `invalid`.
  */
 export function decodeInboxNode(name: string, data: Uint8Array): InboxNode {
   const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (bytes.includes('"updates"')) {
-    const report = decodeWorkerReport(bytes);
-    if (report.ok) {
-      const update = report.value.updates[0];
-      if (report.value.updates.length !== 1 || update === undefined)
-        return invalid(name, "updates: a direct task's outcome holds exactly one update");
-      if (update.id !== name) return invalid(name, `updates[0].id: expected "${name}", the node's name`);
-      return { kind: "outcome", report: report.value, update };
-    }
+  // A task node is a SubmitBatch (top-level "tasks"); anything else is read as an answer.
+  const json = decodeJson(bytes);
+  if (!json.ok) return { kind: "invalid", error: json.error, id: name };
+  const isBatch = typeof json.value === "object" && json.value !== null && "tasks" in json.value;
+  if (!isBatch) {
+    const decoded = decodeTaskStatus(bytes);
+    if (!decoded.ok) return { kind: "invalid", error: decoded.error, id: name };
+    const status = decoded.value;
+    if (status.id !== name) return invalid(name, `id: expected "${name}", the node's name`);
+    if (!isFinalState(status.state) || status.state === "rejected")
+      return invalid(name, `state: a worker's answer is a final state, got "${status.state}"`);
+    if (status.attempt !== 1)
+      return invalid(name, `attempt: a direct task runs as attempt 1, got ${status.attempt}`);
+    return { kind: "outcome", status };
   }
   const batch = decodeSubmitBatch(bytes);
   if (!batch.ok) return { kind: "invalid", error: batch.error, id: name };

@@ -1,0 +1,399 @@
+import { randomUUID } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ZkClient } from "@zkgrid/core";
+import {
+  decodeInboxNode,
+  decodeWorkerRegistration,
+  encodeSubmitBatch,
+  type TaskSpec,
+  type TaskStatus,
+} from "@zkgrid/protocol";
+import { waitFor } from "@zkgrid/testing";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { TestGrid } from "./grid.js";
+
+let grid: TestGrid | undefined;
+const watches: Array<{ stop(): void }> = [];
+
+afterEach(async (ctx) => {
+  for (const w of watches.splice(0)) w.stop();
+  if (ctx.task.result?.state === "fail" && grid) console.error(grid.transcript());
+  await grid?.close();
+  grid = undefined;
+});
+
+function start(): TestGrid {
+  grid = new TestGrid(inject("zkConnectString"));
+  return grid;
+}
+
+function lines(text: string): string[] {
+  return text.split("\n").filter((l) => l.trim() !== "");
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** The session a worker registered with, once it has. */
+async function sessionOf(g: TestGrid, worker: string): Promise<string> {
+  const zk = await g.zk();
+  return waitFor(
+    async () => {
+      const got = await zk.get(g.layout.worker(worker)).catch(() => undefined);
+      if (!got) return undefined;
+      const decoded = decodeWorkerRegistration(got.data);
+      return decoded.ok ? decoded.value.session : undefined;
+    },
+    { timeoutMs: 30_000, message: `${worker} to register` },
+  );
+}
+
+/** The leader's name once one leads. */
+async function leaderIs(g: TestGrid, name: string): Promise<void> {
+  await waitFor(async () => (await g.leaderName()) === name, {
+    timeoutMs: 30_000,
+    message: `${name} to lead`,
+  });
+}
+
+interface Sent {
+  path: string;
+  task: TaskSpec;
+  submittedAt: number;
+  /** Every state the node was seen in, in order (null: deleted). */
+  seen: Array<{ data: Buffer; ctime: number; version: number } | null>;
+}
+
+/** Puts `task` in `worker@session`'s inbox as a submitter would, and watches its node from then on. */
+async function putDirect(g: TestGrid, worker: string, session: string, task: TaskSpec): Promise<Sent> {
+  const zk = await g.zk();
+  const path = g.layout.inboxTask(worker, session, task.id);
+  const submittedAt = Date.now();
+  await zk.create(
+    path,
+    encodeSubmitBatch({ v: 1, batchId: randomUUID(), submittedAt, tasks: [task] }),
+    "persistent",
+  );
+  return { path, task, submittedAt, seen: watchNode(zk, path) };
+}
+
+function watchNode(zk: ZkClient, path: string): Sent["seen"] {
+  const seen: Sent["seen"] = [];
+  const stream = zk.watchData(path);
+  watches.push(stream);
+  void (async () => {
+    for await (const change of stream) {
+      seen.push(
+        change === null
+          ? null
+          : { data: change.data, ctime: change.stat.ctime, version: change.stat.version },
+      );
+      if (change === null) break;
+    }
+  })().catch(() => {});
+  return seen;
+}
+
+/** The worker's answer in one seen state: its final status, "declined" (the task written back), or undefined. */
+function answerIn(sent: Sent, state: Sent["seen"][number]): TaskStatus | "declined" | undefined {
+  if (state === null) return undefined;
+  const node = decodeInboxNode(sent.task.id, state.data);
+  if (node.kind === "outcome") return node.status;
+  return node.kind === "task" && state.version > 0 ? "declined" : undefined;
+}
+
+/** Waits until the node is deleted; returns the worker's answer the node held first. */
+async function answerOf(sent: Sent): Promise<{ answer: TaskStatus | "declined"; ctime: number }> {
+  await waitFor(() => sent.seen.at(-1) === null, {
+    timeoutMs: 60_000,
+    message: `${sent.path} to be deleted`,
+  });
+  for (const state of sent.seen) {
+    const answer = answerIn(sent, state);
+    if (answer !== undefined && state !== null) return { answer, ctime: state.ctime };
+  }
+  throw new Error(`no answer was seen over ${sent.path}`);
+}
+
+/** The worker's final status over the node (fails the test if it declined). */
+async function statusOf(sent: Sent): Promise<{ status: TaskStatus; ctime: number }> {
+  const { answer, ctime } = await answerOf(sent);
+  if (answer === "declined") throw new Error(`${sent.path} was declined`);
+  return { status: answer, ctime };
+}
+
+function countIds(results: TaskStatus[]): Map<string, TaskStatus[]> {
+  const byId = new Map<string, TaskStatus[]>();
+  for (const r of results) byId.set(r.id, [...(byId.get(r.id) ?? []), r]);
+  return byId;
+}
+
+describe("direct tasks put in a worker session's inbox", () => {
+  it("a direct task runs once at once, its answer lands over its node, and the leader's result equals the one built from that answer", async () => {
+    const g = start();
+    g.master("m1");
+    g.worker("w1", ["--concurrency", "2"]);
+    const session = await sessionOf(g, "w1");
+    await leaderIs(g, "m1");
+    const log = join(g.dir, "direct-runs.log");
+    const task: TaskSpec = {
+      id: "d1",
+      cmd: `echo ran >> ${log}; echo hello direct`,
+      meta: { owner: "tests" },
+    };
+
+    const sent = await putDirect(g, "w1", session, task);
+    const { status, ctime } = await statusOf(sent);
+    expect(status).toMatchObject({
+      v: 1,
+      id: "d1",
+      attempt: 1,
+      state: "succeeded",
+      exitCode: 0,
+      worker: "w1",
+      submittedAt: sent.submittedAt,
+      assignedAt: ctime,
+      meta: { owner: "tests" },
+    });
+    expect(status.startedAt).toBeTypeOf("number");
+
+    // The leader records the answer as it is: the submitter and R/results agree.
+    const results = await g.waitForResults(["d1"]);
+    expect(results.get("d1")).toEqual(status);
+
+    const zk = await g.zk();
+    expect(await zk.exists(sent.path)).toBeNull();
+    expect(await zk.exists(g.layout.inboxDir("w1", session))).not.toBeNull();
+    const folder = join(g.dir, "w1", "d1");
+    expect(existsSync(folder)).toBe(true);
+    expect(readFileSync(join(folder, "stdout.txt"), "utf8")).toBe("hello direct\n");
+    expect(lines(readFileSync(log, "utf8"))).toEqual(["ran"]);
+    expect(countIds(await g.results()).get("d1")).toHaveLength(1);
+  });
+
+  it("a worker with no free slot declines a direct task by writing it back unchanged, and the task then runs through the queue as attempt 1", async () => {
+    const g = start();
+    g.master("m1");
+    g.worker("w1", ["--concurrency", "1"]);
+    const session = await sessionOf(g, "w1");
+    const busy = join(g.dir, "busy.started");
+    const sentBusy = await g.submit([], JSON.stringify({ id: "busy", cmd: `touch ${busy}; sleep 3` }));
+    expect(sentBusy.code).toBe(0);
+    await waitFor(() => existsSync(busy), { timeoutMs: 30_000, message: "the busy task to start" });
+
+    const sent = await putDirect(g, "w1", session, { id: "later", cmd: "echo later" });
+    const { answer } = await answerOf(sent);
+    expect(answer).toBe("declined");
+
+    const results = await g.waitForResults(["busy", "later"]);
+    expect(results.get("busy")).toMatchObject({ state: "succeeded", attempt: 1 });
+    expect(results.get("later")).toMatchObject({ state: "succeeded", attempt: 1, worker: "w1" });
+    expect(readFileSync(join(g.dir, "w1", "later", "stdout.txt"), "utf8")).toBe("later\n");
+    const counts = countIds(await g.results());
+    expect(counts.get("later")).toHaveLength(1);
+  });
+
+  it("cancelling a running direct task ends it cancelled, kills its process and deletes its node, and the worker keeps serving", async () => {
+    const g = start();
+    g.master("m1");
+    const w1 = g.worker("w1");
+    const session = await sessionOf(g, "w1");
+    await leaderIs(g, "m1");
+    const sent = await putDirect(g, "w1", session, { id: "long", cmd: "echo $$ > task.pid; exec sleep 30" });
+    const pidFile = join(g.dir, "w1", "long", "task.pid");
+    const pid = await waitFor(
+      () => {
+        if (!existsSync(pidFile)) return undefined;
+        const n = Number.parseInt(readFileSync(pidFile, "utf8"), 10);
+        return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+      },
+      { timeoutMs: 30_000, message: "the direct task to start" },
+    );
+    expect(isAlive(pid)).toBe(true);
+
+    const cancelled = await g.submit(["cancel", "long", "--json"]);
+    expect(cancelled.stderr).toBe("");
+    expect(cancelled.code).toBe(0);
+    const results = await g.waitForResults(["long"]);
+    expect(results.get("long")).toMatchObject({
+      state: "cancelled",
+      worker: "w1",
+      attempt: 1,
+      reason: "cancelled while its worker held it",
+    });
+    await waitFor(() => !isAlive(pid), { timeoutMs: 30_000, message: "the cancelled task's process to end" });
+    const zk = await g.zk();
+    await waitFor(async () => (await zk.exists(sent.path)) === null, { timeoutMs: 30_000 });
+    expect(countIds(await g.results()).get("long")).toHaveLength(1);
+
+    expect(w1.child.exitCode).toBeNull();
+    const after = await putDirect(g, "w1", session, { id: "after", cmd: "echo after" });
+    expect((await statusOf(after)).status).toMatchObject({ state: "succeeded" });
+    expect((await g.waitForResults(["after"])).get("after")).toMatchObject({
+      state: "succeeded",
+      worker: "w1",
+    });
+  });
+
+  it("a direct task whose worker dies mid-run runs again elsewhere with attempt 2, and the dead session's inbox is deleted", async () => {
+    const g = start();
+    g.master("m1");
+    const w1 = g.worker("w1");
+    const session = await sessionOf(g, "w1");
+    await leaderIs(g, "m1");
+    const marker = join(g.dir, "orphan.started");
+    await putDirect(g, "w1", session, {
+      id: "orphan",
+      cmd: `echo $ZKGRID_TASK_ATTEMPT >> ${marker}; sleep 2; echo done`,
+    });
+    await waitFor(() => existsSync(marker), { timeoutMs: 30_000, message: "the direct task to start" });
+    g.worker("w2");
+    await sessionOf(g, "w2");
+    w1.kill("SIGKILL");
+
+    const results = await g.waitForResults(["orphan"], 90_000);
+    expect(results.get("orphan")).toMatchObject({ state: "succeeded", attempt: 2, worker: "w2" });
+    expect(readFileSync(join(g.dir, "w2", "orphan", "stdout.txt"), "utf8")).toBe("done\n");
+    const zk = await g.zk();
+    await waitFor(async () => (await zk.exists(g.layout.inboxDir("w1", session))) === null, {
+      timeoutMs: 30_000,
+      message: "the dead session's inbox to be deleted",
+    });
+    expect(countIds(await g.results()).get("orphan")).toHaveLength(1);
+    expect(lines(readFileSync(marker, "utf8"))).toEqual(["1", "2"]);
+  }, 120_000);
+
+  it("an invalid inbox node becomes a rejected result naming the problem, and the worker still runs a valid direct task", async () => {
+    const g = start();
+    g.master("m1");
+    const w1 = g.worker("w1");
+    const session = await sessionOf(g, "w1");
+    await leaderIs(g, "m1");
+    const zk = await g.zk();
+    await zk.create(g.layout.inboxTask("w1", session, "bad-json"), "{ not json", "persistent");
+    const two = {
+      v: 1,
+      batchId: randomUUID(),
+      submittedAt: Date.now(),
+      tasks: [
+        { id: "two", cmd: "echo one" },
+        { id: "two-b", cmd: "echo two" },
+      ],
+    };
+    await zk.create(g.layout.inboxTask("w1", session, "two"), JSON.stringify(two), "persistent");
+
+    const results = await g.waitForResults(["bad-json", "two"]);
+    expect(results.get("bad-json")).toMatchObject({ state: "rejected" });
+    expect(results.get("bad-json")?.reason).toMatch(/JSON/i);
+    expect(results.get("two")).toMatchObject({ state: "rejected" });
+    expect(results.get("two")?.reason).toMatch(/exactly one task/);
+    await waitFor(async () => (await zk.getChildren(g.layout.inboxDir("w1", session))).length === 0, {
+      timeoutMs: 30_000,
+      message: "the invalid nodes to be deleted",
+    });
+    expect(existsSync(join(g.dir, "w1", "two"))).toBe(false);
+    expect((await g.results()).some((r) => r.id === "two-b")).toBe(false);
+
+    expect(w1.child.exitCode).toBeNull();
+    const sent = await putDirect(g, "w1", session, { id: "valid", cmd: "echo valid" });
+    expect((await statusOf(sent)).status).toMatchObject({ state: "succeeded", attempt: 1 });
+    expect((await g.waitForResults(["valid"])).get("valid")).toMatchObject({
+      state: "succeeded",
+      worker: "w1",
+    });
+  });
+
+  it("a direct task answered while no master leads gets its result, the answer itself, once a master leads", async () => {
+    const g = start();
+    g.worker("w1");
+    const session = await sessionOf(g, "w1");
+    const task: TaskSpec = { id: "alone", cmd: "echo alone", meta: { kept: true } };
+    const sent = await putDirect(g, "w1", session, task);
+    await waitFor(() => sent.seen.some((s) => typeof answerIn(sent, s) === "object"), {
+      timeoutMs: 30_000,
+      message: "the worker's answer",
+    });
+
+    g.master("m1");
+    const { status, ctime } = await statusOf(sent);
+    // The answer carries all the task's status needs: its submit time and meta survive.
+    expect(status).toMatchObject({
+      state: "succeeded",
+      attempt: 1,
+      submittedAt: sent.submittedAt,
+      assignedAt: ctime,
+      meta: { kept: true },
+    });
+    const results = await g.waitForResults(["alone"]);
+    expect(results.get("alone")).toEqual(status);
+    expect(countIds(await g.results()).get("alone")).toHaveLength(1);
+  });
+
+  it("a direct task declined while no master leads is queued once a master leads, and runs on a worker that can take it", async () => {
+    const g = start();
+    g.worker("w1");
+    const session = await sessionOf(g, "w1");
+    const sent = await putDirect(g, "w1", session, { id: "unfit", cmd: "echo fits", labels: ["gpu"] });
+    await waitFor(() => sent.seen.some((s) => answerIn(sent, s) === "declined"), {
+      timeoutMs: 30_000,
+      message: "the worker to decline",
+    });
+
+    g.master("m1");
+    expect((await answerOf(sent)).answer).toBe("declined");
+    g.worker("w2", ["--labels", "gpu"]);
+    const results = await g.waitForResults(["unfit"]);
+    expect(results.get("unfit")).toMatchObject({ state: "succeeded", attempt: 1, worker: "w2" });
+    expect(readFileSync(join(g.dir, "w2", "unfit", "stdout.txt"), "utf8")).toBe("fits\n");
+    expect(existsSync(join(g.dir, "w1", "unfit"))).toBe(false);
+  });
+
+  it("direct tasks running while the leader dies each get one result and run once", async () => {
+    const g = start();
+    const m1 = g.master("m1");
+    await leaderIs(g, "m1");
+    g.master("m2");
+    g.worker("w1", ["--concurrency", "2"]);
+    const session = await sessionOf(g, "w1");
+    const log = join(g.dir, "runs.log");
+    const gate = join(g.dir, "leader-killed");
+    // "short" ends while no master leads (the dead leader's session lingers); "long" after the takeover.
+    const tasks: TaskSpec[] = [
+      { id: "short", cmd: `echo short >> ${log}; while [ ! -e ${gate} ]; do sleep 0.1; done; sleep 0.5` },
+      { id: "long", cmd: `echo long >> ${log}; while [ ! -e ${gate} ]; do sleep 0.1; done; sleep 8` },
+    ];
+    const sent = await Promise.all(tasks.map((t) => putDirect(g, "w1", session, t)));
+    await waitFor(() => existsSync(log) && lines(readFileSync(log, "utf8")).length === 2, {
+      timeoutMs: 30_000,
+      message: "both direct tasks to start",
+    });
+    // Both are held by the leader before it dies.
+    await waitFor(async () => (await g.leaderName()) === "m1", { timeoutMs: 30_000 });
+    m1.kill("SIGKILL");
+    await m1.exited;
+    writeFileSync(gate, "");
+
+    const results = await g.waitForResults(["short", "long"], 90_000);
+    expect(await g.leaderName()).toBe("m2");
+    for (const id of ["short", "long"])
+      expect(results.get(id)).toMatchObject({ state: "succeeded", attempt: 1, worker: "w1" });
+    const byId = countIds(await g.results());
+    for (const id of ["short", "long"]) {
+      const all = byId.get(id) ?? [];
+      expect(all.length).toBeGreaterThanOrEqual(1);
+      for (const r of all) expect(r).toEqual(all[0]);
+    }
+    expect(lines(readFileSync(log, "utf8")).sort()).toEqual(["long", "short"]);
+    const zk = await g.zk();
+    for (const s of sent) {
+      await waitFor(async () => (await zk.exists(s.path)) === null, { timeoutMs: 30_000 });
+    }
+  }, 120_000);
+});
