@@ -56,6 +56,18 @@ Options:
   -h, --help       show this help`;
 
 const PARTS = ["ceilings", "noop", "shell", "latency", "scale"] as const;
+
+/**
+ * The bench's ZooKeeper, sized for a small machine as an operator would: a 1 GiB heap, and no thread
+ * pools between the network, the commit processor and the replies (each pool is a hand-off between
+ * threads per request, which a 2-core machine pays for in CPU). The ceilings run on the same server.
+ */
+const ZOOKEEPER_JVM_FLAGS = [
+  "-Xmx1g",
+  "-Dzookeeper.nio.numSelectorThreads=1",
+  "-Dzookeeper.nio.numWorkerThreads=0",
+  "-Dzookeeper.commitProcessor.numWorkerThreads=0",
+];
 type Part = (typeof PARTS)[number];
 
 /** Task counts and shapes of one mode. Warm-up tasks are never timed. */
@@ -262,7 +274,7 @@ async function main(): Promise<number> {
     log(`mode ${config.mode}: ${config.parts.join(", ")}; scratch dir ${workDir}`);
     const zookeeper = await findZooKeeper({ install: process.getuid?.() === 0 });
     // A larger heap than the test harness gives: the scale test keeps ~100 000 tasks' worth of nodes.
-    zk = await startServer({ zookeeper, jvmFlags: ["-Xmx1g"], dir: join(workDir, "zookeeper") });
+    zk = await startServer({ zookeeper, jvmFlags: ZOOKEEPER_JVM_FLAGS, dir: join(workDir, "zookeeper") });
     log(`ZooKeeper ${await serverVersion(zk)} on ${zk.connectString}`);
     if (needsRedis) {
       redis = await startRedis(workDir, log);
@@ -388,7 +400,7 @@ async function main(): Promise<number> {
         loadAverageAtEnd: loadavg(),
       },
       notes: [
-        "ZooKeeper: one standalone server from @zkgrid/testing (forceSync=no, -Xmx1g); Redis: no persistence. Both throw-away.",
+        `ZooKeeper: one standalone server from @zkgrid/testing (forceSync=no, ${ZOOKEEPER_JVM_FLAGS.join(" ")}); Redis: no persistence. Both throw-away.`,
         "Before any part but the ceilings, a throw-away grid warms ZooKeeper up until its JIT compilers take under 3% of its CPU in a round (serverWarmup), as on a server that has been running a while.",
         `Scratch dir (ZooKeeper's data, the workers' output folders, logs): ${workDir}; on a RAM file system (/dev/shm, or ZKGRID_BENCH_SCRATCH) when there is one.`,
         "CPU of a zkgrid worker includes its task launcher, the child process that forks its tasks.",

@@ -1,17 +1,8 @@
 import { createHash } from "node:crypto";
 import type { Leadership, SessionBoundClient, WatchStream } from "@zkgrid/core";
 import { errors } from "@zkgrid/core";
-import type {
-  AttemptFacts,
-  CancelRequest,
-  GridLayout,
-  StatusUpdate,
-  SubmitBatch,
-  TaskStatus,
-  WorkerReport,
-} from "@zkgrid/protocol";
+import type { CancelRequest, GridLayout, SubmitBatch, TaskStatus, WorkerReport } from "@zkgrid/protocol";
 import {
-  buildTaskStatus,
   decodeAssignment,
   decodeCancelRequest,
   decodeInboxNode,
@@ -23,13 +14,11 @@ import {
   encodeResultBatches,
   encodeSubmitBatch,
   headBytes,
-  isFinalState,
   isValidTaskId,
   isValidWorkerName,
   MAX_MESSAGE_BYTES,
   newBatchId,
   parseSequence,
-  statusFromUpdate,
   unnamedTaskId,
 } from "@zkgrid/protocol";
 import type { Logger } from "./logger.js";
@@ -47,8 +36,11 @@ export const DEFAULT_KEEP_RESULTS = 5000;
 const CLEANUP_DELAY_MS = 50;
 const CLEANUP_BATCH = 1000;
 
-/** How long after a direct task appears the leader reads it (see onInboxTasks). */
-const DIRECT_READ_DELAY_MS = 20;
+/**
+ * An inbox is listed again this long after it changes: a stream of lone tasks shares one listing,
+ * and their workers have usually answered by the time the leader reads them (see readDirect).
+ */
+const DIRECT_SETTLE_MS = 100;
 
 /** How long a report dir may exist without a registration of its session before it is fenced. */
 const UNREGISTERED_DIR_GRACE_MS = 120_000;
@@ -276,12 +268,16 @@ export class GridLeader {
   private follow(
     path: string,
     handle: (c: { children: string[]; added: string[]; removed: string[] }) => Promise<void>,
+    settleMs = 0,
   ): Promise<void> {
     let first = true;
     return new Promise<void>((resolve, reject) => {
       void (async () => {
         try {
-          for await (const change of this.client.watchChildren(path, { signal: this.abort.signal })) {
+          for await (const change of this.client.watchChildren(path, {
+            signal: this.abort.signal,
+            settleMs,
+          })) {
             await handle(change);
             if (first) {
               first = false;
@@ -389,6 +385,7 @@ export class GridLeader {
         got: await getOrNull(this.client, `${this.layout.cancel}/${name}`),
       })),
     );
+    await this.findDirectTasks(requests);
     // During takeover (not ready yet) a cancelled id found nowhere else was taken out of its worker's
     // assignment by the previous leader: it ends as cancelled now.
     const takeover = !this.ready;
@@ -561,77 +558,87 @@ export class GridLeader {
       const dir: InboxDir = { ...parsed, followed: new Set() };
       this.inboxDirs.set(name, dir);
       firsts.push(
-        this.follow(`${this.layout.inbox}/${name}`, (c) => this.onInboxTasks(name, dir, c.added)).catch(
-          (err) => {
-            if (!errors.isNoNode(err)) throw err;
-          },
-        ),
+        this.follow(
+          `${this.layout.inbox}/${name}`,
+          (c) => this.onInboxTasks(name, dir, c.added, c.removed),
+          DIRECT_SETTLE_MS,
+        ).catch((err) => {
+          if (!errors.isNoNode(err)) throw err;
+        }),
       );
     }
     await Promise.all(firsts);
   }
 
   /**
-   * Follows each new node of an inbox. On takeover, resolves once each one's current data is handled.
-   * Later, a new node is read a moment after it appears: its worker is reading and answering it just
-   * then, and one read a little later usually finds the answer already.
+   * A cancel request may name a direct task this leader has not read yet (an inbox is listed a moment
+   * after it changes): the inboxes are listed now, and such tasks read before the request is handled.
    */
-  private async onInboxTasks(dirName: string, dir: InboxDir, added: string[]): Promise<void> {
+  private async findDirectTasks(requests: Array<{ got: { data: Buffer } | null }>): Promise<void> {
+    const unknown = new Set<string>();
+    for (const { got } of requests) {
+      const decoded = got ? decodeCancelRequest(got.data) : undefined;
+      if (decoded?.ok) for (const id of decoded.value.ids) if (!this.book.isKnown(id)) unknown.add(id);
+    }
+    if (unknown.size === 0) return;
+    await forEachLimit([...this.inboxDirs], 32, async ([dirName, dir]) => {
+      const names = await this.client.getChildren(`${this.layout.inbox}/${dirName}`).catch((err) => {
+        if (errors.isNoNode(err)) return [] as string[];
+        throw err;
+      });
+      const wanted = names.filter((n) => unknown.has(n) && !dir.followed.has(n));
+      for (const n of wanted) dir.followed.add(n);
+      await Promise.all(wanted.map((n) => this.readDirect(dirName, dir, n)));
+    });
+  }
+
+  /** Reads each new node of an inbox; resolves once each one's current data is handled. */
+  private async onInboxTasks(
+    dirName: string,
+    dir: InboxDir,
+    added: string[],
+    removed: string[],
+  ): Promise<void> {
+    for (const n of removed) dir.followed.delete(n);
     const fresh = added.filter((n) => !dir.followed.has(n));
     for (const n of fresh) dir.followed.add(n);
-    if (fresh.length === 0) return;
-    if (!this.ready) {
-      await Promise.all(fresh.map((name) => this.followDirect(dirName, dir, name)));
-      return;
-    }
-    setTimeout(() => {
-      if (this.stopped) return;
-      Promise.all(fresh.map((name) => this.followDirect(dirName, dir, name)))
-        .then(() => this.kick())
-        .catch((err: unknown) => this.fail(err));
-    }, DIRECT_READ_DELAY_MS);
+    await Promise.all(fresh.map((name) => this.readDirect(dirName, dir, name)));
   }
 
   /**
-   * Follows one direct task's node through a data watch: the task (held by the session from then on),
-   * then the worker's answer over it, then its deletion. Resolves once the first state is handled.
+   * Reads one direct task's node. Its dir is listed a moment after a change (see onInboxDirs), so the
+   * worker has usually answered by then and this one read is all the leader needs; a task still waiting
+   * is followed through a data watch until it is answered or deleted.
    */
-  private followDirect(dirName: string, dir: InboxDir, name: string): Promise<void> {
+  private async readDirect(dirName: string, dir: InboxDir, name: string, follow = true): Promise<void> {
     const path = `${this.layout.inbox}/${dirName}/${name}`;
-    const stream = this.client.watchData(path, { signal: this.abort.signal });
-    const handle = (change: { data: Buffer; stat: { version: number; ctime: number } } | null): boolean => {
-      if (change === null) {
-        this.inbox.push(() => this.onDirectGone(dir, name));
-        return false;
-      }
-      const node = decodeInboxNode(name, change.data);
-      const version = change.stat.version;
-      const ctime = change.stat.ctime;
-      this.inbox.push(() => this.onDirect(dir, name, path, node, version, ctime));
-      return true;
-    };
-    return (async () => {
-      try {
-        const first = await stream.next();
-        if (first.done || !handle(first.value)) {
-          stream.stop();
+    const got = await getOrNull(this.client, path);
+    if (!got) {
+      this.inbox.push(() => this.onDirectGone(dir, name));
+      return;
+    }
+    const node = decodeInboxNode(name, got.data);
+    this.inbox.push(() => this.onDirect(dir, name, path, node, got.stat.version, got.stat.ctime));
+    if (follow && node.kind === "task" && got.stat.version === 0) void this.watchDirect(dir, name, path);
+  }
+
+  private async watchDirect(dir: InboxDir, name: string, path: string): Promise<void> {
+    try {
+      for await (const change of this.client.watchData(path, { signal: this.abort.signal })) {
+        if (change === null) {
+          this.inbox.push(() => this.onDirectGone(dir, name));
+          this.kick();
           return;
         }
-        void (async () => {
-          try {
-            for await (const change of stream) {
-              const more = handle(change);
-              this.kick();
-              if (!more) break;
-            }
-          } catch (err) {
-            this.fail(err);
-          }
-        })();
-      } catch (err) {
-        if (!errors.isNoNode(err)) throw err;
+        const node = decodeInboxNode(name, change.data);
+        const { version, ctime } = change.stat;
+        this.inbox.push(() => this.onDirect(dir, name, path, node, version, ctime));
+        this.kick();
+        if (node.kind !== "task" || version !== 0) return;
       }
-    })();
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   private onDirect(
@@ -949,7 +956,7 @@ export class GridLeader {
             if (errors.isNoNode(err)) return [] as string[];
             throw err;
           });
-          await Promise.all(names.map((n) => this.readDirectNow(dirName, inbox, n)));
+          await Promise.all(names.map((n) => this.readDirect(dirName, inbox, n, false)));
           this.drainInbox();
           fencedInboxes.push({ dirName, names });
         }
@@ -961,15 +968,6 @@ export class GridLeader {
       }),
     );
     return { reports: fenced, inboxes: fencedInboxes };
-  }
-
-  /** Reads one node of an inbox now (not through its watch), as the fence of its session needs. */
-  private async readDirectNow(dirName: string, dir: InboxDir, name: string): Promise<void> {
-    const path = `${this.layout.inbox}/${dirName}/${name}`;
-    const got = await getOrNull(this.client, path);
-    if (!got) return;
-    const node = decodeInboxNode(name, got.data);
-    this.inbox.push(() => this.onDirect(dir, name, path, node, got.stat.version, got.stat.ctime));
   }
 
   /**

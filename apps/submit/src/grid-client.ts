@@ -101,6 +101,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   /** The result baseline of each generated id this client wrote, until its result is delivered. */
   readonly #baselines = new Map<string, number>();
   #queueReady = false;
+  #recentBaseline: { value: Promise<number>; at: number } | undefined;
   #closing: Promise<void> | undefined;
 
   /** Use {@link connectGrid}. */
@@ -335,10 +336,24 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     return stat === null ? -1 : stat.cversion - 1;
   }
 
-  /** For a write about to be made: the live watch's listing when there is one, else a fresh one. */
+  /**
+   * For a write about to be made: the live watch's listing when there is one, else one read at most
+   * BASELINE_REUSE_MS ago (a result node made after a later write is newer than that read too, and a
+   * wait reads at most that much more), else a fresh one.
+   */
   #writeBaseline(): Promise<number> {
     const live = this.#feed.liveBaseline();
-    return live === undefined ? this.resultBaseline() : Promise.resolve(live);
+    if (live !== undefined) return Promise.resolve(live);
+    const now = performance.now();
+    if (this.#recentBaseline !== undefined && now - this.#recentBaseline.at < BASELINE_REUSE_MS)
+      return this.#recentBaseline.value;
+    const value = this.resultBaseline();
+    const recent = { value, at: now };
+    this.#recentBaseline = recent;
+    value.catch(() => {
+      if (this.#recentBaseline === recent) this.#recentBaseline = undefined;
+    });
+    return value;
   }
 
   async #writeBatch(batch: SubmitBatch): Promise<void> {
@@ -361,6 +376,9 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     }
   }
 }
+
+/** How long a result baseline read for one write serves the next ones. */
+const BASELINE_REUSE_MS = 1_000;
 
 function isList<T>(value: T | readonly T[]): value is readonly T[] {
   return Array.isArray(value);

@@ -169,12 +169,12 @@ export class NodeOperations {
 
   watchChildren(path: string, options: WatchOptions = {}): WatchStream<ChildrenChange> {
     validatePath(path);
-    return new ChildrenWatch(this.#core, path, this.#watchSignal(options.signal));
+    return new ChildrenWatch(this.#core, path, this.#watchSignal(options.signal), options.settleMs);
   }
 
   watchData(path: string, options: WatchOptions = {}): WatchStream<DataChange | null> {
     validatePath(path);
-    return new DataWatch(this.#core, path, this.#watchSignal(options.signal));
+    return new DataWatch(this.#core, path, this.#watchSignal(options.signal), options.settleMs);
   }
 
   /** A bound view's watches end with its session. */

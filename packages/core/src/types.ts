@@ -94,6 +94,11 @@ export interface WatchStream<T> extends AsyncIterableIterator<T> {
 
 export interface WatchOptions {
   signal?: AbortSignal;
+  /**
+   * After a change, wait this long (ms) before reading again. Changes meanwhile are read together: one
+   * read instead of several, at the price of later news. The first read is never delayed. Default 0.
+   */
+  settleMs?: number;
 }
 
 export interface Leadership {

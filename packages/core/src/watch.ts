@@ -23,7 +23,10 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
   #error: { error: unknown } | undefined;
   #done = false;
 
-  constructor(core: ClientCore, rel: string, signal: AbortSignal | undefined) {
+  readonly #settleMs: number;
+
+  constructor(core: ClientCore, rel: string, signal: AbortSignal | undefined, settleMs = 0) {
+    this.#settleMs = Number.isFinite(settleMs) && settleMs > 0 ? settleMs : 0;
     this.core = core;
     this.rel = rel;
     this.abs = core.chroot.toServer(rel);
@@ -66,6 +69,20 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
           this.#wakeLoop = resolve;
         });
         continue;
+      }
+      if (this.#settleMs > 0 && this.#latest !== undefined) {
+        // Let more changes arrive: they are read with this one.
+        const signal = this.#controller.signal;
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            signal.removeEventListener("abort", done);
+            resolve();
+          };
+          const timer = setTimeout(done, this.#settleMs);
+          signal.addEventListener("abort", done, { once: true });
+        });
+        if (this.#done) return;
       }
       this.#dirty = false;
       let state: S;
