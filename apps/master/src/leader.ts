@@ -522,8 +522,16 @@ export class GridLeader {
   private applyReport(dir: { worker: string; session: string }, report: WorkerReport): void {
     for (const u of report.updates) {
       const before = this.book.tasks.get(u.id);
-      // A direct task is in no assignment: its end leaves the worker's assignment as it is.
+      // A direct task is in no assignment: its end leaves the worker's assignment as it is. One reported
+      // here, not answered over its node (its worker could not write there), leaves that node to delete.
       const inAssignment = before?.direct === undefined;
+      if (
+        before?.direct &&
+        u.state !== "running" &&
+        before.worker === dir.worker &&
+        before.session === dir.session
+      )
+        this.reportNodesToDelete.push(before.direct.path);
       const status = this.book.applyUpdate(dir.worker, dir.session, u);
       if (status) {
         this.pendingResults.push(status);

@@ -56,14 +56,20 @@ export class DirectTasks {
     const target = this.#pick(task.labels);
     if (target === undefined) return false;
     const path = this.#layout.inboxTask(target.worker, target.session, task.id);
-    try {
-      await this.#zk.create(path, encodeSubmitBatch(batch), "persistent");
-    } catch (err) {
-      // A lost reply and a retry: the node is ours (the id is this client's own).
-      if (!errors.isNodeExists(err)) {
-        if (!errors.isNoNode(err)) throw err;
-        this.#targets = this.#targets.filter((t) => t !== target);
-        return false;
+    const data = encodeSubmitBatch(batch);
+    for (let retried = false; ; retried = true) {
+      try {
+        await this.#zk.create(path, data, "persistent");
+        break;
+      } catch (err) {
+        // After a lost reply the create may have happened: the node is then ours (the id is this
+        // client's own, unknown to the grid).
+        if (retried && errors.isNodeExists(err)) break;
+        if (errors.isNoNode(err)) {
+          this.#targets = this.#targets.filter((t) => t !== target);
+          return false;
+        }
+        if (!errors.isConnectionLoss(err)) throw err;
       }
     }
     this.#answers.set(task.id, []);

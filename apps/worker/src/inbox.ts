@@ -1,4 +1,11 @@
-import { isBadVersion, isNoNode, isRetryable, type SessionBoundClient } from "@zkgrid/core";
+import {
+  isBadVersion,
+  isClosed,
+  isNoNode,
+  isRetryable,
+  isSessionExpired,
+  type SessionBoundClient,
+} from "@zkgrid/core";
 import type { Logger } from "./logger.js";
 
 /** A direct task: a node in the session's inbox, answered in place. */
@@ -17,8 +24,10 @@ const RETRY_MS = 100;
  * Writes a direct task's answer over its node (its final `TaskStatus`, or the task unchanged to
  * decline it), under the version the task was read at and bound to the session that took it. Nothing
  * is written when the node is gone (the leader cancelled the task or fenced the session), was changed
- * by someone else, or the session has ended: the leader then decides the task's fate. Resolves true
- * if the answer is there.
+ * by someone else, or the session has ended: the leader then decides the task's fate. Resolves
+ * "written" if the answer is there, "dropped" in those cases, and "refused" when ZooKeeper refused the
+ * write for another reason (e.g. no write permission on the node): the caller then reports the outcome
+ * the usual way.
  */
 export async function answerDirect(
   client: SessionBoundClient,
@@ -27,27 +36,31 @@ export async function answerDirect(
   id: string,
   log: Logger,
   signal: AbortSignal,
-): Promise<boolean> {
+): Promise<"written" | "dropped" | "refused"> {
   let retried = false;
   for (;;) {
     try {
       await client.set(task.path, data, task.version);
-      return true;
+      return "written";
     } catch (error) {
       if (isNoNode(error)) {
         log("info", "direct task gone before its answer was written", { task: id });
-        return false;
+        return "dropped";
       }
       if (isBadVersion(error)) {
         // After a lost reply the write may have landed: it is ours if the node holds these bytes.
         if (retried) {
           const now = await client.get(task.path).catch(() => undefined);
-          if (now?.data.equals(data) && now.stat.version === task.version + 1) return true;
+          if (now?.data.equals(data) && now.stat.version === task.version + 1) return "written";
         }
         log("warn", "direct task changed by another client; its answer is dropped", { task: id });
-        return false;
+        return "dropped";
       }
-      if (!isRetryable(error) || signal.aborted) return false;
+      if (signal.aborted || isSessionExpired(error) || isClosed(error)) return "dropped";
+      if (!isRetryable(error)) {
+        log("warn", `could not write a direct task's answer: ${String(error)}`, { task: id });
+        return "refused";
+      }
       retried = true;
       await new Promise((wake) => setTimeout(wake, RETRY_MS));
     }

@@ -353,7 +353,9 @@ class GridWorker implements Worker {
     clearTimeout(this.stopTimer);
     const session = this.session;
     if (session !== undefined && session.status !== "ended" && this.zk !== undefined) {
-      await Promise.all([session.reporter.flushed(), ...this.answers]);
+      // Answers first: one the node refused is reported instead.
+      await Promise.all(this.answers);
+      await session.reporter.flushed();
       // Only now that the reports are written: the leader fences the session once this node is gone.
       await releaseWorkerName(this.zk, this.layout.worker(this.name), session.id).catch((error: unknown) =>
         this.log("warn", `could not delete the registration: ${asError(error).message}`),
@@ -770,16 +772,21 @@ class GridWorker implements Worker {
     }
   }
 
-  private answer(session: Session, direct: DirectTask, data: Buffer, id: string, done: () => void): void {
+  private answer(
+    session: Session,
+    direct: DirectTask,
+    data: Buffer,
+    id: string,
+    done: (outcome: "written" | "dropped" | "refused") => void,
+  ): void {
     const writing = answerDirect(this.client.boundTo(session.id), direct, data, id, this.log, session.signal)
-      .catch((error: unknown) => {
+      .catch((error: unknown): "dropped" => {
         if (!session.signal.aborted)
           this.log("warn", `could not answer a direct task: ${asError(error).message}`, { task: id });
+        return "dropped";
       })
-      .finally(() => {
-        this.answers.delete(writing);
-        done();
-      });
+      .then(done)
+      .finally(() => this.answers.delete(writing));
     this.answers.add(writing);
   }
 
@@ -863,7 +870,9 @@ class GridWorker implements Worker {
             ),
           )
         : direct.data;
-      this.answer(session, direct, data, update.id, () => {
+      this.answer(session, direct, data, update.id, (outcome) => {
+        // Not allowed to write over the node: the leader hears of the task through a report instead.
+        if (outcome === "refused" && session.status === "active") session.reporter.report(update);
         if (this.tracked.get(taskKey(update)) === entry) this.tracked.delete(taskKey(update));
       });
       this.emit({ type: "update", sessionId: session.id, update });
