@@ -185,3 +185,86 @@ describe("TaskBook failures", () => {
     expect(final).toMatchObject({ id: "t", state: "succeeded", attempt: 2, worker: "w1", exitCode: 0 });
   });
 });
+
+describe("TaskBook direct tasks", () => {
+  const node = (id: string) => ({ path: `/g/inbox/w1@s1/${id}`, version: 0 });
+
+  it("counts a direct task against its worker's capacity, outside its assignment", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 2, []);
+    expect(book.addDirect("w1", "s1", task("d1"), 1, 2, node("d1"))).toBe(true);
+    book.addQueueNode("q1", 1, [task("a"), task("b")], 1);
+    book.schedule(10);
+    expect(assigned(book, "w1")).toEqual(["a"]);
+    expect(book.counts()).toEqual({ queued: 1, assigned: 2, running: 0 });
+  });
+
+  it("drops a direct task under an id the grid knows", () => {
+    const book = new TaskBook();
+    book.addQueueNode("q1", 1, [task("a")], 1);
+    expect(book.addDirect("w1", "s1", task("a"), 1, 2, node("a"))).toBe(false);
+    book.markFinished("x");
+    expect(book.addDirect("w1", "s1", task("x"), 1, 2, node("x"))).toBe(false);
+  });
+
+  it("a direct task read before its worker's registration still takes that worker's capacity", () => {
+    const book = new TaskBook();
+    book.addDirect("w1", "s1", task("d1"), 1, 2, node("d1"));
+    book.setWorker("w1", "s1", 1, []);
+    book.addQueueNode("q1", 1, [task("a")], 1);
+    book.schedule(10);
+    expect(assigned(book, "w1")).toEqual([]);
+  });
+
+  it("a declined direct task is queued with its attempt unused, and its node is no longer its record", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 1, []);
+    book.addDirect("w1", "s1", task("d1"), 1, 2, node("d1"));
+    expect(book.applyUpdate("w1", "s1", { id: "d1", attempt: 1, state: "returned", at: 3 })).toBeUndefined();
+    expect(book.tasks.get("d1")).toMatchObject({ state: "queued", attemptsUsed: 0 });
+    expect(book.tasks.get("d1")?.direct).toBeUndefined();
+    expect(book.takeHomeless().map((e) => e.id)).toEqual(["d1"]);
+  });
+
+  it("a lost session's direct task is handed out again as attempt 2, or fails past maxAttempts", () => {
+    const book = new TaskBook();
+    book.addDirect("w1", "s1", task("d1"), 1, 2, node("d1"));
+    book.addDirect("w1", "s1", task("d2", { maxAttempts: 1 }), 1, 2, node("d2"));
+    const finals = book.loseSession("w1", "s1");
+    expect(finals.map((s) => [s.id, s.state, s.attempt])).toEqual([["d2", "failed", 1]]);
+    book.setWorker("w2", "s2", 4, []);
+    book.schedule(10);
+    expect(book.assignmentFor("w2")).toMatchObject([{ id: "d1", attempt: 2 }]);
+  });
+
+  it("cancelling a direct task asks for its node's deletion; a deletion before any answer ends it cancelled", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 1, []);
+    book.addDirect("w1", "s1", task("d1"), 1, 2, node("d1"));
+    expect(book.cancel("d1", 5)).toEqual({ direct: node("d1") });
+    expect(book.cancel("d1", 6)).toEqual({});
+    expect(book.cancelledDirect("d1", 7)).toMatchObject({
+      id: "d1",
+      state: "cancelled",
+      attempt: 1,
+      worker: "w1",
+    });
+    expect(book.isKnown("d1")).toBe(true);
+    expect(book.tasks.has("d1")).toBe(false);
+  });
+
+  it("a direct task answered after a cancel was asked keeps its answer", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 1, []);
+    book.addDirect("w1", "s1", task("d1"), 1, 2, node("d1"));
+    book.cancel("d1", 5);
+    const status = book.applyUpdate("w1", "s1", {
+      id: "d1",
+      attempt: 1,
+      state: "succeeded",
+      at: 6,
+      exitCode: 0,
+    });
+    expect(status).toMatchObject({ state: "succeeded", exitCode: 0 });
+  });
+});

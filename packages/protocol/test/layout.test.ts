@@ -40,8 +40,13 @@ describe("gridLayout", () => {
       "/zkgrid/reports",
       "/zkgrid/results",
       "/zkgrid/cancel",
+      "/zkgrid/inbox",
     ]);
     expect([l.cancel, l.cancelNodePrefix]).toEqual(["/zkgrid/cancel", "c"]);
+    expect(l.inboxDir("w1", "100000a2b3c0004")).toBe("/zkgrid/inbox/w1@100000a2b3c0004");
+    expect(l.inboxTask("w1", "100000a2b3c0004", "t-1")).toBe("/zkgrid/inbox/w1@100000a2b3c0004/t-1");
+    expect(() => l.inboxTask("w1", "100000a2b3c0004", "../x")).toThrow(InvalidNameError);
+    expect(() => l.inboxDir("w/1", "100000a2b3c0004")).toThrow(InvalidNameError);
   });
 
   test("a nested root and the ZooKeeper root both work", () => {
