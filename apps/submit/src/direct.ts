@@ -36,6 +36,8 @@ export class DirectTasks {
   #targets: Target[] = [];
   #next = 0;
   #watch: AbortController | undefined;
+  /** Resolves once the workers have been listed for the first time (or the watch has ended). */
+  #listed: Promise<void> | undefined;
   /** Direct tasks in flight, and answers not yet taken, by id. */
   readonly #answers = new Map<string, Answer | Array<(answer: Answer) => void>>();
 
@@ -50,7 +52,9 @@ export class DirectTasks {
    * that could take it, or its inbox is gone: the caller queues it instead.
    */
   async write(batch: SubmitBatch): Promise<boolean> {
-    this.#startWatch();
+    // The first write waits for the first listing: else a client's first lone task (the only one of
+    // a short-lived client) would never find a worker.
+    await this.#startWatch();
     const task = batch.tasks[0];
     if (task === undefined || batch.tasks.length !== 1) return false;
     const target = this.#pick(task.labels);
@@ -95,6 +99,7 @@ export class DirectTasks {
   close(): void {
     this.#watch?.abort();
     this.#watch = undefined;
+    this.#listed = undefined;
   }
 
   async #follow(path: string, worker: string, batch: SubmitBatch): Promise<void> {
@@ -148,10 +153,12 @@ export class DirectTasks {
   }
 
   /** Keeps the list of live worker sessions (re-read on every change of `R/workers`). */
-  #startWatch(): void {
-    if (this.#watch !== undefined) return;
+  #startWatch(): Promise<void> {
+    if (this.#listed !== undefined) return this.#listed;
     const watch = new AbortController();
     this.#watch = watch;
+    let listed = () => {};
+    this.#listed = new Promise((resolve) => (listed = resolve));
     void (async () => {
       try {
         for await (const change of this.#zk.watchChildren(this.#layout.workers, { signal: watch.signal })) {
@@ -170,13 +177,17 @@ export class DirectTasks {
           );
           found.sort((a, b) => (a.worker < b.worker ? -1 : 1));
           this.#targets = found;
+          listed();
         }
       } catch (err) {
         this.#log("info", "stopped following workers; lone tasks go through the queue", {
           error: String(err),
         });
         this.#targets = [];
+      } finally {
+        listed();
       }
     })();
+    return this.#listed;
   }
 }

@@ -331,10 +331,12 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
    * parent's stat, not a listing.
    */
   async resultBaseline(): Promise<number> {
-    // ZooKeeper numbers a sequential child with its parent's cversion at its creation, and every
-    // create or delete of a child raises it: a node created after this read has at least this number.
+    // ZooKeeper numbers a sequential child with the count of children created under its parent so
+    // far. The stat's cversion counts deletes too (the server reports 2 x creates - numChildren), so
+    // after a prune cversion alone would skip the next results. A server whose cversion counted
+    // creates only would make this lower, which only costs reads.
     const stat = await this.zk.exists(this.layout.results);
-    return stat === null ? -1 : stat.cversion - 1;
+    return stat === null ? -1 : Math.floor((stat.cversion + stat.numChildren) / 2) - 1;
   }
 
   /**

@@ -147,6 +147,38 @@ describe("watchChildren", () => {
     await zk.close();
     expect(await ended).toBe(0);
   });
+
+  it("with settleMs, children created one after another while it settles come in one change", async () => {
+    const root = testRoot();
+    const zk = await connectClient({ root });
+    const other = await connectClient({ root });
+    await zk.ensurePath("/d");
+    const watch = zk.watchChildren("/d", { settleMs: 2_000 });
+    expect((await watch.next()).value).toMatchObject({ children: [], added: [] });
+
+    const names = ["c1", "c2", "c3", "c4", "c5"];
+    for (const name of names) await other.create(`/d/${name}`);
+    const change = (await watch.next()).value as ChildrenChange;
+    expect(change).toMatchObject({ children: names, added: names, removed: [] });
+    watch.stop();
+  });
+
+  it("with settleMs, the first read is not delayed, and stop() during the settle wait ends the stream", async () => {
+    const root = testRoot();
+    const zk = await connectClient({ root });
+    await zk.ensurePath("/d");
+    // Longer than the test may run: only the first read, and stop(), can end the waits below.
+    const watch = zk.watchChildren("/d", { settleMs: 3_600_000 });
+    expect((await watch.next()).value).toMatchObject({ children: [], exists: true });
+
+    await zk.create("/d/a");
+    // A reply read after the change comes after its watch event: the watch is settling now.
+    await zk.exists("/d");
+    const pending = watch.next();
+    watch.stop();
+    expect(await pending).toEqual({ done: true, value: undefined });
+    expect(await watch.next()).toEqual({ done: true, value: undefined });
+  });
 });
 
 describe("watchData", () => {
