@@ -70,7 +70,12 @@ export class DirectTasks {
         // client's own, unknown to the grid).
         if (retried && errors.isNodeExists(err)) break;
         if (errors.isNoNode(err)) {
+          // That session's inbox is gone: its worker may be back on a new one.
           this.#targets = this.#targets.filter((t) => t !== target);
+          void this.#read(target.worker).then((fresh) => {
+            if (fresh !== undefined && !this.#targets.some((t) => t.worker === fresh.worker))
+              this.#targets = [...this.#targets, fresh];
+          });
           return false;
         }
         if (!errors.isConnectionLoss(err)) throw err;
@@ -152,7 +157,20 @@ export class DirectTasks {
     return undefined;
   }
 
-  /** Keeps the list of live worker sessions (re-read on every change of `R/workers`). */
+  /** The live session of worker `name` and its labels, or undefined (gone, unreadable, not ephemeral). */
+  async #read(name: string): Promise<Target | undefined> {
+    try {
+      const { data, stat } = await this.#zk.get(`${this.#layout.workers}/${name}`);
+      const reg = decodeWorkerRegistration(data);
+      if (reg.ok && reg.value.name === name && reg.value.session === stat.ephemeralOwner)
+        return { worker: name, session: reg.value.session, labels: new Set(reg.value.labels) };
+    } catch {
+      // gone meanwhile, or the client closed
+    }
+    return undefined;
+  }
+
+  /** Keeps the list of live worker sessions (new names under `R/workers` are read as they come). */
   #startWatch(): Promise<void> {
     if (this.#listed !== undefined) return this.#listed;
     const watch = new AbortController();
@@ -162,21 +180,22 @@ export class DirectTasks {
     void (async () => {
       try {
         for await (const change of this.#zk.watchChildren(this.#layout.workers, { signal: watch.signal })) {
+          // Only new names are read: a fleet's join or leave costs one read, not one per worker. A
+          // worker back on a new session under the same name shows as removed and added when its old
+          // node went first; otherwise its old inbox is gone and the create there drops it (NONODE).
+          const gone = new Set(change.removed);
+          const kept = this.#targets.filter((t) => !gone.has(t.worker));
           const found: Target[] = [];
           await Promise.all(
-            change.children.map(async (name) => {
-              try {
-                const { data, stat } = await this.#zk.get(`${this.#layout.workers}/${name}`);
-                const reg = decodeWorkerRegistration(data);
-                if (reg.ok && reg.value.name === name && reg.value.session === stat.ephemeralOwner)
-                  found.push({ worker: name, session: reg.value.session, labels: new Set(reg.value.labels) });
-              } catch {
-                // gone meanwhile, or unreadable: not a target
-              }
+            change.added.map(async (name) => {
+              const target = await this.#read(name);
+              if (target !== undefined) found.push(target);
             }),
           );
-          found.sort((a, b) => (a.worker < b.worker ? -1 : 1));
-          this.#targets = found;
+          const known = new Set(found.map((t) => t.worker));
+          this.#targets = [...kept.filter((t) => !known.has(t.worker)), ...found].sort((a, b) =>
+            a.worker < b.worker ? -1 : 1,
+          );
           listed();
         }
       } catch (err) {
