@@ -70,6 +70,8 @@ export class ChaosRun {
   private readonly memberDown: Array<{ from: number; to: number }> = [];
   private readonly accepted = new Map<string, { maxAttempts: number }>();
   private readonly rnd: () => number;
+  /** Number of the next task id: a batch's tasks are made before any of them is accepted. */
+  private nextId = 0;
   private execDir = "";
   private feeding = true;
   private faultsDone = false;
@@ -255,7 +257,7 @@ export class ChaosRun {
   private nextTask(): TaskSpec {
     const r = this.rnd();
     const seconds = r < 0.6 ? 0.05 : r < 0.85 ? 0.3 : r < 0.97 ? 1 : 3;
-    const id = `c${this.accepted.size.toString().padStart(6, "0")}`;
+    const id = `c${(this.nextId++).toString().padStart(6, "0")}`;
     return { id, cmd: recordingCommand(this.execDir, seconds) };
   }
 
