@@ -69,9 +69,14 @@ export class ChaosRun {
   /** When one ZooKeeper member was down. */
   private readonly memberDown: Array<{ from: number; to: number }> = [];
   private readonly accepted = new Map<string, { maxAttempts: number }>();
+  /** Tasks put in a worker session's inbox (accepted too), and those queued because it was gone. */
+  private readonly direct = new Set<string>();
+  private directQueued = 0;
   private readonly rnd: () => number;
   /** Number of the next task id: a batch's tasks are made before any of them is accepted. */
   private nextId = 0;
+  /** Picks direct tasks and their workers, apart from `rnd` so that a seed keeps its task mix. */
+  private readonly directRnd: () => number;
   private execDir = "";
   private feeding = true;
   private faultsDone = false;
@@ -85,6 +90,7 @@ export class ChaosRun {
     });
     this.crashed.catch(() => {});
     this.rnd = prng(options.seed);
+    this.directRnd = prng(options.seed + 1);
     this.workerNames = Array.from({ length: options.workers }, (_, i) => `w${i + 1}`);
   }
 
@@ -183,6 +189,7 @@ export class ChaosRun {
       losses: this.losses,
       staleWindows: this.staleWindows,
       workers: new Set(this.workerNames),
+      direct: this.direct,
     });
     for (const p of crashed)
       verdict.violations.push(`${p.role} ${p.name} (pid ${p.pid}) exited with code ${p.exitCode}`);
@@ -192,7 +199,15 @@ export class ChaosRun {
         r.finishedAt !== undefined &&
         this.memberDown.some((w) => r.finishedAt! >= w.from && r.finishedAt! <= w.to),
     ).length;
+    // Worker logs say which direct tasks were declined (no free slot then) and so went through the queue.
+    const declined = c.procs
+      .filter((p) => p.role === "worker")
+      .reduce((n, p) => n + (p.log().match(/declined a direct task/g)?.length ?? 0), 0);
     const notes: Array<[string, number]> = [
+      ["tasks sent direct to a worker session's inbox", this.direct.size],
+      ["  of which declined by the worker (queued by the leader)", declined],
+      ["  of which re-run", verdict.directReRun],
+      ["direct tasks queued instead (no live session, or its inbox gone)", this.directQueued],
       ["tasks finished while one ZooKeeper member was down", whileDown],
     ];
     return { faults, submitted: this.accepted.size, verdict, table: formatTable(faults, verdict, o, notes) };
@@ -283,9 +298,24 @@ export class ChaosRun {
         continue;
       }
       const batch = Array.from({ length: Math.min(want, 20) }, () => this.nextTask());
-      await this.c.submit(batch);
+      // About one task in ten goes straight to a live worker session's inbox.
+      const queued: TaskSpec[] = [];
+      for (const t of batch) {
+        if (this.directRnd() < 0.1 && (await this.submitDirect(t))) this.direct.add(t.id);
+        else queued.push(t);
+      }
+      if (queued.length > 0) await this.c.submit(queued);
       for (const t of batch) this.accepted.set(t.id, { maxAttempts: t.maxAttempts ?? 3 });
     }
+  }
+
+  /** Puts `task` in a live worker session's inbox; false when there is none or its inbox is gone. */
+  private async submitDirect(task: TaskSpec): Promise<boolean> {
+    const sessions = await this.c.retry(() => this.c.workerSessions(), "the workers' sessions", 180_000);
+    const target = sessions[Math.floor(this.directRnd() * sessions.length)];
+    if (target && (await this.c.submitDirect(task, target.worker, target.session))) return true;
+    this.directQueued++;
+    return false;
   }
 
   /** Waits until at least a few more results have come in: the grid works again after the last fault. */
@@ -337,14 +367,21 @@ export class ChaosRun {
     }
   }
 
-  /** Tasks `worker` is running now: assigned to it, started by it (a start line), not finished. */
+  /**
+   * Tasks `worker` is running now: assigned to it or in its session's inbox, started by it (a start
+   * line), not finished.
+   */
   private async runningOn(worker: string): Promise<number> {
     const data = await this.c.read(this.c.layout.assign(worker));
-    if (!data) return 0;
-    const decoded = decodeAssignment(data);
-    if (!decoded.ok) return 0;
+    const decoded = data && decodeAssignment(data);
+    const tasks = decoded?.ok ? decoded.value.tasks.map((t) => ({ id: t.id, attempt: t.attempt })) : [];
+    const session = await this.c.workerSession(worker);
+    if (session) {
+      for (const id of await this.c.children(this.c.layout.inboxDir(worker, session)))
+        tasks.push({ id, attempt: 1 });
+    }
     let running = 0;
-    for (const t of decoded.value.tasks) {
+    for (const t of tasks) {
       const file = join(this.execDir, t.id);
       if (!existsSync(file)) continue;
       const text = readFileSync(file, "utf8");
