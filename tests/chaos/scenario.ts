@@ -22,6 +22,8 @@ export interface ChaosOptions {
   workers: number;
   concurrency: number;
   seed: number;
+  /** Share of tasks put straight into a live worker session's inbox instead of the queue. */
+  directShare: number;
   /** Limit for the final wait for every result. */
   resultTimeoutMs: number;
   /** Say what happens, as it happens. */
@@ -37,7 +39,7 @@ export interface ChaosReport {
 
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
-/** Options from the environment (CHAOS_TASKS, CHAOS_ROUNDS, CHAOS_SESSION_TIMEOUT_MS, CHAOS_SEED). */
+/** Options from the environment (CHAOS_TASKS, CHAOS_ROUNDS, CHAOS_SESSION_TIMEOUT_MS, CHAOS_SEED, CHAOS_DIRECT). */
 export function chaosOptions(defaults: Partial<ChaosOptions>): ChaosOptions {
   const env = (name: string, fallback: number) => {
     const value = process.env[name];
@@ -50,6 +52,7 @@ export function chaosOptions(defaults: Partial<ChaosOptions>): ChaosOptions {
     workers: defaults.workers ?? 3,
     concurrency: defaults.concurrency ?? 4,
     seed: env("CHAOS_SEED", defaults.seed ?? Date.now() % 1_000_000),
+    directShare: env("CHAOS_DIRECT", defaults.directShare ?? 0.1),
     resultTimeoutMs: defaults.resultTimeoutMs ?? 300_000,
     log: defaults.log,
   };
@@ -112,7 +115,7 @@ export class ChaosRun {
   async run(): Promise<ChaosReport> {
     const o = this.options;
     this.say(
-      `seed ${o.seed}, ${o.tasks} tasks, ${o.rounds} rounds, session timeout ${o.sessionTimeoutMs} ms`,
+      `seed ${o.seed}, ${o.tasks} tasks (${o.directShare * 100}% direct), ${o.rounds} rounds, session timeout ${o.sessionTimeoutMs} ms`,
     );
     this.ensemble = await startEnsemble(3);
     const ensemble = this.ensemble;
@@ -298,10 +301,9 @@ export class ChaosRun {
         continue;
       }
       const batch = Array.from({ length: Math.min(want, 20) }, () => this.nextTask());
-      // About one task in ten goes straight to a live worker session's inbox.
       const queued: TaskSpec[] = [];
       for (const t of batch) {
-        if (this.directRnd() < 0.1 && (await this.submitDirect(t))) this.direct.add(t.id);
+        if (this.directRnd() < o.directShare && (await this.submitDirect(t))) this.direct.add(t.id);
         else queued.push(t);
       }
       if (queued.length > 0) await this.c.submit(queued);
