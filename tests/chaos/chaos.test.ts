@@ -3,7 +3,8 @@ import { assertBuilt } from "./cluster.js";
 import { ChaosRun, type ChaosReport, chaosOptions } from "./scenario.js";
 
 // The bounded run of the chaos suite, part of every `pnpm test`. `pnpm test:chaos` runs the long one.
-// Bounded whatever CHAOS_TASKS and CHAOS_ROUNDS say; CHAOS_SEED still picks the task mix.
+// Bounded whatever CHAOS_TASKS and CHAOS_ROUNDS say; CHAOS_SEED still picks the task mix, CHAOS_DIRECT
+// the share sent direct.
 const run = new ChaosRun({
   ...chaosOptions({ log: (l) => console.log(l) }),
   tasks: 300,

@@ -15,7 +15,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { connect, NoNodeError, type ZkClient } from "@zkgrid/core";
+import { connect, NodeExistsError, NoNodeError, type ZkClient } from "@zkgrid/core";
 import {
   decodeResultBatch,
   decodeWorkerRegistration,
@@ -279,6 +279,51 @@ export class Cluster {
     }
   }
 
+  /**
+   * Submits one task straight into `worker`'s inbox for `session`, as a submitter of direct tasks
+   * would. A failed create is tried again like submit(); a node (or result) found on a retry is the one
+   * a lost reply created (ids are unique here). Resolves false when the inbox is gone (NONODE): the
+   * caller queues the task instead.
+   */
+  async submitDirect(task: TaskSpec, worker: string, session: string): Promise<boolean> {
+    const path = this.layout.inboxTask(worker, session, task.id);
+    const [batch] = packSubmitBatches([task], { submitter: "chaos" });
+    if (!batch) throw new Error(`task ${task.id} packs into no batch`);
+    const data = encodeSubmitBatch(batch);
+    const deadline = Date.now() + 180_000;
+    for (let retry = false; ; retry = true) {
+      if (this.closed) throw new Error("the cluster is closed");
+      try {
+        // The leader deletes an answered node once it has recorded the result: a lost reply's node may
+        // be gone already, and creating it again would run the task again.
+        if (retry && (await this.results()).some((r) => r.id === task.id)) return true;
+        await this.store.create(path, data, "persistent");
+        return true;
+      } catch (error) {
+        if (error instanceof NoNodeError) return false;
+        if (error instanceof NodeExistsError && retry) return true;
+        if (Date.now() > deadline || error instanceof NodeExistsError) throw error;
+        await new Promise((res) => setTimeout(res, 250));
+      }
+    }
+  }
+
+  /** Every live worker session: R/workers children whose registration names its owning session. */
+  async workerSessions(): Promise<Array<{ worker: string; session: string }>> {
+    const names = await this.store.children(this.layout.workers);
+    const found = await Promise.all(
+      names.map(async (worker) => {
+        const got = await this.store.get(this.layout.worker(worker));
+        if (!got) return undefined;
+        const reg = decodeWorkerRegistration(got.data);
+        return reg.ok && reg.value.session === got.stat.ephemeralOwner
+          ? { worker, session: reg.value.session }
+          : undefined;
+      }),
+    );
+    return found.filter((s) => s !== undefined);
+  }
+
   /** Every result status so far, in R/results order (duplicates included). Reads only new nodes. */
   async results(): Promise<TaskStatus[]> {
     const names = await this.store.children(this.layout.results);
@@ -458,6 +503,10 @@ class SuiteClient {
     await this.request("ensurePath", { path });
   }
 
+  async create(path: string, data: Buffer, mode: string): Promise<string> {
+    return (await this.request("create", { path, data: data.toString("base64"), mode })) as string;
+  }
+
   async createProtected(path: string, data: Buffer, mode: string): Promise<string> {
     return (await this.request("createProtected", { path, data: data.toString("base64"), mode })) as string;
   }
@@ -501,6 +550,7 @@ class SuiteClient {
           clearTimeout(call.timer);
           if (m.ok) call.resolve(m.value);
           else if (m.error?.code === -101) call.reject(new NoNodeError());
+          else if (m.error?.code === -110) call.reject(new NodeExistsError());
           else call.reject(new Error(m.error?.message ?? "failed"));
         },
       );

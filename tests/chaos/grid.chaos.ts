@@ -2,7 +2,8 @@ import { afterAll, expect, it } from "vitest";
 import { assertBuilt } from "./cluster.js";
 import { ChaosRun, type ChaosReport, chaosOptions } from "./scenario.js";
 
-// The long run: `pnpm test:chaos`; CHAOS_TASKS, CHAOS_ROUNDS, CHAOS_SESSION_TIMEOUT_MS, CHAOS_SEED.
+// The long run: `pnpm test:chaos`; CHAOS_TASKS, CHAOS_ROUNDS, CHAOS_SESSION_TIMEOUT_MS, CHAOS_SEED,
+// CHAOS_DIRECT (share of tasks sent straight to a worker's inbox, default 0.1).
 const run = new ChaosRun(
   chaosOptions({ tasks: 3000, rounds: 3, sessionTimeoutMs: 4000, log: (l) => console.log(l) }),
 );

@@ -73,6 +73,18 @@ describe("the chaos checker", () => {
     expect(allowed.violations).toEqual([]);
     expect(allowed.reRun).toBe(1);
     expect(allowed.reRunCauses.get("SIGKILL")).toBe(1);
+    expect(allowed.directReRun).toBe(0);
+    // A direct task is held to the same rule; its re-runs are also counted apart.
+    const direct = checkRun(
+      input({
+        results,
+        executions,
+        losses: [{ worker: "w1", at: 150, cause: "SIGKILL" }],
+        direct: new Set(["t1"]),
+      }),
+    );
+    expect(direct.violations).toEqual([]);
+    expect(direct.directReRun).toBe(1);
     // Lost before the run started: that loss does not explain it.
     const early = checkRun(
       input({ results, executions, losses: [{ worker: "w1", at: 50, cause: "SIGKILL" }] }),

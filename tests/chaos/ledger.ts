@@ -65,8 +65,14 @@ export function readExecutions(execDir: string): Map<string, Execution[]> {
 }
 
 export interface CheckInput {
-  /** Every task the grid accepted (its queue node was created), with its maxAttempts. */
+  /** Every task the grid accepted (its queue or inbox node was created), with its maxAttempts. */
   accepted: Map<string, { maxAttempts: number }>;
+  /**
+   * The accepted tasks put straight into a worker session's inbox. They are held to every check below
+   * unchanged: the worker runs one as attempt 1 (declining uses no attempt), its answer is the result
+   * the leader records, and a lost worker's direct task is handed out again as attempt 2 like any other.
+   */
+  direct?: ReadonlySet<string>;
   /** Every status in R/results, in R/results order. */
   results: TaskStatus[];
   executions: Map<string, Execution[]>;
@@ -83,6 +89,8 @@ export interface Verdict {
   extraExecutions: number;
   /** Result records beyond the first for a task (identical ones; different ones are violations). */
   duplicateResults: number;
+  /** Direct tasks among `reRun`. */
+  directReRun: number;
   /** Tasks failed because their worker was lost maxAttempts times. */
   gaveUp: number;
   /** Extra executions by the loss that explains them (the first loss of that worker after the run started). */
@@ -105,6 +113,7 @@ export function checkRun(input: CheckInput): Verdict {
     tasksChecked: 0,
     reRun: 0,
     extraExecutions: 0,
+    directReRun: 0,
     duplicateResults: 0,
     gaveUp: 0,
     reRunCauses: new Map(),
@@ -175,6 +184,7 @@ export function checkRun(input: CheckInput): Verdict {
     const others = runs.filter((r) => r !== counted);
     if (runs.length > 1) {
       verdict.reRun++;
+      if (input.direct?.has(id)) verdict.directReRun++;
       verdict.extraExecutions += runs.length - 1;
     }
     for (const run of others) {

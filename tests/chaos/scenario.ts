@@ -22,6 +22,8 @@ export interface ChaosOptions {
   workers: number;
   concurrency: number;
   seed: number;
+  /** Share of tasks put straight into a live worker session's inbox instead of the queue. */
+  directShare: number;
   /** Limit for the final wait for every result. */
   resultTimeoutMs: number;
   /** Say what happens, as it happens. */
@@ -37,7 +39,7 @@ export interface ChaosReport {
 
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
-/** Options from the environment (CHAOS_TASKS, CHAOS_ROUNDS, CHAOS_SESSION_TIMEOUT_MS, CHAOS_SEED). */
+/** Options from the environment (CHAOS_TASKS, CHAOS_ROUNDS, CHAOS_SESSION_TIMEOUT_MS, CHAOS_SEED, CHAOS_DIRECT). */
 export function chaosOptions(defaults: Partial<ChaosOptions>): ChaosOptions {
   const env = (name: string, fallback: number) => {
     const value = process.env[name];
@@ -50,6 +52,7 @@ export function chaosOptions(defaults: Partial<ChaosOptions>): ChaosOptions {
     workers: defaults.workers ?? 3,
     concurrency: defaults.concurrency ?? 4,
     seed: env("CHAOS_SEED", defaults.seed ?? Date.now() % 1_000_000),
+    directShare: env("CHAOS_DIRECT", defaults.directShare ?? 0.1),
     resultTimeoutMs: defaults.resultTimeoutMs ?? 300_000,
     log: defaults.log,
   };
@@ -69,7 +72,14 @@ export class ChaosRun {
   /** When one ZooKeeper member was down. */
   private readonly memberDown: Array<{ from: number; to: number }> = [];
   private readonly accepted = new Map<string, { maxAttempts: number }>();
+  /** Tasks put in a worker session's inbox (accepted too), and those queued because it was gone. */
+  private readonly direct = new Set<string>();
+  private directQueued = 0;
   private readonly rnd: () => number;
+  /** Number of the next task id: a batch's tasks are made before any of them is accepted. */
+  private nextId = 0;
+  /** Picks direct tasks and their workers, apart from `rnd` so that a seed keeps its task mix. */
+  private readonly directRnd: () => number;
   private execDir = "";
   private feeding = true;
   private faultsDone = false;
@@ -83,6 +93,7 @@ export class ChaosRun {
     });
     this.crashed.catch(() => {});
     this.rnd = prng(options.seed);
+    this.directRnd = prng(options.seed + 1);
     this.workerNames = Array.from({ length: options.workers }, (_, i) => `w${i + 1}`);
   }
 
@@ -104,7 +115,7 @@ export class ChaosRun {
   async run(): Promise<ChaosReport> {
     const o = this.options;
     this.say(
-      `seed ${o.seed}, ${o.tasks} tasks, ${o.rounds} rounds, session timeout ${o.sessionTimeoutMs} ms`,
+      `seed ${o.seed}, ${o.tasks} tasks (${o.directShare * 100}% direct), ${o.rounds} rounds, session timeout ${o.sessionTimeoutMs} ms`,
     );
     this.ensemble = await startEnsemble(3);
     const ensemble = this.ensemble;
@@ -181,6 +192,7 @@ export class ChaosRun {
       losses: this.losses,
       staleWindows: this.staleWindows,
       workers: new Set(this.workerNames),
+      direct: this.direct,
     });
     for (const p of crashed)
       verdict.violations.push(`${p.role} ${p.name} (pid ${p.pid}) exited with code ${p.exitCode}`);
@@ -190,7 +202,15 @@ export class ChaosRun {
         r.finishedAt !== undefined &&
         this.memberDown.some((w) => r.finishedAt! >= w.from && r.finishedAt! <= w.to),
     ).length;
+    // Worker logs say which direct tasks were declined (no free slot then) and so went through the queue.
+    const declined = c.procs
+      .filter((p) => p.role === "worker")
+      .reduce((n, p) => n + (p.log().match(/declined a direct task/g)?.length ?? 0), 0);
     const notes: Array<[string, number]> = [
+      ["tasks sent direct to a worker session's inbox", this.direct.size],
+      ["  of which declined by the worker (queued by the leader)", declined],
+      ["  of which re-run", verdict.directReRun],
+      ["direct tasks queued instead (no live session, or its inbox gone)", this.directQueued],
       ["tasks finished while one ZooKeeper member was down", whileDown],
     ];
     return { faults, submitted: this.accepted.size, verdict, table: formatTable(faults, verdict, o, notes) };
@@ -255,7 +275,7 @@ export class ChaosRun {
   private nextTask(): TaskSpec {
     const r = this.rnd();
     const seconds = r < 0.6 ? 0.05 : r < 0.85 ? 0.3 : r < 0.97 ? 1 : 3;
-    const id = `c${this.accepted.size.toString().padStart(6, "0")}`;
+    const id = `c${(this.nextId++).toString().padStart(6, "0")}`;
     return { id, cmd: recordingCommand(this.execDir, seconds) };
   }
 
@@ -281,9 +301,23 @@ export class ChaosRun {
         continue;
       }
       const batch = Array.from({ length: Math.min(want, 20) }, () => this.nextTask());
-      await this.c.submit(batch);
+      const queued: TaskSpec[] = [];
+      for (const t of batch) {
+        if (this.directRnd() < o.directShare && (await this.submitDirect(t))) this.direct.add(t.id);
+        else queued.push(t);
+      }
+      if (queued.length > 0) await this.c.submit(queued);
       for (const t of batch) this.accepted.set(t.id, { maxAttempts: t.maxAttempts ?? 3 });
     }
+  }
+
+  /** Puts `task` in a live worker session's inbox; false when there is none or its inbox is gone. */
+  private async submitDirect(task: TaskSpec): Promise<boolean> {
+    const sessions = await this.c.retry(() => this.c.workerSessions(), "the workers' sessions", 180_000);
+    const target = sessions[Math.floor(this.directRnd() * sessions.length)];
+    if (target && (await this.c.submitDirect(task, target.worker, target.session))) return true;
+    this.directQueued++;
+    return false;
   }
 
   /** Waits until at least a few more results have come in: the grid works again after the last fault. */
@@ -335,14 +369,21 @@ export class ChaosRun {
     }
   }
 
-  /** Tasks `worker` is running now: assigned to it, started by it (a start line), not finished. */
+  /**
+   * Tasks `worker` is running now: assigned to it or in its session's inbox, started by it (a start
+   * line), not finished.
+   */
   private async runningOn(worker: string): Promise<number> {
     const data = await this.c.read(this.c.layout.assign(worker));
-    if (!data) return 0;
-    const decoded = decodeAssignment(data);
-    if (!decoded.ok) return 0;
+    const decoded = data && decodeAssignment(data);
+    const tasks = decoded?.ok ? decoded.value.tasks.map((t) => ({ id: t.id, attempt: t.attempt })) : [];
+    const session = await this.c.workerSession(worker);
+    if (session) {
+      for (const id of await this.c.children(this.c.layout.inboxDir(worker, session)))
+        tasks.push({ id, attempt: 1 });
+    }
     let running = 0;
-    for (const t of decoded.value.tasks) {
+    for (const t of tasks) {
       const file = join(this.execDir, t.id);
       if (!existsSync(file)) continue;
       const text = readFileSync(file, "utf8");

@@ -25,6 +25,7 @@ const ops = {
   },
   ensurePath: ({ path }) => client.ensurePath(path),
   createProtected: ({ path, data, mode }) => client.createProtected(path, Buffer.from(data, "base64"), mode),
+  create: ({ path, data, mode }) => client.create(path, Buffer.from(data, "base64"), mode),
 };
 
 process.on("message", (request) => {
