@@ -7,6 +7,7 @@ export default defineConfig({
     "src/bullmq-worker.ts",
     "src/spawn-ceiling.ts",
     "src/relay-station.ts",
+    "src/inbox-station.ts",
   ],
   format: ["esm"],
   sourcemap: true,

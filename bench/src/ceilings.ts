@@ -186,3 +186,66 @@ export async function zkRelayFloor(
     await zk.close();
   }
 }
+
+/**
+ * The floor of a direct task's round trip: the bench creates a node in a dir that another process (an
+ * inbox station) watches; the station lists the dir, reads the node and writes an answer over it; the
+ * bench learns of it through a data watch on its node and reads it. Two writes in sequence, as a
+ * direct task takes (nothing runs, nothing is recorded afterwards). The bench deletes each node after,
+ * as a leader would.
+ */
+export async function zkDirectFloor(
+  ctx: BenchContext,
+  warmup: number,
+  count: number,
+): Promise<CeilingResult> {
+  const zk = await connect({ connectString: ctx.zk.connectString });
+  const dir = `/bench-direct-${Date.now()}`;
+  const station = new GuardedProcess(
+    "inbox-station",
+    process.execPath,
+    [BINS.inboxStation, ctx.zk.connectString, dir],
+    {
+      logFile: join(ctx.workDir, "inbox-station.log"),
+      pipeStdout: true,
+    },
+  );
+  try {
+    await zk.ensurePath(dir);
+    await station.waitForLine(/^ready$/, 30_000);
+    const once = async (i: number): Promise<number> => {
+      const start = performance.now();
+      const path = `${dir}/t${i}`;
+      await zk.create(path, String(i), "persistent");
+      const watch = zk.watchData(path);
+      try {
+        for (;;) {
+          const { value, done } = await watch.next();
+          if (done) throw new Error("the floor's watch ended");
+          if (value !== null && value.stat.version > 0) return performance.now() - start;
+        }
+      } finally {
+        watch.stop();
+        void zk.delete(path).catch(() => {});
+      }
+    };
+    for (let i = 0; i < warmup; i++) await once(i);
+    const times: number[] = [];
+    for (let i = 0; i < count; i++) times.push(await once(warmup + i));
+    const latencyMs = summarize(times);
+    const seconds = times.reduce((sum, t) => sum + t, 0) / 1000;
+    return {
+      kind: "ceiling",
+      name: "zk-direct",
+      detail: `ZooKeeper floor of a direct task: a create seen by another process through a child watch, an answer written over it and seen through a data watch (p50 ${latencyMs.p50} ms)`,
+      count,
+      seconds: round(seconds),
+      perSecond: round(count / seconds, 1),
+      latencyMs,
+    };
+  } finally {
+    await station.stop();
+    await zk.deleteRecursive(dir).catch(() => {});
+    await zk.close();
+  }
+}

@@ -13,6 +13,7 @@ export const BINS = {
   bullmqWorker: join(BENCH_DIST, "bullmq-worker.js"),
   spawnCeiling: join(BENCH_DIST, "spawn-ceiling.js"),
   relayStation: join(BENCH_DIST, "relay-station.js"),
+  inboxStation: join(BENCH_DIST, "inbox-station.js"),
 };
 
 /** What every scenario shares: the servers, a scratch directory and the progress log. */

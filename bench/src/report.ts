@@ -104,6 +104,19 @@ export function computeRatios(results: BenchResult[], masterRssLimitMiB: number)
       value: round(zkLat.latencyMs.p50 / floor.p50, 2),
     });
   }
+  const direct = ceilings(results).find((c) => c.name === "zk-direct")?.latencyMs;
+  if (direct && bullLat && !bullLat.error) {
+    ratios.push({
+      name: "(c) direct-task floor p50 (2 writes in sequence) ÷ BullMQ p50",
+      value: round(direct.p50 / bullLat.latencyMs.p50, 2),
+    });
+  }
+  if (direct && zkLat && !zkLat.error) {
+    ratios.push({
+      name: "(c) zkgrid p50 ÷ direct-task floor p50",
+      value: round(zkLat.latencyMs.p50 / direct.p50, 2),
+    });
+  }
   const scale = results.find((r): r is ScaleResult => r.kind === "scale");
   if (scale) {
     const ok = !scale.error && scale.failed === 0;
@@ -461,6 +474,9 @@ export function renderChart(results: BenchResult[], subtitle: string): string {
       const floor = ceilings(results).find((c) => c.name === "zk-relay")?.latencyMs;
       if (floor)
         bars.push({ label: `floor: 3 ZooKeeper writes ${p}`, value: floor[p], color: COLORS.ceiling });
+      const direct = ceilings(results).find((c) => c.name === "zk-direct")?.latencyMs;
+      if (direct)
+        bars.push({ label: `floor: direct task, 2 writes ${p}`, value: direct[p], color: COLORS.ceiling });
       const bull = lat.find((r) => r.system === "bullmq");
       if (p === "p50" && bull) {
         bars.push({

@@ -67,7 +67,7 @@ export interface LatencyResult {
 
 export interface CeilingResult {
   kind: "ceiling";
-  name: "zk-creates" | "spawn" | "zk-relay";
+  name: "zk-creates" | "spawn" | "zk-relay" | "zk-direct";
   /** What was run, for humans. */
   detail: string;
   count: number;

@@ -22,7 +22,13 @@ import { parseArgs } from "node:util";
 import { MAX_CAPACITY } from "@zkgrid/protocol";
 import { findZooKeeper, startServer, type ZkServer } from "@zkgrid/testing";
 import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
-import { spawnCeiling, spawnCeilingBesideRounds, zkCreateCeiling, zkRelayFloor } from "./ceilings.js";
+import {
+  spawnCeiling,
+  spawnCeilingBesideRounds,
+  zkCreateCeiling,
+  zkDirectFloor,
+  zkRelayFloor,
+} from "./ceilings.js";
 import { BINS, type BenchContext, REPO } from "./context.js";
 import { killAllNow } from "./processes.js";
 import { type RedisServer, startRedis } from "./redis.js";
@@ -127,7 +133,7 @@ function configFor(mode: "full" | "quick"): Config {
       ],
     },
     shell: { warmup: 1500, count: 1000, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
-    latency: { warmup: 100, count: 1000, zkgrid: latencyShape, bullmq: { workers: 1, concurrency: 100 } },
+    latency: { warmup: 2000, count: 1000, zkgrid: latencyShape, bullmq: { workers: 1, concurrency: 100 } },
     ceilings: {
       zkCreates: { warmup: 5000, count: 50_000, inFlight: 500 },
       spawn: { warmup: 300, count: 3000, concurrency: 8, processes: [1, 2] },
@@ -361,6 +367,8 @@ async function main(): Promise<number> {
       const l = config.latency;
       log(`(c) floor: ${l.count} relays of 3 ZooKeeper writes in sequence after ${l.warmup} to warm up`);
       record(await zkRelayFloor(ctx, 3, l.warmup, l.count));
+      log(`(c) direct floor: ${l.count} creates answered over the node after ${l.warmup} to warm up`);
+      record(await zkDirectFloor(ctx, l.warmup, l.count));
       log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
       record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
       log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Leadership, SessionBoundClient, WatchStream } from "@zkgrid/core";
+import type { Leadership, SessionBoundClient } from "@zkgrid/core";
 import { errors } from "@zkgrid/core";
 import type { CancelRequest, GridLayout, SubmitBatch, TaskStatus, WorkerReport } from "@zkgrid/protocol";
 import {
@@ -73,12 +73,15 @@ interface InboxDir {
   session: string;
   /** Names whose data watch runs (or ran): each node is followed until it is deleted. */
   followed: Set<string>;
+  /** Aborted when the dir is gone: ends its watch. */
+  stop: AbortController;
 }
 
 interface SessionDir {
   worker: string;
   session: string;
-  watch?: WatchStream<unknown>;
+  /** Aborted when the dir is gone: ends its watch. */
+  stop: AbortController;
   /** Report nodes already applied (kept until the dir is gone, so a re-listed node is not applied twice). */
   applied: Set<string>;
 }
@@ -185,7 +188,8 @@ export class GridLeader {
     clearTimeout(this.staleDirTimer);
     clearTimeout(this.cleanupTimer);
     this.abort.abort();
-    for (const d of this.dirs.values()) d.watch?.stop();
+    for (const d of this.dirs.values()) d.stop.abort();
+    for (const d of this.inboxDirs.values()) d.stop.abort();
     this.resolveDone();
   }
 
@@ -268,15 +272,16 @@ export class GridLeader {
   private follow(
     path: string,
     handle: (c: { children: string[]; added: string[]; removed: string[] }) => Promise<void>,
-    settleMs = 0,
+    options: { settleMs?: number; stop?: AbortSignal } = {},
   ): Promise<void> {
+    const signal = options.stop ? AbortSignal.any([this.abort.signal, options.stop]) : this.abort.signal;
     let first = true;
     return new Promise<void>((resolve, reject) => {
       void (async () => {
         try {
           for await (const change of this.client.watchChildren(path, {
-            signal: this.abort.signal,
-            settleMs,
+            signal,
+            settleMs: options.settleMs ?? 0,
           })) {
             await handle(change);
             if (first) {
@@ -467,7 +472,7 @@ export class GridLeader {
 
   private async onReportDirs(added: string[], removed: string[]): Promise<void> {
     for (const name of removed) {
-      this.dirs.get(name)?.watch?.stop();
+      this.dirs.get(name)?.stop.abort();
       this.dirs.delete(name);
     }
     const firsts: Promise<void>[] = [];
@@ -478,14 +483,19 @@ export class GridLeader {
         this.log("warn", "unexpected node under reports; ignoring it", { node: name });
         continue;
       }
-      const dir: SessionDir = { worker: parsed.worker, session: parsed.session, applied: new Set() };
+      const dir: SessionDir = {
+        worker: parsed.worker,
+        session: parsed.session,
+        applied: new Set(),
+        stop: new AbortController(),
+      };
       this.dirs.set(name, dir);
       firsts.push(
-        this.follow(`${this.layout.reports}/${name}`, (c) => this.onReports(name, dir, c.added)).catch(
-          (err) => {
-            if (!errors.isNoNode(err)) throw err;
-          },
-        ),
+        this.follow(`${this.layout.reports}/${name}`, (c) => this.onReports(name, dir, c.added), {
+          stop: dir.stop.signal,
+        }).catch((err) => {
+          if (!errors.isNoNode(err)) throw err;
+        }),
       );
     }
     await Promise.all(firsts);
@@ -554,7 +564,10 @@ export class GridLeader {
   // Direct tasks (R/inbox)
 
   private async onInboxDirs(added: string[], removed: string[]): Promise<void> {
-    for (const name of removed) this.inboxDirs.delete(name);
+    for (const name of removed) {
+      this.inboxDirs.get(name)?.stop.abort();
+      this.inboxDirs.delete(name);
+    }
     const firsts: Promise<void>[] = [];
     for (const name of added) {
       if (this.inboxDirs.has(name)) continue;
@@ -563,14 +576,13 @@ export class GridLeader {
         this.log("warn", "unexpected node under inbox; ignoring it", { node: name });
         continue;
       }
-      const dir: InboxDir = { ...parsed, followed: new Set() };
+      const dir: InboxDir = { ...parsed, followed: new Set(), stop: new AbortController() };
       this.inboxDirs.set(name, dir);
       firsts.push(
-        this.follow(
-          `${this.layout.inbox}/${name}`,
-          (c) => this.onInboxTasks(name, dir, c.added, c.removed),
-          DIRECT_SETTLE_MS,
-        ).catch((err) => {
+        this.follow(`${this.layout.inbox}/${name}`, (c) => this.onInboxTasks(name, dir, c.added, c.removed), {
+          settleMs: DIRECT_SETTLE_MS,
+          stop: dir.stop.signal,
+        }).catch((err) => {
           if (!errors.isNoNode(err)) throw err;
         }),
       );
@@ -758,6 +770,7 @@ export class GridLeader {
     try {
       this.counters.writes += 1;
       await this.client.delete(dirPath);
+      this.inboxDirs.get(dirName)?.stop.abort();
       this.inboxDirs.delete(dirName);
     } catch (err) {
       if (errors.isNoNode(err)) return;
@@ -1168,7 +1181,7 @@ export class GridLeader {
   }
 
   private async deleteDir(dirName: string): Promise<void> {
-    this.dirs.get(dirName)?.watch?.stop();
+    this.dirs.get(dirName)?.stop.abort();
     this.counters.writes += 1;
     await this.client.deleteRecursive(`${this.layout.reports}/${dirName}`);
     this.dirs.delete(dirName);
