@@ -83,8 +83,7 @@ export async function runCancelCommand(argv: readonly string[], io: CliIo): Prom
     try {
       for (const id of ids) {
         const task = await observer.task(id);
-        if (task === undefined && (await inAnInbox(grid, id))) toCancel.push(id);
-        else if (task === undefined) {
+        if (task === undefined) {
           say(`no task ${JSON.stringify(id)} in the grid at ${layout.root}`);
           status = 1;
         } else if (isFinalState(task.state)) {
@@ -149,12 +148,4 @@ function requester(): string {
     // No passwd entry (some containers).
   }
   return `${PROGRAM} cancel by ${user}@${hostname()}`.slice(0, 256);
-}
-
-/** Whether `id` is a direct task waiting in some worker session's inbox (the observer does not follow them). */
-async function inAnInbox(grid: GridClient, id: string): Promise<boolean> {
-  const { inbox } = grid.layout;
-  const dirs = await grid.zk.getChildren(inbox).catch(() => [] as string[]);
-  for (const dir of dirs) if ((await grid.zk.exists(`${inbox}/${dir}/${id}`)) !== null) return true;
-  return false;
 }

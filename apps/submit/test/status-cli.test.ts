@@ -156,12 +156,49 @@ describe("zkgrid status, tasks and task", () => {
   });
 });
 
+describe("zkgrid status, tasks and task on a direct task", () => {
+  it("task <id> shows a lone --cmd task running from its worker's inbox as assigned to that worker, counted in its load", async () => {
+    const root = randomRoot();
+    const layout = gridLayout(root);
+    await startGrid(root);
+    const sent = await zkgrid(["submit", "--cmd", "sleep 30"], root);
+    expect(sent).toMatchObject({ code: 0, stderr: "" });
+    const id = sent.stdout.trim();
+    // It went straight to the worker, not through the queue.
+    const [dir] = await zk.getChildren(layout.inbox);
+    expect(dir).toMatch(/^w1@[0-9a-f]+$/);
+    expect(await zk.getChildren(`${layout.inbox}/${dir}`)).toEqual([id]);
+
+    const json = await zkgrid(["task", id, "--json"], root);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      id,
+      state: "assigned",
+      attempt: 1,
+      worker: "w1",
+      command: "sleep 30",
+    });
+    const detail = await zkgrid(["task", id], root);
+    expect(detail.stdout).toMatch(
+      new RegExp(`^id: +${id}\\nstate: +assigned\\nattempt: +1\\nworker: +w1\\n`),
+    );
+    const listed = await zkgrid(["tasks", "--worker", "w1"], root);
+    expect(listed.stdout).toMatch(new RegExp(`\\n${id} +assigned +w1 +1 `));
+    const status = await zkgrid(["status"], root);
+    expect(status.stdout).toContain("WORKERS  1 live, 1 of 2 slots in use\n");
+    expect(status.stdout).toContain("\nTASKS  queued 0  on workers 1\n");
+
+    const cancel = await zkgrid(["cancel", id], root);
+    expect(cancel).toMatchObject({ code: 0, stderr: "" });
+    expect(cancel.stdout).toMatch(new RegExp(`^cancelled ${id}`));
+  });
+});
+
 describe("zkgrid cancel", () => {
   it("stops a running task and a queued one, waits until both are cancelled, and exits 1 for a final or unknown id", async () => {
     const root = randomRoot();
     await startGrid(root);
-    // Its own id keeps it in the queue: a lone task without one runs from a worker's inbox, which the
-    // observer does not list.
+    // Its own id sends it through the queue (a lone task without one goes to a worker's inbox).
     const [running] = await submit(root, [{ id: "sleeper", cmd: "sleep 60" }]);
     const [queued] = await submit(root, [{ cmd: "true", labels: ["gpu"] }]);
     await waitFor(async () => ["assigned", "running"].includes((await taskState(root, running!)) ?? ""), {

@@ -31,7 +31,7 @@ export function gridMetrics(s: GridSnapshot): string {
   });
   const assigned = r.gauge({
     name: "zkgrid_worker_assigned_tasks",
-    help: "Tasks in a worker's assignment",
+    help: "Tasks a worker holds: in its assignment or its inbox",
     labelNames: ["worker"],
   });
   for (const w of s.workers) {
@@ -46,7 +46,7 @@ export function gridMetrics(s: GridSnapshot): string {
   for (const state of ACTIVE_STATES) tasks.set({ state }, s.counts[state]);
   const finished = r.counter({
     name: "zkgrid_tasks_finished_total",
-    help: "Final statuses that appeared in R/results since the dashboard started, by state",
+    help: "Final statuses seen in R/results or direct tasks' answers since the dashboard started, by state",
     labelNames: ["state"],
   });
   for (const state of FINAL_STATES) finished.inc({ state }, s.counts[state]);

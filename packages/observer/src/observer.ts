@@ -3,6 +3,7 @@ import { connect, type DataChange, errors, type Logger, type ZkClient } from "@z
 import {
   type Assignment,
   decodeAssignment,
+  decodeInboxNode,
   decodeMasterInfo,
   decodeResultBatch,
   decodeSubmitBatch,
@@ -65,6 +66,40 @@ interface WorkerNode {
   problem?: string;
 }
 
+/** A `<worker>@<session>` dir under `R/reports` or `R/inbox`, with its children watch. */
+interface SessionDir {
+  worker: string;
+  session: string;
+  watch: AbortController;
+}
+
+interface ReportDir extends SessionDir {
+  /** Report nodes already read. */
+  read: Set<string>;
+}
+
+interface InboxDir extends SessionDir {
+  /** A data watch per direct task node. */
+  nodes: Map<string, AbortController>;
+  /** Its task nodes that hold a task (not an answer), by task id. */
+  tasks: Map<string, DirectTask>;
+}
+
+interface DirectTask {
+  spec: TaskSpec;
+  submittedAt: number;
+  /** The node's ctime, which the worker takes as `assignedAt`. */
+  assignedAt: number;
+  /** Written back unchanged (version ≥ 1): the leader queues it again. */
+  declined: boolean;
+}
+
+/** A task a worker session holds, from its assignment or its inbox. */
+interface HeldTask {
+  view: TaskView;
+  session: string;
+}
+
 interface RunningSeen {
   attempt: number;
   startedAt: number;
@@ -80,8 +115,8 @@ type ChildrenHandler = (children: string[]) => Promise<void>;
 
 /**
  * Starts observing a grid and resolves once the first full picture has been read (masters, workers,
- * assignments, queue, reports, and results read back far enough to size the queue). The observer only
- * reads: it writes nothing, not even the grid's directories.
+ * assignments, queue, reports, inboxes, and results read back far enough to size the queue). The
+ * observer only reads: it writes nothing, not even the grid's directories.
  */
 export async function observeGrid(options: ObserveOptions): Promise<GridObserver> {
   let client: ZkClient;
@@ -133,9 +168,10 @@ export class GridObserver {
   readonly #assignments = new Map<string, Assignment>();
   readonly #assignWatches = new Map<string, AbortController>();
   readonly #queue = new Map<string, QueueNode>();
-  readonly #reportDirs = new Map<string, AbortController>();
-  /** Report nodes already read, per report dir. */
-  readonly #reportsRead = new Map<string, Set<string>>();
+  readonly #reportDirs = new Map<string, ReportDir>();
+  readonly #inboxDirs = new Map<string, InboxDir>();
+  /** Answers seen before the first full picture, applied after the result read-back. */
+  #answersAtStart: TaskStatus[] = [];
   readonly #running = new Map<string, RunningSeen>();
   readonly #finalIds = new Set<string>();
   /** Final statuses, newest first. */
@@ -204,9 +240,10 @@ export class GridObserver {
   }
 
   /**
-   * What the grid knows of one task: its final status from `R/results` (those seen since start from
-   * memory, else result nodes read newest first), else assigned/running from the assignments, else
-   * queued from the queue nodes; undefined if none has it.
+   * What the grid knows of one task: its final status from `R/results` or a worker's answer in its
+   * inbox (those seen since start from memory, else result nodes read newest first), else
+   * assigned/running from the assignments and inboxes, else queued from the queue nodes (or declined
+   * in an inbox); undefined if none has it.
    */
   async task(id: string): Promise<TaskView | undefined> {
     this.#assertOpen();
@@ -269,10 +306,13 @@ export class GridObserver {
       this.#follow(layout.workers, (c) => this.#onWorkers(c)),
       this.#follow(layout.assignDir, (c) => this.#onAssignDir(c)),
       this.#follow(layout.reports, (c) => this.#onReportDirs(c)),
+      this.#follow(layout.inbox, (c) => this.#onInboxDirs(c)),
       queue,
       results,
     ]);
     if (!signal.aborted) await this.#backfill();
+    // After the read-back: an answer the leader had recorded before the start is history, not counted.
+    this.#applyResults(this.#answersAtStart.splice(0));
     this.#isReady = true;
     this.#changed();
   }
@@ -377,6 +417,7 @@ export class GridObserver {
     watches: Map<string, AbortController>,
     forget: (name: string) => void,
     onData: (name: string, change: DataChange | null) => void,
+    parent: AbortSignal = this.#stop.signal,
   ): Promise<void> {
     const names = new Set(children);
     for (const [name, watch] of watches) {
@@ -389,7 +430,7 @@ export class GridObserver {
     const firsts: Promise<void>[] = [];
     for (const name of children) {
       if (watches.has(name)) continue;
-      const watch = childSignal(this.#stop.signal);
+      const watch = childSignal(parent);
       watches.set(name, watch);
       firsts.push(this.#followData(`${dir}/${name}`, watch.signal, (change) => onData(name, change)));
     }
@@ -468,41 +509,57 @@ export class GridObserver {
     });
   }
 
-  async #onReportDirs(children: string[]): Promise<void> {
+  /**
+   * Follows the children of each `<worker>@<session>` dir under `parent` (`R/reports`, `R/inbox`):
+   * stops following dirs that are gone, and resolves once each new dir's first list is handled.
+   */
+  async #followSessionDirs<T extends SessionDir>(
+    parent: string,
+    children: string[],
+    dirs: Map<string, T>,
+    make: (dir: SessionDir) => T,
+    onChildren: (name: string, dir: T, children: string[]) => Promise<void>,
+  ): Promise<void> {
     const names = new Set(children);
-    for (const [dir, watch] of this.#reportDirs) {
-      if (!names.has(dir)) {
-        watch.abort();
-        this.#reportDirs.delete(dir);
-        this.#reportsRead.delete(dir);
+    for (const [name, dir] of dirs) {
+      if (!names.has(name)) {
+        dir.watch.abort();
+        dirs.delete(name);
       }
     }
     const firsts: Promise<void>[] = [];
-    for (const dir of children) {
-      if (this.#reportDirs.has(dir) || !this.layout.parseReportDir(dir)) continue;
-      const watch = childSignal(this.#stop.signal);
-      this.#reportDirs.set(dir, watch);
-      this.#reportsRead.set(dir, new Set());
-      firsts.push(
-        this.#follow(`${this.layout.reports}/${dir}`, (c) => this.#onReports(dir, c), watch.signal),
-      );
+    for (const name of children) {
+      const parsed = this.layout.parseReportDir(name);
+      if (dirs.has(name) || !parsed) continue;
+      const dir = make({ ...parsed, watch: childSignal(this.#stop.signal) });
+      dirs.set(name, dir);
+      firsts.push(this.#follow(`${parent}/${name}`, (c) => onChildren(name, dir, c), dir.watch.signal));
     }
     await Promise.all(firsts);
+  }
+
+  #onReportDirs(children: string[]): Promise<void> {
+    return this.#followSessionDirs(
+      this.layout.reports,
+      children,
+      this.#reportDirs,
+      (dir) => ({ ...dir, read: new Set<string>() }),
+      (name, dir, c) => this.#onReports(name, dir, c),
+    );
   }
 
   /**
    * Report nodes live only until the leader applies them, so this sees some and misses others: it
    * is the best-effort source of `running` (a task whose report it missed shows as `assigned`).
    */
-  async #onReports(dir: string, children: string[]): Promise<void> {
-    const read = this.#reportsRead.get(dir);
-    if (!read) return;
+  async #onReports(dirName: string, dir: ReportDir, children: string[]): Promise<void> {
+    const { read } = dir;
     const present = new Set(children);
     for (const name of read) if (!present.has(name)) read.delete(name);
     const fresh = children.filter((n) => !read.has(n));
-    await forEachLimit(fresh, READ_LANES, async (name) => {
-      const got = await this.#getOrNull(`${this.layout.reports}/${dir}/${name}`);
-      read.add(name);
+    await forEachLimit(fresh, READ_LANES, async (node) => {
+      const got = await this.#getOrNull(`${this.layout.reports}/${dirName}/${node}`);
+      read.add(node);
       if (!got) return;
       const decoded = decodeWorkerReport(got.data);
       if (!decoded.ok) return;
@@ -511,6 +568,51 @@ export class GridObserver {
         this.#running.set(u.id, { attempt: u.attempt, startedAt: u.startedAt ?? u.at, seenAt: Date.now() });
       }
     });
+  }
+
+  #onInboxDirs(children: string[]): Promise<void> {
+    return this.#followSessionDirs(
+      this.layout.inbox,
+      children,
+      this.#inboxDirs,
+      (dir) => ({ ...dir, nodes: new Map(), tasks: new Map() }),
+      (name, dir, c) =>
+        this.#followEachChild(
+          `${this.layout.inbox}/${name}`,
+          c,
+          dir.nodes,
+          (id) => dir.tasks.delete(id),
+          (id, change) => this.#onInboxNode(name, dir, id, change),
+          dir.watch.signal,
+        ),
+    );
+  }
+
+  /**
+   * A direct task's node: the task while its worker holds it (version 0) or after it declined it
+   * (version ≥ 1, queued again by the leader), then the worker's answer, which is the task's result
+   * before the leader copies it to `R/results` and deletes the node.
+   */
+  #onInboxNode(dirName: string, dir: InboxDir, id: string, change: DataChange | null): void {
+    dir.tasks.delete(id);
+    if (change === null) return;
+    const node = decodeInboxNode(id, change.data);
+    if (node.kind === "task") {
+      const { version, ctime } = change.stat;
+      dir.tasks.set(id, {
+        spec: node.task,
+        submittedAt: node.submittedAt,
+        assignedAt: ctime,
+        declined: version > 0,
+      });
+    } else if (node.kind === "invalid") {
+      this.#problem(`inbox node ${dirName}/${id}: ${node.error.message}`);
+    } else if (node.status.worker !== dir.worker) {
+      // The leader drops it too: not this task's result.
+      this.#problem(`inbox node ${dirName}/${id}: an answer from worker "${node.status.worker}"`);
+    } else if (this.#isReady) {
+      this.#applyResults([node.status]);
+    } else this.#answersAtStart.push(node.status);
   }
 
   async #onResults(children: string[]): Promise<void> {
@@ -621,28 +723,31 @@ export class GridObserver {
     const masters = [...this.#masters.values()]
       .sort((a, b) => a.seq - b.seq)
       .map((m, i): MasterView => ({ ...m, leader: i === 0 }));
-    const active = this.#activeViews();
-    const perWorker = new Map<string, { assigned: number; running: number }>();
-    for (const t of active) {
-      const w = perWorker.get(t.worker ?? "") ?? { assigned: 0, running: 0 };
+    const held = this.#heldTasks();
+    const active = held.map((h) => h.view);
+    // Per worker session: what an older session of a worker holds is not the live one's load.
+    const perSession = new Map<string, { assigned: number; running: number }>();
+    for (const { view, session } of held) {
+      const key = `${view.worker}@${session}`;
+      const w = perSession.get(key) ?? { assigned: 0, running: 0 };
       w.assigned += 1;
-      if (t.state === "running") w.running += 1;
-      perWorker.set(t.worker ?? "", w);
+      if (view.state === "running") w.running += 1;
+      perSession.set(key, w);
     }
     const workers = [...this.#workers.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([name, node]): WorkerView => {
         const reg = node.registration;
-        const held = this.#assignments.get(name)?.session === node.session ? perWorker.get(name) : undefined;
+        const load = perSession.get(`${name}@${node.session}`);
         const capacity = reg?.capacity ?? 0;
         const view: WorkerView = {
           name,
           session: node.session,
           labels: reg?.labels ?? [],
           capacity,
-          assigned: held?.assigned ?? 0,
-          running: held?.running ?? 0,
-          load: capacity > 0 ? Math.round(((held?.assigned ?? 0) / capacity) * 1000) / 1000 : 0,
+          assigned: load?.assigned ?? 0,
+          running: load?.running ?? 0,
+          load: capacity > 0 ? Math.round(((load?.assigned ?? 0) / capacity) * 1000) / 1000 : 0,
         };
         if (reg)
           Object.assign(view, {
@@ -677,9 +782,16 @@ export class GridObserver {
     return snapshot;
   }
 
-  /** Tasks in assignments (not yet seen final), most recently assigned first. */
   #activeViews(): TaskView[] {
-    const views: TaskView[] = [];
+    return this.#heldTasks().map((h) => h.view);
+  }
+
+  /**
+   * Tasks in assignments and direct tasks waiting in inboxes that no assignment holds, none seen
+   * final, most recently assigned first.
+   */
+  #heldTasks(): HeldTask[] {
+    const tasks: HeldTask[] = [];
     const now = Date.now();
     const held = new Set<string>();
     for (const [worker, assignment] of this.#assignments) {
@@ -687,19 +799,34 @@ export class GridObserver {
         if (this.#finalIds.has(task.id)) continue;
         held.add(task.id);
         const seen = this.#running.get(task.id);
-        views.push(viewOfAssigned(task, worker, seen?.attempt === task.attempt ? seen : undefined));
+        const view = viewOfAssigned(task, worker, seen?.attempt === task.attempt ? seen : undefined);
+        tasks.push({ view, session: assignment.session });
+      }
+    }
+    for (const dir of this.#inboxDirs.values()) {
+      for (const [id, t] of dir.tasks) {
+        if (t.declined || this.#finalIds.has(id) || held.has(id)) continue;
+        held.add(id);
+        // A worker never reports `running` for a direct task.
+        const task = { id, attempt: 1, submittedAt: t.submittedAt, assignedAt: t.assignedAt, spec: t.spec };
+        tasks.push({ view: viewOfAssigned(task, dir.worker, undefined), session: dir.session });
       }
     }
     for (const [id, seen] of this.#running) {
       if (!held.has(id) && now - seen.seenAt > RUNNING_ORPHAN_MS) this.#running.delete(id);
     }
-    return views.sort((a, b) => (b.assignedAt ?? 0) - (a.assignedAt ?? 0));
+    return tasks.sort((a, b) => (b.view.assignedAt ?? 0) - (a.view.assignedAt ?? 0));
   }
 
-  /** Distinct queued tasks not assigned and not known final: highest priority first, then FIFO. */
+  /**
+   * Distinct queued tasks not assigned and not known final, with the declined direct tasks (the
+   * leader queues them again): highest priority first, then FIFO.
+   */
   #queuedViews(): TaskView[] {
     const assigned = new Set<string>();
     for (const a of this.#assignments.values()) for (const t of a.tasks) assigned.add(t.id);
+    for (const dir of this.#inboxDirs.values())
+      for (const [id, t] of dir.tasks) if (!t.declined) assigned.add(id);
     const seen = new Set<string>();
     const views: TaskView[] = [];
     // Creation order, as the leader takes them: nodes are read in parallel, so the map's order is not it.
@@ -710,6 +837,14 @@ export class GridObserver {
         if (seen.has(id) || assigned.has(id) || this.#finalIds.has(id)) continue;
         seen.add(id);
         views.push(viewOfQueued(entry.spec, entry.submittedAt, entry.attemptsUsed));
+      }
+    }
+    for (const dir of this.#inboxDirs.values()) {
+      for (const [id, t] of dir.tasks) {
+        if (!t.declined || seen.has(id) || assigned.has(id) || this.#finalIds.has(id)) continue;
+        seen.add(id);
+        // Its attempt is unused: queued again as never handed out.
+        views.push(viewOfQueued(t.spec, t.submittedAt, 0));
       }
     }
     return views.sort(

@@ -44,7 +44,7 @@ export interface MasterView {
   problem?: string;
 }
 
-/** One live worker (a node under `R/workers`) with what its assignment holds. */
+/** One live worker (a node under `R/workers`) with what its assignment and its inbox hold. */
 export interface WorkerView {
   name: string;
   /** The session that owns the registration (hex). */
@@ -56,7 +56,7 @@ export interface WorkerView {
   /** How many tasks it runs at once; 0 when the registration is unreadable. */
   capacity: number;
   startedAt?: number;
-  /** Tasks in its assignment for this session. */
+  /** Tasks it holds on this session: those in its assignment and the direct tasks in its inbox. */
   assigned: number;
   /** Of those, how many it has been seen reporting as running (best effort, see TaskView.state). */
   running: number;
@@ -68,11 +68,12 @@ export interface WorkerView {
 
 export interface QueueView {
   /**
-   * Distinct task ids in `R/queue` that are neither in an assignment nor known to be final. The
+   * Distinct task ids in `R/queue` that are neither held by a worker nor known to be final. The
    * leader deletes a queue node only once all of its tasks are assigned or final, so a node can hold
    * finished tasks: the observer subtracts those it saw in `R/results` (at start it reads back result
    * nodes as far as the oldest queue node, at most 2000 of them). A task whose result lies further back
-   * still counts, until its queue node goes.
+   * still counts, until its queue node goes. A direct task its worker declined counts from then on (the
+   * leader queues it again).
    */
   depth: number;
   /** Queue nodes present. */
@@ -100,9 +101,11 @@ export interface ThroughputView {
  */
 export interface TaskView extends Omit<TaskStatus, "v"> {
   /**
-   * `queued` (in a queue node), `assigned` (in a worker's assignment), `running` (assigned, and the
-   * worker was seen reporting it running: report nodes live only until the leader applies them, so a
-   * running task can show as `assigned`), or a final state from `R/results`.
+   * `queued` (in a queue node, or a direct task its worker declined), `assigned` (in a worker's
+   * assignment, or a direct task in its inbox), `running` (assigned, and the worker was seen reporting
+   * it running: report nodes live only until the leader applies them, so a running task can show as
+   * `assigned`; a direct task never does), or a final state from `R/results` or a worker's answer in
+   * its inbox.
    */
   state: TaskState;
   /** The attempt it is on; 0 for a queued task never handed out. */
@@ -131,13 +134,17 @@ export interface GridSnapshot {
   workers: WorkerView[];
   queue: QueueView;
   /**
-   * `queued` = queue depth, `assigned`/`running` from the assignments now, and for each final state
-   * how many results appeared since the observer started (deduplicated by task id).
+   * `queued` = queue depth, `assigned`/`running` from the assignments and inboxes now, and for each
+   * final state how many results (or answers in inboxes) appeared since the observer started
+   * (deduplicated by task id).
    */
   counts: TaskCounts;
   /** Assigned and running tasks, most recently assigned first (at most 500). */
   active: TaskView[];
-  /** The latest final statuses, newest first (some read back at start; at most `recentLimit`). */
+  /**
+   * The latest final statuses, newest first (some read back at start; at most `recentLimit`). A direct
+   * task's answer is here as soon as the observer sees it, before the leader records it.
+   */
   recent: TaskView[];
   throughput: ThroughputView;
   /** The latest nodes the observer could not decode, newest last (at most 20). */

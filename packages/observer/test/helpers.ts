@@ -6,6 +6,7 @@ import {
   encodeMasterInfo,
   encodeResultBatch,
   encodeSubmitBatch,
+  encodeTaskStatus,
   encodeWorkerRegistration,
   encodeWorkerReport,
   type GridLayout,
@@ -123,6 +124,19 @@ export class ProtocolWriter {
       encodeWorkerReport({ v: 1, worker, session, updates }),
       "persistent-sequential",
     );
+  }
+
+  /** A submitter's direct task: `R/inbox/<worker>@<session>/<id>` holding a SubmitBatch of it. */
+  async direct(worker: string, session: string, task: TaskSpec, submittedAt = Date.now()): Promise<string> {
+    await this.zk.ensurePath(this.layout.inboxDir(worker, session));
+    const path = this.layout.inboxTask(worker, session, task.id);
+    await this.zk.create(path, encodeSubmitBatch({ v: 1, batchId: task.id, submittedAt, tasks: [task] }));
+    return path;
+  }
+
+  /** The worker's answer over its direct task's node (or, given the node's own data, its decline). */
+  async answer(path: string, data: TaskStatus | Buffer): Promise<void> {
+    await this.zk.set(path, Buffer.isBuffer(data) ? data : encodeTaskStatus(data), 0);
   }
 
   async close(): Promise<void> {

@@ -236,11 +236,152 @@ describe("observeGrid against nodes written as the protocol says", () => {
     await g.dirs();
     await g.zk.create(`${g.layout.queue}/q`, '{"v":2}', "persistent-sequential");
     await g.zk.create(`${g.layout.results}/r`, "not json", "persistent-sequential");
+    const w = await g.worker("w1", 2);
+    const inbox = g.layout.inboxDir("w1", w.session);
+    await g.zk.ensurePath(inbox);
+    await g.zk.create(`${inbox}/junk`, "not json");
+    // Another worker's answer, and a task under another id than its node's name.
+    await g.answer(
+      await g.direct("w1", w.session, { id: "stolen", cmd: "true" }),
+      finalStatus("stolen", "succeeded", { worker: "w9" }),
+    );
+    await g.zk.create(
+      `${inbox}/misnamed`,
+      (await g.zk.get(await g.direct("w1", w.session, { id: "x", cmd: "true" }))).data,
+    );
+    await g.zk.ensurePath(`${g.layout.inbox}/not-a-session/t1`);
     const observer = await observe(g.root);
     const s = observer.snapshot();
     expect(s.queue.depth).toBe(0);
     expect(s.problems.some((p) => p.startsWith("queue node q"))).toBe(true);
     expect(s.problems.some((p) => p.startsWith("result node r"))).toBe(true);
+    const dir = `w1@${w.session}`;
+    for (const node of ["junk", "stolen", "misnamed"])
+      expect(s.problems.some((p) => p.startsWith(`inbox node ${dir}/${node}: `))).toBe(true);
+    // Only the one valid direct task is held; the junk is neither held nor final.
+    expect(s.active.map((t) => t.id)).toEqual(["x"]);
+    expect(s.workers[0]).toMatchObject({ assigned: 1 });
+    expect(s.recent).toEqual([]);
+    expect(s.counts.succeeded).toBe(0);
+
+    // Junk written while it runs is a problem too.
+    await g.zk.set(`${inbox}/x`, "{");
+    await until(
+      observer,
+      (x) => x.problems.some((p) => p.startsWith(`inbox node ${dir}/x: `)),
+      "junk answer",
+    );
+    expect(observer.snapshot().active).toEqual([]);
+  });
+
+  it("shows a direct task in a worker's inbox as assigned to that worker and counts it in the worker's load", async () => {
+    const g = await writer();
+    await g.dirs();
+    const w = await g.worker("w1", 2);
+    await g.worker("w2", 2);
+    const path = await g.direct("w1", w.session, { id: "d1", cmd: "sleep 5", meta: { by: "me" } }, 1_000);
+    const ctime = (await g.zk.exists(path))!.ctime;
+
+    const observer = await observe(g.root);
+    const s = observer.snapshot();
+    expect(s.workers.map((x) => [x.name, x.assigned, x.load])).toEqual([
+      ["w1", 1, 0.5],
+      ["w2", 0, 0],
+    ]);
+    expect(s.counts).toMatchObject({ assigned: 1, queued: 0 });
+    const expected = {
+      id: "d1",
+      state: "assigned",
+      attempt: 1,
+      worker: "w1",
+      submittedAt: 1_000,
+      assignedAt: ctime,
+      command: "sleep 5",
+      meta: { by: "me" },
+    };
+    expect(s.active).toEqual([expect.objectContaining(expected)]);
+    expect(await observer.task("d1")).toMatchObject(expected);
+    expect(observer.tasks({ worker: "w1" }).map((t) => t.id)).toEqual(["d1"]);
+
+    // Another direct task, put there while the observer runs, is seen too.
+    await g.direct("w1", w.session, { id: "d2", cmd: "true" });
+    const both = await until(observer, (x) => x.workers[0]?.assigned === 2, "second direct task");
+    expect(both.workers[0]).toMatchObject({ name: "w1", load: 1 });
+  });
+
+  it("shows a direct task's answer as its final status at once, and counts it once when the leader records it", async () => {
+    const g = await writer();
+    await g.dirs();
+    const w = await g.worker("w1", 2);
+    const path = await g.direct("w1", w.session, { id: "d1", cmd: "echo hi" });
+    const observer = await observe(g.root);
+    expect(observer.snapshot().counts.assigned).toBe(1);
+
+    const answer = finalStatus("d1", "succeeded", { worker: "w1", stdoutTail: "hi\n" });
+    await g.answer(path, answer);
+    const done = await until(observer, (x) => x.recent.some((t) => t.id === "d1"), "answer seen");
+    expect(done.recent[0]).toMatchObject({ id: "d1", state: "succeeded", worker: "w1", stdoutTail: "hi\n" });
+    expect(done.counts).toMatchObject({ succeeded: 1, assigned: 0 });
+    expect(done.workers[0]).toMatchObject({ assigned: 0, load: 0 });
+    expect(await observer.task("d1")).toMatchObject({ state: "succeeded", exitCode: 0 });
+
+    // The leader copies the answer into R/results with another task's result, then deletes the node.
+    await g.results([answer, finalStatus("other", "failed")]);
+    await g.zk.delete(path);
+    const recorded = await until(observer, (x) => x.recent.some((t) => t.id === "other"), "result seen");
+    expect(recorded.recent.map((t) => t.id)).toEqual(["other", "d1"]);
+    expect(recorded.counts).toMatchObject({ succeeded: 1, failed: 1 });
+    expect(recorded.throughput.buckets.reduce((n, b) => n + b.finished, 0)).toBe(2);
+    expect(await observer.task("d1")).toMatchObject({ state: "succeeded" });
+  });
+
+  it("counts an answer found at start unless the leader had already recorded it", async () => {
+    const g = await writer();
+    await g.dirs();
+    const w = await g.worker("w1", 2);
+    const recorded = finalStatus("old", "succeeded");
+    await g.answer(await g.direct("w1", w.session, { id: "old", cmd: "true" }), recorded);
+    await g.results([recorded]);
+    await g.answer(await g.direct("w1", w.session, { id: "new", cmd: "true" }), finalStatus("new", "failed"));
+
+    const observer = await observe(g.root);
+    const s = observer.snapshot();
+    expect(s.recent.map((t) => [t.id, t.state])).toEqual([
+      ["new", "failed"],
+      ["old", "succeeded"],
+    ]);
+    expect(s.counts).toMatchObject({ succeeded: 0, failed: 1, assigned: 0 });
+  });
+
+  it("shows a declined direct task as queued, and once its node goes, as wherever the task is then", async () => {
+    const g = await writer();
+    await g.dirs();
+    const w = await g.worker("w1", 2);
+    const path = await g.direct("w1", w.session, { id: "d1", cmd: "true", priority: 4 }, 2_000);
+    const observer = await observe(g.root);
+    expect(await observer.task("d1")).toMatchObject({ state: "assigned" });
+
+    // Written back unchanged: declined.
+    await g.answer(path, (await g.zk.get(path)).data);
+    const declined = await until(observer, (x) => x.queue.depth === 1, "declined task queued");
+    expect(declined.counts).toMatchObject({ queued: 1, assigned: 0 });
+    expect(declined.workers[0]).toMatchObject({ assigned: 0 });
+    expect(await observer.task("d1")).toMatchObject({
+      state: "queued",
+      attempt: 0,
+      priority: 4,
+      submittedAt: 2_000,
+    });
+
+    // The leader queues it again, deletes the node, then hands it out.
+    await g.queue([{ id: "d1", cmd: "true", priority: 4 }]);
+    await g.zk.delete(path);
+    await until(observer, (x) => x.queue.nodes === 1, "queue node seen");
+    expect(observer.snapshot().queue.depth).toBe(1);
+    await g.assign("w1", w.session, [assigned("d1", 1, { priority: 4 })]);
+    const handed = await until(observer, (x) => x.counts.assigned === 1, "assigned from the queue");
+    expect(handed.queue.depth).toBe(0);
+    expect(await observer.task("d1")).toMatchObject({ state: "assigned", worker: "w1" });
   });
 
   it("after close(), changes() ends and queries throw ObserverClosedError", async () => {
