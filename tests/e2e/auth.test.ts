@@ -232,6 +232,15 @@ describe("ACLs alone, on a server that lets anyone connect", () => {
         /^digest:worker:[^:]+:cdrwa,digest:submit:/,
       );
       const layout = grid.layout;
+      // A lone task goes straight to the worker, so its result can come before the leader has put its
+      // ACL on the worker's (empty) assignment node: the window between a create and its setAcl.
+      await waitFor(
+        async () => {
+          const got = await grid.zk.getAcl(layout.assign("w1")).catch(() => undefined);
+          return got?.acl.every((entry) => entry.scheme === "digest") === true;
+        },
+        { timeoutMs: 30_000, message: "the assignment node's ACL" },
+      );
       for (const attempt of [
         () => stranger.getChildren(layout.results),
         () => stranger.getChildren(layout.queue),

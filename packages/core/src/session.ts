@@ -5,6 +5,7 @@ import {
   ClosedError,
   Code,
   ConnectionLossError,
+  NoNodeError,
   errorFromCode,
   SessionExpiredError,
   type ZkError,
@@ -419,7 +420,11 @@ export class Handle {
     );
   }
 
-  getAcl(path: string, rel: string): Promise<{ acl: Acl[]; stat: Stat }> {
+  async getAcl(path: string, rel: string): Promise<{ acl: Acl[]; stat: Stat }> {
+    // The addon frees the ACL of a failed getAcl without checking it exists, which crashes the
+    // process (SIGSEGV): a missing node is answered here instead. A node deleted between the two
+    // calls, or a connection lost while the second is in flight, can still crash it.
+    if ((await this.exists(path, rel, false)) === null) throw new NoNodeError({ path: rel });
     return this.#call(
       rel,
       (cb) => this.#native.a_get_acl(path, cb),

@@ -108,4 +108,12 @@ describe("operations", () => {
     await owner.setAcl("/private", [...OPEN_ACL]);
     expect((await stranger.get("/private")).data.toString()).toBe("hidden");
   });
+
+  it("getAcl of a missing node rejects with NoNodeError (the addon would crash the process on it)", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    for (let i = 0; i < 20; i++) {
+      expect(await zk.getAcl("/missing").catch((e: unknown) => e)).toBeInstanceOf(errors.NoNodeError);
+    }
+    expect(zk.state).toBe("connected");
+  });
 });
