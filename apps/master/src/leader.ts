@@ -601,7 +601,20 @@ export class GridLeader {
       if (decoded?.ok) for (const id of decoded.value.ids) if (!this.book.isKnown(id)) unknown.add(id);
     }
     if (unknown.size === 0) return;
-    await forEachLimit([...this.inboxDirs], 32, async ([dirName, dir]) => {
+    // Listed afresh: an inbox its watch has not reported yet may hold one.
+    const dirs = await this.client.getChildren(this.layout.inbox).catch((err) => {
+      if (errors.isNoNode(err)) return [] as string[];
+      throw err;
+    });
+    await forEachLimit(dirs, 32, async (dirName) => {
+      const parsed = this.layout.parseReportDir(dirName);
+      if (!parsed) return;
+      // A dir not followed yet gets a stand-in; its watch reads the same nodes again later, harmlessly.
+      const dir = this.inboxDirs.get(dirName) ?? {
+        ...parsed,
+        followed: new Set(),
+        stop: new AbortController(),
+      };
       const names = await this.client.getChildren(`${this.layout.inbox}/${dirName}`).catch((err) => {
         if (errors.isNoNode(err)) return [] as string[];
         throw err;
@@ -644,7 +657,10 @@ export class GridLeader {
 
   private async watchDirect(dir: InboxDir, name: string, path: string): Promise<void> {
     try {
-      for await (const change of this.client.watchData(path, { signal: this.abort.signal })) {
+      for await (const change of this.client.watchData(path, {
+        signal: this.abort.signal,
+        untilGone: true,
+      })) {
         if (change === null) {
           this.inbox.push(() => this.onDirectGone(dir, name));
           this.kick();
@@ -997,7 +1013,10 @@ export class GridLeader {
    * session could live unregistered. A retry is scheduled for then.
    */
   private async dirIsStale(dirName: string): Promise<boolean> {
-    const stat = await this.client.exists(`${this.layout.reports}/${dirName}`);
+    // A session's report dir, or its inbox when that is all it left.
+    const stat =
+      (await this.client.exists(`${this.layout.reports}/${dirName}`)) ??
+      (await this.client.exists(`${this.layout.inbox}/${dirName}`));
     if (!stat) return false;
     const age = Date.now() - stat.ctime;
     if (age >= UNREGISTERED_DIR_GRACE_MS) return true;

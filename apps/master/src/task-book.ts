@@ -173,8 +173,9 @@ export class TaskBook {
   /** A direct task's node is gone without a result: the task is handed out again (or fails). */
   loseDirect(id: string, why: string): TaskStatus | undefined {
     const entry = this.tasks.get(id);
-    if (!entry?.direct || entry.cancelling) return undefined;
+    if (!entry?.direct) return undefined;
     entry.direct = undefined;
+    // A cancelled one ends cancelled (requeue does that).
     return this.requeue(entry, why);
   }
 

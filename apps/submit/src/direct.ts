@@ -61,25 +61,33 @@ export class DirectTasks {
     if (target === undefined) return false;
     const path = this.#layout.inboxTask(target.worker, target.session, task.id);
     const data = encodeSubmitBatch(batch);
-    for (let retried = false; ; retried = true) {
-      try {
-        await this.#zk.create(path, data, "persistent");
-        break;
-      } catch (err) {
-        // After a lost reply the create may have happened: the node is then ours (the id is this
-        // client's own, unknown to the grid).
-        if (retried && errors.isNodeExists(err)) break;
-        if (errors.isNoNode(err)) {
-          // That session's inbox is gone: its worker may be back on a new one.
-          this.#targets = this.#targets.filter((t) => t !== target);
-          void this.#read(target.worker).then((fresh) => {
-            if (fresh !== undefined && !this.#targets.some((t) => t.worker === fresh.worker))
-              this.#targets = [...this.#targets, fresh];
-          });
-          return false;
-        }
-        if (!errors.isConnectionLoss(err)) throw err;
+    try {
+      await this.#zk.create(path, data, "persistent");
+    } catch (err) {
+      if (errors.isNoNode(err)) {
+        // That session's inbox is gone: its worker may be back on a new one.
+        this.#targets = this.#targets.filter((t) => t !== target);
+        void this.#read(target.worker).then((fresh) => {
+          if (fresh !== undefined && !this.#targets.some((t) => t.worker === fresh.worker))
+            this.#targets = [...this.#targets, fresh];
+        });
+        return false;
       }
+      // A lost reply: the create may have happened. The node there is ours; a node not there may also
+      // have been answered and recorded already, so the task goes to the queue, never into an inbox
+      // again (the leader drops a queued id it knows). Any other refusal (an inbox's ACL): the queue.
+      if (errors.isConnectionLoss(err) && (await this.#zk.exists(path).catch(() => null)) !== null) {
+        this.#answers.set(task.id, []);
+        void this.#follow(path, target.worker, batch);
+        return true;
+      }
+      if (!errors.isConnectionLoss(err))
+        this.#log("warn", "could not put a lone task in a worker's inbox; it goes to the queue", {
+          task: task.id,
+          worker: target.worker,
+          error: String(err),
+        });
+      return false;
     }
     this.#answers.set(task.id, []);
     void this.#follow(path, target.worker, batch);
@@ -111,7 +119,7 @@ export class DirectTasks {
     const task = batch.tasks[0] as SubmitBatch["tasks"][number];
     let status: TaskStatus | undefined;
     try {
-      for await (const change of this.#zk.watchData(path)) {
+      for await (const change of this.#zk.watchData(path, { untilGone: true })) {
         if (change === null) break; // cancelled, fenced or cleaned up: the leader's result counts
         const node = decodeInboxNode(task.id, change.data);
         // The task still waiting (version 0); anything else ends the direct wait.
@@ -199,10 +207,14 @@ export class DirectTasks {
           listed();
         }
       } catch (err) {
-        this.#log("info", "stopped following workers; lone tasks go through the queue", {
+        this.#log("info", "stopped following workers; the next lone task follows them again", {
           error: String(err),
         });
         this.#targets = [];
+        if (this.#watch === watch) {
+          this.#watch = undefined;
+          this.#listed = undefined;
+        }
       } finally {
         listed();
       }

@@ -1,6 +1,14 @@
 import { availableParallelism, hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { type Acl, connect, isNodeExists, type ZkClient } from "@zkgrid/core";
+import {
+  type Acl,
+  connect,
+  isClosed,
+  isNodeExists,
+  isNoNode,
+  isSessionExpired,
+  type ZkClient,
+} from "@zkgrid/core";
 import {
   type AssignedTask,
   assertWorkerName,
@@ -705,18 +713,25 @@ class GridWorker implements Worker {
    */
   private async watchInbox(session: Session): Promise<void> {
     const client = this.client.boundTo(session.id);
-    try {
-      for await (const change of client.watchChildren(session.inboxDir, { signal: session.signal })) {
-        for (const name of change.removed) this.directGone(session, name);
-        for (const name of change.added) {
-          if (session.inboxSeen.has(name)) continue;
-          session.inboxSeen.add(name);
-          void this.readDirect(session, name);
+    // Kept while the session serves: a task put in an inbox nobody watches would wait for the session's end.
+    while (!session.signal.aborted && session.status === "active") {
+      try {
+        for await (const change of client.watchChildren(session.inboxDir, { signal: session.signal })) {
+          for (const name of change.removed) this.directGone(session, name);
+          for (const name of change.added) {
+            if (session.inboxSeen.has(name)) continue;
+            session.inboxSeen.add(name);
+            void this.readDirect(session, name);
+          }
         }
+        return; // the session ended, or the client closed
+      } catch (error) {
+        if (session.signal.aborted || session.status !== "active") return;
+        this.log("warn", `inbox watch failed, watching again: ${asError(error).message}`, {
+          session: session.id,
+        });
+        await new Promise((wake) => setTimeout(wake, 500));
       }
-    } catch (error) {
-      if (!session.signal.aborted && session.status === "active")
-        this.log("warn", `inbox watch ended: ${asError(error).message}`, { session: session.id });
     }
   }
 
@@ -725,8 +740,14 @@ class GridWorker implements Worker {
     let got: { data: Buffer; stat: { version: number; ctime: number } };
     try {
       got = await this.client.boundTo(session.id).get(path);
-    } catch {
-      return; // gone (cancelled, fenced) or the session ended: the leader decides
+    } catch (error) {
+      // Gone (cancelled, fenced) or the session ended: the leader decides. Anything else (the node's
+      // ACL does not let this worker read it) leaves the task to its session's end: say so.
+      if (!isNoNode(error) && !isSessionExpired(error) && !isClosed(error))
+        this.log("error", `cannot read direct task ${path}: ${asError(error).message}`, {
+          session: session.id,
+        });
+      return;
     }
     const node = decodeInboxNode(name, got.data);
     if (node.kind !== "task") return; // answered already, or not a task: the leader's to judge
@@ -860,8 +881,16 @@ class GridWorker implements Worker {
       if (update.state === "running") return;
       entry.update = update;
       const { direct } = entry;
-      // Final: the task's status, as the leader will record it. Anything else (returned on a stop):
-      // the task written back unchanged, which declines it.
+      if (!isFinalState(update.state) && update.startedAt !== undefined) {
+        // Given back after it started (a stop's grace ran out): that used its attempt, which a decline
+        // would not. The report says so; the leader then queues it and deletes its node.
+        session.reporter.report(update);
+        if (this.tracked.get(taskKey(update)) === entry) this.tracked.delete(taskKey(update));
+        this.emit({ type: "update", sessionId: session.id, update });
+        return;
+      }
+      // Final: the task's status, as the leader will record it. Given back before it started: the
+      // task written back unchanged, which declines it.
       const data = isFinalState(update.state)
         ? encodeTaskStatus(
             statusFromUpdate(

@@ -174,7 +174,13 @@ export class NodeOperations {
 
   watchData(path: string, options: WatchOptions = {}): WatchStream<DataChange | null> {
     validatePath(path);
-    return new DataWatch(this.#core, path, this.#watchSignal(options.signal), options.settleMs);
+    return new DataWatch(
+      this.#core,
+      path,
+      this.#watchSignal(options.signal),
+      options.settleMs,
+      options.untilGone === true,
+    );
   }
 
   /** A bound view's watches end with its session. */

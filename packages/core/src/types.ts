@@ -99,6 +99,12 @@ export interface WatchOptions {
    * read instead of several, at the price of later news. The first read is never delayed. Default 0.
    */
   settleMs?: number;
+  /**
+   * `watchData` only: a missing node ends the watch's interest in it. It yields `null` and arms nothing
+   * (no watch waits for the node to be created again); stop the stream then. For nodes that are made
+   * once and deleted once, so that each deleted one leaves no watch behind.
+   */
+  untilGone?: boolean;
 }
 
 export interface Leadership {

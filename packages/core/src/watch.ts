@@ -25,8 +25,18 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
 
   readonly #settleMs: number;
 
-  constructor(core: ClientCore, rel: string, signal: AbortSignal | undefined, settleMs = 0) {
+  /** Set before the first read (subclass fields are not, when the loop starts in this constructor). */
+  protected readonly untilGone: boolean;
+
+  constructor(
+    core: ClientCore,
+    rel: string,
+    signal: AbortSignal | undefined,
+    settleMs = 0,
+    untilGone = false,
+  ) {
     this.#settleMs = Number.isFinite(settleMs) && settleMs > 0 ? settleMs : 0;
+    this.untilGone = untilGone;
     this.core = core;
     this.rel = rel;
     this.abs = core.chroot.toServer(rel);
@@ -222,6 +232,8 @@ export class DataWatch extends ReArmingWatch<DataChange | null, DataChange | nul
       } catch (error) {
         if (!isNoNode(error)) throw error;
       }
+      // untilGone: a missing node is the end; no watch is left waiting for it to come back.
+      if (this.untilGone) return null;
       if ((await s.exists(this.abs, this.rel, true)) === null) return null;
     }
   }

@@ -204,6 +204,31 @@ describe("watchData", () => {
     watch.stop();
   });
 
+  it("with untilGone, a deleted node yields null and leaves no watch that reports it made again", async () => {
+    const root = testRoot();
+    const zk = await connectClient({ root });
+    const other = await connectClient({ root });
+    expect((await zk.watchData("/absent", { untilGone: true }).next()).value).toBeNull();
+    await zk.create("/once", "a");
+    const watch = zk.watchData("/once", { untilGone: true });
+    expect(((await watch.next()).value as DataChange).data.toString()).toBe("a");
+    await other.set("/once", "b");
+    expect(((await watch.next()).value as DataChange).data.toString()).toBe("b");
+    await other.delete("/once");
+    expect((await watch.next()).value).toBeNull();
+    // Made again: nothing is watching it, so the stream has nothing new to say. A sentinel write to
+    // another watched node, made after, arrives first and proves the recreate went unreported.
+    const sentinel = zk.watchData("/sentinel");
+    expect((await sentinel.next()).value).toBeNull();
+    await other.create("/once", "c");
+    await other.create("/sentinel", "s");
+    expect(((await sentinel.next()).value as DataChange).data.toString()).toBe("s");
+    const pending = watch.next();
+    watch.stop();
+    expect(await pending).toEqual({ done: true, value: undefined });
+    sentinel.stop();
+  });
+
   it("coalesces many writes into the latest value for a slow consumer", async () => {
     const root = testRoot();
     const zk = await connectClient({ root });

@@ -349,7 +349,12 @@ export class GridObserver {
   }
 
   /** Consumes a data watch of `path`; resolves once its first state has been handled. */
-  #followData(path: string, signal: AbortSignal, handle: (change: DataChange | null) => void): Promise<void> {
+  #followData(
+    path: string,
+    signal: AbortSignal,
+    handle: (change: DataChange | null) => void,
+    untilGone = false,
+  ): Promise<void> {
     return new Promise<void>((resolve) => {
       let first = true;
       const settle = () => {
@@ -360,10 +365,11 @@ export class GridObserver {
       };
       void (async () => {
         try {
-          for await (const change of this.#zk.watchData(path, { signal })) {
+          for await (const change of this.#zk.watchData(path, { signal, untilGone })) {
             handle(change);
             this.#changed();
             settle();
+            if (change === null && untilGone) break;
           }
         } catch (err) {
           if (!signal.aborted && !errors.isClosed(err))
@@ -418,6 +424,7 @@ export class GridObserver {
     forget: (name: string) => void,
     onData: (name: string, change: DataChange | null) => void,
     parent: AbortSignal = this.#stop.signal,
+    untilGone = false,
   ): Promise<void> {
     const names = new Set(children);
     for (const [name, watch] of watches) {
@@ -432,7 +439,9 @@ export class GridObserver {
       if (watches.has(name)) continue;
       const watch = childSignal(parent);
       watches.set(name, watch);
-      firsts.push(this.#followData(`${dir}/${name}`, watch.signal, (change) => onData(name, change)));
+      firsts.push(
+        this.#followData(`${dir}/${name}`, watch.signal, (change) => onData(name, change), untilGone),
+      );
     }
     await Promise.all(firsts);
   }
@@ -584,6 +593,7 @@ export class GridObserver {
           (id) => dir.tasks.delete(id),
           (id, change) => this.#onInboxNode(name, dir, id, change),
           dir.watch.signal,
+          true, // a direct task's node is made once and deleted once
         ),
     );
   }
