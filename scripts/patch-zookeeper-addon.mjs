@@ -50,19 +50,20 @@ if (!nodeGyp || !existsSync(nodeGyp)) {
   replaceFile(source, original);
   process.exit(0);
 }
-// Outside build/: node-gyp rebuild starts by deleting it.
+// Outside build/, in case a failed build leaves it half made.
 const backup = existsSync(binary) ? join(dir, "zookeeper.node.before-zkgrid-patch") : undefined;
 if (backup) copyFileSync(binary, backup);
 say("rebuilding the addon (about 20 s)");
-const run = spawnSync(process.execPath, [nodeGyp, "rebuild"], {
-  cwd: dir,
-  stdio: ["ignore", "ignore", "inherit"],
-});
-if (run.status === 0 && existsSync(binary)) {
+// configure and build, not rebuild: rebuild deletes build/, and with it the C client's library, whose
+// own build then wants autotools that the first install did not need.
+const gyp = (step) =>
+  spawnSync(process.execPath, [nodeGyp, step], { cwd: dir, stdio: ["ignore", "ignore", "inherit"] }).status;
+const status = gyp("configure") === 0 ? gyp("build") : 1;
+if (status === 0 && existsSync(binary)) {
   writeFileSync(stamp, `${MARK}\n`);
   say("done: the addon resolves the connect string only after a connection loss");
 } else {
-  say(`the rebuild failed (exit ${run.status}); the addon is left as it was`);
+  say(`the rebuild failed (exit ${status}); the addon is left as it was`);
   replaceFile(source, original);
   if (backup) {
     mkdirSync(dirname(binary), { recursive: true });
