@@ -165,21 +165,16 @@ export async function zkRelayFloor(
         if (value?.data.toString() === key) return performance.now() - start;
       }
     };
-    for (let i = 0; i < warmup; i++) await relay(i);
-    const times: number[] = [];
-    for (let i = 0; i < count; i++) times.push(await relay(warmup + i));
-    watch.stop();
-    const latencyMs = summarize(times);
-    const seconds = times.reduce((sum, t) => sum + t, 0) / 1000;
-    return {
-      kind: "ceiling",
-      name: "zk-relay",
-      detail: `ZooKeeper floor: ${writes} writes in sequence by ${writes} processes, each seen through a data watch (p50 ${latencyMs.p50} ms)`,
+    const result = await timedFloor(
+      "zk-relay",
+      (p50) =>
+        `ZooKeeper floor: ${writes} writes in sequence by ${writes} processes, each seen through a data watch (p50 ${p50} ms)`,
+      warmup,
       count,
-      seconds: round(seconds),
-      perSecond: round(count / seconds, 1),
-      latencyMs,
-    };
+      relay,
+    );
+    watch.stop();
+    return result;
   } finally {
     await Promise.all(stations.map((s) => s.stop()));
     await zk.deleteRecursive(root).catch(() => {});
@@ -229,23 +224,41 @@ export async function zkDirectFloor(
         void zk.delete(path).catch(() => {});
       }
     };
-    for (let i = 0; i < warmup; i++) await once(i);
-    const times: number[] = [];
-    for (let i = 0; i < count; i++) times.push(await once(warmup + i));
-    const latencyMs = summarize(times);
-    const seconds = times.reduce((sum, t) => sum + t, 0) / 1000;
-    return {
-      kind: "ceiling",
-      name: "zk-direct",
-      detail: `ZooKeeper floor of a direct task: a create seen by another process through a child watch, an answer written over it and seen through a data watch (p50 ${latencyMs.p50} ms)`,
+    return await timedFloor(
+      "zk-direct",
+      (p50) =>
+        `ZooKeeper floor of a direct task: a create seen by another process through a child watch, an answer written over it and seen through a data watch (p50 ${p50} ms)`,
+      warmup,
       count,
-      seconds: round(seconds),
-      perSecond: round(count / seconds, 1),
-      latencyMs,
-    };
+      once,
+    );
   } finally {
     await station.stop();
     await zk.deleteRecursive(dir).catch(() => {});
     await zk.close();
   }
+}
+
+/** Runs `once` `warmup` times untimed, then `count` times timed, one at a time: a latency floor. */
+async function timedFloor(
+  name: "zk-relay" | "zk-direct",
+  detail: (p50: number) => string,
+  warmup: number,
+  count: number,
+  once: (i: number) => Promise<number>,
+): Promise<CeilingResult> {
+  for (let i = 0; i < warmup; i++) await once(i);
+  const times: number[] = [];
+  for (let i = 0; i < count; i++) times.push(await once(warmup + i));
+  const latencyMs = summarize(times);
+  const seconds = times.reduce((sum, t) => sum + t, 0) / 1000;
+  return {
+    kind: "ceiling",
+    name,
+    detail: detail(latencyMs.p50),
+    count,
+    seconds: round(seconds),
+    perSecond: round(count / seconds, 1),
+    latencyMs,
+  };
 }

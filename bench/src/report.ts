@@ -91,31 +91,15 @@ export function computeRatios(results: BenchResult[], masterRssLimitMiB: number)
       });
     }
   }
-  const floor = ceilings(results).find((c) => c.name === "zk-relay")?.latencyMs;
-  if (floor && bullLat && !bullLat.error) {
-    ratios.push({
-      name: "(c) ZooKeeper floor p50 (3 writes in sequence) ÷ BullMQ p50",
-      value: round(floor.p50 / bullLat.latencyMs.p50, 2),
-    });
-  }
-  if (floor && zkLat && !zkLat.error) {
-    ratios.push({
-      name: "(c) zkgrid p50 ÷ ZooKeeper floor p50 (3 writes in sequence)",
-      value: round(zkLat.latencyMs.p50 / floor.p50, 2),
-    });
-  }
-  const direct = ceilings(results).find((c) => c.name === "zk-direct")?.latencyMs;
-  if (direct && bullLat && !bullLat.error) {
-    ratios.push({
-      name: "(c) direct-task floor p50 (2 writes in sequence) ÷ BullMQ p50",
-      value: round(direct.p50 / bullLat.latencyMs.p50, 2),
-    });
-  }
-  if (direct && zkLat && !zkLat.error) {
-    ratios.push({
-      name: "(c) zkgrid p50 ÷ direct-task floor p50",
-      value: round(zkLat.latencyMs.p50 / direct.p50, 2),
-    });
+  for (const [name, what, mine] of [
+    ["zk-relay", "ZooKeeper floor p50 (3 writes in sequence)", "ZooKeeper floor p50 (3 writes in sequence)"],
+    ["zk-direct", "direct-task floor p50 (2 writes in sequence)", "direct-task floor p50"],
+  ] as const) {
+    const floor = ceilings(results).find((c) => c.name === name)?.latencyMs;
+    if (floor && bullLat && !bullLat.error)
+      ratios.push({ name: `(c) ${what} ÷ BullMQ p50`, value: round(floor.p50 / bullLat.latencyMs.p50, 2) });
+    if (floor && zkLat && !zkLat.error)
+      ratios.push({ name: `(c) zkgrid p50 ÷ ${mine}`, value: round(zkLat.latencyMs.p50 / floor.p50, 2) });
   }
   const scale = results.find((r): r is ScaleResult => r.kind === "scale");
   if (scale) {

@@ -11,7 +11,7 @@ import {
 } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { TestGrid } from "./grid.js";
+import { isAlive, TestGrid } from "./grid.js";
 
 let grid: TestGrid | undefined;
 const watches: Array<{ stop(): void }> = [];
@@ -30,15 +30,6 @@ function start(): TestGrid {
 
 function lines(text: string): string[] {
   return text.split("\n").filter((l) => l.trim() !== "");
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
 }
 
 /** The session a worker registered with, once it has. */

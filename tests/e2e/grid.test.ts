@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { waitFor } from "@zkgrid/testing";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { TestGrid } from "./grid.js";
+import { isAlive, TestGrid } from "./grid.js";
 
 let grid: TestGrid;
 
@@ -20,16 +20,6 @@ function pidIn(file: string): number | undefined {
   if (!existsSync(file)) return undefined;
   const pid = Number.parseInt(readFileSync(file, "utf8"), 10);
   return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
-}
-
-/** True while the process exists and is not a zombie. */
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
 }
 
 function lines(text: string): string[] {

@@ -470,32 +470,56 @@ export class GridLeader {
     this.book.markFinished(id);
   }
 
-  private async onReportDirs(added: string[], removed: string[]): Promise<void> {
+  private onReportDirs(added: string[], removed: string[]): Promise<void> {
+    return this.followSessionDirs(
+      this.layout.reports,
+      "reports",
+      this.dirs,
+      added,
+      removed,
+      (parsed, stop): SessionDir => ({ ...parsed, applied: new Set(), stop }),
+      (name, dir) => (c) => this.onReports(name, dir, c.added),
+    );
+  }
+
+  /**
+   * Keeps a children watch on each `<worker>@<session>` dir under `parent` (report dirs, inboxes): ends
+   * the watches of dirs that are gone, starts one for each new dir, and resolves once each new one has
+   * been read. A dir gone before its first read is skipped.
+   */
+  private async followSessionDirs<D extends { stop: AbortController }>(
+    parent: string,
+    what: string,
+    dirs: Map<string, D>,
+    added: string[],
+    removed: string[],
+    make: (parsed: { worker: string; session: string }, stop: AbortController) => D,
+    handler: (
+      name: string,
+      dir: D,
+    ) => (c: { children: string[]; added: string[]; removed: string[] }) => Promise<void>,
+    settleMs = 0,
+  ): Promise<void> {
     for (const name of removed) {
-      this.dirs.get(name)?.stop.abort();
-      this.dirs.delete(name);
+      dirs.get(name)?.stop.abort();
+      dirs.delete(name);
     }
     const firsts: Promise<void>[] = [];
     for (const name of added) {
-      if (this.dirs.has(name)) continue;
+      if (dirs.has(name)) continue;
       const parsed = this.layout.parseReportDir(name);
       if (!parsed) {
-        this.log("warn", "unexpected node under reports; ignoring it", { node: name });
+        this.log("warn", `unexpected node under ${what}; ignoring it`, { node: name });
         continue;
       }
-      const dir: SessionDir = {
-        worker: parsed.worker,
-        session: parsed.session,
-        applied: new Set(),
-        stop: new AbortController(),
-      };
-      this.dirs.set(name, dir);
+      const dir = make(parsed, new AbortController());
+      dirs.set(name, dir);
       firsts.push(
-        this.follow(`${this.layout.reports}/${name}`, (c) => this.onReports(name, dir, c.added), {
-          stop: dir.stop.signal,
-        }).catch((err) => {
-          if (!errors.isNoNode(err)) throw err;
-        }),
+        this.follow(`${parent}/${name}`, handler(name, dir), { settleMs, stop: dir.stop.signal }).catch(
+          (err) => {
+            if (!errors.isNoNode(err)) throw err;
+          },
+        ),
       );
     }
     await Promise.all(firsts);
@@ -563,31 +587,17 @@ export class GridLeader {
   // ---------------------------------------------------------------------------------------------
   // Direct tasks (R/inbox)
 
-  private async onInboxDirs(added: string[], removed: string[]): Promise<void> {
-    for (const name of removed) {
-      this.inboxDirs.get(name)?.stop.abort();
-      this.inboxDirs.delete(name);
-    }
-    const firsts: Promise<void>[] = [];
-    for (const name of added) {
-      if (this.inboxDirs.has(name)) continue;
-      const parsed = this.layout.parseReportDir(name);
-      if (!parsed) {
-        this.log("warn", "unexpected node under inbox; ignoring it", { node: name });
-        continue;
-      }
-      const dir: InboxDir = { ...parsed, followed: new Set(), stop: new AbortController() };
-      this.inboxDirs.set(name, dir);
-      firsts.push(
-        this.follow(`${this.layout.inbox}/${name}`, (c) => this.onInboxTasks(name, dir, c.added, c.removed), {
-          settleMs: DIRECT_SETTLE_MS,
-          stop: dir.stop.signal,
-        }).catch((err) => {
-          if (!errors.isNoNode(err)) throw err;
-        }),
-      );
-    }
-    await Promise.all(firsts);
+  private onInboxDirs(added: string[], removed: string[]): Promise<void> {
+    return this.followSessionDirs(
+      this.layout.inbox,
+      "inbox",
+      this.inboxDirs,
+      added,
+      removed,
+      (parsed, stop): InboxDir => ({ ...parsed, followed: new Set(), stop }),
+      (name, dir) => (c) => this.onInboxTasks(name, dir, c.added, c.removed),
+      DIRECT_SETTLE_MS,
+    );
   }
 
   /**
