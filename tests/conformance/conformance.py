@@ -78,7 +78,7 @@ def group_queued(ctx):
         {"id": ids["override"], "env": {"ZKGRID_TASK_ID": "mine", "GREETING": "hi"},
          "cmd": 'echo "$ZKGRID_TASK_ID $GREETING"'},
         {"id": ids["args"], "cmd": "printf", "args": ["%s|%s", "a b", ""]},
-        {"id": ids["timeout"], "cmd": "sleep 30", "timeoutMs": 300},
+        {"id": ids["timeout"], "cmd": "sleep 30", "timeoutMs": 1000},
         {"id": ids["exit3"], "cmd": "exit 3"},
     ]
     _, batch = sub.submit(tasks)
