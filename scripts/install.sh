@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what zkgrid needs to build and test, skipping whatever is already there (safe to re-run):
-# pnpm, a Java runtime, ZooKeeper (Debian's package, unless ZOOKEEPER_HOME points at a release), then the
-# workspace's npm dependencies.
+# pnpm, a Java runtime, ZooKeeper (Debian's package, unless ZOOKEEPER_HOME points at a release), Python's
+# kazoo (Debian's python3-kazoo), then the workspace's npm dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +61,18 @@ elif apt_install default-jre-headless; then
   say "java installed (default-jre-headless)"
 else
   say "Java is missing: run \`apt-get install default-jre-headless\` as root, or set JAVA_HOME"
+  exit 1
+fi
+
+# Python with kazoo: the protocol's conformance test (tests/conformance) plays submitter and worker in
+# Python. Debian's python3-kazoo lands in /usr/bin/python3's dist-packages, so that is the interpreter
+# it checks.
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import kazoo' 2>/dev/null; then
+  say "python3-kazoo present"
+elif apt_install python3-kazoo; then
+  say "python3-kazoo installed"
+else
+  say "python3-kazoo is missing: run \`apt-get install python3-kazoo\` as root (the conformance test needs it)"
   exit 1
 fi
 
