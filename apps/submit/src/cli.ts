@@ -18,7 +18,7 @@ import { ProgressBar } from "./cli-progress.js";
 import { runStatusCommand, runTaskCommand, runTasksCommand } from "./cli-status.js";
 import { InvalidTaskError, WaitTimeoutError } from "./errors.js";
 import { connectGrid, type GridClient } from "./grid-client.js";
-import { parseTaskText, TaskTextError } from "./task-text.js";
+import { decodeTaskBytes, parseTaskText, TaskTextError } from "./task-text.js";
 import { prepareTasks, type TaskInput } from "./tasks.js";
 
 const PROGRAM = "zkgrid-submit";
@@ -28,7 +28,7 @@ export const USAGE = `Usage: ${PROGRAM} [options] < tasks
 
 Submits tasks to a zkgrid and prints their ids, one per line (with --wait: their results).
 
-Tasks come from stdin or --file: one JSON object, NDJSON (one task per line, blank lines
+Tasks come from stdin or --file, as UTF-8: one JSON object, NDJSON (one task per line, blank lines
 ignored), or a JSON array. A task is {"cmd": "..."} or {"handler": "...", "input": ...} with the
 optional fields of TaskSpec in docs/protocol.md; a task without "id" gets a new one.
 
@@ -371,18 +371,20 @@ function keyValues(flag: string, pairs: readonly string[]): Record<string, strin
   );
 }
 
+/** The text of a source, decoded strictly (bytes that are not UTF-8 are bad input). */
 async function readSource(source: string, io: CliIo): Promise<string> {
   if (source === "-") {
-    let text = "";
-    io.stdin.setEncoding("utf8");
-    for await (const chunk of io.stdin) text += chunk;
-    return text;
+    const chunks: Buffer[] = [];
+    for await (const chunk of io.stdin) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+    return decodeTaskBytes(Buffer.concat(chunks), "stdin");
   }
+  let bytes: Buffer;
   try {
-    return await readFile(source, "utf8");
+    bytes = await readFile(source);
   } catch (err) {
     throw new UsageError(`cannot read ${source}: ${messageOf(err)}`);
   }
+  return decodeTaskBytes(bytes, source);
 }
 
 const TAIL_LINES = 10;
