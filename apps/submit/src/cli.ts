@@ -30,7 +30,8 @@ Submits tasks to a zkgrid and prints their ids, one per line (with --wait: their
 
 Tasks come from stdin or --file, as UTF-8: one JSON object, NDJSON (one task per line, blank lines
 ignored), or a JSON array. A task is {"cmd": "..."} or {"handler": "...", "input": ...} with the
-optional fields of TaskSpec in docs/protocol.md; a task without "id" gets a new one.
+optional fields of TaskSpec in docs/protocol.md; a task without "id" gets a new one, and two
+tasks with the same "id" are refused.
 
 One task from flags:
   --cmd <command>         run with /bin/sh -c (or, with --arg, as a program without a shell)
@@ -283,10 +284,26 @@ async function readTasks(flags: Flags, io: CliIo): Promise<TaskInput[] | undefin
   } catch (err) {
     if (!(err instanceof InvalidTaskError)) throw err;
     const at = locations[err.index];
+    const first = duplicateOf(inputs, err);
+    if (first !== undefined && at !== undefined) {
+      const there = locations[first];
+      const where = there === undefined ? "given by --id" : `at ${there.source}:${there.line}`;
+      throw new UsageError(
+        `${at.source}:${at.line}: id: ${JSON.stringify(inputs[err.index]?.id)} is also the id of the task ${where}`,
+      );
+    }
     if (at !== undefined) throw new UsageError(err.at(at.source, at.line).message);
     const flag = FLAG_OF_FIELD[err.field.split(/[.[]/)[0] ?? ""];
     throw new UsageError(`${flag ?? "task flags"}: ${err.problem}`);
   }
+}
+
+/** For an id given twice, the index of the first task with it (the error is at the second). */
+function duplicateOf(inputs: readonly TaskInput[], err: InvalidTaskError): number | undefined {
+  const id = inputs[err.index]?.id;
+  if (err.field !== "id" || id === undefined) return undefined;
+  const first = inputs.findIndex((task) => task.id === id);
+  return first < err.index ? first : undefined;
 }
 
 function parseFlags(argv: readonly string[]): Flags {

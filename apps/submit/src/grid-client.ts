@@ -124,7 +124,8 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   }
 
   /**
-   * Validates every task (throwing `InvalidTaskError` before anything is written), gives each task
+   * Validates every task (throwing `InvalidTaskError` before anything is written, also for two tasks
+   * with the same id), gives each task
    * without an id a new one, and writes them to the queue. Resolves with the ids, in order, once
    * every task is in the queue. A lone task given without an id, written alone, goes to a live worker
    * whose labels cover it instead (its inbox), when one is known; `wait` reads its result there.

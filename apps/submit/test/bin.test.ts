@@ -144,6 +144,23 @@ describe("zkgrid-submit", () => {
     expect(await zk.exists(root)).toBeNull();
   });
 
+  it("refuses two tasks with the same id, naming both lines, and writes nothing", async () => {
+    const root = randomRoot();
+    const twice = '{"id":"same","cmd":"echo 1"}\n{"cmd":"echo 2"}\n{"id":"same","cmd":"echo 3"}\n';
+    const piped = await runBin([], root, twice);
+    expect(piped.code).toBe(2);
+    expect(piped.stdout).toBe("");
+    expect(piped.stderr).toBe('zkgrid-submit: stdin:3: id: "same" is also the id of the task at stdin:1\n');
+    const file = join(scratch, "same.ndjson");
+    await writeFile(file, '{"id":"same","cmd":"echo 4"}\n');
+    const withFlag = await runBin(["--cmd", "echo 5", "--id", "same", "--file", file], root);
+    expect(withFlag.code).toBe(2);
+    expect(withFlag.stderr).toBe(
+      `zkgrid-submit: ${file}:1: id: "same" is also the id of the task given by --id\n`,
+    );
+    expect(await zk.exists(root)).toBeNull();
+  });
+
   it("refuses bytes that are not UTF-8 on stdin or in a --file, naming the input, line and byte offset, and writes nothing", async () => {
     const root = randomRoot();
     // `printf '{"cmd":"echo \xff\xfe"}\n'` after a good first line: the leader would refuse these bytes too.

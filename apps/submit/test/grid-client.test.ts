@@ -106,6 +106,18 @@ describe("submit", () => {
     expect((neither as InvalidTaskError).message).toMatch(/exactly one of "cmd" or "handler"/);
     expect(await readQueue(zk, layout)).toEqual([]);
   });
+
+  it("refuses two tasks with the same id in one call before writing any of it, naming both", async () => {
+    const { grid, layout } = await newGrid();
+    const tasks = [{ id: "a", cmd: "echo 1" }, { cmd: "echo 2" }, { id: "a", cmd: "echo 3" }];
+    const err = await grid.submit(tasks).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidTaskError);
+    expect((err as InvalidTaskError).index).toBe(2);
+    expect((err as InvalidTaskError).field).toBe("id");
+    expect((err as InvalidTaskError).message).toBe('task 2: id: "a" is also the id of task 0');
+    expect(await readQueue(zk, layout)).toEqual([]);
+    expect(await zk.exists(layout.root)).toBeNull();
+  });
 });
 
 describe("connectGrid", () => {
