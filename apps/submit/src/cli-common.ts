@@ -132,6 +132,12 @@ export async function openObserver(target: GridTarget, io: CliIo): Promise<GridO
   }
 }
 
+/** Ids for a message: the first ten, then how many more. */
+export function idList(ids: readonly string[]): string {
+  const more = ids.length > 10 ? ` and ${ids.length - 10} more` : "";
+  return `${ids.slice(0, 10).join(" ")}${more}`;
+}
+
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

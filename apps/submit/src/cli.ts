@@ -10,6 +10,7 @@ import {
   GRID_OPTIONS,
   type GridTarget,
   gridTarget,
+  idList,
   messageOf,
   positiveDuration,
 } from "./cli-common.js";
@@ -242,8 +243,7 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
   } catch (err) {
     progress?.stop();
     if (!(err instanceof WaitTimeoutError)) return fail(1, messageOf(err));
-    const more = err.pending.length > 10 ? ` and ${err.pending.length - 10} more` : "";
-    return fail(1, `${err.message} (they keep running): ${err.pending.slice(0, 10).join(" ")}${more}`);
+    return fail(1, `${err.message} (they keep running): ${idList(err.pending)}`);
   } finally {
     await grid.close();
   }

@@ -25,7 +25,13 @@ export { connectGrid, GridClient } from "./grid-client.js";
 export { prepareTasks } from "./tasks.js";
 export { parseTaskText, TaskTextError } from "./task-text.js";
 
-export type { GridClientOptions, GridConnectOptions, ResultsOptions, WaitOptions } from "./grid-client.js";
+export type {
+  CancelOptions,
+  GridClientOptions,
+  GridConnectOptions,
+  ResultsOptions,
+  WaitOptions,
+} from "./grid-client.js";
 export type { LocatedValue } from "./task-text.js";
 export type {
   AnyHandlers,

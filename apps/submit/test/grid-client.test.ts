@@ -1,5 +1,12 @@
 import { connect, type ZkClient } from "@zkgrid/core";
-import { gridLayout, MAX_BATCH_TASKS, MAX_NODE_BYTES, type TaskStatus } from "@zkgrid/protocol";
+import {
+  decodeCancelRequest,
+  gridLayout,
+  MAX_BATCH_TASKS,
+  MAX_CANCEL_IDS,
+  MAX_NODE_BYTES,
+  type TaskStatus,
+} from "@zkgrid/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   connectGrid,
@@ -117,6 +124,40 @@ describe("submit", () => {
     expect((err as InvalidTaskError).message).toBe('task 2: id: "a" is also the id of task 0');
     expect(await readQueue(zk, layout)).toEqual([]);
     expect(await zk.exists(layout.root)).toBeNull();
+  });
+});
+
+describe("cancel", () => {
+  it("writes every id, once, in as few CancelRequests as the limits allow, recording the submitter", async () => {
+    const { grid, layout } = await connectGrid({
+      connectString: connectString(),
+      root: randomRoot(),
+      submitter: "ops@desk",
+    }).then((g) => {
+      grids.push(g);
+      return { grid: g, layout: g.layout };
+    });
+    const ids = Array.from({ length: MAX_CANCEL_IDS + 5 }, (_, i) => `t-${i}`);
+    await grid.cancel([...ids, "t-0"]);
+    const names = await zk.getChildren(layout.cancel);
+    expect(names).toHaveLength(2);
+    const written: string[] = [];
+    for (const name of names) {
+      const decoded = decodeCancelRequest((await zk.get(`${layout.cancel}/${name}`)).data);
+      if (!decoded.ok) throw new Error(`cancel node ${name} does not decode: ${decoded.error.message}`);
+      expect(decoded.value.by).toBe("ops@desk");
+      written.push(...decoded.value.ids);
+    }
+    expect(written.sort()).toEqual([...ids].sort());
+  });
+
+  it("refuses an invalid id before writing anything", async () => {
+    const { grid, layout } = await newGrid();
+    const err = await grid.cancel(["ok-1", "no spaces"]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidTaskError);
+    expect((err as InvalidTaskError).index).toBe(1);
+    expect((err as InvalidTaskError).field).toBe("id");
+    expect(await zk.exists(layout.cancel)).toBeNull();
   });
 });
 

@@ -261,6 +261,26 @@ export class GridObserver {
     return this.#scanResults(id);
   }
 
+  /**
+   * What the grid knows of each of `ids`, as {@link task} says for one, in one pass whatever their
+   * number: one walk over the held, queued and recent tasks, then one newest-first read of the
+   * result nodes for the ids not found there. Ids the grid does not know are absent from the map.
+   */
+  async findTasks(ids: Iterable<string>): Promise<Map<string, TaskView>> {
+    this.#assertOpen();
+    const wanted = new Set<string>();
+    for (const id of ids) if (isValidTaskId(id)) wanted.add(id);
+    const found = new Map<string, TaskView>();
+    for (const t of this.#recent) if (wanted.has(t.id) && !found.has(t.id)) found.set(t.id, t);
+    for (const t of [...this.#activeViews(), ...this.#queuedViews()]) {
+      // As in task(): a task seen final is not looked for among the held and queued ones.
+      if (wanted.has(t.id) && !found.has(t.id) && !this.#finalIds.has(t.id)) found.set(t.id, t);
+    }
+    const rest = new Set([...wanted].filter((id) => !found.has(id)));
+    if (rest.size > 0) for (const [id, view] of await this.#scanResultsFor(rest)) found.set(id, view);
+    return found;
+  }
+
   /** Tasks the observer holds: active ones, then queued (highest priority first), then recent final ones. */
   tasks(query: TaskQuery = {}): TaskView[] {
     this.#assertOpen();
@@ -724,6 +744,30 @@ export class GridObserver {
       }
     }
     return undefined;
+  }
+
+  /** Reads the result nodes newest first until each of `ids` is found or none is left. */
+  async #scanResultsFor(ids: ReadonlySet<string>): Promise<Map<string, TaskView>> {
+    const found = new Map<string, TaskView>();
+    let children: string[];
+    try {
+      children = await this.#zk.getChildren(this.layout.results);
+    } catch (err) {
+      if (errors.isNoNode(err)) return found;
+      throw err;
+    }
+    const nodes = resultNodes(children, this.layout.resultNodePrefix).reverse();
+    for (let i = 0; i < nodes.length && found.size < ids.size; i += READ_LANES) {
+      this.#assertOpen();
+      const reads = await Promise.all(nodes.slice(i, i + READ_LANES).map((n) => this.#readResults(n.name)));
+      for (const read of reads) {
+        // The newest node with an id wins, as in task(); within a node its first status.
+        for (const status of read?.statuses ?? []) {
+          if (ids.has(status.id) && !found.has(status.id)) found.set(status.id, viewOfStatus(status));
+        }
+      }
+    }
+    return found;
   }
 
   // ---------------------------------------------------------------------------------------------
