@@ -17,6 +17,7 @@ import {
 import { runDashboardCommand } from "./cli-dashboard.js";
 import { ProgressBar } from "./cli-progress.js";
 import { runStatusCommand, runTaskCommand, runTasksCommand } from "./cli-status.js";
+import { formatDuration } from "./duration.js";
 import { InvalidTaskError, WaitTimeoutError } from "./errors.js";
 import { connectGrid, type GridClient } from "./grid-client.js";
 import { decodeTaskBytes, parseTaskText, TaskTextError } from "./task-text.js";
@@ -431,11 +432,4 @@ function tailLines(text: string | undefined, prefix: string): string {
   if (!text) return "";
   const lines = text.replace(/\n$/, "").split("\n").slice(-TAIL_LINES);
   return lines.map((line) => `${prefix}${line}\n`).join("");
-}
-
-function formatDuration(ms: number): string {
-  if (ms < 1000) return `${ms}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
-  const minutes = Math.floor(ms / 60_000);
-  return `${minutes}m${Math.round((ms % 60_000) / 1000)}s`;
 }
