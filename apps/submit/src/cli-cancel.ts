@@ -1,4 +1,4 @@
-import { observeGrid, type TaskView } from "@zkgrid/observer";
+import type { TaskView } from "@zkgrid/observer";
 import { isFinalState, isValidTaskId, type TaskStatus, taskIdProblem } from "@zkgrid/protocol";
 import type { CliIo } from "./cli.js";
 import {
@@ -7,6 +7,7 @@ import {
   GRID_USAGE,
   gridTarget,
   idList,
+  loadObserver,
   messageOf,
   PROGRAM,
   parseCommand,
@@ -55,6 +56,7 @@ export async function runCancelCommand(argv: readonly string[], io: CliIo): Prom
   const timeoutMs = positiveDuration("wait-timeout", values["wait-timeout"]) ?? DEFAULT_WAIT_TIMEOUT_MS;
   const deadline = new Deadline(timeoutMs);
   const target = gridTarget(values, io);
+  const { observeGrid } = await loadObserver();
   const ids = [...new Set(positionals)];
   const say = (line: string) => io.stderr.write(`${PROGRAM}: ${line}\n`);
   const outOfTime = (doing: string, written: string) =>

@@ -11,6 +11,7 @@ import {
   type GridTarget,
   gridTarget,
   idList,
+  MissingPackageError,
   messageOf,
   positiveDuration,
 } from "./cli-common.js";
@@ -82,6 +83,8 @@ Commands (the same program is also installed as "zkgrid"; "<command> --help" for
   task <id>                             one task's status and the tail of its output
   cancel <id>...                        cancel tasks and wait until they end cancelled
   dashboard [--port N] [--host H]       a live web page of the grid, with /metrics
+Outside this repository, status, tasks, task and cancel need @zkgrid/observer, and dashboard
+@zkgrid/dashboard, installed beside @zkgrid/submit (optional peers; submitting needs neither).
 `;
 
 const OPTIONS = {
@@ -164,9 +167,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   try {
     return await command(args.slice(1), io);
   } catch (err) {
-    if (!(err instanceof CliUsageError)) throw err;
+    if (!(err instanceof CliUsageError || err instanceof MissingPackageError)) throw err;
     io.stderr.write(`zkgrid ${first}: ${err.message}\n`);
-    return 2;
+    return err instanceof CliUsageError ? 2 : 1;
   }
 }
 
