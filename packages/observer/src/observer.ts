@@ -258,7 +258,7 @@ export class GridObserver {
       const queued = this.#queuedViews().find((t) => t.id === id);
       if (queued) return queued;
     }
-    return this.#scanResults(id);
+    return (await this.#scanResults(new Set([id]))).get(id);
   }
 
   /**
@@ -277,7 +277,7 @@ export class GridObserver {
       if (wanted.has(t.id) && !found.has(t.id) && !this.#finalIds.has(t.id)) found.set(t.id, t);
     }
     const rest = new Set([...wanted].filter((id) => !found.has(id)));
-    if (rest.size > 0) for (const [id, view] of await this.#scanResultsFor(rest)) found.set(id, view);
+    if (rest.size > 0) for (const [id, view] of await this.#scanResults(rest)) found.set(id, view);
     return found;
   }
 
@@ -723,31 +723,8 @@ export class GridObserver {
     return { statuses: decoded.value.results.filter((s) => isFinalState(s.state)), czxid: got.stat.czxid };
   }
 
-  /** Reads every result node newest first until one holds `id`. */
-  async #scanResults(id: string): Promise<TaskView | undefined> {
-    let children: string[];
-    try {
-      children = await this.#zk.getChildren(this.layout.results);
-    } catch (err) {
-      if (errors.isNoNode(err)) return undefined;
-      throw err;
-    }
-    const nodes = resultNodes(children, this.layout.resultNodePrefix).reverse();
-    for (let i = 0; i < nodes.length; i += READ_LANES) {
-      this.#assertOpen();
-      const chunk = nodes.slice(i, i + READ_LANES);
-      const reads = await Promise.all(chunk.map((n) => this.#readResults(n.name)));
-      for (const read of reads) {
-        // Within a node the first status counts, as across nodes.
-        const found = read?.statuses.find((s) => s.id === id);
-        if (found) return viewOfStatus(found);
-      }
-    }
-    return undefined;
-  }
-
   /** Reads the result nodes newest first until each of `ids` is found or none is left. */
-  async #scanResultsFor(ids: ReadonlySet<string>): Promise<Map<string, TaskView>> {
+  async #scanResults(ids: ReadonlySet<string>): Promise<Map<string, TaskView>> {
     const found = new Map<string, TaskView>();
     let children: string[];
     try {
