@@ -1,21 +1,13 @@
-import { hostname, userInfo } from "node:os";
-import { observeGrid } from "@zkgrid/observer";
-import {
-  encodeCancelRequest,
-  isFinalState,
-  isValidTaskId,
-  MAX_CANCEL_IDS,
-  MAX_NODE_BYTES,
-  packByBytes,
-  type TaskStatus,
-  taskIdProblem,
-} from "@zkgrid/protocol";
+import type { TaskView } from "@zkgrid/observer";
+import { isFinalState, isValidTaskId, type TaskStatus, taskIdProblem } from "@zkgrid/protocol";
 import type { CliIo } from "./cli.js";
 import {
   CliUsageError,
   GRID_OPTIONS,
   GRID_USAGE,
   gridTarget,
+  idList,
+  loadObserver,
   messageOf,
   PROGRAM,
   parseCommand,
@@ -32,14 +24,15 @@ Asks the leader to cancel tasks: a queued task never runs, a running one is stop
 group is killed). Then waits until each one's final status is "cancelled".
 
   --wait-timeout <duration>
-                          give up waiting after this long (default ${DEFAULT_WAIT_TIMEOUT_MS / 1000}s); the request stays
+                          give up after this long, counted from the start of the command (default
+                          ${DEFAULT_WAIT_TIMEOUT_MS / 1000}s); a request already written stays
   --no-wait               write the request and exit
   --json                  print each task's final status as one JSON line
 
 ${GRID_USAGE}
 
 Exit status: 0 when every task ended cancelled (or, with --no-wait, the request was written); 1 when
-a task is unknown, was already final, finished some other way first, or the wait timed out; 2 for
+a task is unknown, was already final, finished some other way first, or the time ran out; 2 for
 bad usage.
 `;
 
@@ -61,52 +54,57 @@ export async function runCancelCommand(argv: readonly string[], io: CliIo): Prom
       throw new CliUsageError(`invalid task id ${JSON.stringify(id)}: ${taskIdProblem(id)}`);
   }
   const timeoutMs = positiveDuration("wait-timeout", values["wait-timeout"]) ?? DEFAULT_WAIT_TIMEOUT_MS;
+  const deadline = new Deadline(timeoutMs);
   const target = gridTarget(values, io);
+  const { observeGrid } = await loadObserver();
   const ids = [...new Set(positionals)];
   const say = (line: string) => io.stderr.write(`${PROGRAM}: ${line}\n`);
+  const outOfTime = (doing: string, written: string) =>
+    `gave up after ${timeoutMs} ms (--wait-timeout) while ${doing}; ${written}`;
 
   let grid: GridClient;
   try {
-    grid = await connectGrid(target);
+    grid = await deadline.race(connectGrid(target), (late) => void late.close());
   } catch (err) {
-    say(`cannot connect to ZooKeeper at ${target.connectString}: ${messageOf(err)}`);
+    if (err instanceof DeadlineError) say(outOfTime("connecting to ZooKeeper", "nothing was written"));
+    else say(`cannot connect to ZooKeeper at ${target.connectString}: ${messageOf(err)}`);
     return 1;
   }
   let status = 0;
+  let phase = "reading the grid";
+  let written = "nothing was written";
   try {
     const layout = grid.layout;
     // Results newer than this are read for the wait: taken before looking, so none is missed.
-    const since = await grid.resultBaseline();
-
-    const observer = await observeGrid({ client: grid.zk, root: layout.root });
-    const toCancel: string[] = [];
+    const since = await deadline.race(grid.resultBaseline());
+    const observer = await deadline.race(
+      observeGrid({ client: grid.zk, root: layout.root }),
+      (late) => void late.close(),
+    );
+    let known: Map<string, TaskView>;
     try {
-      for (const id of ids) {
-        const task = await observer.task(id);
-        if (task === undefined) {
-          say(`no task ${JSON.stringify(id)} in the grid at ${layout.root}`);
-          status = 1;
-        } else if (isFinalState(task.state)) {
-          say(`${id} is already ${task.state}; nothing to cancel`);
-          if (values.json) io.stdout.write(`${JSON.stringify(task)}\n`);
-          status = 1;
-        } else toCancel.push(id);
-      }
+      phase = "looking up the tasks";
+      known = await deadline.race(observer.findTasks(ids));
     } finally {
       await observer.close();
     }
+    const toCancel: string[] = [];
+    for (const id of ids) {
+      const task = known.get(id);
+      if (task === undefined) {
+        say(`no task ${JSON.stringify(id)} in the grid at ${layout.root}`);
+        status = 1;
+      } else if (isFinalState(task.state)) {
+        say(`${id} is already ${task.state}; nothing to cancel`);
+        if (values.json) io.stdout.write(`${JSON.stringify(task)}\n`);
+        status = 1;
+      } else toCancel.push(id);
+    }
     if (toCancel.length === 0) return status;
 
-    await grid.zk.ensurePath(layout.cancel);
-    const by = requester();
-    for (const chunk of packByBytes(toCancel, (id) => id.length + 3, MAX_NODE_BYTES - 1024, MAX_CANCEL_IDS)) {
-      const request = encodeCancelRequest({ v: 1, ids: chunk, requestedAt: Date.now(), by });
-      await grid.zk.createProtected(
-        `${layout.cancel}/${layout.cancelNodePrefix}`,
-        request,
-        "persistent-sequential",
-      );
-    }
+    phase = "writing the cancel requests";
+    written = "some requests may have been written, and the leader applies those";
+    await deadline.race(grid.cancel(toCancel));
     if (values["no-wait"]) {
       if (!values.json) io.stdout.write(toCancel.map((id) => `cancel requested ${id}\n`).join(""));
       return status;
@@ -122,30 +120,66 @@ export async function runCancelCommand(argv: readonly string[], io: CliIo): Prom
       }
     };
     try {
-      await grid.wait(toCancel, { since, timeoutMs, onResult: report });
+      await grid.wait(toCancel, { since, timeoutMs: deadline.remaining(), onResult: report });
     } catch (err) {
       if (!(err instanceof WaitTimeoutError)) throw err;
       say(
-        `gave up waiting after ${timeoutMs} ms for ${err.pending.join(" ")}; the request stays, and the leader ` +
+        `gave up waiting after ${timeoutMs} ms for ${idList(err.pending)}; the request stays, and the leader ` +
           "applies it when it can",
       );
       status = 1;
     }
     return status;
   } catch (err) {
-    say(messageOf(err));
+    say(err instanceof DeadlineError ? outOfTime(phase, written) : messageOf(err));
     return 1;
   } finally {
     await grid.close();
   }
 }
 
-function requester(): string {
-  let user = "unknown";
-  try {
-    user = userInfo().username || user;
-  } catch {
-    // No passwd entry (some containers).
+/** The time left to `--wait-timeout`: bounds the whole command, not only the wait. */
+class Deadline {
+  readonly #at: number;
+
+  constructor(ms: number) {
+    this.#at = performance.now() + ms;
   }
-  return `${PROGRAM} cancel by ${user}@${hostname()}`.slice(0, 256);
+
+  /** Milliseconds left, at least 1 (a wait of 0 would not time out). */
+  remaining(): number {
+    return Math.max(1, Math.ceil(this.#at - performance.now()));
+  }
+
+  /**
+   * `work`, or a DeadlineError when the time runs out first; `late` gets what `work` still yields
+   * after that, to close it.
+   */
+  race<T>(work: Promise<T>, late?: (value: T) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
+      let timedOut = false;
+      const timer = setTimeout(
+        () => {
+          timedOut = true;
+          reject(new DeadlineError());
+        },
+        Math.max(0, this.#at - performance.now()),
+      );
+      work.then(
+        (value) => {
+          clearTimeout(timer);
+          if (timedOut) late?.(value);
+          else resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+}
+
+class DeadlineError extends Error {
+  override readonly name = "DeadlineError";
 }

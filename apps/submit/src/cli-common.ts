@@ -1,7 +1,8 @@
 import { parseArgs } from "node:util";
 import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
-import { type GridObserver, observeGrid } from "@zkgrid/observer";
+import type { GridObserver } from "@zkgrid/observer";
 import { parseDuration } from "@zkgrid/protocol";
+import packageJson from "../package.json" with { type: "json" };
 import type { CliIo } from "./cli.js";
 
 /** The name the subcommands go by in messages. */
@@ -120,8 +121,48 @@ export function gridCredentials(
   }
 }
 
+/**
+ * An operator command needs a package that is not installed: exit status 1, naming it. The
+ * observer and the dashboard are optional peers, so that the library does not pull them in.
+ */
+export class MissingPackageError extends Error {
+  override readonly name = "MissingPackageError";
+  constructor(readonly packageName: string) {
+    super(
+      `needs ${packageName}, which is not installed: add it beside @zkgrid/submit ` +
+        `(npm install ${packageName}@${packageJson.version})`,
+    );
+  }
+}
+
+/** @zkgrid/observer, loaded only by the commands that read the grid. */
+export async function loadObserver(): Promise<typeof import("@zkgrid/observer")> {
+  try {
+    return await import("@zkgrid/observer");
+  } catch (err) {
+    throw missingOr(err, "@zkgrid/observer");
+  }
+}
+
+/** @zkgrid/dashboard, loaded only by `zkgrid dashboard`. */
+export async function loadDashboard(): Promise<typeof import("@zkgrid/dashboard")> {
+  try {
+    return await import("@zkgrid/dashboard");
+  } catch (err) {
+    throw missingOr(err, "@zkgrid/dashboard");
+  }
+}
+
+/** A MissingPackageError when `err` says `name` itself cannot be found, else `err`. */
+function missingOr(err: unknown, name: string): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const notFound = code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND";
+  return notFound && messageOf(err).includes(`'${name}'`) ? new MissingPackageError(name) : err;
+}
+
 /** Connects an observer; a failure is reported (exit status 1) rather than thrown. */
 export async function openObserver(target: GridTarget, io: CliIo): Promise<GridObserver | undefined> {
+  const { observeGrid } = await loadObserver();
   try {
     return await observeGrid(target);
   } catch (err) {
@@ -130,6 +171,12 @@ export async function openObserver(target: GridTarget, io: CliIo): Promise<GridO
     );
     return undefined;
   }
+}
+
+/** Ids for a message: the first ten, then how many more. */
+export function idList(ids: readonly string[]): string {
+  const more = ids.length > 10 ? ` and ${ids.length - 10} more` : "";
+  return `${ids.slice(0, 10).join(" ")}${more}`;
 }
 
 export function messageOf(err: unknown): string {

@@ -1,10 +1,11 @@
-import { startDashboard } from "@zkgrid/dashboard";
+import type { startDashboard } from "@zkgrid/dashboard";
 import type { CliIo } from "./cli.js";
 import {
   CliUsageError,
   GRID_OPTIONS,
   GRID_USAGE,
   gridTarget,
+  loadDashboard,
   messageOf,
   PROGRAM,
   parseCommand,
@@ -43,6 +44,7 @@ export async function runDashboardCommand(argv: readonly string[], io: CliIo): P
   const port = values.port === "0" ? 0 : (positiveInt("port", values.port) ?? 0);
   if (port > 65_535) throw new CliUsageError(`--port: expected 0..65535, got ${port}`);
   const target = gridTarget(values, io);
+  const { startDashboard } = await loadDashboard();
   let dashboard: Awaited<ReturnType<typeof startDashboard>>;
   try {
     dashboard = await startDashboard({ ...target, port, host: values.host ?? "127.0.0.1" });

@@ -1,5 +1,5 @@
 import type { TaskStatus } from "@zkgrid/protocol";
-import { formatDuration } from "./status.js";
+import { formatDuration } from "./duration.js";
 
 const BAR_WIDTH = 24;
 const REDRAW_MS = 100;

@@ -10,15 +10,18 @@ import {
   GRID_OPTIONS,
   type GridTarget,
   gridTarget,
+  idList,
+  MissingPackageError,
   messageOf,
   positiveDuration,
 } from "./cli-common.js";
 import { runDashboardCommand } from "./cli-dashboard.js";
 import { ProgressBar } from "./cli-progress.js";
 import { runStatusCommand, runTaskCommand, runTasksCommand } from "./cli-status.js";
+import { formatDuration } from "./duration.js";
 import { InvalidTaskError, WaitTimeoutError } from "./errors.js";
 import { connectGrid, type GridClient } from "./grid-client.js";
-import { parseTaskText, TaskTextError } from "./task-text.js";
+import { decodeTaskBytes, parseTaskText, TaskTextError } from "./task-text.js";
 import { prepareTasks, type TaskInput } from "./tasks.js";
 
 const PROGRAM = "zkgrid-submit";
@@ -28,9 +31,10 @@ export const USAGE = `Usage: ${PROGRAM} [options] < tasks
 
 Submits tasks to a zkgrid and prints their ids, one per line (with --wait: their results).
 
-Tasks come from stdin or --file: one JSON object, NDJSON (one task per line, blank lines
+Tasks come from stdin or --file, as UTF-8: one JSON object, NDJSON (one task per line, blank lines
 ignored), or a JSON array. A task is {"cmd": "..."} or {"handler": "...", "input": ...} with the
-optional fields of TaskSpec in docs/protocol.md; a task without "id" gets a new one.
+optional fields of TaskSpec in docs/protocol.md; a task without "id" gets a new one, and two
+tasks with the same "id" are refused.
 
 One task from flags:
   --cmd <command>         run with /bin/sh -c (or, with --arg, as a program without a shell)
@@ -79,6 +83,8 @@ Commands (the same program is also installed as "zkgrid"; "<command> --help" for
   task <id>                             one task's status and the tail of its output
   cancel <id>...                        cancel tasks and wait until they end cancelled
   dashboard [--port N] [--host H]       a live web page of the grid, with /metrics
+Outside this repository, status, tasks, task and cancel need @zkgrid/observer, and dashboard
+@zkgrid/dashboard, installed beside @zkgrid/submit (optional peers; submitting needs neither).
 `;
 
 const OPTIONS = {
@@ -161,9 +167,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   try {
     return await command(args.slice(1), io);
   } catch (err) {
-    if (!(err instanceof CliUsageError)) throw err;
+    if (!(err instanceof CliUsageError || err instanceof MissingPackageError)) throw err;
     io.stderr.write(`zkgrid ${first}: ${err.message}\n`);
-    return 2;
+    return err instanceof CliUsageError ? 2 : 1;
   }
 }
 
@@ -241,8 +247,7 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
   } catch (err) {
     progress?.stop();
     if (!(err instanceof WaitTimeoutError)) return fail(1, messageOf(err));
-    const more = err.pending.length > 10 ? ` and ${err.pending.length - 10} more` : "";
-    return fail(1, `${err.message} (they keep running): ${err.pending.slice(0, 10).join(" ")}${more}`);
+    return fail(1, `${err.message} (they keep running): ${idList(err.pending)}`);
   } finally {
     await grid.close();
   }
@@ -283,10 +288,26 @@ async function readTasks(flags: Flags, io: CliIo): Promise<TaskInput[] | undefin
   } catch (err) {
     if (!(err instanceof InvalidTaskError)) throw err;
     const at = locations[err.index];
+    const first = duplicateOf(inputs, err);
+    if (first !== undefined && at !== undefined) {
+      const there = locations[first];
+      const where = there === undefined ? "given by --id" : `at ${there.source}:${there.line}`;
+      throw new UsageError(
+        `${at.source}:${at.line}: id: ${JSON.stringify(inputs[err.index]?.id)} is also the id of the task ${where}`,
+      );
+    }
     if (at !== undefined) throw new UsageError(err.at(at.source, at.line).message);
     const flag = FLAG_OF_FIELD[err.field.split(/[.[]/)[0] ?? ""];
     throw new UsageError(`${flag ?? "task flags"}: ${err.problem}`);
   }
+}
+
+/** For an id given twice, the index of the first task with it (the error is at the second). */
+function duplicateOf(inputs: readonly TaskInput[], err: InvalidTaskError): number | undefined {
+  const id = inputs[err.index]?.id;
+  if (err.field !== "id" || id === undefined) return undefined;
+  const first = inputs.findIndex((task) => task.id === id);
+  return first < err.index ? first : undefined;
 }
 
 function parseFlags(argv: readonly string[]): Flags {
@@ -371,18 +392,20 @@ function keyValues(flag: string, pairs: readonly string[]): Record<string, strin
   );
 }
 
+/** The text of a source, decoded strictly (bytes that are not UTF-8 are bad input). */
 async function readSource(source: string, io: CliIo): Promise<string> {
   if (source === "-") {
-    let text = "";
-    io.stdin.setEncoding("utf8");
-    for await (const chunk of io.stdin) text += chunk;
-    return text;
+    const chunks: Buffer[] = [];
+    for await (const chunk of io.stdin) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+    return decodeTaskBytes(Buffer.concat(chunks), "stdin");
   }
+  let bytes: Buffer;
   try {
-    return await readFile(source, "utf8");
+    bytes = await readFile(source);
   } catch (err) {
     throw new UsageError(`cannot read ${source}: ${messageOf(err)}`);
   }
+  return decodeTaskBytes(bytes, source);
 }
 
 const TAIL_LINES = 10;
@@ -412,11 +435,4 @@ function tailLines(text: string | undefined, prefix: string): string {
   if (!text) return "";
   const lines = text.replace(/\n$/, "").split("\n").slice(-TAIL_LINES);
   return lines.map((line) => `${prefix}${line}\n`).join("");
-}
-
-function formatDuration(ms: number): string {
-  if (ms < 1000) return `${ms}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
-  const minutes = Math.floor(ms / 60_000);
-  return `${minutes}m${Math.round((ms % 60_000) / 1000)}s`;
 }

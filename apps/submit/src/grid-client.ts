@@ -1,8 +1,18 @@
 import { hostname, userInfo } from "node:os";
 import { type Acl, connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
-import { type GridLayout, gridLayout, type SubmitBatch, type TaskStatus } from "@zkgrid/protocol";
+import {
+  encodeCancelRequest,
+  type GridLayout,
+  gridLayout,
+  MAX_CANCEL_IDS,
+  MAX_NODE_BYTES,
+  packByBytes,
+  type SubmitBatch,
+  type TaskStatus,
+  taskIdProblem,
+} from "@zkgrid/protocol";
 import { DirectTasks } from "./direct.js";
-import { GridClosedError, WaitTimeoutError } from "./errors.js";
+import { GridClosedError, InvalidTaskError, WaitTimeoutError } from "./errors.js";
 import { ResultFeed } from "./result-feed.js";
 import { SubmitPipeline } from "./submit-pipeline.js";
 import { type AnyHandlers, type GridTaskInput, type HandlerSignatures, prepareTasks } from "./tasks.js";
@@ -45,6 +55,11 @@ export interface WaitOptions {
    * result node: `-1`.
    */
   since?: number;
+}
+
+export interface CancelOptions {
+  /** Recorded in the request, for humans (default: the client's `submitter`). */
+  by?: string;
 }
 
 export interface ResultsOptions {
@@ -93,6 +108,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   /** The ZooKeeper client underneath. */
   readonly zk: ZkClient;
   readonly #ownsClient: boolean;
+  readonly #submitter: string;
   readonly #pipeline: SubmitPipeline;
   readonly #feed: ResultFeed;
   readonly #direct: DirectTasks;
@@ -110,6 +126,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     this.layout = gridLayout(options.root);
     this.#ownsClient = ownsClient;
     const submitter = options.submitter ?? defaultSubmitter();
+    this.#submitter = submitter;
     this.#pipeline = new SubmitPipeline(
       {
         resultBaseline: () => this.#writeBaseline(),
@@ -124,7 +141,8 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   }
 
   /**
-   * Validates every task (throwing `InvalidTaskError` before anything is written), gives each task
+   * Validates every task (throwing `InvalidTaskError` before anything is written, also for two tasks
+   * with the same id), gives each task
    * without an id a new one, and writes them to the queue. Resolves with the ids, in order, once
    * every task is in the queue. A lone task given without an id, written alone, goes to a live worker
    * whose labels cover it instead (its inbox), when one is known; `wait` reads its result there.
@@ -242,6 +260,34 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       signal?.removeEventListener("abort", onAbort);
       unsubscribe();
     }
+  }
+
+  /**
+   * Asks the leader to cancel `ids`: a queued task never runs, a running one is stopped (its process
+   * group is killed). Resolves once the requests are written, in as few nodes as the size limits
+   * allow, all at once; `wait` then sees each task end, `cancelled` unless it finished some other way
+   * first. The leader ignores ids it does not know and tasks already final. Throws
+   * `InvalidTaskError` (index and field "id") for an id the protocol refuses, before writing.
+   */
+  async cancel(ids: Iterable<string>, options: CancelOptions = {}): Promise<void> {
+    if (this.#closing) throw new GridClosedError();
+    const unique = [...new Set(ids)];
+    unique.forEach((id, index) => {
+      const problem = taskIdProblem(id);
+      if (problem !== undefined) throw new InvalidTaskError(index, "id", problem);
+    });
+    if (unique.length === 0) return;
+    const by = (options.by ?? this.#submitter).slice(0, 256);
+    const path = `${this.layout.cancel}/${this.layout.cancelNodePrefix}`;
+    await this.zk.ensurePath(this.layout.cancel);
+    const chunks = packByBytes(unique, (id) => id.length + 3, MAX_NODE_BYTES - 1024, MAX_CANCEL_IDS);
+    // The leader applies each request on its own: their order does not matter.
+    await Promise.all(
+      chunks.map((chunk) => {
+        const request = encodeCancelRequest({ v: 1, ids: chunk, requestedAt: Date.now(), by });
+        return this.zk.createProtected(path, request, "persistent-sequential");
+      }),
+    );
   }
 
   /**

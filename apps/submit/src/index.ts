@@ -14,6 +14,7 @@
  * A lone task without an id of the caller's (written alone) goes straight into a live worker's inbox
  * instead, and its result is read from that node: the leader is not on its way (see docs/protocol.md,
  * "Direct tasks"). A task with the caller's own id always goes through the queue, which drops known ids.
+ * `grid.cancel(ids)` asks the leader to cancel tasks; `grid.wait(ids)` then sees each one end.
  * Handler tasks can be typed with the worker's handlers:
  * `connectGrid<typeof handlers>(...)` then checks `submit({ handler: "resize", input })`.
  *
@@ -25,7 +26,13 @@ export { connectGrid, GridClient } from "./grid-client.js";
 export { prepareTasks } from "./tasks.js";
 export { parseTaskText, TaskTextError } from "./task-text.js";
 
-export type { GridClientOptions, GridConnectOptions, ResultsOptions, WaitOptions } from "./grid-client.js";
+export type {
+  CancelOptions,
+  GridClientOptions,
+  GridConnectOptions,
+  ResultsOptions,
+  WaitOptions,
+} from "./grid-client.js";
 export type { LocatedValue } from "./task-text.js";
 export type {
   AnyHandlers,

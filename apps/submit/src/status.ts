@@ -1,5 +1,6 @@
 import type { GridSnapshot, TaskView } from "@zkgrid/observer";
 import { isFinalState } from "@zkgrid/protocol";
+import { formatDuration } from "./duration.js";
 
 /** Columns padded to their widest cell; `right` lists the columns to align right (numbers). */
 export function formatTable(
@@ -18,18 +19,6 @@ export function formatTable(
       .join("  ")
       .trimEnd();
   return [line(headers), ...rows.map(line)].map((l) => `${l}\n`).join("");
-}
-
-/** 850ms, 12.3s, 4m05s, 3h12m, 2d4h. */
-export function formatDuration(ms: number): string {
-  const t = Math.max(0, Math.round(ms));
-  if (t < 1000) return `${t}ms`;
-  if (t < 60_000) return `${(t / 1000).toFixed(t < 10_000 ? 1 : 0)}s`;
-  const minutes = Math.floor(t / 60_000);
-  if (minutes < 60) return `${minutes}m${String(Math.floor((t % 60_000) / 1000)).padStart(2, "0")}s`;
-  const hours = Math.floor(minutes / 60);
-  if (hours < 48) return `${hours}h${String(minutes % 60).padStart(2, "0")}m`;
-  return `${Math.floor(hours / 24)}d${hours % 24}h`;
 }
 
 const ago = (at: number | undefined, now: number) =>

@@ -26,6 +26,42 @@ export class TaskTextError extends Error {
   }
 }
 
+const NEWLINE = 0x0a;
+
+/**
+ * Decodes the bytes of a task text strictly: a byte that is not UTF-8 is refused rather than
+ * replaced with U+FFFD, which would run a command other than the one given (and the leader refuses
+ * such bytes too). Throws {@link TaskTextError} naming the line and the byte offset from the start.
+ */
+export function decodeTaskBytes(bytes: Uint8Array, source: string): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const offset = firstInvalidByte(bytes);
+    let line = 1;
+    for (let i = 0; i < offset; i++) if (bytes[i] === NEWLINE) line++;
+    throw new TaskTextError(source, line, `invalid UTF-8 at byte offset ${offset}`);
+  }
+}
+
+/** Where strict decoding fails: fed byte by byte, the decoder throws at the first bad one. */
+function firstInvalidByte(bytes: Uint8Array): number {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  // The start of the sequence being read: a sequence cut short by the end is blamed there.
+  let sequenceStart = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    // Not a continuation byte (10xxxxxx): a new sequence starts here.
+    if ((byte & 0xc0) !== 0x80) sequenceStart = i;
+    try {
+      decoder.decode(bytes.subarray(i, i + 1), { stream: true });
+    } catch {
+      return i;
+    }
+  }
+  return sequenceStart;
+}
+
 interface Span {
   start: number;
   end: number;

@@ -46,9 +46,11 @@ export type GridTaskInput<H extends HandlerSignatures = AnyHandlers> = string ex
 /**
  * Gives every task an id (a new one where `id` is absent) and checks it against the protocol.
  * Returns the tasks as they will be written. Throws {@link InvalidTaskError} for the first task the
- * protocol refuses, naming its index and field; nothing is changed then.
+ * protocol refuses, naming its index and field, or for a task whose id an earlier one in the list
+ * has (the queue would run only the first); nothing is changed then.
  */
 export function prepareTasks(tasks: readonly TaskInput[]): TaskSpec[] {
+  const indexOfId = new Map<string, number>();
   return tasks.map((task, index) => {
     // A copy either way: the caller may change its object while the write is pending.
     const withId =
@@ -59,6 +61,12 @@ export function prepareTasks(tasks: readonly TaskInput[]): TaskSpec[] {
     if (!decoded.ok) {
       throw new InvalidTaskError(index, decoded.error.path, decoded.error.problem, { cause: decoded.error });
     }
+    const { id } = decoded.value;
+    const first = indexOfId.get(id);
+    if (first !== undefined) {
+      throw new InvalidTaskError(index, "id", `${JSON.stringify(id)} is also the id of task ${first}`);
+    }
+    indexOfId.set(id, index);
     return decoded.value;
   });
 }

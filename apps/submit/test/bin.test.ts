@@ -31,7 +31,7 @@ afterAll(async () => {
 });
 
 /** Runs the built command against the test ZooKeeper with `root`, feeding it `input` on stdin. */
-function runBin(args: string[], root: string, input = ""): Promise<Run> {
+function runBin(args: string[], root: string, input: string | Buffer = ""): Promise<Run> {
   return runToEnd(bins.submit, args, root, children, input);
 }
 
@@ -141,6 +141,51 @@ describe("zkgrid-submit", () => {
     const run = await runBin(["--file", good, "-f", bad], root);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(`${bad}:3: labels[0]: invalid label`);
+    expect(await zk.exists(root)).toBeNull();
+  });
+
+  it("refuses two tasks with the same id, naming both lines, and writes nothing", async () => {
+    const root = randomRoot();
+    const twice = '{"id":"same","cmd":"echo 1"}\n{"cmd":"echo 2"}\n{"id":"same","cmd":"echo 3"}\n';
+    const piped = await runBin([], root, twice);
+    expect(piped.code).toBe(2);
+    expect(piped.stdout).toBe("");
+    expect(piped.stderr).toBe('zkgrid-submit: stdin:3: id: "same" is also the id of the task at stdin:1\n');
+    const file = join(scratch, "same.ndjson");
+    await writeFile(file, '{"id":"same","cmd":"echo 4"}\n');
+    const withFlag = await runBin(["--cmd", "echo 5", "--id", "same", "--file", file], root);
+    expect(withFlag.code).toBe(2);
+    expect(withFlag.stderr).toBe(
+      `zkgrid-submit: ${file}:1: id: "same" is also the id of the task given by --id\n`,
+    );
+    expect(await zk.exists(root)).toBeNull();
+  });
+
+  it("refuses bytes that are not UTF-8 on stdin or in a --file, naming the input, line and byte offset, and writes nothing", async () => {
+    const root = randomRoot();
+    // `printf '{"cmd":"echo \xff\xfe"}\n'` after a good first line: the leader would refuse these bytes too.
+    const bytes = Buffer.concat([
+      Buffer.from('{"cmd":"ok"}\n{"cmd":"echo '),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('"}\n'),
+    ]);
+    const piped = await runBin(["--wait", "--json", "--wait-timeout", "5s"], root, bytes);
+    expect(piped.code).toBe(2);
+    expect(piped.stdout).toBe("");
+    expect(piped.stderr).toBe("zkgrid-submit: stdin:2: invalid UTF-8 at byte offset 26\n");
+    const file = join(scratch, "latin1.ndjson");
+    await writeFile(file, bytes);
+    const fromFile = await runBin(["--file", file], root);
+    expect(fromFile.code).toBe(2);
+    expect(fromFile.stderr).toBe(`zkgrid-submit: ${file}:2: invalid UTF-8 at byte offset 26\n`);
+    // A sequence cut short at the end of the input is refused as well.
+    const cut = await runBin(
+      [],
+      root,
+      Buffer.concat([Buffer.from('{"cmd":"x"}\n'), Buffer.from([0xe2, 0x82])]),
+    );
+    expect(cut.code).toBe(2);
+    expect(cut.stderr).toBe("zkgrid-submit: stdin:2: invalid UTF-8 at byte offset 12\n");
     expect(await zk.exists(root)).toBeNull();
   });
 

@@ -59,7 +59,7 @@ export function runToEnd(
   args: string[],
   root: string,
   children: Set<ChildProcess>,
-  input = "",
+  input: string | Buffer = "",
 ): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], {

@@ -1,5 +1,12 @@
 import { connect, type ZkClient } from "@zkgrid/core";
-import { gridLayout, MAX_BATCH_TASKS, MAX_NODE_BYTES, type TaskStatus } from "@zkgrid/protocol";
+import {
+  decodeCancelRequest,
+  gridLayout,
+  MAX_BATCH_TASKS,
+  MAX_CANCEL_IDS,
+  MAX_NODE_BYTES,
+  type TaskStatus,
+} from "@zkgrid/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   connectGrid,
@@ -105,6 +112,52 @@ describe("submit", () => {
     const neither = await grid.submit([{ env: { A: "1" } } as unknown as TaskInput]).catch((e: unknown) => e);
     expect((neither as InvalidTaskError).message).toMatch(/exactly one of "cmd" or "handler"/);
     expect(await readQueue(zk, layout)).toEqual([]);
+  });
+
+  it("refuses two tasks with the same id in one call before writing any of it, naming both", async () => {
+    const { grid, layout } = await newGrid();
+    const tasks = [{ id: "a", cmd: "echo 1" }, { cmd: "echo 2" }, { id: "a", cmd: "echo 3" }];
+    const err = await grid.submit(tasks).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidTaskError);
+    expect((err as InvalidTaskError).index).toBe(2);
+    expect((err as InvalidTaskError).field).toBe("id");
+    expect((err as InvalidTaskError).message).toBe('task 2: id: "a" is also the id of task 0');
+    expect(await readQueue(zk, layout)).toEqual([]);
+    expect(await zk.exists(layout.root)).toBeNull();
+  });
+});
+
+describe("cancel", () => {
+  it("writes every id, once, in as few CancelRequests as the limits allow, recording the submitter", async () => {
+    const { grid, layout } = await connectGrid({
+      connectString: connectString(),
+      root: randomRoot(),
+      submitter: "ops@desk",
+    }).then((g) => {
+      grids.push(g);
+      return { grid: g, layout: g.layout };
+    });
+    const ids = Array.from({ length: MAX_CANCEL_IDS + 5 }, (_, i) => `t-${i}`);
+    await grid.cancel([...ids, "t-0"]);
+    const names = await zk.getChildren(layout.cancel);
+    expect(names).toHaveLength(2);
+    const written: string[] = [];
+    for (const name of names) {
+      const decoded = decodeCancelRequest((await zk.get(`${layout.cancel}/${name}`)).data);
+      if (!decoded.ok) throw new Error(`cancel node ${name} does not decode: ${decoded.error.message}`);
+      expect(decoded.value.by).toBe("ops@desk");
+      written.push(...decoded.value.ids);
+    }
+    expect(written.sort()).toEqual([...ids].sort());
+  });
+
+  it("refuses an invalid id before writing anything", async () => {
+    const { grid, layout } = await newGrid();
+    const err = await grid.cancel(["ok-1", "no spaces"]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidTaskError);
+    expect((err as InvalidTaskError).index).toBe(1);
+    expect((err as InvalidTaskError).field).toBe("id");
+    expect(await zk.exists(layout.cancel)).toBeNull();
   });
 });
 

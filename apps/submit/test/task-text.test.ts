@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseTaskText, TaskTextError } from "../src/task-text.js";
+import { decodeTaskBytes, parseTaskText, TaskTextError } from "../src/task-text.js";
 
 function located(text: string) {
   return parseTaskText(text, "tasks.ndjson").map(({ value, line }) => ({ value, line }));
@@ -67,5 +67,30 @@ describe("reading tasks from text", () => {
 
   it("finds no tasks in blank text", () => {
     expect(parseTaskText(" \n\n", "stdin")).toEqual([]);
+  });
+});
+
+describe("decoding task text", () => {
+  const decodeError = (bytes: number[]) => {
+    try {
+      decodeTaskBytes(Uint8Array.from(bytes), "tasks.ndjson");
+    } catch (err) {
+      if (err instanceof TaskTextError) return err.message;
+      throw err;
+    }
+    throw new Error("expected a TaskTextError");
+  };
+
+  it("keeps every UTF-8 character, four-byte ones too, and drops a byte order mark", () => {
+    const text = '{"cmd":"echo é € 😀"}\n';
+    expect(decodeTaskBytes(Buffer.from(`\uFEFF${text}`), "stdin")).toBe(text);
+  });
+
+  it("refuses a stray byte, an encoded surrogate and an overlong form at their offset and line", () => {
+    expect(decodeError([0x61, 0x0a, 0x62, 0xff])).toBe("tasks.ndjson:2: invalid UTF-8 at byte offset 3");
+    expect(decodeError([0x0a, 0x0a, 0xed, 0xa0, 0x80])).toBe(
+      "tasks.ndjson:3: invalid UTF-8 at byte offset 3",
+    );
+    expect(decodeError([0xc0, 0xaf])).toBe("tasks.ndjson:1: invalid UTF-8 at byte offset 0");
   });
 });

@@ -258,7 +258,27 @@ export class GridObserver {
       const queued = this.#queuedViews().find((t) => t.id === id);
       if (queued) return queued;
     }
-    return this.#scanResults(id);
+    return (await this.#scanResults(new Set([id]))).get(id);
+  }
+
+  /**
+   * What the grid knows of each of `ids`, as {@link task} says for one, in one pass whatever their
+   * number: one walk over the held, queued and recent tasks, then one newest-first read of the
+   * result nodes for the ids not found there. Ids the grid does not know are absent from the map.
+   */
+  async findTasks(ids: Iterable<string>): Promise<Map<string, TaskView>> {
+    this.#assertOpen();
+    const wanted = new Set<string>();
+    for (const id of ids) if (isValidTaskId(id)) wanted.add(id);
+    const found = new Map<string, TaskView>();
+    for (const t of this.#recent) if (wanted.has(t.id) && !found.has(t.id)) found.set(t.id, t);
+    for (const t of [...this.#activeViews(), ...this.#queuedViews()]) {
+      // As in task(): a task seen final is not looked for among the held and queued ones.
+      if (wanted.has(t.id) && !found.has(t.id) && !this.#finalIds.has(t.id)) found.set(t.id, t);
+    }
+    const rest = new Set([...wanted].filter((id) => !found.has(id)));
+    if (rest.size > 0) for (const [id, view] of await this.#scanResults(rest)) found.set(id, view);
+    return found;
   }
 
   /** Tasks the observer holds: active ones, then queued (highest priority first), then recent final ones. */
@@ -703,27 +723,28 @@ export class GridObserver {
     return { statuses: decoded.value.results.filter((s) => isFinalState(s.state)), czxid: got.stat.czxid };
   }
 
-  /** Reads every result node newest first until one holds `id`. */
-  async #scanResults(id: string): Promise<TaskView | undefined> {
+  /** Reads the result nodes newest first until each of `ids` is found or none is left. */
+  async #scanResults(ids: ReadonlySet<string>): Promise<Map<string, TaskView>> {
+    const found = new Map<string, TaskView>();
     let children: string[];
     try {
       children = await this.#zk.getChildren(this.layout.results);
     } catch (err) {
-      if (errors.isNoNode(err)) return undefined;
+      if (errors.isNoNode(err)) return found;
       throw err;
     }
     const nodes = resultNodes(children, this.layout.resultNodePrefix).reverse();
-    for (let i = 0; i < nodes.length; i += READ_LANES) {
+    for (let i = 0; i < nodes.length && found.size < ids.size; i += READ_LANES) {
       this.#assertOpen();
-      const chunk = nodes.slice(i, i + READ_LANES);
-      const reads = await Promise.all(chunk.map((n) => this.#readResults(n.name)));
+      const reads = await Promise.all(nodes.slice(i, i + READ_LANES).map((n) => this.#readResults(n.name)));
       for (const read of reads) {
-        // Within a node the first status counts, as across nodes.
-        const found = read?.statuses.find((s) => s.id === id);
-        if (found) return viewOfStatus(found);
+        // The newest node with an id wins, as in task(); within a node its first status.
+        for (const status of read?.statuses ?? []) {
+          if (ids.has(status.id) && !found.has(status.id)) found.set(status.id, viewOfStatus(status));
+        }
       }
     }
-    return undefined;
+    return found;
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -221,6 +221,45 @@ describe("observeGrid against nodes written as the protocol says", () => {
     expect(observer.snapshot().workers[0]).toMatchObject({ assigned: 2, running: 1, load: 1 });
   });
 
+  it("findTasks() answers many ids at once as task() answers each, leaving out the ids nobody knows", async () => {
+    const g = await writer();
+    await g.dirs();
+    await g.results([
+      finalStatus("ancient", "timed-out", { signal: "SIGKILL" }),
+      finalStatus("twice", "failed"),
+    ]);
+    for (let i = 0; i < 3; i++) await g.results([finalStatus(`filler-${i}`, "succeeded")]);
+    // A leader's repeated step: the newest node with an id is the one task() reports.
+    await g.results([finalStatus("twice", "succeeded")]);
+    const w = await g.worker("w1");
+    await g.assign("w1", w.session, [assigned("held", 2)]);
+    await g.queue([
+      { id: "later", cmd: "true", labels: ["gpu"] },
+      { id: "held", cmd: "true" },
+      ...Array.from({ length: 500 }, (_, i) => ({ id: `many-${i}`, cmd: "true" })),
+    ]);
+
+    const observer = await observeGrid({ connectString: connectString(), root: g.root, recentLimit: 2 });
+    cleanups.push(() => observer.close());
+    const ids = [
+      "ancient",
+      "twice",
+      "filler-2",
+      "held",
+      "later",
+      "many-0",
+      "many-499",
+      "never-submitted",
+      "../bad id",
+    ];
+    const found = await observer.findTasks([...ids, "later"]);
+    expect([...found.keys()].sort()).toEqual(ids.filter((id) => !/never|bad/.test(id)).sort());
+    for (const id of ids) expect(found.get(id)).toEqual(await observer.task(id));
+    expect(found.get("twice")).toMatchObject({ state: "succeeded" });
+    expect(found.get("held")).toMatchObject({ state: "assigned", attempt: 2 });
+    expect(found.get("many-499")).toMatchObject({ state: "queued" });
+  });
+
   it("writes nothing: observing a root that does not exist leaves it absent, and sees the grid once it appears", async () => {
     const g = await writer();
     const observer = await observe(g.root);
