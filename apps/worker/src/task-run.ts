@@ -357,7 +357,14 @@ export class TaskRun {
         this.outputDirRel = `${this.options.worker}/${this.id}`;
         update.outputDir = this.outputDirRel;
       }
-      this.writeResultFile(outputDir, update, fullOutput);
+      const problem = this.writeResultFile(outputDir, update, fullOutput);
+      // The status is then the only record of how the task ended, and a full disk often explains it
+      // (a task's own "no space" message could not be written to stderr.txt either).
+      if (problem !== undefined)
+        update.error = headBytes(
+          update.error === undefined ? problem : `${update.error}; ${problem}`,
+          MAX_MESSAGE_BYTES,
+        );
     }
     const how =
       update.exitCode !== undefined
@@ -380,7 +387,8 @@ export class TaskRun {
     return ending.exitCode === undefined || ending.exitCode === 0 ? "succeeded" : "failed";
   }
 
-  private writeResultFile(outputDir: string, update: StatusUpdate, fullOutput: unknown): void {
+  /** Writes result.json; returns why it could not, for the task's status. */
+  private writeResultFile(outputDir: string, update: StatusUpdate, fullOutput: unknown): string | undefined {
     const startedAt = update.startedAt;
     const result = {
       id: this.id,
@@ -412,9 +420,20 @@ export class TaskRun {
         writeFileSync(file, text);
       }
     } catch (error) {
-      this.log("error", `could not write result.json: ${errorMessage(error)}`);
+      const problem = resultFileProblem(file, error);
+      this.log("error", problem);
+      return problem;
     }
+    return undefined;
   }
+}
+
+/** Why result.json could not be written, naming the file and, for ENOSPC and EDQUOT, the full disk. */
+function resultFileProblem(file: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOSPC") return `the disk is full (ENOSPC): could not write ${file}`;
+  if (code === "EDQUOT") return `the disk quota is used up (EDQUOT): could not write ${file}`;
+  return `could not write ${file}: ${errorMessage(error)}`;
 }
 
 /** Why a command's program did not run, as the task's `error`. */
