@@ -1,5 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { writeFileSync } from "node:fs";
 import { isAbsolute, join, normalize, relative, resolve, sep } from "node:path";
 import {
   type AssignedTask,
@@ -10,6 +9,7 @@ import {
   type StatusUpdate,
   utf8ByteLength,
 } from "@zkgrid/protocol";
+import { makeFolder, makeFolderSync } from "./folders.js";
 import type { HandlerMap } from "./handlers.js";
 import { type LaunchEnding, signalGroup, type TaskLauncher } from "./launcher.js";
 import type { Logger } from "./logger.js";
@@ -200,7 +200,7 @@ export class TaskRun {
     if (spec.cmd === undefined) return { error: "the task has neither cmd nor handler" };
     const cwd = taskCwd(outputDir, spec.cwd);
     // The launcher creates the output folder itself; a folder inside it is made here.
-    if (cwd !== outputDir && !isAbsolute(spec.cwd ?? "")) await mkdir(cwd, { recursive: true });
+    if (cwd !== outputDir && !isAbsolute(spec.cwd ?? "")) await makeFolder(cwd);
     if (this.killedFor !== undefined) return {};
 
     const [file, args]: [string, string[]] =
@@ -278,7 +278,7 @@ export class TaskRun {
       },
       get outputDir() {
         if (run.outputDirRel === undefined) {
-          mkdirSync(outputDir, { recursive: true });
+          makeFolderSync(outputDir);
           run.outputDirRel = `${run.options.worker}/${run.id}`;
         }
         return outputDir;
@@ -353,7 +353,7 @@ export class TaskRun {
     // result.json: for commands, and for handlers that used their folder or whose output is too large.
     if (outputDir !== undefined && (this.outputDirRel !== undefined || fullOutput !== undefined)) {
       if (this.outputDirRel === undefined) {
-        await mkdir(outputDir, { recursive: true });
+        await makeFolder(outputDir);
         this.outputDirRel = `${this.options.worker}/${this.id}`;
         update.outputDir = this.outputDirRel;
       }
@@ -416,7 +416,7 @@ export class TaskRun {
       } catch (error) {
         // The launcher had not made the folder: the task ended before its process started.
         if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-        mkdirSync(outputDir, { recursive: true });
+        makeFolderSync(outputDir);
         writeFileSync(file, text);
       }
     } catch (error) {

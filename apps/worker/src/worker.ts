@@ -298,7 +298,9 @@ class GridWorker implements Worker {
     if (this.options.signal?.aborted) onAbort();
     this.options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      this.lock = await LocalLock.acquire(join(this.baseDir, this.name, ".lock"));
+      this.lock = await LocalLock.acquire(join(this.baseDir, this.name, ".lock")).catch((error: unknown) => {
+        throw unusableCwd(error);
+      });
       if (this.zk === undefined && !this.lifetime.signal.aborted) {
         this.zk = await connect({
           connectString: this.options.connectString ?? DEFAULT_CONNECT_STRING,
@@ -977,6 +979,14 @@ class GridWorker implements Worker {
     };
     return iterator;
   }
+}
+
+/** A working directory the worker cannot write is a bad `cwd` option (exit 2 in the bin). */
+function unusableCwd(error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === undefined || !["EROFS", "EACCES", "EPERM", "ENOTDIR", "ENOSPC", "EDQUOT"].includes(code))
+    return error;
+  return new WorkerOptionError("cwd", asError(error).message);
 }
 
 function asError(error: unknown): Error {

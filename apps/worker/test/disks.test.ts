@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { assigned, Grid } from "./helpers.js";
+import { WorkerOptionError } from "../src/index.js";
+import { assigned, Grid, runWorkerBin } from "./helpers.js";
 
 const run = promisify(execFile);
 
@@ -42,5 +43,35 @@ describe("full and read-only disks", () => {
     expect(final).toMatchObject({ state: "failed", exitCode: 1 });
     expect(final.error).toBe(`the disk is full (ENOSPC): could not write ${file}`);
     expect(grid.logs.some((l) => l.level === "error" && l.msg === final.error)).toBe(true);
+  });
+
+  it("a worker whose working directory is read-only says EROFS and names the directory", async () => {
+    const disk = await tmpfs("ro,size=1m");
+    const started = grid.start("w1", { cwd: disk });
+    await expect(started).rejects.toBeInstanceOf(WorkerOptionError);
+    await expect(started).rejects.toThrow(
+      `cwd: cannot create ${join(disk, "w1")}: ${disk} is on a read-only file system (EROFS)`,
+    );
+    // Nothing was registered.
+    expect(await grid.registration("w1")).toBeNull();
+  });
+
+  it("the bin refuses a read-only --cwd with exit 2 and the same message", async () => {
+    const disk = await tmpfs("ro,size=1m");
+    const { code, stderr } = await runWorkerBin(grid, ["w1", "--cwd", disk]);
+    expect(code).toBe(2);
+    expect(stderr).toContain(
+      `zkgrid-worker: cwd: cannot create ${join(disk, "w1")}: ${disk} is on a read-only file system (EROFS)\n`,
+    );
+    expect(stderr).not.toContain("ENOENT");
+  });
+
+  it("a missing folder on a read-only disk names the read-only folder that exists", async () => {
+    const disk = await tmpfs("ro,size=1m");
+    const started = grid.start("w1", { cwd: join(disk, "deeper", "still") });
+    await expect(started).rejects.toThrow(
+      `cwd: cannot create ${join(disk, "deeper", "still", "w1")}: ${disk} is on a read-only file system (EROFS)`,
+    );
+    await expect(readFile(join(disk, "deeper"))).rejects.toMatchObject({ code: "ENOENT" });
   });
 });

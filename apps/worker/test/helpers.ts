@@ -1,7 +1,9 @@
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { connect, type ZkClient } from "@zkgrid/core";
 import {
   type AssignedTask,
@@ -179,5 +181,36 @@ export async function readPidFile(file: string): Promise<number> {
   return waitFor(async () => {
     const pid = Number.parseInt(await readFile(file, "utf8"), 10);
     return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  });
+}
+
+/** The built bin (`pnpm build` first). */
+export const WORKER_BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
+
+/**
+ * Runs the worker's bin on `grid` until it exits (killed after 30 s), with `env`
+ * added to this process's environment.
+ */
+export function runWorkerBin(
+  grid: Grid,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WORKER_BIN, ...args], {
+      env: { ...process.env, ZKGRID_CONNECT: grid.connectString, ZKGRID_ROOT: grid.root, ...options.env },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
   });
 }
