@@ -45,5 +45,6 @@ export {
 
 export type { NameHolder } from "./errors.js";
 export type { HandlerContext, HandlerInput, HandlerMap, HandlerOutput, TaskHandler } from "./handlers.js";
+export type { LauncherMode } from "./launcher.js";
 export type { Logger, LogLevel } from "./logger.js";
 export type { StopOptions, Worker, WorkerEvent, WorkerOptions, WorkerState } from "./worker.js";

@@ -11,7 +11,8 @@ import {
 } from "@zkgrid/protocol";
 import { makeFolder, makeFolderSync } from "./folders.js";
 import type { HandlerMap } from "./handlers.js";
-import { type LaunchEnding, signalGroup, type TaskLauncher } from "./launcher.js";
+import type { LaunchEnding, TaskLauncher } from "./launcher.js";
+import { signalGroup } from "./process-group.js";
 import type { Logger } from "./logger.js";
 
 /**

@@ -33,7 +33,7 @@ import type { HandlerMap } from "./handlers.js";
 import { LocalLock } from "./lock.js";
 import { createStderrLogger, type Logger } from "./logger.js";
 import { claimWorkerName, releaseWorkerName } from "./registration.js";
-import { TaskLauncher } from "./launcher.js";
+import { createTaskLauncher, type LauncherMode, type TaskLauncher } from "./launcher.js";
 import { SessionReporter } from "./reporter.js";
 import { RunningNotices } from "./running-notices.js";
 import { TaskRun } from "./task-run.js";
@@ -85,6 +85,13 @@ export interface WorkerOptions {
   killGraceMs?: number;
   /** How long a name held by another session is waited for; default the session timeout. */
   nameWaitMs?: number;
+  /**
+   * The Perl that runs the task launcher: a path, or a name looked up on PATH; default "perl". Where it
+   * cannot run, and with `false`, tasks are spawned by the worker itself, which loses two things: tasks
+   * still running when the worker is killed (SIGKILL, a crash) are not killed with it, and each fork
+   * happens in the worker's own process. The worker logs which it uses as it starts.
+   */
+  perl?: string | false;
   /** Default: one line per event on stderr. */
   logger?: Logger;
   /** Aborting it stops the worker: while starting, startWorker() rejects with WorkerStoppedError. */
@@ -122,6 +129,8 @@ export interface Worker {
   readonly error: Error | undefined;
   /** How many tasks are running now. */
   readonly running: number;
+  /** How task processes are started: through the Perl launcher, or spawned by the worker itself. */
+  readonly taskLauncher: LauncherMode;
   /** Calls `listener` for each event; returns an unsubscribe function. */
   on(listener: (event: WorkerEvent) => void): () => void;
   /** Events from now on; ends when the worker is STOPPED or FAILED. */
@@ -264,7 +273,13 @@ class GridWorker implements Worker {
     this.handlers = options.handlers ?? {};
     const logger = options.logger ?? createStderrLogger();
     this.log = (level, msg, fields) => logger(level, msg, { worker: this.name, ...fields });
-    this.launcher = new TaskLauncher({ killGraceMs: this.killGraceMs, label: this.name, logger: this.log });
+    if (options.perl === "") throw new WorkerOptionError("perl", "must be a path, a name on PATH, or false");
+    this.launcher = createTaskLauncher({
+      killGraceMs: this.killGraceMs,
+      label: this.name,
+      logger: this.log,
+      perl: options.perl ?? "perl",
+    });
     this.closedPromise = new Promise((resolveClosed) => {
       this.resolveClosed = resolveClosed;
     });
@@ -281,6 +296,10 @@ class GridWorker implements Worker {
 
   get running(): number {
     return this.active;
+  }
+
+  get taskLauncher(): LauncherMode {
+    return this.launcher.mode;
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------

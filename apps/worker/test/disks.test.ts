@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { WorkerOptionError } from "../src/index.js";
-import { assigned, Grid, runWorkerBin } from "./helpers.js";
+import { assigned, Grid, startWorkerBin } from "./helpers.js";
 
 const run = promisify(execFile);
 
@@ -58,7 +58,7 @@ describe("full and read-only disks", () => {
 
   it("the bin refuses a read-only --cwd with exit 2 and the same message", async () => {
     const disk = await tmpfs("ro,size=1m");
-    const { code, stderr } = await runWorkerBin(grid, ["w1", "--cwd", disk]);
+    const { code, stderr } = await startWorkerBin(grid, ["w1", "--cwd", disk]).exited;
     expect(code).toBe(2);
     expect(stderr).toContain(
       `zkgrid-worker: cwd: cannot create ${join(disk, "w1")}: ${disk} is on a read-only file system (EROFS)\n`,
