@@ -15,7 +15,7 @@ import {
   DEFAULT_ROOT,
   DEFAULT_SESSION_TIMEOUT_MS,
   VERSION,
-} from "./worker.js";
+} from "./worker-options.js";
 
 /** A bad command line: the bin prints the message and exits with code 2. */
 export class UsageError extends WorkerError {
