@@ -1,9 +1,11 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { waitFor } from "@zkgrid/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { assigned, Grid, isRunning, readPidFile, startWorkerBin } from "./helpers.js";
+import { assigned, Grid, isRunning, readPidFile, startWorkerBin, WORKER_BIN } from "./helpers.js";
 
 let grid: Grid;
 beforeEach(async () => {
@@ -152,5 +154,44 @@ describe("the task launcher", () => {
     const empty = await startWorkerBin(grid, ["w2", "--perl", ""]).exited;
     expect(empty.code).toBe(2);
     expect(empty.stderr).toContain("--perl: must not be empty");
+  });
+});
+
+describe("the task launcher without Perl, when the worker process ends", () => {
+  it("kills the running tasks' process groups when the worker exits through an uncaught error", async () => {
+    // A separate process: it starts a worker in spawn mode, prints its session, and throws on SIGUSR2.
+    const script = `
+      import { startWorker } from ${JSON.stringify(pathToFileURL(join(dirname(WORKER_BIN), "index.js")).href)};
+      const worker = await startWorker({
+        name: "w1", connectString: process.env.ZK, root: process.env.ROOT, cwd: process.env.CWD,
+        sessionTimeoutMs: 4000, perl: false, logger: () => {},
+      });
+      process.on("SIGUSR2", () => { throw new Error("boom"); });
+      process.stdout.write(worker.sessionId + "\\n");
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      env: { ...process.env, ZK: grid.connectString, ROOT: grid.root, CWD: grid.cwd },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("close", resolve));
+    try {
+      const session = await waitFor(() => /^(\S+)\n/.exec(stdout)?.[1], {
+        message: "the worker to register",
+      });
+      await grid.assign("w1", session, [assigned("t1", { cmd: "sleep 60 & echo $! > child.pid; wait" })]);
+      const sleeper = await readPidFile(join(grid.cwd, "w1", "t1", "child.pid"));
+      expect(await isRunning(sleeper)).toBe(true);
+
+      child.kill("SIGUSR2");
+      expect(await exited).toBe(1);
+      await waitFor(async () => !(await isRunning(sleeper)), { message: "the task's child to be killed" });
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 });
