@@ -44,7 +44,7 @@ export interface WorkerOptions {
    */
   prefetch?: number;
   /** Labels a task may require. */
-  labels?: string[];
+  labels?: readonly string[];
   /** The working directory; default `process.cwd()`. */
   cwd?: string;
   /** In-process handlers, by the name a task's `handler` gives. */
