@@ -62,6 +62,7 @@ async function main(argv: string[]): Promise<number> {
       signal: interrupted.signal,
       ...(command.auth === undefined ? {} : { auth: command.auth }),
       ...(command.acl === undefined ? {} : { acl: command.acl }),
+      ...(command.perl === undefined ? {} : { perl: command.perl }),
       ...(command.concurrency === undefined ? {} : { concurrency: command.concurrency }),
       prefetch: command.prefetch,
       ...(command.cwd === undefined ? {} : { cwd: command.cwd }),

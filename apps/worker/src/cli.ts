@@ -15,7 +15,7 @@ import {
   DEFAULT_ROOT,
   DEFAULT_SESSION_TIMEOUT_MS,
   VERSION,
-} from "./worker.js";
+} from "./worker-options.js";
 
 /** A bad command line: the bin prints the message and exits with code 2. */
 export class UsageError extends WorkerError {
@@ -45,6 +45,9 @@ Options:
                              or the credentials themselves in env ZKGRID_AUTH, never on the command line)
   --acl <entries>            more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
                              (env ZKGRID_ACL; see docs/operators.md)
+  --perl <path>              the Perl that runs the task launcher (env ZKGRID_PERL; default perl on the
+                             PATH); without one, tasks are spawned by the worker itself and are not
+                             killed with it if it is killed (see the worker's README)
   --metrics-port <n>         serve Prometheus /metrics on this port (0: any free port)
   --metrics-host <addr>      the address for it (default 127.0.0.1)
   --log-level <level>        debug, info, warn or error (default info)
@@ -73,6 +76,7 @@ export type CliCommand =
       sessionTimeoutMs: number;
       auth: string[] | undefined;
       acl: Acl[] | undefined;
+      perl: string | undefined;
       metricsPort: number | undefined;
       metricsHost: string;
       logLevel: "debug" | "info" | "warn" | "error";
@@ -166,10 +170,16 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     sessionTimeoutMs: parseSessionTimeout(values["session-timeout"]),
     auth: credentials.auth,
     acl: credentials.acl,
+    perl: parsePerl(values.perl ?? env.ZKGRID_PERL),
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"]),
     metricsHost: values["metrics-host"] ?? "127.0.0.1",
     logLevel: parseLogLevel(values["log-level"]),
   };
+}
+
+function parsePerl(text: string | undefined): string | undefined {
+  if (text !== undefined && text.trim() === "") throw new UsageError("--perl: must not be empty");
+  return text;
 }
 
 function parsePort(text: string): number {
@@ -203,6 +213,7 @@ function parse(argv: string[]) {
       "session-timeout": { type: "string" },
       auth: { type: "string" },
       acl: { type: "string" },
+      perl: { type: "string" },
       "metrics-port": { type: "string" },
       "metrics-host": { type: "string" },
       "log-level": { type: "string" },

@@ -31,19 +31,22 @@ export {
   WorkerStoppedError,
 } from "./errors.js";
 export { defineHandlers, loadHandlers } from "./handlers.js";
-export { createStderrLogger, formatLogLine, silentLogger } from "./logger.js";
+export { silentLogger } from "./logger.js";
 export { taskOutputDir } from "./task-run.js";
+export { startWorker } from "./worker.js";
 export {
   DEFAULT_CONNECT_STRING,
   DEFAULT_GRACE_MS,
   DEFAULT_KILL_GRACE_MS,
   DEFAULT_ROOT,
   DEFAULT_SESSION_TIMEOUT_MS,
-  startWorker,
   VERSION,
-} from "./worker.js";
+} from "./worker-options.js";
 
 export type { NameHolder } from "./errors.js";
 export type { HandlerContext, HandlerInput, HandlerMap, HandlerOutput, TaskHandler } from "./handlers.js";
+export type { LauncherMode } from "./launcher.js";
 export type { Logger, LogLevel } from "./logger.js";
-export type { StopOptions, Worker, WorkerEvent, WorkerOptions, WorkerState } from "./worker.js";
+export type { StopOptions, Worker } from "./worker.js";
+export type { WorkerEvent, WorkerState } from "./worker-events.js";
+export type { WorkerOptions } from "./worker-options.js";

@@ -1,6 +1,7 @@
 /**
- * The task launcher: a small Perl program (perl-base is part of every Debian system, and Perl ships
- * with most Unix systems) that a worker keeps running beside it and that forks every task process.
+ * The task launcher: a small Perl program (it needs only perl-base, part of every Debian system, and
+ * Perl ships with most Unix systems; slim and alpine images lack it, see launcher-spawn.ts) that a
+ * worker keeps running beside it and that forks every task process.
  * Forking from it is cheap (a few MiB to copy, not the worker's heap) and never blocks the worker's
  * event loop, and it notices the worker's death, however it dies, by the end of its stdin.
  *
@@ -21,7 +22,6 @@ export const LAUNCHER_SCRIPT = String.raw`
 use strict;
 use warnings;
 use POSIX ();
-use Time::HiRes ();
 
 # The worker's descriptors that lack close-on-exec (its ZooKeeper sockets, for one) stay with the worker:
 # held open here or in a task, they would outlive the connections they belong to.
@@ -157,9 +157,10 @@ for (;;) {
 reap();
 my @groups = keys %live;
 kill('TERM', -$_) for @groups;
-my $deadline = Time::HiRes::time() + $grace;
-while (@groups && Time::HiRes::time() < $deadline) {
-  Time::HiRes::sleep(0.02);
+$SIG{CHLD} = 'DEFAULT';    # so that no exit cuts a sleep short
+my $rounds = int($grace / 0.02);
+while (@groups && $rounds-- > 0) {
+  select(undef, undef, undef, 0.02);
   1 while waitpid(-1, POSIX::WNOHANG()) > 0;
   @groups = grep { kill(0, -$_) } @groups;
 }

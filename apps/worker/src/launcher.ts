@@ -1,8 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { constants } from "node:os";
-import { TAIL_BYTES, tailBytes } from "@zkgrid/protocol";
-import { LAUNCHER_SCRIPT } from "./launcher-script.js";
+import { spawnSync } from "node:child_process";
 import type { Logger } from "./logger.js";
+import { PerlLauncher } from "./launcher-perl.js";
+import { SpawnLauncher } from "./launcher-spawn.js";
 
 /** What the launcher runs: `file` with `args` (argv[0] is `file`), in `cwd`, output into `outputDir`. */
 export interface LaunchRequest {
@@ -32,19 +31,19 @@ export interface LaunchListener {
   ended(ending: LaunchEnding): void;
 }
 
-interface Pending {
-  listener: LaunchListener;
-  pid: number | undefined;
-  failure: LaunchEnding["failure"];
-}
+/**
+ * How the worker starts task processes:
+ * - `perl`: through the Perl launcher beside it (launcher-perl.ts), which kills every task when the
+ *   worker dies, however it dies, and forks without copying the worker's heap;
+ * - `spawn`: from the worker itself (launcher-spawn.ts), where Perl is missing.
+ */
+export type LauncherMode = "perl" | "spawn";
 
-/** Environment variables of the worker that a task does not inherit: they hold its credentials. */
-const PRIVATE_ENV = ["ZKGRID_AUTH", "ZKGRID_AUTH_FILE"];
-
-const SIGNAL_NAMES = new Map<number, string>(Object.entries(constants.signals).map(([name, n]) => [n, name]));
-
-function decodeTail(hex: string | undefined): string | undefined {
-  return hex === undefined || hex === "-" ? undefined : tailBytes(Buffer.from(hex, "hex"), TAIL_BYTES);
+export interface TaskLauncher {
+  readonly mode: LauncherMode;
+  launch(request: LaunchRequest, listener: LaunchListener): void;
+  /** Ends the launcher once its tasks are done (it kills any still running) and waits for it. */
+  close(): Promise<void>;
 }
 
 export interface TaskLauncherOptions {
@@ -56,130 +55,28 @@ export interface TaskLauncherOptions {
 }
 
 /**
- * The worker's side of the task launcher (see launcher-script.ts), started on first use. If it dies,
- * the tasks it was running end as failed (their process groups are killed) and the next launch starts
- * a new one.
+ * The Perl launcher if `perl` (a path, or a name looked up on PATH) runs with the one module the
+ * launcher uses, otherwise plain spawning; `perl: false` asks for plain spawning. Logs which it is.
  */
-export class TaskLauncher {
-  private child: ChildProcess | undefined;
-  private readonly pending = new Map<number, Pending>();
-  private nextToken = 1;
-  private closing = false;
-  private exited: Promise<void> = Promise.resolve();
-
-  constructor(private readonly options: TaskLauncherOptions) {}
-
-  launch(request: LaunchRequest, listener: LaunchListener): void {
-    const child = this.child ?? this.startChild();
-    const token = this.nextToken++;
-    this.pending.set(token, { listener, pid: undefined, failure: undefined });
-    const fields = [
-      String(token),
-      request.outputDir,
-      request.cwd,
-      request.file,
-      String(request.args.length),
-      ...request.args,
-      String(request.env.length),
-      ...request.env.map(([name, value]) => `${name}=${value}`),
-    ].join("\0");
-    child.stdin?.write(`${Buffer.byteLength(fields)}\n${fields}`);
-  }
-
-  /** Ends the launcher once its tasks are done (it kills any still running) and waits for it. */
-  close(): Promise<void> {
-    this.closing = true;
-    this.child?.stdin?.end();
-    return this.exited;
-  }
-
-  private startChild(): ChildProcess {
-    this.closing = false;
-    const { killGraceMs, label } = this.options;
-    // Every task inherits this environment, as it is when the first task starts.
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    for (const name of PRIVATE_ENV) delete env[name];
-    // detached: its own process group, so a Ctrl-C meant for the worker (which drains) misses it.
-    const child = spawn("perl", ["-e", LAUNCHER_SCRIPT, String(killGraceMs), String(TAIL_BYTES), label], {
-      env,
-      detached: true,
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    this.child = child;
-    child.stdin?.on("error", () => {}); // its end shows as "exit"
-    let rest = "";
-    child.stdout?.setEncoding("latin1");
-    child.stdout?.on("data", (chunk: string) => {
-      const lines = (rest + chunk).split("\n");
-      rest = lines.pop() ?? "";
-      for (const line of lines) this.onMessage(line);
-    });
-    this.exited = new Promise((resolveExit) => {
-      child.once("error", (error) => {
-        this.options.logger("error", `could not start the task launcher (perl): ${error.message}`);
-      });
-      child.once("close", (code, signal) => {
-        if (this.child === child) this.child = undefined;
-        this.onLauncherGone(code, signal);
-        resolveExit();
-      });
-    });
-    return child;
-  }
-
-  private onMessage(line: string): void {
-    const [kind, tokenText, ...rest] = line.split(" ");
-    const token = Number(tokenText);
-    const entry = this.pending.get(token);
-    if (entry === undefined) return;
-    if (kind === "S") {
-      entry.pid = Number(rest[0]);
-      entry.listener.started(entry.pid);
-    } else if (kind === "E") {
-      const [stage, code = "", ...text] = rest;
-      entry.failure = {
-        stage: stage as NonNullable<LaunchEnding["failure"]>["stage"],
-        code,
-        text: text.join(" "),
-      };
-      if (stage === "fork") this.finish(token, entry, {});
-    } else if (kind === "X") {
-      const [, codeText, signalText, stdoutHex, stderrHex] = rest;
-      const code = Number(codeText);
-      const signal = Number(signalText);
-      const ending: LaunchEnding =
-        code >= 0 ? { exitCode: code } : { signal: SIGNAL_NAMES.get(signal) ?? `SIG${signal}` };
-      const stdoutTail = decodeTail(stdoutHex);
-      const stderrTail = decodeTail(stderrHex);
-      if (stdoutTail !== undefined) ending.stdoutTail = stdoutTail;
-      if (stderrTail !== undefined) ending.stderrTail = stderrTail;
-      this.finish(token, entry, ending);
+export function createTaskLauncher(options: TaskLauncherOptions & { perl: string | false }): TaskLauncher {
+  const { perl, logger } = options;
+  if (perl !== false) {
+    // Also finds the interpreter's path, for the log line.
+    const probe = spawnSync(perl, ["-MPOSIX", "-e", "print $^X"], { encoding: "utf8", timeout: 10_000 });
+    if (probe.error === undefined && probe.status === 0) {
+      logger("info", `task launcher: perl (${probe.stdout || perl})`);
+      return new PerlLauncher({ ...options, perl });
     }
+    const why =
+      probe.error !== undefined
+        ? `${perl} cannot be run (${(probe.error as NodeJS.ErrnoException).code ?? probe.error.message})`
+        : `${perl} exited with ${probe.status ?? probe.signal}: ${probe.stderr.trim().split("\n")[0] ?? ""}`;
+    logger(
+      "warn",
+      `task launcher: plain spawn, since ${why}; without the Perl launcher, tasks still running when the worker is killed (SIGKILL, a crash) are not killed with it, and each task is forked from the worker's own process`,
+    );
+  } else {
+    logger("info", "task launcher: plain spawn (asked for)");
   }
-
-  private finish(token: number, entry: Pending, ending: LaunchEnding): void {
-    this.pending.delete(token);
-    if (entry.failure !== undefined) ending.failure = entry.failure;
-    entry.listener.ended(ending);
-  }
-
-  private onLauncherGone(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.pending.size === 0 && this.closing) return;
-    const why = `the task launcher exited (${signal ?? `code ${code}`})`;
-    this.options.logger("error", `${why}; its ${this.pending.size} running tasks are killed`);
-    for (const [token, entry] of this.pending) {
-      // Nobody is left to reap them or tell how they end.
-      if (entry.pid !== undefined) signalGroup(entry.pid, "SIGKILL");
-      this.finish(token, entry, { failure: { stage: "launcher", code: "", text: why } });
-    }
-  }
-}
-
-/** Sends `signal` to the process group led by `pid`; a group that is gone already is fine. */
-export function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
-  }
+  return new SpawnLauncher(options);
 }

@@ -1,6 +1,7 @@
-import { mkdir, readFile, unlink, writeFile } from "node:fs/promises";
+import { readFile, unlink, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { WorkerLockedError } from "./errors.js";
+import { makeFolder } from "./folders.js";
 
 function isAlive(pid: number): boolean {
   if (pid === process.pid) return true;
@@ -36,7 +37,7 @@ export class LocalLock {
   }
 
   static async acquire(file: string): Promise<LocalLock> {
-    await mkdir(dirname(file), { recursive: true });
+    await makeFolder(dirname(file));
     for (let tries = 0; ; tries++) {
       try {
         await writeFile(file, `${process.pid}\n`, { flag: "wx" });

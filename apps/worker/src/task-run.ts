@@ -1,5 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { writeFileSync } from "node:fs";
 import { isAbsolute, join, normalize, relative, resolve, sep } from "node:path";
 import {
   type AssignedTask,
@@ -10,8 +9,10 @@ import {
   type StatusUpdate,
   utf8ByteLength,
 } from "@zkgrid/protocol";
+import { makeFolder, makeFolderSync } from "./folders.js";
 import type { HandlerMap } from "./handlers.js";
-import { type LaunchEnding, signalGroup, type TaskLauncher } from "./launcher.js";
+import type { LaunchEnding, TaskLauncher } from "./launcher.js";
+import { signalGroup } from "./process-group.js";
 import type { Logger } from "./logger.js";
 
 /**
@@ -200,7 +201,7 @@ export class TaskRun {
     if (spec.cmd === undefined) return { error: "the task has neither cmd nor handler" };
     const cwd = taskCwd(outputDir, spec.cwd);
     // The launcher creates the output folder itself; a folder inside it is made here.
-    if (cwd !== outputDir && !isAbsolute(spec.cwd ?? "")) await mkdir(cwd, { recursive: true });
+    if (cwd !== outputDir && !isAbsolute(spec.cwd ?? "")) await makeFolder(cwd);
     if (this.killedFor !== undefined) return {};
 
     const [file, args]: [string, string[]] =
@@ -278,7 +279,7 @@ export class TaskRun {
       },
       get outputDir() {
         if (run.outputDirRel === undefined) {
-          mkdirSync(outputDir, { recursive: true });
+          makeFolderSync(outputDir);
           run.outputDirRel = `${run.options.worker}/${run.id}`;
         }
         return outputDir;
@@ -353,11 +354,18 @@ export class TaskRun {
     // result.json: for commands, and for handlers that used their folder or whose output is too large.
     if (outputDir !== undefined && (this.outputDirRel !== undefined || fullOutput !== undefined)) {
       if (this.outputDirRel === undefined) {
-        await mkdir(outputDir, { recursive: true });
+        await makeFolder(outputDir);
         this.outputDirRel = `${this.options.worker}/${this.id}`;
         update.outputDir = this.outputDirRel;
       }
-      this.writeResultFile(outputDir, update, fullOutput);
+      const problem = this.writeResultFile(outputDir, update, fullOutput);
+      // The status is then the only record of how the task ended, and a full disk often explains it
+      // (a task's own "no space" message could not be written to stderr.txt either).
+      if (problem !== undefined)
+        update.error = headBytes(
+          update.error === undefined ? problem : `${update.error}; ${problem}`,
+          MAX_MESSAGE_BYTES,
+        );
     }
     const how =
       update.exitCode !== undefined
@@ -380,7 +388,8 @@ export class TaskRun {
     return ending.exitCode === undefined || ending.exitCode === 0 ? "succeeded" : "failed";
   }
 
-  private writeResultFile(outputDir: string, update: StatusUpdate, fullOutput: unknown): void {
+  /** Writes result.json; returns why it could not, for the task's status. */
+  private writeResultFile(outputDir: string, update: StatusUpdate, fullOutput: unknown): string | undefined {
     const startedAt = update.startedAt;
     const result = {
       id: this.id,
@@ -408,13 +417,24 @@ export class TaskRun {
       } catch (error) {
         // The launcher had not made the folder: the task ended before its process started.
         if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-        mkdirSync(outputDir, { recursive: true });
+        makeFolderSync(outputDir);
         writeFileSync(file, text);
       }
     } catch (error) {
-      this.log("error", `could not write result.json: ${errorMessage(error)}`);
+      const problem = resultFileProblem(file, error);
+      this.log("error", problem);
+      return problem;
     }
+    return undefined;
   }
+}
+
+/** Why result.json could not be written, naming the file and, for ENOSPC and EDQUOT, the full disk. */
+function resultFileProblem(file: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOSPC") return `the disk is full (ENOSPC): could not write ${file}`;
+  if (code === "EDQUOT") return `the disk quota is used up (EDQUOT): could not write ${file}`;
+  return `could not write ${file}: ${errorMessage(error)}`;
 }
 
 /** Why a command's program did not run, as the task's `error`. */

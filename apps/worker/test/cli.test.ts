@@ -28,6 +28,7 @@ describe("command line", () => {
       sessionTimeoutMs: 10_000,
       auth: undefined,
       acl: undefined,
+      perl: undefined,
       metricsPort: undefined,
       metricsHost: "127.0.0.1",
       logLevel: "info",

@@ -1,7 +1,9 @@
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { connect, type ZkClient } from "@zkgrid/core";
 import {
   type AssignedTask,
@@ -180,4 +182,43 @@ export async function readPidFile(file: string): Promise<number> {
     const pid = Number.parseInt(await readFile(file, "utf8"), 10);
     return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
   });
+}
+
+/** The built bin (`pnpm build` first). */
+export const WORKER_BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url));
+
+/** A worker bin this test started: its process, its stderr so far, and its exit. */
+export interface WorkerBin {
+  child: ChildProcess;
+  stderr(): string;
+  exited: Promise<{ code: number | null; stderr: string }>;
+}
+
+/**
+ * Starts the worker's bin on `grid`, with `env` added to this process's environment; it is killed after
+ * 30 s if it has not exited by then.
+ */
+export function startWorkerBin(
+  grid: Grid,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): WorkerBin {
+  const child = spawn(process.execPath, [WORKER_BIN, ...args], {
+    env: { ...process.env, ZKGRID_CONNECT: grid.connectString, ZKGRID_ROOT: grid.root, ...options.env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const exited = new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+  return { child, stderr: () => stderr, exited };
 }

@@ -44,13 +44,17 @@ describe("registration", () => {
     expect(await grid.zk.exists(layout.reportDir("w1", session))).not.toBeNull();
   });
 
-  it("refuses bad numeric options with a WorkerOptionError naming the option, before it connects", async () => {
+  it("refuses bad options with a WorkerOptionError naming the option, before it connects", async () => {
     for (const [options, option] of [
       [{ concurrency: 0 }, "concurrency"],
       [{ prefetch: -1 }, "prefetch"],
       [{ prefetch: 1.5 }, "prefetch"],
       [{ concurrency: 60_000, prefetch: 60_000 }, "prefetch"],
       [{ graceMs: Number.NaN }, "graceMs"],
+      [{ killGraceMs: -1 }, "killGraceMs"],
+      [{ sessionTimeoutMs: 0 }, "sessionTimeoutMs"],
+      [{ labels: ["no spaces"] }, "labels"],
+      [{ perl: "" }, "perl"],
     ] as const) {
       const error = await startWorker(grid.workerOptions("w1", options)).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(WorkerOptionError);

@@ -1,0 +1,251 @@
+import { hostname } from "node:os";
+import { isNodeExists, type ZkClient } from "@zkgrid/core";
+import { gridLayout, type WorkerRegistration } from "@zkgrid/protocol";
+import { claimWorkerName, releaseWorkerName } from "./registration.js";
+import { SessionReporter } from "./reporter.js";
+import type { TaskSupervisor } from "./supervisor.js";
+import type { WorkerEvents } from "./worker-events.js";
+import { type CompiledWorkerOptions, VERSION } from "./worker-options.js";
+
+/** One ZooKeeper session the worker is registered on. */
+export interface Session {
+  id: string;
+  reportDir: string;
+  /** `R/inbox/<worker>@<session>`: where submitters put direct tasks for this session. */
+  inboxDir: string;
+  /** Names in the inbox already read (taken, declined or left to the leader). */
+  inboxSeen: Set<string>;
+  /** Aborts when the session ends. */
+  signal: AbortSignal;
+  reporter: SessionReporter;
+  /** "fenced": the leader gave this session up; it stays registered but takes no tasks. */
+  status: "active" | "fenced" | "ended";
+}
+
+export interface SessionKeeperOptions {
+  options: CompiledWorkerOptions;
+  client: () => ZkClient;
+  supervisor: TaskSupervisor;
+  events: WorkerEvents;
+  /** Aborts when the worker stops or fails. */
+  lifetime: AbortSignal;
+  /** True once the worker is stopping: no new session is joined. */
+  stopping: () => boolean;
+  /** Whether a report may wait (tasks are held to start; see SessionReporter's `hold`). */
+  holdReports: () => boolean;
+  /** Registered on a new session. */
+  joined: (session: Session) => void;
+  /** What may run changed: a report dir made again, a pause checked. */
+  changed: () => void;
+  /** The worker cannot go on (its name is taken, say). */
+  fail: (error: Error) => void;
+}
+
+/**
+ * The worker's sessions: registers on each new one (core's keepRunning calls `join`), opens its
+ * reporter, makes its report dir again if another client deleted it, ends it (killing its tasks) when it
+ * expires or is fenced, and notices when the process was frozen long enough to have lost it.
+ */
+export class SessionKeeper {
+  private session: Session | undefined;
+  private readonly layout = gridLayout("/");
+  private readonly startedAt = Date.now();
+  private readonly options: CompiledWorkerOptions;
+  /** When the freeze detector last ran; a long gap means the process was stopped (SIGSTOP, GC, VM). */
+  private lastTick = Date.now();
+  /** Set by a tick that saw such a gap, until a reconcile has checked the session. */
+  private frozen = false;
+  private tickTimer: NodeJS.Timeout | undefined;
+  /** Set while a round trip checks that the session survived a freeze: nothing starts meanwhile. */
+  private confirming: Promise<void> | undefined;
+
+  constructor(private readonly deps: SessionKeeperOptions) {
+    this.options = deps.options;
+  }
+
+  /** The session the worker is registered on and serving, if any. */
+  get current(): Session | undefined {
+    return this.session;
+  }
+
+  /** Runs once per ZooKeeper session (core's keepRunning): registers, then serves it until it ends. */
+  async join(sessionId: string, signal: AbortSignal): Promise<"completed" | undefined> {
+    if (this.deps.lifetime.aborted || this.deps.stopping()) return "completed";
+    const client = this.deps.client();
+    const { name } = this.options;
+    const reportDir = this.layout.reportDir(name, sessionId);
+    const inboxDir = this.layout.inboxDir(name, sessionId);
+    const registration: WorkerRegistration = {
+      v: 1,
+      name,
+      host: hostname(),
+      pid: process.pid,
+      capacity: this.options.concurrency + this.options.prefetch,
+      labels: [...this.options.labels],
+      version: VERSION,
+      startedAt: this.startedAt,
+      session: sessionId,
+    };
+    try {
+      await claimWorkerName({
+        client,
+        path: this.layout.worker(name),
+        reportDir,
+        inboxDir,
+        registration,
+        waitMs: this.options.nameWaitMs,
+        signal,
+        logger: this.options.log,
+      });
+    } catch (error) {
+      if (signal.aborted) return; // the session ended meanwhile: the next one tries again
+      this.deps.fail(asError(error));
+      return "completed";
+    }
+    if (signal.aborted) return;
+    const session = {
+      id: sessionId,
+      reportDir,
+      inboxDir,
+      inboxSeen: new Set(),
+      signal,
+      status: "active",
+    } as unknown as Session;
+    session.reporter = this.openReporter(session);
+    this.session = session;
+    signal.addEventListener(
+      "abort",
+      () => this.end(session, this.deps.lifetime.aborted ? "closed" : "expired"),
+      { once: true },
+    );
+    this.options.log("info", `registered on session ${sessionId} (capacity ${registration.capacity})`, {
+      session: sessionId,
+    });
+    this.deps.events.emit({ type: "registered", sessionId, reportDir });
+    this.deps.joined(session);
+  }
+
+  private openReporter(session: Session): SessionReporter {
+    return new SessionReporter({
+      client: this.deps.client(),
+      dir: session.reportDir,
+      worker: this.options.name,
+      session: session.id,
+      logger: this.options.log,
+      signal: session.signal,
+      onFenced: () => void this.recoverReportDir(session),
+      hold: this.deps.holdReports,
+    });
+  }
+
+  /**
+   * A report create found the session's report dir gone. The leader deletes it only when it fences a
+   * session whose registration is gone, so while this session still owns the registration another
+   * client deleted it: the dir is made again and every final status the leader may not have collected
+   * (its task is still assigned) is reported again. Otherwise the session counts as fenced.
+   */
+  private async recoverReportDir(session: Session): Promise<void> {
+    // Bound to the session: if it ends meanwhile, nothing is made for it on the next one.
+    const client = this.deps.client().boundTo(session.id);
+    let owned: boolean | undefined;
+    while (owned === undefined && session.status === "active" && !session.signal.aborted) {
+      owned = await client.exists(this.layout.worker(this.options.name)).then(
+        (stat) => stat?.ephemeralOwner === session.id,
+        () => undefined, // no answer: ask again, unless the session ends meanwhile
+      );
+      if (owned === undefined) await new Promise((wake) => setTimeout(wake, 500));
+    }
+    if (session.status !== "active" || session.signal.aborted) return;
+    if (owned) {
+      try {
+        await client.create(session.reportDir, undefined, "persistent");
+      } catch (error) {
+        if (!isNodeExists(error)) owned = false;
+      }
+    }
+    if (!owned) {
+      this.end(session, "fenced");
+      return;
+    }
+    if (session.status !== "active" || session.signal.aborted) return;
+    session.reporter = this.openReporter(session);
+    const again = this.deps.supervisor.finalUpdates(session);
+    for (const update of again) session.reporter.report(update);
+    this.options.log(
+      "warn",
+      `report dir ${session.reportDir} was deleted while session ${session.id} lives: made it again and reported ${again.length} final statuses again`,
+      { session: session.id },
+    );
+    this.deps.changed();
+  }
+
+  /**
+   * The session is over for this worker (expired, fenced, or closing): its running tasks are killed and
+   * their results dropped, since the leader hands them out again.
+   */
+  end(session: Session, reason: "expired" | "fenced" | "closed"): void {
+    if (session.status === "ended" || (session.status === "fenced" && reason === "fenced")) return;
+    session.status = reason === "fenced" ? "fenced" : "ended";
+    if (reason !== "fenced") session.reporter.close();
+    const killed = this.deps.supervisor.dropSession(session);
+    if (reason !== "closed" || killed > 0) {
+      this.options.log("warn", `session ${session.id} ${reason}; killed ${killed} running tasks`, {
+        session: session.id,
+      });
+    }
+    this.deps.events.emit({ type: "session-ended", sessionId: session.id, reason });
+  }
+
+  /** Deletes the registration if this session still owns it: the leader then fences the session. */
+  unregister(session: Session): Promise<void> {
+    return releaseWorkerName(this.deps.client(), this.layout.worker(this.options.name), session.id);
+  }
+
+  /** Starts the freeze detector. */
+  startTicking(): void {
+    this.tickTimer = setInterval(() => {
+      // After a stop (SIGSTOP, a VM pause) timers run before I/O callbacks: this tick, not the
+      // task that ended meanwhile, is the first to see the gap, so it must remember it.
+      const now = Date.now();
+      if (now - this.lastTick > this.options.freezeGapMs) this.frozen = true;
+      this.lastTick = now;
+    }, 250);
+    this.tickTimer.unref();
+  }
+
+  stopTicking(): void {
+    clearInterval(this.tickTimer);
+  }
+
+  /**
+   * True while the worker must not start tasks because it may have been frozen past its session
+   * timeout without hearing of it yet: the first call after a long gap asks ZooKeeper whether its
+   * registration still belongs to its session, and ends the session if not.
+   */
+  heldAfterFreeze(session: Session): boolean {
+    if (this.confirming !== undefined) return true;
+    if (!this.frozen && Date.now() - this.lastTick <= this.options.freezeGapMs) return false;
+    this.frozen = false;
+    this.lastTick = Date.now();
+    this.confirming = this.deps
+      .client()
+      .exists(this.layout.worker(this.options.name))
+      .then(
+        (stat) => {
+          if (stat?.ephemeralOwner !== session.id) this.end(session, "expired");
+        },
+        () => {
+          // No answer: the connection events decide what happened to the session.
+        },
+      )
+      .finally(() => {
+        this.confirming = undefined;
+        this.deps.changed();
+      });
+    return true;
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

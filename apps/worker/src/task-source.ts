@@ -1,0 +1,238 @@
+import { isClosed, isNoNode, isSessionExpired, type ZkClient } from "@zkgrid/core";
+import {
+  type AssignedTask,
+  decodeInboxNode,
+  gridLayout,
+  headBytes,
+  MAX_MESSAGE_BYTES,
+} from "@zkgrid/protocol";
+import { type ReadAssignment, readAssignment } from "./assignment.js";
+import type { DirectTask } from "./inbox.js";
+import type { Session, SessionKeeper } from "./session.js";
+import { type TaskSupervisor, taskKey } from "./supervisor.js";
+import type { WorkerEvents, WorkerState } from "./worker-events.js";
+import type { CompiledWorkerOptions } from "./worker-options.js";
+
+export interface TaskSourceOptions {
+  options: CompiledWorkerOptions;
+  client: () => ZkClient;
+  supervisor: TaskSupervisor;
+  sessions: SessionKeeper;
+  events: WorkerEvents;
+  state: () => WorkerState;
+  /** Aborts when the worker stops or fails: ends the assignment watch. */
+  lifetime: AbortSignal;
+  fail: (error: Error) => void;
+}
+
+/**
+ * Where the worker's tasks come from: the leader's assignment (`R/assign/<worker>`) and the session's
+ * inbox of direct tasks, merged into one decision of what the supervisor runs, hands back or cancels.
+ */
+export class TaskSource {
+  private assignment: ReadAssignment | undefined;
+  private maxEpoch = -1;
+  private readonly loggedProblems = new Set<string>();
+  /** Tasks of the current assignment waiting for a free slot, as the last reconcile counted them. */
+  private waiting = 0;
+  private reconcileScheduled = false;
+  private readonly layout = gridLayout("/");
+  private readonly options: CompiledWorkerOptions;
+
+  constructor(private readonly deps: TaskSourceOptions) {
+    this.options = deps.options;
+  }
+
+  /** Tasks of the current assignment waiting for a free slot. */
+  get backlog(): number {
+    return this.waiting;
+  }
+
+  // ---- the assignment ------------------------------------------------------------------------
+
+  async watchAssignment(client: ZkClient): Promise<void> {
+    const { name, log } = this.options;
+    const path = this.layout.assign(name);
+    try {
+      for await (const change of client.watchData(path, { signal: this.deps.lifetime })) {
+        if (change === null) continue;
+        // Tasks already in the previous version of this node are not validated again.
+        const known = new Map<string, AssignedTask>();
+        for (const t of this.assignment?.tasks ?? []) known.set(taskKey(t), t);
+        const read = readAssignment(change.data, known);
+        if (!read.ok) {
+          log("error", `ignored an assignment that cannot be read: ${read.error.message}`);
+          continue;
+        }
+        const assignment = read.value;
+        if (assignment.worker !== name) {
+          log("warn", `ignored an assignment addressed to worker ${assignment.worker}`);
+          continue;
+        }
+        if (assignment.epoch < this.maxEpoch) {
+          log("warn", `ignored an assignment of epoch ${assignment.epoch}; epoch ${this.maxEpoch} was seen`);
+          continue;
+        }
+        this.maxEpoch = assignment.epoch;
+        for (const problem of assignment.unreportable) {
+          if (this.loggedProblems.has(problem)) continue;
+          this.loggedProblems.add(problem);
+          log("error", `ignored an assigned task that cannot be reported: ${problem}`);
+        }
+        this.assignment = assignment;
+        this.reconcile();
+        this.deps.events.emit({
+          type: "assignment",
+          sessionId: assignment.session,
+          epoch: assignment.epoch,
+          tasks: assignment.tasks,
+        });
+      }
+    } catch (error) {
+      if (!this.deps.lifetime.aborted) this.deps.fail(asError(error));
+    }
+  }
+
+  /**
+   * Brings what runs in line with the assignment: starts new tasks while RUNNING (up to `concurrency`),
+   * hands them back while stopping, cancels running tasks that left it and forgets finished ones.
+   */
+  reconcile(): void {
+    const { assignment } = this;
+    const session = this.deps.sessions.current;
+    const { supervisor } = this.deps;
+    if (assignment === undefined || session?.status !== "active" || assignment.session !== session.id) return;
+    if (this.deps.sessions.heldAfterFreeze(session)) return;
+    const assigned = new Set<string>();
+    for (const task of assignment.tasks) assigned.add(taskKey(task));
+    for (const refused of assignment.refused) assigned.add(taskKey(refused));
+    supervisor.cancelUnassigned(assigned);
+    for (const refused of assignment.refused) {
+      if (supervisor.has(refused)) continue;
+      supervisor.settle(session, refused);
+      this.options.log("error", refused.error, { task: refused.id, attempt: refused.attempt });
+      const now = Date.now();
+      supervisor.publish(session, {
+        id: refused.id,
+        attempt: refused.attempt,
+        state: "failed",
+        at: now,
+        finishedAt: now,
+        error: headBytes(refused.error, MAX_MESSAGE_BYTES),
+      });
+    }
+    const state = this.deps.state();
+    let backlog = 0;
+    for (const task of assignment.tasks) {
+      if (supervisor.has(task)) continue;
+      if (state === "RUNNING") {
+        if (supervisor.running >= this.options.concurrency) {
+          backlog++;
+          continue;
+        }
+        supervisor.start(session, task);
+      } else if (state === "STOPPING" || state === "DRAINING") {
+        // By state, not by the worker's stop promise: stop() sets that only after the first reconcile.
+        supervisor.returnUnstarted(session, task);
+      }
+    }
+    this.waiting = backlog;
+    session.reporter.kick();
+  }
+
+  /** One reconcile per turn of the event loop, however many tasks ended in it (each is O(assignment)). */
+  scheduleReconcile(): void {
+    if (this.reconcileScheduled) return;
+    this.reconcileScheduled = true;
+    setImmediate(() => {
+      this.reconcileScheduled = false;
+      this.reconcile();
+    });
+  }
+
+  // ---- the inbox -----------------------------------------------------------------------------
+
+  /**
+   * Watches the session's inbox: a submitter may put a task there for this session to run at once,
+   * without a hop through the leader. A task that cannot start at once (no free slot, labels, stopping)
+   * is declined with `returned`, and the leader queues it.
+   */
+  async watchInbox(session: Session): Promise<void> {
+    const client = this.deps.client().boundTo(session.id);
+    // Kept while the session serves: a task put in an inbox nobody watches would wait for the session's end.
+    while (!session.signal.aborted && session.status === "active") {
+      try {
+        for await (const change of client.watchChildren(session.inboxDir, { signal: session.signal })) {
+          for (const name of change.removed) {
+            session.inboxSeen.delete(name);
+            this.deps.supervisor.cancelDirect(session, name);
+          }
+          for (const name of change.added) {
+            if (session.inboxSeen.has(name)) continue;
+            session.inboxSeen.add(name);
+            void this.readDirect(session, name);
+          }
+        }
+        return; // the session ended, or the client closed
+      } catch (error) {
+        if (session.signal.aborted || session.status !== "active") return;
+        this.options.log("warn", `inbox watch failed, watching again: ${asError(error).message}`, {
+          session: session.id,
+        });
+        await new Promise((wake) => setTimeout(wake, 500));
+      }
+    }
+  }
+
+  private async readDirect(session: Session, name: string): Promise<void> {
+    const path = `${session.inboxDir}/${name}`;
+    let got: { data: Buffer; stat: { version: number; ctime: number } };
+    try {
+      got = await this.deps.client().boundTo(session.id).get(path);
+    } catch (error) {
+      // Gone (cancelled, fenced) or the session ended: the leader decides. Anything else (the node's
+      // ACL does not let this worker read it) leaves the task to its session's end: say so.
+      if (!isNoNode(error) && !isSessionExpired(error) && !isClosed(error))
+        this.options.log("error", `cannot read direct task ${path}: ${asError(error).message}`, {
+          session: session.id,
+        });
+      return;
+    }
+    const node = decodeInboxNode(name, got.data);
+    if (node.kind !== "task") return; // answered already, or not a task: the leader's to judge
+    if (got.stat.version !== 0) return; // declined or answered already
+    const direct: DirectTask = { path, version: got.stat.version, data: got.data };
+    const task: AssignedTask = {
+      id: node.task.id,
+      attempt: 1,
+      assignedAt: got.stat.ctime,
+      submittedAt: node.submittedAt,
+      spec: node.task,
+    };
+    const { supervisor } = this.deps;
+    if (supervisor.has(task)) return;
+    const why = this.cannotTakeDirect(session, node.task.labels);
+    if (why !== undefined) {
+      supervisor.settleDirect(session, task, direct);
+      this.options.log("info", `declined a direct task: ${why}`, { task: task.id });
+      supervisor.publish(session, { id: task.id, attempt: 1, state: "returned", at: Date.now() });
+      return;
+    }
+    supervisor.start(session, task, direct);
+  }
+
+  /** Why a direct task cannot start now, or undefined if it can. */
+  private cannotTakeDirect(session: Session, labels: readonly string[] | undefined): string | undefined {
+    if (this.deps.state() !== "RUNNING") return "the worker is stopping";
+    if (this.deps.sessions.current !== session || session.status !== "active") return "its session is over";
+    if (labels !== undefined && !labels.every((l) => this.options.labels.includes(l)))
+      return "labels not covered";
+    if (this.deps.supervisor.running >= this.options.concurrency || this.waiting > 0) return "no free slot";
+    if (this.deps.sessions.heldAfterFreeze(session)) return "checking the session after a pause";
+    return undefined;
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

@@ -1,0 +1,170 @@
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import type { Acl, ZkClient } from "@zkgrid/core";
+import { assertWorkerName, isValidLabel, labelProblem, MAX_CAPACITY } from "@zkgrid/protocol";
+import packageJson from "../package.json" with { type: "json" };
+import { WorkerOptionError } from "./errors.js";
+import type { HandlerMap } from "./handlers.js";
+import { createLogger } from "@zkgrid/log";
+import type { Logger } from "./logger.js";
+
+/** The version of this package, as a worker registers it. */
+export const VERSION: string = packageJson.version;
+
+export const DEFAULT_CONNECT_STRING = "127.0.0.1:2181";
+export const DEFAULT_ROOT = "/zkgrid";
+export const DEFAULT_GRACE_MS = 30_000;
+export const DEFAULT_KILL_GRACE_MS = 5_000;
+export const DEFAULT_SESSION_TIMEOUT_MS = 10_000;
+
+export interface WorkerOptions {
+  /** The worker's name: `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`. Output goes to `<cwd>/<name>/<task-id>/`. */
+  name: string;
+  /** ZooKeeper servers, default "127.0.0.1:2181". Ignored when `client` is given. */
+  connectString?: string;
+  /** The grid's root path, default "/zkgrid". Ignored when `client` is given. */
+  root?: string;
+  /** Ignored when `client` is given. Default 10 000. */
+  sessionTimeoutMs?: number;
+  /** Digest credentials "user:password". Ignored when `client` is given. */
+  auth?: string | string[];
+  /** More ACL entries for the nodes the worker creates, besides ALL for `auth`. Ignored with `client`. */
+  acl?: readonly Acl[];
+  /**
+   * Use this client (connected with the grid's root as its `root`) instead of connecting.
+   * The worker does not close it.
+   */
+  client?: ZkClient;
+  /** How many tasks run at once; default the number of CPUs. */
+  concurrency?: number;
+  /**
+   * How many tasks the worker holds beyond `concurrency`, ready to start the moment a slot frees up;
+   * default 0. The leader then hears of finished tasks in fewer, larger reports, which suits many short
+   * tasks. A held task waits behind the running ones even when another worker is idle.
+   */
+  prefetch?: number;
+  /** Labels a task may require. */
+  labels?: readonly string[];
+  /** The working directory; default `process.cwd()`. */
+  cwd?: string;
+  /** In-process handlers, by the name a task's `handler` gives. */
+  handlers?: HandlerMap;
+  /** How long `stop()` lets running tasks finish by default; default 30 000. */
+  graceMs?: number;
+  /** Between SIGTERM and SIGKILL when a task's process group is killed; default 5 000. */
+  killGraceMs?: number;
+  /** How long a name held by another session is waited for; default the session timeout. */
+  nameWaitMs?: number;
+  /**
+   * The Perl that runs the task launcher: a path, or a name looked up on PATH; default "perl". Where it
+   * cannot run, and with `false`, tasks are spawned by the worker itself, which loses two things: tasks
+   * still running when the worker is killed (SIGKILL, a crash) are not killed with it, and each fork
+   * happens in the worker's own process. The worker logs which it uses as it starts.
+   */
+  perl?: string | false;
+  /** Default: @zkgrid/log's logger on stderr (JSON lines, or readable ones on a terminal). */
+  logger?: Logger;
+  /** Aborting it stops the worker: while starting, startWorker() rejects with WorkerStoppedError. */
+  signal?: AbortSignal;
+}
+
+/** The options with every default filled in and every value checked: all the worker reads. */
+export interface CompiledWorkerOptions {
+  readonly name: string;
+  /** How to connect, or the host's client (which the worker then does not close). */
+  readonly connection:
+    | { readonly client: ZkClient }
+    | {
+        readonly connectString: string;
+        readonly root: string;
+        readonly auth?: string | string[];
+        readonly acl?: readonly Acl[];
+      };
+  readonly sessionTimeoutMs: number;
+  /** The working directory, absolute. */
+  readonly baseDir: string;
+  readonly concurrency: number;
+  readonly prefetch: number;
+  /** Held tasks below which finished ones are reported without delay. */
+  readonly lowWater: number;
+  readonly labels: readonly string[];
+  readonly handlers: HandlerMap;
+  readonly graceMs: number;
+  readonly killGraceMs: number;
+  readonly nameWaitMs: number;
+  /** A gap longer than this between the freeze detector's ticks means the process was frozen. */
+  readonly freezeGapMs: number;
+  readonly perl: string | false;
+  /** The logger, every line marked with `worker`. */
+  readonly log: Logger;
+  readonly signal: AbortSignal | undefined;
+}
+
+/** An integer option of at least `min` (1 or 0), or `fallback` when it is not given. */
+function intOption(name: string, value: number | undefined, fallback: number, min: 0 | 1 = 1): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min)
+    throw new WorkerOptionError(name, min === 1 ? "must be a positive integer" : "must be an integer ≥ 0");
+  return value;
+}
+
+/** A duration in ms of at least 0, or `fallback` when it is not given. */
+export function durationOption(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0) throw new WorkerOptionError(name, "must be a duration ≥ 0 in ms");
+  return value;
+}
+
+/**
+ * Fills in the defaults of `options` and checks them, in one place (as Temporal's compileWorkerOptions):
+ * throws `WorkerOptionError` (or `InvalidNameError` for the name) naming the option.
+ */
+export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOptions {
+  assertWorkerName(options.name);
+  const name = options.name;
+  const concurrency = intOption("concurrency", options.concurrency, availableParallelism());
+  const prefetch = intOption("prefetch", options.prefetch, 0, 0);
+  if (concurrency + prefetch > MAX_CAPACITY) {
+    const option = options.prefetch === undefined ? "concurrency" : "prefetch";
+    throw new WorkerOptionError(option, `concurrency + prefetch must be at most ${MAX_CAPACITY}`);
+  }
+  const labels = [...new Set(options.labels ?? [])];
+  for (const label of labels) {
+    if (!isValidLabel(label)) throw new WorkerOptionError("labels", `${label}: ${labelProblem(label)}`);
+  }
+  const sessionTimeoutMs = intOption(
+    "sessionTimeoutMs",
+    options.sessionTimeoutMs,
+    DEFAULT_SESSION_TIMEOUT_MS,
+  );
+  if (options.perl === "") throw new WorkerOptionError("perl", "must be a path, a name on PATH, or false");
+  const logger = options.logger ?? createLogger({ name: "worker" });
+  return {
+    name,
+    connection:
+      options.client !== undefined
+        ? { client: options.client }
+        : {
+            connectString: options.connectString ?? DEFAULT_CONNECT_STRING,
+            root: options.root ?? DEFAULT_ROOT,
+            ...(options.auth === undefined ? {} : { auth: options.auth }),
+            ...(options.acl === undefined ? {} : { acl: options.acl }),
+          },
+    sessionTimeoutMs,
+    baseDir: resolve(options.cwd ?? process.cwd()),
+    concurrency,
+    prefetch,
+    lowWater: Math.min(prefetch / 2, concurrency),
+    labels,
+    handlers: options.handlers ?? {},
+    graceMs: durationOption("graceMs", options.graceMs, DEFAULT_GRACE_MS),
+    killGraceMs: durationOption("killGraceMs", options.killGraceMs, DEFAULT_KILL_GRACE_MS),
+    // ZooKeeper ends a dead holder's session up to a tick after its timeout, counted from when it last
+    // heard from it: waiting only the timeout can give up a moment before the name is free.
+    nameWaitMs: durationOption("nameWaitMs", options.nameWaitMs, 2 * sessionTimeoutMs),
+    freezeGapMs: sessionTimeoutMs / 3,
+    perl: options.perl ?? "perl",
+    log: (level, msg, fields) => logger(level, msg, { worker: name, ...fields }),
+    signal: options.signal,
+  };
+}

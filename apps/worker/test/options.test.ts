@@ -1,0 +1,49 @@
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { compileWorkerOptions } from "../src/worker-options.js";
+
+describe("worker options", () => {
+  it("are filled with their defaults in one place", () => {
+    const compiled = compileWorkerOptions({ name: "w1", cwd: "rel/dir" });
+    expect(compiled).toMatchObject({
+      name: "w1",
+      connection: { connectString: "127.0.0.1:2181", root: "/zkgrid" },
+      sessionTimeoutMs: 10_000,
+      baseDir: resolve("rel/dir"),
+      concurrency: availableParallelism(),
+      prefetch: 0,
+      lowWater: 0,
+      labels: [],
+      handlers: {},
+      graceMs: 30_000,
+      killGraceMs: 5_000,
+      nameWaitMs: 20_000,
+      perl: "perl",
+      signal: undefined,
+    });
+    expect(compiled.freezeGapMs).toBeCloseTo(10_000 / 3);
+  });
+
+  it("derive what depends on other options, and keep what is given", () => {
+    const logged: unknown[] = [];
+    const compiled = compileWorkerOptions({
+      name: "w1",
+      concurrency: 4,
+      prefetch: 20,
+      labels: ["gpu", "gpu", "linux"],
+      sessionTimeoutMs: 3_000,
+      perl: false,
+      logger: (level, msg, fields) => logged.push({ level, msg, fields }),
+    });
+    expect(compiled).toMatchObject({
+      lowWater: 4,
+      labels: ["gpu", "linux"],
+      nameWaitMs: 6_000,
+      freezeGapMs: 1_000,
+      perl: false,
+    });
+    compiled.log("info", "hello", { task: "t1" });
+    expect(logged).toEqual([{ level: "info", msg: "hello", fields: { worker: "w1", task: "t1" } }]);
+  });
+});
