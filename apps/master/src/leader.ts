@@ -554,6 +554,9 @@ export class GridLeader {
   }
 
   private applyReport(dir: { worker: string; session: string }, report: WorkerReport): void {
+    // Before the updates: a task this report hands back must not go to the same stopping worker.
+    if (report.draining === true && this.book.markDraining(dir.worker, dir.session))
+      this.log("info", "worker stopping; it gets no new task", { worker: dir.worker, session: dir.session });
     for (const u of report.updates) {
       const before = this.book.tasks.get(u.id);
       // A direct task is in no assignment: its end leaves the worker's assignment as it is. One reported
@@ -698,6 +701,11 @@ export class GridLeader {
     const mine = this.book.tasks.get(name)?.direct?.path === path;
     switch (node.kind) {
       case "task": {
+        if (!mine && version > 0 && this.book.isKnown(name)) {
+          // A decline the worker also reported (it is stopping), applied from that report already.
+          this.reportNodesToDelete.push(path);
+          return;
+        }
         if (!mine) {
           const task = { path, version: 0 };
           if (!this.book.addDirect(dir.worker, dir.session, node.task, node.submittedAt, ctime, task)) {

@@ -522,6 +522,8 @@ class GridWorker implements Worker {
       // are down to half, or to one round of `concurrency`: it then refills many slots with one
       // assignment, and the rest keep the slots busy until that assignment arrives.
       hold: () => this.prefetch > 0 && this.state === "RUNNING" && this.backlog > this.lowWater,
+      // Every report written while stopping says so: the leader hands this session nothing more.
+      draining: () => this.state === "STOPPING" || this.state === "DRAINING",
     });
   }
 
@@ -766,7 +768,10 @@ class GridWorker implements Worker {
     if (why !== undefined) {
       this.tracked.set(key, { session: session.id, run: undefined, done: true, direct: { ...direct, task } });
       this.log("info", `declined a direct task: ${why}`, { task: task.id });
-      this.publish(session, { id: task.id, attempt: 1, state: "returned", at: Date.now() });
+      const update = { id: task.id, attempt: 1, state: "returned" as const, at: Date.now() };
+      // Also reported while stopping: the report's draining flag keeps the leader from handing it back here.
+      if (this.state !== "RUNNING") session.reporter.report(update);
+      this.publish(session, update);
       return;
     }
     this.startTask(session, task, direct);
