@@ -2,16 +2,10 @@ import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ZkClient } from "@zkgrid/core";
-import {
-  decodeInboxNode,
-  decodeWorkerRegistration,
-  encodeSubmitBatch,
-  type TaskSpec,
-  type TaskStatus,
-} from "@zkgrid/protocol";
+import { decodeInboxNode, encodeSubmitBatch, type TaskSpec, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { isAlive, TestGrid } from "./grid.js";
+import { isAlive, sessionOf, TestGrid } from "./grid.js";
 
 let grid: TestGrid | undefined;
 const watches: Array<{ stop(): void }> = [];
@@ -30,20 +24,6 @@ function start(): TestGrid {
 
 function lines(text: string): string[] {
   return text.split("\n").filter((l) => l.trim() !== "");
-}
-
-/** The session a worker registered with, once it has. */
-async function sessionOf(g: TestGrid, worker: string): Promise<string> {
-  const zk = await g.zk();
-  return waitFor(
-    async () => {
-      const got = await zk.get(g.layout.worker(worker)).catch(() => undefined);
-      if (!got) return undefined;
-      const decoded = decodeWorkerRegistration(got.data);
-      return decoded.ok ? decoded.value.session : undefined;
-    },
-    { timeoutMs: 30_000, message: `${worker} to register` },
-  );
 }
 
 /** The leader's name once one leads. */

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, type ZkClient } from "@zkgrid/core";
-import { decodeResultBatch, gridLayout, type TaskStatus } from "@zkgrid/protocol";
+import { decodeResultBatch, decodeWorkerRegistration, gridLayout, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 
 const REPO = resolve(import.meta.dirname, "../..");
@@ -172,4 +172,18 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The session a worker registered with, once it has. */
+export async function sessionOf(g: TestGrid, worker: string): Promise<string> {
+  const zk = await g.zk();
+  return waitFor(
+    async () => {
+      const got = await zk.get(g.layout.worker(worker)).catch(() => undefined);
+      if (!got) return undefined;
+      const decoded = decodeWorkerRegistration(got.data);
+      return decoded.ok ? decoded.value.session : undefined;
+    },
+    { timeoutMs: 30_000, message: `${worker} to register` },
+  );
 }

@@ -289,12 +289,19 @@ function invalidUtf8(rnd: () => number): Buffer {
   return Buffer.concat([good.subarray(0, at), Buffer.from(bad), good.subarray(at)]);
 }
 
-/** Whole queue nodes that are broken as a batch: each yields one rejection, named by index 0. */
+/** Whole queue nodes that are broken as a batch: each yields one rejection, named by index 0 or by its task's id. */
 function brokenNodeCases(rnd: () => number, idPrefix: string, count: number): QueueCase[] {
   const whole = (label: string, data: Buffer, reason: RegExp): QueueCase => ({
     label,
     data,
     rejected: [{ at: { index: 0 }, reason }],
+    valid: [],
+  });
+  // A batch of another `v` (or none) still names its tasks: each is rejected under its own id.
+  const byId = (label: string, id: string, data: Buffer, reason: RegExp): QueueCase => ({
+    label,
+    data,
+    rejected: [{ at: { id }, reason }],
     valid: [],
   });
   const makers: Array<() => QueueCase> = [
@@ -326,34 +333,29 @@ function brokenNodeCases(rnd: () => number, idPrefix: string, count: number): Qu
         json([validTask(`${idPrefix}-arr-${Math.floor(rnd() * 1e9)}`)]),
         /object|expected/,
       ),
-    () =>
-      whole(
+    () => {
+      const id = `${idPrefix}-nov-${Math.floor(rnd() * 1e9)}`;
+      return byId(
         "no schema version",
-        json({
-          batchId: "b",
-          submittedAt: 1,
-          tasks: [validTask(`${idPrefix}-nov-${Math.floor(rnd() * 1e9)}`)],
-        }),
+        id,
+        json({ batchId: "b", submittedAt: 1, tasks: [validTask(id)] }),
         /v\b|version/,
-      ),
-    () =>
-      whole(
+      );
+    },
+    () => {
+      const id = `${idPrefix}-v2-${Math.floor(rnd() * 1e9)}`;
+      return byId(
         "unknown schema version",
-        json(
-          batch([validTask(`${idPrefix}-v2-${Math.floor(rnd() * 1e9)}`)], { v: pick(rnd, [2, 0, 99, -1]) }),
-        ),
+        id,
+        json(batch([validTask(id)], { v: pick(rnd, [2, 0, 99, -1]) })),
         /version/,
-      ),
-    () =>
-      whole(
-        "schema version of the wrong type",
-        json(
-          batch([validTask(`${idPrefix}-vs-${Math.floor(rnd() * 1e9)}`)], {
-            v: pick(rnd, ["1", null, 1.5, [1]]),
-          }),
-        ),
-        /v\b|version/,
-      ),
+      );
+    },
+    () => {
+      const id = `${idPrefix}-vs-${Math.floor(rnd() * 1e9)}`;
+      const v = pick(rnd, ["1", null, 1.5, [1]]);
+      return byId("schema version of the wrong type", id, json(batch([validTask(id)], { v })), /v\b|version/);
+    },
     () =>
       whole(
         "tasks is not an array",

@@ -13,11 +13,12 @@
  * await master.stop();
  * ```
  */
-export { GridLeader, NotLeaderError } from "./leader.js";
+export { GridLeader } from "./leader/grid-leader.js";
+export { NotLeaderError } from "./leader/term.js";
 export { Master, startMaster } from "./master.js";
 export { TaskBook } from "./task-book.js";
 
-export type { LeaderStats } from "./leader.js";
+export type { LeaderState, LeaderStats } from "./leader/grid-leader.js";
 export type { Logger, LogLevel } from "./logger.js";
-export type { MasterOptions, MasterRole } from "./master.js";
+export type { MasterEvent, MasterOptions, MasterRole } from "./master.js";
 export type { TaskEntry, WorkerSlot } from "./task-book.js";

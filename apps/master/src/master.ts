@@ -1,3 +1,4 @@
+import { EventEmitter, on as eventsOf } from "node:events";
 import { hostname } from "node:os";
 import type { Acl, LeaderElection, Leadership, ZkClient } from "@zkgrid/core";
 import { connect, errors } from "@zkgrid/core";
@@ -5,7 +6,7 @@ import { type Dashboard, startDashboard } from "@zkgrid/dashboard";
 import { type GridObserver, observeGrid } from "@zkgrid/observer";
 import type { GridLayout } from "@zkgrid/protocol";
 import { assertWorkerName, encodeMasterInfo, gridLayout } from "@zkgrid/protocol";
-import { GridLeader, type LeaderStats } from "./leader.js";
+import { GridLeader, type LeaderStats } from "./leader/grid-leader.js";
 import type { Logger } from "./logger.js";
 import { MasterMetrics } from "./metrics.js";
 
@@ -35,7 +36,15 @@ export interface MasterOptions {
   keepResults?: number;
 }
 
+/** `starting` → `standby` ⇄ `leader` → `stopped`. */
 export type MasterRole = "starting" | "standby" | "leader" | "stopped";
+
+export type MasterEvent =
+  | { type: "state"; state: MasterRole }
+  /** This master leads, with its state rebuilt: the term's epoch. */
+  | { type: "term-started"; epoch: number }
+  /** That term is over (leadership lost, a refused write, or stop()). */
+  | { type: "term-ended"; epoch: number };
 
 /**
  * A master: joins the election and, while it leads, runs the grid (see GridLeader). Standbys wait
@@ -44,9 +53,11 @@ export type MasterRole = "starting" | "standby" | "leader" | "stopped";
 export class Master {
   private role_: MasterRole = "starting";
   private leader: GridLeader | undefined;
-  private readonly listeners = new Set<(role: MasterRole) => void>();
+  private readonly emitter = new EventEmitter();
   private loop: Promise<void> | undefined;
   private stopping = false;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
 
   private constructor(
     readonly name: string,
@@ -58,7 +69,11 @@ export class Master {
     private readonly metrics: MasterMetrics | undefined,
     private readonly http: { dashboard: Dashboard; observer: GridObserver } | undefined,
     private readonly keepResults: number | undefined,
-  ) {}
+  ) {
+    this.closedPromise = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+  }
 
   /** The dashboard's address, when this master serves one. */
   get dashboardUrl(): string | undefined {
@@ -133,6 +148,11 @@ export class Master {
     return this.role_;
   }
 
+  /** The master's state: its role in the election (the worker's counterpart is its lifecycle state). */
+  get state(): MasterRole {
+    return this.role_;
+  }
+
   get isLeader(): boolean {
     return this.role_ === "leader";
   }
@@ -144,8 +164,41 @@ export class Master {
 
   /** Calls `listener` on every role change; returns an unsubscribe function. */
   onRole(listener: (role: MasterRole) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.on((event) => {
+      if (event.type === "state") listener(event.state);
+    });
+  }
+
+  /** Calls `listener` on every event; returns an unsubscribe function. */
+  on(listener: (event: MasterEvent) => void): () => void {
+    const safe = (event: MasterEvent) => {
+      try {
+        listener(event);
+      } catch (err) {
+        this.log("error", "an event listener threw", { error: String(err) });
+      }
+    };
+    this.emitter.on("event", safe);
+    return () => this.emitter.off("event", safe);
+  }
+
+  /** The events from now on, ending after `stopped` (or when `signal` aborts). */
+  async *events(options: { signal?: AbortSignal } = {}): AsyncGenerator<MasterEvent> {
+    if (this.role_ === "stopped") return;
+    const stream = eventsOf(this.emitter, "event", {
+      close: ["closed"],
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    try {
+      for await (const [event] of stream) yield event as MasterEvent;
+    } catch (err) {
+      if (!options.signal?.aborted) throw err;
+    }
+  }
+
+  /** Resolves once the master has stopped. */
+  closed(): Promise<void> {
+    return this.closedPromise;
   }
 
   /** Resolves once this master leads and has rebuilt the grid's state. */
@@ -173,13 +226,19 @@ export class Master {
     await this.http?.observer.close();
     if (this.ownsClient) await this.client.close();
     await this.loop?.catch(() => {});
+    this.emitter.emit("closed");
+    this.resolveClosed();
   }
 
   private setRole(role: MasterRole): void {
     if (this.role_ === role || this.role_ === "stopped") return;
     this.role_ = role;
     this.log("info", `role: ${role}`);
-    for (const l of this.listeners) l(role);
+    this.emit({ type: "state", state: role });
+  }
+
+  private emit(event: MasterEvent): void {
+    this.emitter.emit("event", event);
   }
 
   private async follow(): Promise<void> {
@@ -226,6 +285,8 @@ export class Master {
       try {
         await leader.start();
         this.setRole("leader");
+        this.emit({ type: "term-started", epoch: leadership.epoch });
+        void leader.finished().then(() => this.emit({ type: "term-ended", epoch: leadership.epoch }));
         this.metrics?.leaderTerm();
       } catch (err) {
         if (errors.isSessionExpired(err)) {

@@ -73,6 +73,8 @@ export class TaskBook {
   private readonly homeless = new Set<string>();
   /** `worker@session` → ids that session holds, so a lost session's tasks are found without a scan. */
   private readonly holders = new Map<string, { worker: string; session: string; ids: Set<string> }>();
+  /** `worker@session` of sessions whose worker is stopping: they get no new task (kept until fenced). */
+  private readonly draining = new Set<string>();
 
   get queuedCount(): number {
     let n = 0;
@@ -209,8 +211,9 @@ export class TaskBook {
         entry.startedAt = u.startedAt ?? u.at;
         return undefined;
       case "returned":
-        // A task handed back unstarted keeps its attempt; one that had started used it up.
-        if (u.startedAt === undefined) entry.attemptsUsed -= 1;
+        // A task handed back unstarted keeps its attempt, and so does one a graceful stop cut short:
+        // its next hand-out carries the same number. One returned otherwise after it started used it up.
+        if (u.startedAt === undefined || this.isDraining(worker, session)) entry.attemptsUsed -= 1;
         entry.direct = undefined;
         return this.requeue(entry, "worker returned it");
       default: {
@@ -263,13 +266,32 @@ export class TaskBook {
     return [...this.holders.values()].map(({ worker, session }) => ({ worker, session }));
   }
 
-  /** The worker session holding these tasks is gone: hand them out again or fail them. */
+  /** The worker of this session is stopping: it takes no new task from now on. */
+  markDraining(worker: string, session: string): boolean {
+    const key = `${worker}@${session}`;
+    if (this.draining.has(key)) return false;
+    this.draining.add(key);
+    return true;
+  }
+
+  isDraining(worker: string, session: string): boolean {
+    return this.draining.has(`${worker}@${session}`);
+  }
+
+  /**
+   * The worker session holding these tasks is gone: hand them out again or fail them. A session that
+   * said it was stopping, and had reported all it ran before it went, never started the tasks it still
+   * holds unstarted (they reached it too late): those keep their attempt.
+   */
   loseSession(worker: string, session: string): TaskStatus[] {
     const finals: TaskStatus[] = [];
-    const held = this.holders.get(`${worker}@${session}`);
+    const key = `${worker}@${session}`;
+    const stopping = this.draining.delete(key);
+    const held = this.holders.get(key);
     for (const id of held ? [...held.ids] : []) {
       const entry = this.tasks.get(id);
       if (!entry || entry.worker !== worker || entry.session !== session) continue;
+      if (stopping && entry.state === "assigned" && !entry.direct) entry.attemptsUsed -= 1;
       const status = this.requeue(entry, "worker lost");
       if (status) finals.push(status);
     }
@@ -385,7 +407,9 @@ export class TaskBook {
    */
   schedule(now: number, onAssign?: (entry: TaskEntry) => void): Set<string> {
     const changed = new Set<string>();
-    const open = [...this.workers.values()].filter((w) => load(w) < w.capacity);
+    const open = [...this.workers.values()].filter(
+      (w) => load(w) < w.capacity && !this.draining.has(`${w.name}@${w.session}`),
+    );
     if (open.length === 0) return changed;
     // Rooms only shrink during a pass: a task known (from an earlier pass) to be larger than the
     // largest room is skipped without being encoded again. The slack covers a longer attempt number.

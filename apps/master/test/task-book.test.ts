@@ -163,6 +163,39 @@ describe("TaskBook failures", () => {
     expect(book.assignmentFor("w2")).toMatchObject([{ id: "t", attempt: 1 }]);
   });
 
+  it("a draining session gets no new task, and a task its stop cut short keeps its attempt", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 2, []);
+    book.addQueueNode("q1", 1, [task("t", { maxAttempts: 1 })], 1);
+    book.schedule(1);
+    book.applyUpdate("w1", "s1", { id: "t", attempt: 1, state: "running", at: 2, startedAt: 2 });
+    book.markDraining("w1", "s1");
+    book.applyUpdate("w1", "s1", { id: "t", attempt: 1, state: "returned", at: 3, startedAt: 2 });
+    book.schedule(4);
+    expect(assigned(book, "w1")).toEqual([]);
+    expect(book.counts().queued).toBe(1);
+    book.setWorker("w2", "s2", 1, []);
+    book.schedule(5);
+    expect(book.assignmentFor("w2")).toMatchObject([{ id: "t", attempt: 1 }]);
+  });
+
+  it("a stopping session lost while it holds a task it never started does not spend that attempt", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 2, []);
+    book.addQueueNode("q1", 1, [task("late", { maxAttempts: 1 }), task("ran", { maxAttempts: 1 })], 1);
+    book.schedule(1);
+    book.applyUpdate("w1", "s1", { id: "ran", attempt: 1, state: "running", at: 2, startedAt: 2 });
+    book.markDraining("w1", "s1");
+    book.removeWorker("w1");
+    const finals = book.loseSession("w1", "s1");
+    // The one it ran was lost mid-run: that used its only attempt. The other never reached it.
+    expect(finals.map((f) => [f.id, f.state])).toEqual([["ran", "failed"]]);
+    book.setWorker("w2", "s2", 1, []);
+    book.schedule(3);
+    expect(book.assignmentFor("w2")).toMatchObject([{ id: "late", attempt: 1 }]);
+    expect(book.isDraining("w1", "s1")).toBe(false);
+  });
+
   it("ignores a report from a session that no longer holds the task", () => {
     const book = new TaskBook();
     book.setWorker("w1", "s1", 1, []);

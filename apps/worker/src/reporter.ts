@@ -20,6 +20,8 @@ export interface ReporterOptions {
   hold?: () => boolean;
   /** The longest an update waits while `hold()` is true; default 25 ms. */
   lingerMs?: number;
+  /** True once the worker is stopping: every report written from then on carries `draining`. */
+  draining?: () => boolean;
 }
 
 export const DEFAULT_LINGER_MS = 25;
@@ -154,8 +156,9 @@ export class SessionReporter {
   /** The updates as report nodes' data, as many as they fill (each update is encoded once). */
   private encode(updates: StatusUpdate[]): Buffer[] {
     const { worker, session } = this.options;
+    const draining = this.options.draining?.() === true;
     try {
-      return encodeWorkerReports(worker, session, updates);
+      return encodeWorkerReports(worker, session, updates, undefined, draining);
     } catch (error) {
       // One bad update must not sink the others: replace each one the schema refuses by a bare `failed`.
       const checked = updates.map((update) => {
@@ -183,7 +186,7 @@ export class SessionReporter {
         }
       });
       if (checked.every((u, i) => u === updates[i])) throw error;
-      return encodeWorkerReports(worker, session, checked);
+      return encodeWorkerReports(worker, session, checked, undefined, draining);
     }
   }
 

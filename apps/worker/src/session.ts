@@ -33,6 +33,8 @@ export interface SessionKeeperOptions {
   stopping: () => boolean;
   /** Whether a report may wait (tasks are held to start; see SessionReporter's `hold`). */
   holdReports: () => boolean;
+  /** True once the worker is stopping: every report written from then on carries `draining`. */
+  draining: () => boolean;
   /** Registered on a new session. */
   joined: (session: Session) => void;
   /** What may run changed: a report dir made again, a pause checked. */
@@ -135,6 +137,7 @@ export class SessionKeeper {
       signal: session.signal,
       onFenced: () => void this.recoverReportDir(session),
       hold: this.deps.holdReports,
+      draining: this.deps.draining,
     });
   }
 

@@ -215,7 +215,10 @@ export class TaskSource {
     if (why !== undefined) {
       supervisor.settleDirect(session, task, direct);
       this.options.log("info", `declined a direct task: ${why}`, { task: task.id });
-      supervisor.publish(session, { id: task.id, attempt: 1, state: "returned", at: Date.now() });
+      const update = { id: task.id, attempt: 1, state: "returned" as const, at: Date.now() };
+      // Also reported while stopping: the report's draining flag keeps the leader from handing it back here.
+      if (this.deps.state() !== "RUNNING") session.reporter.report(update);
+      supervisor.publish(session, update);
       return;
     }
     supervisor.start(session, task, direct);

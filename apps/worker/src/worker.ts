@@ -101,6 +101,8 @@ class GridWorker implements Worker {
       // assignment, and the rest keep the slots busy until that assignment arrives.
       holdReports: () =>
         this.options.prefetch > 0 && this.state === "RUNNING" && this.source.backlog > this.options.lowWater,
+      // Every report written while stopping says so: the leader hands this session nothing more.
+      draining: () => this.state === "STOPPING" || this.state === "DRAINING",
       joined: (session) => this.onJoined(session),
       changed: () => this.source.reconcile(),
       fail,

@@ -244,16 +244,20 @@ export function packWorkerReports(
 
 /**
  * `packWorkerReports`, each report encoded (compact UTF-8 JSON) for its node: every update is
- * encoded once, for its size and its node alike.
+ * encoded once, for its size and its node alike. `draining` marks every report (see WorkerReport).
  */
 export function encodeWorkerReports(
   worker: string,
   session: string,
   updates: readonly StatusUpdate[],
   maxBytes = MAX_NODE_BYTES,
+  draining = false,
 ): Buffer[] {
   assertWorkerName(worker);
   assertSessionId(session);
   const valid = validateAll(StatusUpdateSchema, updates, "updates");
-  return encodeEnvelopes({ v: SCHEMA_VERSION, worker, session }, "updates", valid, maxBytes);
+  const header = draining
+    ? { v: SCHEMA_VERSION, worker, session, draining: true }
+    : { v: SCHEMA_VERSION, worker, session };
+  return encodeEnvelopes(header, "updates", valid, maxBytes);
 }

@@ -1,5 +1,5 @@
 import type * as z from "zod";
-import { MAX_JSON_DEPTH, MAX_NODE_BYTES, SCHEMA_VERSION } from "./constants.js";
+import { MAX_JSON_DEPTH, MAX_NODE_BYTES } from "./constants.js";
 import { ProtocolError } from "./errors.js";
 import { decodeJson, nestingDepth } from "./json.js";
 import { isValidTaskId } from "./names.js";
@@ -45,8 +45,8 @@ export type DecodedSubmitBatch =
       ok: false;
       error: ProtocolError;
       /**
-       * For each entry of `tasks`, its id if it had a valid one (empty when the payload is not a
-       * version-1 batch with a `tasks` array), so that the reader can reject them by name.
+       * For each entry of `tasks`, its id if it had a valid one (empty when the payload is not an
+       * object with a `tasks` array; its `v` does not matter), so that the reader can reject them by name.
        */
       ids: Array<string | undefined>;
     };
@@ -88,10 +88,11 @@ function idOf(raw: unknown): string | undefined {
   return isValidTaskId(id) ? id : undefined;
 }
 
+/** The ids of an object's `tasks`, whatever its `v`: each task is refused by name, never silently. */
 function idsOf(value: unknown): Array<string | undefined> {
-  if (typeof value !== "object" || value === null) return [];
-  const { v, tasks } = value as { v?: unknown; tasks?: unknown };
-  if (v !== SCHEMA_VERSION || !Array.isArray(tasks)) return [];
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return [];
+  const { tasks } = value as { tasks?: unknown };
+  if (!Array.isArray(tasks)) return [];
   return tasks.map(idOf);
 }
 

@@ -264,7 +264,7 @@ export function isStatusUpdate(v: unknown): boolean {
   );
 }
 
-const REPORT_KEYS = new Set(["v", "worker", "session", "updates"]);
+const REPORT_KEYS = new Set(["v", "worker", "session", "draining", "updates"]);
 
 function isWorkerReport(v: unknown): boolean {
   return (
@@ -272,6 +272,7 @@ function isWorkerReport(v: unknown): boolean {
     v.v === SCHEMA_VERSION &&
     isWorkerName(v.worker) &&
     isSessionId(v.session) &&
+    (v.draining === undefined || typeof v.draining === "boolean") &&
     Array.isArray(v.updates) &&
     v.updates.every(isStatusUpdate)
   );

@@ -124,6 +124,11 @@ export interface WorkerReport {
   v: 1;
   worker: string;
   session: string;
+  /**
+   * The worker is stopping: its session takes no new work. Set on every report a stopping worker
+   * writes, so the leader learns it before it requeues the tasks the report hands back.
+   */
+  draining?: boolean;
   updates: StatusUpdate[];
 }
 
@@ -522,6 +527,7 @@ export const WorkerReportSchema: z.ZodType<WorkerReport> = strictObject("a worke
   v: version,
   worker: workerName,
   session: sessionId,
+  draining: z.boolean({ error: expected("true or false") }).optional(),
   updates: arrayOf(StatusUpdateSchema, "status updates"),
 });
 

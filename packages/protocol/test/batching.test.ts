@@ -212,6 +212,25 @@ describe("packResultBatches and packWorkerReports", () => {
     );
   });
 
+  test("a stopping worker's reports each carry draining: true, and decode with it", () => {
+    const updates: StatusUpdate[] = [{ id: "a", attempt: 1, state: "returned", at: 1, startedAt: 1 }];
+    const [node] = encodeWorkerReports("w1", "abc", updates, undefined, true);
+    const decoded = decodeWorkerReport(node as Buffer);
+    expect(decoded.ok && decoded.value).toEqual({
+      v: 1,
+      worker: "w1",
+      session: "abc",
+      draining: true,
+      updates,
+    });
+    const plain = decodeWorkerReport((encodeWorkerReports("w1", "abc", updates) as Buffer[])[0] as Buffer);
+    expect(plain.ok && plain.value.draining).toBeUndefined();
+    const bad = decodeWorkerReport(
+      Buffer.from('{"v":1,"worker":"w1","session":"abc","draining":"yes","updates":[]}'),
+    );
+    expect(bad.ok).toBe(false);
+  });
+
   test("an update too big for the limit is named", () => {
     expect(() =>
       packWorkerReports(

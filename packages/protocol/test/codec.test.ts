@@ -375,9 +375,25 @@ describe("decodeSubmitBatch", () => {
     expect(decoded.ids).toEqual(["a", undefined, undefined]);
   });
 
-  test("a batch of another version lists no ids", () => {
-    const decoded = decodeSubmitBatch(JSON.stringify({ v: 2, tasks: [{ id: "a" }] }));
-    expect(decoded).toMatchObject({ ok: false, ids: [] });
+  test("a batch of an unsupported version, or none, still lists the ids it can", () => {
+    for (const v of [2, "1", undefined]) {
+      const decoded = decodeSubmitBatch(
+        JSON.stringify({
+          v,
+          batchId: "b1",
+          submittedAt: 1,
+          tasks: [{ id: "a" }, { id: "../b" }, { id: "c" }],
+        }),
+      );
+      expect(decoded).toMatchObject({ ok: false, ids: ["a", undefined, "c"] });
+      if (!decoded.ok) expect(decoded.error.path).toBe("v");
+    }
+  });
+
+  test("a node that is no batch object lists no ids", () => {
+    for (const value of [[{ id: "a" }], { v: 1, tasks: "a" }, "a", null]) {
+      expect(decodeSubmitBatch(JSON.stringify(value))).toMatchObject({ ok: false, ids: [] });
+    }
   });
 
   test("more than MAX_BATCH_TASKS tasks fails the batch", () => {

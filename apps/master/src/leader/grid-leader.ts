@@ -1,0 +1,370 @@
+import type { Leadership, SessionBoundClient } from "@zkgrid/core";
+import { errors } from "@zkgrid/core";
+import type { GridLayout } from "@zkgrid/protocol";
+import { decodeAssignment, decodeResultBatch, isValidWorkerName } from "@zkgrid/protocol";
+import type { Logger } from "../logger.js";
+import type { MasterMetrics } from "../metrics.js";
+import { TaskBook } from "../task-book.js";
+import { Cancellations } from "./cancellations.js";
+import { DirectInboxes } from "./direct-inboxes.js";
+import { QueueIntake } from "./queue-intake.js";
+import { WorkerReports } from "./reports.js";
+import { followChildren, forEachLimit, getOrNull, NotLeaderError, type Term } from "./term.js";
+import { WorkerSessions } from "./worker-sessions.js";
+import { DEFAULT_KEEP_RESULTS, GridWriter } from "./writer.js";
+
+export interface LeaderStats {
+  epoch: number;
+  queued: number;
+  assigned: number;
+  running: number;
+  finished: number;
+  workers: number;
+  ticks: number;
+  writes: number;
+}
+
+/**
+ * Where a term stands:
+ * - `rebuilding`: reading the grid before its first step (a kick waits for the end of it);
+ * - `idle`: no step runs; a kick starts one;
+ * - `stepping`: a step runs; `stepping-again`: and another was asked for, which runs right after it;
+ * - `suspended`: the connection is down; no step starts until it is back (`stepping-suspended`: the
+ *   step in flight finishes, and none follows); `rebuilding-suspended` likewise before the first step;
+ * - `stopped`: the term is over.
+ */
+export type LeaderState =
+  | "rebuilding"
+  | "rebuilding-suspended"
+  | "idle"
+  | "stepping"
+  | "stepping-again"
+  | "stepping-suspended"
+  | "suspended"
+  | "stopped";
+
+/**
+ * One leader term: rebuilds the grid's state from ZooKeeper, then assigns, collects and fences until
+ * leadership ends. Every step is a batch: whatever arrived while the previous step's writes were in
+ * flight is handled by the next step, so no timer delays a lone task and a busy grid shares writes.
+ *
+ * Each source of change is its own part, with its own state: the queue (QueueIntake), worker sessions
+ * and their fencing (WorkerSessions), reports (WorkerReports), inboxes (DirectInboxes), cancel requests
+ * (Cancellations); the GridWriter batches their writes and the clean-up. This class runs the steps.
+ */
+export class GridLeader {
+  readonly book = new TaskBook();
+  private state_: LeaderState = "rebuilding";
+  private readonly changes: Array<() => void> = [];
+  private readonly abort = new AbortController();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly done: Promise<void>;
+  private resolveDone!: () => void;
+  private readonly counters = { ticks: 0, writes: 0, finished: 0 };
+  private readonly term: Term;
+  private readonly writer: GridWriter;
+  private readonly intake: QueueIntake;
+  private readonly reports: WorkerReports;
+  private readonly direct: DirectInboxes;
+  private readonly cancels: Cancellations;
+  private readonly sessions: WorkerSessions;
+
+  constructor(
+    /** Bound to the session this term was elected on: ZooKeeper refuses its writes once that ends. */
+    private readonly client: SessionBoundClient,
+    private readonly layout: GridLayout,
+    private readonly leadership: Leadership,
+    private readonly log: Logger,
+    private readonly metrics?: MasterMetrics,
+    keepResults = DEFAULT_KEEP_RESULTS,
+  ) {
+    this.done = new Promise((resolve) => {
+      this.resolveDone = resolve;
+    });
+    this.term = {
+      client,
+      layout,
+      book: this.book,
+      log,
+      epoch: leadership.epoch,
+      signal: this.abort.signal,
+      counters: this.counters,
+      apply: (change) => void this.changes.push(change),
+      drain: () => this.drain(),
+      kick: () => this.kick(),
+      fail: (err) => this.fail(err),
+      onStepError: (err) => this.onStepError(err),
+      guard: () => {
+        if (this.stopped || leadership.signal.aborted) throw new NotLeaderError("leadership ended");
+      },
+      isStopped: () => this.stopped,
+    };
+    this.writer = new GridWriter(this.term, metrics, keepResults);
+    this.intake = new QueueIntake(this.term, this.writer);
+    this.reports = new WorkerReports(this.term, this.writer);
+    this.direct = new DirectInboxes(this.term, this.writer, this.reports, this.intake);
+    this.cancels = new Cancellations(this.term, this.writer, this.direct);
+    this.sessions = new WorkerSessions(this.term, this.writer, this.reports, this.direct);
+    leadership.signal.addEventListener("abort", this.onLeadershipLost, { once: true });
+  }
+
+  private readonly onLeadershipLost = (): void => void this.stop();
+
+  get state(): LeaderState {
+    return this.state_;
+  }
+
+  private get stopped(): boolean {
+    return this.state_ === "stopped";
+  }
+
+  /** Resolves when this term ends (leadership lost, stop(), or a refused fenced write). */
+  finished(): Promise<void> {
+    return this.done;
+  }
+
+  suspend(): void {
+    switch (this.state_) {
+      case "rebuilding":
+        this.state_ = "rebuilding-suspended";
+        return;
+      case "idle":
+        this.state_ = "suspended";
+        return;
+      case "stepping":
+      case "stepping-again":
+        this.state_ = "stepping-suspended";
+        return;
+      default:
+        return;
+    }
+  }
+
+  resume(): void {
+    switch (this.state_) {
+      case "rebuilding-suspended":
+        this.state_ = "rebuilding";
+        break;
+      case "suspended":
+        this.state_ = "idle";
+        break;
+      case "stepping-suspended":
+        this.state_ = "stepping";
+        break;
+      default:
+        return;
+    }
+    // A write in flight when the connection dropped may or may not have happened: re-read versions.
+    void this.writer.refreshAssignVersions().then(() => this.kick());
+  }
+
+  async start(): Promise<void> {
+    this.log("info", "leading: rebuilding state before assigning anything", { epoch: this.leadership.epoch });
+    await this.reconcileAfterTakeover();
+    if (this.state_ === "rebuilding") this.state_ = "idle";
+    else if (this.state_ === "rebuilding-suspended") this.state_ = "suspended";
+    this.log("info", "state rebuilt", {
+      epoch: this.leadership.epoch,
+      ...this.book.counts(),
+      finished: this.book.finished.size,
+    });
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.state_ = "stopped";
+    // A term that ends while leadership holds is followed by another on the same signal.
+    this.leadership.signal.removeEventListener("abort", this.onLeadershipLost);
+    clearTimeout(this.retryTimer);
+    this.sessions.stop();
+    this.writer.stop();
+    this.abort.abort();
+    this.reports.stop();
+    this.direct.stop();
+    this.resolveDone();
+  }
+
+  /** Counters of this term; the task counts are computed on demand (a scan of the task table). */
+  get stats(): LeaderStats {
+    return {
+      epoch: this.leadership.epoch,
+      ...this.book.counts(),
+      ...this.counters,
+      workers: this.book.workers.size,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Takeover
+
+  /**
+   * Reads results, assignments, workers, reports and the queue before the first assignment, so a
+   * new leader neither loses a task nor hands one out twice. Assignment nodes are rewritten with the
+   * new epoch under their read version first: from then on a deposed leader's write to them fails.
+   */
+  private async reconcileAfterTakeover(): Promise<void> {
+    const { client, layout, term } = this;
+    for (const p of [
+      layout.queue,
+      layout.workers,
+      layout.assignDir,
+      layout.reports,
+      layout.results,
+      layout.cancel,
+      layout.inbox,
+    ]) {
+      await client.ensurePath(p);
+    }
+
+    const resultNodes = await client.getChildren(layout.results);
+    this.writer.knowResultNodes(resultNodes);
+    await forEachLimit(resultNodes, 32, async (name) => {
+      const got = await getOrNull(client, `${layout.results}/${name}`);
+      if (!got) return;
+      const decoded = decodeResultBatch(got.data);
+      if (!decoded.ok) return;
+      for (const r of decoded.value.results) this.book.markFinished(r.id);
+    });
+
+    const assigned = await client.getChildren(layout.assignDir);
+    await forEachLimit(assigned, 32, async (worker) => {
+      if (!isValidWorkerName(worker)) {
+        this.log("warn", "unexpected node under assign; ignoring it", { node: worker });
+        return;
+      }
+      const got = await getOrNull(client, layout.assign(worker));
+      if (!got) return;
+      this.writer.knowAssignment(worker, got.stat.version);
+      const decoded = decodeAssignment(got.data);
+      if (!decoded.ok) {
+        this.log("warn", "unreadable assignment node; it will be rewritten", {
+          worker,
+          error: decoded.error.message,
+        });
+        return;
+      }
+      if (decoded.value.epoch > this.leadership.epoch)
+        throw new NotLeaderError(`assignment of ${worker} has a newer epoch`);
+      for (const t of decoded.value.tasks) this.book.adoptAssigned(worker, decoded.value.session, t, "");
+    });
+
+    // Fence: rewrite every assignment under the version we read, with our epoch.
+    this.writer.fenceAssignments();
+
+    // Live workers, the queue and the reports arrive through their watches; the first yield of each
+    // is the current state, so the takeover read and the steady state are one code path.
+    await Promise.all([
+      followChildren(term, layout.workers, (c) => this.sessions.onWorkers(c)),
+      followChildren(term, layout.queue, (c) => this.intake.onQueue(c)),
+      followChildren(term, layout.reports, (c) => this.reports.onReportDirs(c)),
+      followChildren(term, layout.inbox, (c) => this.direct.onInboxDirs(c)),
+    ]);
+    this.drain();
+    this.book.attachAssigned();
+    // Cancel requests last: they apply to the tasks rebuilt above. Those read during takeover (before
+    // the first step) are judged as such.
+    await followChildren(term, layout.cancel, (c) => this.cancels.onCancel(c, this.isRebuilding()));
+    this.drain();
+  }
+
+  private isRebuilding(): boolean {
+    return this.state_ === "rebuilding" || this.state_ === "rebuilding-suspended";
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The step loop
+
+  private drain(): void {
+    for (const apply of this.changes.splice(0)) apply();
+  }
+
+  private kick(): void {
+    if (this.state_ === "stepping") {
+      this.state_ = "stepping-again";
+      return;
+    }
+    if (this.state_ !== "idle") return;
+    this.state_ = "stepping";
+    void (async () => {
+      try {
+        for (;;) {
+          await this.step();
+          if (this.state_ !== "stepping-again") break;
+          this.state_ = "stepping";
+        }
+      } catch (err) {
+        this.onStepError(err);
+      } finally {
+        if (this.state_ === "stepping" || this.state_ === "stepping-again") this.state_ = "idle";
+        else if (this.state_ === "stepping-suspended") this.state_ = "suspended";
+      }
+    })();
+  }
+
+  private onStepError(err: unknown): void {
+    if (this.stopped) return;
+    if (err instanceof NotLeaderError || errors.isBadVersion(err) || errors.isSessionExpired(err)) {
+      this.fail(err);
+      return;
+    }
+    // Connection trouble: the step is repeated once the connection is back (resume()) or shortly.
+    this.log("warn", "step failed; retrying", { error: String(err) });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      void this.writer.refreshAssignVersions().then(() => this.kick());
+    }, 200);
+  }
+
+  private fail(err: unknown): void {
+    if (this.stopped) return;
+    this.log("error", "leader term ends", { error: String(err) });
+    void this.stop();
+  }
+
+  private async step(): Promise<void> {
+    const { book, writer } = this;
+    this.counters.ticks += 1;
+    this.drain();
+    const fenced = await this.sessions.fenceDeadSessions();
+    this.drain();
+
+    const homeless = book.takeHomeless();
+    const now = Date.now();
+    const onAssign = this.metrics
+      ? (e: { submittedAt: number }) => this.metrics?.taskAssigned(e.submittedAt, now)
+      : undefined;
+    for (const w of book.schedule(now, onAssign)) writer.assignmentChanged(w);
+
+    // A direct task's answer is durable in its node, and its submitter has read it there: its result
+    // waits for the clean-up, so that a stream of lone tasks shares result writes.
+    const cleanup = writer.cleanupWanted(this.direct.answersWaiting);
+    // A fenced inbox is deleted after this step's writes: its answers' results go with them.
+    if (cleanup || fenced.inboxes.length > 0) this.direct.releaseAnswers();
+    // Results and requeued tasks become durable before any assignment that drops them is written.
+    const results = writer.takeResults();
+    const writes: Promise<unknown>[] = [this.cancels.writeAccepts()];
+    if (results.length > 0) writes.push(writer.writeResults(results));
+    if (homeless.length > 0) writes.push(this.intake.writeRequeue(homeless));
+    try {
+      await Promise.all(writes);
+    } catch (err) {
+      writer.restoreResults(results);
+      throw err;
+    }
+    // Cancelled direct tasks: their `accepted` is durable now, so their nodes may go.
+    await this.direct.deleteCancelled();
+    await writer.writeAssignments(cleanup);
+
+    // Only now are the inputs of this step redundant.
+    const redundant = writer.takeRedundant(cleanup, this.intake.takeDrained());
+    const settled = this.cancels.takeSettled();
+    // Clean-up only: the next step need not wait for it (a lost delete is redone on takeover).
+    void Promise.all([
+      ...settled.map((p) => writer.deleteQuietly(p)),
+      ...redundant.map((p) => writer.deleteRedundant(p)),
+      ...fenced.reports.map((d) => this.reports.deleteDir(d)),
+      ...fenced.inboxes.map((d) => this.direct.deleteInbox(d.dirName, d.names)),
+    ]).catch((err) => this.onStepError(err));
+  }
+}

@@ -1,0 +1,116 @@
+import { createHash } from "node:crypto";
+import type { SubmitBatch } from "@zkgrid/protocol";
+import {
+  decodeSubmitBatch,
+  encodeSubmitBatch,
+  headBytes,
+  isValidTaskId,
+  MAX_MESSAGE_BYTES,
+  newBatchId,
+  parseSequence,
+  unnamedTaskId,
+} from "@zkgrid/protocol";
+import { finalStatus, type TaskBook } from "../task-book.js";
+import { type ChildrenChange, forEachLimit, getOrNull, type Term } from "./term.js";
+import type { GridWriter } from "./writer.js";
+
+/**
+ * R/queue: reads each new queue node into the TaskBook (a task it cannot take becomes `rejected`), and
+ * writes the queue nodes that hold tasks put back in the queue.
+ */
+export class QueueIntake {
+  /** Queue nodes read (or written) this term, so a re-listed node is not read again. */
+  private readonly seen = new Set<string>();
+
+  constructor(
+    private readonly term: Term,
+    private readonly writer: GridWriter,
+  ) {}
+
+  async onQueue({ added, removed }: ChildrenChange): Promise<void> {
+    const { term } = this;
+    for (const name of removed) this.seen.delete(name);
+    const fresh = added.filter((n) => !this.seen.has(n));
+    for (const n of fresh) this.seen.add(n);
+    await forEachLimit(fresh, 32, async (name) => {
+      const got = await getOrNull(term.client, `${term.layout.queue}/${name}`);
+      if (!got) return;
+      const seq = parseSequence(name) ?? 0;
+      const decoded = decodeSubmitBatch(got.data);
+      term.apply(() => {
+        if (!decoded.ok) {
+          // The node as a whole is unreadable: reject every task it names, or the node itself.
+          const reason = `queue node ${name}: ${decoded.error.message}`;
+          if (decoded.ids.length === 0) this.reject(unnamedTaskId(name, 0), reason);
+          decoded.ids.forEach((id, index) => {
+            this.reject(id ?? unnamedTaskId(name, index), reason);
+          });
+          term.book.drainedQueueNodes.add(name);
+          return;
+        }
+        const good = [];
+        for (const t of decoded.tasks) {
+          if (t.ok) good.push(t.task);
+          else this.reject(t.id ?? unnamedTaskId(name, t.index), t.error.message);
+        }
+        term.book.addQueueNode(name, seq, good, decoded.batch.submittedAt, decoded.batch.requeued);
+      });
+    });
+  }
+
+  /** Ends a task the grid cannot take as `rejected`, under its id (or one made from `candidate`). */
+  reject(candidate: string, why: string): void {
+    // A queue node's name may not make a valid id (any client names its nodes): fall back to one
+    // that is, and keep the reason within its limit: readers refuse a result batch holding either.
+    const id = isValidTaskId(candidate) ? candidate : fallbackTaskId(candidate);
+    const reason = headBytes(why, MAX_MESSAGE_BYTES);
+    if (this.term.book.isKnown(id)) return;
+    this.term.log("warn", "task rejected", { task: id, reason });
+    this.writer.addResult(
+      finalStatus({ id, spec: { id }, attemptsUsed: 0, submittedAt: Date.now() } as never, "rejected", {
+        reason,
+        finishedAt: Date.now(),
+      }),
+    );
+    this.term.book.markFinished(id);
+  }
+
+  /** Writes tasks put back in the queue to a queue node of their own, before any assignment drops them. */
+  async writeRequeue(entries: ReturnType<TaskBook["takeHomeless"]>): Promise<void> {
+    const { term } = this;
+    const requeued: NonNullable<SubmitBatch["requeued"]> = {};
+    for (const e of entries) requeued[e.id] = { attemptsUsed: e.attemptsUsed, submittedAt: e.submittedAt };
+    const batch: SubmitBatch = {
+      v: 1,
+      batchId: newBatchId(),
+      submittedAt: Date.now(),
+      submitter: `leader@${term.epoch}`,
+      tasks: entries.map((e) => e.spec),
+      requeued,
+    };
+    term.guard();
+    term.counters.writes += 1;
+    const path = await term.client.createProtected(
+      `${term.layout.queue}/${term.layout.queueNodePrefix}`,
+      encodeSubmitBatch(batch),
+      "persistent-sequential",
+    );
+    const node = path.slice(path.lastIndexOf("/") + 1);
+    this.seen.add(node);
+    term.book.rehome(node, entries);
+  }
+
+  /** Paths of the queue nodes whose every task is assigned or final: deleted with the next clean-up. */
+  takeDrained(): string[] {
+    const paths = [...this.term.book.drainedQueueNodes].map((n) => `${this.term.layout.queue}/${n}`);
+    this.term.book.drainedQueueNodes.clear();
+    return paths;
+  }
+}
+
+/** `queue-<16 hex digits of sha256(candidate)>`, with the candidate's `.<index>` suffix kept. */
+function fallbackTaskId(candidate: string): string {
+  const dot = candidate.lastIndexOf(".");
+  const index = dot >= 0 && /^\d+$/.test(candidate.slice(dot + 1)) ? candidate.slice(dot) : "";
+  return `queue-${createHash("sha256").update(candidate).digest("hex").slice(0, 16)}${index}`;
+}

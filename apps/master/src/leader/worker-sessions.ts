@@ -1,0 +1,163 @@
+import { decodeWorkerRegistration, isValidWorkerName } from "@zkgrid/protocol";
+import type { DirectInboxes } from "./direct-inboxes.js";
+import type { WorkerReports } from "./reports.js";
+import { forEachLimit, getOrNull, type Term } from "./term.js";
+import type { GridWriter } from "./writer.js";
+
+/** How long a report dir may exist without a registration of its session before it is fenced. */
+const UNREGISTERED_DIR_GRACE_MS = 120_000;
+
+interface LiveWorker {
+  session: string;
+  capacity: number;
+  labels: string[];
+}
+
+/** What a fence leaves to delete once the step's writes are done. */
+export interface Fenced {
+  reports: string[];
+  inboxes: Array<{ dirName: string; names: string[] }>;
+}
+
+/**
+ * R/workers: which worker sessions are live, fed to the TaskBook; and the fencing of every session that
+ * is not (its reports applied, its inbox read, its tasks handed out again, its dirs deleted).
+ */
+export class WorkerSessions {
+  private readonly live = new Map<string, LiveWorker>();
+  /** `worker@session` of every registration this term has seen. */
+  private readonly seen = new Set<string>();
+  private staleDirTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly term: Term,
+    private readonly writer: GridWriter,
+    private readonly reports: WorkerReports,
+    private readonly direct: DirectInboxes,
+  ) {}
+
+  async onWorkers({ children }: { children: string[] }): Promise<void> {
+    const { term } = this;
+    const seen = new Map<string, LiveWorker>();
+    await forEachLimit(children, 32, async (name) => {
+      // Any client can create nodes here: a name that is no worker name, or a node that no session
+      // owns (persistent), is not a worker, and must not reach layout.worker() or an assignment.
+      if (!isValidWorkerName(name)) {
+        term.log("warn", "unexpected node under workers; ignoring it", { node: name });
+        return;
+      }
+      const got = await getOrNull(term.client, term.layout.worker(name));
+      if (!got) return;
+      const reg = decodeWorkerRegistration(got.data);
+      const session = got.stat.ephemeralOwner;
+      if (session === "0") {
+        term.log("warn", "worker registration is not ephemeral; ignoring it", { worker: name });
+        return;
+      }
+      if (!reg.ok) {
+        term.log("warn", "worker registration unreadable; ignoring that worker", {
+          worker: name,
+          error: reg.error.message,
+        });
+        return;
+      }
+      seen.set(name, { session, capacity: reg.value.capacity, labels: reg.value.labels });
+    });
+    term.apply(() => {
+      const { book } = term;
+      for (const [name, w] of this.live) {
+        if (seen.get(name)?.session !== w.session) {
+          book.removeWorker(name);
+          this.writer.assignmentChanged(name);
+          term.log("info", "worker gone", { worker: name, session: w.session });
+        }
+      }
+      for (const [name, w] of seen) {
+        this.seen.add(`${name}@${w.session}`);
+        const before = this.live.get(name);
+        if (before?.session !== w.session)
+          term.log("info", "worker joined", { worker: name, session: w.session, capacity: w.capacity });
+        book.setWorker(name, w.session, w.capacity, w.labels);
+        if (before?.session !== w.session) this.writer.assignmentChanged(name);
+      }
+      this.live.clear();
+      for (const [name, w] of seen) this.live.set(name, w);
+    });
+  }
+
+  /**
+   * Sessions that no longer hold a worker's registration are fenced: their remaining reports are
+   * applied, their tasks handed out again (or failed past maxAttempts), and their report dir is
+   * deleted after this step's writes, so a worker that wakes up from a pause cannot publish into it.
+   */
+  async fenceDeadSessions(): Promise<Fenced> {
+    const { term } = this;
+    const suspects = new Map<string, { worker: string; session: string; holdsTasks: boolean }>();
+    for (const [name, d] of [...this.reports.sessions(), ...this.direct.sessions()]) {
+      if (this.live.get(d.worker)?.session !== d.session)
+        suspects.set(name, { worker: d.worker, session: d.session, holdsTasks: false });
+    }
+    for (const { worker, session } of term.book.holdingSessions()) {
+      if (this.live.get(worker)?.session !== session) {
+        suspects.set(`${worker}@${session}`, { worker, session, holdsTasks: true });
+      }
+    }
+    const fenced: Fenced = { reports: [], inboxes: [] };
+    if (suspects.size === 0) return fenced;
+    await Promise.all(
+      [...suspects].map(async ([key, { worker, session, holdsTasks }]) => {
+        // A fresh read: the watch may lag behind a worker that just registered this session.
+        const stat = await term.client.exists(term.layout.worker(worker));
+        if (stat && stat.ephemeralOwner === session) return;
+        const dirName = `${worker}@${session}`;
+        if (!holdsTasks && !this.seen.has(key) && !(await this.dirIsStale(dirName))) return;
+        if (await this.reports.readAll(dirName)) {
+          term.drain();
+          fenced.reports.push(dirName);
+        }
+        const names = await this.direct.readAll(dirName);
+        if (names) {
+          term.drain();
+          fenced.inboxes.push({ dirName, names });
+        }
+        for (const status of term.book.loseSession(worker, session)) {
+          this.writer.addResult(status);
+          term.log("warn", "task failed: worker lost", { task: status.id, worker, attempt: status.attempt });
+        }
+        term.log("info", "fenced worker session", { worker, session, key });
+      }),
+    );
+    return fenced;
+  }
+
+  stop(): void {
+    clearTimeout(this.staleDirTimer);
+  }
+
+  /**
+   * A report dir of a session this term never saw registered and that holds no task may belong to a
+   * worker between creating its dir and registering: it is fenced only once it is older than any
+   * session could live unregistered. A retry is scheduled for then.
+   */
+  private async dirIsStale(dirName: string): Promise<boolean> {
+    const { term } = this;
+    // A session's report dir, or its inbox when that is all it left.
+    const stat =
+      (await term.client.exists(`${term.layout.reports}/${dirName}`)) ??
+      (await term.client.exists(`${term.layout.inbox}/${dirName}`));
+    if (!stat) return false;
+    const age = Date.now() - stat.ctime;
+    if (age >= UNREGISTERED_DIR_GRACE_MS) return true;
+    if (!this.staleDirTimer) {
+      this.staleDirTimer = setTimeout(
+        () => {
+          this.staleDirTimer = undefined;
+          term.kick();
+        },
+        UNREGISTERED_DIR_GRACE_MS - age + 100,
+      );
+      this.staleDirTimer.unref();
+    }
+    return false;
+  }
+}

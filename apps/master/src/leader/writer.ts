@@ -1,0 +1,290 @@
+import { errors } from "@zkgrid/core";
+import type { TaskStatus } from "@zkgrid/protocol";
+import { decodeAssignment, encodeResultBatches } from "@zkgrid/protocol";
+import type { MasterMetrics } from "../metrics.js";
+import { bySequence, getOrNull, NotLeaderError, type Term } from "./term.js";
+
+/** Result nodes kept under R/results; older ones are deleted (a reader lists them all on each change). */
+export const DEFAULT_KEEP_RESULTS = 5000;
+
+/**
+ * Clean-up (deleting applied report nodes and drained queue nodes, dropping finished tasks from an
+ * assignment) waits this long, or for CLEANUP_BATCH items, so that a stream of lone tasks shares its
+ * writes and the watch events they cause. No task waits for it: it only removes what is redundant.
+ */
+const CLEANUP_DELAY_MS = 50;
+export const CLEANUP_BATCH = 1000;
+
+/** Whether the clean-up waits for its timer, or the next step does it. */
+type Cleanup = "idle" | "scheduled" | "due";
+
+/**
+ * The writes of a term: results, assignments (fenced by their versions), and the clean-up that
+ * deletes what those writes made redundant. Parts of the term queue work here; the step writes it.
+ */
+export class GridWriter {
+  /** Final statuses waiting for the next step's result write. */
+  private pendingResults: TaskStatus[] = [];
+  /** Result node names, oldest first, for pruning. */
+  private resultNodes: string[] = [];
+  private readonly assignVersions = new Map<string, number>();
+  private readonly dirtyAssign = new Set<string>();
+  /** Workers whose assignment still lists finished tasks: rewritten with the next clean-up. */
+  private readonly staleAssign = new Set<string>();
+  /** Inputs (report nodes, answered inbox nodes) redundant once this step's writes are done. */
+  private spent: string[] = [];
+  /** Redundant nodes (paths) waiting for the next clean-up. */
+  private cleanupNodes: string[] = [];
+  private cleanup: Cleanup = "idle";
+  private cleanupTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly term: Term,
+    private readonly metrics: MasterMetrics | undefined,
+    private readonly keepResults = DEFAULT_KEEP_RESULTS,
+  ) {}
+
+  /** Takeover: the result nodes already there, for pruning. */
+  knowResultNodes(names: string[]): void {
+    this.resultNodes = [...names].sort(bySequence);
+  }
+
+  /** Takeover: an assignment node read at `version`; it is rewritten (fenced) with this term's epoch. */
+  knowAssignment(worker: string, version: number): void {
+    this.assignVersions.set(worker, version);
+  }
+
+  /** Every assignment read at takeover is rewritten under the version read, with this epoch. */
+  fenceAssignments(): void {
+    for (const worker of this.assignVersions.keys()) this.dirtyAssign.add(worker);
+  }
+
+  /** A final status for the next result write, logged as a finished task. */
+  publish(status: TaskStatus): void {
+    this.pendingResults.push(status);
+    this.term.log("info", "task finished", {
+      task: status.id,
+      state: status.state,
+      worker: status.worker,
+      attempt: status.attempt,
+    });
+  }
+
+  /** A final status for the next result write (the caller logs it). */
+  addResult(status: TaskStatus): void {
+    this.pendingResults.push(status);
+  }
+
+  get hasPendingResults(): boolean {
+    return this.pendingResults.length > 0;
+  }
+
+  /** This worker's assignment is rewritten by the next step. */
+  assignmentChanged(worker: string): void {
+    this.dirtyAssign.add(worker);
+  }
+
+  /** This worker's assignment lists a finished task: it is rewritten with the next clean-up. */
+  assignmentStale(worker: string): void {
+    this.staleAssign.add(worker);
+  }
+
+  /** A node made redundant by this step's writes: deleted with the next clean-up. */
+  spend(path: string): void {
+    this.spent.push(path);
+  }
+
+  scheduleCleanup(): void {
+    if (this.cleanup !== "idle" || this.term.isStopped()) return;
+    this.cleanup = "scheduled";
+    this.cleanupTimer = setTimeout(() => {
+      this.cleanupTimer = undefined;
+      this.cleanup = "due";
+      this.term.kick();
+    }, CLEANUP_DELAY_MS);
+  }
+
+  /** Whether this step does the clean-up: its timer fired, or enough waits (`more`: others' backlog). */
+  cleanupWanted(more: number): boolean {
+    return this.cleanup === "due" || this.cleanupNodes.length >= CLEANUP_BATCH || more >= CLEANUP_BATCH;
+  }
+
+  takeResults(): TaskStatus[] {
+    return this.pendingResults.splice(0);
+  }
+
+  /** A result write failed: its statuses go first in the next one. */
+  restoreResults(results: TaskStatus[]): void {
+    this.pendingResults.unshift(...results);
+  }
+
+  async writeResults(results: TaskStatus[]): Promise<void> {
+    const { term } = this;
+    const batches = encodeResultBatches(results, term.epoch);
+    await Promise.all(
+      batches.map(async (data) => {
+        term.guard();
+        term.counters.writes += 1;
+        const path = await term.client.createProtected(
+          `${term.layout.results}/${term.layout.resultNodePrefix}`,
+          data,
+          "persistent-sequential",
+        );
+        this.resultNodes.push(path.slice(path.lastIndexOf("/") + 1));
+      }),
+    );
+    term.counters.finished += results.length;
+    this.pruneResults();
+    for (const r of results) this.metrics?.resultWritten(r);
+  }
+
+  /** Writes every changed assignment (with `cleanup`, also those that only list finished tasks). */
+  async writeAssignments(cleanup: boolean): Promise<void> {
+    if (cleanup) for (const w of this.staleAssign) this.dirtyAssign.add(w);
+    const dirty = [...this.dirtyAssign];
+    this.dirtyAssign.clear();
+    for (const w of dirty) this.staleAssign.delete(w);
+    try {
+      await Promise.all(dirty.map((w) => this.writeAssignment(w)));
+    } catch (err) {
+      for (const w of dirty) this.dirtyAssign.add(w);
+      throw err;
+    }
+  }
+
+  /**
+   * After this step's writes: its inputs (and `more`) are redundant. Returns the nodes to delete now,
+   * with `cleanup`; the others wait for the next clean-up.
+   */
+  takeRedundant(cleanup: boolean, more: Iterable<string>): string[] {
+    for (const p of this.spent.splice(0)) this.cleanupNodes.push(p);
+    for (const p of more) this.cleanupNodes.push(p);
+    if (cleanup) this.cleanup = this.cleanupTimer ? "scheduled" : "idle";
+    const redundant = cleanup ? this.cleanupNodes.splice(0) : [];
+    if (this.cleanupNodes.length > 0) this.scheduleCleanup();
+    return redundant;
+  }
+
+  /** Deletes a redundant node; one that fails is kept for the next clean-up (no later step would find it). */
+  deleteRedundant(path: string): Promise<void> {
+    return this.deleteQuietly(path).catch((err: unknown) => {
+      this.cleanupNodes.push(path);
+      this.scheduleCleanup();
+      throw err;
+    });
+  }
+
+  /** Deletes the oldest result nodes beyond `keepResults`, without holding up the step. */
+  private pruneResults(): void {
+    if (this.resultNodes.length <= this.keepResults) return;
+    this.resultNodes.sort(bySequence);
+    const old = this.resultNodes.splice(0, this.resultNodes.length - this.keepResults);
+    void Promise.all(old.map((n) => this.deleteQuietly(`${this.term.layout.results}/${n}`))).catch((err) =>
+      this.term.onStepError(err),
+    );
+  }
+
+  private async writeAssignment(worker: string): Promise<void> {
+    const { term } = this;
+    const path = term.layout.assign(worker);
+    const slot = term.book.workers.get(worker);
+    const version = this.assignVersions.get(worker);
+    term.guard();
+    term.counters.writes += 1;
+    if (!slot) {
+      if (version === undefined) return;
+      try {
+        await term.client.delete(path, version);
+      } catch (err) {
+        if (!errors.isNoNode(err)) throw err;
+      }
+      this.assignVersions.delete(worker);
+      return;
+    }
+    // Built here from tasks validated when they were read from the queue: no second validation.
+    const head = JSON.stringify({ v: 1, epoch: term.epoch, worker, session: slot.session });
+    const data = Buffer.from(`${head.slice(0, -1)},"tasks":${term.book.assignmentJson(worker)}}`, "utf8");
+    if (version === undefined) {
+      try {
+        await term.client.create(path, data, "persistent");
+        this.assignVersions.set(worker, 0);
+        return;
+      } catch (err) {
+        if (!errors.isNodeExists(err)) throw err;
+        throw new NotLeaderError(`assignment of ${worker} was created by someone else`);
+      }
+    }
+    try {
+      const stat = await term.client.set(path, data, version);
+      this.assignVersions.set(worker, stat.version);
+    } catch (err) {
+      if (!errors.isBadVersion(err)) throw err;
+      await this.writeOverForeignAssignment(worker, data);
+    }
+  }
+
+  /**
+   * Someone else wrote `R/assign/<worker>`. A newer leader's epoch there means this term is over.
+   * Anything else (another client's garbage, which no worker can read) is written over under the version
+   * just read, keeping this term's state: a rebuild would read that garbage and lose the worker's tasks.
+   * Its writes are bound to this leader's session, so a deposed leader still cannot.
+   */
+  private async writeOverForeignAssignment(worker: string, data: Buffer): Promise<void> {
+    const { term } = this;
+    const path = term.layout.assign(worker);
+    const got = await getOrNull(term.client, path);
+    const decoded = got ? decodeAssignment(got.data) : undefined;
+    if (decoded?.ok && decoded.value.epoch > term.epoch) {
+      throw new NotLeaderError(`assignment of ${worker} was written by epoch ${decoded.value.epoch}`);
+    }
+    term.log("warn", "assignment node changed by another client; writing it again", { worker });
+    term.guard();
+    if (!got) {
+      this.assignVersions.delete(worker);
+      this.dirtyAssign.add(worker);
+      return;
+    }
+    const stat = await term.client.set(path, data, got.stat.version);
+    this.assignVersions.set(worker, stat.version);
+  }
+
+  /** After a connection loss: learn the versions of assignment nodes whose last write may have landed. */
+  async refreshAssignVersions(): Promise<void> {
+    const { term } = this;
+    if (term.isStopped()) return;
+    try {
+      await Promise.all(
+        [...this.assignVersions.keys()].map(async (worker) => {
+          const got = await getOrNull(term.client, term.layout.assign(worker));
+          if (!got) {
+            this.assignVersions.delete(worker);
+            this.dirtyAssign.add(worker);
+            return;
+          }
+          const decoded = decodeAssignment(got.data);
+          if (decoded.ok && decoded.value.epoch > term.epoch) {
+            throw new NotLeaderError(`assignment of ${worker} was written by epoch ${decoded.value.epoch}`);
+          }
+          this.assignVersions.set(worker, got.stat.version);
+          this.dirtyAssign.add(worker);
+        }),
+      );
+    } catch (err) {
+      if (err instanceof NotLeaderError || errors.isSessionExpired(err)) term.fail(err);
+      else term.log("warn", "could not refresh assignment versions", { error: String(err) });
+    }
+  }
+
+  async deleteQuietly(path: string): Promise<void> {
+    try {
+      this.term.counters.writes += 1;
+      await this.term.client.delete(path);
+    } catch (err) {
+      if (!errors.isNoNode(err)) throw err;
+    }
+  }
+
+  stop(): void {
+    clearTimeout(this.cleanupTimer);
+  }
+}
