@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { serveMetrics } from "@zkgrid/dashboard";
 import { createLogger } from "@zkgrid/log";
+import { serveMetrics } from "@zkgrid/metrics";
 import { InvalidNameError } from "@zkgrid/protocol";
 import { parseWorkerArgs, USAGE, UsageError } from "./cli.js";
 import { WorkerOptionError, WorkerStoppedError } from "./errors.js";

@@ -1,19 +1,27 @@
-import { MetricsRegistry } from "@zkgrid/dashboard";
+import { MetricsRegistry } from "@zkgrid/metrics";
 import { isFinalState } from "@zkgrid/protocol";
 import type { Worker } from "./worker.js";
 
-/** A worker's own series for `/metrics`, fed by its public events. */
-export function workerMetrics(worker: Worker): { registry: MetricsRegistry; text(): string; stop(): void } {
+/** A worker's own series for `/metrics`, fed by its public events, and its process's standard ones. */
+export function workerMetrics(worker: Worker): {
+  registry: MetricsRegistry;
+  text(): Promise<string>;
+  stop(): void;
+} {
   const r = new MetricsRegistry();
   r.gauge({
     name: "zkgrid_worker_running_tasks",
     help: "Tasks running now",
-    collect: (g) => g.set(worker.running),
+    collect() {
+      this.set(worker.running);
+    },
   });
   r.gauge({
     name: "zkgrid_worker_zookeeper_connected",
     help: "1 while this worker's ZooKeeper connection is up",
-    collect: (g) => g.set(worker.client.state === "connected" ? 1 : 0),
+    collect() {
+      this.set(worker.client.state === "connected" ? 1 : 0);
+    },
   });
   const sessionsEnded = r.counter({
     name: "zkgrid_worker_sessions_ended_total",

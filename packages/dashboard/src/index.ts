@@ -22,7 +22,6 @@
  */
 
 export { gridMetrics } from "./grid-metrics.js";
-export { serveMetrics } from "./metrics-server.js";
 export { dashboardPage, PAGE_CSP } from "./page.js";
 export {
   Counter,
@@ -37,6 +36,5 @@ export {
 } from "./prometheus.js";
 export { startDashboard } from "./server.js";
 
-export type { MetricsServer, MetricsServerOptions } from "./metrics-server.js";
 export type { GaugeOptions, HistogramOptions, Labels, MetricOptions } from "./prometheus.js";
 export type { Dashboard, DashboardOptions, DashboardServeOptions } from "./server.js";

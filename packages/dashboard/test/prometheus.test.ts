@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MetricError, MetricsRegistry, PROMETHEUS_CONTENT_TYPE, serveMetrics } from "../src/index.js";
+import { MetricError, MetricsRegistry } from "../src/index.js";
 
 describe("MetricsRegistry", () => {
   it("writes counters and gauges in the Prometheus text format, labelled samples by label set", () => {
@@ -76,25 +76,5 @@ describe("MetricsRegistry", () => {
     expect(() => c.inc({ a: "1", b: "2" })).toThrow(MetricError);
     expect(() => c.inc({ a: "1" }, -1)).toThrow(/only goes up/);
     expect(() => r.histogram({ name: "h", help: "", buckets: [1, 0.5] })).toThrow(/ascending/);
-  });
-});
-
-describe("serveMetrics", () => {
-  it("serves the registry on GET /metrics, refuses other methods, and stops on close()", async () => {
-    const r = new MetricsRegistry();
-    const c = r.counter({ name: "zkgrid_worker_tasks_total", help: "Tasks run" });
-    const server = await serveMetrics({ metrics: () => r.metrics() });
-    try {
-      expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
-      c.inc(3);
-      const res = await fetch(server.url);
-      expect(res.headers.get("content-type")).toBe(PROMETHEUS_CONTENT_TYPE);
-      expect(await res.text()).toContain("\nzkgrid_worker_tasks_total 3\n");
-      expect((await fetch(server.url, { method: "POST" })).status).toBe(405);
-      expect((await fetch(new URL("/other", server.url))).status).toBe(404);
-    } finally {
-      await server.close();
-    }
-    await expect(fetch(server.url)).rejects.toThrow();
   });
 });
