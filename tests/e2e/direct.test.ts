@@ -10,23 +10,15 @@ import {
   type TaskStatus,
 } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, describe, expect, inject, it } from "vitest";
-import { isAlive, TestGrid } from "./grid.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { gridPerTest, isAlive, type TestGrid } from "./grid.js";
 
-let grid: TestGrid | undefined;
+const start = gridPerTest();
 const watches: Array<{ stop(): void }> = [];
 
-afterEach(async (ctx) => {
+afterEach(() => {
   for (const w of watches.splice(0)) w.stop();
-  if (ctx.task.result?.state === "fail" && grid) console.error(grid.transcript());
-  await grid?.close();
-  grid = undefined;
 });
-
-function start(): TestGrid {
-  grid = new TestGrid(inject("zkConnectString"));
-  return grid;
-}
 
 function lines(text: string): string[] {
   return text.split("\n").filter((l) => l.trim() !== "");
