@@ -16,6 +16,7 @@ export default defineConfig({
       "@zkgrid/submit": source("./apps/submit"),
       "@zkgrid/observer": source("./packages/observer"),
       "@zkgrid/dashboard": source("./packages/dashboard"),
+      "@zkgrid/metrics": source("./packages/metrics"),
     },
   },
   test: {

@@ -4,23 +4,15 @@ import { join } from "node:path";
 import type { ZkClient } from "@zkgrid/core";
 import { decodeInboxNode, encodeSubmitBatch, type TaskSpec, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, describe, expect, inject, it } from "vitest";
-import { isAlive, sessionOf, TestGrid } from "./grid.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { gridPerTest, isAlive, sessionOf, type TestGrid } from "./grid.js";
 
-let grid: TestGrid | undefined;
+const start = gridPerTest();
 const watches: Array<{ stop(): void }> = [];
 
-afterEach(async (ctx) => {
+afterEach(() => {
   for (const w of watches.splice(0)) w.stop();
-  if (ctx.task.result?.state === "fail" && grid) console.error(grid.transcript());
-  await grid?.close();
-  grid = undefined;
 });
-
-function start(): TestGrid {
-  grid = new TestGrid(inject("zkConnectString"));
-  return grid;
-}
 
 function lines(text: string): string[] {
   return text.split("\n").filter((l) => l.trim() !== "");

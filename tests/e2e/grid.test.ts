@@ -1,20 +1,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, describe, expect, inject, it } from "vitest";
-import { isAlive, TestGrid } from "./grid.js";
+import { describe, expect, it } from "vitest";
+import { gridPerTest, isAlive } from "./grid.js";
 
-let grid: TestGrid;
-
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === "fail" && grid) console.error(grid.transcript());
-  await grid?.close();
-});
-
-function start(): TestGrid {
-  grid = new TestGrid(inject("zkConnectString"));
-  return grid;
-}
+const start = gridPerTest();
 
 function pidIn(file: string): number | undefined {
   if (!existsSync(file)) return undefined;

@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { connect, type ZkClient } from "@zkgrid/core";
 import { decodeResultBatch, decodeWorkerRegistration, gridLayout, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
+import { afterEach, inject } from "vitest";
 
 const REPO = resolve(import.meta.dirname, "../..");
 export const BIN = {
@@ -162,6 +163,23 @@ export class TestGrid {
       await this.client.close();
     }
   }
+}
+
+/**
+ * A TestGrid per test on the test ZooKeeper: call in a test file's top level, then `start()` in each
+ * test. After each test its processes are killed, and printed first if the test failed.
+ */
+export function gridPerTest(): () => TestGrid {
+  let grid: TestGrid | undefined;
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === "fail" && grid) console.error(grid.transcript());
+    await grid?.close();
+    grid = undefined;
+  });
+  return () => {
+    grid = new TestGrid(inject("zkConnectString"));
+    return grid;
+  };
 }
 
 /** True while the process exists and is not a zombie. */

@@ -1,10 +1,13 @@
 import type { ZkClient } from "@zkgrid/core";
-import { MetricsRegistry } from "@zkgrid/dashboard";
+import { MetricsRegistry } from "@zkgrid/metrics";
 import type { TaskStatus } from "@zkgrid/protocol";
 
 const ROLES = ["starting", "standby", "leader", "stopped"] as const;
 
-/** This master's own series for `/metrics`, served next to the dashboard's grid-level ones. */
+/**
+ * This master's own series and its process's standard ones for `/metrics`, served next to the
+ * dashboard's grid-level ones.
+ */
 export class MasterMetrics {
   readonly registry = new MetricsRegistry();
   readonly #expiries;
@@ -20,14 +23,16 @@ export class MasterMetrics {
       name: "zkgrid_master_role",
       help: "1 for this master's current role",
       labelNames: ["role"],
-      collect: (g) => {
-        for (const each of ROLES) g.set({ role: each }, role() === each ? 1 : 0);
+      collect() {
+        for (const each of ROLES) this.set({ role: each }, role() === each ? 1 : 0);
       },
     });
     r.gauge({
       name: "zkgrid_master_zookeeper_connected",
       help: "1 while this master's ZooKeeper connection is up",
-      collect: (g) => g.set(client.state === "connected" ? 1 : 0),
+      collect() {
+        this.set(client.state === "connected" ? 1 : 0);
+      },
     });
     this.#expiries = r.counter({
       name: "zkgrid_master_session_expiries_total",
@@ -79,7 +84,7 @@ export class MasterMetrics {
     }
   }
 
-  text(): string {
+  text(): Promise<string> {
     return this.registry.metrics();
   }
 }

@@ -1,11 +1,9 @@
 #!/usr/bin/env node
-import { serveMetrics } from "@zkgrid/dashboard";
 import { createLogger } from "@zkgrid/log";
 import { InvalidNameError } from "@zkgrid/protocol";
 import { parseWorkerArgs, USAGE, UsageError } from "./cli.js";
 import { WorkerOptionError, WorkerStoppedError } from "./errors.js";
 import { type HandlerMap, loadHandlers } from "./handlers.js";
-import { workerMetrics } from "./metrics.js";
 import { startWorker, type Worker } from "./worker.js";
 
 async function main(argv: string[]): Promise<number> {
@@ -77,6 +75,11 @@ async function main(argv: string[]): Promise<number> {
     return error instanceof WorkerStoppedError ? 0 : 1;
   }
   if (command.metricsPort !== undefined) {
+    // Loaded only when asked for: prom-client takes a while to load.
+    const [{ serveMetrics }, { workerMetrics }] = await Promise.all([
+      import("@zkgrid/metrics"),
+      import("./metrics.js"),
+    ]);
     const metrics = workerMetrics(worker);
     const server = await serveMetrics({
       port: command.metricsPort,

@@ -1,19 +1,27 @@
-import { MetricsRegistry } from "@zkgrid/dashboard";
+import { MetricsRegistry } from "@zkgrid/metrics";
 import { isFinalState } from "@zkgrid/protocol";
 import type { Worker } from "./worker.js";
 
-/** A worker's own series for `/metrics`, fed by its public events. */
-export function workerMetrics(worker: Worker): { registry: MetricsRegistry; text(): string; stop(): void } {
+/** A worker's own series for `/metrics`, fed by its public events, and its process's standard ones. */
+export function workerMetrics(worker: Worker): {
+  registry: MetricsRegistry;
+  text(): Promise<string>;
+  stop(): void;
+} {
   const r = new MetricsRegistry();
   r.gauge({
     name: "zkgrid_worker_running_tasks",
     help: "Tasks running now",
-    collect: (g) => g.set(worker.running),
+    collect() {
+      this.set(worker.running);
+    },
   });
   r.gauge({
     name: "zkgrid_worker_zookeeper_connected",
     help: "1 while this worker's ZooKeeper connection is up",
-    collect: (g) => g.set(worker.client.state === "connected" ? 1 : 0),
+    collect() {
+      this.set(worker.client.state === "connected" ? 1 : 0);
+    },
   });
   const sessionsEnded = r.counter({
     name: "zkgrid_worker_sessions_ended_total",
@@ -32,12 +40,25 @@ export function workerMetrics(worker: Worker): { registry: MetricsRegistry; text
     labelNames: ["state"],
     buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600],
   });
+  // Attempts that reported `running`, by session. A direct task reports no `running` (its answer
+  // carries startedAt), so its start is counted with its answer.
+  const reportedRunning = new Map<string, Set<string>>();
   const stop = worker.on((event) => {
-    if (event.type === "session-ended") sessionsEnded.inc({ reason: event.reason });
+    if (event.type === "session-ended") {
+      sessionsEnded.inc({ reason: event.reason });
+      reportedRunning.delete(event.sessionId);
+    }
     if (event.type !== "update") return;
     const u = event.update;
-    if (u.state === "running") started.inc();
-    else if (isFinalState(u.state)) {
+    const attempt = `${u.id}#${u.attempt}`;
+    const running = reportedRunning.get(event.sessionId) ?? new Set<string>();
+    if (u.state === "running") {
+      started.inc();
+      reportedRunning.set(event.sessionId, running.add(attempt));
+      return;
+    }
+    if (!running.delete(attempt) && u.startedAt !== undefined) started.inc();
+    if (isFinalState(u.state)) {
       finished.inc({ state: u.state });
       if (u.startedAt !== undefined && u.finishedAt !== undefined) {
         runTime.observe({ state: u.state }, Math.max(0, u.finishedAt - u.startedAt) / 1000);

@@ -1,12 +1,16 @@
 import type { GridSnapshot } from "@zkgrid/observer";
-import { MetricsRegistry } from "./prometheus.js";
+import { MetricsRegistry } from "@zkgrid/metrics";
 
 const ACTIVE_STATES = ["queued", "assigned", "running"] as const;
 const FINAL_STATES = ["succeeded", "failed", "timed-out", "cancelled", "rejected"] as const;
 
-/** The grid-level series of a snapshot, in the Prometheus text format (see docs/operators.md). */
-export function gridMetrics(s: GridSnapshot): string {
-  const r = new MetricsRegistry();
+/**
+ * The grid-level series of a snapshot, in the Prometheus text format (see docs/operators.md). A fresh
+ * registry each time, so workers that left leave no series behind. Without the process's series: a
+ * process adds its own through the dashboard's `metrics` option.
+ */
+export function gridMetrics(s: GridSnapshot): Promise<string> {
+  const r = new MetricsRegistry({ processMetrics: false });
   r.gauge({
     name: "zkgrid_observer_connected",
     help: "1 while the dashboard's ZooKeeper session is connected",

@@ -1,9 +1,11 @@
 /**
- * A read-only web dashboard for a zkgrid (one self-contained page fed by server-sent events, a JSON
- * API and Prometheus `/metrics`), and a small Prometheus registry for the grid's own processes.
+ * A read-only web dashboard for a zkgrid: one self-contained page fed by server-sent events, a JSON
+ * API and Prometheus `/metrics` (the grid's series, plus any a process adds; the registry and the
+ * process's standard series are `@zkgrid/metrics`).
  *
  * ```ts
- * import { MetricsRegistry, startDashboard } from "@zkgrid/dashboard";
+ * import { startDashboard } from "@zkgrid/dashboard";
+ * import { MetricsRegistry } from "@zkgrid/metrics";
  *
  * const registry = new MetricsRegistry();
  * const sessions = registry.counter({ name: "zkgrid_master_session_expiries_total", help: "Sessions lost" });
@@ -22,21 +24,7 @@
  */
 
 export { gridMetrics } from "./grid-metrics.js";
-export { serveMetrics } from "./metrics-server.js";
 export { dashboardPage, PAGE_CSP } from "./page.js";
-export {
-  Counter,
-  DEFAULT_BUCKETS,
-  escapeLabelValue,
-  formatValue,
-  Gauge,
-  Histogram,
-  MetricError,
-  MetricsRegistry,
-  PROMETHEUS_CONTENT_TYPE,
-} from "./prometheus.js";
 export { startDashboard } from "./server.js";
 
-export type { MetricsServer, MetricsServerOptions } from "./metrics-server.js";
-export type { GaugeOptions, HistogramOptions, Labels, MetricOptions } from "./prometheus.js";
 export type { Dashboard, DashboardOptions, DashboardServeOptions } from "./server.js";

@@ -7,11 +7,11 @@ import {
   observeGrid,
   type TaskView,
 } from "@zkgrid/observer";
+import { PROMETHEUS_CONTENT_TYPE } from "@zkgrid/metrics";
 import { TASK_STATES, type TaskState } from "@zkgrid/protocol";
 import { gridMetrics } from "./grid-metrics.js";
 import { closeServer, listen } from "./listen.js";
 import { dashboardPage, PAGE_CSP } from "./page.js";
-import { PROMETHEUS_CONTENT_TYPE } from "./prometheus.js";
 
 /** Where the dashboard listens and what else `/metrics` shows. */
 export interface DashboardServeOptions {
@@ -109,7 +109,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         : sendJson(res, { error: `no task ${JSON.stringify(id)}` }, req, 404);
     }
     if (path === "/metrics") {
-      let text = gridMetrics(observer.snapshot());
+      let text = await gridMetrics(observer.snapshot());
       if (options.metrics) text += await options.metrics();
       return send(res, 200, PROMETHEUS_CONTENT_TYPE, text, req);
     }

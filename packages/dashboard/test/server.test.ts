@@ -1,9 +1,10 @@
 import { request } from "node:http";
+import { MetricsRegistry } from "@zkgrid/metrics";
 import { observeGrid } from "@zkgrid/observer";
 import type { GridSnapshot, TaskView } from "@zkgrid/observer";
 import type {} from "@zkgrid/testing";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { type Dashboard, MetricsRegistry, startDashboard } from "../src/index.js";
+import { type Dashboard, startDashboard } from "../src/index.js";
 import { InProcessGrid } from "./grid.js";
 
 let grid: InProcessGrid | undefined;
@@ -127,6 +128,7 @@ describe("startDashboard", () => {
     expect(text).toContain('zkgrid_tasks_finished_total{state="succeeded"} 0');
     expect(text).toContain("\nzkgrid_queue_depth 0\n");
     expect(text).toContain("\nzkgrid_master_session_expiries_total 2\n");
+    expect(text).toContain("\n# TYPE nodejs_heap_size_used_bytes gauge\n");
     await dashboard.close();
     dashboard = undefined;
     // The dashboard does not close an observer it was given.

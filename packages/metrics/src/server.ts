@@ -1,6 +1,7 @@
+import { once } from "node:events";
 import { createServer, type Server } from "node:http";
-import { closeServer, listen } from "./listen.js";
-import { PROMETHEUS_CONTENT_TYPE } from "./prometheus.js";
+import type { AddressInfo } from "node:net";
+import { PROMETHEUS_CONTENT_TYPE } from "./registry.js";
 
 export interface MetricsServerOptions {
   /** The text of `/metrics`, e.g. `() => registry.metrics()`. */
@@ -49,14 +50,22 @@ export async function serveMetrics(options: MetricsServerOptions): Promise<Metri
             .end(`metrics failed: ${err instanceof Error ? err.message : String(err)}\n`),
       );
   });
-  const { origin, port } = await listen(server, options.port ?? 0, options.host ?? "127.0.0.1");
+  // `once` rejects on an "error" event first (e.g. the port is taken).
+  server.listen(options.port ?? 0, options.host ?? "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   let closing: Promise<void> | undefined;
   return {
-    url: `${origin}/metrics`,
-    port,
+    url: `http://${host}:${address.port}/metrics`,
+    port: address.port,
     server,
     close() {
-      closing ??= closeServer(server);
+      closing ??= new Promise((resolve) => {
+        server.close(() => resolve());
+        // Keep-alive connections would otherwise hold the server open.
+        server.closeAllConnections();
+      });
       return closing;
     },
   };
