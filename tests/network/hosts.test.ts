@@ -1,8 +1,9 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import {
   NetCommandError,
   startEnsemble,
   startTestNet,
+  sweepTestNets,
   type TestHost,
   type TestNet,
   waitFor,
@@ -160,5 +161,20 @@ describe("closing a test net", () => {
     }
     expect(namespaces().filter((name) => made.includes(name))).toEqual([]);
     expect(() => execFileSync("ip", ["link", "show", net.bridge], { stdio: "ignore" })).toThrow();
+  });
+
+  it("sweepTestNets removes the leftovers of a run that died, and only those", async () => {
+    const deadPid = spawnSync("true").pid!;
+    const leftover = `zkgrid-${deadPid}-1-crashed`;
+    const live = await startTestNet({ name: "sweep-test" });
+    try {
+      const liveHost = await live.addHost("a");
+      execFileSync("ip", ["netns", "add", leftover]);
+      expect(sweepTestNets()).toContain(leftover);
+      expect(namespaces()).not.toContain(leftover);
+      expect(namespaces()).toContain(liveHost.namespace);
+    } finally {
+      await live.close();
+    }
   });
 });
