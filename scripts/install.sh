@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what zkgrid needs to build and test, skipping whatever is already there (safe to re-run):
 # pnpm, a Java runtime, ZooKeeper (Debian's package, unless ZOOKEEPER_HOME points at a release), Python's
-# kazoo (Debian's python3-kazoo), then the workspace's npm dependencies.
+# kazoo (Debian's python3-kazoo), iproute2 and nftables (test hosts), then the workspace's npm dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,6 +74,25 @@ elif apt_install python3-kazoo; then
 else
   say "python3-kazoo is missing: run \`apt-get install python3-kazoo\` as root (the conformance test needs it)"
   exit 1
+fi
+
+# Test hosts (tests/network, @zkgrid/testing's startTestNet): network namespaces, veths and `tc` from
+# iproute2, drop rules from nftables. They also need root and, for slow links, a kernel with netem.
+if command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1; then
+  say "iproute2 present"
+elif apt_install iproute2; then
+  say "iproute2 installed"
+else
+  # Only tests/network needs it; everything else still builds and tests without it.
+  say "iproute2 is missing: run \`apt-get install iproute2\` as root (tests/network needs it)"
+fi
+if command -v nft >/dev/null 2>&1; then
+  say "nftables present"
+elif apt_install nftables; then
+  say "nftables installed"
+else
+  # Only tests/network needs it; everything else still builds and tests without it.
+  say "nftables is missing: run \`apt-get install nftables\` as root (tests/network needs it)"
 fi
 
 # npm dependencies: CI must use the lockfile as committed.

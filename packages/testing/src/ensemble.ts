@@ -1,13 +1,16 @@
 import { ServerStartError } from "./errors.js";
 import { findZooKeeper } from "./find.js";
 import { freePorts } from "./ports.js";
-import { baseConfig, type ServerOptions, serverSpecDefaults, ZkServer } from "./server.js";
+import { baseConfig, type ServerHost, type ServerOptions, serverSpecDefaults, ZkServer } from "./server.js";
 import { waitFor } from "./wait.js";
 
-const HOST = "127.0.0.1";
+const LOOPBACK: ServerHost = { address: "127.0.0.1", commandPrefix: [] };
 const PORT_RETRIES = 3;
 
-export type EnsembleOptions = Omit<ServerOptions, "port" | "dir">;
+export interface EnsembleOptions extends Omit<ServerOptions, "port" | "dir" | "host"> {
+  /** One test host per member (members[i] on hosts[i]); all on 127.0.0.1 when omitted. */
+  hosts?: readonly ServerHost[];
+}
 
 /** n ZooKeeper servers on 127.0.0.1 forming one quorum. Made by startEnsemble(). */
 export class ZkEnsemble {
@@ -58,20 +61,27 @@ export class ZkEnsemble {
  */
 export async function startEnsemble(n = 3, options: EnsembleOptions = {}): Promise<ZkEnsemble> {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`an ensemble needs at least one member, got ${n}`);
+  if (options.hosts !== undefined && options.hosts.length !== n) {
+    throw new RangeError(`an ensemble of ${n} needs ${n} hosts, got ${options.hosts.length}`);
+  }
+  const hostOf = (id: number): ServerHost => options.hosts?.[id - 1] ?? LOOPBACK;
   const zookeeper = options.zookeeper ?? (await findZooKeeper({ install: options.install ?? false }));
   for (let attempt = 1; ; attempt++) {
     const ports = await freePorts(3 * n);
     const ids = Array.from({ length: n }, (_, i) => i + 1);
     const servers = Object.fromEntries(
-      ids.map((id) => [`server.${id}`, `${HOST}:${ports[3 * (id - 1) + 1]}:${ports[3 * (id - 1) + 2]}`]),
+      ids.map((id) => [
+        `server.${id}`,
+        `${hostOf(id).address}:${ports[3 * (id - 1) + 1]}:${ports[3 * (id - 1) + 2]}`,
+      ]),
     );
     const members = ids.map((id) => {
       const clientPort = ports[3 * (id - 1)]!;
       return new ZkServer({
-        ...serverSpecDefaults(zookeeper, options),
+        ...serverSpecDefaults(zookeeper, options, hostOf(id)),
         port: clientPort,
         id,
-        config: { ...baseConfig(options), clientPort, ...servers, ...options.config },
+        config: { ...baseConfig(options, hostOf(id)), clientPort, ...servers, ...options.config },
       });
     });
     try {

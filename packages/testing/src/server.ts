@@ -9,7 +9,7 @@ import { freePorts } from "./ports.js";
 import { removeDirAtExit, WatchedProcess } from "./process.js";
 import { sleep } from "./wait.js";
 
-const HOST = "127.0.0.1";
+const LOOPBACK: ServerHost = { address: "127.0.0.1", commandPrefix: [] };
 const PORT_RETRIES = 3;
 
 /** Settings a config line can take. */
@@ -48,6 +48,8 @@ export interface ServerOptions {
   startTimeoutMs?: number;
   /** Client port; a free one when omitted. */
   port?: number;
+  /** Run the server on a test host (its namespace and address) rather than on 127.0.0.1; see startTestNet(). */
+  host?: ServerHost;
   /**
    * A directory to keep the server's config, data and log in, kept after exit (for a local grid whose
    * tasks should survive a restart). A throw-away directory, deleted at exit, when omitted.
@@ -55,9 +57,17 @@ export interface ServerOptions {
   dir?: string;
 }
 
+/** Where a server runs: the address it binds and the command prefix that enters its network namespace. */
+export interface ServerHost {
+  readonly address: string;
+  /** e.g. ["ip", "netns", "exec", "zkgrid-…-zk1"]; java runs as its last argument's child, same pid. */
+  readonly commandPrefix: readonly string[];
+}
+
 /** What a ZkServer needs to (re)start; @internal */
 export interface ServerSpec {
   zookeeper: ZooKeeperInstallation;
+  host: ServerHost;
   rootDir: string;
   port: number;
   id: number | undefined;
@@ -75,11 +85,11 @@ export interface RestartOptions {
 }
 
 /**
- * A ZooKeeper server process on 127.0.0.1, standalone or one member of a ZkEnsemble.
+ * A ZooKeeper server process on 127.0.0.1 (or a test host), standalone or one member of a ZkEnsemble.
  * Made by startServer() or startEnsemble().
  */
 export class ZkServer {
-  readonly host = HOST;
+  readonly host: string;
   readonly port: number;
   /** "127.0.0.1:port", for this server alone. */
   readonly connectString: string;
@@ -99,7 +109,8 @@ export class ZkServer {
     this.zookeeper = spec.zookeeper;
     this.port = spec.port;
     this.id = spec.id;
-    this.connectString = `${HOST}:${spec.port}`;
+    this.host = spec.host.address;
+    this.connectString = `${this.host}:${spec.port}`;
     this.dataDir = join(spec.rootDir, "data");
     this.configFile = join(spec.rootDir, "zoo.cfg");
     this.logFile = join(spec.rootDir, "server.log");
@@ -126,7 +137,11 @@ export class ZkServer {
   async launch(waitUntilServing = true): Promise<void> {
     if (this.running) throw new Error(`server ${this.connectString} is already running`);
     appendFileSync(this.logFile, `=== @zkgrid/testing: starting ${this.connectString} ===\n`);
-    const started = new WatchedProcess(this.zookeeper.java, this.javaArgs(), this.logFile);
+    const [command = this.zookeeper.java, ...prefixArgs] = [
+      ...this.spec.host.commandPrefix,
+      this.zookeeper.java,
+    ];
+    const started = new WatchedProcess(command, [...prefixArgs, ...this.javaArgs()], this.logFile);
     this.process = started;
     this.paused = false;
     const deadline = Date.now() + this.spec.startTimeoutMs;
@@ -186,12 +201,12 @@ export class ZkServer {
 
   /** The server's role per `srvr`, or undefined while it does not serve. */
   mode(timeoutMs = 2000): Promise<ServerMode | undefined> {
-    return serverMode(HOST, this.port, timeoutMs);
+    return serverMode(this.host, this.port, timeoutMs);
   }
 
   /** Sends a four-letter word (`srvr`, `mntr`, `cons`, `dump`, …) to this server. */
   fourLetterWord(word: string, timeoutMs = 2000): Promise<string> {
-    return fourLetterWord(HOST, this.port, word, timeoutMs);
+    return fourLetterWord(this.host, this.port, word, timeoutMs);
   }
 
   /** The last `lines` lines of the server's log (all its runs). */
@@ -248,7 +263,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ZkServer
       ...serverSpecDefaults(zookeeper, options),
       port,
       id: undefined,
-      config: { ...baseConfig(options), clientPort: port, ...options.config },
+      config: { ...baseConfig(options, options.host), clientPort: port, ...options.config },
     });
     try {
       await server.launch();
@@ -265,7 +280,8 @@ export async function startServer(options: ServerOptions = {}): Promise<ZkServer
 export function serverSpecDefaults(
   zookeeper: ZooKeeperInstallation,
   options: ServerOptions,
-): Pick<ServerSpec, "zookeeper" | "rootDir" | "jvmFlags" | "startTimeoutMs"> {
+  host: ServerHost | undefined = options.host,
+): Pick<ServerSpec, "zookeeper" | "host" | "rootDir" | "jvmFlags" | "startTimeoutMs"> {
   let rootDir = options.dir;
   if (rootDir === undefined) {
     rootDir = mkdtempSync(join(tmpdir(), "zkgrid-zk-"));
@@ -279,6 +295,7 @@ export function serverSpecDefaults(
       : [`-Dzookeeper.DigestAuthenticationProvider.superDigest=${superDigest(options.superUser)}`];
   return {
     zookeeper,
+    host: host ?? LOOPBACK,
     rootDir,
     jvmFlags: [...superFlags, ...(options.jvmFlags ?? [])],
     startTimeoutMs: options.startTimeoutMs ?? 60_000,
@@ -286,13 +303,13 @@ export function serverSpecDefaults(
 }
 
 /** zoo.cfg entries shared by standalone servers and ensemble members; @internal */
-export function baseConfig(options: ServerOptions): Record<string, ConfigValue> {
+export function baseConfig(options: ServerOptions, host: ServerHost = LOOPBACK): Record<string, ConfigValue> {
   const tickTime = options.tickTimeMs ?? 500;
   return {
     tickTime,
     initLimit: 10,
     syncLimit: 5,
-    clientPortAddress: HOST,
+    clientPortAddress: host.address,
     minSessionTimeout: options.minSessionTimeoutMs ?? 2 * tickTime,
     maxSessionTimeout: options.maxSessionTimeoutMs ?? 60_000,
     "admin.enableServer": false,
