@@ -113,35 +113,6 @@ describe("test hosts", () => {
       message: "the old leader to rejoin as a follower",
     });
   });
-
-  it("slow adds its delay to every round trip of a real request", async (context) => {
-    const client = await clientOn(c1, ensemble.connectString);
-    const roundTrip = async (): Promise<number> => {
-      const times: number[] = [];
-      for (let i = 0; i < 5; i++) {
-        const reply = await client.request("exists", "/");
-        if (reply.ok) times.push(reply.ms);
-      }
-      times.sort((a, b) => a - b);
-      return times[Math.floor(times.length / 2)]!;
-    };
-    const before = await roundTrip();
-    try {
-      await net.slow(c1, { delayMs: 100, jitterMs: 20, lossPct: 5 });
-    } catch (error) {
-      // A kernel without netem cannot slow a link; outside CI that skips this one test, in CI it fails.
-      const noNetem = error instanceof NetCommandError && /no netem qdisc/.test(error.message);
-      if (noNetem && process.env.CI !== "true") context.skip(error.message);
-      throw error;
-    }
-    try {
-      const after = await roundTrip();
-      console.log(`round trip before slow(): ${before.toFixed(1)} ms, after: ${after.toFixed(1)} ms`);
-      expect(after).toBeGreaterThan(80);
-    } finally {
-      await net.heal(c1);
-    }
-  });
 });
 
 describe("closing a test net", () => {

@@ -32,15 +32,6 @@ export interface TestNetOptions {
   name?: string;
 }
 
-/** A slow, lossy link: `tc netem` on the host's side of its link, so each round trip gains `delayMs`. */
-export interface SlowLink {
-  delayMs: number;
-  /** ± this much, uniformly; default 0. */
-  jitterMs?: number;
-  /** Packets dropped, in percent; default 0. */
-  lossPct?: number;
-}
-
 /** One test host: a network namespace with one address on its net. Made by TestNet.addHost(). */
 export class TestHost implements ServerHost {
   readonly name: string;
@@ -75,7 +66,7 @@ export class TestHost implements ServerHost {
 }
 
 /**
- * Hosts on one bridge, and the faults between them: isolate, partition, slow, heal. close() kills every
+ * Hosts on one bridge, and the faults between them: isolate, partition, heal. close() kills every
  * process on its hosts and deletes every namespace, veth and bridge it made. Made by startTestNet().
  */
 export class TestNet {
@@ -91,7 +82,6 @@ export class TestNet {
   readonly #hosts = new Map<string, TestHost>();
   readonly #processes = new Set<ChildProcess>();
   readonly #faulted = new Set<TestHost>();
-  readonly #slowed = new Set<TestHost>();
   #closed = false;
 
   /** @internal use startTestNet() */
@@ -174,42 +164,7 @@ export class TestNet {
     for (const host of sideB) await this.isolate(host, sideA);
   }
 
-  /** Delays (± jitter) and drops the host's outgoing packets with `tc netem`. Replaces an earlier slow(). */
-  async slow(host: TestHost, link: SlowLink): Promise<void> {
-    this.#assertMine(host);
-    const { delayMs, jitterMs = 0, lossPct = 0 } = link;
-    if (!(delayMs >= 0) || !(jitterMs >= 0) || !(lossPct >= 0 && lossPct <= 100)) {
-      throw new RangeError(`slow(${host.name}): delayMs and jitterMs must be >= 0, lossPct within 0..100`);
-    }
-    const netem = ["delay", `${delayMs}ms`, `${jitterMs}ms`, "loss", `${lossPct}%`];
-    try {
-      await ip("-n", host.namespace, "link", "show", HOST_LINK);
-      await runCommand("tc", [
-        "-n",
-        host.namespace,
-        "qdisc",
-        "replace",
-        "dev",
-        HOST_LINK,
-        "root",
-        "netem",
-        ...netem,
-      ]);
-    } catch (error) {
-      if (error instanceof NetCommandError && /qdisc kind is unknown/.test(error.stderr)) {
-        throw new NetCommandError(
-          error.command,
-          `${error.stderr.trim()} (this kernel has no netem qdisc: CONFIG_NET_SCH_NETEM / module sch_netem)`,
-          error.exitCode,
-          { cause: error },
-        );
-      }
-      throw error;
-    }
-    this.#slowed.add(host);
-  }
-
-  /** Removes the faults of `host`, or of every host: its drop rules and its netem. */
+  /** Removes the faults of `host`, or of every host: its drop rules. */
   async heal(host?: TestHost): Promise<void> {
     const hosts = host === undefined ? this.hosts : [host];
     for (const each of hosts) {
@@ -226,10 +181,6 @@ export class TestNet {
           FAULT_TABLE,
         ]);
         this.#faulted.delete(each);
-      }
-      if (this.#slowed.has(each)) {
-        await runCommand("tc", ["-n", each.namespace, "qdisc", "del", "dev", HOST_LINK, "root"]);
-        this.#slowed.delete(each);
       }
     }
   }

@@ -34,7 +34,7 @@ export { waitFor, withTimeout } from "./wait.js";
 export type { EnsembleOptions } from "./ensemble.js";
 export type { FindZooKeeperOptions, ZooKeeperInstallation } from "./find.js";
 export type { ServerMode } from "./four-letter.js";
-export type { CommandResult, RunOptions, SlowLink, TestNetOptions } from "./hosts.js";
+export type { CommandResult, RunOptions, TestNetOptions } from "./hosts.js";
 export type { ExpireSessionOptions, SessionCredentials } from "./session.js";
 export type { ConfigValue, RestartOptions, ServerHost, ServerOptions } from "./server.js";
 export type { WaitForOptions } from "./wait.js";
