@@ -348,4 +348,18 @@ describe("assignments", () => {
       message: "the cancelled task's child to be gone",
     });
   });
+
+  it("reports a held task that has not started as cancelled, without startedAt, when it leaves the assignment", async () => {
+    const worker = await grid.start("w1", { concurrency: 1, prefetch: 1 });
+    const session = worker.sessionId!;
+    const t1 = assigned("t1", { cmd: "echo $$ > pid; sleep 20" });
+    await grid.assign("w1", session, [t1, assigned("t2", { cmd: "sleep 20" })]);
+    await readPidFile(join(grid.cwd, "w1", "t1", "pid"));
+    await grid.assign("w1", session, [t1]);
+
+    const final = await grid.final("w1", session, "t2");
+    expect(final).toMatchObject({ id: "t2", attempt: 1, state: "cancelled" });
+    expect(final.startedAt).toBeUndefined();
+    expect(existsSync(join(grid.cwd, "w1", "t2"))).toBe(false);
+  });
 });
