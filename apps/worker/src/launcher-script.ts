@@ -9,7 +9,7 @@
  * can hold one: the protocol forbids NUL in every string a task gives):
  *   token, output dir, cwd, file, argc, args…, envc, NAME=value…
  * Messages on stdout, one line each:
- *   `S <token> <pid>`                              forked
+ *   `S <token> <pid>`                              forked; the child leads its own process group
  *   `E <token> <stage> <errno name> <text>`         mkdir/open/chdir/exec failed in the child, or fork
  *   `X <token> <pid> <exit code|-1> <signal number> <stdout tail hex> <stderr tail hex>`   reaped
  * A child's `E` comes before its `X`; an `X` can come before its `S`. A failed fork sends only `E`.
@@ -97,10 +97,15 @@ sub launch {
   my @args = splice(@f, 0, $argc);
   my $envc = shift @f;
   my @env = splice(@f, 0, $envc);
-  my $pid = fork();
+  # The child closes its end once it leads its own process group: only then is S sent, so a kill
+  # the worker sends the group at once reaches it (sent earlier, it would find no such group).
+  my ($ready_r, $ready_w);
+  my $pid = pipe($ready_r, $ready_w) ? fork() : undef;
   if (!defined $pid) {
     my $text = "$!";
-    send_line("E $token fork " . errno_name() . " $text\n");
+    my $name = errno_name();
+    close($_) for grep { defined } $ready_r, $ready_w;
+    send_line("E $token fork $name $text\n");
     return;
   }
   if ($pid == 0) {
@@ -113,6 +118,8 @@ sub launch {
     };
     # Its own session and process group: a kill of the group reaches everything the task started.
     POSIX::setsid();
+    close($ready_r);
+    close($ready_w);
     mkdir($dir) or $!{EEXIST} or $fail->('mkdir');
     open(STDIN, '<', '/dev/null') or $fail->('open');
     open(STDOUT, '>', "$dir/stdout.txt") or $fail->('open');
@@ -125,6 +132,10 @@ sub launch {
     { no warnings 'exec'; exec { $file } $file, @args; }
     $fail->('exec');
   }
+  close($ready_w);
+  # EOF: the child has called setsid (or died). A SIGCHLD meanwhile only interrupts the read.
+  1 while !defined(sysread($ready_r, my $byte, 1)) && $!{EINTR};
+  close($ready_r);
   $live{$pid} = [$token, $dir];
   send_line("S $token $pid\n");
 }

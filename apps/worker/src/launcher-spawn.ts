@@ -121,6 +121,7 @@ export class SpawnLauncher implements TaskLauncher {
     });
     if (this.live.size === 0) process.on("exit", this.killOnExit);
     this.live.set(pid, child);
+    // The group exists already: spawn() returns only once the child has called setsid and exec'd.
     listener.started(pid);
   }
 

@@ -167,6 +167,23 @@ export class TaskSupervisor {
       });
   }
 
+  /** The leader cancelled a task held for a free slot: it never started, so its report has no startedAt. */
+  cancelUnstarted(session: Session, task: { id: string; attempt: number }): void {
+    this.settle(session, task);
+    this.options.log("info", "cancelled before it started: it left the assignment", {
+      task: task.id,
+      attempt: task.attempt,
+    });
+    const now = Date.now();
+    this.publish(session, {
+      id: task.id,
+      attempt: task.attempt,
+      state: "cancelled",
+      at: now,
+      finishedAt: now,
+    });
+  }
+
   /** A stopping worker hands back a task of the assignment that has not started. */
   returnUnstarted(session: Session, task: AssignedTask): void {
     this.settle(session, task);

@@ -35,6 +35,9 @@ export class TaskSource {
   private readonly loggedProblems = new Set<string>();
   /** Tasks of the current assignment waiting for a free slot, as the last reconcile counted them. */
   private waiting = 0;
+  /** Those tasks (by key) and the session they were assigned to: one that leaves the assignment was cancelled. */
+  private held = new Map<string, AssignedTask>();
+  private heldSession: string | undefined;
   private reconcileScheduled = false;
   private readonly layout = gridLayout("/");
   private readonly options: CompiledWorkerOptions;
@@ -107,6 +110,11 @@ export class TaskSource {
     for (const task of assignment.tasks) assigned.add(taskKey(task));
     for (const refused of assignment.refused) assigned.add(taskKey(refused));
     supervisor.cancelUnassigned(assigned);
+    if (this.heldSession === session.id) {
+      for (const [key, task] of this.held) {
+        if (!assigned.has(key) && !supervisor.has(task)) supervisor.cancelUnstarted(session, task);
+      }
+    }
     for (const refused of assignment.refused) {
       if (supervisor.has(refused)) continue;
       supervisor.settle(session, refused);
@@ -122,12 +130,12 @@ export class TaskSource {
       });
     }
     const state = this.deps.state();
-    let backlog = 0;
+    const held = new Map<string, AssignedTask>();
     for (const task of assignment.tasks) {
       if (supervisor.has(task)) continue;
       if (state === "RUNNING") {
         if (supervisor.running >= this.options.concurrency) {
-          backlog++;
+          held.set(taskKey(task), task);
           continue;
         }
         supervisor.start(session, task);
@@ -136,7 +144,9 @@ export class TaskSource {
         supervisor.returnUnstarted(session, task);
       }
     }
-    this.waiting = backlog;
+    this.held = held;
+    this.heldSession = session.id;
+    this.waiting = held.size;
     session.reporter.kick();
   }
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { waitFor } from "@zkgrid/testing";
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it } from "vitest";
 import { defineHandlers, type HandlerInput, type HandlerOutput } from "../src/index.js";
-import { assigned, Grid, isRunning, readPidFile } from "./helpers.js";
+import { assigned, Grid, isRunning, nextEvent, readPidFile } from "./helpers.js";
 
 let grid: Grid;
 beforeEach(async () => {
@@ -347,5 +347,54 @@ describe("assignments", () => {
     await waitFor(async () => !(await isRunning(child)), {
       message: "the cancelled task's child to be gone",
     });
+  });
+
+  for (const launcher of ["perl", "spawn"] as const) {
+    it(`sends SIGTERM to a task cancelled as soon as it is reported running (${launcher} launcher)`, async () => {
+      const worker = await grid.start("w1", launcher === "spawn" ? { perl: false } : {});
+      expect(worker.taskLauncher).toBe(launcher);
+      const session = worker.sessionId!;
+      // The cancel is written the moment the worker reports the task running.
+      const cancelled = nextEvent(
+        worker,
+        (e) => e.type === "update" && e.update.id === "t1" && e.update.state === "running",
+      ).then(() => grid.assign("w1", session, []));
+      await grid.assign("w1", session, [
+        assigned("t1", { cmd: "trap 'echo term > $ZKGRID_OUTPUT_DIR/got-term; exit 143' TERM; sleep 30" }),
+      ]);
+      await cancelled;
+
+      expect(await grid.final("w1", session, "t1")).toMatchObject({ state: "cancelled" });
+      expect(await readFile(join(grid.cwd, "w1", "t1", "got-term"), "utf8")).toBe("term\n");
+    });
+  }
+
+  for (const launcher of ["perl", "spawn"] as const) {
+    it(`sends SIGTERM to a task killed while its launch is under way (${launcher} launcher)`, async () => {
+      const worker = await grid.start("w1", launcher === "spawn" ? { perl: false } : {});
+      const session = worker.sessionId!;
+      // The assignment event follows the launch request at once: the stop's kill comes right after it.
+      const stopped = nextEvent(worker, (e) => e.type === "assignment").then(() =>
+        worker.stop({ graceMs: 0 }),
+      );
+      await grid.assign("w1", session, [assigned("t1", { cmd: "sleep 30" })]);
+      await stopped;
+
+      expect(await grid.final("w1", session, "t1")).toMatchObject({ state: "returned", signal: "SIGTERM" });
+    });
+  }
+
+  it("reports a held task that has not started as cancelled, without startedAt, when it leaves the assignment", async () => {
+    const worker = await grid.start("w1", { concurrency: 1, prefetch: 1 });
+    const session = worker.sessionId!;
+    const t1 = assigned("t1", { cmd: "echo $$ > pid; sleep 20" });
+    await grid.assign("w1", session, [t1, assigned("t2", { cmd: "sleep 20" })]);
+    await readPidFile(join(grid.cwd, "w1", "t1", "pid"));
+    await grid.assign("w1", session, [t1]);
+
+    const final = await grid.final("w1", session, "t2");
+    expect(final).toMatchObject({ id: "t2", attempt: 1, state: "cancelled" });
+    expect(final.startedAt).toBeUndefined();
+    expect(existsSync(join(grid.cwd, "w1", "t2"))).toBe(false);
   });
 });
