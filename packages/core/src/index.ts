@@ -59,6 +59,7 @@ export {
   ZkError,
 } from "./errors.js";
 export { RESPONSE_COUNTER_LIMIT } from "./session.js";
+export { hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";
 
 export type {
   Acl,
@@ -83,3 +84,4 @@ export type {
   WatchStream,
 } from "./types.js";
 export type { ZkErrorOptions } from "./errors.js";
+export type { ZkgridErrorOptions } from "@zkgrid/errors";
