@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
+import type { ZkgridError } from "@zkgrid/errors";
 import { nodeAcl } from "./acl.js";
+import { warnIfUnpatched } from "./addon.js";
 import { Election } from "./election.js";
 import {
   AuthFailedError,
@@ -15,7 +17,6 @@ import {
   isSessionExpired,
   OperationTimeoutError,
   SessionExpiredError,
-  type ZkError,
 } from "./errors.js";
 import { basenameOf, Chroot, joinPath, normalizeRoot, parentOf, prefixesOf, validatePath } from "./paths.js";
 import {
@@ -155,7 +156,7 @@ export class ZkClient {
   #unreadySessions = 0;
   #state: ConnectionState = "suspended";
   #closing = false;
-  #fatal: ZkError | undefined;
+  #fatal: ZkgridError | undefined;
   readonly #closedPromise: Promise<void>;
   #resolveClosed!: () => void;
   #firstReady: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void };
@@ -239,6 +240,7 @@ export class ZkClient {
     try {
       this.#startHandle(new Session());
       await this.#firstReady.promise;
+      warnIfUnpatched((level, msg, fields) => this.#log(level, msg, fields));
     } catch (error) {
       await this.close();
       throw error;
@@ -717,7 +719,7 @@ export class ZkClient {
         onSignal: (h, signal) => this.#onSignal(h, signal),
       });
     } catch (error) {
-      this.#fail(error as ZkError);
+      this.#fail(error as ZkgridError);
       return;
     }
     this.#log("debug", session.id ? "resuming session on a new handle" : "connecting", {
@@ -858,7 +860,7 @@ export class ZkClient {
         return;
       }
       this.#log("error", "session setup failed", { error: String(error) });
-      this.#fail(error as ZkError);
+      this.#fail(error as ZkgridError);
     } finally {
       h.settingUp = false;
     }
@@ -875,7 +877,7 @@ export class ZkClient {
   }
 
   /** Closes the client because of an error that retrying cannot fix. */
-  #fail(error: ZkError): void {
+  #fail(error: ZkgridError): void {
     if (this.#closing) return;
     this.#fatal = error;
     this.#firstReady.reject(error);

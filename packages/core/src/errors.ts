@@ -4,7 +4,7 @@
  * thing again later can succeed.
  */
 
-import { markErrorClass, ZkgridError } from "@zkgrid/errors";
+import { markErrorClass, ZkgridError, type ZkgridErrorOptions } from "@zkgrid/errors";
 
 /** ZooKeeper return codes (zookeeper.h). */
 export const Code = {
@@ -245,6 +245,21 @@ export class ClosedError extends ZkError {
   override name = "ClosedError";
   constructor(options?: ZkErrorOptions & { message?: string }) {
     super(options?.message ?? "client closed", Code.CLOSING, options);
+  }
+}
+
+/**
+ * The `zookeeper` native addon could not be loaded (not installed, or not built for this Node.js);
+ * the message says how to build it. Retrying cannot help until it is built.
+ */
+export class AddonUnavailableError extends ZkgridError {
+  static {
+    markErrorClass(AddonUnavailableError, "@zkgrid/core/AddonUnavailableError");
+  }
+  override name = "AddonUnavailableError";
+  declare readonly code: "ADDON_UNAVAILABLE";
+  constructor(message: string, options?: ZkgridErrorOptions) {
+    super(message, "ADDON_UNAVAILABLE", options);
   }
 }
 

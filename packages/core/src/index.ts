@@ -22,12 +22,14 @@
  * @module
  */
 
+export { addonStatus } from "./addon.js";
 export { digestAcl, digestId, formatAcl, nodeAcl, OPEN_ACL, parseAcl, Perms } from "./acl.js";
 export { connect, type SessionBoundClient, ZkClient } from "./client.js";
 export { CredentialsError, readCredentials } from "./credentials.js";
 export type { CredentialSources, GridCredentials } from "./credentials.js";
 export * as errors from "./errors.js";
 export {
+  AddonUnavailableError,
   AuthFailedError,
   AuthRequiredError,
   BadArgumentsError,
@@ -61,6 +63,7 @@ export {
 export { RESPONSE_COUNTER_LIMIT } from "./session.js";
 export { hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";
 
+export type { AddonStatus } from "./addon.js";
 export type {
   Acl,
   Candidate,

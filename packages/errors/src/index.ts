@@ -57,11 +57,15 @@ export class ZkgridError extends Error {
     markErrorClass(ZkgridError, "@zkgrid/errors/ZkgridError");
   }
 
+  // `this` is the class right of `instanceof` (a subclass inherits this method), not ZkgridError.
   static override [Symbol.hasInstance](this: ErrorClass, value: unknown): boolean {
-    const marker: unknown = Object.hasOwn(this, MARKER)
-      ? (this as unknown as Record<symbol, unknown>)[MARKER]
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class being tested, often a subclass
+    // biome-ignore lint/complexity/noUselessThisAlias: named for what it is
+    const errorClass = this;
+    const marker: unknown = Object.hasOwn(errorClass, MARKER)
+      ? (errorClass as unknown as Record<symbol, unknown>)[MARKER]
       : undefined;
-    if (typeof marker !== "symbol") return Function.prototype[Symbol.hasInstance].call(this, value);
+    if (typeof marker !== "symbol") return Function.prototype[Symbol.hasInstance].call(errorClass, value);
     return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[marker] === true;
   }
 
