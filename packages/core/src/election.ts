@@ -1,4 +1,5 @@
-import type { ClientCore, ZkClient } from "./client.js";
+import type { ClientCore } from "./connection.js";
+import { createProtected, ensurePath } from "./recipes.js";
 import {
   ClosedError,
   isClosed,
@@ -12,6 +13,7 @@ import { basenameOf, joinPath, sequenceOf } from "./paths.js";
 import type { Handle, Session } from "./session.js";
 import type {
   Candidate,
+  ConnectionState,
   Data,
   ElectionEvent,
   ElectionOptions,
@@ -28,6 +30,14 @@ interface Subscriber {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
+/** What an election reads and deletes through the client (with its retries), and its state. */
+export interface ElectionClient {
+  readonly state: ConnectionState;
+  getChildren(path: string): Promise<string[]>;
+  get(path: string): Promise<{ data: Buffer }>;
+  delete(path: string, version?: number): Promise<void>;
+}
+
 /**
  * The ZooKeeper leader election recipe without herd effect: every candidate is an ephemeral sequential
  * node (a protected create, so a lost reply never leaves a second candidate of ours), the lowest
@@ -35,7 +45,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  */
 export class Election implements LeaderElection {
   readonly #core: ClientCore;
-  readonly #client: ZkClient;
+  readonly #client: ElectionClient;
   readonly #path: string;
   readonly #data: Data | undefined;
   readonly #stop = new AbortController();
@@ -49,7 +59,7 @@ export class Election implements LeaderElection {
   #loopDone: Promise<void>;
   #wake: (() => void) | undefined;
 
-  constructor(core: ClientCore, client: ZkClient, path: string, options: ElectionOptions) {
+  constructor(core: ClientCore, client: ElectionClient, path: string, options: ElectionOptions) {
     this.#core = core;
     this.#client = client;
     this.#path = path;
@@ -292,8 +302,9 @@ export class Election implements LeaderElection {
     };
     if (this.#node === undefined || this.#nodeSession !== session) {
       this.#node = undefined;
-      await this.#core.ensurePath(this.#path, { signal: stop });
-      const node = await this.#core.createProtected(
+      await ensurePath(this.#core, this.#path, { signal: stop });
+      const node = await createProtected(
+        this.#core,
         joinPath(this.#path, "n_"),
         this.#data,
         "ephemeral-sequential",
