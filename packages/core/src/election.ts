@@ -1,5 +1,6 @@
 import type { ClientCore } from "./connection.js";
 import { createProtected, ensurePath } from "./recipes.js";
+import { sleep } from "./sleep.js";
 import {
   ClosedError,
   isClosed,
@@ -27,8 +28,6 @@ interface Subscriber {
   waiting: ((r: IteratorResult<ElectionEvent>) => void) | undefined;
   done: boolean;
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 /** What an election reads and deletes through the client (with its retries), and its state. */
 export interface ElectionClient {

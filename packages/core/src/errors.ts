@@ -306,6 +306,11 @@ export function errorFromCode(code: number, path?: string, cause?: unknown): ZkE
   }
 }
 
+/** An error's message, or any other thrown value as text: for log lines and problem reports. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 export const isZkError = (e: unknown): e is ZkError => e instanceof ZkError;
 export const isNoNode = (e: unknown): e is NoNodeError => e instanceof NoNodeError;
 export const isNodeExists = (e: unknown): e is NodeExistsError => e instanceof NodeExistsError;

@@ -49,6 +49,7 @@ export {
   isNoAuth,
   isRetryable,
   isSessionExpired,
+  messageOf,
   NoAuthError,
   NoChildrenForEphemeralsError,
   NodeExistsError,
@@ -61,6 +62,7 @@ export {
   ZkError,
 } from "./errors.js";
 export { RESPONSE_COUNTER_LIMIT } from "./session.js";
+export { sleep } from "./sleep.js";
 export { hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";
 
 export type { AddonStatus } from "./addon.js";
@@ -70,6 +72,7 @@ export type {
   ChildrenChange,
   ConnectionEvent,
   ConnectionEventType,
+  ConnectionOptions,
   ConnectionState,
   ConnectOptions,
   CreateMode,

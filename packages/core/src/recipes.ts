@@ -71,7 +71,7 @@ export async function keepRunning<C>(
             error: String(error),
             backoffMs: backoff,
           });
-          await sleep(backoff);
+          await sleep(backoff, stop.signal);
           continue;
         }
         throw error;
