@@ -7,6 +7,7 @@ export default defineConfig({
   resolve: {
     // Tests import the sources, so an in-process import never needs a build.
     alias: {
+      "@zkgrid/errors": source("./packages/errors"),
       "@zkgrid/core": source("./packages/core"),
       "@zkgrid/protocol": source("./packages/protocol"),
       "@zkgrid/log": source("./packages/log"),

@@ -1,4 +1,5 @@
 import { defineConfig } from "tsup";
 import { libraryBuild } from "../../tsup.base.js";
 
-export default defineConfig(libraryBuild);
+// shims: the CommonJS build needs import.meta.url to find the zookeeper addon when it loads it (addon.ts).
+export default defineConfig({ ...libraryBuild, shims: true });

@@ -1,4 +1,5 @@
 /** The errors the submitter library throws besides those of `@zkgrid/core` and `@zkgrid/protocol`. */
+import { markErrorClass, ZkgridError } from "@zkgrid/core";
 import type { TaskStatus } from "@zkgrid/protocol";
 
 /**
@@ -7,8 +8,12 @@ import type { TaskStatus } from "@zkgrid/protocol";
  * the task (`timeoutMs`, `env["1X"]`), or "" when the whole task is at fault. `source` and `line`
  * say where the task was read from, when it was read from text.
  */
-export class InvalidTaskError extends Error {
+export class InvalidTaskError extends ZkgridError {
+  static {
+    markErrorClass(InvalidTaskError, "@zkgrid/submit/InvalidTaskError");
+  }
   override readonly name = "InvalidTaskError";
+  declare readonly code: "INVALID_TASK";
   readonly index: number;
   readonly field: string;
   readonly problem: string;
@@ -22,7 +27,7 @@ export class InvalidTaskError extends Error {
     options: { source?: string; line?: number; cause?: unknown } = {},
   ) {
     const where = options.source === undefined ? `task ${index}` : `${options.source}:${options.line ?? "?"}`;
-    super(`${where}: ${field ? `${field}: ` : ""}${problem}`, { cause: options.cause });
+    super(`${where}: ${field ? `${field}: ` : ""}${problem}`, "INVALID_TASK", { cause: options.cause });
     this.index = index;
     this.field = field;
     this.problem = problem;
@@ -40,39 +45,56 @@ export class InvalidTaskError extends Error {
  * Writing a batch of tasks to the queue failed. `written` lists the ids of this call's tasks that did
  * reach the queue (they will run), `notWritten` those that did not; `cause` is the ZooKeeper error.
  */
-export class SubmitWriteError extends Error {
+export class SubmitWriteError extends ZkgridError {
+  static {
+    markErrorClass(SubmitWriteError, "@zkgrid/submit/SubmitWriteError");
+  }
   override readonly name = "SubmitWriteError";
+  declare readonly code: "SUBMIT_WRITE_FAILED";
   readonly written: readonly string[];
   readonly notWritten: readonly string[];
 
   constructor(written: readonly string[], notWritten: readonly string[], cause: unknown) {
     const why = cause instanceof Error ? cause.message : String(cause);
-    super(`could not write ${notWritten.length} of ${written.length + notWritten.length} tasks: ${why}`, {
-      cause,
-    });
+    super(
+      `could not write ${notWritten.length} of ${written.length + notWritten.length} tasks: ${why}`,
+      "SUBMIT_WRITE_FAILED",
+      { cause },
+    );
     this.written = written;
     this.notWritten = notWritten;
   }
 }
 
 /** `wait()` gave up after `timeoutMs`; the tasks keep running. Holds what did arrive. */
-export class WaitTimeoutError extends Error {
+export class WaitTimeoutError extends ZkgridError {
+  static {
+    markErrorClass(WaitTimeoutError, "@zkgrid/submit/WaitTimeoutError");
+  }
   override readonly name = "WaitTimeoutError";
+  declare readonly code: "WAIT_TIMEOUT";
   readonly pending: readonly string[];
   readonly results: ReadonlyMap<string, TaskStatus>;
 
   constructor(timeoutMs: number, pending: readonly string[], results: ReadonlyMap<string, TaskStatus>) {
     const n = pending.length;
-    super(`gave up waiting after ${timeoutMs} ms: ${n} task${n === 1 ? "" : "s"} still without a result`);
+    super(
+      `gave up waiting after ${timeoutMs} ms: ${n} task${n === 1 ? "" : "s"} still without a result`,
+      "WAIT_TIMEOUT",
+    );
     this.pending = pending;
     this.results = results;
   }
 }
 
 /** The grid client was closed before or while a call was in progress. */
-export class GridClosedError extends Error {
+export class GridClosedError extends ZkgridError {
+  static {
+    markErrorClass(GridClosedError, "@zkgrid/submit/GridClosedError");
+  }
   override readonly name = "GridClosedError";
+  declare readonly code: "GRID_CLOSED";
   constructor() {
-    super("the grid client is closed");
+    super("the grid client is closed", "GRID_CLOSED");
   }
 }

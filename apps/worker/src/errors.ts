@@ -1,7 +1,12 @@
-/** Base class of every error the worker raises itself. */
-export class WorkerError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+import { markErrorClass, ZkgridError, type ZkgridErrorOptions } from "@zkgrid/core";
+
+/** Base class of every error the worker raises itself; `code` says which (`"WORKER_ERROR"` when none). */
+export class WorkerError extends ZkgridError {
+  static {
+    markErrorClass(WorkerError, "@zkgrid/worker/WorkerError");
+  }
+  constructor(message: string, code = "WORKER_ERROR", options?: ZkgridErrorOptions) {
+    super(message, code, options);
     this.name = "WorkerError";
   }
 }
@@ -15,6 +20,10 @@ export interface NameHolder {
 
 /** Another live worker (another ZooKeeper session) is registered under this name. */
 export class WorkerNameTakenError extends WorkerError {
+  static {
+    markErrorClass(WorkerNameTakenError, "@zkgrid/worker/WorkerNameTakenError");
+  }
+  declare readonly code: "WORKER_NAME_TAKEN";
   readonly worker: string;
   readonly holder: NameHolder;
   constructor(worker: string, holder: NameHolder) {
@@ -23,7 +32,7 @@ export class WorkerNameTakenError extends WorkerError {
       holder.pid === undefined ? undefined : `pid ${holder.pid}`,
       `session ${holder.session}`,
     ].filter((s) => s !== undefined);
-    super(`worker name "${worker}" is in use by a live worker (${who.join(", ")})`);
+    super(`worker name "${worker}" is in use by a live worker (${who.join(", ")})`, "WORKER_NAME_TAKEN");
     this.name = "WorkerNameTakenError";
     this.worker = worker;
     this.holder = holder;
@@ -32,10 +41,14 @@ export class WorkerNameTakenError extends WorkerError {
 
 /** Another process on this machine runs a worker with this name in the same working directory. */
 export class WorkerLockedError extends WorkerError {
+  static {
+    markErrorClass(WorkerLockedError, "@zkgrid/worker/WorkerLockedError");
+  }
+  declare readonly code: "WORKER_LOCKED";
   readonly lockFile: string;
   readonly pid: number;
   constructor(lockFile: string, pid: number) {
-    super(`another worker (pid ${pid}) holds ${lockFile}`);
+    super(`another worker (pid ${pid}) holds ${lockFile}`, "WORKER_LOCKED");
     this.name = "WorkerLockedError";
     this.lockFile = lockFile;
     this.pid = pid;
@@ -44,9 +57,13 @@ export class WorkerLockedError extends WorkerError {
 
 /** An option given to startWorker is invalid. */
 export class WorkerOptionError extends WorkerError {
+  static {
+    markErrorClass(WorkerOptionError, "@zkgrid/worker/WorkerOptionError");
+  }
+  declare readonly code: "INVALID_OPTION";
   readonly option: string;
   constructor(option: string, message: string) {
-    super(`${option}: ${message}`);
+    super(`${option}: ${message}`, "INVALID_OPTION");
     this.name = "WorkerOptionError";
     this.option = option;
   }
@@ -54,8 +71,12 @@ export class WorkerOptionError extends WorkerError {
 
 /** The worker was stopped before it could finish starting. */
 export class WorkerStoppedError extends WorkerError {
+  static {
+    markErrorClass(WorkerStoppedError, "@zkgrid/worker/WorkerStoppedError");
+  }
+  declare readonly code: "WORKER_STOPPED";
   constructor(message = "the worker was stopped") {
-    super(message);
+    super(message, "WORKER_STOPPED");
     this.name = "WorkerStoppedError";
   }
 }

@@ -1,4 +1,6 @@
-import type { ClientCore, ZkClient } from "./client.js";
+import type { ClientCore } from "./connection.js";
+import { createProtected, ensurePath } from "./recipes.js";
+import { sleep } from "./sleep.js";
 import {
   ClosedError,
   isClosed,
@@ -12,6 +14,7 @@ import { basenameOf, joinPath, sequenceOf } from "./paths.js";
 import type { Handle, Session } from "./session.js";
 import type {
   Candidate,
+  ConnectionState,
   Data,
   ElectionEvent,
   ElectionOptions,
@@ -26,7 +29,13 @@ interface Subscriber {
   done: boolean;
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+/** What an election reads and deletes through the client (with its retries), and its state. */
+export interface ElectionClient {
+  readonly state: ConnectionState;
+  getChildren(path: string): Promise<string[]>;
+  get(path: string): Promise<{ data: Buffer }>;
+  delete(path: string, version?: number): Promise<void>;
+}
 
 /**
  * The ZooKeeper leader election recipe without herd effect: every candidate is an ephemeral sequential
@@ -35,7 +44,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  */
 export class Election implements LeaderElection {
   readonly #core: ClientCore;
-  readonly #client: ZkClient;
+  readonly #client: ElectionClient;
   readonly #path: string;
   readonly #data: Data | undefined;
   readonly #stop = new AbortController();
@@ -49,7 +58,7 @@ export class Election implements LeaderElection {
   #loopDone: Promise<void>;
   #wake: (() => void) | undefined;
 
-  constructor(core: ClientCore, client: ZkClient, path: string, options: ElectionOptions) {
+  constructor(core: ClientCore, client: ElectionClient, path: string, options: ElectionOptions) {
     this.#core = core;
     this.#client = client;
     this.#path = path;
@@ -292,8 +301,9 @@ export class Election implements LeaderElection {
     };
     if (this.#node === undefined || this.#nodeSession !== session) {
       this.#node = undefined;
-      await this.#core.ensurePath(this.#path, { signal: stop });
-      const node = await this.#core.createProtected(
+      await ensurePath(this.#core, this.#path, { signal: stop });
+      const node = await createProtected(
+        this.#core,
         joinPath(this.#path, "n_"),
         this.#data,
         "ephemeral-sequential",

@@ -4,6 +4,8 @@
  * thing again later can succeed.
  */
 
+import { markErrorClass, ZkgridError, type ZkgridErrorOptions } from "@zkgrid/errors";
+
 /** ZooKeeper return codes (zookeeper.h). */
 export const Code = {
   OK: 0,
@@ -39,22 +41,29 @@ export interface ZkErrorOptions {
   cause?: unknown;
 }
 
-/** Base class of every error the client throws. */
-export class ZkError extends Error {
+/** Base class of every error the client throws; `code` is the ZooKeeper return code. */
+export class ZkError extends ZkgridError {
+  static {
+    markErrorClass(ZkError, "@zkgrid/core/ZkError");
+  }
   override name = "ZkError";
-  readonly code: number;
+  declare readonly code: number;
   readonly path: string | undefined;
   /** True when the same call may succeed later (after a reconnect or a new session). */
   readonly retryable: boolean = false;
 
   constructor(message: string, code: number, options: ZkErrorOptions = {}) {
-    super(options.path === undefined ? message : `${message}: ${options.path}`, { cause: options.cause });
-    this.code = code;
+    super(options.path === undefined ? message : `${message}: ${options.path}`, code, {
+      cause: options.cause,
+    });
     this.path = options.path;
   }
 }
 
 export class NoNodeError extends ZkError {
+  static {
+    markErrorClass(NoNodeError, "@zkgrid/core/NoNodeError");
+  }
   override name = "NoNodeError";
   constructor(options?: ZkErrorOptions) {
     super("no node", Code.NO_NODE, options);
@@ -62,6 +71,9 @@ export class NoNodeError extends ZkError {
 }
 
 export class NodeExistsError extends ZkError {
+  static {
+    markErrorClass(NodeExistsError, "@zkgrid/core/NodeExistsError");
+  }
   override name = "NodeExistsError";
   constructor(options?: ZkErrorOptions) {
     super("node exists", Code.NODE_EXISTS, options);
@@ -69,6 +81,9 @@ export class NodeExistsError extends ZkError {
 }
 
 export class BadVersionError extends ZkError {
+  static {
+    markErrorClass(BadVersionError, "@zkgrid/core/BadVersionError");
+  }
   override name = "BadVersionError";
   constructor(options?: ZkErrorOptions) {
     super("bad version", Code.BAD_VERSION, options);
@@ -76,6 +91,9 @@ export class BadVersionError extends ZkError {
 }
 
 export class NotEmptyError extends ZkError {
+  static {
+    markErrorClass(NotEmptyError, "@zkgrid/core/NotEmptyError");
+  }
   override name = "NotEmptyError";
   constructor(options?: ZkErrorOptions) {
     super("node has children", Code.NOT_EMPTY, options);
@@ -84,6 +102,9 @@ export class NotEmptyError extends ZkError {
 
 /** The node's ACL does not grant this client's identities the permission the operation needs. */
 export class NoAuthError extends ZkError {
+  static {
+    markErrorClass(NoAuthError, "@zkgrid/core/NoAuthError");
+  }
   override name = "NoAuthError";
   constructor(options?: ZkErrorOptions) {
     super("not authorized (the node's ACL does not grant this client's credentials)", Code.NO_AUTH, options);
@@ -92,6 +113,9 @@ export class NoAuthError extends ZkError {
 
 /** The server refused this client's authentication; retrying cannot help. */
 export class AuthFailedError extends ZkError {
+  static {
+    markErrorClass(AuthFailedError, "@zkgrid/core/AuthFailedError");
+  }
   override name = "AuthFailedError";
   constructor(options?: ZkErrorOptions & { message?: string; code?: number }) {
     super(options?.message ?? "authentication failed", options?.code ?? Code.AUTH_FAILED, options);
@@ -104,6 +128,9 @@ export class AuthFailedError extends ZkError {
  * itself, since retrying cannot help.
  */
 export class AuthRequiredError extends AuthFailedError {
+  static {
+    markErrorClass(AuthRequiredError, "@zkgrid/core/AuthRequiredError");
+  }
   override name = "AuthRequiredError";
   constructor(options?: ZkErrorOptions) {
     super({
@@ -117,6 +144,9 @@ export class AuthRequiredError extends AuthFailedError {
 }
 
 export class InvalidAclError extends ZkError {
+  static {
+    markErrorClass(InvalidAclError, "@zkgrid/core/InvalidAclError");
+  }
   override name = "InvalidAclError";
   constructor(options?: ZkErrorOptions) {
     super("invalid ACL", Code.INVALID_ACL, options);
@@ -124,6 +154,9 @@ export class InvalidAclError extends ZkError {
 }
 
 export class ConnectionLossError extends ZkError {
+  static {
+    markErrorClass(ConnectionLossError, "@zkgrid/core/ConnectionLossError");
+  }
   override name = "ConnectionLossError";
   override readonly retryable = true;
   constructor(options?: ZkErrorOptions & { message?: string }) {
@@ -132,6 +165,9 @@ export class ConnectionLossError extends ZkError {
 }
 
 export class OperationTimeoutError extends ZkError {
+  static {
+    markErrorClass(OperationTimeoutError, "@zkgrid/core/OperationTimeoutError");
+  }
   override name = "OperationTimeoutError";
   override readonly retryable = true;
   constructor(options?: ZkErrorOptions) {
@@ -140,6 +176,9 @@ export class OperationTimeoutError extends ZkError {
 }
 
 export class SessionExpiredError extends ZkError {
+  static {
+    markErrorClass(SessionExpiredError, "@zkgrid/core/SessionExpiredError");
+  }
   override name = "SessionExpiredError";
   override readonly retryable = true;
   constructor(options?: ZkErrorOptions) {
@@ -148,6 +187,9 @@ export class SessionExpiredError extends ZkError {
 }
 
 export class SessionMovedError extends ZkError {
+  static {
+    markErrorClass(SessionMovedError, "@zkgrid/core/SessionMovedError");
+  }
   override name = "SessionMovedError";
   override readonly retryable = true;
   constructor(options?: ZkErrorOptions) {
@@ -156,6 +198,9 @@ export class SessionMovedError extends ZkError {
 }
 
 export class NoChildrenForEphemeralsError extends ZkError {
+  static {
+    markErrorClass(NoChildrenForEphemeralsError, "@zkgrid/core/NoChildrenForEphemeralsError");
+  }
   override name = "NoChildrenForEphemeralsError";
   constructor(options?: ZkErrorOptions) {
     super("ephemeral nodes may not have children", Code.NO_CHILDREN_FOR_EPHEMERALS, options);
@@ -163,6 +208,9 @@ export class NoChildrenForEphemeralsError extends ZkError {
 }
 
 export class BadArgumentsError extends ZkError {
+  static {
+    markErrorClass(BadArgumentsError, "@zkgrid/core/BadArgumentsError");
+  }
   override name = "BadArgumentsError";
   constructor(options?: ZkErrorOptions & { message?: string }) {
     super(options?.message ?? "bad arguments", Code.BAD_ARGUMENTS, options);
@@ -170,6 +218,9 @@ export class BadArgumentsError extends ZkError {
 }
 
 export class InvalidStateError extends ZkError {
+  static {
+    markErrorClass(InvalidStateError, "@zkgrid/core/InvalidStateError");
+  }
   override name = "InvalidStateError";
   constructor(options?: ZkErrorOptions) {
     super("invalid zhandle state", Code.INVALID_STATE, options);
@@ -177,6 +228,9 @@ export class InvalidStateError extends ZkError {
 }
 
 export class UnimplementedError extends ZkError {
+  static {
+    markErrorClass(UnimplementedError, "@zkgrid/core/UnimplementedError");
+  }
   override name = "UnimplementedError";
   constructor(options?: ZkErrorOptions) {
     super("operation not implemented by the server", Code.UNIMPLEMENTED, options);
@@ -185,9 +239,27 @@ export class UnimplementedError extends ZkError {
 
 /** The client was closed (by `close()`, a failed `connect()`, or a fatal authentication failure). */
 export class ClosedError extends ZkError {
+  static {
+    markErrorClass(ClosedError, "@zkgrid/core/ClosedError");
+  }
   override name = "ClosedError";
   constructor(options?: ZkErrorOptions & { message?: string }) {
     super(options?.message ?? "client closed", Code.CLOSING, options);
+  }
+}
+
+/**
+ * The `zookeeper` native addon could not be loaded (not installed, or not built for this Node.js);
+ * the message says how to build it. Retrying cannot help until it is built.
+ */
+export class AddonUnavailableError extends ZkgridError {
+  static {
+    markErrorClass(AddonUnavailableError, "@zkgrid/core/AddonUnavailableError");
+  }
+  override name = "AddonUnavailableError";
+  declare readonly code: "ADDON_UNAVAILABLE";
+  constructor(message: string, options?: ZkgridErrorOptions) {
+    super(message, "ADDON_UNAVAILABLE", options);
   }
 }
 
@@ -232,6 +304,11 @@ export function errorFromCode(code: number, path?: string, cause?: unknown): ZkE
     default:
       return new ZkError(`zookeeper error ${code}`, code, options);
   }
+}
+
+/** An error's message, or any other thrown value as text: for log lines and problem reports. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 export const isZkError = (e: unknown): e is ZkError => e instanceof ZkError;

@@ -22,12 +22,14 @@
  * @module
  */
 
+export { addonStatus } from "./addon.js";
 export { digestAcl, digestId, formatAcl, nodeAcl, OPEN_ACL, parseAcl, Perms } from "./acl.js";
 export { connect, type SessionBoundClient, ZkClient } from "./client.js";
 export { CredentialsError, readCredentials } from "./credentials.js";
 export type { CredentialSources, GridCredentials } from "./credentials.js";
 export * as errors from "./errors.js";
 export {
+  AddonUnavailableError,
   AuthFailedError,
   AuthRequiredError,
   BadArgumentsError,
@@ -47,6 +49,7 @@ export {
   isNoAuth,
   isRetryable,
   isSessionExpired,
+  messageOf,
   NoAuthError,
   NoChildrenForEphemeralsError,
   NodeExistsError,
@@ -59,13 +62,17 @@ export {
   ZkError,
 } from "./errors.js";
 export { RESPONSE_COUNTER_LIMIT } from "./session.js";
+export { sleep } from "./sleep.js";
+export { hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";
 
+export type { AddonStatus } from "./addon.js";
 export type {
   Acl,
   Candidate,
   ChildrenChange,
   ConnectionEvent,
   ConnectionEventType,
+  ConnectionOptions,
   ConnectionState,
   ConnectOptions,
   CreateMode,
@@ -83,3 +90,4 @@ export type {
   WatchStream,
 } from "./types.js";
 export type { ZkErrorOptions } from "./errors.js";
+export type { ZkgridErrorOptions } from "@zkgrid/errors";

@@ -1,7 +1,9 @@
-import type { ClientCore } from "./client.js";
-import { BadArgumentsError, isBadVersion, isNoNode, isNotEmpty } from "./errors.js";
+import type { ClientCore } from "./connection.js";
+import { modeFlags } from "./modes.js";
+import { createProtected, ensurePath, protect } from "./recipes.js";
+import { isBadVersion, isNoNode, isNotEmpty } from "./errors.js";
 import { type Chroot, joinPath, validatePath } from "./paths.js";
-import { type Session, toBuffer, ZOO_EPHEMERAL, ZOO_SEQUENCE } from "./session.js";
+import { type Session, toBuffer, ZOO_SEQUENCE } from "./session.js";
 import type {
   Acl,
   ChildrenChange,
@@ -13,19 +15,6 @@ import type {
   WatchStream,
 } from "./types.js";
 import { ChildrenWatch, DataWatch } from "./watch.js";
-
-const MODE_FLAGS: Record<CreateMode, number> = {
-  persistent: 0,
-  ephemeral: ZOO_EPHEMERAL,
-  "persistent-sequential": ZOO_SEQUENCE,
-  "ephemeral-sequential": ZOO_EPHEMERAL | ZOO_SEQUENCE,
-};
-
-export function modeFlags(mode: CreateMode): number {
-  const flags = MODE_FLAGS[mode];
-  if (flags === undefined) throw new BadArgumentsError({ message: `unknown create mode "${String(mode)}"` });
-  return flags;
-}
 
 /**
  * The node operations, run through the client's session machinery. Unbound (`bindTo` undefined) they
@@ -55,16 +44,16 @@ export class NodeOperations {
     const created = this.#chroot.fromServer(
       await this.#run<string>(path, false, (s) => s.create(abs, path, data, flags)),
     );
-    await this.#core.protect(created);
+    await protect(this.#core, created);
     return created;
   }
 
   createProtected(path: string, data?: Data, mode: CreateMode = "persistent"): Promise<string> {
-    return this.#core.createProtected(path, data, mode, { bindTo: this.#bindTo });
+    return createProtected(this.#core, path, data, mode, { bindTo: this.#bindTo });
   }
 
   ensurePath(path: string): Promise<void> {
-    return this.#core.ensurePath(path, { bindTo: this.#bindTo });
+    return ensurePath(this.#core, path, { bindTo: this.#bindTo });
   }
 
   async exists(path: string): Promise<Stat | null> {

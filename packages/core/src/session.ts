@@ -1,5 +1,5 @@
 import type { EventEmitter } from "node:events";
-import ZooKeeperAddon from "zookeeper";
+import { loadAddon } from "./addon.js";
 import {
   BadArgumentsError,
   ClosedError,
@@ -52,8 +52,6 @@ interface NativeAcl {
   scheme: string;
   auth: string;
 }
-
-const Addon = ZooKeeperAddon as unknown as new (config: Record<string, unknown>) => AddonWrapper;
 
 /**
  * The addon closes its handle with -112 ("expired") after this many consecutive polls that returned
@@ -180,6 +178,7 @@ export class Handle {
     this.#closedPromise = new Promise((resolve) => {
       this.#closedResolve = resolve;
     });
+    const Addon = loadAddon() as new (config: Record<string, unknown>) => AddonWrapper;
     this.#wrapper = new Addon({});
     this.#native = this.#wrapper.native;
     const defer = (signal: HandleSignal) => setImmediate(() => this.#onSignal(this, signal));

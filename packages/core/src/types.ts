@@ -1,27 +1,36 @@
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type Logger = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 
-export interface ConnectOptions {
+/**
+ * How a zkgrid program or library reaches ZooKeeper: the options every connecting part of the grid
+ * shares (the client's `connect()`, the observer, the master, the worker, the submitter).
+ */
+export interface ConnectionOptions {
   /** "127.0.0.1:2181,127.0.0.1:2182" */
   connectString: string;
+  /** Every path is relative to this node ("/" means the root itself). */
+  root?: string;
   /** Requested session timeout; the server may clamp it (default 10 000). */
   sessionTimeoutMs?: number;
-  /** Every path given to the client is relative to this node ("/" means the root itself). Created if absent. */
-  root?: string;
   /** Digest credentials "user:password", added on every new session before anything else runs. */
   auth?: string | string[];
   /**
-   * Extra entries for the ACL this client sets on every node it creates (right after the create; see
-   * `nodeAcl`). With `auth` or `acl` given, each created node gets ALL for every `auth` credential plus
-   * these; with neither, nodes keep ZooKeeper's open ACL.
+   * Extra entries for the ACL set on every node created (right after the create; see `nodeAcl`). With
+   * `auth` or `acl` given, each created node gets ALL for every `auth` credential plus these; with
+   * neither, nodes keep ZooKeeper's open ACL.
    */
   acl?: readonly Acl[];
+  /** Where log lines go; nothing is printed without it. */
+  logger?: Logger;
+}
+
+export interface ConnectOptions extends ConnectionOptions {
+  /** Every path given to the client is relative to this node ("/" means the root itself). Created if absent. */
+  root?: string;
   /** connect() rejects with ConnectionLossError if no session is established by then (default 30 000). */
   connectTimeoutMs?: number;
   /** An operation waiting for a connection gives up after this (default 2 x sessionTimeoutMs). */
   opTimeoutMs?: number;
-  /** Where the client's own log lines go; nothing is printed without it. */
-  logger?: Logger;
   /** Aborting it before the first session gives up connecting (connect() rejects with ClosedError). */
   signal?: AbortSignal;
 }

@@ -1,4 +1,4 @@
-import type { ClientCore } from "./client.js";
+import type { ClientCore } from "./connection.js";
 import { isClosed, isConnectionLoss, isNoNode, isSessionExpired, OperationTimeoutError } from "./errors.js";
 import type { Handle } from "./session.js";
 import type { ChildrenChange, DataChange, Stat, WatchStream } from "./types.js";

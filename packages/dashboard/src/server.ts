@@ -7,6 +7,7 @@ import {
   observeGrid,
   type TaskView,
 } from "@zkgrid/observer";
+import { messageOf } from "@zkgrid/core";
 import { PROMETHEUS_CONTENT_TYPE } from "@zkgrid/metrics";
 import { TASK_STATES, type TaskState } from "@zkgrid/protocol";
 import { gridMetrics } from "./grid-metrics.js";
@@ -207,8 +208,4 @@ function send(res: ServerResponse, status: number, type: string, body: string, r
 
 function sendJson(res: ServerResponse, value: unknown, req: IncomingMessage, status = 200): void {
   send(res, status, "application/json; charset=utf-8", `${JSON.stringify(value)}\n`, req);
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

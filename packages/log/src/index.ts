@@ -15,11 +15,10 @@
  */
 import pino, { type DestinationStream } from "pino";
 import pretty from "pino-pretty";
+import type { Logger, LogLevel } from "@zkgrid/core";
 
-export type LogLevel = "debug" | "info" | "warn" | "error";
-
-/** What every zkgrid library accepts as its logger. */
-export type Logger = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
+// One definition of the logger every zkgrid library accepts: @zkgrid/core's (a type-only import).
+export type { Logger, LogLevel } from "@zkgrid/core";
 
 export interface LoggerOptions {
   /** The process's role, e.g. "master" or "worker" (pino's `name`). */

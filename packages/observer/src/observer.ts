@@ -1,5 +1,5 @@
 import { setMaxListeners } from "node:events";
-import { connect, type DataChange, errors, type Logger, type ZkClient } from "@zkgrid/core";
+import { connect, type DataChange, errors, type Logger, messageOf, sleep, type ZkClient } from "@zkgrid/core";
 import {
   type Assignment,
   decodeAssignment,
@@ -126,6 +126,7 @@ export async function observeGrid(options: ObserveOptions): Promise<GridObserver
     client = await connect({
       connectString: options.connectString,
       ...(options.auth === undefined ? {} : { auth: options.auth }),
+      ...(options.acl === undefined ? {} : { acl: options.acl }),
       ...(options.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: options.sessionTimeoutMs }),
       ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
@@ -993,21 +994,4 @@ async function forEachLimit<T>(
       while (next < items.length) await fn(items[next++] as T);
     }),
   );
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

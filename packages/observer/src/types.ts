@@ -1,4 +1,4 @@
-import type { ConnectionState, Logger, ZkClient } from "@zkgrid/core";
+import type { ConnectionOptions, ConnectionState, Logger, ZkClient } from "@zkgrid/core";
 import type { FinalState, TaskState, TaskStatus } from "@zkgrid/protocol";
 
 /** Observe through a client you own (left open by `close()`). */
@@ -10,17 +10,11 @@ export interface ObserveWithClient {
 }
 
 /** Connect a client of the observer's own (closed by `close()`). */
-export interface ObserveWithConnect {
-  /** "127.0.0.1:2181,127.0.0.1:2182" */
-  connectString: string;
+export interface ObserveWithConnect extends ConnectionOptions {
   /** The grid's root (default `/zkgrid`). */
   root?: string;
-  /** Digest credentials "user:password". */
-  auth?: string | string[];
-  sessionTimeoutMs?: number;
   /** `observeGrid` rejects if no session is made by then (default 30 000). */
   connectTimeoutMs?: number;
-  logger?: Logger;
 }
 
 export type ObserveOptions = (ObserveWithClient | ObserveWithConnect) & {

@@ -1,3 +1,5 @@
+import { markErrorClass, ZkgridError } from "@zkgrid/errors";
+
 /** One thing wrong with a payload: where (`tasks[3].timeoutMs`, or "" for the whole value) and what. */
 export interface ProtocolIssue {
   readonly path: string;
@@ -10,13 +12,17 @@ const SHOWN_ISSUES = 3;
  * A payload that cannot be decoded or encoded. `message` reads `<path>: <problem>` for the first few
  * issues, joined by "; " (just `<problem>` when the whole value is at fault).
  */
-export class ProtocolError extends Error {
+export class ProtocolError extends ZkgridError {
+  static {
+    markErrorClass(ProtocolError, "@zkgrid/protocol/ProtocolError");
+  }
   override readonly name = "ProtocolError";
+  declare readonly code: "INVALID_PAYLOAD";
   readonly issues: readonly ProtocolIssue[];
 
   constructor(issues: string | readonly ProtocolIssue[], options?: { cause?: unknown }) {
     const list = typeof issues === "string" ? [{ path: "", problem: issues }] : issues;
-    super(formatIssues(list), options);
+    super(formatIssues(list), "INVALID_PAYLOAD", options);
     this.issues = list;
   }
 
@@ -41,14 +47,18 @@ export class ProtocolError extends Error {
 }
 
 /** A worker name, task id or root path that breaks its rule; `message` names the rule. */
-export class InvalidNameError extends Error {
+export class InvalidNameError extends ZkgridError {
+  static {
+    markErrorClass(InvalidNameError, "@zkgrid/protocol/InvalidNameError");
+  }
   override readonly name = "InvalidNameError";
+  declare readonly code: "INVALID_NAME";
   /** What kind of name: "worker name", "task id", "session id", "root path", ... */
   readonly kind: string;
   readonly value: unknown;
 
   constructor(kind: string, value: unknown, problem: string) {
-    super(`invalid ${kind} ${describeValue(value)}: ${problem}`);
+    super(`invalid ${kind} ${describeValue(value)}: ${problem}`, "INVALID_NAME");
     this.kind = kind;
     this.value = value;
   }
