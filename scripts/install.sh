@@ -16,11 +16,12 @@ apt_install() {
   fi
   if [ "$apt_updated" = 0 ]; then
     say "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 update -qq
     apt_updated=1
   fi
   say "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # Another apt-get may hold the dpkg lock: wait for it rather than give up.
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # Node.js: the machine's own; we do not install it.
@@ -62,6 +63,18 @@ elif apt_install default-jre-headless; then
 else
   say "Java is missing: run \`apt-get install default-jre-headless\` as root, or set JAVA_HOME"
   exit 1
+fi
+
+# Chromium for the browser test: CI installs it here, because there the test fails without it.
+if [ "${CI:-}" = true ]; then
+  if [ -x /usr/bin/chromium ]; then
+    say "chromium present"
+  elif apt_install chromium; then
+    say "chromium installed (Debian package)"
+  else
+    say "chromium is missing and could not be installed: the browser test will fail"
+    exit 1
+  fi
 fi
 
 # npm dependencies: CI must use the lockfile as committed.
