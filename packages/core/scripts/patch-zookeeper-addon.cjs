@@ -125,6 +125,16 @@ function main() {
 
   const clientDir = path.join(dir, "deps", "zookeeper-client-c");
   if (fs.existsSync(clientDir)) settleAutotoolsTimestamps(clientDir);
+  // The patch changes only the addon, not the C client the first install built. The addon's build
+  // script skips the C client when this file exists (it never does on Linux otherwise), which saves
+  // a configure and make of it.
+  const clientBuilt = path.join(dir, "build", "zk", "lib", "libzookeeper_st.la");
+  const reuseClient =
+    fs.existsSync(path.join(clientDir, ".libs", "libzookeeper_st.a")) && !fs.existsSync(clientBuilt);
+  if (reuseClient) {
+    fs.mkdirSync(path.dirname(clientBuilt), { recursive: true });
+    fs.writeFileSync(clientBuilt, "# zkgrid: the C client in deps/zookeeper-client-c is built\n");
+  }
   // Outside build/, in case a failed build leaves it half made.
   const backup = fs.existsSync(binary) ? path.join(dir, "zookeeper.node.before-zkgrid-patch") : undefined;
   if (backup) fs.copyFileSync(binary, backup);
@@ -139,6 +149,7 @@ function main() {
     return run.status ?? 1;
   };
   const status = gyp("configure") === 0 ? gyp("build") : 1;
+  if (reuseClient) fs.rmSync(path.join(dir, "build", "zk"), { recursive: true, force: true });
   if (status === 0 && fs.existsSync(binary)) {
     fs.writeFileSync(stamp, `${MARK}\n`);
     if (backup) fs.rmSync(backup, { force: true });
