@@ -79,7 +79,11 @@ write_consumer "$WORK/npm" module
 write_consumer "$WORK/pnpm" module
 
 install_npm() { (cd "$WORK/npm" && npm install --no-audit --no-fund --foreground-scripts); }
-install_pnpm() { (cd "$WORK/pnpm" && pnpm install --config.confirmModulesPurge=false --reporter=append-only); }
+# Without its side-effects cache: with it, pnpm skips @zkgrid/core's postinstall when it built that
+# version before on this machine, and the freshly built addon stays unpatched (see the README's Install).
+install_pnpm() {
+  (cd "$WORK/pnpm" && pnpm install --config.side-effects-cache=false --reporter=append-only)
+}
 # Both installs build the zookeeper addon: in parallel, they take the time of one.
 install_npm >"$WORK/logs/install-npm.log" 2>&1 &
 npm_pid=$!
