@@ -17,9 +17,14 @@ for dir in "${PACKAGES[@]}"; do NAMES+=("$(node -p "require('./$dir/package.json
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/zkgrid-consumers.XXXXXX")
 PIDS=()
 cleanup() {
+  # A master or worker closes its ZooKeeper session on SIGTERM (up to a few seconds); then SIGKILL.
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  sleep 0.5
+  for _ in $(seq 1 20); do
+    kill -0 "${PIDS[@]}" 2>/dev/null || break
+    sleep 0.5
+  done
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  wait 2>/dev/null
   [ -n "${KEEP:-}" ] && echo "consumers: kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
