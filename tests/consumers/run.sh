@@ -20,7 +20,9 @@ cleanup() {
   # A master or worker closes its ZooKeeper session on SIGTERM (up to a few seconds); then SIGKILL.
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for _ in $(seq 1 20); do
-    kill -0 "${PIDS[@]}" 2>/dev/null || break
+    alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 1 ] || break
     sleep 0.5
   done
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
