@@ -16,11 +16,12 @@ apt_install() {
   fi
   if [ "$apt_updated" = 0 ]; then
     say "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 update -qq
     apt_updated=1
   fi
   say "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # Another apt-get may hold the dpkg lock: wait for it rather than give up.
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # Node.js: the machine's own; we do not install it.
@@ -77,7 +78,7 @@ else
 fi
 
 # Test hosts (tests/network, @zkgrid/testing's startTestNet): network namespaces, veths and `tc` from
-# iproute2, drop rules from nftables. They also need root and, for slow links, a kernel with netem.
+# iproute2, drop rules from nftables. They also need root.
 if command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1; then
   say "iproute2 present"
 elif apt_install iproute2; then
@@ -93,6 +94,18 @@ elif apt_install nftables; then
 else
   # Only tests/network needs it; everything else still builds and tests without it.
   say "nftables is missing: run \`apt-get install nftables\` as root (tests/network needs it)"
+fi
+
+# Chromium for the browser test: CI installs it here, because there the test fails without it.
+if [ "${CI:-}" = true ]; then
+  if [ -x /usr/bin/chromium ]; then
+    say "chromium present"
+  elif apt_install chromium; then
+    say "chromium installed (Debian package)"
+  else
+    say "chromium is missing and could not be installed: the browser test will fail"
+    exit 1
+  fi
 fi
 
 # npm dependencies: CI must use the lockfile as committed.

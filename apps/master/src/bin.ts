@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { CredentialsError, type GridCredentials, readCredentials } from "@zkgrid/core";
 import { createLogger, isLogLevel } from "@zkgrid/log";
@@ -16,7 +17,8 @@ Options:
   --auth <file>            a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
                            or the credentials themselves in env ZKGRID_AUTH, never on the command line)
   --acl <entries>          more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
-                           (env ZKGRID_ACL; see docs/operators.md)
+                           (env ZKGRID_ACL; see "ACLs" in
+                           ${fileURLToPath(new URL("../docs/operators.md", import.meta.url))})
   --keep-results <n>       result nodes kept under <root>/results; older ones are deleted (default 5000)
   --http-port <n>          serve the dashboard and /metrics on this port (0: any free port)
   --http-host <addr>       the address for it (default 127.0.0.1)

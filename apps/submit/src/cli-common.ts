@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
 import type { GridObserver } from "@zkgrid/observer";
@@ -32,7 +33,8 @@ export const GRID_FLAGS_USAGE = `Grid:
   --auth <file>           a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
                           or the credentials themselves in env ZKGRID_AUTH, never on the command line)
   --acl <entries>         more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
-                          (env ZKGRID_ACL; see docs/operators.md)
+                          (env ZKGRID_ACL; see "ACLs" in
+                          ${fileURLToPath(new URL("../docs/operators.md", import.meta.url))})
   --connect-timeout <duration>
                           give up when no ZooKeeper session is made by then (default 15s)`;
 

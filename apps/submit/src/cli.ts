@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { TaskStatus } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
@@ -33,7 +34,9 @@ Submits tasks to a zkgrid and prints their ids, one per line (with --wait: their
 
 Tasks come from stdin or --file, as UTF-8: one JSON object, NDJSON (one task per line, blank lines
 ignored), or a JSON array. A task is {"cmd": "..."} or {"handler": "...", "input": ...} with the
-optional fields of TaskSpec in docs/protocol.md; a task without "id" gets a new one, and two
+optional fields of TaskSpec ("Payloads" in
+${fileURLToPath(new URL("../docs/protocol.md", import.meta.url))});
+a task without "id" gets a new one, and two
 tasks with the same "id" are refused.
 
 One task from flags:

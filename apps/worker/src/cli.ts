@@ -1,4 +1,5 @@
 import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
 import {
@@ -44,7 +45,8 @@ Options:
   --auth <file>              a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
                              or the credentials themselves in env ZKGRID_AUTH, never on the command line)
   --acl <entries>            more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
-                             (env ZKGRID_ACL; see docs/operators.md)
+                             (env ZKGRID_ACL; see "ACLs" in
+                             ${fileURLToPath(new URL("../docs/operators.md", import.meta.url))})
   --perl <path>              the Perl that runs the task launcher (env ZKGRID_PERL; default perl on the
                              PATH); without one, tasks are spawned by the worker itself and are not
                              killed with it if it is killed (see the worker's README)

@@ -21,8 +21,13 @@ export async function ensureChromium(): Promise<string | undefined> {
     return `${CHROMIUM_PATH} is missing, and installing it with apt-get needs root`;
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   try {
-    await run("apt-get", ["update"], { env, timeout: 300_000 });
-    await run("apt-get", ["install", "-y", "--no-install-recommends", "chromium"], { env, timeout: 600_000 });
+    // Another apt-get (an unattended upgrade, a parallel install) may hold the dpkg lock: wait for it.
+    const lock = ["-o", "DPkg::Lock::Timeout=120"];
+    await run("apt-get", [...lock, "update"], { env, timeout: 300_000 });
+    await run("apt-get", [...lock, "install", "-y", "--no-install-recommends", "chromium"], {
+      env,
+      timeout: 600_000,
+    });
   } catch (err) {
     return `apt-get install chromium failed: ${err instanceof Error ? err.message : String(err)}`;
   }
