@@ -9,8 +9,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
-PACKAGES=(packages/protocol packages/core packages/log packages/observer packages/dashboard packages/testing
-  apps/master apps/worker apps/submit)
+# Every published package of the workspace (private ones, such as the bench, are not packed).
+PACKAGES=()
+for dir in packages/* apps/*; do
+  [ -f "$dir/package.json" ] && [ "$(node -p "require('./$dir/package.json').private === true")" = false ] &&
+    PACKAGES+=("$dir")
+done
 NAMES=()
 for dir in "${PACKAGES[@]}"; do NAMES+=("$(node -p "require('./$dir/package.json').name")"); done
 
