@@ -59,6 +59,8 @@ Options:
   --out <dir>      where to write the results (default bench/results)
   --profile        run the master and workers with --cpu-prof (profiles kept in the scratch dir)
   --keep           keep the scratch dir (process logs, profiles)
+  --allow-unpatched-addon  report figures even when the zookeeper addon lacks @zkgrid/core's
+                   hosts-once patch (about 13 µs of CPU more per reply in every process)
   -h, --help       show this help`;
 
 const PARTS = ["ceilings", "noop", "shell", "latency", "scale"] as const;
@@ -180,6 +182,24 @@ function scratchRoot(): string {
   }
 }
 
+/**
+ * Whether the addon the grid loads (zookeeper, as @zkgrid/core resolves it) carries the hosts-once
+ * patch: its postinstall leaves this stamp beside the built addon only when the rebuild succeeded.
+ */
+function addonState(): { patched: boolean; dir?: string } {
+  try {
+    const require = createRequire(import.meta.url);
+    const core = dirname(require.resolve("@zkgrid/core"));
+    const dir = dirname(require.resolve("zookeeper/package.json", { paths: [core] }));
+    const release = join(dir, "build", "Release");
+    const patched =
+      existsSync(join(release, ".zkgrid-resolution-patch")) && existsSync(join(release, "zookeeper.node"));
+    return { patched, dir };
+  } catch {
+    return { patched: false };
+  }
+}
+
 function osName(): string {
   try {
     return /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync("/etc/os-release", "utf8"))?.[1] ?? "unknown";
@@ -221,6 +241,15 @@ async function main(): Promise<number> {
       process.stderr.write(`bench: ${what} is not built (${path}): run pnpm build first\n`);
       return 2;
     }
+  }
+  const addon = addonState();
+  if (!addon.patched && !values["allow-unpatched-addon"]) {
+    process.stderr.write(
+      `bench: the zookeeper addon (${addon.dir ?? "not found"}) lacks @zkgrid/core's hosts-once patch, so ` +
+        "its figures would not be zkgrid's. Run `pnpm --filter @zkgrid/core run postinstall` (it says why " +
+        "if it cannot apply), or pass --allow-unpatched-addon to measure the addon as shipped.\n",
+    );
+    return 1;
   }
   const config = configFor(values.quick ? "quick" : "full");
   if (values.scale) {
@@ -398,6 +427,7 @@ async function main(): Promise<number> {
         zookeeperAddon: packageVersion("zookeeper", "@zkgrid/core"),
         commit: gitCommit(),
       },
+      addon: { hostsOncePatch: addon.patched },
       machine: {
         cpus: cpuList.length,
         cpuModel: cpuList[0]?.model,
@@ -452,6 +482,7 @@ function parse() {
       out: { type: "string" },
       profile: { type: "boolean" },
       keep: { type: "boolean" },
+      "allow-unpatched-addon": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
