@@ -116,6 +116,8 @@ export interface RedisLoad {
   writesPerJob: number;
   /** Every command clients sent (reads, blocking pops and stream reads included). */
   commandsPerJob: number;
+  /** The writes per job by command (scripts by their SHA or name are all "evalsha"). */
+  writesByCommand: Record<string, number>;
   /** Jobs counted. */
   jobs: number;
 }
@@ -145,23 +147,22 @@ export async function countRedisLoad(
     monitor.disconnect();
   }
   try {
+    const perJob = (n: number) => Math.round((n / jobs) * 100) / 100;
     let writes = 0;
     let commands = 0;
+    const writesByCommand: Record<string, number> = {};
     for (const [name, count] of calls) {
       commands += count;
-      if (/^(eval|evalsha|fcall)$/.test(name)) {
-        writes += count;
-        continue;
+      let write = /^(eval|evalsha|fcall)$/.test(name);
+      if (!write) {
+        const [info] = (await admin.command("INFO", name)) as [unknown[] | null];
+        write = Array.isArray(info) && Array.isArray(info[2]) && (info[2] as string[]).includes("write");
       }
-      const [info] = (await admin.command("INFO", name)) as [unknown[] | null];
-      const flags = Array.isArray(info) && Array.isArray(info[2]) ? (info[2] as string[]) : [];
-      if (flags.includes("write")) writes += count;
+      if (!write) continue;
+      writes += count;
+      writesByCommand[name] = perJob(count);
     }
-    return {
-      writesPerJob: Math.round((writes / jobs) * 100) / 100,
-      commandsPerJob: Math.round((commands / jobs) * 100) / 100,
-      jobs,
-    };
+    return { writesPerJob: perJob(writes), commandsPerJob: perJob(commands), writesByCommand, jobs };
   } finally {
     admin.disconnect();
   }
