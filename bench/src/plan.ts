@@ -132,6 +132,11 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
   };
 }
 
+/** The same grid started with the programs' defaults: no tuning flags. */
+function defaultsOf(shape: GridShape): GridShape {
+  return { workers: shape.workers, concurrency: shape.concurrency, defaults: true };
+}
+
 export interface PassOptions {
   /** The parts to run in this pass (a subset of config.parts). */
   parts: Part[];
@@ -173,6 +178,8 @@ export async function runPass(
     const r = config.rounds;
     log(`(a) zkgrid: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
     record(await zkgridThroughput(ctx, "noop", n.zkgrid, n.warmup, n.count, r, { nodeFlags }));
+    log(`(a) zkgrid, defaults: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
+    record(await zkgridThroughput(ctx, "noop", defaultsOf(n.zkgrid), n.warmup, n.count, r, { nodeFlags }));
     for (const shape of n.bullmq) {
       log(`(a) BullMQ: ${r} × ${n.count} no-op jobs after ${n.warmup} to warm up`);
       record(await bullThroughput(ctx, "noop", shape, n.warmup, n.count, r));
@@ -218,6 +225,8 @@ export async function runPass(
     record(await zkDirectFloor(ctx, l.warmup, l.count));
     log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
     record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
+    log(`(c) zkgrid, defaults: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
+    record(await zkgridLatency(ctx, defaultsOf(l.zkgrid), l.warmup, l.count, { nodeFlags }));
     log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);
     record(await bullLatency(ctx, l.bullmq, l.warmup, l.count));
   }

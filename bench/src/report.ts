@@ -21,6 +21,9 @@ function best(list: ThroughputResult[]): ThroughputResult | undefined {
     .sort((a, b) => b.tasksPerSecond - a.tasksPerSecond)[0];
 }
 
+/** The programs started with no tuning flags against tuned: within 10%. */
+export const DEFAULTS_TARGET = { throughput: 0.9, p50: 1.1 };
+
 /** The ratios the issue asks for, with its targets. */
 export function computeRatios(
   results: BenchResult[],
@@ -29,7 +32,10 @@ export function computeRatios(
 ): Ratio[] {
   const ratios: Ratio[] = [];
   const tp = throughputs(results);
-  const zkNoop = tp.find((r) => r.system === "zkgrid" && r.workload === "noop");
+  const zkNoop = tp.find((r) => r.system === "zkgrid" && r.workload === "noop" && r.flags !== "defaults");
+  const zkNoopDefaults = tp.find(
+    (r) => r.system === "zkgrid" && r.workload === "noop" && r.flags === "defaults",
+  );
   const zkShell = tp.find((r) => r.system === "zkgrid" && r.workload === "shell");
   const bullNoop = tp.filter((r) => r.system === "bullmq" && r.workload === "noop");
   const bullShell = best(tp.filter((r) => r.system === "bullmq" && r.workload === "shell"));
@@ -50,6 +56,15 @@ export function computeRatios(
         value,
         target: `≥ ${targets.throughput}`,
         met: value >= targets.throughput,
+      });
+    }
+    if (zkNoopDefaults && !zkNoopDefaults.error) {
+      const value = round(zkNoopDefaults.tasksPerSecond / zkNoop.tasksPerSecond, 2);
+      ratios.push({
+        name: "(a) no-op throughput: zkgrid with defaults ÷ tuned",
+        value,
+        target: `≥ ${DEFAULTS_TARGET.throughput}`,
+        met: value >= DEFAULTS_TARGET.throughput,
       });
     }
     if (creates && zkNoop.zk) {
@@ -83,7 +98,17 @@ export function computeRatios(
       });
     }
   }
-  const zkLat = latencies(results).find((r) => r.system === "zkgrid");
+  const zkLat = latencies(results).find((r) => r.system === "zkgrid" && r.flags !== "defaults");
+  const zkLatDefaults = latencies(results).find((r) => r.system === "zkgrid" && r.flags === "defaults");
+  if (zkLat && zkLatDefaults && !zkLat.error && !zkLatDefaults.error) {
+    const value = round(zkLatDefaults.latencyMs.p50 / zkLat.latencyMs.p50, 2);
+    ratios.push({
+      name: "(c) one-at-a-time latency p50: zkgrid with defaults ÷ tuned",
+      value,
+      target: `≤ ${DEFAULTS_TARGET.p50}`,
+      met: value <= DEFAULTS_TARGET.p50,
+    });
+  }
   const bullLat = latencies(results).find((r) => r.system === "bullmq");
   if (zkLat && bullLat && !zkLat.error && !bullLat.error) {
     for (const p of ["p50", "p95", "p99"] as const) {

@@ -26,12 +26,17 @@ export interface ZkLoad {
  */
 export type CpuPerTask = Record<string, number>;
 
+/** How zkgrid's master and workers were started: with the bench's tuning flags, or with none. */
+export type ProgramFlags = "tuned" | "defaults";
+
 export interface ThroughputResult {
   kind: "throughput";
   system: "zkgrid" | "bullmq";
   workload: "noop" | "shell";
   /** e.g. "1 master + 2 workers × 100". */
   shape: string;
+  /** zkgrid only: started with the bench's tuning flags, or with the programs' defaults. */
+  flags?: ProgramFlags;
   workers: number;
   concurrency: number;
   warmup: number;
@@ -55,6 +60,8 @@ export interface LatencyResult {
   kind: "latency";
   system: "zkgrid" | "bullmq";
   shape: string;
+  /** zkgrid only, as for ThroughputResult. */
+  flags?: ProgramFlags;
   warmup: number;
   count: number;
   /** One task at a time: submit, await its result, repeat. */
