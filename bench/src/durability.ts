@@ -158,12 +158,3 @@ export function describeSettings(s: DurabilitySettings): string {
       : `; Redis ${s.redis.persistence === "aof-always" ? "appendonly yes, appendfsync always" : "no persistence"}, data on ${s.redis.filesystem}`;
   return `${s.durability}: ${zk}${redis}`;
 }
-
-/**
- * The issue's targets for each setting, zkgrid ÷ BullMQ: no-op throughput at least `throughput`, a lone
- * task's p50 at most `p50`.
- */
-export const TARGETS: Record<Durability, { throughput: number; p50: number }> = {
-  durable: { throughput: 2.5, p50: 1.0 },
-  fast: { throughput: 2, p50: 2 },
-};

@@ -30,12 +30,12 @@ import {
   describeSettings,
   diskRoot,
   startServers,
-  TARGETS,
 } from "./durability.js";
 import { configFor, PARTS, type Part, runPass } from "./plan.js";
 import { killAllNow } from "./processes.js";
-import { computeRatios, formatTables, type Ratio, renderChart } from "./report.js";
+import { computeRatios, formatSummary, formatTables, type Ratio, renderChart } from "./report.js";
 import type { BenchResult } from "./results.js";
+import { DEFAULTS_TARGETS, type FigureSummary, figuresOf, summarizeRuns, TARGETS } from "./summary.js";
 import type { ServerWarmup } from "./zkgrid.js";
 import { serverVersion } from "./zookeeper.js";
 
@@ -58,6 +58,9 @@ Options:
   --scale          only the scale test (100 000 tasks queued at once)
   --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale
   --durability <list>  these settings, comma-separated, in this order (default durable,fast)
+  --runs <n>       complete runs (every setting, every part); each figure is reported as its median
+                   over the runs, and the targets are judged on it (default 3; 1 with --quick,
+                   --smoke or --scale). The scale test runs in the first run only
   --concurrency <n>  tasks each worker runs at once in the no-op and latency runs, zkgrid and
                    BullMQ alike (default 100); zkgrid's no-op workers hold as many again (prefetch)
   --out <dir>      where to write the results (default bench/results)
@@ -72,12 +75,18 @@ Environment:
   ZKGRID_BENCH_DISK     a disk directory for the durable servers' data (default the temp dir when it
                    is on a disk, else bench/.disk)`;
 
-/** Everything one durability setting produced. */
+/** Everything one durability setting produced in one run. */
 interface DurabilityPass {
   settings: DurabilitySettings;
   serverWarmup?: ServerWarmup;
   results: BenchResult[];
   ratios: Ratio[];
+}
+
+/** One complete run: every setting, every part. */
+interface Run {
+  run: number;
+  passes: Partial<Record<Durability, DurabilityPass>>;
 }
 
 /** The version of an installed package; `from` is a package that depends on it, when the bench does not. */
@@ -240,9 +249,18 @@ async function main(): Promise<number> {
     config.noop.zkgrid.prefetch = n;
     config.scale.zkgrid.prefetch = n;
   }
+  let runs = config.mode === "full" || config.mode === "partial" ? 3 : 1;
+  if (values.runs !== undefined) {
+    runs = Number(values.runs);
+    if (!Number.isInteger(runs) || runs < 1 || runs > 20) {
+      process.stderr.write(`bench: --runs must be a whole number 1..20, got "${values.runs}"\n`);
+      return 2;
+    }
+  }
   const outDir = resolve(values.out ?? join(REPO, "bench/results"));
   const needsRedis = ["noop", "shell", "latency"].some((p) => config.parts.includes(p as Part));
-  // The scale test compares zkgrid with nothing: it runs once, on the fast setting when there is one.
+  // The scale test compares zkgrid with nothing: it runs once (first run), on the fast setting when
+  // there is one.
   const scaleOn = durabilities.includes("fast") ? "fast" : durabilities[0];
 
   const began = performance.now();
@@ -253,7 +271,8 @@ async function main(): Promise<number> {
   let diskDir: string | undefined;
   const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(workDir, "profiles")}`] : [];
   let servers: DurabilityServers | undefined;
-  const passes: Partial<Record<Durability, DurabilityPass>> = {};
+  const runRecords: Run[] = [];
+  const settingsOf: Partial<Record<Durability, DurabilitySettings>> = {};
   const startedAt = new Date();
   const loadAverageAtStart = loadavg();
   let zkVersion = "unknown";
@@ -261,49 +280,64 @@ async function main(): Promise<number> {
   try {
     if (durabilities.includes("durable")) diskDir = mkdtempSync(join(diskRoot(), "zkgrid-bench-"));
     log(
-      `mode ${config.mode}: ${config.parts.join(", ")}; durability ${durabilities.join(", ")}; scratch dir ${workDir}${diskDir ? `, disk dir ${diskDir}` : ""}`,
+      `mode ${config.mode}: ${config.parts.join(", ")}; durability ${durabilities.join(", ")}; ${runs} run(s); scratch dir ${workDir}${diskDir ? `, disk dir ${diskDir}` : ""}`,
     );
     const zookeeper = await findZooKeeper({ install: process.getuid?.() === 0 });
+    for (let run = 1; run <= runs; run++) {
+      const record: Run = { run, passes: {} };
+      runRecords.push(record);
+      for (const durability of durabilities) {
+        const parts = config.parts.filter((p) => p !== "scale" || (durability === scaleOn && run === 1));
+        if (parts.length === 0) continue;
+        log(`run ${run} of ${runs}, ${durability}`);
+        servers = await startServers(durability, {
+          zookeeper,
+          ramDir: join(workDir, `run${run}`),
+          diskDir: join(diskDir ?? workDir, `run${run}`),
+          withRedis: needsRedis && parts.some((p) => p !== "ceilings" && p !== "scale"),
+          log,
+        });
+        zkVersion = await serverVersion(servers.zk);
+        redisVersion = servers.redis?.version ?? redisVersion;
+        settingsOf[durability] ??= servers.settings;
+        log(
+          `${durability}: ZooKeeper ${zkVersion} on ${servers.zk.connectString}${servers.redis ? `, Redis ${servers.redis.version} on 127.0.0.1:${servers.redis.port}` : ""}`,
+        );
+        log(`  ${describeSettings(servers.settings)}`);
+        const ctx: BenchContext = {
+          zk: servers.zk,
+          redis: servers.redis as BenchContext["redis"],
+          workDir,
+          log,
+        };
+        const results: BenchResult[] = [];
+        const serverWarmup = await runPass(ctx, config, {
+          parts,
+          zkDataDir: servers.settings.zookeeper.dataDir,
+          nodeFlags,
+          record: (result) => {
+            results.push(result);
+            logResult(log, result);
+          },
+        });
+        record.passes[durability] = {
+          settings: servers.settings,
+          ...(serverWarmup === undefined ? {} : { serverWarmup }),
+          results,
+          ratios: computeRatios(results, config.masterRssLimitMiB, TARGETS[durability]),
+        };
+        await stopServers(servers);
+        servers = undefined;
+      }
+    }
+    const summary: Partial<Record<Durability, FigureSummary[]>> = {};
     for (const durability of durabilities) {
-      const parts = config.parts.filter((p) => p !== "scale" || durability === scaleOn);
-      if (parts.length === 0) continue;
-      servers = await startServers(durability, {
-        zookeeper,
-        ramDir: workDir,
-        diskDir: diskDir ?? workDir,
-        withRedis: needsRedis && parts.some((p) => p !== "ceilings" && p !== "scale"),
-        log,
+      const perRun = runRecords.map((r) => {
+        const pass = r.passes[durability];
+        return pass === undefined ? [] : figuresOf(pass.results, durability);
       });
-      zkVersion = await serverVersion(servers.zk);
-      redisVersion = servers.redis?.version ?? redisVersion;
-      log(
-        `${durability}: ZooKeeper ${zkVersion} on ${servers.zk.connectString}${servers.redis ? `, Redis ${servers.redis.version} on 127.0.0.1:${servers.redis.port}` : ""}`,
-      );
-      log(`  ${describeSettings(servers.settings)}`);
-      const ctx: BenchContext = {
-        zk: servers.zk,
-        redis: servers.redis as BenchContext["redis"],
-        workDir,
-        log,
-      };
-      const results: BenchResult[] = [];
-      const serverWarmup = await runPass(ctx, config, {
-        parts,
-        zkDataDir: servers.settings.zookeeper.dataDir,
-        nodeFlags,
-        record: (result) => {
-          results.push(result);
-          logResult(log, result);
-        },
-      });
-      passes[durability] = {
-        settings: servers.settings,
-        ...(serverWarmup === undefined ? {} : { serverWarmup }),
-        results,
-        ratios: computeRatios(results, config.masterRssLimitMiB, TARGETS[durability]),
-      };
-      await stopServers(servers);
-      servers = undefined;
+      const summaries = summarizeRuns(perRun);
+      if (summaries.length > 0) summary[durability] = summaries;
     }
 
     const seconds = Math.round((performance.now() - began) / 100) / 10;
@@ -314,7 +348,8 @@ async function main(): Promise<number> {
       durationSeconds: seconds,
       config,
       durabilities,
-      targets: TARGETS,
+      runCount: runs,
+      targets: { ...TARGETS, defaults: DEFAULTS_TARGETS },
       versions: {
         node: process.version,
         zookeeper: zkVersion,
@@ -326,6 +361,7 @@ async function main(): Promise<number> {
         commit: gitCommit(),
       },
       addon: { hostsOncePatch: addon.patched },
+      settings: settingsOf,
       machine: machineRecord(cpuList, loadAverageAtStart),
       notes: [
         "durable: ZooKeeper with forceSync=yes, its data on a disk (never a RAM file system), the JVM's own defaults but -Xmx1g; Redis with appendonly yes + appendfsync always, its data on a disk. fast: ZooKeeper with forceSync=no, no request thread pools, -Xmx1g, data in RAM; Redis without persistence. All servers throw-away.",
@@ -337,25 +373,36 @@ async function main(): Promise<number> {
         "Redis writes per job: commands clients sent that write (scripts, each one atomic AOF append, and commands flagged write; not what scripts call inside), counted under MONITOR over up to 50 more lone jobs after the timed ones.",
         "fsync floor: one 128-byte write + fdatasync into a preallocated file on the file system of ZooKeeper's data, as ZooKeeper appends to its transaction log.",
         "Peak RSS: VmHWM of each process at the end of its run (it includes the warm-up).",
+        "runs: every run complete (fresh servers for each setting, every part but scale after run 1); summary: each headline figure per run and its median over the runs (a ratio's median is the median of the runs' ratios), the target judged on the median, and the worst run's miss as a share of the bound.",
       ],
-      passes,
+      summary,
+      runs: runRecords,
     };
     mkdirSync(outDir, { recursive: true });
     const jsonFile = join(outDir, `${config.mode}.json`);
     writeFileSync(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
     const written = [jsonFile];
-    for (const [durability, pass] of Object.entries(passes) as Array<[Durability, DurabilityPass]>) {
-      const svgFile = join(outDir, `${config.mode}-${durability}.svg`);
-      const subtitle = `${durability} · ${startedAt.toISOString().slice(0, 16).replace("T", " ")} · ${cpuList.length} CPUs · Node ${process.version} · ZooKeeper ${zkVersion}${redisVersion ? ` · Redis ${redisVersion} · BullMQ ${report.versions.bullmq}` : ""}`;
-      writeFileSync(svgFile, renderChart(pass.results, subtitle, TARGETS[durability].throughput));
-      written.push(svgFile);
-      process.stdout.write(
-        `\n== ${describeSettings(pass.settings)}\n\n${formatTables(pass.results, pass.ratios)}\n`,
-      );
+    for (const { run, passes } of runRecords) {
+      for (const [durability, pass] of Object.entries(passes) as Array<[Durability, DurabilityPass]>) {
+        process.stdout.write(
+          `\n== run ${run} of ${runs} · ${describeSettings(pass.settings)}\n\n${formatTables(pass.results, pass.ratios)}\n`,
+        );
+        // The chart of the first run; every run's figures are in the JSON.
+        if (run !== 1) continue;
+        const svgFile = join(outDir, `${config.mode}-${durability}.svg`);
+        const subtitle = `${durability} · run 1 of ${runs} · ${startedAt.toISOString().slice(0, 16).replace("T", " ")} · ${cpuList.length} CPUs · Node ${process.version} · ZooKeeper ${zkVersion}${redisVersion ? ` · Redis ${redisVersion} · BullMQ ${report.versions.bullmq}` : ""}`;
+        writeFileSync(svgFile, renderChart(pass.results, subtitle, TARGETS[durability].throughput.bound));
+        written.push(svgFile);
+      }
+    }
+    for (const [durability, summaries] of Object.entries(summary) as Array<[Durability, FigureSummary[]]>) {
+      const settings = settingsOf[durability];
+      const title = `== ${runs === 1 ? "one run" : `medians of ${runs} runs`} · ${settings ? describeSettings(settings) : durability}`;
+      process.stdout.write(`\n${formatSummary(title, summaries)}\n`);
     }
     process.stdout.write(`\nWrote ${written.join(", ")} (${seconds} s in all)\n`);
-    const failed = Object.values(passes).some((pass) =>
-      pass.results.some((r) => "error" in r && r.error !== undefined),
+    const failed = runRecords.some((r) =>
+      Object.values(r.passes).some((pass) => pass.results.some((x) => "error" in x && x.error !== undefined)),
     );
     return failed ? 1 : 0;
   } finally {
@@ -413,6 +460,7 @@ function parse() {
       quick: { type: "boolean" },
       smoke: { type: "boolean" },
       durability: { type: "string" },
+      runs: { type: "string" },
       scale: { type: "boolean" },
       only: { type: "string" },
       concurrency: { type: "string" },
