@@ -70,6 +70,12 @@ Options:
                    hosts-once patch (about 13 µs of CPU more per reply in every process)
   -h, --help       show this help
 
+Examples:
+  pnpm bench                        the full run: 3 runs of both settings, medians against the targets
+  pnpm bench --only latency --durability durable,fast --runs 3
+                                    the lone-task latency and its floors only, both settings
+  pnpm bench --quick                one short run of both settings
+
 Environment:
   ZKGRID_BENCH_SCRATCH  a RAM directory for the fast servers and the scratch files (default /dev/shm)
   ZKGRID_BENCH_DISK     a disk directory for the durable servers' data (default the temp dir when it
