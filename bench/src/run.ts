@@ -53,7 +53,7 @@ Durability settings:
                    persistence
 
 Options:
-  --quick          a smaller run, about a minute after the build (no scale test, one BullMQ shape)
+  --quick          one smaller run, a minute or two after the build (no scale test, one BullMQ shape)
   --smoke          tiny counts: only checks that every part runs end to end (its figures mean nothing)
   --scale          only the scale test (100 000 tasks queued at once)
   --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale
