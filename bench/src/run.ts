@@ -4,18 +4,9 @@
  * workload, prints the tables and ratios, and writes JSON and SVG charts to bench/results/.
  */
 import { execFileSync } from "node:child_process";
-import {
-  accessSync,
-  existsSync,
-  constants as fsConstants,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
+import { cpus, loadavg, release, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
@@ -29,6 +20,7 @@ import {
   type DurabilitySettings,
   describeSettings,
   diskRoot,
+  scratchRoot,
   startServers,
 } from "./durability.js";
 import { configFor, PARTS, type Part, runPass } from "./plan.js";
@@ -113,22 +105,6 @@ function packageVersion(name: string, from?: string): string {
     // Fall through.
   }
   return "unknown";
-}
-
-/**
- * Where the scratch dir goes: a RAM file system when there is one. The fast servers keep their data
- * there; so do the workers' output folders (three files per task) under both settings, which BullMQ's
- * jobs and the spawn ceiling do not write at all. On a disk they measure the disk: a file created on
- * this machine's ext4 costs ~0.3 ms, on tmpfs ~10 µs.
- */
-function scratchRoot(): string {
-  const ram = process.env.ZKGRID_BENCH_SCRATCH ?? "/dev/shm";
-  try {
-    accessSync(ram, fsConstants.W_OK);
-    return ram;
-  } catch {
-    return tmpdir();
-  }
 }
 
 /**
@@ -255,7 +231,8 @@ async function main(): Promise<number> {
     config.noop.zkgrid.prefetch = n;
     config.scale.zkgrid.prefetch = n;
   }
-  let runs = config.mode === "full" || config.mode === "partial" ? 3 : 1;
+  // Three runs unless the run is meant to be short (--quick, --smoke) or is the scale test alone.
+  let runs = values.quick || values.smoke || values.scale ? 1 : 3;
   if (values.runs !== undefined) {
     runs = Number(values.runs);
     if (!Number.isInteger(runs) || runs < 1 || runs > 20) {
