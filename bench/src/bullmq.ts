@@ -8,6 +8,7 @@ import { BINS, type BenchContext, type Workload } from "./context.js";
 import { CpuMeter, CpuTotals, GuardedProcess } from "./processes.js";
 import type { LatencyResult, PeakRss, ThroughputResult } from "./results.js";
 import { cpuPerTask, emptyLatency, emptyThroughput, toMiB } from "./results.js";
+import { countRedisLoad } from "./redis.js";
 import { median, round, summarize } from "./stats.js";
 
 export interface BullShape {
@@ -214,6 +215,9 @@ export async function bullLatency(
     for (let i = 0; i < count; i++) latencies.push(await one(warmup + i));
     result.cpuMsPerTask = cpuPerTask(meter.stop(), count, performance.now() - start, availableParallelism());
     result.latencyMs = summarize(latencies);
+    const failed = result.failed;
+    result.redis = await countRedisLoad(ctx.redis.port, Math.min(count, 50), (i) => one(warmup + count + i));
+    result.failed = failed;
   } catch (error) {
     result.error = String(error);
   } finally {

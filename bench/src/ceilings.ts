@@ -1,9 +1,10 @@
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { connect } from "@zkgrid/core";
 import { BINS, type BenchContext } from "./context.js";
 import { GuardedProcess } from "./processes.js";
-import type { CeilingResult } from "./results.js";
+import type { CeilingName, CeilingResult } from "./results.js";
 import { median, round, summarize } from "./stats.js";
 import { waitQuiet, writesBetween } from "./zookeeper.js";
 
@@ -239,9 +240,74 @@ export async function zkDirectFloor(
   }
 }
 
+/**
+ * The disk's floor under a durable write: one small write appended to a preallocated file in `dir`, then
+ * fdatasync, as ZooKeeper appends a transaction to its preallocated log and forces it (FileChannel.force
+ * without metadata) before it answers.
+ */
+export async function fsyncFloor(dir: string, warmup: number, count: number): Promise<CeilingResult> {
+  const scratch = mkdtempSync(join(dir, "fsync-floor-"));
+  const file = join(scratch, "log");
+  const record = Buffer.alloc(128, "x");
+  const total = warmup + count;
+  const fd = openSync(file, "w");
+  try {
+    // Preallocate, as ZooKeeper does (64 MiB at a time), so no write grows the file.
+    const block = Buffer.alloc(1 << 20);
+    for (let written = 0; written < total * record.length; written += block.length) writeSync(fd, block);
+    fdatasyncSync(fd);
+    const once = async (i: number): Promise<number> => {
+      const start = performance.now();
+      writeSync(fd, record, 0, record.length, i * record.length);
+      fdatasyncSync(fd);
+      return performance.now() - start;
+    };
+    return await timedFloor(
+      "fsync",
+      (p50) =>
+        `fsync floor: one 128-byte write + fdatasync on the file system of ZooKeeper's data (p50 ${p50} ms)`,
+      warmup,
+      count,
+      once,
+    );
+  } finally {
+    closeSync(fd);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** The floor of one ZooKeeper write: a create and its reply, one at a time, from one client. */
+export async function zkLoneCreateFloor(
+  ctx: BenchContext,
+  warmup: number,
+  count: number,
+): Promise<CeilingResult> {
+  const zk = await connect({ connectString: ctx.zk.connectString });
+  const dir = `/bench-lone-${Date.now()}`;
+  try {
+    await zk.ensurePath(dir);
+    const payload = Buffer.alloc(100, "x");
+    const once = async (): Promise<number> => {
+      const start = performance.now();
+      await zk.create(`${dir}/n`, payload, "persistent-sequential");
+      return performance.now() - start;
+    };
+    return await timedFloor(
+      "zk-create-lone",
+      (p50) => `one ZooKeeper create at a time, from one client (p50 ${p50} ms)`,
+      warmup,
+      count,
+      once,
+    );
+  } finally {
+    await zk.deleteRecursive(dir).catch(() => {});
+    await zk.close();
+  }
+}
+
 /** Runs `once` `warmup` times untimed, then `count` times timed, one at a time: a latency floor. */
 async function timedFloor(
-  name: "zk-relay" | "zk-direct",
+  name: CeilingName,
   detail: (p50: number) => string,
   warmup: number,
   count: number,

@@ -7,7 +7,13 @@ import { GuardedProcess } from "./processes.js";
 
 const run = promisify(execFile);
 
-/** A throw-away redis-server on 127.0.0.1: no persistence, a free port, stopped by the bench. */
+/**
+ * How the bench's Redis keeps its data: "none" (no snapshots, no AOF), or "aof-always" (every write
+ * appended to the AOF and synced before Redis answers: the durability ZooKeeper gives by default).
+ */
+export type RedisPersistence = "none" | "aof-always";
+
+/** A throw-away redis-server on 127.0.0.1 on a free port, stopped by the bench. */
 export interface RedisServer {
   readonly port: number;
   readonly version: string;
@@ -44,7 +50,11 @@ async function ensureRedisServer(log: (line: string) => void): Promise<string> {
   return installed;
 }
 
-export async function startRedis(workDir: string, log: (line: string) => void): Promise<RedisServer> {
+export async function startRedis(
+  workDir: string,
+  log: (line: string) => void,
+  persistence: RedisPersistence = "none",
+): Promise<RedisServer> {
   const binary = await ensureRedisServer(log);
   const [port] = await freePorts(1);
   if (port === undefined) throw new Error("no free port for Redis");
@@ -58,11 +68,12 @@ export async function startRedis(workDir: string, log: (line: string) => void): 
       "127.0.0.1",
       "--protected-mode",
       "yes",
-      // No persistence: as throw-away as the ZooKeeper it is compared with (forceSync=no).
+      // Never snapshots; the AOF, when on, is what makes each write durable.
       "--save",
       "",
-      "--appendonly",
-      "no",
+      ...(persistence === "aof-always"
+        ? ["--appendonly", "yes", "--appendfsync", "always"]
+        : ["--appendonly", "no"]),
       "--dir",
       workDir,
       "--daemonize",
@@ -93,5 +104,66 @@ export async function startRedis(workDir: string, log: (line: string) => void): 
     throw error;
   } finally {
     client.disconnect();
+  }
+}
+
+/** Redis's load per job, counted apart from the timed jobs. */
+export interface RedisLoad {
+  /**
+   * Commands clients sent that write: scripts (BullMQ's Lua scripts all write, each one atomic append
+   * to the AOF) and commands COMMAND INFO flags as writes. What scripts call inside is not counted.
+   */
+  writesPerJob: number;
+  /** Every command clients sent (reads, blocking pops and stream reads included). */
+  commandsPerJob: number;
+  /** The writes per job by command (scripts by their SHA or name are all "evalsha"). */
+  writesByCommand: Record<string, number>;
+  /** Jobs counted. */
+  jobs: number;
+}
+
+/**
+ * Runs `jobs` jobs one at a time (`runJob`) under MONITOR and counts the commands clients sent for them;
+ * MONITOR slows Redis down, so these jobs are never timed.
+ */
+export async function countRedisLoad(
+  port: number,
+  jobs: number,
+  runJob: (i: number) => Promise<unknown>,
+): Promise<RedisLoad> {
+  const admin = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1 });
+  const monitor = await admin.monitor();
+  const calls = new Map<string, number>();
+  monitor.on("monitor", (_time: string, args: string[], source: string) => {
+    if (source === "lua") return;
+    const name = (args[0] ?? "").toLowerCase();
+    calls.set(name, (calls.get(name) ?? 0) + 1);
+  });
+  try {
+    for (let i = 0; i < jobs; i++) await runJob(i);
+    // MONITOR lines trail the replies a little.
+    await new Promise((r) => setTimeout(r, 200));
+  } finally {
+    monitor.disconnect();
+  }
+  try {
+    const perJob = (n: number) => Math.round((n / jobs) * 100) / 100;
+    let writes = 0;
+    let commands = 0;
+    const writesByCommand: Record<string, number> = {};
+    for (const [name, count] of calls) {
+      commands += count;
+      let write = /^(eval|evalsha|fcall)$/.test(name);
+      if (!write) {
+        const [info] = (await admin.command("INFO", name)) as [unknown[] | null];
+        write = Array.isArray(info) && Array.isArray(info[2]) && (info[2] as string[]).includes("write");
+      }
+      if (!write) continue;
+      writes += count;
+      writesByCommand[name] = perJob(count);
+    }
+    return { writesPerJob: perJob(writes), commandsPerJob: perJob(commands), writesByCommand, jobs };
+  } finally {
+    admin.disconnect();
   }
 }

@@ -1,3 +1,4 @@
+import type { RedisLoad } from "./redis.js";
 import { type LatencySummary, summarize } from "./stats.js";
 
 /** Peak resident memory (VmHWM) of the processes of one run, in MiB. */
@@ -25,12 +26,17 @@ export interface ZkLoad {
  */
 export type CpuPerTask = Record<string, number>;
 
+/** How zkgrid's master and workers were started: with the bench's tuning flags, or with none. */
+export type ProgramFlags = "tuned" | "defaults";
+
 export interface ThroughputResult {
   kind: "throughput";
   system: "zkgrid" | "bullmq";
   workload: "noop" | "shell";
   /** e.g. "1 master + 2 workers × 100". */
   shape: string;
+  /** zkgrid only: started with the bench's tuning flags, or with the programs' defaults. */
+  flags?: ProgramFlags;
   workers: number;
   concurrency: number;
   warmup: number;
@@ -54,20 +60,31 @@ export interface LatencyResult {
   kind: "latency";
   system: "zkgrid" | "bullmq";
   shape: string;
+  /** zkgrid only, as for ThroughputResult. */
+  flags?: ProgramFlags;
   warmup: number;
   count: number;
   /** One task at a time: submit, await its result, repeat. */
   latencyMs: LatencySummary;
   failed: number;
   zk?: ZkLoad;
+  /** BullMQ's load on Redis over the timed jobs. */
+  redis?: RedisLoad;
   cpuMsPerTask?: CpuPerTask;
   peakRssMiB: PeakRss;
   error?: string;
 }
 
+/**
+ * zk-creates: pipelined creates; spawn: `sh -c true`; the latency floors, one at a time: zk-relay (3
+ * writes in sequence seen by other processes), zk-direct (a direct task's 2 writes), zk-create-lone (one
+ * create and its reply), fsync (one small write + fdatasync on the file system of ZooKeeper's data).
+ */
+export type CeilingName = "zk-creates" | "spawn" | "zk-relay" | "zk-direct" | "zk-create-lone" | "fsync";
+
 export interface CeilingResult {
   kind: "ceiling";
-  name: "zk-creates" | "spawn" | "zk-relay" | "zk-direct";
+  name: CeilingName;
   /** What was run, for humans. */
   detail: string;
   count: number;
@@ -77,7 +94,7 @@ export interface CeilingResult {
   rounds?: number[];
   /** For zk-creates: transactions per create seen by the server (1 when nothing else writes). */
   writesPerOp?: number;
-  /** For zk-relay: from the first write until the last process has read the last node, per relay. */
+  /** For the latency floors, per operation (zk-relay: from the first write until the last process has read the last node). */
   latencyMs?: LatencySummary;
 }
 

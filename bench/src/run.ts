@@ -1,149 +1,90 @@
 /**
  * `pnpm bench`: zkgrid against BullMQ and against the machine's ceilings, in one run on one machine.
- * Starts its own ZooKeeper (one local server) and Redis, runs every workload, prints the tables and
- * ratios, and writes JSON and an SVG chart to bench/results/.
+ * For each durability setting it starts its own ZooKeeper (one local server) and Redis, runs every
+ * workload, prints the tables and ratios, and writes JSON and SVG charts to bench/results/.
  */
 import { execFileSync } from "node:child_process";
-import {
-  accessSync,
-  existsSync,
-  constants as fsConstants,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
+import { cpus, loadavg, release, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { MAX_CAPACITY } from "@zkgrid/protocol";
-import { findZooKeeper, startServer, type ZkServer } from "@zkgrid/testing";
-import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
-import {
-  spawnCeiling,
-  spawnCeilingBesideRounds,
-  zkCreateCeiling,
-  zkDirectFloor,
-  zkRelayFloor,
-} from "./ceilings.js";
+import { findZooKeeper } from "@zkgrid/testing";
 import { BINS, type BenchContext, REPO } from "./context.js";
-import { killAllNow } from "./processes.js";
-import { type RedisServer, startRedis } from "./redis.js";
-import { computeRatios, formatTables, renderChart } from "./report.js";
-import type { BenchResult } from "./results.js";
 import {
-  type GridShape,
-  type ServerWarmup,
-  warmServer,
-  zkgridLatency,
-  zkgridScale,
-  zkgridThroughput,
-} from "./zkgrid.js";
+  DURABILITIES,
+  type Durability,
+  type DurabilityServers,
+  type DurabilitySettings,
+  describeSettings,
+  diskRoot,
+  scratchRoot,
+  startServers,
+} from "./durability.js";
+import { configFor, PARTS, type Part, runPass } from "./plan.js";
+import { killAllNow } from "./processes.js";
+import { computeRatios, formatSummary, formatTables, type Ratio, renderChart } from "./report.js";
+import type { BenchResult } from "./results.js";
+import { DEFAULTS_TARGETS, type FigureSummary, figuresOf, summarizeRuns, TARGETS } from "./summary.js";
+import type { ServerWarmup } from "./zkgrid.js";
 import { serverVersion } from "./zookeeper.js";
 
 const USAGE = `Usage: pnpm bench [-- options]
 
 Runs zkgrid (1 master + 2 workers, real processes) against BullMQ and against the raw ceilings
 (pipelined ZooKeeper creates, directly spawned \`sh -c true\`) on this machine, with its own ZooKeeper
-and Redis. Prints the tables and ratios; writes <mode>.json and <mode>.svg to bench/results/.
+and Redis, under each durability setting. Prints the tables and ratios; writes <mode>.json and
+<mode>-<durability>.svg to bench/results/.
+
+Durability settings:
+  durable          ZooKeeper as installed: forceSync=yes, data on disk, the JVM's defaults but a 1 GiB
+                   heap; Redis with appendonly yes + appendfsync always, data on disk
+  fast             ZooKeeper with forceSync=no, tuned threads, data in RAM (/dev/shm); Redis without
+                   persistence
 
 Options:
-  --quick          a smaller run, about 30 s after the build (no scale test, one BullMQ shape)
+  --quick          one smaller run, a minute or two after the build (no scale test, one BullMQ shape)
+  --smoke          tiny counts: only checks that every part runs end to end (its figures mean nothing)
   --scale          only the scale test (100 000 tasks queued at once)
   --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale
+  --durability <list>  these settings, comma-separated, in this order (default durable,fast)
+  --runs <n>       complete runs (every setting, every part); each figure is reported as its median
+                   over the runs, and the targets are judged on it (default 3; 1 with --quick,
+                   --smoke or --scale). The scale test runs in the first run only
   --concurrency <n>  tasks each worker runs at once in the no-op and latency runs, zkgrid and
                    BullMQ alike (default 100); zkgrid's no-op workers hold as many again (prefetch)
   --out <dir>      where to write the results (default bench/results)
   --profile        run the master and workers with --cpu-prof (profiles kept in the scratch dir)
-  --keep           keep the scratch dir (process logs, profiles)
+  --keep           keep the scratch dirs (process logs, profiles, the durable servers' data)
   --allow-unpatched-addon  report figures even when the zookeeper addon lacks @zkgrid/core's
                    hosts-once patch (about 13 µs of CPU more per reply in every process)
-  -h, --help       show this help`;
+  -h, --help       show this help
 
-const PARTS = ["ceilings", "noop", "shell", "latency", "scale"] as const;
+Examples:
+  pnpm bench                        the full run: 3 runs of both settings, medians against the targets
+  pnpm bench --only latency --durability durable,fast --runs 3
+                                    the lone-task latency and its floors only, both settings
+  pnpm bench --quick                one short run of both settings
 
-/**
- * The bench's ZooKeeper, sized for a small machine as an operator would: a 1 GiB heap, and no thread
- * pools between the network, the commit processor and the replies (each pool is a hand-off between
- * threads per request, which a 2-core machine pays for in CPU). The ceilings run on the same server.
- */
-const ZOOKEEPER_JVM_FLAGS = [
-  "-Xmx1g",
-  "-Dzookeeper.nio.numSelectorThreads=1",
-  "-Dzookeeper.nio.numWorkerThreads=0",
-  "-Dzookeeper.commitProcessor.numWorkerThreads=0",
-];
-type Part = (typeof PARTS)[number];
+Environment:
+  ZKGRID_BENCH_SCRATCH  a RAM directory for the fast servers and the scratch files (default /dev/shm)
+  ZKGRID_BENCH_DISK     a disk directory for the durable servers' data (default the temp dir when it
+                   is on a disk, else bench/.disk)`;
 
-/** Task counts and shapes of one mode. Warm-up tasks are never timed. */
-interface Config {
-  mode: "full" | "quick" | "scale" | "partial";
-  parts: Part[];
-  /** Timed rounds of each throughput run, `count` tasks each; the median round is reported. */
-  rounds: number;
-  noop: { warmup: number; count: number; zkgrid: GridShape; bullmq: BullShape[] };
-  shell: { warmup: number; count: number; zkgrid: GridShape; bullmq: BullShape[] };
-  latency: { warmup: number; count: number; zkgrid: GridShape; bullmq: BullShape };
-  ceilings: {
-    zkCreates: { warmup: number; count: number; inFlight: number };
-    spawn: { warmup: number; count: number; concurrency: number; processes: number[] };
-  };
-  scale: { count: number; zkgrid: GridShape };
-  /** The throw-away grid that warms ZooKeeper's JIT up first: tasks per round, at most this many rounds. */
-  serverWarmup: { tasksPerRound: number; maxRounds: number };
-  masterRssLimitMiB: number;
+/** Everything one durability setting produced in one run. */
+interface DurabilityPass {
+  settings: DurabilitySettings;
+  serverWarmup?: ServerWarmup;
+  results: BenchResult[];
+  ratios: Ratio[];
 }
 
-function configFor(mode: "full" | "quick"): Config {
-  // Workers hold tasks beyond their concurrency (--prefetch), so that many share each report and
-  // assignment; BullMQ's workers run with the same concurrency.
-  const noopShape = { workers: 2, concurrency: 100, prefetch: 100 };
-  const shellShape = { workers: 2, concurrency: 8, prefetch: 32 };
-  // One task at a time: nothing is ever held, so prefetch changes nothing there.
-  const latencyShape = { workers: 2, concurrency: 100 };
-  if (mode === "quick") {
-    return {
-      mode,
-      parts: ["ceilings", "noop", "shell", "latency"],
-      rounds: 3,
-      noop: { warmup: 5000, count: 2500, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
-      shell: { warmup: 60, count: 150, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
-      latency: { warmup: 20, count: 200, zkgrid: latencyShape, bullmq: { workers: 1, concurrency: 100 } },
-      ceilings: {
-        zkCreates: { warmup: 1000, count: 5000, inFlight: 500 },
-        spawn: { warmup: 50, count: 600, concurrency: 8, processes: [1] },
-      },
-      scale: { count: 20_000, zkgrid: noopShape },
-      serverWarmup: { tasksPerRound: 5000, maxRounds: 3 },
-      masterRssLimitMiB: 300,
-    };
-  }
-  return {
-    mode,
-    parts: [...PARTS],
-    rounds: 5,
-    noop: {
-      warmup: 20_000,
-      count: 20_000,
-      zkgrid: noopShape,
-      bullmq: [
-        { workers: 1, concurrency: 100 },
-        { workers: 2, concurrency: 100 },
-      ],
-    },
-    shell: { warmup: 1500, count: 1000, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
-    latency: { warmup: 2000, count: 1000, zkgrid: latencyShape, bullmq: { workers: 1, concurrency: 100 } },
-    ceilings: {
-      zkCreates: { warmup: 5000, count: 50_000, inFlight: 500 },
-      spawn: { warmup: 300, count: 3000, concurrency: 8, processes: [1, 2] },
-    },
-    scale: { count: 100_000, zkgrid: noopShape },
-    serverWarmup: { tasksPerRound: 10_000, maxRounds: 8 },
-    masterRssLimitMiB: 300,
-  };
+/** One complete run: every setting, every part. */
+interface Run {
+  run: number;
+  passes: Partial<Record<Durability, DurabilityPass>>;
 }
 
 /** The version of an installed package; `from` is a package that depends on it, when the bench does not. */
@@ -164,22 +105,6 @@ function packageVersion(name: string, from?: string): string {
     // Fall through.
   }
   return "unknown";
-}
-
-/**
- * Where the scratch dir goes: a RAM file system when there is one. Redis keeps nothing on disk and
- * ZooKeeper does not sync, so neither should pay for the disk; nor should the workers' output folders
- * (three files per task), which BullMQ's jobs and the spawn ceiling do not write at all. On a disk
- * they measure the disk: a file created on this machine's ext4 costs ~0.3 ms, on tmpfs ~10 µs.
- */
-function scratchRoot(): string {
-  const ram = process.env.ZKGRID_BENCH_SCRATCH ?? "/dev/shm";
-  try {
-    accessSync(ram, fsConstants.W_OK);
-    return ram;
-  } catch {
-    return tmpdir();
-  }
 }
 
 /**
@@ -251,7 +176,11 @@ async function main(): Promise<number> {
     );
     return 1;
   }
-  const config = configFor(values.quick ? "quick" : "full");
+  if (values.quick && values.smoke) {
+    process.stderr.write("bench: --quick and --smoke exclude each other\n");
+    return 2;
+  }
+  const config = configFor(values.smoke ? "smoke" : values.quick ? "quick" : "full");
   if (values.scale) {
     config.mode = "scale";
     config.parts = ["scale"];
@@ -267,6 +196,18 @@ async function main(): Promise<number> {
     }
     config.mode = "partial";
     config.parts = parts as Part[];
+  }
+  let durabilities: Durability[] = [...DURABILITIES];
+  if (values.durability !== undefined) {
+    const listed = values.durability.split(",").map((d) => d.trim());
+    const unknown = listed.filter((d) => !(DURABILITIES as readonly string[]).includes(d));
+    if (unknown.length > 0 || listed.length === 0) {
+      process.stderr.write(
+        `bench: --durability: unknown setting(s) ${unknown.join(", ") || "(none given)"}; known: ${DURABILITIES.join(", ")}\n`,
+      );
+      return 2;
+    }
+    durabilities = [...new Set(listed)] as Durability[];
   }
   if (values.concurrency !== undefined) {
     const n = Number(values.concurrency);
@@ -290,126 +231,98 @@ async function main(): Promise<number> {
     config.noop.zkgrid.prefetch = n;
     config.scale.zkgrid.prefetch = n;
   }
+  // Three runs unless the run is meant to be short (--quick, --smoke) or is the scale test alone.
+  let runs = values.quick || values.smoke || values.scale ? 1 : 3;
+  if (values.runs !== undefined) {
+    runs = Number(values.runs);
+    if (!Number.isInteger(runs) || runs < 1 || runs > 20) {
+      process.stderr.write(`bench: --runs must be a whole number 1..20, got "${values.runs}"\n`);
+      return 2;
+    }
+  }
   const outDir = resolve(values.out ?? join(REPO, "bench/results"));
-  const has = (part: Part) => config.parts.includes(part);
-  const needsRedis = has("noop") || has("shell") || has("latency");
+  const needsRedis = ["noop", "shell", "latency"].some((p) => config.parts.includes(p as Part));
+  // The scale test compares zkgrid with nothing: it runs once (first run), on the fast setting when
+  // there is one.
+  const scaleOn = durabilities.includes("fast") ? "fast" : durabilities[0];
 
   const began = performance.now();
   const log = (line: string) => {
     process.stderr.write(`[${((performance.now() - began) / 1000).toFixed(1).padStart(6)} s] ${line}\n`);
   };
   const workDir = mkdtempSync(join(scratchRoot(), "zkgrid-bench-"));
+  let diskDir: string | undefined;
   const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(workDir, "profiles")}`] : [];
-  let zk: ZkServer | undefined;
-  let redis: RedisServer | undefined;
-  const results: BenchResult[] = [];
+  let servers: DurabilityServers | undefined;
+  const runRecords: Run[] = [];
+  const settingsOf: Partial<Record<Durability, DurabilitySettings>> = {};
   const startedAt = new Date();
   const loadAverageAtStart = loadavg();
+  let zkVersion = "unknown";
+  let redisVersion: string | undefined;
   try {
-    log(`mode ${config.mode}: ${config.parts.join(", ")}; scratch dir ${workDir}`);
+    if (durabilities.includes("durable")) diskDir = mkdtempSync(join(diskRoot(), "zkgrid-bench-"));
+    log(
+      `mode ${config.mode}: ${config.parts.join(", ")}; durability ${durabilities.join(", ")}; ${runs} run(s); scratch dir ${workDir}${diskDir ? `, disk dir ${diskDir}` : ""}`,
+    );
     const zookeeper = await findZooKeeper({ install: process.getuid?.() === 0 });
-    // A larger heap than the test harness gives: the scale test keeps ~100 000 tasks' worth of nodes.
-    zk = await startServer({ zookeeper, jvmFlags: ZOOKEEPER_JVM_FLAGS, dir: join(workDir, "zookeeper") });
-    log(`ZooKeeper ${await serverVersion(zk)} on ${zk.connectString}`);
-    if (needsRedis) {
-      redis = await startRedis(workDir, log);
-      log(`Redis ${redis.version} on 127.0.0.1:${redis.port}`);
-    }
-    const ctx: BenchContext = {
-      zk,
-      redis: redis as RedisServer,
-      workDir,
-      log,
-    };
-
-    let serverWarmup: ServerWarmup | undefined;
-    if (config.parts.some((part) => part !== "ceilings")) {
-      log("warming ZooKeeper up with a throw-away grid, until its JIT compilers are quiet");
-      serverWarmup = await warmServer(ctx, config.serverWarmup.tasksPerRound, config.serverWarmup.maxRounds);
-      log(
-        `  ${serverWarmup.rounds} rounds, ${serverWarmup.tasks} tasks, ${serverWarmup.seconds} s; JIT share of ZooKeeper's CPU in the last round: ${serverWarmup.jitShareLastRound === null ? "not measured" : `${Math.round(serverWarmup.jitShareLastRound * 100)}%`}`,
-      );
-    }
-
-    const record = (result: BenchResult) => {
-      results.push(result);
-      const r = result;
-      const error = "error" in r && r.error ? ` ERROR ${r.error}` : "";
-      if (r.kind === "ceiling") log(`  ${r.detail}: ${r.perSecond}/s${error}`);
-      else if (r.kind === "throughput")
+    for (let run = 1; run <= runs; run++) {
+      const record: Run = { run, passes: {} };
+      runRecords.push(record);
+      for (const durability of durabilities) {
+        const parts = config.parts.filter((p) => p !== "scale" || (durability === scaleOn && run === 1));
+        if (parts.length === 0) continue;
+        log(`run ${run} of ${runs}, ${durability}`);
+        servers = await startServers(durability, {
+          zookeeper,
+          ramDir: join(workDir, `run${run}`),
+          diskDir: join(diskDir ?? workDir, `run${run}`),
+          withRedis: needsRedis && parts.some((p) => p !== "ceilings" && p !== "scale"),
+          log,
+        });
+        zkVersion = await serverVersion(servers.zk);
+        redisVersion = servers.redis?.version ?? redisVersion;
+        settingsOf[durability] ??= servers.settings;
         log(
-          `  ${r.system} ${r.workload} ${r.shape}: ${r.tasksPerSecond} tasks/s (rounds ${r.rounds.join(", ")}), p50 ${r.latencyMs.p50} ms${error}`,
+          `${durability}: ZooKeeper ${zkVersion} on ${servers.zk.connectString}${servers.redis ? `, Redis ${servers.redis.version} on 127.0.0.1:${servers.redis.port}` : ""}`,
         );
-      else if (r.kind === "latency")
-        log(`  ${r.system} ${r.shape}: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${error}`);
-      else
-        log(
-          `  scale: drained ${r.count} in ${r.drainedSeconds} s, master peak ${r.peakRssMiB.master} MiB${error}`,
-        );
-    };
-
-    if (has("ceilings")) {
-      const c = config.ceilings;
-      log(`ceiling: ${c.zkCreates.count} pipelined ZooKeeper creates`);
-      record(await zkCreateCeiling(ctx, c.zkCreates.warmup, c.zkCreates.count, c.zkCreates.inFlight));
-      for (const processes of c.spawn.processes) {
-        log(`ceiling: ${c.spawn.count} spawns of sh -c true from ${processes} process(es)`);
-        record(await spawnCeiling(ctx, processes, c.spawn.concurrency, c.spawn.warmup, c.spawn.count));
-      }
-    }
-    if (has("noop")) {
-      const n = config.noop;
-      const r = config.rounds;
-      log(`(a) zkgrid: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
-      record(await zkgridThroughput(ctx, "noop", n.zkgrid, n.warmup, n.count, r, { nodeFlags }));
-      for (const shape of n.bullmq) {
-        log(`(a) BullMQ: ${r} × ${n.count} no-op jobs after ${n.warmup} to warm up`);
-        record(await bullThroughput(ctx, "noop", shape, n.warmup, n.count, r));
-      }
-    }
-    if (has("shell")) {
-      const s = config.shell;
-      const r = config.rounds;
-      const c = config.ceilings.spawn;
-      // The ceiling (b) is judged against, measured again right before each timed round: the load of a
-      // shared machine drifts between the ceilings part and this one.
-      const beside = has("ceilings")
-        ? spawnCeilingBesideRounds(ctx, c.concurrency, c.warmup, c.count)
-        : undefined;
-      log(
-        `(b) zkgrid: ${r} × ${s.count} shell tasks (true) after ${s.warmup} to warm up${beside ? `, each round after ${c.count} spawns of sh -c true` : ""}`,
-      );
-      record(
-        await zkgridThroughput(ctx, "shell", s.zkgrid, s.warmup, s.count, r, {
+        log(`  ${describeSettings(servers.settings)}`);
+        const ctx: BenchContext = {
+          zk: servers.zk,
+          redis: servers.redis as BenchContext["redis"],
+          workDir,
+          log,
+        };
+        const results: BenchResult[] = [];
+        const serverWarmup = await runPass(ctx, config, {
+          parts,
+          zkDataDir: servers.settings.zookeeper.dataDir,
           nodeFlags,
-          ...(beside === undefined ? {} : { beforeRound: beside.runBefore }),
-        }),
-      );
-      const besideResult = beside?.result();
-      if (besideResult !== undefined) record(besideResult);
-      for (const shape of s.bullmq) {
-        log(`(b) BullMQ: ${r} × ${s.count} jobs spawning sh -c true after ${s.warmup} to warm up`);
-        record(await bullThroughput(ctx, "shell", shape, s.warmup, s.count, r));
+          record: (result) => {
+            results.push(result);
+            logResult(log, result);
+          },
+        });
+        record.passes[durability] = {
+          settings: servers.settings,
+          ...(serverWarmup === undefined ? {} : { serverWarmup }),
+          results,
+          ratios: computeRatios(results, config.masterRssLimitMiB, TARGETS[durability]),
+        };
+        await stopServers(servers);
+        servers = undefined;
       }
     }
-    if (has("latency")) {
-      const l = config.latency;
-      log(`(c) floor: ${l.count} relays of 3 ZooKeeper writes in sequence after ${l.warmup} to warm up`);
-      record(await zkRelayFloor(ctx, 3, l.warmup, l.count));
-      log(`(c) direct floor: ${l.count} creates answered over the node after ${l.warmup} to warm up`);
-      record(await zkDirectFloor(ctx, l.warmup, l.count));
-      log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
-      record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
-      log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);
-      record(await bullLatency(ctx, l.bullmq, l.warmup, l.count));
-    }
-    if (has("scale")) {
-      const s = config.scale;
-      log(`scale: ${s.count} no-op tasks queued at once`);
-      record(await zkgridScale(ctx, s.zkgrid, s.count, { nodeFlags }));
+    const summary: Partial<Record<Durability, FigureSummary[]>> = {};
+    for (const durability of durabilities) {
+      const perRun = runRecords.map((r) => {
+        const pass = r.passes[durability];
+        return pass === undefined ? [] : figuresOf(pass.results, durability);
+      });
+      const summaries = summarizeRuns(perRun);
+      if (summaries.length > 0) summary[durability] = summaries;
     }
 
-    const ratios = computeRatios(results, config.masterRssLimitMiB);
     const seconds = Math.round((performance.now() - began) / 100) / 10;
     const cpuList = cpus();
     const report = {
@@ -417,10 +330,13 @@ async function main(): Promise<number> {
       startedAt: startedAt.toISOString(),
       durationSeconds: seconds,
       config,
+      durabilities,
+      runCount: runs,
+      targets: { ...TARGETS, defaults: DEFAULTS_TARGETS },
       versions: {
         node: process.version,
-        zookeeper: await serverVersion(zk),
-        redis: redis?.version,
+        zookeeper: zkVersion,
+        redis: redisVersion,
         bullmq: packageVersion("bullmq"),
         ioredis: packageVersion("ioredis"),
         zkgrid: packageVersion("@zkgrid/master"),
@@ -428,45 +344,94 @@ async function main(): Promise<number> {
         commit: gitCommit(),
       },
       addon: { hostsOncePatch: addon.patched },
-      machine: {
-        cpus: cpuList.length,
-        cpuModel: cpuList[0]?.model,
-        memoryBytes: totalmem(),
-        os: osName(),
-        kernel: release(),
-        loadAverageAtStart,
-        loadAverageAtEnd: loadavg(),
-      },
+      settings: settingsOf,
+      machine: machineRecord(cpuList, loadAverageAtStart),
       notes: [
-        `ZooKeeper: one standalone server from @zkgrid/testing (forceSync=no, ${ZOOKEEPER_JVM_FLAGS.join(" ")}); Redis: no persistence. Both throw-away.`,
+        "durable: ZooKeeper with forceSync=yes, its data on a disk (never a RAM file system), the JVM's own defaults but -Xmx1g; Redis with appendonly yes + appendfsync always, its data on a disk. fast: ZooKeeper with forceSync=no, no request thread pools, -Xmx1g, data in RAM; Redis without persistence. All servers throw-away.",
         "Before any part but the ceilings, a throw-away grid warms ZooKeeper up until its JIT compilers take under 3% of its CPU in a round (serverWarmup), as on a server that has been running a while.",
-        `Scratch dir (ZooKeeper's data, the workers' output folders, logs): ${workDir}; on a RAM file system (/dev/shm, or ZKGRID_BENCH_SCRATCH) when there is one.`,
+        `Scratch dir (the fast servers' data, the workers' output folders, logs): ${workDir}; on a RAM file system (/dev/shm, or ZKGRID_BENCH_SCRATCH) when there is one, under both settings.`,
         "CPU of a zkgrid worker includes its task launcher, the child process that forks its tasks.",
         "Throughput: after the warm-up, `rounds` timed rounds of `count` tasks, each round's tasks submitted at once; the median round is reported. Only timed tasks count. Latency there is mostly queueing.",
-        "ZK writes per task: the server's zxid delta from before the timed submit until the grid went quiet after it.",
+        "ZK writes per task: the server's zxid delta from before the timed submit until the grid went quiet after it (the clean-up deletes included). A lone task on the direct path waits for 2 of them: the submitter's create in the inbox and the worker's answer over it.",
+        "Redis writes per job: commands clients sent that write (scripts, each one atomic AOF append, and commands flagged write; not what scripts call inside), counted under MONITOR over up to 50 more lone jobs after the timed ones.",
+        "fsync floor: one 128-byte write + fdatasync into a preallocated file on the file system of ZooKeeper's data, as ZooKeeper appends to its transaction log.",
         "Peak RSS: VmHWM of each process at the end of its run (it includes the warm-up).",
+        "runs: every run complete (fresh servers for each setting, every part but scale after run 1); summary: each headline figure per run and its median over the runs (a ratio's median is the median of the runs' ratios), the target judged on the median, and the worst run's miss as a share of the bound.",
       ],
-      serverWarmup,
-      results,
-      ratios,
+      summary,
+      runs: runRecords,
     };
     mkdirSync(outDir, { recursive: true });
     const jsonFile = join(outDir, `${config.mode}.json`);
-    const svgFile = join(outDir, `${config.mode}.svg`);
     writeFileSync(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
-    const subtitle = `${startedAt.toISOString().slice(0, 16).replace("T", " ")} · ${cpuList.length} CPUs · Node ${process.version} · ZooKeeper ${report.versions.zookeeper}${redis ? ` · Redis ${redis.version} · BullMQ ${report.versions.bullmq}` : ""}`;
-    writeFileSync(svgFile, renderChart(results, subtitle));
-    process.stdout.write(`\n${formatTables(results, ratios)}\n\n`);
-    process.stdout.write(`Wrote ${jsonFile} and ${svgFile} (${seconds} s in all)\n`);
-    const failed = results.some((r) => "error" in r && r.error !== undefined);
+    const written = [jsonFile];
+    for (const { run, passes } of runRecords) {
+      for (const [durability, pass] of Object.entries(passes) as Array<[Durability, DurabilityPass]>) {
+        process.stdout.write(
+          `\n== run ${run} of ${runs} · ${describeSettings(pass.settings)}\n\n${formatTables(pass.results, pass.ratios)}\n`,
+        );
+        // The chart of the first run; every run's figures are in the JSON.
+        if (run !== 1) continue;
+        const svgFile = join(outDir, `${config.mode}-${durability}.svg`);
+        const subtitle = `${durability} · run 1 of ${runs} · ${startedAt.toISOString().slice(0, 16).replace("T", " ")} · ${cpuList.length} CPUs · Node ${process.version} · ZooKeeper ${zkVersion}${redisVersion ? ` · Redis ${redisVersion} · BullMQ ${report.versions.bullmq}` : ""}`;
+        writeFileSync(svgFile, renderChart(pass.results, subtitle, TARGETS[durability].throughput.bound));
+        written.push(svgFile);
+      }
+    }
+    for (const [durability, summaries] of Object.entries(summary) as Array<[Durability, FigureSummary[]]>) {
+      const settings = settingsOf[durability];
+      const title = `== ${runs === 1 ? "one run" : `medians of ${runs} runs`} · ${settings ? describeSettings(settings) : durability}`;
+      process.stdout.write(`\n${formatSummary(title, summaries)}\n`);
+    }
+    process.stdout.write(`\nWrote ${written.join(", ")} (${seconds} s in all)\n`);
+    const failed = runRecords.some((r) =>
+      Object.values(r.passes).some((pass) => pass.results.some((x) => "error" in x && x.error !== undefined)),
+    );
     return failed ? 1 : 0;
   } finally {
-    await redis?.stop().catch(() => {});
-    await zk?.stop().catch(() => {});
+    if (servers !== undefined) await stopServers(servers);
     killAllNow();
-    if (values.keep || values.profile) log(`kept ${workDir}`);
-    else rmSync(workDir, { recursive: true, force: true });
+    if (values.keep || values.profile) log(`kept ${workDir}${diskDir ? ` and ${diskDir}` : ""}`);
+    else {
+      rmSync(workDir, { recursive: true, force: true });
+      if (diskDir !== undefined) rmSync(diskDir, { recursive: true, force: true });
+    }
   }
+}
+
+async function stopServers(servers: DurabilityServers): Promise<void> {
+  await servers.redis?.stop().catch(() => {});
+  await servers.zk.stop().catch(() => {});
+}
+
+function machineRecord(cpuList: ReturnType<typeof cpus>, loadAverageAtStart: number[]) {
+  return {
+    cpus: cpuList.length,
+    cpuModel: cpuList[0]?.model,
+    memoryBytes: totalmem(),
+    os: osName(),
+    kernel: release(),
+    loadAverageAtStart,
+    loadAverageAtEnd: loadavg(),
+  };
+}
+
+function logResult(log: (line: string) => void, r: BenchResult): void {
+  const error = "error" in r && r.error ? ` ERROR ${r.error}` : "";
+  if (r.kind === "ceiling")
+    log(`  ${r.detail}: ${r.perSecond}/s${r.latencyMs ? `, p50 ${r.latencyMs.p50} ms` : ""}${error}`);
+  else if (r.kind === "throughput")
+    log(
+      `  ${r.system} ${r.workload} ${r.shape}: ${r.tasksPerSecond} tasks/s (rounds ${r.rounds.join(", ")}), p50 ${r.latencyMs.p50} ms${error}`,
+    );
+  else if (r.kind === "latency")
+    log(
+      `  ${r.system} ${r.shape}: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${r.zk ? `, ${r.zk.writesPerTask} ZK writes/task` : ""}${r.redis ? `, ${r.redis.writesPerJob} Redis writes/job` : ""}${error}`,
+    );
+  else
+    log(
+      `  scale: drained ${r.count} in ${r.drainedSeconds} s, master peak ${r.peakRssMiB.master} MiB${error}`,
+    );
 }
 
 function parse() {
@@ -476,6 +441,9 @@ function parse() {
     allowPositionals: false,
     options: {
       quick: { type: "boolean" },
+      smoke: { type: "boolean" },
+      durability: { type: "string" },
+      runs: { type: "string" },
       scale: { type: "boolean" },
       only: { type: "string" },
       concurrency: { type: "string" },

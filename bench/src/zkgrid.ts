@@ -28,6 +28,11 @@ export interface GridShape {
   concurrency: number;
   /** Tasks each worker holds beyond those, ready to start (the worker's --prefetch); default 0. */
   prefetch?: number;
+  /**
+   * Start the master and workers as a user would: no tuning flags (no --prefetch, no --log-level), only
+   * what the workload needs (--concurrency, --handlers, --cwd). `prefetch` is then ignored.
+   */
+  defaults?: boolean;
 }
 
 export interface GridOptions {
@@ -38,7 +43,11 @@ export interface GridOptions {
 }
 
 export function describeShape(shape: GridShape): string {
-  const prefetch = shape.prefetch ? ` (prefetch ${shape.prefetch})` : "";
+  const prefetch = shape.defaults
+    ? " (defaults: no --prefetch, default log level)"
+    : shape.prefetch
+      ? ` (prefetch ${shape.prefetch})`
+      : "";
   return `1 master + ${shape.workers} worker${shape.workers === 1 ? "" : "s"} × ${shape.concurrency}${prefetch}`;
 }
 
@@ -72,7 +81,17 @@ class RunningGrid {
       const master = new GuardedProcess(
         `${label}-master`,
         process.execPath,
-        [...flags, BINS.master, "bench-master", "--connect", connect, "--root", root, "--log-level", "warn"],
+        [
+          ...flags,
+          BINS.master,
+          "bench-master",
+          "--connect",
+          connect,
+          "--root",
+          root,
+          // Tuned: the master's per-task info lines cost it CPU.
+          ...(shape.defaults ? [] : ["--log-level", "warn"]),
+        ],
         { logFile: join(ctx.workDir, `${label}-master.log`), cwd: outDir },
       );
       started.push(master);
@@ -91,8 +110,7 @@ class RunningGrid {
             root,
             "--concurrency",
             String(shape.concurrency),
-            "--prefetch",
-            String(shape.prefetch ?? 0),
+            ...(shape.defaults ? [] : ["--prefetch", String(shape.prefetch ?? 0)]),
             "--handlers",
             BINS.handlers,
             "--cwd",
@@ -270,6 +288,7 @@ export async function zkgridThroughput(
     warmup,
     count,
   });
+  result.flags = shape.defaults ? "defaults" : "tuned";
   const grid = await RunningGrid.start(ctx, `zkgrid-${workload}`, shape, options);
   try {
     await submitAll(grid, makeTasks(workload, warmup), drainTimeoutMs(warmup));
@@ -320,6 +339,7 @@ export async function zkgridLatency(
   options: GridOptions = {},
 ): Promise<LatencyResult> {
   const result = emptyLatency({ system: "zkgrid", shape: describeShape(shape), warmup, count });
+  result.flags = shape.defaults ? "defaults" : "tuned";
   const grid = await RunningGrid.start(ctx, "zkgrid-latency", shape, options);
   try {
     const one = async (i: number): Promise<number> => {

@@ -1,0 +1,239 @@
+/**
+ * What one pass of the bench runs on one pair of servers: the parts, their task counts and shapes, in
+ * the order they run.
+ */
+import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
+import {
+  fsyncFloor,
+  spawnCeiling,
+  spawnCeilingBesideRounds,
+  zkCreateCeiling,
+  zkDirectFloor,
+  zkLoneCreateFloor,
+  zkRelayFloor,
+} from "./ceilings.js";
+import type { BenchContext } from "./context.js";
+import type { BenchResult } from "./results.js";
+import {
+  type GridShape,
+  type ServerWarmup,
+  warmServer,
+  zkgridLatency,
+  zkgridScale,
+  zkgridThroughput,
+} from "./zkgrid.js";
+
+export const PARTS = ["ceilings", "noop", "shell", "latency", "scale"] as const;
+export type Part = (typeof PARTS)[number];
+export type Mode = "full" | "quick" | "smoke" | "scale" | "partial";
+
+/** Task counts and shapes of one mode. Warm-up tasks are never timed. */
+export interface Config {
+  mode: Mode;
+  parts: Part[];
+  /** Timed rounds of each throughput run, `count` tasks each; the median round is reported. */
+  rounds: number;
+  noop: { warmup: number; count: number; zkgrid: GridShape; bullmq: BullShape[] };
+  shell: { warmup: number; count: number; zkgrid: GridShape; bullmq: BullShape[] };
+  /** `floorWarmup`: untimed operations before each latency floor. */
+  latency: { warmup: number; count: number; floorWarmup: number; zkgrid: GridShape; bullmq: BullShape };
+  ceilings: {
+    zkCreates: { warmup: number; count: number; inFlight: number };
+    spawn: { warmup: number; count: number; concurrency: number; processes: number[] };
+  };
+  scale: { count: number; zkgrid: GridShape };
+  /** The throw-away grid that warms ZooKeeper's JIT up first: tasks per round, at most this many rounds. */
+  serverWarmup: { tasksPerRound: number; maxRounds: number };
+  masterRssLimitMiB: number;
+}
+
+export function configFor(mode: "full" | "quick" | "smoke"): Config {
+  // Workers hold tasks beyond their concurrency (--prefetch), so that many share each report and
+  // assignment; BullMQ's workers run with the same concurrency.
+  const noopShape = { workers: 2, concurrency: 100, prefetch: 100 };
+  const shellShape = { workers: 2, concurrency: 8, prefetch: 32 };
+  // One task at a time: nothing is ever held, so prefetch changes nothing there.
+  const latencyShape = { workers: 2, concurrency: 100 };
+  if (mode === "smoke") {
+    // Only proves that every part runs end to end; its figures mean nothing.
+    return {
+      mode,
+      parts: [...PARTS],
+      rounds: 1,
+      noop: { warmup: 100, count: 200, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
+      shell: { warmup: 10, count: 20, zkgrid: shellShape, bullmq: [{ workers: 1, concurrency: 8 }] },
+      latency: {
+        warmup: 5,
+        count: 20,
+        floorWarmup: 5,
+        zkgrid: latencyShape,
+        bullmq: { workers: 1, concurrency: 100 },
+      },
+      ceilings: {
+        zkCreates: { warmup: 100, count: 500, inFlight: 100 },
+        spawn: { warmup: 5, count: 40, concurrency: 8, processes: [1] },
+      },
+      scale: { count: 500, zkgrid: noopShape },
+      serverWarmup: { tasksPerRound: 200, maxRounds: 1 },
+      masterRssLimitMiB: 300,
+    };
+  }
+  if (mode === "quick") {
+    return {
+      mode,
+      parts: ["ceilings", "noop", "shell", "latency"],
+      rounds: 3,
+      noop: { warmup: 5000, count: 2500, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
+      shell: { warmup: 60, count: 150, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
+      latency: {
+        warmup: 20,
+        count: 200,
+        floorWarmup: 20,
+        zkgrid: latencyShape,
+        bullmq: { workers: 1, concurrency: 100 },
+      },
+      ceilings: {
+        zkCreates: { warmup: 1000, count: 5000, inFlight: 500 },
+        spawn: { warmup: 50, count: 600, concurrency: 8, processes: [1] },
+      },
+      scale: { count: 20_000, zkgrid: noopShape },
+      serverWarmup: { tasksPerRound: 5000, maxRounds: 3 },
+      masterRssLimitMiB: 300,
+    };
+  }
+  return {
+    mode,
+    parts: [...PARTS],
+    rounds: 5,
+    noop: {
+      warmup: 20_000,
+      count: 20_000,
+      zkgrid: noopShape,
+      bullmq: [
+        { workers: 1, concurrency: 100 },
+        { workers: 2, concurrency: 100 },
+      ],
+    },
+    shell: { warmup: 1500, count: 1000, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
+    latency: {
+      warmup: 2000,
+      count: 1000,
+      floorWarmup: 200,
+      zkgrid: latencyShape,
+      bullmq: { workers: 1, concurrency: 100 },
+    },
+    ceilings: {
+      zkCreates: { warmup: 5000, count: 50_000, inFlight: 500 },
+      spawn: { warmup: 300, count: 3000, concurrency: 8, processes: [1, 2] },
+    },
+    scale: { count: 100_000, zkgrid: noopShape },
+    serverWarmup: { tasksPerRound: 10_000, maxRounds: 8 },
+    masterRssLimitMiB: 300,
+  };
+}
+
+/** The same grid started with the programs' defaults: no tuning flags. */
+function defaultsOf(shape: GridShape): GridShape {
+  return { workers: shape.workers, concurrency: shape.concurrency, defaults: true };
+}
+
+export interface PassOptions {
+  /** The parts to run in this pass (a subset of config.parts). */
+  parts: Part[];
+  /** ZooKeeper's data dir: the fsync floor is measured on its file system. */
+  zkDataDir: string;
+  nodeFlags: string[];
+  /** Called with each result as it comes. */
+  record: (result: BenchResult) => void;
+}
+
+/** Runs the parts on one pair of servers; returns how the server was warmed up. */
+export async function runPass(
+  ctx: BenchContext,
+  config: Config,
+  options: PassOptions,
+): Promise<ServerWarmup | undefined> {
+  const { log } = ctx;
+  const { nodeFlags, record } = options;
+  const has = (part: Part) => options.parts.includes(part);
+  let serverWarmup: ServerWarmup | undefined;
+  if (options.parts.some((part) => part !== "ceilings")) {
+    log("warming ZooKeeper up with a throw-away grid, until its JIT compilers are quiet");
+    serverWarmup = await warmServer(ctx, config.serverWarmup.tasksPerRound, config.serverWarmup.maxRounds);
+    log(
+      `  ${serverWarmup.rounds} rounds, ${serverWarmup.tasks} tasks, ${serverWarmup.seconds} s; JIT share of ZooKeeper's CPU in the last round: ${serverWarmup.jitShareLastRound === null ? "not measured" : `${Math.round(serverWarmup.jitShareLastRound * 100)}%`}`,
+    );
+  }
+  if (has("ceilings")) {
+    const c = config.ceilings;
+    log(`ceiling: ${c.zkCreates.count} pipelined ZooKeeper creates`);
+    record(await zkCreateCeiling(ctx, c.zkCreates.warmup, c.zkCreates.count, c.zkCreates.inFlight));
+    for (const processes of c.spawn.processes) {
+      log(`ceiling: ${c.spawn.count} spawns of sh -c true from ${processes} process(es)`);
+      record(await spawnCeiling(ctx, processes, c.spawn.concurrency, c.spawn.warmup, c.spawn.count));
+    }
+  }
+  if (has("noop")) {
+    const n = config.noop;
+    const r = config.rounds;
+    log(`(a) zkgrid: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
+    record(await zkgridThroughput(ctx, "noop", n.zkgrid, n.warmup, n.count, r, { nodeFlags }));
+    log(`(a) zkgrid, defaults: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
+    record(await zkgridThroughput(ctx, "noop", defaultsOf(n.zkgrid), n.warmup, n.count, r, { nodeFlags }));
+    for (const shape of n.bullmq) {
+      log(`(a) BullMQ: ${r} × ${n.count} no-op jobs after ${n.warmup} to warm up`);
+      record(await bullThroughput(ctx, "noop", shape, n.warmup, n.count, r));
+    }
+  }
+  if (has("shell")) {
+    const s = config.shell;
+    const r = config.rounds;
+    const c = config.ceilings.spawn;
+    // The ceiling (b) is judged against, measured again right before each timed round: the load of a
+    // shared machine drifts between the ceilings part and this one.
+    const beside = has("ceilings")
+      ? spawnCeilingBesideRounds(ctx, c.concurrency, c.warmup, c.count)
+      : undefined;
+    log(
+      `(b) zkgrid: ${r} × ${s.count} shell tasks (true) after ${s.warmup} to warm up${beside ? `, each round after ${c.count} spawns of sh -c true` : ""}`,
+    );
+    record(
+      await zkgridThroughput(ctx, "shell", s.zkgrid, s.warmup, s.count, r, {
+        nodeFlags,
+        ...(beside === undefined ? {} : { beforeRound: beside.runBefore }),
+      }),
+    );
+    const besideResult = beside?.result();
+    if (besideResult !== undefined) record(besideResult);
+    for (const shape of s.bullmq) {
+      log(`(b) BullMQ: ${r} × ${s.count} jobs spawning sh -c true after ${s.warmup} to warm up`);
+      record(await bullThroughput(ctx, "shell", shape, s.warmup, s.count, r));
+    }
+  }
+  if (has("latency")) {
+    const l = config.latency;
+    const fw = l.floorWarmup;
+    log(
+      `(c) fsync floor: ${l.count} small writes + fdatasync beside ZooKeeper's data after ${fw} to warm up`,
+    );
+    record(await fsyncFloor(options.zkDataDir, fw, l.count));
+    log(`(c) lone create: ${l.count} ZooKeeper creates one at a time after ${fw} to warm up`);
+    record(await zkLoneCreateFloor(ctx, fw, l.count));
+    log(`(c) floor: ${l.count} relays of 3 ZooKeeper writes in sequence after ${l.warmup} to warm up`);
+    record(await zkRelayFloor(ctx, 3, l.warmup, l.count));
+    log(`(c) direct floor: ${l.count} creates answered over the node after ${l.warmup} to warm up`);
+    record(await zkDirectFloor(ctx, l.warmup, l.count));
+    log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
+    record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
+    log(`(c) zkgrid, defaults: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
+    record(await zkgridLatency(ctx, defaultsOf(l.zkgrid), l.warmup, l.count, { nodeFlags }));
+    log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);
+    record(await bullLatency(ctx, l.bullmq, l.warmup, l.count));
+  }
+  if (has("scale")) {
+    const s = config.scale;
+    log(`scale: ${s.count} no-op tasks queued at once`);
+    record(await zkgridScale(ctx, s.zkgrid, s.count, { nodeFlags }));
+  }
+  return serverWarmup;
+}
