@@ -19,6 +19,6 @@ export { Master, startMaster } from "./master.js";
 export { TaskBook } from "./task-book.js";
 
 export type { LeaderState, LeaderStats } from "./leader/grid-leader.js";
-export type { Logger, LogLevel } from "./logger.js";
+export type { Logger, LogLevel } from "@zkgrid/core";
 export type { MasterEvent, MasterOptions, MasterRole } from "./master.js";
 export type { TaskEntry, WorkerSlot } from "./task-book.js";

@@ -1,29 +1,31 @@
 import { EventEmitter, on as eventsOf } from "node:events";
 import { hostname } from "node:os";
-import type { Acl, LeaderElection, Leadership, ZkClient } from "@zkgrid/core";
-import { connect, errors } from "@zkgrid/core";
+import {
+  type ConnectionOptions,
+  connect,
+  errors,
+  type LeaderElection,
+  type Leadership,
+  type Logger,
+  sleep,
+  type ZkClient,
+} from "@zkgrid/core";
 import { type Dashboard, startDashboard } from "@zkgrid/dashboard";
 import { type GridObserver, observeGrid } from "@zkgrid/observer";
 import type { GridLayout } from "@zkgrid/protocol";
 import { assertWorkerName, encodeMasterInfo, gridLayout } from "@zkgrid/protocol";
 import { GridLeader, type LeaderStats } from "./leader/grid-leader.js";
-import type { Logger } from "./logger.js";
 import { MasterMetrics } from "./metrics.js";
 
-export interface MasterOptions {
+/** How a master reaches ZooKeeper (core's connection options, see docs/operators.md for `acl`), and more. */
+export interface MasterOptions extends Omit<ConnectionOptions, "connectString"> {
   /** A name for this master, shown to operators (same rules as a worker name). */
   name: string;
   /** ZooKeeper connect string; default "127.0.0.1:2181". */
   connectString?: string;
   /** The grid's root path; default "/zkgrid". */
   root?: string;
-  sessionTimeoutMs?: number;
-  /** Digest credentials "user:password" (several: an array). */
-  auth?: string | string[];
-  /** More ACL entries for the nodes this master creates, besides ALL for `auth` (see docs/operators.md). */
-  acl?: readonly Acl[];
-  logger?: Logger;
-  /** Use this client instead of connecting; it is not closed by stop(). */
+  /** Use this client instead of connecting (the connection options are then ignored); stop() leaves it open. */
   client?: ZkClient;
   /**
    * Serve the dashboard and `/metrics` on this port (0: any free port). The bound port is published
@@ -297,7 +299,7 @@ export class Master {
         }
         this.log("error", "takeover failed; retrying", { error: String(err) });
         await leader.stop();
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
         continue;
       }
       // Returns to the election loop; the term runs on until lost or refused.

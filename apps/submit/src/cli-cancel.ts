@@ -1,3 +1,4 @@
+import { markErrorClass, messageOf, ZkgridError } from "@zkgrid/core";
 import type { TaskView } from "@zkgrid/observer";
 import { isFinalState, isValidTaskId, type TaskStatus, taskIdProblem } from "@zkgrid/protocol";
 import type { CliIo } from "./cli.js";
@@ -8,7 +9,6 @@ import {
   gridTarget,
   idList,
   loadObserver,
-  messageOf,
   PROGRAM,
   parseCommand,
   positiveDuration,
@@ -180,6 +180,14 @@ class Deadline {
   }
 }
 
-class DeadlineError extends Error {
+/** `--wait-timeout` ran out before the command finished. */
+class DeadlineError extends ZkgridError {
+  static {
+    markErrorClass(DeadlineError, "@zkgrid/submit/DeadlineError");
+  }
   override readonly name = "DeadlineError";
+  declare readonly code: "DEADLINE";
+  constructor() {
+    super("out of time", "DEADLINE");
+  }
 }

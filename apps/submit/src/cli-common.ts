@@ -1,6 +1,13 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
+import {
+  type ConnectionOptions,
+  CredentialsError,
+  markErrorClass,
+  messageOf,
+  readCredentials,
+  ZkgridError,
+} from "@zkgrid/core";
 import type { GridObserver } from "@zkgrid/observer";
 import { parseDuration } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
@@ -11,9 +18,16 @@ export const PROGRAM = "zkgrid";
 /** Someone is waiting at a prompt: shorter than the library's default. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
 
-/** Bad usage: exit status 2. */
-export class CliUsageError extends Error {
+/** Bad usage or input: exit status 2, nothing written. */
+export class CliUsageError extends ZkgridError {
+  static {
+    markErrorClass(CliUsageError, "@zkgrid/submit/CliUsageError");
+  }
   override readonly name = "CliUsageError";
+  declare readonly code: "USAGE";
+  constructor(message: string) {
+    super(message, "USAGE");
+  }
 }
 
 /** What every command that reaches the grid takes. */
@@ -86,11 +100,10 @@ export function positiveDuration(flag: string, value: string | undefined): numbe
   return ms;
 }
 
-export interface GridTarget {
-  connectString: string;
-  root: string;
-  auth?: string[];
-  acl?: Acl[];
+/** Where and how a command reaches the grid, from the grid options. */
+export interface GridTarget
+  extends Required<Pick<ConnectionOptions, "connectString" | "root">>,
+    Pick<ConnectionOptions, "auth" | "acl"> {
   connectTimeoutMs: number;
 }
 
@@ -113,7 +126,7 @@ export function gridTarget(
 export function gridCredentials(
   values: { auth?: string; acl?: string },
   io: CliIo,
-): { auth?: string[]; acl?: Acl[] } {
+): Pick<ConnectionOptions, "auth" | "acl"> {
   try {
     const { auth, acl } = readCredentials({ authFile: values.auth, acl: values.acl, env: io.env });
     return { ...(auth ? { auth } : {}), ...(acl ? { acl } : {}) };
@@ -127,12 +140,17 @@ export function gridCredentials(
  * An operator command needs a package that is not installed: exit status 1, naming it. The
  * observer and the dashboard are optional peers, so that the library does not pull them in.
  */
-export class MissingPackageError extends Error {
+export class MissingPackageError extends ZkgridError {
+  static {
+    markErrorClass(MissingPackageError, "@zkgrid/submit/MissingPackageError");
+  }
   override readonly name = "MissingPackageError";
+  declare readonly code: "MISSING_PACKAGE";
   constructor(readonly packageName: string) {
     super(
       `needs ${packageName}, which is not installed: add it beside @zkgrid/submit ` +
         `(npm install ${packageName}@${packageJson.version})`,
+      "MISSING_PACKAGE",
     );
   }
 }
@@ -179,8 +197,4 @@ export async function openObserver(target: GridTarget, io: CliIo): Promise<GridO
 export function idList(ids: readonly string[]): string {
   const more = ids.length > 10 ? ` and ${ids.length - 10} more` : "";
   return `${ids.slice(0, 10).join(" ")}${more}`;
-}
-
-export function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

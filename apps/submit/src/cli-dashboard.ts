@@ -1,3 +1,4 @@
+import { messageOf } from "@zkgrid/core";
 import type { startDashboard } from "@zkgrid/dashboard";
 import type { CliIo } from "./cli.js";
 import {
@@ -6,7 +7,6 @@ import {
   GRID_USAGE,
   gridTarget,
   loadDashboard,
-  messageOf,
   PROGRAM,
   parseCommand,
   positiveInt,

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { messageOf } from "@zkgrid/core";
 import type { TaskStatus } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
 import { runCancelCommand } from "./cli-cancel.js";
@@ -13,7 +14,6 @@ import {
   gridTarget,
   idList,
   MissingPackageError,
-  messageOf,
   positiveDuration,
 } from "./cli-common.js";
 import { runDashboardCommand } from "./cli-dashboard.js";
@@ -176,11 +176,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
 }
 
-/** Bad usage or input: exit status 2, nothing submitted. */
-class UsageError extends Error {
-  override readonly name = "UsageError";
-}
-
 interface Location {
   source: string;
   line: number;
@@ -210,8 +205,7 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
     waitTimeoutMs = positiveDuration("wait-timeout", flags["wait-timeout"]);
     tasks = await readTasks(flags, io);
   } catch (err) {
-    if (err instanceof UsageError || err instanceof TaskTextError || err instanceof CliUsageError)
-      return fail(2, err.message);
+    if (err instanceof CliUsageError || err instanceof TaskTextError) return fail(2, err.message);
     throw err;
   }
   if (tasks === undefined) {
@@ -258,19 +252,19 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
 
 /**
  * The tasks from the flags, the files and stdin, each checked against the protocol; undefined when
- * there is nothing to read but a terminal. Throws UsageError or TaskTextError naming `file:line`.
+ * there is nothing to read but a terminal. Throws CliUsageError or TaskTextError naming `file:line`.
  * Ids stay unset where none was given: `submit` makes them, so that `wait` knows they are new.
  */
 async function readTasks(flags: Flags, io: CliIo): Promise<TaskInput[] | undefined> {
   if (!flags.wait && (flags.json || flags["wait-timeout"] !== undefined)) {
-    throw new UsageError(`${flags.json ? "--json" : "--wait-timeout"} needs --wait`);
+    throw new CliUsageError(`${flags.json ? "--json" : "--wait-timeout"} needs --wait`);
   }
   const flagTask = taskFromFlags(flags);
   const files = flags.file ?? [];
   if (flagTask === undefined && files.length === 0 && io.stdin.isTTY) return undefined;
   const sources = flagTask === undefined && files.length === 0 ? ["-"] : files;
   if (sources.filter((source) => source === "-").length > 1) {
-    throw new UsageError('"--file -" (stdin) given twice');
+    throw new CliUsageError('"--file -" (stdin) given twice');
   }
 
   const inputs: TaskInput[] = flagTask === undefined ? [] : [flagTask];
@@ -283,7 +277,7 @@ async function readTasks(flags: Flags, io: CliIo): Promise<TaskInput[] | undefin
     }
   }
   if (inputs.length === 0) {
-    throw new UsageError(`no tasks in ${sources.map((s) => (s === "-" ? "stdin" : s)).join(", ")}`);
+    throw new CliUsageError(`no tasks in ${sources.map((s) => (s === "-" ? "stdin" : s)).join(", ")}`);
   }
   try {
     prepareTasks(inputs);
@@ -295,13 +289,13 @@ async function readTasks(flags: Flags, io: CliIo): Promise<TaskInput[] | undefin
     if (first !== undefined && at !== undefined) {
       const there = locations[first];
       const where = there === undefined ? "given by --id" : `at ${there.source}:${there.line}`;
-      throw new UsageError(
+      throw new CliUsageError(
         `${at.source}:${at.line}: id: ${JSON.stringify(inputs[err.index]?.id)} is also the id of the task ${where}`,
       );
     }
-    if (at !== undefined) throw new UsageError(err.at(at.source, at.line).message);
+    if (at !== undefined) throw new CliUsageError(err.at(at.source, at.line).message);
     const flag = FLAG_OF_FIELD[err.field.split(/[.[]/)[0] ?? ""];
-    throw new UsageError(`${flag ?? "task flags"}: ${err.problem}`);
+    throw new CliUsageError(`${flag ?? "task flags"}: ${err.problem}`);
   }
 }
 
@@ -320,12 +314,12 @@ function parseFlags(argv: readonly string[]): Flags {
   try {
     flags = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }).values;
   } catch (err) {
-    throw new UsageError(`${messageOf(err)}\nTry "${PROGRAM} --help".`);
+    throw new CliUsageError(`${messageOf(err)}\nTry "${PROGRAM} --help".`);
   }
   for (const name of ["max-attempts", "priority"] as const) {
     const value = flags[name];
     if (value !== undefined && !/^-?\d+$/.test(value)) {
-      throw new UsageError(`--${name}: expected an integer, got ${JSON.stringify(value)}`);
+      throw new CliUsageError(`--${name}: expected an integer, got ${JSON.stringify(value)}`);
     }
   }
   return flags;
@@ -359,7 +353,7 @@ function taskFromFlags(flags: Flags): TaskInput | undefined {
   );
   if (flags.cmd === undefined && flags.handler === undefined) {
     if (taskFlags.length > 0) {
-      throw new UsageError(`${taskFlags[0]} describes a task: give --cmd or --handler with it`);
+      throw new CliUsageError(`${taskFlags[0]} describes a task: give --cmd or --handler with it`);
     }
     return undefined;
   }
@@ -372,7 +366,7 @@ function taskFromFlags(flags: Flags): TaskInput | undefined {
     try {
       task.input = JSON.parse(flags.input);
     } catch (err) {
-      throw new UsageError(`--input: invalid JSON: ${messageOf(err)}`);
+      throw new CliUsageError(`--input: invalid JSON: ${messageOf(err)}`);
     }
   }
   if (flags.env !== undefined) task.env = keyValues("--env", flags.env);
@@ -389,7 +383,7 @@ function keyValues(flag: string, pairs: readonly string[]): Record<string, strin
   return Object.fromEntries(
     pairs.map((pair) => {
       const eq = pair.indexOf("=");
-      if (eq <= 0) throw new UsageError(`${flag}: expected KEY=VALUE, got ${JSON.stringify(pair)}`);
+      if (eq <= 0) throw new CliUsageError(`${flag}: expected KEY=VALUE, got ${JSON.stringify(pair)}`);
       return [pair.slice(0, eq), pair.slice(eq + 1)];
     }),
   );
@@ -406,7 +400,7 @@ async function readSource(source: string, io: CliIo): Promise<string> {
   try {
     bytes = await readFile(source);
   } catch (err) {
-    throw new UsageError(`cannot read ${source}: ${messageOf(err)}`);
+    throw new CliUsageError(`cannot read ${source}: ${messageOf(err)}`);
   }
   return decodeTaskBytes(bytes, source);
 }

@@ -1,5 +1,5 @@
 /** The errors the submitter library throws besides those of `@zkgrid/core` and `@zkgrid/protocol`. */
-import { markErrorClass, ZkgridError } from "@zkgrid/core";
+import { markErrorClass, messageOf, ZkgridError } from "@zkgrid/core";
 import type { TaskStatus } from "@zkgrid/protocol";
 
 /**
@@ -55,7 +55,7 @@ export class SubmitWriteError extends ZkgridError {
   readonly notWritten: readonly string[];
 
   constructor(written: readonly string[], notWritten: readonly string[], cause: unknown) {
-    const why = cause instanceof Error ? cause.message : String(cause);
+    const why = messageOf(cause);
     super(
       `could not write ${notWritten.length} of ${written.length + notWritten.length} tasks: ${why}`,
       "SUBMIT_WRITE_FAILED",

@@ -1,5 +1,5 @@
 import { hostname, userInfo } from "node:os";
-import { type Acl, connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
+import { type ConnectionOptions, connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
 import {
   encodeCancelRequest,
   type GridLayout,
@@ -18,15 +18,7 @@ import { SubmitPipeline } from "./submit-pipeline.js";
 import { type AnyHandlers, type GridTaskInput, type HandlerSignatures, prepareTasks } from "./tasks.js";
 
 /** How to reach a grid when `connectGrid` makes its own ZooKeeper client. */
-export interface GridConnectOptions extends GridClientOptions {
-  /** "127.0.0.1:2181,127.0.0.1:2182" */
-  connectString: string;
-  /** Digest credentials "user:password". */
-  auth?: string | string[];
-  /** More ACL entries for the nodes this client creates, besides ALL for `auth` (see docs/operators.md). */
-  acl?: readonly Acl[];
-  /** Default 10 000. */
-  sessionTimeoutMs?: number;
+export interface GridConnectOptions extends ConnectionOptions, GridClientOptions {
   /** `connectGrid` rejects if no session is made by then (default 30 000). */
   connectTimeoutMs?: number;
 }

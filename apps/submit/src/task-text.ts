@@ -4,6 +4,8 @@
  * can name `file:line`.
  */
 
+import { markErrorClass, messageOf, ZkgridError } from "@zkgrid/core";
+
 /** One task read from text, not yet validated. */
 export interface LocatedValue {
   /** The parsed JSON value (validated later as a task). */
@@ -15,14 +17,18 @@ export interface LocatedValue {
 }
 
 /** Text that is not JSON, or JSON that is not a task object, at a known place. */
-export class TaskTextError extends Error {
+export class TaskTextError extends ZkgridError {
+  static {
+    markErrorClass(TaskTextError, "@zkgrid/submit/TaskTextError");
+  }
   override readonly name = "TaskTextError";
+  declare readonly code: "INVALID_TASK_TEXT";
   constructor(
     readonly source: string,
     readonly line: number,
     readonly reason: string,
   ) {
-    super(`${source}:${line}: ${reason}`);
+    super(`${source}:${line}: ${reason}`, "INVALID_TASK_TEXT");
   }
 }
 
@@ -143,7 +149,7 @@ function parseJson(text: string, source: string, line: number): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
+    const why = messageOf(err);
     throw new TaskTextError(
       source,
       line,

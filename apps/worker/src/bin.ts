@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { messageOf } from "@zkgrid/core";
 import { createLogger } from "@zkgrid/log";
 import { InvalidNameError } from "@zkgrid/protocol";
 import { parseWorkerArgs, USAGE, UsageError } from "./cli.js";
@@ -41,7 +42,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     handlers = command.handlers === undefined ? undefined : await loadHandlers(command.handlers);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = messageOf(error);
     // A WorkerOptionError already starts with the option's name.
     process.stderr.write(
       `zkgrid-worker: --${error instanceof WorkerOptionError ? "" : "handlers: "}${message}\n`,

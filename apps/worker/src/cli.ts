@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { type Acl, CredentialsError, readCredentials } from "@zkgrid/core";
+import { type ConnectionOptions, CredentialsError, markErrorClass, readCredentials } from "@zkgrid/core";
 import {
   labelProblem,
   MAX_CAPACITY,
@@ -20,8 +20,12 @@ import {
 
 /** A bad command line: the bin prints the message and exits with code 2. */
 export class UsageError extends WorkerError {
+  static {
+    markErrorClass(UsageError, "@zkgrid/worker/UsageError");
+  }
+  declare readonly code: "USAGE";
   constructor(message: string) {
-    super(message);
+    super(message, "USAGE");
     this.name = "UsageError";
   }
 }
@@ -64,25 +68,21 @@ A second SIGINT/SIGTERM kills running tasks at once. Exit codes: 0 stopped, 1 fa
 export type CliCommand =
   | { kind: "help" }
   | { kind: "version"; version: string }
-  | {
+  | ({
       kind: "run";
       name: string;
-      connectString: string;
-      root: string;
       concurrency: number | undefined;
       prefetch: number;
       labels: string[];
       cwd: string | undefined;
       graceMs: number;
       handlers: string | undefined;
-      sessionTimeoutMs: number;
-      auth: string[] | undefined;
-      acl: Acl[] | undefined;
       perl: string | undefined;
       metricsPort: number | undefined;
       metricsHost: string;
       logLevel: "debug" | "info" | "warn" | "error";
-    };
+    } & Required<Pick<ConnectionOptions, "connectString" | "root" | "sessionTimeoutMs">> &
+      Pick<ConnectionOptions, "auth" | "acl">);
 
 function durationFlag(flag: string, text: string): number {
   const ms = parseDuration(text);

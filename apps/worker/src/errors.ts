@@ -11,6 +11,11 @@ export class WorkerError extends ZkgridError {
   }
 }
 
+/** A thrown value as an Error, for the paths that take one (a non-Error becomes its string). */
+export function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
 /** Who holds a worker name in ZooKeeper, as read from its registration. */
 export interface NameHolder {
   host?: string;

@@ -4,9 +4,9 @@ import {
   isNoNode,
   isRetryable,
   isSessionExpired,
+  type Logger,
   type SessionBoundClient,
 } from "@zkgrid/core";
-import type { Logger } from "./logger.js";
 
 /** A direct task: a node in the session's inbox, answered in place. */
 export interface DirectTask {

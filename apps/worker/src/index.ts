@@ -31,7 +31,7 @@ export {
   WorkerStoppedError,
 } from "./errors.js";
 export { defineHandlers, loadHandlers } from "./handlers.js";
-export { silentLogger } from "./logger.js";
+export { silentLogger } from "@zkgrid/log";
 export { taskOutputDir } from "./task-run.js";
 export { startWorker } from "./worker.js";
 export {
@@ -46,7 +46,7 @@ export {
 export type { NameHolder } from "./errors.js";
 export type { HandlerContext, HandlerInput, HandlerMap, HandlerOutput, TaskHandler } from "./handlers.js";
 export type { LauncherMode } from "./launcher.js";
-export type { Logger, LogLevel } from "./logger.js";
+export type { Logger, LogLevel } from "@zkgrid/core";
 export type { StopOptions, Worker } from "./worker.js";
 export type { WorkerEvent, WorkerState } from "./worker-events.js";
 export type { WorkerOptions } from "./worker-options.js";

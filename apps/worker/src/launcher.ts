@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import type { Logger } from "./logger.js";
+import type { Logger } from "@zkgrid/core";
 import { PerlLauncher } from "./launcher-perl.js";
 import { SpawnLauncher } from "./launcher-spawn.js";
 

@@ -1,12 +1,18 @@
-import type { Stat, ZkClient } from "@zkgrid/core";
-import { isNodeExists, isNoNode, isRetryable } from "@zkgrid/core";
+import {
+  isNodeExists,
+  isNoNode,
+  isRetryable,
+  type Logger,
+  sleep,
+  type Stat,
+  type ZkClient,
+} from "@zkgrid/core";
 import {
   decodeWorkerRegistration,
   encodeWorkerRegistration,
   type WorkerRegistration,
 } from "@zkgrid/protocol";
 import { type NameHolder, WorkerNameTakenError } from "./errors.js";
-import type { Logger } from "./logger.js";
 
 export interface ClaimNameOptions {
   client: ZkClient;
@@ -101,7 +107,7 @@ export async function claimWorkerName(options: ClaimNameOptions): Promise<void> 
     } catch (error) {
       // A lost reply may hide a create that happened: the next round finds the node owned by this session.
       if (!isRetryable(error)) throw error;
-      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      await sleep(RETRY_MS);
     }
   }
 }

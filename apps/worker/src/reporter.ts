@@ -1,6 +1,13 @@
-import { isClosed, isNoNode, isSessionExpired, type ZkClient } from "@zkgrid/core";
+import {
+  isClosed,
+  isNoNode,
+  isSessionExpired,
+  type Logger,
+  messageOf,
+  sleep,
+  type ZkClient,
+} from "@zkgrid/core";
 import { encodeWorkerReports, headBytes, MAX_MESSAGE_BYTES, type StatusUpdate } from "@zkgrid/protocol";
-import type { Logger } from "./logger.js";
 
 export interface ReporterOptions {
   client: ZkClient;
@@ -166,7 +173,7 @@ export class SessionReporter {
           encodeWorkerReports(worker, session, [update]);
           return update;
         } catch (problem) {
-          const why = problem instanceof Error ? problem.message : String(problem);
+          const why = messageOf(problem);
           this.options.logger("error", `status update could not be encoded: ${why}`, {
             task: update.id,
             attempt: update.attempt,
@@ -220,16 +227,4 @@ export class SessionReporter {
       }
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { isNodeExists, type ZkClient } from "@zkgrid/core";
 import { gridLayout, type WorkerRegistration } from "@zkgrid/protocol";
+import { asError } from "./errors.js";
 import { claimWorkerName, releaseWorkerName } from "./registration.js";
 import { SessionReporter } from "./reporter.js";
 import type { TaskSupervisor } from "./supervisor.js";
@@ -247,8 +248,4 @@ export class SessionKeeper {
       });
     return true;
   }
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }

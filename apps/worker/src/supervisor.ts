@@ -1,4 +1,4 @@
-import type { ZkClient } from "@zkgrid/core";
+import { messageOf, type ZkClient } from "@zkgrid/core";
 import {
   type AssignedTask,
   encodeTaskStatus,
@@ -139,10 +139,7 @@ export class TaskSupervisor {
     run.result
       .catch((error: unknown): StatusUpdate => {
         const now = Date.now();
-        const message = headBytes(
-          `the worker failed to run it: ${asError(error).message}`,
-          MAX_MESSAGE_BYTES,
-        );
+        const message = headBytes(`the worker failed to run it: ${messageOf(error)}`, MAX_MESSAGE_BYTES);
         return {
           id: task.id,
           attempt: task.attempt,
@@ -249,7 +246,7 @@ export class TaskSupervisor {
     const writing = answerDirect(client, direct, data, id, this.options.log, session.signal)
       .catch((error: unknown): "dropped" => {
         if (!session.signal.aborted)
-          this.options.log("warn", `could not answer a direct task: ${asError(error).message}`, { task: id });
+          this.options.log("warn", `could not answer a direct task: ${messageOf(error)}`, { task: id });
         return "dropped";
       })
       .then(done)
@@ -300,8 +297,4 @@ export class TaskSupervisor {
   close(): Promise<void> {
     return this.launcher.close();
   }
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }

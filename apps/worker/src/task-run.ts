@@ -1,5 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { isAbsolute, join, normalize, relative, resolve, sep } from "node:path";
+import { type Logger, messageOf } from "@zkgrid/core";
 import {
   type AssignedTask,
   assertTaskId,
@@ -13,7 +14,6 @@ import { makeFolder, makeFolderSync } from "./folders.js";
 import type { HandlerMap } from "./handlers.js";
 import type { LaunchEnding, TaskLauncher } from "./launcher.js";
 import { signalGroup } from "./process-group.js";
-import type { Logger } from "./logger.js";
 
 /**
  * Why the worker ends a task early:
@@ -71,7 +71,7 @@ function taskCwd(outputDir: string, cwd: string | undefined): string {
 }
 
 function errorMessage(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
+  const text = messageOf(error);
   return headBytes(text, MAX_MESSAGE_BYTES);
 }
 

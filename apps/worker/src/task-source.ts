@@ -1,4 +1,4 @@
-import { isClosed, isNoNode, isSessionExpired, type ZkClient } from "@zkgrid/core";
+import { isClosed, isNoNode, isSessionExpired, messageOf, type ZkClient } from "@zkgrid/core";
 import {
   type AssignedTask,
   decodeInboxNode,
@@ -7,6 +7,7 @@ import {
   MAX_MESSAGE_BYTES,
 } from "@zkgrid/protocol";
 import { type ReadAssignment, readAssignment } from "./assignment.js";
+import { asError } from "./errors.js";
 import type { DirectTask } from "./inbox.js";
 import type { Session, SessionKeeper } from "./session.js";
 import { type TaskSupervisor, taskKey } from "./supervisor.js";
@@ -186,7 +187,7 @@ export class TaskSource {
         return; // the session ended, or the client closed
       } catch (error) {
         if (session.signal.aborted || session.status !== "active") return;
-        this.options.log("warn", `inbox watch failed, watching again: ${asError(error).message}`, {
+        this.options.log("warn", `inbox watch failed, watching again: ${messageOf(error)}`, {
           session: session.id,
         });
         await new Promise((wake) => setTimeout(wake, 500));
@@ -203,7 +204,7 @@ export class TaskSource {
       // Gone (cancelled, fenced) or the session ended: the leader decides. Anything else (the node's
       // ACL does not let this worker read it) leaves the task to its session's end: say so.
       if (!isNoNode(error) && !isSessionExpired(error) && !isClosed(error))
-        this.options.log("error", `cannot read direct task ${path}: ${asError(error).message}`, {
+        this.options.log("error", `cannot read direct task ${path}: ${messageOf(error)}`, {
           session: session.id,
         });
       return;
@@ -244,8 +245,4 @@ export class TaskSource {
     if (this.deps.sessions.heldAfterFreeze(session)) return "checking the session after a pause";
     return undefined;
   }
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }

@@ -1,5 +1,5 @@
+import { type Logger, messageOf } from "@zkgrid/core";
 import type { AssignedTask, StatusUpdate } from "@zkgrid/protocol";
-import type { Logger } from "./logger.js";
 
 /** The worker's lifecycle: INITIALIZED → RUNNING → STOPPING → DRAINING → STOPPED, or FAILED. */
 export type WorkerState = "INITIALIZED" | "RUNNING" | "STOPPING" | "DRAINING" | "STOPPED" | "FAILED";
@@ -31,10 +31,7 @@ export class WorkerEvents {
       try {
         listener(event);
       } catch (error) {
-        this.log(
-          "error",
-          `an event listener threw: ${error instanceof Error ? error.message : String(error)}`,
-        );
+        this.log("error", `an event listener threw: ${messageOf(error)}`);
       }
     }
   }

@@ -1,12 +1,11 @@
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
-import type { Acl, ZkClient } from "@zkgrid/core";
+import type { ConnectionOptions, Logger, ZkClient } from "@zkgrid/core";
 import { assertWorkerName, isValidLabel, labelProblem, MAX_CAPACITY } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
 import { WorkerOptionError } from "./errors.js";
 import type { HandlerMap } from "./handlers.js";
 import { createLogger } from "@zkgrid/log";
-import type { Logger } from "./logger.js";
 
 /** The version of this package, as a worker registers it. */
 export const VERSION: string = packageJson.version;
@@ -17,19 +16,14 @@ export const DEFAULT_GRACE_MS = 30_000;
 export const DEFAULT_KILL_GRACE_MS = 5_000;
 export const DEFAULT_SESSION_TIMEOUT_MS = 10_000;
 
-export interface WorkerOptions {
+/** Core's connection options (all but `logger` ignored when `client` is given), and the worker's own. */
+export interface WorkerOptions extends Omit<ConnectionOptions, "connectString"> {
   /** The worker's name: `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`. Output goes to `<cwd>/<name>/<task-id>/`. */
   name: string;
-  /** ZooKeeper servers, default "127.0.0.1:2181". Ignored when `client` is given. */
+  /** ZooKeeper servers, default "127.0.0.1:2181". */
   connectString?: string;
-  /** The grid's root path, default "/zkgrid". Ignored when `client` is given. */
+  /** The grid's root path, default "/zkgrid". */
   root?: string;
-  /** Ignored when `client` is given. Default 10 000. */
-  sessionTimeoutMs?: number;
-  /** Digest credentials "user:password". Ignored when `client` is given. */
-  auth?: string | string[];
-  /** More ACL entries for the nodes the worker creates, besides ALL for `auth`. Ignored with `client`. */
-  acl?: readonly Acl[];
   /**
    * Use this client (connected with the grid's root as its `root`) instead of connecting.
    * The worker does not close it.
@@ -74,12 +68,9 @@ export interface CompiledWorkerOptions {
   /** How to connect, or the host's client (which the worker then does not close). */
   readonly connection:
     | { readonly client: ZkClient }
-    | {
-        readonly connectString: string;
-        readonly root: string;
-        readonly auth?: string | string[];
-        readonly acl?: readonly Acl[];
-      };
+    | Readonly<
+        Required<Pick<ConnectionOptions, "connectString" | "root">> & Pick<ConnectionOptions, "auth" | "acl">
+      >;
   readonly sessionTimeoutMs: number;
   /** The working directory, absolute. */
   readonly baseDir: string;

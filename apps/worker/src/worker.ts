@@ -1,6 +1,6 @@
 import { join } from "node:path";
-import { connect, type ZkClient } from "@zkgrid/core";
-import { WorkerOptionError, WorkerStoppedError } from "./errors.js";
+import { connect, messageOf, type ZkClient } from "@zkgrid/core";
+import { asError, WorkerOptionError, WorkerStoppedError } from "./errors.js";
 import type { LauncherMode } from "./launcher.js";
 import { LocalLock } from "./lock.js";
 import { type Session, SessionKeeper } from "./session.js";
@@ -227,7 +227,7 @@ class GridWorker implements Worker {
       await this.sessions
         .unregister(session)
         .catch((error: unknown) =>
-          this.options.log("warn", `could not delete the registration: ${asError(error).message}`),
+          this.options.log("warn", `could not delete the registration: ${messageOf(error)}`),
         );
     }
     this.lifetime.abort();
@@ -296,11 +296,7 @@ function unusableCwd(error: unknown): unknown {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === undefined || !["EROFS", "EACCES", "EPERM", "ENOTDIR", "ENOSPC", "EDQUOT"].includes(code))
     return error;
-  return new WorkerOptionError("cwd", asError(error).message);
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
+  return new WorkerOptionError("cwd", messageOf(error));
 }
 
 /**

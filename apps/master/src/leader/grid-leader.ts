@@ -1,8 +1,6 @@
-import type { Leadership, SessionBoundClient } from "@zkgrid/core";
-import { errors } from "@zkgrid/core";
+import { errors, type Leadership, type Logger, type SessionBoundClient } from "@zkgrid/core";
 import type { GridLayout } from "@zkgrid/protocol";
 import { decodeAssignment, decodeResultBatch, isValidWorkerName } from "@zkgrid/protocol";
-import type { Logger } from "../logger.js";
 import type { MasterMetrics } from "../metrics.js";
 import { TaskBook } from "../task-book.js";
 import { Cancellations } from "./cancellations.js";

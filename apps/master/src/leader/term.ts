@@ -1,13 +1,18 @@
-import type { SessionBoundClient } from "@zkgrid/core";
-import { errors } from "@zkgrid/core";
+import { errors, type Logger, markErrorClass, type SessionBoundClient, ZkgridError } from "@zkgrid/core";
 import type { GridLayout } from "@zkgrid/protocol";
 import { parseSequence } from "@zkgrid/protocol";
-import type { Logger } from "../logger.js";
 import type { TaskBook } from "../task-book.js";
 
 /** Thrown inside a leader's term when ZooKeeper shows another leader has acted (a refused conditional write). */
-export class NotLeaderError extends Error {
+export class NotLeaderError extends ZkgridError {
+  static {
+    markErrorClass(NotLeaderError, "@zkgrid/master/NotLeaderError");
+  }
   override readonly name = "NotLeaderError";
+  declare readonly code: "NOT_LEADER";
+  constructor(message: string) {
+    super(message, "NOT_LEADER");
+  }
 }
 
 /** One children change as a watch yields it. */
