@@ -6,6 +6,7 @@ ends the run with exit status 1 and its message on stderr.
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -312,6 +313,74 @@ def group_worker(ctx):
             worker.stop()
         worker_zk.stop()
         worker_zk.close()
+    check_draining(ctx, sub)
+
+
+def check_draining(ctx, sub):
+    """A started task handed back in a draining report keeps its attempt; the session gets no more."""
+    label = f"drain-{uuid.uuid4().hex[:8]}"  # only the two kazoo sessions below may run these tasks
+    names = {k: f"py-{k}-{uuid.uuid4().hex[:8]}" for k in ("stopping", "next")}
+    sessions = {k: connect(ctx.connect_string) for k in names}
+    workers = {}
+    try:
+        stopping = workers["stopping"] = KazooWorker(sessions["stopping"], ctx.root, names["stopping"],
+                                                     labels=[label], capacity=3)
+        stopping.start()
+        task = tid("handed-back")
+        # Holds on the stopping worker until handed back; elsewhere prints its attempt number.
+        sub.submit([{"id": task, "labels": [label],
+                     "cmd": f'[ "$ZKGRID_WORKER" = {names["stopping"]} ] && sleep 30; '
+                            f'echo "$ZKGRID_TASK_ATTEMPT"'}])
+        started = wait_until(f"{task} to run on {names['stopping']}", lambda: next(
+            (u for u in stopping.reported if u["id"] == task and u["state"] == "running"), None))
+        expect_equal(started["attempt"], 1, "attempt of the first hand-out")
+        check(isinstance(started.get("startedAt"), int), f"running carries startedAt: {started}")
+        stopping.hand_back(task)
+        wait_until(f"{task} to leave {names['stopping']}'s assignment",
+                   lambda: task not in assigned_ids(sub.zk, ctx.root, names["stopping"]))
+        wait_until(f"{names['stopping']}'s draining report to be applied and deleted",
+                   lambda: not sessions["stopping"].get_children(stopping.report_dir))
+
+        # The draining session is now the only one with the label, and it holds nothing: the least loaded.
+        extras = [tid(f"after-drain-{i}") for i in range(3)]
+        witness = tid("witness")  # runs on the TypeScript worker once the leader has read this node
+        sub.submit([{"id": i, "labels": [label], "cmd": "echo extra"} for i in extras]
+                   + [{"id": witness, "cmd": "true"}])
+        expect_equal(sub.wait([witness])[witness]["state"], "succeeded", "state of the witness task")
+        sub.read_results()
+        check(sub.first(task) is None, f"a status for the handed-back task: {sub.first(task)}")
+        check(not set(extras) & assigned_ids(sub.zk, ctx.root, names["stopping"]),
+              "the draining session was given new tasks")
+
+        nxt = workers["next"] = KazooWorker(sessions["next"], ctx.root, names["next"], labels=[label],
+                                            capacity=4)
+        nxt.start()
+        got = sub.wait([task, *extras])
+        status = got[task]
+        expect_equal((status["state"], status["worker"], status["attempt"], status["stdoutTail"]),
+                     ("succeeded", names["next"], 1, "1\n"),
+                     "state, worker, attempt and output of the handed-back task on the next session")
+        rerun = [u for u in nxt.reported if u["id"] == task and u["state"] == "running"]
+        expect_equal([u["attempt"] for u in rerun], [1], "attempts of the handed-back task on the next session")
+        ok("a started task handed back (returned) in a draining report keeps its attempt: the next session "
+           "runs it as attempt 1")
+        for i in extras:
+            expect_equal((got[i]["state"], got[i]["worker"]), ("succeeded", names["next"]),
+                         f"state and worker of {i}")
+        check(not set(extras) & stopping.assigned_ever,
+              f"the draining session's assignment listed new tasks: {sorted(set(extras) & stopping.assigned_ever)}")
+        ok("a session that sent a draining report is assigned no new task, though it is the least loaded")
+
+        wait_until("the results to settle", lambda: not sessions["next"].get_children(nxt.report_dir))
+        sub.read_results()
+        expect_equal([s["state"] for s in sub.all_of(task)], ["succeeded"], "statuses of the handed-back task")
+        ok("the handed-back task ends succeeded, once")
+    finally:
+        for worker in workers.values():
+            worker.stop()
+        for zk in sessions.values():
+            zk.stop()
+            zk.close()
 
 
 # ---- bad queue nodes ---------------------------------------------------------------------------
@@ -351,6 +420,27 @@ def group_bad_queue(ctx):
                                                            f"with {prefix!r}")
     ok("a bad batchId rejects every task with a valid id under its own id, the others under q<seq>.<index>")
 
+    versions = {"v 2": {"v": 2}, 'v "1"': {"v": "1"}, "no v": {}}
+    by_version = {}
+    for what, v in versions.items():
+        ids = [tid("v"), tid("v")]
+        batch = {**v, "batchId": f"b-{uuid.uuid4().hex}", "submittedAt": int(time.time() * 1000),
+                 "submitter": sub.name, "tasks": [{"id": i, "cmd": "true"} for i in ids]}
+        by_version[what] = (sub.submit_raw(json.dumps(batch).encode()), ids)
+    got = sub.wait([i for _, ids in by_version.values() for i in ids])
+    for what, (v_name, ids) in by_version.items():
+        prefix = f"queue node {v_name}: v: "
+        for task_id in ids:
+            status = got[task_id]
+            expect_equal(status["state"], "rejected", f"state of {task_id} in a queue node with {what}")
+            check(status.get("reason", "").startswith(prefix), f"reason {status.get('reason')!r} of a task in a "
+                                                               f"queue node with {what} should start with {prefix!r}")
+        ok(f"a queue node with {what} rejects every task under its own id, reason 'queue node <name>: v: ...'")
+    expect_equal(got[by_version["v 2"][1][0]]["reason"],
+                 f"queue node {by_version['v 2'][0]}: v: unsupported schema version 2; this reader knows 1",
+                 "the reason for v 2 (the document's example)")
+    name_v = {n for n, _ in by_version.values()}
+
     ids = {k: tid(k) for k in ("neg", "good", "deep-ok", "deep-bad")}
     sub.submit([
         {"id": ids["neg"], "cmd": "true", "timeoutMs": -5},
@@ -370,7 +460,7 @@ def group_bad_queue(ctx):
     expect_equal((deep["state"], deep.get("reason")), ("rejected", "tasks[3].meta: nests deeper than 60 levels"),
                  "a meta 61 levels deep")
     ok("arrays count as nesting levels: meta of 60 levels runs, 61 is rejected")
-    bad_nodes = {name} | {e[1] for e in expected.values()}
+    bad_nodes = {name} | name_v | {e[1] for e in expected.values()}
     wait_until("the bad queue nodes to be deleted",
                lambda: not bad_nodes & set(sub.zk.get_children(sub.path("queue"))))
     ok("the leader deletes bad queue nodes once their tasks are final")

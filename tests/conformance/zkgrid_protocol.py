@@ -252,6 +252,8 @@ class KazooWorker(Grid):
         self.reported = []  # every update written, in order
         self.inbox_versions = {}  # direct task path -> versions seen by this worker
         self.assignment_seen = threading.Event()
+        self.assigned_ever = set()  # every id any assignment to this session listed
+        self.draining = False  # set by hand_back: every report from then on says draining
         self.stopping = False
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -282,6 +284,10 @@ class KazooWorker(Grid):
         self.thread.start()
         self.zk.DataWatch(self.path("assign", self.name), lambda data, stat: self.events.put(("assign", data)))
         self.zk.ChildrenWatch(self.inbox_dir, lambda children: self.events.put(("inbox", list(children))))
+
+    def hand_back(self, task_id):
+        """Stops as a graceful stop does: gives `task_id` back (`returned`) in a draining report."""
+        self.events.put(("hand_back", task_id))
 
     def stop(self):
         self.events.put(("stop", None))
@@ -317,6 +323,8 @@ class KazooWorker(Grid):
                     self._on_direct_gone(name)
             elif kind == "ended":
                 self._on_ended(*value)
+            elif kind == "hand_back":
+                self._hand_back(value)
 
     def _on_assignment(self, a):
         if a.get("v") != 1 or a["worker"] != self.name or a["session"] != self.session:
@@ -326,6 +334,7 @@ class KazooWorker(Grid):
         self.max_epoch = a["epoch"]
         self.assignment_seen.set()
         listed = {(t["id"], t["attempt"]): t for t in a["tasks"]}
+        self.assigned_ever.update(t["id"] for t in a["tasks"])
         for key, entry in list(self.held.items()):
             if key in listed or entry["direct"] is not None:
                 continue
@@ -346,13 +355,16 @@ class KazooWorker(Grid):
                     state = "succeeded" if proc.returncode == 0 else "failed"
                 self._report([self._final(key, entry, state, proc)])
         for key, task in listed.items():
-            if key not in self.held:
+            if key not in self.held and not self.draining:  # a stopping worker starts nothing new
                 self._start(key, task["spec"], None)
 
     def _start(self, key, spec, direct):
         task_id, attempt = key
+        env = {**os.environ, "ZKGRID_TASK_ID": task_id, "ZKGRID_TASK_ATTEMPT": str(attempt),
+               "ZKGRID_WORKER": self.name}
         proc = subprocess.Popen(
             ["/bin/sh", "-c", spec["cmd"]],
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -401,8 +413,23 @@ class KazooWorker(Grid):
         if key[0] in self.duplicate_finals:
             self._report([update])  # as a retry after a lost reply would
 
+    def _hand_back(self, task_id):
+        self.draining = True
+        for key, entry in self.held.items():
+            if key[0] != task_id or entry["final_written"]:
+                continue
+            entry["cancelled"] = True  # its end is not a result
+            entry["final_written"] = True
+            if entry["proc"].poll() is None:
+                os.killpg(entry["proc"].pid, signal.SIGKILL)
+                entry["proc"].wait()
+            self._report([{"id": task_id, "attempt": key[1], "state": "returned", "at": now_ms(),
+                           "startedAt": entry["startedAt"]}])
+
     def _report(self, updates):
         report = {"v": 1, "worker": self.name, "session": self.session, "updates": updates}
+        if self.draining:
+            report["draining"] = True
         while True:
             try:
                 self.zk.create(f"{self.report_dir}/r", encode(report), sequence=True)
