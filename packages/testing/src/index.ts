@@ -1,6 +1,7 @@
 /**
- * Real ZooKeeper servers for tests and local grids: standalone servers and ensembles on loopback ports,
- * with stop, kill, pause, restart and session expiry. Every JVM dies with the process that started it,
+ * Real ZooKeeper servers for tests and local grids: standalone servers and ensembles on loopback ports
+ * or on test hosts (network namespaces: `startTestNet()`, with isolate, partition and heal), with stop,
+ * kill, pause, restart and session expiry. Every JVM dies with the process that started it,
  * even when that process is SIGKILLed.
  *
  * @example
