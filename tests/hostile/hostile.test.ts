@@ -296,6 +296,12 @@ describe("hostile input written straight into ZooKeeper", () => {
       '{"v":1,"worker":"w2","session":"zz","updates":"all done"}',
       "persistent-sequential",
     );
+    // A draining flag that is not a boolean: the whole report is refused, so w2 is not taken for stopping.
+    await zk.create(
+      `${w2Dir}/r`,
+      `{"v":1,"worker":"w2","session":"${w2Session}","draining":"yes","updates":[]}`,
+      "persistent-sequential",
+    );
     const nested = await zk.create(`${w2Dir}/r`, "{}", "persistent-sequential");
     await zk.create(`${nested}/child`, "x");
     await expectServesAcrossTakeover(c, "after-report-junk");
