@@ -28,6 +28,7 @@ export { connect, type SessionBoundClient, ZkClient } from "./client.js";
 export { CredentialsError, readCredentials } from "./credentials.js";
 export type { CredentialSources, GridCredentials } from "./credentials.js";
 export * as errors from "./errors.js";
+export { ChildFollows, Follower } from "./follow.js";
 export {
   AddonUnavailableError,
   AuthFailedError,
@@ -61,11 +62,13 @@ export {
   UnimplementedError,
   ZkError,
 } from "./errors.js";
+export { forEachLimit, getOrNull } from "./reads.js";
 export { RESPONSE_COUNTER_LIMIT } from "./session.js";
 export { sleep } from "./sleep.js";
 export { hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";
 
 export type { AddonStatus } from "./addon.js";
+export type { FollowErrorAction, FollowEvent, FollowOptions, FollowPolicy, Watcher } from "./follow.js";
 export type {
   Acl,
   Candidate,

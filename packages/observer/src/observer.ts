@@ -1,5 +1,18 @@
 import { setMaxListeners } from "node:events";
-import { connect, type DataChange, errors, type Logger, messageOf, sleep, type ZkClient } from "@zkgrid/core";
+import {
+  ChildFollows,
+  type ChildrenChange,
+  connect,
+  type DataChange,
+  errors,
+  Follower,
+  forEachLimit,
+  getOrNull,
+  type Logger,
+  messageOf,
+  sleep,
+  type ZkClient,
+} from "@zkgrid/core";
 import {
   type Assignment,
   decodeAssignment,
@@ -66,11 +79,10 @@ interface WorkerNode {
   problem?: string;
 }
 
-/** A `<worker>@<session>` dir under `R/reports` or `R/inbox`, with its children watch. */
+/** A `<worker>@<session>` dir under `R/reports` or `R/inbox`. */
 interface SessionDir {
   worker: string;
   session: string;
-  watch: AbortController;
 }
 
 interface ReportDir extends SessionDir {
@@ -79,8 +91,8 @@ interface ReportDir extends SessionDir {
 }
 
 interface InboxDir extends SessionDir {
-  /** A data watch per direct task node. */
-  nodes: Map<string, AbortController>;
+  /** A data follow per direct task node. */
+  nodes: ChildFollows<string>;
   /** Its task nodes that hold a task (not an answer), by task id. */
   tasks: Map<string, DirectTask>;
 }
@@ -110,8 +122,6 @@ interface ResultNode {
   name: string;
   seq: number;
 }
-
-type ChildrenHandler = (children: string[]) => Promise<void>;
 
 /**
  * Starts observing a grid and resolves once the first full picture has been read (masters, workers,
@@ -164,13 +174,15 @@ export class GridObserver {
   #cached: { version: number; at: number; snapshot: GridSnapshot } | undefined;
 
   readonly #masters = new Map<string, Omit<MasterView, "leader">>();
+  /** Follows every node the observer reads: it keeps following across reconnects, and only reports. */
+  readonly #follower: Follower;
   readonly #workers = new Map<string, WorkerNode>();
-  readonly #workerWatches = new Map<string, AbortController>();
+  readonly #workerFollows: ChildFollows<string>;
   readonly #assignments = new Map<string, Assignment>();
-  readonly #assignWatches = new Map<string, AbortController>();
+  readonly #assignFollows: ChildFollows<string>;
   readonly #queue = new Map<string, QueueNode>();
-  readonly #reportDirs = new Map<string, ReportDir>();
-  readonly #inboxDirs = new Map<string, InboxDir>();
+  readonly #reportDirs: ChildFollows<ReportDir>;
+  readonly #inboxDirs: ChildFollows<InboxDir>;
   /** Answers seen before the first full picture, applied after the result read-back. */
   #answersAtStart: TaskStatus[] = [];
   readonly #running = new Map<string, RunningSeen>();
@@ -199,6 +211,50 @@ export class GridObserver {
     setMaxListeners(0, this.#stop.signal);
     const offConnection = client.on("*", () => this.#changed());
     this.#stop.signal.addEventListener("abort", offConnection, { once: true });
+    this.#follower = new Follower(client, {
+      signal: this.#stop.signal,
+      onError: (err, { type, path }) => {
+        if (errors.isClosed(err)) return "end";
+        // A listing's handler reads nodes: a connection error there is retried.
+        if (type === "children" && (errors.isRetryable(err) || errors.isOperationTimeout(err))) {
+          this.#log("warn", "observer read failed; retrying", { path, error: messageOf(err) });
+          return "retry";
+        }
+        this.#problem(`watch of ${path} stopped: ${messageOf(err)}`);
+        return type === "data" ? "end" : "fail";
+      },
+      onEvent: () => this.#changed(),
+    });
+    // A data follow per worker and per assignment, not just the child list: a worker that re-registers
+    // on a new session replaces its node.
+    this.#workerFollows = this.#eachChildData(this.layout.workers, (name, change) =>
+      this.#onWorker(name, change),
+    );
+    this.#assignFollows = this.#eachChildData(this.layout.assignDir, (name, change) =>
+      this.#onAssignment(name, change),
+    );
+    this.#reportDirs = this.#sessionDirs(
+      this.layout.reports,
+      (_name, dir) => ({ ...dir, read: new Set<string>() }),
+      (name, dir, c) => this.#onReports(name, dir, c.children),
+    );
+    this.#inboxDirs = this.#sessionDirs(
+      this.layout.inbox,
+      (name, dir, signal): InboxDir => {
+        const inbox: InboxDir = {
+          ...dir,
+          tasks: new Map(),
+          // A direct task's node is made once and deleted once.
+          nodes: this.#eachChildData(
+            `${this.layout.inbox}/${name}`,
+            (id, change) => this.#onInboxNode(name, inbox, id, change),
+            { signal, untilGone: true },
+          ),
+        };
+        return inbox;
+      },
+      (_name, dir, c) => dir.nodes.update(c),
+    );
     this.#ready = this.#start();
     this.#ready.catch(() => {});
   }
@@ -320,16 +376,15 @@ export class GridObserver {
   async #start(): Promise<void> {
     const { layout } = this;
     const signal = this.#stop.signal;
-    const results = this.#follow(layout.results, (c) => this.#onResults(c));
-    const queue = this.#follow(layout.queue, (c) => this.#onQueue(c));
+    const follow = this.#follower;
     await Promise.all([
-      this.#follow(layout.masters, (c) => this.#onMasters(c)),
-      this.#follow(layout.workers, (c) => this.#onWorkers(c)),
-      this.#follow(layout.assignDir, (c) => this.#onAssignDir(c)),
-      this.#follow(layout.reports, (c) => this.#onReportDirs(c)),
-      this.#follow(layout.inbox, (c) => this.#onInboxDirs(c)),
-      queue,
-      results,
+      follow.children(layout.masters, (c) => this.#onMasters(c)),
+      follow.children(layout.workers, (c) => this.#workerFollows.update(c)),
+      follow.children(layout.assignDir, (c) => this.#assignFollows.update(c)),
+      follow.children(layout.reports, (c) => this.#reportDirs.update(c)),
+      follow.children(layout.inbox, (c) => this.#inboxDirs.update(c)),
+      follow.children(layout.queue, (c) => this.#onQueue(c)),
+      follow.children(layout.results, (c) => this.#onResults(c)),
     ]);
     if (!signal.aborted) await this.#backfill();
     // After the read-back: an answer the leader had recorded before the start is history, not counted.
@@ -339,89 +394,50 @@ export class GridObserver {
   }
 
   /**
-   * Consumes a children watch of `path` (which may not exist yet); `handle` gets the full child list
-   * and must be idempotent: on a connection error it is retried with the same list. Resolves once the
-   * first list has been handled.
+   * One data follow per child of `dir`, its state dropped (`handle` gets null) when the child is gone
+   * from the listing.
    */
-  #follow(path: string, handle: ChildrenHandler, signal: AbortSignal = this.#stop.signal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let first = true;
-      const settle = () => {
-        if (first) {
-          first = false;
-          resolve();
-        }
-      };
-      void (async () => {
-        try {
-          for await (const change of this.#zk.watchChildren(path, { signal })) {
-            await this.#retrying(() => handle(change.children), signal);
-            this.#changed();
-            settle();
-          }
-          settle();
-        } catch (err) {
-          if (signal.aborted || errors.isClosed(err)) return settle();
-          this.#problem(`watch of ${path} stopped: ${messageOf(err)}`);
-          if (first) reject(err);
-        }
-      })();
+  #eachChildData(
+    dir: string,
+    handle: (name: string, change: DataChange | null) => void,
+    options: { signal?: AbortSignal; untilGone?: boolean } = {},
+  ): ChildFollows<string> {
+    return new ChildFollows<string>({
+      open: (name) => name,
+      follow: (name, _, signal) =>
+        this.#follower.data(`${dir}/${name}`, (change) => handle(name, change), {
+          signal,
+          untilGone: options.untilGone === true,
+        }),
+      forget: (name) => handle(name, null),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
   }
 
-  /** Consumes a data watch of `path`; resolves once its first state has been handled. */
-  #followData(
-    path: string,
-    signal: AbortSignal,
-    handle: (change: DataChange | null) => void,
-    untilGone = false,
-  ): Promise<void> {
-    return new Promise<void>((resolve) => {
-      let first = true;
-      const settle = () => {
-        if (first) {
-          first = false;
-          resolve();
-        }
-      };
-      void (async () => {
-        try {
-          for await (const change of this.#zk.watchData(path, { signal, untilGone })) {
-            handle(change);
-            this.#changed();
-            settle();
-            if (change === null && untilGone) break;
-          }
-        } catch (err) {
-          if (!signal.aborted && !errors.isClosed(err))
-            this.#problem(`watch of ${path} stopped: ${messageOf(err)}`);
-        }
-        settle();
-      })();
+  /** The `<worker>@<session>` dirs under `parent` (`R/reports`, `R/inbox`), each one's children followed. */
+  #sessionDirs<T extends SessionDir>(
+    parent: string,
+    make: (name: string, dir: SessionDir, signal: AbortSignal) => T,
+    onChildren: (name: string, dir: T, change: ChildrenChange) => Promise<void>,
+  ): ChildFollows<T> {
+    return new ChildFollows<T>({
+      open: (name, signal) => {
+        const parsed = this.layout.parseReportDir(name);
+        return parsed ? make(name, parsed, signal) : undefined;
+      },
+      follow: (name, dir, signal) =>
+        this.#follower.children(`${parent}/${name}`, (c) => onChildren(name, dir, c), { signal }),
     });
-  }
-
-  async #retrying(action: () => Promise<void>, signal: AbortSignal): Promise<void> {
-    for (let backoff = 100; ; backoff = Math.min(backoff * 2, 2_000)) {
-      try {
-        return await action();
-      } catch (err) {
-        if (signal.aborted || errors.isClosed(err)) return;
-        if (!errors.isRetryable(err) && !errors.isOperationTimeout(err)) throw err;
-        this.#log("warn", "observer read failed; retrying", { error: messageOf(err), backoffMs: backoff });
-        await sleep(backoff, signal);
-      }
-    }
   }
 
   // ---------------------------------------------------------------------------------------------
   // Watch handlers: each takes the full child list and brings its map in line with it.
 
-  async #onMasters(children: string[]): Promise<void> {
+  async #onMasters({ children }: ChildrenChange): Promise<void> {
     dropMissing(this.#masters, children);
     const fresh = children.filter((n) => !this.#masters.has(n));
     await forEachLimit(fresh, READ_LANES, async (node) => {
-      const got = await this.#getOrNull(`${this.layout.masters}/${node}`);
+      const got = await getOrNull(this.#zk, `${this.layout.masters}/${node}`);
       if (!got) return;
       const seq = parseSequentialName(node)?.sequence ?? Number.MAX_SAFE_INTEGER;
       const decoded = decodeMasterInfo(got.data);
@@ -434,89 +450,38 @@ export class GridObserver {
     });
   }
 
-  /**
-   * Keeps one data watch per child of `dir`: stops the watches of children that are gone (and drops
-   * their state), starts one for each new child, and resolves once every new watch has read once.
-   */
-  async #followEachChild(
-    dir: string,
-    children: string[],
-    watches: Map<string, AbortController>,
-    forget: (name: string) => void,
-    onData: (name: string, change: DataChange | null) => void,
-    parent: AbortSignal = this.#stop.signal,
-    untilGone = false,
-  ): Promise<void> {
-    const names = new Set(children);
-    for (const [name, watch] of watches) {
-      if (!names.has(name)) {
-        watch.abort();
-        watches.delete(name);
-        forget(name);
-      }
+  #onWorker(name: string, change: DataChange | null): void {
+    if (change === null) {
+      this.#workers.delete(name);
+      return;
     }
-    const firsts: Promise<void>[] = [];
-    for (const name of children) {
-      if (watches.has(name)) continue;
-      const watch = childSignal(parent);
-      watches.set(name, watch);
-      firsts.push(
-        this.#followData(`${dir}/${name}`, watch.signal, (change) => onData(name, change), untilGone),
-      );
+    const decoded = decodeWorkerRegistration(change.data);
+    const session = change.stat.ephemeralOwner;
+    this.#workers.set(
+      name,
+      decoded.ok ? { session, registration: decoded.value } : { session, problem: decoded.error.message },
+    );
+    if (!decoded.ok) this.#problem(`worker ${name}: ${decoded.error.message}`);
+  }
+
+  #onAssignment(name: string, change: DataChange | null): void {
+    if (change === null) {
+      this.#assignments.delete(name);
+      return;
     }
-    await Promise.all(firsts);
+    const decoded = decodeAssignment(change.data);
+    if (decoded.ok) this.#assignments.set(name, decoded.value);
+    else {
+      this.#assignments.delete(name);
+      this.#problem(`assignment of ${name}: ${decoded.error.message}`);
+    }
   }
 
-  // A data watch per worker, not just the child list: a worker that re-registers on a new session
-  // replaces its node.
-  #onWorkers(children: string[]): Promise<void> {
-    return this.#followEachChild(
-      this.layout.workers,
-      children,
-      this.#workerWatches,
-      (name) => this.#workers.delete(name),
-      (name, change) => {
-        if (change === null) {
-          this.#workers.delete(name);
-          return;
-        }
-        const decoded = decodeWorkerRegistration(change.data);
-        const session = change.stat.ephemeralOwner;
-        this.#workers.set(
-          name,
-          decoded.ok ? { session, registration: decoded.value } : { session, problem: decoded.error.message },
-        );
-        if (!decoded.ok) this.#problem(`worker ${name}: ${decoded.error.message}`);
-      },
-    );
-  }
-
-  #onAssignDir(children: string[]): Promise<void> {
-    return this.#followEachChild(
-      this.layout.assignDir,
-      children,
-      this.#assignWatches,
-      (name) => this.#assignments.delete(name),
-      (name, change) => {
-        if (change === null) {
-          this.#assignments.delete(name);
-          return;
-        }
-        const decoded = decodeAssignment(change.data);
-        if (decoded.ok) this.#assignments.set(name, decoded.value);
-        else {
-          this.#assignments.delete(name);
-          this.#problem(`assignment of ${name}: ${decoded.error.message}`);
-        }
-      },
-    );
-  }
-
-  async #onQueue(children: string[]): Promise<void> {
+  async #onQueue({ children }: ChildrenChange): Promise<void> {
     dropMissing(this.#queue, children);
     const fresh = children.filter((n) => !this.#queue.has(n));
     await forEachLimit(fresh, READ_LANES, async (name) => {
-      const got = await this.#getOrNull(`${this.layout.queue}/${name}`);
+      const got = await getOrNull(this.#zk, `${this.layout.queue}/${name}`);
       if (!got) return;
       const decoded = decodeSubmitBatch(got.data);
       const node: QueueNode = { czxid: got.stat.czxid, tasks: [] };
@@ -540,45 +505,6 @@ export class GridObserver {
   }
 
   /**
-   * Follows the children of each `<worker>@<session>` dir under `parent` (`R/reports`, `R/inbox`):
-   * stops following dirs that are gone, and resolves once each new dir's first list is handled.
-   */
-  async #followSessionDirs<T extends SessionDir>(
-    parent: string,
-    children: string[],
-    dirs: Map<string, T>,
-    make: (dir: SessionDir) => T,
-    onChildren: (name: string, dir: T, children: string[]) => Promise<void>,
-  ): Promise<void> {
-    const names = new Set(children);
-    for (const [name, dir] of dirs) {
-      if (!names.has(name)) {
-        dir.watch.abort();
-        dirs.delete(name);
-      }
-    }
-    const firsts: Promise<void>[] = [];
-    for (const name of children) {
-      const parsed = this.layout.parseReportDir(name);
-      if (dirs.has(name) || !parsed) continue;
-      const dir = make({ ...parsed, watch: childSignal(this.#stop.signal) });
-      dirs.set(name, dir);
-      firsts.push(this.#follow(`${parent}/${name}`, (c) => onChildren(name, dir, c), dir.watch.signal));
-    }
-    await Promise.all(firsts);
-  }
-
-  #onReportDirs(children: string[]): Promise<void> {
-    return this.#followSessionDirs(
-      this.layout.reports,
-      children,
-      this.#reportDirs,
-      (dir) => ({ ...dir, read: new Set<string>() }),
-      (name, dir, c) => this.#onReports(name, dir, c),
-    );
-  }
-
-  /**
    * Report nodes live only until the leader applies them, so this sees some and misses others: it
    * is the best-effort source of `running` (a task whose report it missed shows as `assigned`).
    */
@@ -588,7 +514,7 @@ export class GridObserver {
     for (const name of read) if (!present.has(name)) read.delete(name);
     const fresh = children.filter((n) => !read.has(n));
     await forEachLimit(fresh, READ_LANES, async (node) => {
-      const got = await this.#getOrNull(`${this.layout.reports}/${dirName}/${node}`);
+      const got = await getOrNull(this.#zk, `${this.layout.reports}/${dirName}/${node}`);
       read.add(node);
       if (!got) return;
       const decoded = decodeWorkerReport(got.data);
@@ -598,25 +524,6 @@ export class GridObserver {
         this.#running.set(u.id, { attempt: u.attempt, startedAt: u.startedAt ?? u.at, seenAt: Date.now() });
       }
     });
-  }
-
-  #onInboxDirs(children: string[]): Promise<void> {
-    return this.#followSessionDirs(
-      this.layout.inbox,
-      children,
-      this.#inboxDirs,
-      (dir) => ({ ...dir, nodes: new Map(), tasks: new Map() }),
-      (name, dir, c) =>
-        this.#followEachChild(
-          `${this.layout.inbox}/${name}`,
-          c,
-          dir.nodes,
-          (id) => dir.tasks.delete(id),
-          (id, change) => this.#onInboxNode(name, dir, id, change),
-          dir.watch.signal,
-          true, // a direct task's node is made once and deleted once
-        ),
-    );
   }
 
   /**
@@ -646,7 +553,7 @@ export class GridObserver {
     } else this.#answersAtStart.push(node.status);
   }
 
-  async #onResults(children: string[]): Promise<void> {
+  async #onResults({ children }: ChildrenChange): Promise<void> {
     const nodes = resultNodes(children, this.layout.resultNodePrefix);
     if (!this.#resultsStarted) {
       // The first list: what is here now is history (read back by #backfill), not throughput.
@@ -714,7 +621,7 @@ export class GridObserver {
   }
 
   async #readResults(name: string): Promise<{ statuses: TaskStatus[]; czxid: number } | undefined> {
-    const got = await this.#getOrNull(`${this.layout.results}/${name}`);
+    const got = await getOrNull(this.#zk, `${this.layout.results}/${name}`);
     if (!got) return undefined;
     const decoded = decodeResultBatch(got.data);
     if (!decoded.ok) {
@@ -924,17 +831,6 @@ export class GridObserver {
     if (this.#stop.signal.aborted) throw new ObserverClosedError();
   }
 
-  async #getOrNull(
-    path: string,
-  ): Promise<{ data: Buffer; stat: { czxid: number; ephemeralOwner: string } } | null> {
-    try {
-      return await this.#zk.get(path);
-    } catch (err) {
-      if (errors.isNoNode(err)) return null;
-      throw err;
-    }
-  }
-
   #queueView(queued: TaskView[], now: number): QueueView {
     // Before the first full read the depth is partial: not worth a sample.
     if (this.#isReady) this.#depth.record(queued.length, now);
@@ -973,25 +869,4 @@ function resultNodes(children: readonly string[], prefix: string): ResultNode[] 
 function dropMissing(map: Map<string, unknown>, children: readonly string[]): void {
   const present = new Set(children);
   for (const key of map.keys()) if (!present.has(key)) map.delete(key);
-}
-
-/** An AbortController that also aborts with `parent`. */
-function childSignal(parent: AbortSignal): AbortController {
-  const controller = new AbortController();
-  if (parent.aborted) controller.abort();
-  else parent.addEventListener("abort", () => controller.abort(), { once: true, signal: controller.signal });
-  return controller;
-}
-
-async function forEachLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++] as T);
-    }),
-  );
 }

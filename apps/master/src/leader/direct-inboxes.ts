@@ -1,4 +1,4 @@
-import { errors } from "@zkgrid/core";
+import { type ChildFollows, errors } from "@zkgrid/core";
 import type { TaskStatus } from "@zkgrid/protocol";
 import { decodeCancelRequest, decodeInboxNode } from "@zkgrid/protocol";
 import type { QueueIntake } from "./queue-intake.js";
@@ -6,9 +6,9 @@ import type { WorkerReports } from "./reports.js";
 import {
   type ChildrenChange,
   childrenOrNone,
-  followSessionDirs,
   forEachLimit,
   getOrNull,
+  sessionDirs,
   type Term,
 } from "./term.js";
 import type { GridWriter } from "./writer.js";
@@ -25,8 +25,6 @@ interface InboxDir {
   session: string;
   /** Names whose data watch runs (or ran): each node is followed until it is deleted. */
   followed: Set<string>;
-  /** Aborted when the dir is gone: ends its watch. */
-  stop: AbortController;
 }
 
 /** A cancelled direct task whose node is deleted (under the version read) after this step's `accepted` writes. */
@@ -41,7 +39,7 @@ export interface DirectCancel {
  * in the TaskBook; its answer (written over its node) becomes its result with the next clean-up.
  */
 export class DirectInboxes {
-  private readonly dirs = new Map<string, InboxDir>();
+  private readonly dirs: ChildFollows<InboxDir>;
   private cancels: DirectCancel[] = [];
   /** Final statuses of answered direct tasks, written with the next clean-up, and then their nodes deleted. */
   private answers: TaskStatus[] = [];
@@ -52,20 +50,19 @@ export class DirectInboxes {
     private readonly writer: GridWriter,
     private readonly reports: WorkerReports,
     private readonly intake: QueueIntake,
-  ) {}
-
-  onInboxDirs(change: ChildrenChange): Promise<void> {
-    const { term } = this;
-    return followSessionDirs(
+  ) {
+    this.dirs = sessionDirs(
       term,
       term.layout.inbox,
       "inbox",
-      this.dirs,
-      change,
-      (parsed, stop): InboxDir => ({ ...parsed, followed: new Set(), stop }),
+      (parsed): InboxDir => ({ ...parsed, followed: new Set() }),
       (name, dir) => (c) => this.onInboxTasks(name, dir, c),
       DIRECT_SETTLE_MS,
     );
+  }
+
+  onInboxDirs(change: ChildrenChange): Promise<void> {
+    return this.dirs.update(change);
   }
 
   /** The inboxes followed, by `worker@session`. */
@@ -103,11 +100,7 @@ export class DirectInboxes {
       const parsed = term.layout.parseReportDir(dirName);
       if (!parsed) return;
       // A dir not followed yet gets a stand-in; its watch reads the same nodes again later, harmlessly.
-      const dir = this.dirs.get(dirName) ?? {
-        ...parsed,
-        followed: new Set(),
-        stop: new AbortController(),
-      };
+      const dir = this.dirs.get(dirName) ?? { ...parsed, followed: new Set<string>() };
       const names = await childrenOrNone(term.client, `${term.layout.inbox}/${dirName}`);
       const wanted = names.filter((n) => unknown.has(n) && !dir.followed.has(n));
       for (const n of wanted) dir.followed.add(n);
@@ -171,7 +164,6 @@ export class DirectInboxes {
     try {
       this.term.counters.writes += 1;
       await this.term.client.delete(dirPath);
-      this.dirs.get(dirName)?.stop.abort();
       this.dirs.delete(dirName);
     } catch (err) {
       if (errors.isNoNode(err)) return;
@@ -180,7 +172,7 @@ export class DirectInboxes {
   }
 
   stop(): void {
-    for (const d of this.dirs.values()) d.stop.abort();
+    this.dirs.stopAll();
   }
 
   /** Reads each new node of an inbox; resolves once each one's current data is handled. */
@@ -210,27 +202,27 @@ export class DirectInboxes {
     }
     const node = decodeInboxNode(name, got.data);
     term.apply(() => this.onDirect(dir, name, path, node, got.stat.version, got.stat.ctime));
-    if (follow && node.kind === "task" && got.stat.version === 0) void this.watchDirect(dir, name, path);
+    if (follow && node.kind === "task" && got.stat.version === 0) this.watchDirect(dir, name, path);
   }
 
-  private async watchDirect(dir: InboxDir, name: string, path: string): Promise<void> {
+  /** Follows a waiting direct task's node until it is answered, declined or deleted. */
+  private watchDirect(dir: InboxDir, name: string, path: string): void {
     const { term } = this;
-    try {
-      for await (const change of term.client.watchData(path, { signal: term.signal, untilGone: true })) {
+    const following = term.follower.data(
+      path,
+      (change) => {
         if (change === null) {
           term.apply(() => this.onDirectGone(dir, name));
-          term.kick();
-          return;
+          return false;
         }
         const node = decodeInboxNode(name, change.data);
         const { version, ctime } = change.stat;
         term.apply(() => this.onDirect(dir, name, path, node, version, ctime));
-        term.kick();
-        if (node.kind !== "task" || version !== 0) return;
-      }
-    } catch (err) {
-      term.fail(err);
-    }
+        return node.kind === "task" && version === 0;
+      },
+      { untilGone: true },
+    );
+    following.catch((err) => term.fail(err));
   }
 
   private onDirect(

@@ -7,7 +7,7 @@ import { Cancellations } from "./cancellations.js";
 import { DirectInboxes } from "./direct-inboxes.js";
 import { QueueIntake } from "./queue-intake.js";
 import { WorkerReports } from "./reports.js";
-import { followChildren, forEachLimit, getOrNull, NotLeaderError, type Term } from "./term.js";
+import { followChildren, forEachLimit, getOrNull, NotLeaderError, type Term, termFollower } from "./term.js";
 import { WorkerSessions } from "./worker-sessions.js";
 import { DEFAULT_KEEP_RESULTS, GridWriter } from "./writer.js";
 
@@ -86,6 +86,10 @@ export class GridLeader {
       log,
       epoch: leadership.epoch,
       signal: this.abort.signal,
+      follower: termFollower(client, this.abort.signal, {
+        kick: () => this.kick(),
+        fail: (err) => this.fail(err),
+      }),
       counters: this.counters,
       apply: (change) => void this.changes.push(change),
       drain: () => this.drain(),

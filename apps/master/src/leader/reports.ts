@@ -1,11 +1,12 @@
+import type { ChildFollows } from "@zkgrid/core";
 import type { WorkerReport } from "@zkgrid/protocol";
 import { decodeWorkerReport } from "@zkgrid/protocol";
 import {
   bySequence,
   type ChildrenChange,
   childrenOrNone,
-  followSessionDirs,
   getOrNull,
+  sessionDirs,
   type Term,
 } from "./term.js";
 import type { GridWriter } from "./writer.js";
@@ -14,32 +15,29 @@ import type { GridWriter } from "./writer.js";
 interface SessionDir {
   worker: string;
   session: string;
-  /** Aborted when the dir is gone: ends its watch. */
-  stop: AbortController;
   /** Report nodes already applied (kept until the dir is gone, so a re-listed node is not applied twice). */
   applied: Set<string>;
 }
 
 /** R/reports: follows each session's report dir and applies its workers' status updates to the TaskBook. */
 export class WorkerReports {
-  private readonly dirs = new Map<string, SessionDir>();
+  private readonly dirs: ChildFollows<SessionDir>;
 
   constructor(
     private readonly term: Term,
     private readonly writer: GridWriter,
-  ) {}
-
-  onReportDirs(change: ChildrenChange): Promise<void> {
-    const { term } = this;
-    return followSessionDirs(
+  ) {
+    this.dirs = sessionDirs(
       term,
       term.layout.reports,
       "reports",
-      this.dirs,
-      change,
-      (parsed, stop): SessionDir => ({ ...parsed, applied: new Set(), stop }),
+      (parsed): SessionDir => ({ ...parsed, applied: new Set() }),
       (name, dir) => (c) => this.onReports(name, dir, c.added),
     );
+  }
+
+  onReportDirs(change: ChildrenChange): Promise<void> {
+    return this.dirs.update(change);
   }
 
   /** The report dirs followed, by `worker@session`. */
@@ -127,13 +125,13 @@ export class WorkerReports {
 
   /** Deletes a fenced session's report dir, so a worker that wakes up cannot publish into it. */
   async deleteDir(dirName: string): Promise<void> {
-    this.dirs.get(dirName)?.stop.abort();
+    this.dirs.stop(dirName);
     this.term.counters.writes += 1;
     await this.term.client.deleteRecursive(`${this.term.layout.reports}/${dirName}`);
     this.dirs.delete(dirName);
   }
 
   stop(): void {
-    for (const d of this.dirs.values()) d.stop.abort();
+    this.dirs.stopAll();
   }
 }

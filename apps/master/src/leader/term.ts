@@ -1,4 +1,13 @@
-import { errors, type Logger, markErrorClass, type SessionBoundClient, ZkgridError } from "@zkgrid/core";
+import {
+  ChildFollows,
+  type ChildrenChange,
+  errors,
+  Follower,
+  type Logger,
+  markErrorClass,
+  type SessionBoundClient,
+  ZkgridError,
+} from "@zkgrid/core";
 import type { GridLayout } from "@zkgrid/protocol";
 import { parseSequence } from "@zkgrid/protocol";
 import type { TaskBook } from "../task-book.js";
@@ -15,12 +24,8 @@ export class NotLeaderError extends ZkgridError {
   }
 }
 
-/** One children change as a watch yields it. */
-export interface ChildrenChange {
-  children: string[];
-  added: string[];
-  removed: string[];
-}
+export { forEachLimit, getOrNull } from "@zkgrid/core";
+export type { ChildrenChange };
 
 /**
  * What every part of a leader term shares: the session-bound client, the TaskBook, and the step loop's
@@ -36,6 +41,8 @@ export interface Term {
   readonly epoch: number;
   /** Aborted when the term ends: ends every watch. */
   readonly signal: AbortSignal;
+  /** Follows the grid's nodes for this term (see termFollower). */
+  readonly follower: Follower;
   readonly counters: { ticks: number; writes: number; finished: number };
   /** Queues a change of state for the next step. */
   apply(change: () => void): void;
@@ -53,8 +60,27 @@ export interface Term {
 }
 
 /**
- * Consumes a children watch; `handle` runs for each change, and a step is asked for after it. Resolves
- * once the first change (the current state) has been fully handled.
+ * A term's follower: a step is asked for after each change it handles. An error ends the term; before
+ * a follow's first state is handled its promise rejects instead, so that a failed takeover is retried.
+ */
+export function termFollower(
+  client: SessionBoundClient,
+  signal: AbortSignal,
+  term: { kick(): void; fail(err: unknown): void },
+): Follower {
+  return new Follower(client, {
+    signal,
+    onError: (err, { first }) => {
+      if (!first) term.fail(err);
+      return "fail";
+    },
+    onEvent: () => term.kick(),
+  });
+}
+
+/**
+ * Follows the children of `path` for the term (see termFollower); resolves once the first change
+ * (the current state) has been fully handled.
  */
 export function followChildren(
   term: Term,
@@ -62,83 +88,41 @@ export function followChildren(
   handle: (c: ChildrenChange) => Promise<void>,
   options: { settleMs?: number; stop?: AbortSignal } = {},
 ): Promise<void> {
-  const signal = options.stop ? AbortSignal.any([term.signal, options.stop]) : term.signal;
-  let first = true;
-  return new Promise<void>((resolve, reject) => {
-    void (async () => {
-      try {
-        for await (const change of term.client.watchChildren(path, {
-          signal,
-          settleMs: options.settleMs ?? 0,
-        })) {
-          await handle(change);
-          if (first) {
-            first = false;
-            resolve();
-          }
-          term.kick();
-        }
-        resolve();
-      } catch (err) {
-        if (first) reject(err);
-        else term.fail(err);
-      }
-    })();
+  return term.follower.children(path, handle, {
+    settleMs: options.settleMs ?? 0,
+    ...(options.stop ? { signal: options.stop } : {}),
   });
 }
 
 /**
- * Keeps a children watch on each `<worker>@<session>` dir under `parent` (report dirs, inboxes): ends
- * the watches of dirs that are gone, starts one for each new dir, and resolves once each new one has
- * been read. A dir gone before its first read is skipped.
+ * The `<worker>@<session>` dirs under `parent` (report dirs, inboxes), each one's children followed
+ * until the dir is gone. A name that is no session dir is logged and passed over; a dir gone before
+ * its first read is skipped.
  */
-export async function followSessionDirs<D extends { stop: AbortController }>(
+export function sessionDirs<D>(
   term: Term,
   parent: string,
   what: string,
-  dirs: Map<string, D>,
-  change: { added: string[]; removed: string[] },
-  make: (parsed: { worker: string; session: string }, stop: AbortController) => D,
+  make: (parsed: { worker: string; session: string }) => D,
   handler: (name: string, dir: D) => (c: ChildrenChange) => Promise<void>,
   settleMs = 0,
-): Promise<void> {
-  for (const name of change.removed) {
-    dirs.get(name)?.stop.abort();
-    dirs.delete(name);
-  }
-  const firsts: Promise<void>[] = [];
-  for (const name of change.added) {
-    if (dirs.has(name)) continue;
-    const parsed = term.layout.parseReportDir(name);
-    if (!parsed) {
+): ChildFollows<D> {
+  return new ChildFollows<D>({
+    open: (name) => {
+      const parsed = term.layout.parseReportDir(name);
+      if (parsed) return make(parsed);
       term.log("warn", `unexpected node under ${what}; ignoring it`, { node: name });
-      continue;
-    }
-    const dir = make(parsed, new AbortController());
-    dirs.set(name, dir);
-    firsts.push(
-      followChildren(term, `${parent}/${name}`, handler(name, dir), {
-        settleMs,
-        stop: dir.stop.signal,
-      }).catch((err) => {
+      return undefined;
+    },
+    follow: (name, dir, stop) =>
+      followChildren(term, `${parent}/${name}`, handler(name, dir), { settleMs, stop }).catch((err) => {
         if (!errors.isNoNode(err)) throw err;
       }),
-    );
-  }
-  await Promise.all(firsts);
+  });
 }
 
 export function bySequence(a: string, b: string): number {
   return (parseSequence(a) ?? 0) - (parseSequence(b) ?? 0);
-}
-
-export async function getOrNull(client: SessionBoundClient, path: string) {
-  try {
-    return await client.get(path);
-  } catch (err) {
-    if (errors.isNoNode(err)) return null;
-    throw err;
-  }
 }
 
 /** The children of `path`, or none if it is gone. */
@@ -149,20 +133,4 @@ export async function childrenOrNone(client: SessionBoundClient, path: string): 
     if (errors.isNoNode(err)) return [];
     throw err;
   }
-}
-
-/** Runs `fn` over items with at most `limit` in flight: pipelined reads without an unbounded burst. */
-export async function forEachLimit<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  });
-  await Promise.all(lanes);
 }
