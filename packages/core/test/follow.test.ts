@@ -125,29 +125,24 @@ describe("Follower.children", () => {
     expect(seen.errors).toEqual([{ error: refused, first: true, path: "/dir" }]);
   });
 
-  it("after the first state, a failing follow tells the policy and ends: no later change is handled", async () => {
+  it("after the first state, a failing follow tells the policy and ends: it re-arms no watch", async () => {
     const root = testRoot();
     const zk = await connectClient({ root });
     const other = await connectClient({ root });
-    await zk.ensurePath("/dir");
+    await zk.create("/node", "good");
     const { follower, seen } = recordingFollower(zk, () => "fail");
-    const handled: string[][] = [];
-    await follower.children("/dir", (c) => {
-      handled.push(c.children);
-      if (c.children.includes("bad")) throw new Error("bad child");
+    const handled: string[] = [];
+    await follower.data("/node", (c) => {
+      handled.push(c?.data.toString() ?? "gone");
+      if (c?.data.toString() === "bad") throw new Error("bad data");
     });
-    await other.create("/dir/bad");
+    await other.set("/node", "bad");
     await waitFor(() => seen.errors.length === 1, { message: "the error reaches the policy" });
-    expect(seen.errors[0]).toMatchObject({ first: false, path: "/dir" });
-    // A follow that is still running would list this child; a fresh follow shows the listing has it.
-    await other.create("/dir/after");
-    const fresh: string[][] = [];
-    const { follower: again } = recordingFollower(zk, () => "fail");
-    const stop = new AbortController();
-    await again.children("/dir", (c) => void fresh.push(c.children), { signal: stop.signal });
-    stop.abort();
-    expect(fresh).toEqual([["after", "bad"]]);
-    expect(handled).toEqual([[], ["bad"]]);
+    expect(seen.errors[0]).toMatchObject({ first: false, path: "/node" });
+    // The read of "bad" armed the last watch; this write fires it, and an ended follow arms no other.
+    await other.set("/node", "after");
+    await waitFor(async () => !(await watchedPaths(zk)).includes(`${root}/node`), { message: "no watch" });
+    expect(handled).toEqual(["good", "bad"]);
   });
 
   it("retry: a failed handler runs again with the newest listing, diffed against the last one it handled", async () => {
