@@ -62,7 +62,7 @@ export {
   UnimplementedError,
   ZkError,
 } from "./errors.js";
-export { forEachLimit, getOrNull } from "./reads.js";
+export { forEachLimit, getOrNull, readEach } from "./reads.js";
 export { RESPONSE_COUNTER_LIMIT } from "./session.js";
 export { sleep } from "./sleep.js";
 export { hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";

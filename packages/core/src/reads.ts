@@ -26,3 +26,20 @@ export async function forEachLimit<T>(
   });
   await Promise.all(lanes);
 }
+
+/**
+ * Reads the children `names` of `dir`, at most `lanes` at a time, and hands each one that still exists
+ * to `fn` (a node listed a moment ago may be gone).
+ */
+export async function readEach(
+  client: { get(path: string): Promise<DataChange> },
+  dir: string,
+  names: readonly string[],
+  lanes: number,
+  fn: (name: string, node: DataChange) => void | Promise<void>,
+): Promise<void> {
+  await forEachLimit(names, lanes, async (name) => {
+    const node = await getOrNull(client, `${dir}/${name}`);
+    if (node) await fn(name, node);
+  });
+}

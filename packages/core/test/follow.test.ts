@@ -13,6 +13,7 @@ import {
   getOrNull,
   isSessionExpired,
   type Watcher,
+  type ZkClient,
 } from "../src/index.js";
 import {
   connectClient,
@@ -35,6 +36,12 @@ async function watchedPaths(client: { sessionId: string | undefined }): Promise<
     else if (mine && line.trim().startsWith("/")) paths.push(line.trim());
   }
   return paths.sort();
+}
+
+/** A client to follow with, and another that changes the nodes, on a fresh root. */
+async function twoClients(): Promise<{ root: string; zk: ZkClient; other: ZkClient }> {
+  const root = testRoot();
+  return { root, zk: await connectClient({ root }), other: await connectClient({ root }) };
 }
 
 interface Seen {
@@ -62,9 +69,7 @@ function recordingFollower(
 
 describe("Follower.children", () => {
   it("resolves once the first listing is handled, then hands over each change as added and removed", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     await zk.ensurePath("/dir/a");
     const stop = new AbortController();
     const { follower, seen } = recordingFollower(zk, () => "fail", stop.signal);
@@ -92,9 +97,7 @@ describe("Follower.children", () => {
   });
 
   it("follows a dir that does not exist yet, and its deletion and re-creation", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     const { follower } = recordingFollower(zk, () => "fail");
     const changes: ChildrenChange[] = [];
     const stop = new AbortController();
@@ -126,9 +129,7 @@ describe("Follower.children", () => {
   });
 
   it("after the first state, a failing follow tells the policy and ends: it re-arms no watch", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { root, zk, other } = await twoClients();
     await zk.create("/node", "good");
     const { follower, seen } = recordingFollower(zk, () => "fail");
     const handled: string[] = [];
@@ -146,9 +147,7 @@ describe("Follower.children", () => {
   });
 
   it("retry: a failed handler runs again with the newest listing, diffed against the last one it handled", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     await zk.ensurePath("/dir/a");
     const stop = new AbortController();
     const { follower, seen } = recordingFollower(zk, () => "retry", stop.signal);
@@ -201,9 +200,7 @@ describe("Follower.children", () => {
 
 describe("Follower across a session expiry", () => {
   it("a client's follow goes on in the new session (the observer's way: nothing to report)", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     await zk.ensurePath("/dir");
     const stop = new AbortController();
     const { follower, seen } = recordingFollower(zk, () => "end", stop.signal);
@@ -219,9 +216,7 @@ describe("Follower across a session expiry", () => {
   });
 
   it("a handler bound to the expired session fails, and the policy hears it (the leader's way: end the term)", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     await zk.ensurePath("/dir");
     const bound = zk.boundTo(zk.sessionId!);
     const ended: unknown[] = [];
@@ -256,9 +251,7 @@ describe("Follower across a session expiry", () => {
 
 describe("Follower.data", () => {
   it("hands over each change, null while the node is gone, and the node again once recreated", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     const stop = new AbortController();
     const { follower, seen } = recordingFollower(zk, () => "fail", stop.signal);
     const states: Array<string | null> = [];
@@ -277,9 +270,7 @@ describe("Follower.data", () => {
   });
 
   it("ends when the handler returns false, or with untilGone once the node is deleted: no watch is left", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { root, zk, other } = await twoClients();
     await zk.create("/task", "waiting");
     await zk.create("/once", "x");
     const { follower } = recordingFollower(zk, () => "fail");
@@ -308,9 +299,7 @@ describe("Follower.data", () => {
 
 describe("ChildFollows", () => {
   it("follows each child until it is removed, forgetting it then, and skips children it does not open", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     await zk.ensurePath("/workers");
     await zk.create("/workers/w1", "1");
     await zk.create("/workers/not-a-worker", "?");

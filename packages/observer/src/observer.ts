@@ -6,10 +6,10 @@ import {
   type DataChange,
   errors,
   Follower,
-  forEachLimit,
   getOrNull,
   type Logger,
   messageOf,
+  readEach,
   sleep,
   type ZkClient,
 } from "@zkgrid/core";
@@ -434,11 +434,8 @@ export class GridObserver {
   // Watch handlers: each takes the full child list and brings its map in line with it.
 
   async #onMasters({ children }: ChildrenChange): Promise<void> {
-    dropMissing(this.#masters, children);
-    const fresh = children.filter((n) => !this.#masters.has(n));
-    await forEachLimit(fresh, READ_LANES, async (node) => {
-      const got = await getOrNull(this.#zk, `${this.layout.masters}/${node}`);
-      if (!got) return;
+    const fresh = newChildren(this.#masters, children);
+    await readEach(this.#zk, this.layout.masters, fresh, READ_LANES, (node, got) => {
       const seq = parseSequentialName(node)?.sequence ?? Number.MAX_SAFE_INTEGER;
       const decoded = decodeMasterInfo(got.data);
       if (!decoded.ok) {
@@ -478,11 +475,8 @@ export class GridObserver {
   }
 
   async #onQueue({ children }: ChildrenChange): Promise<void> {
-    dropMissing(this.#queue, children);
-    const fresh = children.filter((n) => !this.#queue.has(n));
-    await forEachLimit(fresh, READ_LANES, async (name) => {
-      const got = await getOrNull(this.#zk, `${this.layout.queue}/${name}`);
-      if (!got) return;
+    const fresh = newChildren(this.#queue, children);
+    await readEach(this.#zk, this.layout.queue, fresh, READ_LANES, (name, got) => {
       const decoded = decodeSubmitBatch(got.data);
       const node: QueueNode = { czxid: got.stat.czxid, tasks: [] };
       if (!decoded.ok) {
@@ -510,13 +504,9 @@ export class GridObserver {
    */
   async #onReports(dirName: string, dir: ReportDir, children: string[]): Promise<void> {
     const { read } = dir;
-    const present = new Set(children);
-    for (const name of read) if (!present.has(name)) read.delete(name);
-    const fresh = children.filter((n) => !read.has(n));
-    await forEachLimit(fresh, READ_LANES, async (node) => {
-      const got = await getOrNull(this.#zk, `${this.layout.reports}/${dirName}/${node}`);
+    const fresh = newChildren(read, children);
+    await readEach(this.#zk, `${this.layout.reports}/${dirName}`, fresh, READ_LANES, (node, got) => {
       read.add(node);
-      if (!got) return;
       const decoded = decodeWorkerReport(got.data);
       if (!decoded.ok) return;
       for (const u of decoded.value.updates) {
@@ -866,7 +856,9 @@ function resultNodes(children: readonly string[], prefix: string): ResultNode[] 
   return nodes.sort((a, b) => a.seq - b.seq);
 }
 
-function dropMissing(map: Map<string, unknown>, children: readonly string[]): void {
+/** Drops from `known` what `children` no longer lists; returns the children it does not know yet. */
+function newChildren(known: Map<string, unknown> | Set<string>, children: readonly string[]): string[] {
   const present = new Set(children);
-  for (const key of map.keys()) if (!present.has(key)) map.delete(key);
+  for (const key of known.keys()) if (!present.has(key)) known.delete(key);
+  return children.filter((n) => !known.has(n));
 }
