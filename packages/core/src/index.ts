@@ -1,6 +1,7 @@
 /**
  * `@zkgrid/core`: ZooKeeper for TypeScript, with sessions that recover by themselves, typed errors,
- * protected creates, watches that never miss a change and leader election.
+ * protected creates, watches that never miss a change, a follower that runs handlers over them under
+ * one error policy, and leader election.
  *
  * @example
  * ```ts
