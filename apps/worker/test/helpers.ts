@@ -39,7 +39,6 @@ export interface LogLine {
  * leader), a temporary working directory, and cleanup of every worker and client it made.
  */
 export class Grid {
-  readonly connectString = inject("zkConnectString");
   readonly root = `/test-${randomUUID()}`;
   readonly workers: Worker[] = [];
   readonly clients: ZkClient[] = [];
@@ -48,8 +47,11 @@ export class Grid {
   cwd!: string;
   private epoch = 1;
 
-  static async create(): Promise<Grid> {
-    const grid = new Grid();
+  private constructor(readonly connectString: string) {}
+
+  /** A grid on the shared ZooKeeper, or on the server at `connectString`. */
+  static async create(connectString: string = inject("zkConnectString")): Promise<Grid> {
+    const grid = new Grid(connectString);
     grid.zk = await grid.client();
     grid.cwd = await mkdtemp(join(tmpdir(), "zkgrid-worker-test-"));
     return grid;

@@ -63,7 +63,7 @@ export {
 } from "./errors.js";
 export { RESPONSE_COUNTER_LIMIT } from "./session.js";
 export { sleep } from "./sleep.js";
-export { hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";
+export { codedErrorClass, hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";
 
 export type { AddonStatus } from "./addon.js";
 export type {
