@@ -16,7 +16,7 @@ import {
   type WorkerRegistration,
 } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { inject } from "vitest";
+import { afterEach, beforeEach, inject } from "vitest";
 import {
   type LogLevel,
   startWorker,
@@ -143,6 +143,18 @@ export class Grid {
     await Promise.allSettled(this.clients.map((c) => c.close()));
     await rm(this.cwd, { recursive: true, force: true });
   }
+}
+
+/** Gives each test of the file a fresh grid on the shared ZooKeeper, through `use`, and cleans it up after. */
+export function gridPerTest(use: (grid: Grid) => void): void {
+  let current: Grid | undefined;
+  beforeEach(async () => {
+    current = await Grid.create();
+    use(current);
+  });
+  afterEach(async () => {
+    await current?.cleanup();
+  });
 }
 
 /** An assigned task as the leader hands it out. */
