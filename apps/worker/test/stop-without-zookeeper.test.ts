@@ -46,7 +46,8 @@ describe("a worker whose ZooKeeper stops at the moment it is told to stop", () =
 
   it("exits after SIGTERM with no task running, though it cannot delete its registration", async () => {
     const bin = startWorkerBin(grid, ["w1", "--cwd", grid.cwd]);
-    await waitFor(() => grid.registration("w1"), { message: "the bin to register" });
+    // Its own word, not the node: the node can exist before the worker has heard the reply.
+    await waitFor(() => bin.stderr().includes("registered on session"), { message: "the bin to register" });
 
     // ZooKeeper first, so that the delete of the registration cannot slip in before it goes.
     await server.kill();
