@@ -7,7 +7,7 @@ import { Redis } from "ioredis";
 import { BINS, type BenchContext, type Workload } from "./context.js";
 import { CpuMeter, CpuTotals, GuardedProcess } from "./processes.js";
 import type { LatencyResult, PeakRss, ThroughputResult } from "./results.js";
-import { cpuPerTask, emptyLatency, emptyThroughput, toMiB } from "./results.js";
+import { cpuPerTask, emptyLatency, emptyThroughput, measureInto, toMiB } from "./results.js";
 import { countRedisLoad } from "./redis.js";
 import { median, round, summarize } from "./stats.js";
 
@@ -156,7 +156,7 @@ export async function bullThroughput(
     shape,
     2 * (warmup + count * rounds),
   );
-  try {
+  return measureInto(result, bull, async () => {
     await addAll(bull, workload, warmup, Math.max(60_000, warmup * 5));
     const cpu = new CpuTotals();
     const latencies: number[] = [];
@@ -177,14 +177,7 @@ export async function bullThroughput(
     result.tasksPerSecond = median(result.rounds);
     result.latencyMs = summarize(latencies);
     result.cpuMsPerTask = cpuPerTask(cpu.totals, count * rounds, ms, availableParallelism());
-  } catch (error) {
-    result.error = String(error);
-  } finally {
-    result.peakRssMiB = bull.peakRss();
-    await bull.stop();
-    await flushRedis(ctx);
-  }
-  return result;
+  }).finally(() => flushRedis(ctx));
 }
 
 export async function bullLatency(
@@ -195,7 +188,7 @@ export async function bullLatency(
 ): Promise<LatencyResult> {
   const result = emptyLatency({ system: "bullmq", shape: describeBullShape(shape), warmup, count });
   const bull = await RunningBull.start(ctx, "bullmq-latency", shape, 10_000);
-  try {
+  return measureInto(result, bull, async () => {
     const one = async (i: number): Promise<number> => {
       const start = performance.now();
       const job = await bull.queue.add("noop", { i });
@@ -218,14 +211,7 @@ export async function bullLatency(
     const failed = result.failed;
     result.redis = await countRedisLoad(ctx.redis.port, Math.min(count, 50), (i) => one(warmup + count + i));
     result.failed = failed;
-  } catch (error) {
-    result.error = String(error);
-  } finally {
-    result.peakRssMiB = bull.peakRss();
-    await bull.stop();
-    await flushRedis(ctx);
-  }
-  return result;
+  }).finally(() => flushRedis(ctx));
 }
 
 async function flushRedis(ctx: BenchContext): Promise<void> {

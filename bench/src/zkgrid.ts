@@ -11,6 +11,7 @@ import {
   cpuPerTask,
   emptyLatency,
   emptyThroughput,
+  measureInto,
   type LatencyResult,
   MiB,
   type PeakRss,
@@ -290,7 +291,7 @@ export async function zkgridThroughput(
   });
   result.flags = shape.defaults ? "defaults" : "tuned";
   const grid = await RunningGrid.start(ctx, `zkgrid-${workload}`, shape, options);
-  try {
+  return measureInto(result, grid, async () => {
     await submitAll(grid, makeTasks(workload, warmup), drainTimeoutMs(warmup));
     const latencies: number[] = [];
     const cpu = new CpuTotals();
@@ -322,13 +323,7 @@ export async function zkgridThroughput(
     result.latencyMs = summarize(latencies);
     result.cpuMsPerTask = cpuPerTask(cpu.totals, total, ms, availableParallelism());
     if (load) result.zk = zkLoadOf(load, total);
-  } catch (error) {
-    result.error = String(error);
-  } finally {
-    result.peakRssMiB = grid.peakRss();
-    await grid.stop();
-  }
-  return result;
+  });
 }
 
 export async function zkgridLatency(
@@ -341,7 +336,7 @@ export async function zkgridLatency(
   const result = emptyLatency({ system: "zkgrid", shape: describeShape(shape), warmup, count });
   result.flags = shape.defaults ? "defaults" : "tuned";
   const grid = await RunningGrid.start(ctx, "zkgrid-latency", shape, options);
-  try {
+  return measureInto(result, grid, async () => {
     const one = async (i: number): Promise<number> => {
       const start = performance.now();
       const results = await grid.client.submitAndWait({ handler: "noop", input: i }, { timeoutMs: 30_000 });
@@ -362,13 +357,7 @@ export async function zkgridLatency(
     const after = await waitQuiet(ctx.zk);
     result.latencyMs = summarize(latencies);
     result.zk = zkLoad(before, after, count, (await grid.resultNodeCount()) - nodesBefore);
-  } catch (error) {
-    result.error = String(error);
-  } finally {
-    result.peakRssMiB = grid.peakRss();
-    await grid.stop();
-  }
-  return result;
+  });
 }
 
 /** Lines of the server log that mean a request was refused for its size (the server drops the link). */

@@ -90,10 +90,11 @@ write_consumer "$WORK/npm" module
 write_consumer "$WORK/pnpm" module
 
 install_npm() { (cd "$WORK/npm" && npm install --no-audit --no-fund --foreground-scripts); }
-# Without its side-effects cache: with it, pnpm skips @zkgrid/core's postinstall when it built that
-# version before on this machine, and the freshly built addon stays unpatched (see the README's Install).
+# A store of its own, empty: pnpm's side-effects cache holds nothing yet, so both install scripts run
+# (with a build of these versions cached, pnpm would run neither: see the README's Install and the
+# check "pnpm: a second project ..." below).
 install_pnpm() {
-  (cd "$WORK/pnpm" && pnpm install --config.side-effects-cache=false --reporter=append-only)
+  (cd "$WORK/pnpm" && pnpm install --store-dir "$WORK/pnpm-store" --reporter=append-only)
 }
 # Both installs build the zookeeper addon: in parallel, they take the time of one.
 install_npm >"$WORK/logs/install-npm.log" 2>&1 &
@@ -118,6 +119,23 @@ addon_patched() {
     const stamp = path.join(addon, "build", "Release", ".zkgrid-resolution-patch");
     if (!fs.existsSync(stamp)) { console.error(`no ${stamp}`); process.exit(1); }')
 }
+
+# What the README's Install says of pnpm's side-effects cache: the first install cached the addon as
+# its own install script left it, unpatched; a second project installed from that store gets it so,
+# without running either script. The warning at connect names the fix (core's addon test checks its
+# words); here the fix itself: `pnpm rebuild @zkgrid/core`.
+pnpm_cache_undoes_the_patch() {
+  write_consumer "$WORK/pnpm-again" module
+  (cd "$WORK/pnpm-again" && pnpm install --store-dir "$WORK/pnpm-store" --reporter=append-only) || return 1
+  if addon_patched "$WORK/pnpm-again"; then
+    echo "the addon restored from the side-effects cache is patched: pnpm changed; update the README"
+    return 1
+  fi
+  (cd "$WORK/pnpm-again" && pnpm rebuild @zkgrid/core --store-dir "$WORK/pnpm-store") || return 1
+  addon_patched "$WORK/pnpm-again"
+}
+check "pnpm: a second project from the same store gets the addon unpatched; pnpm rebuild @zkgrid/core patches it" \
+  pnpm_cache_undoes_the_patch
 
 for pm in npm pnpm; do
   dir="$WORK/$pm"

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, type ZkClient } from "@zkgrid/core";
@@ -183,14 +183,7 @@ export function gridPerTest(): () => TestGrid {
 }
 
 /** True while the process exists and is not a zombie. */
-export function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
+export { isProcessRunning as isAlive } from "@zkgrid/testing";
 
 /** The session a worker registered with, once it has. */
 export async function sessionOf(g: TestGrid, worker: string): Promise<string> {

@@ -220,15 +220,26 @@ class GridWorker implements Worker {
     clearTimeout(this.stopTimer);
     const session = this.sessions.current;
     if (session !== undefined && session.status !== "ended" && this.zk !== undefined) {
-      // Answers first: one the node refused is reported instead.
-      await this.supervisor.answersWritten();
-      await session.reporter.flushed();
-      // Only now that the reports are written: the leader fences the session once this node is gone.
-      await this.sessions
-        .unregister(session)
-        .catch((error: unknown) =>
-          this.options.log("warn", `could not delete the registration: ${messageOf(error)}`),
+      const written = await this.unlessUnreachable(this.zk, async () => {
+        // Answers first: one the node refused is reported instead.
+        await this.supervisor.answersWritten();
+        await session.reporter.flushed();
+        // Only now that the reports are written: the leader fences the session once this node is gone.
+        await this.sessions
+          .unregister(session)
+          .catch((error: unknown) =>
+            this.options.log("warn", `could not delete the registration: ${messageOf(error)}`),
+          );
+      });
+      if (!written) {
+        this.options.log(
+          "warn",
+          "stopping without ZooKeeper: the final statuses not yet reported are dropped; the leader " +
+            "hands this session's tasks out again once the session expires (their output stays on disk)",
+          { session: session.id },
         );
+        this.sessions.end(session, "closed");
+      }
     }
     this.lifetime.abort();
     await this.release();
@@ -262,10 +273,43 @@ class GridWorker implements Worker {
     if (session !== undefined) this.sessions.end(session, "closed");
     this.lifetime.abort();
     await this.supervisor.allRunsDone();
-    if (registered && this.zk !== undefined) await this.sessions.unregister(session).catch(() => {});
+    const zk = this.zk;
+    if (registered && zk !== undefined)
+      await this.unlessUnreachable(zk, () => this.sessions.unregister(session).catch(() => {}));
     await this.release();
     this.setState(stopped ? "STOPPED" : "FAILED", this.error);
     this.resolveClosed();
+  }
+
+  /**
+   * Runs the final ZooKeeper writes of a stop, and resolves whether they finished. It gives up (false)
+   * once the connection has been lost for a third of the session timeout: a reconnect to a live server
+   * takes far less, so the server is taken as gone, and a stop does not wait for it (the session then
+   * expires on the server, which is what the leader acts on).
+   */
+  private async unlessUnreachable(zk: ZkClient, writes: () => Promise<void>): Promise<boolean> {
+    const patienceMs = this.options.sessionTimeoutMs / 3;
+    let timer: NodeJS.Timeout | undefined;
+    let giveUp!: () => void;
+    const unreachable = new Promise<false>((resolve) => {
+      giveUp = () => resolve(false);
+    });
+    const lost = () => {
+      clearTimeout(timer);
+      timer = setTimeout(giveUp, patienceMs);
+    };
+    const unsubscribe = [
+      zk.on("suspended", lost),
+      zk.on("reconnected", () => clearTimeout(timer)),
+      zk.on("connected", () => clearTimeout(timer)),
+    ];
+    if (zk.state !== "connected") lost();
+    try {
+      return await Promise.race([writes().then(() => true), unreachable]);
+    } finally {
+      clearTimeout(timer);
+      for (const off of unsubscribe) off();
+    }
   }
 
   private async release(): Promise<void> {

@@ -16,7 +16,7 @@ import {
   type WorkerRegistration,
 } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { inject } from "vitest";
+import { afterEach, beforeEach, inject } from "vitest";
 import {
   type LogLevel,
   startWorker,
@@ -39,7 +39,6 @@ export interface LogLine {
  * leader), a temporary working directory, and cleanup of every worker and client it made.
  */
 export class Grid {
-  readonly connectString = inject("zkConnectString");
   readonly root = `/test-${randomUUID()}`;
   readonly workers: Worker[] = [];
   readonly clients: ZkClient[] = [];
@@ -48,8 +47,11 @@ export class Grid {
   cwd!: string;
   private epoch = 1;
 
-  static async create(): Promise<Grid> {
-    const grid = new Grid();
+  private constructor(readonly connectString: string) {}
+
+  /** A grid on the shared ZooKeeper, or on the server at `connectString`. */
+  static async create(connectString: string = inject("zkConnectString")): Promise<Grid> {
+    const grid = new Grid(connectString);
     grid.zk = await grid.client();
     grid.cwd = await mkdtemp(join(tmpdir(), "zkgrid-worker-test-"));
     return grid;
@@ -141,6 +143,18 @@ export class Grid {
     await Promise.allSettled(this.clients.map((c) => c.close()));
     await rm(this.cwd, { recursive: true, force: true });
   }
+}
+
+/** Gives each test of the file a fresh grid on the shared ZooKeeper, through `use`, and cleans it up after. */
+export function gridPerTest(use: (grid: Grid) => void): void {
+  let current: Grid | undefined;
+  beforeEach(async () => {
+    current = await Grid.create();
+    use(current);
+  });
+  afterEach(async () => {
+    await current?.cleanup();
+  });
 }
 
 /** An assigned task as the leader hands it out. */

@@ -1,16 +1,13 @@
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expireSession, waitFor } from "@zkgrid/testing";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { WorkerEvent, WorkerState } from "../src/index.js";
-import { assigned, Grid, isRunning, layout, nextEvent, readPidFile } from "./helpers.js";
+import { assigned, type Grid, gridPerTest, isRunning, layout, nextEvent, readPidFile } from "./helpers.js";
 
 let grid: Grid;
-beforeEach(async () => {
-  grid = await Grid.create();
-});
-afterEach(async () => {
-  await grid.cleanup();
+gridPerTest((created) => {
+  grid = created;
 });
 
 const SLEEPER = "sleep 60 & echo $! > child.pid; wait";

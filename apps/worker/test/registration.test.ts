@@ -4,7 +4,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeWorkerRegistration } from "@zkgrid/protocol";
 import { expireSession, waitFor } from "@zkgrid/testing";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   startWorker,
   VERSION,
@@ -12,14 +12,11 @@ import {
   WorkerNameTakenError,
   WorkerOptionError,
 } from "../src/index.js";
-import { Grid, layout } from "./helpers.js";
+import { type Grid, gridPerTest, layout } from "./helpers.js";
 
 let grid: Grid;
-beforeEach(async () => {
-  grid = await Grid.create();
-});
-afterEach(async () => {
-  await grid.cleanup();
+gridPerTest((created) => {
+  grid = created;
 });
 
 describe("registration", () => {

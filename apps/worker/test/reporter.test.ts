@@ -5,17 +5,14 @@ import {
   type StatusUpdate,
 } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { silentLogger } from "../src/index.js";
 import { SessionReporter } from "../src/reporter.js";
-import { Grid, layout } from "./helpers.js";
+import { type Grid, gridPerTest, layout } from "./helpers.js";
 
 let grid: Grid;
-beforeEach(async () => {
-  grid = await Grid.create();
-});
-afterEach(async () => {
-  await grid.cleanup();
+gridPerTest((created) => {
+  grid = created;
 });
 
 function reporterFor(

@@ -4,15 +4,20 @@ import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { assigned, Grid, isRunning, readPidFile, startWorkerBin, WORKER_BIN } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import {
+  assigned,
+  type Grid,
+  gridPerTest,
+  isRunning,
+  readPidFile,
+  startWorkerBin,
+  WORKER_BIN,
+} from "./helpers.js";
 
 let grid: Grid;
-beforeEach(async () => {
-  grid = await Grid.create();
-});
-afterEach(async () => {
-  await grid.cleanup();
+gridPerTest((created) => {
+  grid = created;
 });
 
 const NO_PERL = "/nonexistent/perl";

@@ -2,16 +2,13 @@ import { existsSync } from "node:fs";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, beforeEach, describe, expect, expectTypeOf, it } from "vitest";
+import { describe, expect, expectTypeOf, it } from "vitest";
 import { defineHandlers, type HandlerInput, type HandlerOutput } from "../src/index.js";
-import { assigned, Grid, isRunning, nextEvent, readPidFile } from "./helpers.js";
+import { assigned, type Grid, gridPerTest, isRunning, nextEvent, readPidFile } from "./helpers.js";
 
 let grid: Grid;
-beforeEach(async () => {
-  grid = await Grid.create();
-});
-afterEach(async () => {
-  await grid.cleanup();
+gridPerTest((created) => {
+  grid = created;
 });
 
 async function readJson(file: string): Promise<Record<string, unknown>> {

@@ -22,9 +22,20 @@ const HOW_TO_BUILD =
 const UNPATCHED =
   "the zookeeper addon lacks zkgrid's hosts-once fix: its C client resolves the connect string again after " +
   "every reply, about 13 µs of CPU per reply (about 10% on a lone task's latency, half the ceiling on task " +
-  "creates). To fix it, run @zkgrid/core's install step again (`npm rebuild @zkgrid/core`; with pnpm, approve " +
-  "its build, then `pnpm rebuild @zkgrid/core`) on a machine with a C compiler, make and Python 3; its " +
-  "output says why the rebuild failed";
+  "creates)";
+const REPATCH_NPM =
+  "To fix it, run @zkgrid/core's install step again: `npm rebuild @zkgrid/core`, on a machine with a C " +
+  "compiler, make and Python 3; its output says why the rebuild failed";
+// pnpm skips @zkgrid/core's postinstall when its build is not approved, and also when its side-effects
+// cache holds a build of it: the addon then comes from that cache (or a fresh build) without the fix.
+const REPATCH_PNPM =
+  "Installed by pnpm: @zkgrid/core's postinstall did not run, either because its build is not approved or " +
+  "because pnpm's side-effects cache restored an unpatched addon and skipped it. To fix it, put `zookeeper` " +
+  "and `@zkgrid/core` in `pnpm.onlyBuiltDependencies`, then run `pnpm rebuild @zkgrid/core` (it needs a C " +
+  "compiler, make and Python 3; its output says why a rebuild failed). So that a later install does not undo " +
+  "it, install with `side-effects-cache=false` in the project's .npmrc";
+/** Where pnpm keeps the packages of a project (its virtual store). */
+const PNPM_STORE_PATH = /[\\/]node_modules[\\/]\.pnpm[\\/]/;
 
 export interface AddonStatus {
   /** Whether this process has loaded the addon (it loads on the first connection, or `addonStatus({ load: true })`). */
@@ -104,5 +115,8 @@ export function addonStatus(options: { load?: boolean } = {}): AddonStatus {
 
 /** Logs the cost of an addon without the fix, and how to get it: once per client, at its first connection. */
 export function warnIfUnpatched(log: Logger): void {
-  if (!addonStatus().patched) log("warn", UNPATCHED, { addon: packageDir() });
+  const { patched, packageDir: dir } = addonStatus();
+  if (patched) return;
+  const fix = dir !== undefined && PNPM_STORE_PATH.test(dir) ? REPATCH_PNPM : REPATCH_NPM;
+  log("warn", `${UNPATCHED}. ${fix}`, { addon: dir });
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { markErrorClass, type ZkgridErrorOptions, ZkgridError } from "@zkgrid/errors";
+import { codedErrorClass } from "@zkgrid/errors";
 import { parseAcl } from "./acl.js";
 import type { ZkError } from "./errors.js";
 import type { Acl } from "./types.js";
@@ -8,16 +8,8 @@ import type { Acl } from "./types.js";
  * Credentials or ACL entries given wrongly on a command line or in the environment: a usage error
  * (programs exit with status 2). Its message never contains a secret.
  */
-export class CredentialsError extends ZkgridError {
-  static {
-    markErrorClass(CredentialsError, "@zkgrid/core/CredentialsError");
-  }
-  override name = "CredentialsError";
-  declare readonly code: "INVALID_CREDENTIALS";
-  constructor(message: string, options?: ZkgridErrorOptions) {
-    super(message, "INVALID_CREDENTIALS", options);
-  }
-}
+export const CredentialsError = codedErrorClass("@zkgrid/core/CredentialsError", "INVALID_CREDENTIALS");
+export type CredentialsError = InstanceType<typeof CredentialsError>;
 
 /** What `readCredentials` resolves: pass both on to `connect()`. */
 export interface GridCredentials {

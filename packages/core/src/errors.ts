@@ -4,7 +4,7 @@
  * thing again later can succeed.
  */
 
-import { markErrorClass, ZkgridError, type ZkgridErrorOptions } from "@zkgrid/errors";
+import { codedErrorClass, markErrorClass, ZkgridError } from "@zkgrid/errors";
 
 /** ZooKeeper return codes (zookeeper.h). */
 export const Code = {
@@ -60,56 +60,88 @@ export class ZkError extends ZkgridError {
   }
 }
 
-export class NoNodeError extends ZkError {
-  static {
-    markErrorClass(NoNodeError, "@zkgrid/core/NoNodeError");
+type ConditionOptions = ZkErrorOptions & { message?: string };
+
+/** The ZooKeeper conditions whose class is fixed by a default message, a code and `retryable`. */
+const conditions = {
+  NoNodeError: { message: "no node", code: Code.NO_NODE },
+  NodeExistsError: { message: "node exists", code: Code.NODE_EXISTS },
+  BadVersionError: { message: "bad version", code: Code.BAD_VERSION },
+  NotEmptyError: { message: "node has children", code: Code.NOT_EMPTY },
+  NoAuthError: {
+    message: "not authorized (the node's ACL does not grant this client's credentials)",
+    code: Code.NO_AUTH,
+  },
+  InvalidAclError: { message: "invalid ACL", code: Code.INVALID_ACL },
+  ConnectionLossError: { message: "connection loss", code: Code.CONNECTION_LOSS, retryable: true },
+  OperationTimeoutError: { message: "operation timeout", code: Code.OPERATION_TIMEOUT, retryable: true },
+  SessionExpiredError: { message: "session expired", code: Code.SESSION_EXPIRED, retryable: true },
+  SessionMovedError: {
+    message: "session moved to another server",
+    code: Code.SESSION_MOVED,
+    retryable: true,
+  },
+  NoChildrenForEphemeralsError: {
+    message: "ephemeral nodes may not have children",
+    code: Code.NO_CHILDREN_FOR_EPHEMERALS,
+  },
+  BadArgumentsError: { message: "bad arguments", code: Code.BAD_ARGUMENTS },
+  InvalidStateError: { message: "invalid zhandle state", code: Code.INVALID_STATE },
+  UnimplementedError: { message: "operation not implemented by the server", code: Code.UNIMPLEMENTED },
+  ClosedError: { message: "client closed", code: Code.CLOSING },
+} satisfies Record<string, { message: string; code: number; retryable?: boolean }>;
+
+/**
+ * The class of one condition above; `message` may refine its text. Marked as `@zkgrid/core/<name>`,
+ * so `instanceof` holds across builds.
+ */
+function conditionClass<const Name extends keyof typeof conditions>(name: Name) {
+  const condition: { message: string; code: number; retryable?: boolean } = conditions[name];
+  class ConditionError extends ZkError {
+    override name: Name = name;
+    override readonly retryable: boolean = condition.retryable ?? false;
+    constructor(options?: ConditionOptions) {
+      super(options?.message ?? condition.message, condition.code, options);
+    }
   }
-  override name = "NoNodeError";
-  constructor(options?: ZkErrorOptions) {
-    super("no node", Code.NO_NODE, options);
-  }
+  Object.defineProperty(ConditionError, "name", { value: name });
+  markErrorClass(ConditionError, `@zkgrid/core/${name}`);
+  return ConditionError;
 }
 
-export class NodeExistsError extends ZkError {
-  static {
-    markErrorClass(NodeExistsError, "@zkgrid/core/NodeExistsError");
-  }
-  override name = "NodeExistsError";
-  constructor(options?: ZkErrorOptions) {
-    super("node exists", Code.NODE_EXISTS, options);
-  }
-}
-
-export class BadVersionError extends ZkError {
-  static {
-    markErrorClass(BadVersionError, "@zkgrid/core/BadVersionError");
-  }
-  override name = "BadVersionError";
-  constructor(options?: ZkErrorOptions) {
-    super("bad version", Code.BAD_VERSION, options);
-  }
-}
-
-export class NotEmptyError extends ZkError {
-  static {
-    markErrorClass(NotEmptyError, "@zkgrid/core/NotEmptyError");
-  }
-  override name = "NotEmptyError";
-  constructor(options?: ZkErrorOptions) {
-    super("node has children", Code.NOT_EMPTY, options);
-  }
-}
-
+export const NoNodeError = conditionClass("NoNodeError");
+export const NodeExistsError = conditionClass("NodeExistsError");
+export const BadVersionError = conditionClass("BadVersionError");
+export const NotEmptyError = conditionClass("NotEmptyError");
 /** The node's ACL does not grant this client's identities the permission the operation needs. */
-export class NoAuthError extends ZkError {
-  static {
-    markErrorClass(NoAuthError, "@zkgrid/core/NoAuthError");
-  }
-  override name = "NoAuthError";
-  constructor(options?: ZkErrorOptions) {
-    super("not authorized (the node's ACL does not grant this client's credentials)", Code.NO_AUTH, options);
-  }
-}
+export const NoAuthError = conditionClass("NoAuthError");
+export const InvalidAclError = conditionClass("InvalidAclError");
+export const ConnectionLossError = conditionClass("ConnectionLossError");
+export const OperationTimeoutError = conditionClass("OperationTimeoutError");
+export const SessionExpiredError = conditionClass("SessionExpiredError");
+export const SessionMovedError = conditionClass("SessionMovedError");
+export const NoChildrenForEphemeralsError = conditionClass("NoChildrenForEphemeralsError");
+export const BadArgumentsError = conditionClass("BadArgumentsError");
+export const InvalidStateError = conditionClass("InvalidStateError");
+export const UnimplementedError = conditionClass("UnimplementedError");
+/** The client was closed (by `close()`, a failed `connect()`, or a fatal authentication failure). */
+export const ClosedError = conditionClass("ClosedError");
+
+export type NoNodeError = InstanceType<typeof NoNodeError>;
+export type NodeExistsError = InstanceType<typeof NodeExistsError>;
+export type BadVersionError = InstanceType<typeof BadVersionError>;
+export type NotEmptyError = InstanceType<typeof NotEmptyError>;
+export type NoAuthError = InstanceType<typeof NoAuthError>;
+export type InvalidAclError = InstanceType<typeof InvalidAclError>;
+export type ConnectionLossError = InstanceType<typeof ConnectionLossError>;
+export type OperationTimeoutError = InstanceType<typeof OperationTimeoutError>;
+export type SessionExpiredError = InstanceType<typeof SessionExpiredError>;
+export type SessionMovedError = InstanceType<typeof SessionMovedError>;
+export type NoChildrenForEphemeralsError = InstanceType<typeof NoChildrenForEphemeralsError>;
+export type BadArgumentsError = InstanceType<typeof BadArgumentsError>;
+export type InvalidStateError = InstanceType<typeof InvalidStateError>;
+export type UnimplementedError = InstanceType<typeof UnimplementedError>;
+export type ClosedError = InstanceType<typeof ClosedError>;
 
 /** The server refused this client's authentication; retrying cannot help. */
 export class AuthFailedError extends ZkError {
@@ -117,7 +149,7 @@ export class AuthFailedError extends ZkError {
     markErrorClass(AuthFailedError, "@zkgrid/core/AuthFailedError");
   }
   override name = "AuthFailedError";
-  constructor(options?: ZkErrorOptions & { message?: string; code?: number }) {
+  constructor(options?: ConditionOptions & { code?: number }) {
     super(options?.message ?? "authentication failed", options?.code ?? Code.AUTH_FAILED, options);
   }
 }
@@ -143,125 +175,15 @@ export class AuthRequiredError extends AuthFailedError {
   }
 }
 
-export class InvalidAclError extends ZkError {
-  static {
-    markErrorClass(InvalidAclError, "@zkgrid/core/InvalidAclError");
-  }
-  override name = "InvalidAclError";
-  constructor(options?: ZkErrorOptions) {
-    super("invalid ACL", Code.INVALID_ACL, options);
-  }
-}
-
-export class ConnectionLossError extends ZkError {
-  static {
-    markErrorClass(ConnectionLossError, "@zkgrid/core/ConnectionLossError");
-  }
-  override name = "ConnectionLossError";
-  override readonly retryable = true;
-  constructor(options?: ZkErrorOptions & { message?: string }) {
-    super(options?.message ?? "connection loss", Code.CONNECTION_LOSS, options);
-  }
-}
-
-export class OperationTimeoutError extends ZkError {
-  static {
-    markErrorClass(OperationTimeoutError, "@zkgrid/core/OperationTimeoutError");
-  }
-  override name = "OperationTimeoutError";
-  override readonly retryable = true;
-  constructor(options?: ZkErrorOptions) {
-    super("operation timeout", Code.OPERATION_TIMEOUT, options);
-  }
-}
-
-export class SessionExpiredError extends ZkError {
-  static {
-    markErrorClass(SessionExpiredError, "@zkgrid/core/SessionExpiredError");
-  }
-  override name = "SessionExpiredError";
-  override readonly retryable = true;
-  constructor(options?: ZkErrorOptions) {
-    super("session expired", Code.SESSION_EXPIRED, options);
-  }
-}
-
-export class SessionMovedError extends ZkError {
-  static {
-    markErrorClass(SessionMovedError, "@zkgrid/core/SessionMovedError");
-  }
-  override name = "SessionMovedError";
-  override readonly retryable = true;
-  constructor(options?: ZkErrorOptions) {
-    super("session moved to another server", Code.SESSION_MOVED, options);
-  }
-}
-
-export class NoChildrenForEphemeralsError extends ZkError {
-  static {
-    markErrorClass(NoChildrenForEphemeralsError, "@zkgrid/core/NoChildrenForEphemeralsError");
-  }
-  override name = "NoChildrenForEphemeralsError";
-  constructor(options?: ZkErrorOptions) {
-    super("ephemeral nodes may not have children", Code.NO_CHILDREN_FOR_EPHEMERALS, options);
-  }
-}
-
-export class BadArgumentsError extends ZkError {
-  static {
-    markErrorClass(BadArgumentsError, "@zkgrid/core/BadArgumentsError");
-  }
-  override name = "BadArgumentsError";
-  constructor(options?: ZkErrorOptions & { message?: string }) {
-    super(options?.message ?? "bad arguments", Code.BAD_ARGUMENTS, options);
-  }
-}
-
-export class InvalidStateError extends ZkError {
-  static {
-    markErrorClass(InvalidStateError, "@zkgrid/core/InvalidStateError");
-  }
-  override name = "InvalidStateError";
-  constructor(options?: ZkErrorOptions) {
-    super("invalid zhandle state", Code.INVALID_STATE, options);
-  }
-}
-
-export class UnimplementedError extends ZkError {
-  static {
-    markErrorClass(UnimplementedError, "@zkgrid/core/UnimplementedError");
-  }
-  override name = "UnimplementedError";
-  constructor(options?: ZkErrorOptions) {
-    super("operation not implemented by the server", Code.UNIMPLEMENTED, options);
-  }
-}
-
-/** The client was closed (by `close()`, a failed `connect()`, or a fatal authentication failure). */
-export class ClosedError extends ZkError {
-  static {
-    markErrorClass(ClosedError, "@zkgrid/core/ClosedError");
-  }
-  override name = "ClosedError";
-  constructor(options?: ZkErrorOptions & { message?: string }) {
-    super(options?.message ?? "client closed", Code.CLOSING, options);
-  }
-}
-
 /**
  * The `zookeeper` native addon could not be loaded (not installed, or not built for this Node.js);
  * the message says how to build it. Retrying cannot help until it is built.
  */
-export class AddonUnavailableError extends ZkgridError {
-  static {
-    markErrorClass(AddonUnavailableError, "@zkgrid/core/AddonUnavailableError");
-  }
-  override name = "AddonUnavailableError";
-  declare readonly code: "ADDON_UNAVAILABLE";
-  constructor(message: string, options?: ZkgridErrorOptions) {
-    super(message, "ADDON_UNAVAILABLE", options);
-  }
-}
+export const AddonUnavailableError = codedErrorClass(
+  "@zkgrid/core/AddonUnavailableError",
+  "ADDON_UNAVAILABLE",
+);
+export type AddonUnavailableError = InstanceType<typeof AddonUnavailableError>;
 
 /** Maps a ZooKeeper return code to its error class. `-116` (closing) is decided by the caller. */
 export function errorFromCode(code: number, path?: string, cause?: unknown): ZkError {

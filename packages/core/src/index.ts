@@ -66,7 +66,7 @@ export {
 export { forEachLimit, getOrNull, readEach } from "./reads.js";
 export { RESPONSE_COUNTER_LIMIT } from "./session.js";
 export { sleep } from "./sleep.js";
-export { hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";
+export { codedErrorClass, hasErrorCode, markErrorClass, ZkgridError } from "@zkgrid/errors";
 
 export type { AddonStatus } from "./addon.js";
 export type { FollowErrorAction, FollowEvent, FollowOptions, FollowPolicy, Watcher } from "./follow.js";

@@ -89,25 +89,21 @@ export async function keepRunning<C>(
  * A persistent node whose session expired before the reply is looked for (and created if absent) on
  * the next session; use `boundTo()` for a create that must never outlive its session.
  */
-export async function createProtected(
-  core: ClientCore,
-  path: string,
-  data: Data | undefined,
-  mode: CreateMode,
-  options: { signal?: AbortSignal; bindTo?: Session | undefined },
-): Promise<string> {
-  const created = await createProtectedNode(core, path, data, mode, options);
-  await protect(core, created);
+export async function createProtected(...args: ProtectedCreate): Promise<string> {
+  const created = await createProtectedNode(...args);
+  await protect(args[0], created);
   return created;
 }
 
-async function createProtectedNode(
+type ProtectedCreate = [
   core: ClientCore,
   path: string,
   data: Data | undefined,
   mode: CreateMode,
   options: { signal?: AbortSignal; bindTo?: Session | undefined },
-): Promise<string> {
+];
+
+async function createProtectedNode(...[core, path, data, mode, options]: ProtectedCreate): Promise<string> {
   const flags = modeFlags(mode);
   validatePath(path, { allowTrailingSlash: (flags & ZOO_SEQUENCE) !== 0 });
   const ephemeral = (flags & ZOO_EPHEMERAL) !== 0;

@@ -34,19 +34,8 @@ interface AddonWrapper extends EventEmitter {
   native: NativeZk;
 }
 type Callback = (rc: number, message: string, ...rest: unknown[]) => void;
-interface NativeStat {
-  czxid: number;
-  mzxid: number;
-  pzxid: number;
-  ctime: Date | number;
-  mtime: Date | number;
-  version: number;
-  cversion: number;
-  aversion: number;
-  ephemeralOwner: string;
-  dataLength: number;
-  numChildren: number;
-}
+/** A Stat as the addon gives it: the times may come as Dates. */
+type NativeStat = Omit<Stat, "ctime" | "mtime"> & { ctime: Date | number; mtime: Date | number };
 interface NativeAcl {
   perm: number;
   scheme: string;
@@ -234,16 +223,7 @@ export class Handle {
     this.closeRequested = true;
     this.#closePromise = new Promise<void>((resolve) => {
       setImmediate(() => {
-        if (!this.dead) {
-          try {
-            this.#native.close();
-          } catch {
-            // already closed by the addon itself
-          }
-        }
-        this.dead = true;
-        this.up = false;
-        this.#closedResolve?.();
+        this.#closeNative();
         resolve();
       });
     });
@@ -324,19 +304,26 @@ export class Handle {
    * next. Closing the handle now, before control returns to the loop, stops that poll; a new handle
    * then resumes the same session.
    */
+  /** Closes the native handle, unless the addon already has, and marks this handle dead. */
+  #closeNative(): void {
+    if (!this.dead) {
+      try {
+        this.#native.close();
+      } catch {
+        // already closed by the addon itself
+      }
+    }
+    this.dead = true;
+    this.up = false;
+    this.#closedResolve?.();
+  }
+
   #abandon(): void {
     if (this.dead || this.closeRequested) return;
     this.abandoned = true;
     this.closeRequested = true;
     this.#closePromise = Promise.resolve();
-    try {
-      this.#native.close();
-    } catch {
-      // already closed
-    }
-    this.dead = true;
-    this.up = false;
-    this.#closedResolve?.();
+    this.#closeNative();
     setImmediate(() => this.#onSignal(this, { type: "broken" }));
   }
 

@@ -31,7 +31,8 @@ afterAll(() => {
 
 type Addon = "missing" | "unbuilt" | "unpatched" | "patched";
 
-function treeWith(addon: Addon): string {
+/** `layout: "pnpm"` puts the addon where pnpm does, in `node_modules/.pnpm/`, behind a symlink. */
+function treeWith(addon: Addon, layout: "flat" | "pnpm" = "flat"): string {
   const root = mkdtempSync(join(tmpdir(), `zkgrid-addon-${addon}-`));
   trees.push(root);
   const modules = join(root, "node_modules");
@@ -42,8 +43,12 @@ function treeWith(addon: Addon): string {
     cpSync(dist, join(modules, "@zkgrid", pkg, "dist"), { recursive: true });
   }
   if (addon === "missing") return root;
-  const zookeeper = join(modules, "zookeeper");
+  const zookeeper =
+    layout === "flat"
+      ? join(modules, "zookeeper")
+      : join(modules, ".pnpm", "zookeeper@7.3.0", "node_modules", "zookeeper");
   cpSync(join(addonDir, "package.json"), join(zookeeper, "package.json"));
+  if (layout === "pnpm") symlinkSync(zookeeper, join(modules, "zookeeper"), "dir");
   cpSync(join(addonDir, "lib"), join(zookeeper, "lib"), { recursive: true });
   for (const dep of ["async", "node-gyp-build"]) {
     symlinkSync(dirname(addonRequire.resolve(`${dep}/package.json`)), join(modules, dep), "dir");
@@ -142,6 +147,21 @@ describe("the zookeeper native addon", () => {
       expect(outcome.warnings[0]).toMatch(/rebuild @zkgrid\/core/);
     },
   );
+
+  it("an unpatched addon installed by pnpm warns with pnpm's fix: approve, rebuild @zkgrid/core, no side-effects cache", () => {
+    const flat = run(treeWith("unpatched"), "esm");
+    const pnpm = run(treeWith("unpatched", "pnpm"), "esm");
+    expect(pnpm.error).toBeUndefined();
+    expect(pnpm.after).toMatchObject({ loaded: true, patched: false });
+    expect(pnpm.warnings).toHaveLength(1);
+    expect(pnpm.warnings[0]).toMatch(/hosts-once fix/);
+    expect(pnpm.warnings[0]).toMatch(/side-effects cache/);
+    expect(pnpm.warnings[0]).toMatch(/onlyBuiltDependencies/);
+    expect(pnpm.warnings[0]).toMatch(/`pnpm rebuild @zkgrid\/core`/);
+    expect(pnpm.warnings[0]).toMatch(/side-effects-cache=false/);
+    expect(flat.warnings[0]).toMatch(/`npm rebuild @zkgrid\/core`/);
+    expect(flat.warnings[0]).not.toMatch(/pnpm/);
+  });
 
   it("an addon carrying the fix's stamp is reported patched and the client does not warn", () => {
     const outcome = run(treeWith("patched"), "esm");

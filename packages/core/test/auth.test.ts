@@ -1,8 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startEnsemble, startServer, type ZkServer } from "@zkgrid/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEnsemble, startServer } from "@zkgrid/testing";
+import { describe, expect, it } from "vitest";
 import {
   Code,
   CredentialsError,
@@ -15,19 +15,13 @@ import {
   Perms,
   readCredentials,
 } from "../src/index.js";
-import { connectClient, testRoot } from "./helpers.js";
+import { connectClient, startedForBlock, testRoot } from "./helpers.js";
 
 describe("on a server that requires authentication", () => {
-  let server: ZkServer;
-  beforeAll(async () => {
-    server = await startServer({ requireAuth: true, superUser: "admin:admin-secret" });
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
+  const server = startedForBlock(() => startServer({ requireAuth: true, superUser: "admin:admin-secret" }));
 
   it("a client without credentials gets AuthRequiredError and is closed instead of retrying", async () => {
-    const anonymous = await connectClient({ connectString: server.connectString });
+    const anonymous = await connectClient({ connectString: server().connectString });
     const error = await anonymous.getChildren("/").catch((e: unknown) => e);
     expect(error).toBeInstanceOf(errors.AuthRequiredError);
     expect(error).toBeInstanceOf(errors.AuthFailedError);
@@ -41,7 +35,7 @@ describe("on a server that requires authentication", () => {
   });
 
   it("connect() with a root rejects with AuthRequiredError when no credentials are given", async () => {
-    const error = await connectClient({ connectString: server.connectString, root: testRoot() }).catch(
+    const error = await connectClient({ connectString: server().connectString, root: testRoot() }).catch(
       (e: unknown) => e,
     );
     expect(error).toBeInstanceOf(errors.AuthRequiredError);
@@ -51,7 +45,7 @@ describe("on a server that requires authentication", () => {
     const root = testRoot();
     const reader = digestAcl("viewer:view-secret", Perms.READ);
     const owner = await connectClient({
-      connectString: server.connectString,
+      connectString: server().connectString,
       root,
       auth: "grid:grid-secret",
       acl: [reader],
@@ -67,7 +61,7 @@ describe("on a server that requires authentication", () => {
     }
 
     const viewer = await connectClient({
-      connectString: server.connectString,
+      connectString: server().connectString,
       root,
       auth: "viewer:view-secret",
     });
@@ -79,7 +73,7 @@ describe("on a server that requires authentication", () => {
 
     // Another identity passes the server's check but not the ACLs.
     const stranger = await connectClient({
-      connectString: server.connectString,
+      connectString: server().connectString,
       root,
       auth: "eve:eve-secret",
     });
@@ -93,7 +87,7 @@ describe("on a server that requires authentication", () => {
     }
 
     const admin = await connectClient({
-      connectString: server.connectString,
+      connectString: server().connectString,
       root,
       auth: "admin:admin-secret",
     });

@@ -1,7 +1,7 @@
 import { expireSession, startEnsemble, waitFor, type ZkEnsemble, type ZkServer } from "@zkgrid/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ZkClient } from "../src/index.js";
-import { connectClient, nextEvent, recordEvents, testRoot } from "./helpers.js";
+import { connectClient, nextEvent, recordEvents, startedForBlock, testRoot } from "./helpers.js";
 
 /** The member whose `cons` lists a connection of `sessionId`, if any. */
 async function memberHolding(ensemble: ZkEnsemble, sessionId: string): Promise<ZkServer | undefined> {
@@ -23,18 +23,12 @@ async function backOnline(zk: ZkClient): Promise<void> {
 }
 
 describe("session under ensemble faults", () => {
-  let ensemble: ZkEnsemble;
-  beforeAll(async () => {
-    ensemble = await startEnsemble(3);
-  });
-  afterAll(async () => {
-    await ensemble?.stop();
-  });
+  const ensemble = startedForBlock(() => startEnsemble(3));
 
   it("keeps its session, without an expired event, through restarts of the whole ensemble and a SIGKILL of its member", async () => {
     const warnings: string[] = [];
     const zk = await connectClient({
-      connectString: ensemble.connectString,
+      connectString: ensemble().connectString,
       root: testRoot(),
       // Long enough that the ensemble keeps the session through every outage below.
       sessionTimeoutMs: 30_000,
@@ -49,15 +43,15 @@ describe("session under ensemble faults", () => {
 
     for (let round = 0; round < 3; round++) {
       const suspended = nextEvent(zk, "suspended");
-      await ensemble.restartAll();
+      await ensemble().restartAll();
       await suspended;
       await backOnline(zk);
     }
 
-    await waitFor(async () => (await memberHolding(ensemble, sessionId)) !== undefined, {
+    await waitFor(async () => (await memberHolding(ensemble(), sessionId)) !== undefined, {
       timeoutMs: 60_000,
     });
-    const member = (await memberHolding(ensemble, sessionId))!;
+    const member = (await memberHolding(ensemble(), sessionId))!;
     await member.kill();
     // Issued while cut off: must land on the same session once it is back.
     const pending = zk.create("/killed", "");
@@ -75,12 +69,12 @@ describe("session under ensemble faults", () => {
   }, 300_000);
 
   it("still reports a session the ensemble really expired: expired, then connected with a new id", async () => {
-    const zk = await connectClient({ connectString: ensemble.connectString, root: testRoot() });
+    const zk = await connectClient({ connectString: ensemble().connectString, root: testRoot() });
     await zk.create("/eph", "", "ephemeral");
     const oldId = zk.sessionId!;
     const events = recordEvents(zk);
     const connected = nextEvent(zk, "connected");
-    await expireSession(ensemble.connectString, zk.sessionCredentials()!);
+    await expireSession(ensemble().connectString, zk.sessionCredentials()!);
     const ev = await connected;
     expect(ev.sessionId).not.toBe(oldId);
     const expiredAt = events.findIndex((e) => e.type === "expired");

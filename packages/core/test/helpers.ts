@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { connect as connectTcp, createServer, type Server, type Socket } from "node:net";
-import { afterEach, expect, inject } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, inject } from "vitest";
 import {
   type ChildrenChange,
   type ConnectionEvent,
@@ -32,6 +32,24 @@ afterEach(async () => {
 afterEach(async () => {
   await Promise.all([...proxies].map((proxy) => proxy.close()));
 });
+
+/**
+ * What `start` makes (a server or an ensemble of the block's own), started before the enclosing block's
+ * tests and stopped after them; call the returned function in a test to get it.
+ */
+export function startedForBlock<T extends { stop(): Promise<void> }>(start: () => Promise<T>): () => T {
+  let started: T | undefined;
+  beforeAll(async () => {
+    started = await start();
+  });
+  afterAll(async () => {
+    await started?.stop();
+  });
+  return () => {
+    if (started === undefined) throw new Error("not started: call this inside a test of the block");
+    return started;
+  };
+}
 
 /** connect() with short test timeouts; closed after each test. */
 export async function connectClient(options: Partial<ConnectOptions> = {}): Promise<ZkClient> {

@@ -1,7 +1,14 @@
-import { startServer, type ZkServer } from "@zkgrid/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startServer } from "@zkgrid/testing";
+import { describe, expect, it } from "vitest";
 import { errors } from "../src/index.js";
-import { connectClient, nextEvent, sharedConnectString, TcpProxy, testRoot } from "./helpers.js";
+import {
+  connectClient,
+  nextEvent,
+  sharedConnectString,
+  startedForBlock,
+  TcpProxy,
+  testRoot,
+} from "./helpers.js";
 
 /** A client behind a proxy that, once told, lets requests through but drops every reply. */
 async function clientBehindProxy(root: string) {
@@ -89,18 +96,12 @@ describe("protected create", () => {
 });
 
 describe("protected create with the server paused right after the create is issued", () => {
-  let server: ZkServer;
-  beforeAll(async () => {
-    server = await startServer();
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
+  const server = startedForBlock(() => startServer());
 
   it("leaves exactly one node, the one it returns", async () => {
     const root = testRoot();
     const zk = await connectClient({
-      connectString: server.connectString,
+      connectString: server().connectString,
       root,
       sessionTimeoutMs: 4000,
       opTimeoutMs: 30_000,
@@ -108,11 +109,11 @@ describe("protected create with the server paused right after the create is issu
     await zk.ensurePath("/queue");
     const suspended = nextEvent(zk, "suspended");
     const created = zk.createProtected("/queue/q", "x", "persistent-sequential");
-    server.pause();
+    server().pause();
     try {
       await suspended;
     } finally {
-      server.resume();
+      server().resume();
     }
     const path = await created;
     expect(await zk.getChildren("/queue")).toEqual([path.slice("/queue/".length)]);

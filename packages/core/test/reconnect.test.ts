@@ -1,27 +1,22 @@
-import { startEnsemble, startServer, waitFor, type ZkEnsemble, type ZkServer } from "@zkgrid/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEnsemble, startServer, waitFor } from "@zkgrid/testing";
+import { describe, expect, it } from "vitest";
 import type { DataChange } from "../src/index.js";
 import {
   connectClient,
   nextEvent,
   recordEvents,
   sharedConnectString,
+  startedForBlock,
   TcpProxy,
   testRoot,
 } from "./helpers.js";
 
 describe("reconnect after a server restart", () => {
-  let server: ZkServer;
-  beforeAll(async () => {
-    server = await startServer();
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
+  const server = startedForBlock(() => startServer());
 
   it("keeps the same session: suspended, then reconnected; operations issued meanwhile wait and succeed", async () => {
     const zk = await connectClient({
-      connectString: server.connectString,
+      connectString: server().connectString,
       root: testRoot(),
       opTimeoutMs: 60_000,
     });
@@ -30,7 +25,7 @@ describe("reconnect after a server restart", () => {
     const events = recordEvents(zk);
 
     const suspended = nextEvent(zk, "suspended");
-    await server.stop();
+    await server().stop();
     await suspended;
     expect(zk.state).toBe("suspended");
     // Issued while there is no connection: waits instead of failing.
@@ -38,7 +33,7 @@ describe("reconnect after a server restart", () => {
     const pendingWrite = zk.create("/written-while-down", "x");
 
     const reconnected = nextEvent(zk, "reconnected");
-    await server.restart();
+    await server().restart();
     expect((await reconnected).sessionId).toBe(sessionId);
     expect(zk.state).toBe("connected");
     expect(zk.sessionId).toBe(sessionId);
@@ -51,7 +46,7 @@ describe("reconnect after a server restart", () => {
 
   it("a watch armed before the restart reports a change made after it", async () => {
     const zk = await connectClient({
-      connectString: server.connectString,
+      connectString: server().connectString,
       root: testRoot(),
       opTimeoutMs: 60_000,
     });
@@ -60,9 +55,9 @@ describe("reconnect after a server restart", () => {
     expect((await watch.next()).value).toMatchObject({ children: [], exists: true });
 
     const reconnected = nextEvent(zk, "reconnected");
-    await server.restart();
+    await server().restart();
     await reconnected;
-    const other = await connectClient({ connectString: server.connectString, root: zk.root });
+    const other = await connectClient({ connectString: server().connectString, root: zk.root });
     await other.create("/dir/after-restart", "");
     const change = (await watch.next()).value;
     expect(change).toMatchObject({ children: ["after-restart"], added: ["after-restart"], removed: [] });
@@ -70,16 +65,16 @@ describe("reconnect after a server restart", () => {
   });
 
   it("closes promptly while the server is down", async () => {
-    const zk = await connectClient({ connectString: server.connectString, root: testRoot() });
+    const zk = await connectClient({ connectString: server().connectString, root: testRoot() });
     const suspended = nextEvent(zk, "suspended");
-    await server.kill();
+    await server().kill();
     await suspended;
     const pending = zk.exists("/anything").catch((e: unknown) => e);
     await zk.close();
     expect(zk.state).toBe("closed");
     expect(String(await pending)).toMatch(/closed/);
-    await server.restart();
-    await waitFor(async () => (await server.mode()) !== undefined);
+    await server().restart();
+    await waitFor(async () => (await server().mode()) !== undefined);
   });
 });
 
@@ -116,17 +111,11 @@ describe("a call on a connection that was reset", () => {
 });
 
 describe("failover within an ensemble", () => {
-  let ensemble: ZkEnsemble;
-  beforeAll(async () => {
-    ensemble = await startEnsemble(3);
-  });
-  afterAll(async () => {
-    await ensemble?.stop();
-  });
+  const ensemble = startedForBlock(() => startEnsemble(3));
 
   it("keeps the session when the member it is connected to dies", async () => {
     const zk = await connectClient({
-      connectString: ensemble.connectString,
+      connectString: ensemble().connectString,
       root: testRoot(),
       sessionTimeoutMs: 10_000,
       opTimeoutMs: 60_000,
@@ -135,11 +124,11 @@ describe("failover within an ensemble", () => {
     const sessionId = zk.sessionId!;
     // `cons` lists each member's client connections with their session ids.
     const holders = await Promise.all(
-      ensemble.members.map(async (member) =>
+      ensemble().members.map(async (member) =>
         (await member.fourLetterWord("cons")).includes(`sid=0x${sessionId}`),
       ),
     );
-    const member = ensemble.members[holders.indexOf(true)]!;
+    const member = ensemble().members[holders.indexOf(true)]!;
     const events = recordEvents(zk);
 
     const reconnected = nextEvent(zk, "reconnected");

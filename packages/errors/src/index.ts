@@ -78,6 +78,27 @@ export class ZkgridError extends Error {
   }
 }
 
+/**
+ * The class of a condition that needs nothing but a message: its `code` is fixed, its `name` is the
+ * last part of `id` (`"<package>/<ClassName>"`), and it is marked with `id` like `markErrorClass`.
+ * Export it as a value and its instance type under the same name:
+ * `export const CredentialsError = codedErrorClass("@zkgrid/core/CredentialsError", "INVALID_CREDENTIALS");`
+ * `export type CredentialsError = InstanceType<typeof CredentialsError>;`
+ */
+export function codedErrorClass<const Code extends string>(id: string, code: Code) {
+  const name = id.slice(id.lastIndexOf("/") + 1);
+  class CodedError extends ZkgridError {
+    override name = name;
+    declare readonly code: Code;
+    constructor(message: string, options?: ZkgridErrorOptions) {
+      super(message, code, options);
+    }
+  }
+  Object.defineProperty(CodedError, "name", { value: name });
+  markErrorClass(CodedError, id);
+  return CodedError;
+}
+
 /** True when `error` is a zkgrid error with this `code`. */
 export function hasErrorCode(error: unknown, code: string | number): error is ZkgridError {
   return error instanceof ZkgridError && error.code === code;

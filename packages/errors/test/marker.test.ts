@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { hasErrorCode, markErrorClass, ZkgridError } from "../src/index.js";
+import { codedErrorClass, hasErrorCode, markErrorClass, ZkgridError } from "../src/index.js";
 
 class QuotaError extends ZkgridError {
   static {
@@ -46,5 +46,32 @@ describe("ZkgridError", () => {
     expect(new QuotaError() instanceof Unmarked).toBe(false);
     expect(new Unmarked() instanceof Unmarked).toBe(true);
     expect(new Unmarked() instanceof QuotaError).toBe(true);
+  });
+});
+
+describe("codedErrorClass", () => {
+  const LimitError = codedErrorClass("test/LimitError", "LIMIT");
+
+  it("makes a class whose instances carry its code, its name, the message and the cause", () => {
+    const cause = new Error("under");
+    const error: unknown = new LimitError("over the limit", { cause });
+    expect(error instanceof LimitError).toBe(true);
+    expect(error instanceof ZkgridError).toBe(true);
+    const { code, name, message } = error as InstanceType<typeof LimitError>;
+    expect([code, name, message, (error as Error).cause]).toEqual([
+      "LIMIT",
+      "LimitError",
+      "over the limit",
+      cause,
+    ]);
+    expect(LimitError.name).toBe("LimitError");
+  });
+
+  it("marks the class with its id, so a second copy's class with the same id matches it and another does not", () => {
+    const SecondCopy = codedErrorClass("test/LimitError", "LIMIT");
+    const Other = codedErrorClass("test/OtherError", "LIMIT");
+    expect(new SecondCopy("x") instanceof LimitError).toBe(true);
+    expect(new Other("x") instanceof LimitError).toBe(false);
+    expect(new QuotaError() instanceof LimitError).toBe(false);
   });
 });

@@ -141,6 +141,11 @@ export function tailBytes(data: string | Uint8Array, maxBytes: number): string {
   return tailOfString(text, maxBytes);
 }
 
+const isHighSurrogate = (unit: number): boolean => unit >= 0xd800 && unit <= 0xdbff;
+const isLowSurrogate = (unit: number): boolean => unit >= 0xdc00 && unit <= 0xdfff;
+/** The UTF-8 bytes of a UTF-16 unit that is not half of a pair (a lone surrogate becomes U+FFFD: 3). */
+const unitBytes = (unit: number): number => (unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3);
+
 function tailOfString(text: string, maxBytes: number): string {
   // Every UTF-16 unit is at most 3 UTF-8 bytes; only the last maxBytes units can matter.
   if (text.length * 3 <= maxBytes) return text;
@@ -148,18 +153,11 @@ function tailOfString(text: string, maxBytes: number): string {
   let i = text.length;
   while (i > 0) {
     const c = text.charCodeAt(i - 1);
-    let size: number;
-    let units = 1;
-    if (c >= 0xdc00 && c <= 0xdfff && i >= 2) {
-      const hi = text.charCodeAt(i - 2);
-      if (hi >= 0xd800 && hi <= 0xdbff) {
-        size = 4;
-        units = 2;
-      } else size = 3;
-    } else size = c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+    const pair = isLowSurrogate(c) && i >= 2 && isHighSurrogate(text.charCodeAt(i - 2));
+    const size = pair ? 4 : unitBytes(c);
     if (bytes + size > maxBytes) break;
     bytes += size;
-    i -= units;
+    i -= pair ? 2 : 1;
   }
   return text.slice(i);
 }
@@ -177,18 +175,11 @@ export function headBytes(text: string, maxBytes: number): string {
   let i = 0;
   while (i < text.length) {
     const c = text.charCodeAt(i);
-    let size: number;
-    let units = 1;
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
-      const lo = text.charCodeAt(i + 1);
-      if (lo >= 0xdc00 && lo <= 0xdfff) {
-        size = 4;
-        units = 2;
-      } else size = 3;
-    } else size = c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+    const pair = isHighSurrogate(c) && i + 1 < text.length && isLowSurrogate(text.charCodeAt(i + 1));
+    const size = pair ? 4 : unitBytes(c);
     if (bytes + size > budget) break;
     bytes += size;
-    i += units;
+    i += pair ? 2 : 1;
   }
   return text.slice(0, i) + ellipsis;
 }

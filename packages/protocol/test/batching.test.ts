@@ -19,17 +19,7 @@ import {
   packSubmitBatches,
   packWorkerReports,
 } from "../src/index.js";
-
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { random } from "./random.js";
 
 function randomTask(rand: () => number, index: number, maxCmd: number): TaskSpec {
   // "é" takes 2 bytes and '"' is escaped to 2, so at most maxCmd bytes either way.

@@ -1,17 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { decodeJson, encodedByteLength, headBytes, tailBytes, utf8ByteLength } from "../src/index.js";
-
-/** A seeded generator, so a failure can be replayed. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { random } from "./random.js";
 
 const CHARS = ["a", "é", "€", "😀", "\n", "\0"];
 

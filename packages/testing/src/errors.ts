@@ -1,16 +1,11 @@
-import { markErrorClass, ZkgridError, type ZkgridErrorOptions } from "@zkgrid/errors";
+import { codedErrorClass, markErrorClass, ZkgridError, type ZkgridErrorOptions } from "@zkgrid/errors";
 
 /** No usable ZooKeeper installation (or no Java runtime) was found. */
-export class ZooKeeperNotFoundError extends ZkgridError {
-  static {
-    markErrorClass(ZooKeeperNotFoundError, "@zkgrid/testing/ZooKeeperNotFoundError");
-  }
-  override readonly name = "ZooKeeperNotFoundError";
-  declare readonly code: "ZOOKEEPER_NOT_FOUND";
-  constructor(message: string, options?: ZkgridErrorOptions) {
-    super(message, "ZOOKEEPER_NOT_FOUND", options);
-  }
-}
+export const ZooKeeperNotFoundError = codedErrorClass(
+  "@zkgrid/testing/ZooKeeperNotFoundError",
+  "ZOOKEEPER_NOT_FOUND",
+);
+export type ZooKeeperNotFoundError = InstanceType<typeof ZooKeeperNotFoundError>;
 
 /** A server did not come up: it exited early, could not bind, or never answered. */
 export class ServerStartError extends ZkgridError {
@@ -47,13 +42,8 @@ export class WaitTimeoutError extends ZkgridError {
 }
 
 /** expireSession could not attach to the session to close it. */
-export class SessionExpiryError extends ZkgridError {
-  static {
-    markErrorClass(SessionExpiryError, "@zkgrid/testing/SessionExpiryError");
-  }
-  override readonly name = "SessionExpiryError";
-  declare readonly code: "SESSION_EXPIRY_FAILED";
-  constructor(message: string, options?: ZkgridErrorOptions) {
-    super(message, "SESSION_EXPIRY_FAILED", options);
-  }
-}
+export const SessionExpiryError = codedErrorClass(
+  "@zkgrid/testing/SessionExpiryError",
+  "SESSION_EXPIRY_FAILED",
+);
+export type SessionExpiryError = InstanceType<typeof SessionExpiryError>;

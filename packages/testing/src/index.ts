@@ -28,6 +28,7 @@ export { findJava, findZooKeeper } from "./find.js";
 export { fourLetterWord, serverMode } from "./four-letter.js";
 export { NetCommandError, startTestNet, sweepTestNets, TestHost, TestNet } from "./hosts.js";
 export { freePorts } from "./ports.js";
+export { isProcessRunning } from "./process-state.js";
 export { expireSession } from "./session.js";
 export { startServer, ZkServer } from "./server.js";
 export { waitFor, withTimeout } from "./wait.js";

@@ -4,8 +4,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { waitFor, withTimeout } from "../src/index.js";
-import { isRunning } from "./process-state.js";
+import { isProcessRunning, waitFor, withTimeout } from "../src/index.js";
 
 const packageDir = dirname(dirname(fileURLToPath(import.meta.url)));
 const fixture = join(packageDir, "test", "fixtures", "start-and-wait.ts");
@@ -25,11 +24,13 @@ async function startChild(mode: "wait" | "exit") {
 describe("no orphaned java", () => {
   it("kills the server's java when the process that started it is SIGKILLed", async () => {
     const { child, javaPid } = await startChild("wait");
-    expect(isRunning(javaPid)).toBe(true);
+    expect(isProcessRunning(javaPid)).toBe(true);
     child.kill("SIGKILL");
     await once(child, "exit");
     // The watchdog sees its pipe close and kills java; poll generously, no timing claim.
-    expect(await waitFor(() => !isRunning(javaPid), { timeoutMs: 30_000, message: "java gone" })).toBe(true);
+    expect(await waitFor(() => !isProcessRunning(javaPid), { timeoutMs: 30_000, message: "java gone" })).toBe(
+      true,
+    );
   });
 
   it("kills the server's java when the starting process is terminated by SIGTERM", async () => {
@@ -37,13 +38,17 @@ describe("no orphaned java", () => {
     child.kill("SIGTERM");
     const [, signal] = (await once(child, "exit")) as [number | null, NodeJS.Signals | null];
     expect(signal).toBe("SIGTERM");
-    expect(await waitFor(() => !isRunning(javaPid), { timeoutMs: 30_000, message: "java gone" })).toBe(true);
+    expect(await waitFor(() => !isProcessRunning(javaPid), { timeoutMs: 30_000, message: "java gone" })).toBe(
+      true,
+    );
   });
 
   it("kills the server's java when the starting process exits without stopping it", async () => {
     const { child, javaPid } = await startChild("exit");
     const [code] = (await once(child, "exit")) as [number | null];
     expect(code).toBe(0);
-    expect(await waitFor(() => !isRunning(javaPid), { timeoutMs: 30_000, message: "java gone" })).toBe(true);
+    expect(await waitFor(() => !isProcessRunning(javaPid), { timeoutMs: 30_000, message: "java gone" })).toBe(
+      true,
+    );
   });
 });

@@ -12,8 +12,8 @@ import {
   waitFor,
   type ZkServer,
   ZooKeeperNotFoundError,
+  isProcessRunning,
 } from "../src/index.js";
-import { isRunning } from "./process-state.js";
 import { RawClient } from "./raw-client.js";
 
 describe("the run-wide server from globalSetup", () => {
@@ -49,7 +49,7 @@ describe("a standalone server", () => {
     const before = server.pid;
     await server.restart();
     expect(server.pid).not.toBe(before);
-    expect(isRunning(before!)).toBe(false);
+    expect(isProcessRunning(before!)).toBe(false);
     const again = await RawClient.connect(server.connectString);
     try {
       expect(await again.getString(root)).toBe("kept");
@@ -75,7 +75,7 @@ describe("a standalone server", () => {
     await server.kill();
     expect(server.running).toBe(false);
     expect(server.pid).toBeUndefined();
-    expect(isRunning(pid)).toBe(false);
+    expect(isProcessRunning(pid)).toBe(false);
     await expect(server.fourLetterWord("ruok", 500)).rejects.toThrow();
     await server.restart();
     expect(await server.mode()).toBe("standalone");
@@ -86,7 +86,7 @@ describe("a standalone server", () => {
     const pid = other.pid!;
     other.pause();
     await other.stop();
-    expect(isRunning(pid)).toBe(false);
+    expect(isProcessRunning(pid)).toBe(false);
     await expect(fourLetterWord("127.0.0.1", other.port, "ruok", 500)).rejects.toThrow();
     expect(other.logTail()).toMatch(/ZooKeeper/);
   });
