@@ -149,7 +149,11 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
   const cutoffStopMs =
     options.cutoffStopMs === false
       ? 0
-      : durationOption("cutoffStopMs", options.cutoffStopMs, Math.round(sessionTimeoutMs * CUTOFF_STOP_SHARE));
+      : durationOption(
+          "cutoffStopMs",
+          options.cutoffStopMs,
+          Math.round(sessionTimeoutMs * CUTOFF_STOP_SHARE),
+        );
   if (options.perl === "") throw new WorkerOptionError("perl", "must be a path, a name on PATH, or false");
   const logger = options.logger ?? createLogger({ name: "worker" });
   return {
