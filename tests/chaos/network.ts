@@ -70,6 +70,7 @@ export class NetworkChaosRun extends ChaosRun {
     const session = await c.retry(() => c.workerSession(worker), `${worker}'s session`);
     const host = this.host(worker);
     await this.testNet.isolate(host);
+    this.losses.push({ worker, at: Date.now(), cause: "isolated from every member" });
     this.count("isolate a worker running tasks from every member past its session timeout, then heal");
     try {
       await this.orCrash(
@@ -80,8 +81,6 @@ export class NetworkChaosRun extends ChaosRun {
           { timeoutMs: 90_000, intervalMs: 100, message: `${worker}'s session ${session} to be fenced` },
         ),
       );
-      // Lost once fenced: a run it started while cut off, before it noticed, is run again too.
-      this.losses.push({ worker, at: Date.now(), cause: "isolated from every member" });
     } finally {
       await this.testNet.heal(host);
     }
