@@ -23,7 +23,7 @@ export const DEFAULT_SESSION_TIMEOUT_MS = 10_000;
  * of it and the earliest moment the leader can fence the session. Stopping after 1/4 keeps 1/12 of it
  * (and the leader's own fence and hand-out) as margin.
  */
-export const CUTOFF_STOP_SHARE = 1 / 4;
+export const DEFAULT_CUTOFF_STOP_SHARE = 1 / 4;
 
 /** Core's connection options (all but `logger` ignored when `client` is given), and the worker's own. */
 export interface WorkerOptions extends Omit<ConnectionOptions, "connectString"> {
@@ -152,7 +152,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
       : durationOption(
           "cutoffStopMs",
           options.cutoffStopMs,
-          Math.round(sessionTimeoutMs * CUTOFF_STOP_SHARE),
+          Math.round(sessionTimeoutMs * DEFAULT_CUTOFF_STOP_SHARE),
         );
   if (options.perl === "") throw new WorkerOptionError("perl", "must be a path, a name on PATH, or false");
   const logger = options.logger ?? createLogger({ name: "worker" });
