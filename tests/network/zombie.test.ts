@@ -243,7 +243,7 @@ describe("a worker cut off from the ensemble", () => {
     expect((await zk.exists(`${grid.layout.workers}/w5`))?.ephemeralOwner, "the session survived").toBe(
       owner,
     );
-    expect(workerLog("w5")).toMatch(/survived: the tasks stopped are handed back/);
+    expect(workerLog("w5")).toMatch(/session \w+ survived: the 1 tasks stopped are handed back/);
     // Handed back as returned: the leader queued it again (one attempt used) and w5 ran attempt 2.
     expect(results.get("long")).toMatchObject({ state: "succeeded", attempt: 2, worker: "w5" });
     expect(finals).toHaveLength(1);

@@ -64,6 +64,8 @@ export class SessionKeeper {
   /** Set while a round trip checks that the session survived a freeze: nothing starts meanwhile. */
   private confirming: Promise<void> | undefined;
   private readonly cutoff: CutoffClock;
+  /** Tasks stopped in the current cut, for the log line when the connection is back. */
+  private stoppedCutOff = 0;
 
   constructor(private readonly deps: SessionKeeperOptions) {
     this.options = deps.options;
@@ -74,11 +76,14 @@ export class SessionKeeper {
         if (cutOff) {
           const session = this.session;
           const survived = session !== undefined && session.status === "active" && !session.signal.aborted;
+          const handedBack =
+            this.stoppedCutOff > 0 ? `: the ${this.stoppedCutOff} tasks stopped are handed back` : "";
           this.options.log(
             "info",
-            `connected again after ${forMs} ms cut off${survived ? `; session ${session.id} survived: the tasks stopped are handed back` : ""}`,
+            `connected again after ${forMs} ms cut off${survived ? `; session ${session.id} survived${handedBack}` : ""}`,
           );
         }
+        this.stoppedCutOff = 0;
         this.deps.changed();
       },
     });
@@ -231,6 +236,7 @@ export class SessionKeeper {
     const session = this.session;
     const active = session !== undefined && session.status === "active" && !session.signal.aborted;
     const stopped = active ? this.deps.supervisor.stopCutOff(session) : 0;
+    this.stoppedCutOff += stopped;
     this.options.log(
       "warn",
       `cut off from every ZooKeeper server for ${forMs} ms (cutoff stop ${this.options.cutoffStopMs} ms): stopped ${stopped} running tasks`,
