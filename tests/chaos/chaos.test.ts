@@ -1,6 +1,6 @@
 import { afterAll, expect, it } from "vitest";
 import { assertBuilt } from "./cluster.js";
-import { ChaosRun, type ChaosReport, chaosOptions } from "./scenario.js";
+import { ChaosRun, chaosOptions } from "./scenario.js";
 
 // The bounded run of the chaos suite, part of every `pnpm test`. `pnpm test:chaos` runs the long one.
 // Bounded whatever CHAOS_TASKS and CHAOS_ROUNDS say; CHAOS_SEED still picks the task mix, CHAOS_DIRECT
@@ -20,15 +20,7 @@ afterAll(async () => {
 
 it("under killed, paused and restarted masters, workers and ZooKeeper members every accepted task ends exactly once", async () => {
   assertBuilt();
-  let report: ChaosReport;
-  try {
-    report = await run.run();
-  } catch (error) {
-    console.error(run.cluster?.transcript(40));
-    throw error;
-  }
-  console.log(report.table);
-  if (report.verdict.violations.length > 0) console.error(run.cluster?.transcript(40));
+  const report = await run.runAndReport(40);
   expect(report.faults.map((f) => f.count).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(7);
   expect(report.verdict.tasksChecked).toBe(report.submitted);
   expect(report.verdict.violations).toEqual([]);

@@ -27,7 +27,7 @@ import {
   type TaskSpec,
   type TaskStatus,
 } from "@zkgrid/protocol";
-import { waitFor } from "@zkgrid/testing";
+import { type ServerHost, waitFor } from "@zkgrid/testing";
 
 const REPO = resolve(import.meta.dirname, "../..");
 const BUILT = {
@@ -135,6 +135,8 @@ export interface ClusterOptions {
   label: string;
   /** Delete the root at close (default true; pointless on an ensemble that is thrown away). */
   deleteRoot?: boolean;
+  /** The test host a master or worker of that name runs on (default: this machine's own network). */
+  hostOf?: (name: string) => ServerHost | undefined;
 }
 
 /**
@@ -187,10 +189,13 @@ export class Cluster {
     const env: NodeJS.ProcessEnv = { ...process.env };
     delete env.ZKGRID_CONNECT;
     delete env.ZKGRID_ROOT;
+    // On a test host, through its command prefix (`ip netns exec`, which execs: the pid is the app's).
+    const [command, ...prefix] = [...(this.options.hostOf?.(name)?.commandPrefix ?? []), process.execPath];
     try {
       const child = spawn(
-        process.execPath,
+        command as string,
         [
+          ...prefix,
           bin,
           name,
           "--connect",

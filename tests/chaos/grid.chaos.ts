@@ -1,6 +1,6 @@
 import { afterAll, expect, it } from "vitest";
 import { assertBuilt } from "./cluster.js";
-import { ChaosRun, type ChaosReport, chaosOptions } from "./scenario.js";
+import { ChaosRun, chaosOptions } from "./scenario.js";
 
 // The long run: `pnpm test:chaos`; CHAOS_TASKS, CHAOS_ROUNDS, CHAOS_SESSION_TIMEOUT_MS, CHAOS_SEED,
 // CHAOS_DIRECT (share of tasks sent straight to a worker's inbox, default 0.1).
@@ -16,15 +16,7 @@ afterAll(async () => {
 
 it("through rounds of every fault, thousands of tasks each end exactly once and run again only when their worker was lost", async () => {
   assertBuilt();
-  let report: ChaosReport;
-  try {
-    report = await run.run();
-  } catch (error) {
-    console.error(run.cluster?.transcript(80));
-    throw error;
-  }
-  console.log(report.table);
-  if (report.verdict.violations.length > 0) console.error(run.cluster?.transcript(80));
+  const report = await run.runAndReport(80);
   expect(report.verdict.tasksChecked).toBe(report.submitted);
   expect(report.verdict.violations).toEqual([]);
   passed = true;

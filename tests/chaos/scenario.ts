@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeAssignment, type TaskSpec } from "@zkgrid/protocol";
-import { startEnsemble, waitFor, type ZkEnsemble } from "@zkgrid/testing";
+import { type ServerHost, startEnsemble, waitFor, type ZkEnsemble } from "@zkgrid/testing";
 import { Cluster, type GridProcess } from "./cluster.js";
 import {
   checkRun,
@@ -67,8 +67,8 @@ export class ChaosRun {
   ensemble: ZkEnsemble | undefined;
   cluster: Cluster | undefined;
   private readonly faults = new Map<string, number>();
-  private readonly losses: Loss[] = [];
-  private readonly staleWindows: StaleWindow[] = [];
+  protected readonly losses: Loss[] = [];
+  protected readonly staleWindows: StaleWindow[] = [];
   /** When one ZooKeeper member was down. */
   private readonly memberDown: Array<{ from: number; to: number }> = [];
   private readonly accepted = new Map<string, { maxAttempts: number }>();
@@ -85,7 +85,7 @@ export class ChaosRun {
   private faultsDone = false;
   private stopped = false;
   private masterCount = 0;
-  private readonly workerNames: string[];
+  protected readonly workerNames: string[];
 
   constructor(readonly options: ChaosOptions) {
     this.crashed = new Promise<never>((_, reject) => {
@@ -107,7 +107,7 @@ export class ChaosRun {
     this.options.log?.(`[chaos ${new Date().toISOString().slice(11, 23)}] ${line}`);
   }
 
-  private count(fault: string): void {
+  protected count(fault: string): void {
     this.faults.set(fault, (this.faults.get(fault) ?? 0) + 1);
     this.say(fault);
   }
@@ -117,9 +117,10 @@ export class ChaosRun {
     this.say(
       `seed ${o.seed}, ${o.tasks} tasks (${o.directShare * 100}% direct), ${o.rounds} rounds, session timeout ${o.sessionTimeoutMs} ms`,
     );
-    this.ensemble = await startEnsemble(3);
+    this.ensemble = await this.startEnsemble();
     const ensemble = this.ensemble;
     const c = new Cluster({
+      hostOf: (name) => this.hostOf(name),
       connectString: ensemble.connectString,
       liveConnectString: () =>
         ensemble.members
@@ -154,26 +155,64 @@ export class ChaosRun {
     feeder.catch(() => {});
 
     try {
-      for (let round = 0; round < o.rounds; round++) {
-        const pick = (i: number) => this.workerNames[(round + i) % this.workerNames.length] as string;
-        await this.killLeadingMaster();
-        await this.progress();
-        await this.killWorker(pick(0));
-        await this.progress();
-        await this.pauseWorker(pick(1));
-        await this.progress();
-        await this.killEnsembleMember(round);
-        await this.progress();
-        await this.restartUnderOldName(pick(2));
-        await this.progress();
-        await this.pauseLeadingMaster();
-        await this.progress();
-        await this.restartEnsemble(round);
-        await this.progress();
-      }
+      for (let round = 0; round < o.rounds; round++) await this.faultRound(round);
     } finally {
       this.faultsDone = true;
     }
+    return this.finish(feeder, watcher);
+  }
+
+  /** run(), with the table printed, and the processes' last log lines when it fails or finds violations. */
+  async runAndReport(transcriptLines: number): Promise<ChaosReport> {
+    let report: ChaosReport;
+    try {
+      report = await this.run();
+    } catch (error) {
+      console.error(this.cluster?.transcript(transcriptLines));
+      throw error;
+    }
+    console.log(report.table);
+    if (report.verdict.violations.length > 0) console.error(this.cluster?.transcript(transcriptLines));
+    return report;
+  }
+
+  /** The ensemble the grid runs on: 3 members on loopback here. */
+  protected startEnsemble(): Promise<ZkEnsemble> {
+    return startEnsemble(3);
+  }
+
+  /** The test host a master or worker runs on; undefined: this machine's own network. */
+  protected hostOf(_name: string): ServerHost | undefined {
+    return undefined;
+  }
+
+  /** The worker `i` places after `round`'s first, so each round hits other workers. */
+  protected pick(round: number, i: number): string {
+    return this.workerNames[(round + i) % this.workerNames.length] as string;
+  }
+
+  /** One round of the fault schedule, each fault followed by results flowing again. */
+  protected async faultRound(round: number): Promise<void> {
+    const pick = (i: number) => this.pick(round, i);
+    await this.killLeadingMaster();
+    await this.progress();
+    await this.killWorker(pick(0));
+    await this.progress();
+    await this.pauseWorker(pick(1));
+    await this.progress();
+    await this.killEnsembleMember(round);
+    await this.progress();
+    await this.restartUnderOldName(pick(2));
+    await this.progress();
+    await this.pauseLeadingMaster();
+    await this.progress();
+    await this.restartEnsemble(round);
+    await this.progress();
+  }
+
+  private async finish(feeder: Promise<void>, watcher: Promise<void>): Promise<ChaosReport> {
+    const o = this.options;
+    const c = this.c;
     await feeder;
     this.say(`stream done: ${this.accepted.size} tasks accepted; waiting for every result`);
     const results = await c.waitForResults(this.accepted.keys(), o.resultTimeoutMs);
@@ -239,7 +278,7 @@ export class ChaosRun {
     return this.watchProc(this.c.startMaster(`m${this.masterCount}`));
   }
 
-  private get c(): Cluster {
+  protected get c(): Cluster {
     if (!this.cluster) throw new Error("not started");
     return this.cluster;
   }
@@ -260,7 +299,7 @@ export class ChaosRun {
   }
 
   /** Waits for `promise`, or fails at once when a process crashes meanwhile. */
-  private orCrash<T>(promise: Promise<T>): Promise<T> {
+  protected orCrash<T>(promise: Promise<T>): Promise<T> {
     return Promise.race([promise, this.crashed]);
   }
 
@@ -321,7 +360,7 @@ export class ChaosRun {
   }
 
   /** Waits until at least a few more results have come in: the grid works again after the last fault. */
-  private async progress(): Promise<void> {
+  protected async progress(): Promise<void> {
     await this.orCrash(this.progressOnce());
   }
 
@@ -393,7 +432,7 @@ export class ChaosRun {
     return running;
   }
 
-  private async whenAnyRunning(): Promise<void> {
+  protected async whenAnyRunning(): Promise<void> {
     const anyRunning = async () =>
       (await Promise.all(this.workerNames.map((w) => this.runningOn(w)))).some((n) => n > 0);
     await this.orCrash(
@@ -401,7 +440,7 @@ export class ChaosRun {
     );
   }
 
-  private async whenRunning(worker: string): Promise<void> {
+  protected async whenRunning(worker: string): Promise<void> {
     await this.orCrash(
       waitFor(async () => (await this.runningOn(worker)) > 0, {
         timeoutMs: 120_000,
@@ -411,14 +450,14 @@ export class ChaosRun {
     );
   }
 
-  private async leader(): Promise<GridProcess> {
+  protected async leader(): Promise<GridProcess> {
     const name = await waitFor(() => this.c.leaderName(), { timeoutMs: 60_000, message: "a leading master" });
     const proc = this.c.proc(name);
     if (!proc) throw new Error(`unknown leader ${name}`);
     return proc;
   }
 
-  private async newLeaderOtherThan(name: string): Promise<void> {
+  protected async newLeaderOtherThan(name: string): Promise<void> {
     await waitFor(
       async () => {
         const now = await this.c.leaderName();
@@ -556,6 +595,10 @@ export class ChaosRun {
       await Promise.all(ensemble.members.map((m) => m.restart()));
     }
     await ensemble.waitForQuorum(60_000);
+    // Every worker was cut off from every member for longer than its cutoff stop: it stopped its
+    // running tasks, and hands them back when its session comes back. Those run again.
+    for (const worker of this.workerNames)
+      this.losses.push({ worker, at: Date.now(), cause: "cut off by the ensemble's restart (cutoff stop)" });
   }
 }
 

@@ -1,6 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import {
-  NetCommandError,
   startEnsemble,
   startTestNet,
   sweepTestNets,

@@ -57,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
       sessionTimeoutMs: command.sessionTimeoutMs,
       labels: command.labels,
       graceMs: command.graceMs,
+      ...(command.cutoffStopMs === undefined ? {} : { cutoffStopMs: command.cutoffStopMs }),
       logger,
       signal: interrupted.signal,
       ...(command.auth === undefined ? {} : { auth: command.auth }),

@@ -46,6 +46,9 @@ Options:
   --grace <duration>         on SIGINT/SIGTERM, how long running tasks may finish (default ${DEFAULT_GRACE_MS / 1000}s)
   --handlers <module>        a module whose default export (or "handlers") maps handler names to functions
   --session-timeout <duration>  ZooKeeper session timeout (default ${DEFAULT_SESSION_TIMEOUT_MS / 1000}s)
+  --cutoff-stop <duration>   stop running tasks once cut off from every ZooKeeper server this long
+                             (default: a quarter of --session-timeout, so that they end before the
+                             leader can hand them out again; 0 or off: never)
   --auth <file>              a file holding digest credentials user:password (env ZKGRID_AUTH_FILE;
                              or the credentials themselves in env ZKGRID_AUTH, never on the command line)
   --acl <entries>            more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
@@ -76,6 +79,8 @@ export type CliCommand =
       labels: string[];
       cwd: string | undefined;
       graceMs: number;
+      /** undefined: the default; false: never. */
+      cutoffStopMs: number | false | undefined;
       handlers: string | undefined;
       perl: string | undefined;
       metricsPort: number | undefined;
@@ -169,6 +174,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     cwd: values.cwd,
     graceMs: values.grace === undefined ? DEFAULT_GRACE_MS : durationFlag("grace", values.grace),
     handlers: values.handlers,
+    cutoffStopMs: parseCutoffStop(values["cutoff-stop"]),
     sessionTimeoutMs: parseSessionTimeout(values["session-timeout"]),
     auth: credentials.auth,
     acl: credentials.acl,
@@ -177,6 +183,15 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     metricsHost: values["metrics-host"] ?? "127.0.0.1",
     logLevel: parseLogLevel(values["log-level"]),
   };
+}
+
+function parseCutoffStop(text: string | undefined): number | false | undefined {
+  if (text === undefined) return undefined;
+  if (text.trim() === "off") return false;
+  const ms = parseDuration(text);
+  if (ms === undefined)
+    throw new UsageError(`--cutoff-stop: expected a duration such as 1s or 500ms, or off, got "${text}"`);
+  return ms === 0 ? false : ms;
 }
 
 function parsePerl(text: string | undefined): string | undefined {
@@ -213,6 +228,7 @@ function parse(argv: string[]) {
       grace: { type: "string" },
       handlers: { type: "string" },
       "session-timeout": { type: "string" },
+      "cutoff-stop": { type: "string" },
       auth: { type: "string" },
       acl: { type: "string" },
       perl: { type: "string" },

@@ -36,6 +36,7 @@ export { taskOutputDir } from "./task-run.js";
 export { startWorker } from "./worker.js";
 export {
   DEFAULT_CONNECT_STRING,
+  DEFAULT_CUTOFF_STOP_SHARE,
   DEFAULT_GRACE_MS,
   DEFAULT_KILL_GRACE_MS,
   DEFAULT_ROOT,

@@ -10,7 +10,8 @@ import {
 import { encodeWorkerReports, headBytes, MAX_MESSAGE_BYTES, type StatusUpdate } from "@zkgrid/protocol";
 
 export interface ReporterOptions {
-  client: ZkClient;
+  /** The worker's keeper passes a view bound to the session: nothing is written once it has ended. */
+  client: Pick<ZkClient, "create">;
   /** The session's report dir, `R/reports/<worker>@<session>` (relative to the client's root). */
   dir: string;
   worker: string;

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { isNodeExists, type ZkClient } from "@zkgrid/core";
 import { gridLayout, type WorkerRegistration } from "@zkgrid/protocol";
+import { CutoffClock } from "./cutoff.js";
 import { asError } from "./errors.js";
 import { claimWorkerName, releaseWorkerName } from "./registration.js";
 import { SessionReporter } from "./reporter.js";
@@ -47,7 +48,8 @@ export interface SessionKeeperOptions {
 /**
  * The worker's sessions: registers on each new one (core's keepRunning calls `join`), opens its
  * reporter, makes its report dir again if another client deleted it, ends it (killing its tasks) when it
- * expires or is fenced, and notices when the process was frozen long enough to have lost it.
+ * expires or is fenced, stops its tasks when cut off from the ensemble past `cutoffStopMs`, and notices
+ * when the process was frozen long enough to have lost it.
  */
 export class SessionKeeper {
   private session: Session | undefined;
@@ -61,9 +63,30 @@ export class SessionKeeper {
   private tickTimer: NodeJS.Timeout | undefined;
   /** Set while a round trip checks that the session survived a freeze: nothing starts meanwhile. */
   private confirming: Promise<void> | undefined;
+  private readonly cutoff: CutoffClock;
+  /** Tasks stopped in the current cut, for the log line when the connection is back. */
+  private stoppedCutOff = 0;
 
   constructor(private readonly deps: SessionKeeperOptions) {
     this.options = deps.options;
+    this.cutoff = new CutoffClock({
+      boundMs: this.options.cutoffStopMs,
+      onCutOff: (forMs) => this.stopCutOff(forMs),
+      onBack: (forMs, cutOff) => {
+        if (cutOff) {
+          const session = this.session;
+          const survived = session !== undefined && session.status === "active" && !session.signal.aborted;
+          const handedBack =
+            this.stoppedCutOff > 0 ? `: the ${this.stoppedCutOff} tasks stopped are handed back` : "";
+          this.options.log(
+            "info",
+            `connected again after ${forMs} ms cut off${survived ? `; session ${session.id} survived${handedBack}` : ""}`,
+          );
+        }
+        this.stoppedCutOff = 0;
+        this.deps.changed();
+      },
+    });
   }
 
   /** The session the worker is registered on and serving, if any. */
@@ -75,6 +98,7 @@ export class SessionKeeper {
   async join(sessionId: string, signal: AbortSignal): Promise<"completed" | undefined> {
     if (this.deps.lifetime.aborted || this.deps.stopping()) return "completed";
     const client = this.deps.client();
+    this.cutoff.watch(client);
     const { name } = this.options;
     const reportDir = this.layout.reportDir(name, sessionId);
     const inboxDir = this.layout.inboxDir(name, sessionId);
@@ -130,7 +154,9 @@ export class SessionKeeper {
 
   private openReporter(session: Session): SessionReporter {
     return new SessionReporter({
-      client: this.deps.client(),
+      // Bound: a report the session could not write (a task stopped while cut off) is never written
+      // by a later session, into a dir the leader may not have fenced yet.
+      client: this.deps.client().boundTo(session.id),
       dir: session.reportDir,
       worker: this.options.name,
       session: session.id,
@@ -200,6 +226,25 @@ export class SessionKeeper {
     this.deps.events.emit({ type: "session-ended", sessionId: session.id, reason });
   }
 
+  /**
+   * Cut off from every ensemble member for `forMs`: the running tasks are stopped, as a cancel stops
+   * them, before the leader can fence the session and hand them out again. If the session survives,
+   * they are reported `returned` (the leader queues them again, one attempt used, as for a lost
+   * worker); if it expired, nothing is reported for them, by this session or by the next.
+   */
+  private stopCutOff(forMs: number): void {
+    const session = this.session;
+    const active = session !== undefined && session.status === "active" && !session.signal.aborted;
+    const stopped = active ? this.deps.supervisor.stopCutOff(session) : 0;
+    this.stoppedCutOff += stopped;
+    this.options.log(
+      "warn",
+      `cut off from every ZooKeeper server for ${forMs} ms (cutoff stop ${this.options.cutoffStopMs} ms): stopped ${stopped} running tasks`,
+      session === undefined ? {} : { session: session.id },
+    );
+    this.deps.events.emit({ type: "cut-off", sessionId: session?.id, forMs, stopped });
+  }
+
   /** Deletes the registration if this session still owns it: the leader then fences the session. */
   unregister(session: Session): Promise<void> {
     return releaseWorkerName(this.deps.client(), this.layout.worker(this.options.name), session.id);
@@ -217,16 +262,20 @@ export class SessionKeeper {
     this.tickTimer.unref();
   }
 
+  /** Stops the freeze detector and the cut-off clock. */
   stopTicking(): void {
     clearInterval(this.tickTimer);
+    this.cutoff.stop();
   }
 
   /**
-   * True while the worker must not start tasks because it may have been frozen past its session
-   * timeout without hearing of it yet: the first call after a long gap asks ZooKeeper whether its
-   * registration still belongs to its session, and ends the session if not.
+   * True while the worker must not start tasks: while its connection is lost (a task started then could
+   * outlive a fence), or because it may have been frozen past its session timeout without hearing of it
+   * yet: the first call after a long gap asks ZooKeeper whether its registration still belongs to its
+   * session, and ends the session if not.
    */
   heldAfterFreeze(session: Session): boolean {
+    if (this.cutoff.lost) return true;
     if (this.confirming !== undefined) return true;
     if (!this.frozen && Date.now() - this.lastTick <= this.options.freezeGapMs) return false;
     this.frozen = false;

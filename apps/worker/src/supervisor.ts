@@ -152,7 +152,7 @@ export class TaskSupervisor {
       .then((update) => {
         entry.done = true;
         this.active--;
-        // A run ends `returned` only when a stop killed it.
+        // A run ends `returned` only when a stop or a cut-off killed it.
         if (update?.state === "returned") this.publishReturned(session, update);
         else if (update !== null) this.publish(session, update);
         if (this.idleWaiters.length > 0 && this.active === 0) {
@@ -261,6 +261,22 @@ export class TaskSupervisor {
       if (entry.session === session.id && entry.update !== undefined) updates.push(entry.update);
     }
     return updates;
+  }
+
+  /** Cut off from the ensemble: `session`'s running tasks are stopped, to be reported `returned`. */
+  stopCutOff(session: Session): number {
+    let stopped = 0;
+    for (const entry of this.tracked.values()) {
+      const { run } = entry;
+      if (entry.session !== session.id || entry.done || run === undefined || run.killed) continue;
+      run.kill("cut-off");
+      stopped++;
+      this.options.log("warn", "stopped: the worker is cut off from every ZooKeeper server", {
+        task: run.id,
+        attempt: run.attempt,
+      });
+    }
+    return stopped;
   }
 
   /** The session is over: its running tasks are killed (their results dropped) and all forgotten. */

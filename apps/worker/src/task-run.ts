@@ -21,7 +21,7 @@ import { signalGroup } from "./process-group.js";
  * - `cancel`: the leader took the task out of the assignment; reported `cancelled`;
  * - `session-lost`: the session that was given the task is gone; nothing is reported.
  */
-export type KillReason = "stop" | "cancel" | "session-lost";
+export type KillReason = "stop" | "cancel" | "session-lost" | "cut-off";
 
 export interface TaskRunOptions {
   worker: string;
@@ -381,7 +381,7 @@ export class TaskRun {
   }
 
   private finalState(ending: Ending, error: string | undefined): StatusUpdate["state"] {
-    if (this.killedFor === "stop") return "returned";
+    if (this.killedFor === "stop" || this.killedFor === "cut-off") return "returned";
     if (this.killedFor === "cancel") return "cancelled";
     if (ending.timedOut) return "timed-out";
     if (error !== undefined || ending.signal !== undefined) return "failed";

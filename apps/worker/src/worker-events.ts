@@ -10,6 +10,11 @@ export type WorkerEvent =
   | { type: "registered"; sessionId: string; reportDir: string }
   /** That session's tasks were killed and their results dropped: it expired, or the leader fenced it. */
   | { type: "session-ended"; sessionId: string; reason: "expired" | "fenced" | "closed" }
+  /**
+   * Cut off from every ensemble member for `forMs` (the cutoff stop): the worker stopped `stopped`
+   * running tasks of its session, to be handed back if the session survives.
+   */
+  | { type: "cut-off"; sessionId: string | undefined; forMs: number; stopped: number }
   /** An assignment was read and acted on (possibly by doing nothing: another session, fenced, stopping). */
   | { type: "assignment"; sessionId: string; epoch: number; tasks: readonly AssignedTask[] }
   /** A status update the worker reports for that session. */

@@ -16,6 +16,15 @@ export const DEFAULT_GRACE_MS = 30_000;
 export const DEFAULT_KILL_GRACE_MS = 5_000;
 export const DEFAULT_SESSION_TIMEOUT_MS = 10_000;
 
+/**
+ * The default cut-off stop, as a share of the session timeout. ZooKeeper's C client reports the
+ * connection lost after 2/3 of the timeout without a reply, and the ensemble expires the session after
+ * the whole timeout without a packet: a silent cut leaves 1/3 of the timeout between the worker hearing
+ * of it and the earliest moment the leader can fence the session. Stopping after 1/4 keeps 1/12 of it
+ * (and the leader's own fence and hand-out) as margin.
+ */
+export const DEFAULT_CUTOFF_STOP_SHARE = 1 / 4;
+
 /** Core's connection options (all but `logger` ignored when `client` is given), and the worker's own. */
 export interface WorkerOptions extends Omit<ConnectionOptions, "connectString"> {
   /** The worker's name: `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`. Output goes to `<cwd>/<name>/<task-id>/`. */
@@ -47,6 +56,13 @@ export interface WorkerOptions extends Omit<ConnectionOptions, "connectString"> 
   graceMs?: number;
   /** Between SIGTERM and SIGKILL when a task's process group is killed; default 5 000. */
   killGraceMs?: number;
+  /**
+   * How long the worker may be cut off from every ensemble member (its connection lost) before it stops
+   * its running tasks itself, as a cancel does; default a quarter of the session timeout. `0` or `false`:
+   * never (a cut-off task then runs on after the leader has handed it out again). A stopped task whose
+   * session survives is handed back (`returned`); a new session never reports it.
+   */
+  cutoffStopMs?: number | false;
   /** How long a name held by another session is waited for; default the session timeout. */
   nameWaitMs?: number;
   /**
@@ -83,6 +99,8 @@ export interface CompiledWorkerOptions {
   readonly graceMs: number;
   readonly killGraceMs: number;
   readonly nameWaitMs: number;
+  /** How long the connection may be lost before running tasks are stopped; undefined: never. */
+  readonly cutoffStopMs: number | undefined;
   /** A gap longer than this between the freeze detector's ticks means the process was frozen. */
   readonly freezeGapMs: number;
   readonly perl: string | false;
@@ -128,6 +146,14 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     options.sessionTimeoutMs,
     DEFAULT_SESSION_TIMEOUT_MS,
   );
+  const cutoffStopMs =
+    options.cutoffStopMs === false
+      ? 0
+      : durationOption(
+          "cutoffStopMs",
+          options.cutoffStopMs,
+          Math.round(sessionTimeoutMs * DEFAULT_CUTOFF_STOP_SHARE),
+        );
   if (options.perl === "") throw new WorkerOptionError("perl", "must be a path, a name on PATH, or false");
   const logger = options.logger ?? createLogger({ name: "worker" });
   return {
@@ -153,6 +179,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     // ZooKeeper ends a dead holder's session up to a tick after its timeout, counted from when it last
     // heard from it: waiting only the timeout can give up a moment before the name is free.
     nameWaitMs: durationOption("nameWaitMs", options.nameWaitMs, 2 * sessionTimeoutMs),
+    cutoffStopMs: cutoffStopMs === 0 ? undefined : cutoffStopMs,
     freezeGapMs: sessionTimeoutMs / 3,
     perl: options.perl ?? "perl",
     log: (level, msg, fields) => logger(level, msg, { worker: name, ...fields }),

@@ -24,6 +24,7 @@ describe("command line", () => {
       labels: [],
       cwd: undefined,
       graceMs: DEFAULT_GRACE_MS,
+      cutoffStopMs: undefined,
       handlers: undefined,
       sessionTimeoutMs: 10_000,
       auth: undefined,
@@ -65,6 +66,13 @@ describe("command line", () => {
       connectString: "zk2:2181",
       root: "/other",
     });
+  });
+
+  it("takes --cutoff-stop as a duration, with 0 and off turning the stop off", () => {
+    expect(parseWorkerArgs(["w1", "--cutoff-stop", "1.5s"], {})).toMatchObject({ cutoffStopMs: 1500 });
+    expect(parseWorkerArgs(["w1", "--cutoff-stop", "off"], {})).toMatchObject({ cutoffStopMs: false });
+    expect(parseWorkerArgs(["w1", "--cutoff-stop", "0"], {})).toMatchObject({ cutoffStopMs: false });
+    expect(usageError(["w1", "--cutoff-stop", "soon"])).toContain("--cutoff-stop: expected a duration");
   });
 
   it("accepts the '--' that `pnpm start -- worker1` passes on", () => {

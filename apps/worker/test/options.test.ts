@@ -19,6 +19,7 @@ describe("worker options", () => {
       graceMs: 30_000,
       killGraceMs: 5_000,
       nameWaitMs: 20_000,
+      cutoffStopMs: 2_500,
       perl: "perl",
       signal: undefined,
     });
@@ -40,10 +41,15 @@ describe("worker options", () => {
       lowWater: 4,
       labels: ["gpu", "linux"],
       nameWaitMs: 6_000,
+      cutoffStopMs: 750,
       freezeGapMs: 1_000,
       perl: false,
     });
     compiled.log("info", "hello", { task: "t1" });
+    expect(compileWorkerOptions({ name: "w1", cutoffStopMs: 0 }).cutoffStopMs).toBeUndefined();
+    expect(compileWorkerOptions({ name: "w1", cutoffStopMs: false }).cutoffStopMs).toBeUndefined();
+    expect(compileWorkerOptions({ name: "w1", cutoffStopMs: 800 }).cutoffStopMs).toBe(800);
+    expect(() => compileWorkerOptions({ name: "w1", cutoffStopMs: -1 })).toThrow(/cutoffStopMs/);
     expect(logged).toEqual([{ level: "info", msg: "hello", fields: { worker: "w1", task: "t1" } }]);
   });
 });

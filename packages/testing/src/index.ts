@@ -1,6 +1,7 @@
 /**
  * Real ZooKeeper servers for tests and local grids: standalone servers and ensembles on loopback ports
- * or on test hosts (network namespaces: `startTestNet()`, with isolate, partition and heal), with stop,
+ * or on test hosts (network namespaces: `startTestNet()`, with isolate, partition and heal, and
+ * `startSlowLink()` for a delayed, lossy link without netem), with stop,
  * kill, pause, restart and session expiry. Every JVM dies with the process that started it,
  * even when that process is SIGKILLed.
  *
@@ -30,6 +31,7 @@ export { NetCommandError, startTestNet, sweepTestNets, TestHost, TestNet } from 
 export { freePorts } from "./ports.js";
 export { isProcessRunning } from "./process-state.js";
 export { expireSession } from "./session.js";
+export { startSlowLink } from "./slow-link.js";
 export { startServer, ZkServer } from "./server.js";
 export { waitFor, withTimeout } from "./wait.js";
 
@@ -38,5 +40,6 @@ export type { FindZooKeeperOptions, ZooKeeperInstallation } from "./find.js";
 export type { ServerMode } from "./four-letter.js";
 export type { CommandResult, RunOptions, TestNetOptions } from "./hosts.js";
 export type { ExpireSessionOptions, SessionCredentials } from "./session.js";
+export type { SlowLink, SlowLinkOptions } from "./slow-link.js";
 export type { ConfigValue, RestartOptions, ServerHost, ServerOptions } from "./server.js";
 export type { WaitForOptions } from "./wait.js";
