@@ -14,6 +14,7 @@ import { makeFolder, makeFolderSync } from "./folders.js";
 import type { HandlerMap } from "./handlers.js";
 import type { LaunchEnding, TaskLauncher } from "./launcher.js";
 import { signalGroup } from "./process-group.js";
+import { UnrecoverableError } from "./unrecoverable.js";
 
 /**
  * Why the worker ends a task early:
@@ -82,6 +83,8 @@ interface Ending {
   error?: string;
   output?: unknown;
   timedOut?: boolean;
+  /** The handler threw an UnrecoverableError: the failure is final, whatever the retry policy. */
+  noRetry?: boolean;
 }
 
 /**
@@ -299,7 +302,10 @@ export class TaskRun {
     });
     const settled = Promise.resolve(call).then(
       (output): Ending => ({ output }),
-      (error: unknown): Ending => ({ error: errorMessage(error) }),
+      (error: unknown): Ending =>
+        error instanceof UnrecoverableError
+          ? { error: errorMessage(error), noRetry: true }
+          : { error: errorMessage(error) },
     );
     try {
       return await Promise.race([settled, giveUp]);
@@ -345,6 +351,7 @@ export class TaskRun {
       ...(ending.signal === undefined ? {} : { signal: ending.signal }),
       ...(error === undefined ? {} : { error }),
       ...(this.outputDirRel === undefined ? {} : { outputDir: this.outputDirRel }),
+      ...(ending.noRetry === true && state === "failed" ? { noRetry: true } : {}),
     };
     if (this.tails !== undefined) {
       update.stdoutTail = this.tails.stdout;

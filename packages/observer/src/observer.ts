@@ -2,6 +2,7 @@ import { setMaxListeners } from "node:events";
 import { connect, type DataChange, errors, type Logger, messageOf, sleep, type ZkClient } from "@zkgrid/core";
 import {
   type Assignment,
+  type AttemptRecord,
   decodeAssignment,
   decodeInboxNode,
   decodeMasterInfo,
@@ -53,6 +54,9 @@ interface QueuedEntry {
   spec: TaskSpec;
   submittedAt: number;
   attemptsUsed: number;
+  /** Not handed out before this time: its `runAt`, or a retry's backoff. */
+  dueAt?: number;
+  history?: AttemptRecord[];
 }
 
 interface QueueNode {
@@ -296,7 +300,7 @@ export class GridObserver {
     const out: TaskView[] = [];
     if (state === undefined || state === "assigned" || state === "running")
       out.push(...pick(this.#activeViews()));
-    if ((state === undefined || state === "queued") && query.worker === undefined)
+    if ((state === undefined || state === "queued" || state === "delayed") && query.worker === undefined)
       out.push(...pick(this.#queuedViews()));
     if (state === undefined || isFinalState(state)) out.push(...pick(this.#recent));
     return out.slice(0, limit);
@@ -532,6 +536,8 @@ export class GridObserver {
             spec: t.task,
             submittedAt: again?.submittedAt ?? submittedAt,
             attemptsUsed: again?.attemptsUsed ?? 0,
+            ...dueOf(t.task.runAt, again?.notBefore),
+            ...(again?.history === undefined ? {} : { history: again.history }),
           });
         }
       }
@@ -794,7 +800,8 @@ export class GridObserver {
     const queued = this.#queuedViews();
     const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as TaskCounts;
     Object.assign(counts, this.#counts);
-    counts.queued = queued.length;
+    counts.delayed = queued.filter((t) => t.state === "delayed").length;
+    counts.queued = queued.length - counts.delayed;
     for (const t of active) counts[t.state] += 1;
     const snapshot: GridSnapshot = {
       at: now,
@@ -855,6 +862,7 @@ export class GridObserver {
    * leader queues them again): highest priority first, then FIFO.
    */
   #queuedViews(): TaskView[] {
+    const now = Date.now();
     const assigned = new Set<string>();
     for (const a of this.#assignments.values()) for (const t of a.tasks) assigned.add(t.id);
     for (const dir of this.#inboxDirs.values())
@@ -868,7 +876,7 @@ export class GridObserver {
         const id = entry.spec.id;
         if (seen.has(id) || assigned.has(id) || this.#finalIds.has(id)) continue;
         seen.add(id);
-        views.push(viewOfQueued(entry.spec, entry.submittedAt, entry.attemptsUsed));
+        views.push(viewOfQueued(entry.spec, entry.submittedAt, entry.attemptsUsed, entry, now));
       }
     }
     for (const dir of this.#inboxDirs.values()) {
@@ -994,4 +1002,10 @@ async function forEachLimit<T>(
       while (next < items.length) await fn(items[next++] as T);
     }),
   );
+}
+
+/** When a task in a queue node may be handed out, if that is given. */
+function dueOf(runAt: number | undefined, notBefore: number | undefined): { dueAt?: number } {
+  const due = Math.max(runAt ?? 0, notBefore ?? 0);
+  return due > 0 ? { dueAt: due } : {};
 }

@@ -95,7 +95,8 @@ export interface ThroughputView {
  */
 export interface TaskView extends Omit<TaskStatus, "v"> {
   /**
-   * `queued` (in a queue node, or a direct task its worker declined), `assigned` (in a worker's
+   * `queued` (in a queue node, or a direct task its worker declined), `delayed` (in a queue node, its
+   * `runAt` or a retry's backoff still ahead: see `dueAt`), `assigned` (in a worker's
    * assignment, or a direct task in its inbox), `running` (assigned, and the worker was seen reporting
    * it running: report nodes live only until the leader applies them, so a running task can show as
    * `assigned`; a direct task never does), or a final state from `R/results` or a worker's answer in
@@ -109,6 +110,8 @@ export interface TaskView extends Omit<TaskStatus, "v"> {
   priority?: number;
   /** The labels a worker must have, when the spec is at hand and names any. */
   labels?: string[];
+  /** For a `delayed` task: when it may be handed out (its `runAt`, or a retry's backoff). */
+  dueAt?: number;
 }
 
 /** Every task state with a count. */
