@@ -11,8 +11,12 @@ function bookAt(start: number, random = 0.5) {
   return { book, clock };
 }
 
-const ended = (id: string, attempt: number, state: StatusUpdate["state"], extra: Partial<StatusUpdate> = {}) =>
-  ({ id, attempt, state, at: 0, startedAt: 0, finishedAt: 0, ...extra }) as StatusUpdate;
+const ended = (
+  id: string,
+  attempt: number,
+  state: StatusUpdate["state"],
+  extra: Partial<StatusUpdate> = {},
+) => ({ id, attempt, state, at: 0, startedAt: 0, finishedAt: 0, ...extra }) as StatusUpdate;
 
 /** Hands out what is due at `now` to w1@s1; returns the assigned ids. */
 function handOut(book: TaskBook, now: number): string[] {
@@ -144,7 +148,9 @@ describe("retries in the TaskBook", () => {
       0,
     );
     handOut(book, 0);
-    expect(book.applyUpdate("w1", "s1", ended("default", 1, "timed-out"))).toMatchObject({ state: "timed-out" });
+    expect(book.applyUpdate("w1", "s1", ended("default", 1, "timed-out"))).toMatchObject({
+      state: "timed-out",
+    });
     expect(book.applyUpdate("w1", "s1", ended("both", 1, "timed-out"))).toBeUndefined();
     expect(book.applyUpdate("w1", "s1", ended("timeouts", 1, "failed"))).toMatchObject({ state: "failed" });
   });

@@ -76,6 +76,13 @@ function errorMessage(error: unknown): string {
   return headBytes(text, MAX_MESSAGE_BYTES);
 }
 
+/** The ending of a run that threw `error`; an UnrecoverableError also refuses a retry. */
+function thrown(error: unknown): Ending {
+  return error instanceof UnrecoverableError
+    ? { error: errorMessage(error), noRetry: true }
+    : { error: errorMessage(error) };
+}
+
 /** How a process or handler ended, before the worker's reason for killing it is applied. */
 interface Ending {
   exitCode?: number;
@@ -182,7 +189,8 @@ export class TaskRun {
           ? await this.runHandler(spec.handler, outputDir)
           : await this.runCommand(outputDir);
     } catch (error) {
-      ending = { error: errorMessage(error) };
+      // A handler that throws before it returns a promise ends here.
+      ending = thrown(error);
     }
     return this.finish(ending, outputDir);
   }
@@ -302,10 +310,7 @@ export class TaskRun {
     });
     const settled = Promise.resolve(call).then(
       (output): Ending => ({ output }),
-      (error: unknown): Ending =>
-        error instanceof UnrecoverableError
-          ? { error: errorMessage(error), noRetry: true }
-          : { error: errorMessage(error) },
+      (error: unknown): Ending => thrown(error),
     );
     try {
       return await Promise.race([settled, giveUp]);
