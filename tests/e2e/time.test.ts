@@ -8,6 +8,14 @@ import { gridPerTest, type TestGrid } from "./grid.js";
 const start = gridPerTest();
 const HANDLERS = resolve(import.meta.dirname, "fixtures/retry-handlers.mjs");
 
+/** A grid of master m1 and worker w1 (started with `workerFlags`). */
+function smallGrid(workerFlags: string[] = []): TestGrid {
+  const g = start();
+  g.master("m1");
+  g.worker("w1", workerFlags);
+  return g;
+}
+
 function lines(text: string): string[] {
   return text.split("\n").filter((l) => l.trim() !== "");
 }
@@ -31,9 +39,7 @@ function outcomes(status: TaskStatus | undefined): Array<[number, string, number
 
 describe("retries, end to end with real workers", () => {
   it("a command failing twice then succeeding ends succeeded, with its 3 attempts in its history", async () => {
-    const g = start();
-    g.master("m1");
-    g.worker("w1");
+    const g = smallGrid();
     const counter = join(g.dir, "runs");
     const out = await g.submit([
       "--cmd",
@@ -67,9 +73,7 @@ describe("retries, end to end with real workers", () => {
   });
 
   it("an exit code the policy lists refuses the retry: the first failure is final", async () => {
-    const g = start();
-    g.master("m1");
-    g.worker("w1");
+    const g = smallGrid();
     const counter = join(g.dir, "runs");
     const out = await g.submit([
       "--cmd",
@@ -90,9 +94,7 @@ describe("retries, end to end with real workers", () => {
   });
 
   it("a handler's UnrecoverableError refuses the retry; a handler's other errors are retried", async () => {
-    const g = start();
-    g.master("m1");
-    g.worker("w1", ["--handlers", HANDLERS]);
+    const g = smallGrid(["--handlers", HANDLERS]);
     const retry = { backoff: { type: "fixed", delayMs: 100 } };
     const refused = await submitOne(g, [], JSON.stringify({ handler: "refuse", retry, maxAttempts: 3 }));
     const flaky = await submitOne(g, [], JSON.stringify({ handler: "flaky", retry, maxAttempts: 3 }));
@@ -112,9 +114,7 @@ describe("retries, end to end with real workers", () => {
   });
 
   it("a timed-out attempt is retried only when the policy names timed-out", async () => {
-    const g = start();
-    g.master("m1");
-    g.worker("w1", ["--concurrency", "2"]);
+    const g = smallGrid(["--concurrency", "2"]);
     const flags = ["--cmd", "sleep 30", "--timeout", "300ms", "--retries", "1", "--backoff", "fixed:100ms"];
     const plain = await submitOne(g, flags);
     const asked = await submitOne(g, [...flags, "--retry-on", "failed,timed-out"]);
@@ -127,9 +127,7 @@ describe("retries, end to end with real workers", () => {
 
 describe("delayed tasks, end to end with real workers", () => {
   it("a task delayed with --at shows as delayed, and starts not before its time", async () => {
-    const g = start();
-    g.master("m1");
-    g.worker("w1");
+    const g = smallGrid();
     // Far enough ahead that the listing below (a process start on a busy machine) comes first.
     const at = new Date(Date.now() + 10_000).toISOString();
     const runAt = Date.parse(at);
@@ -145,9 +143,7 @@ describe("delayed tasks, end to end with real workers", () => {
   });
 
   it("a delayed task cancelled while it waits ends cancelled and never runs", async () => {
-    const g = start();
-    g.master("m1");
-    g.worker("w1");
+    const g = smallGrid();
     const id = await submitOne(g, ["--cmd", "true", "--delay", "60s"]);
     await waitFor(async () => (await g.submit(["task", id])).stdout.includes("delayed"), {
       timeoutMs: 30_000,
