@@ -131,8 +131,26 @@ export class TaskBook {
     const pending = new Set<string>();
     const now = this.now();
     tasks.forEach((spec, index) => {
-      if (this.tasks.has(spec.id) || this.finished.has(spec.id)) return;
       const again = requeued?.[spec.id];
+      const known = this.tasks.get(spec.id);
+      // A task's first queue node can outlive its hand-out (a delayed task beside it keeps it): a new
+      // leader that reads it before the requeued copy must not take its attempts back to zero.
+      if (
+        known !== undefined &&
+        again !== undefined &&
+        isWaiting(known) &&
+        again.attemptsUsed > known.attemptsUsed
+      ) {
+        this.unqueue(known);
+        known.attemptsUsed = again.attemptsUsed;
+        known.submittedAt = again.submittedAt;
+        if (again.history !== undefined && again.history.length > 0) known.history = again.history;
+        known.queueNode = node;
+        this.wait(known, Math.max(spec.runAt ?? 0, again.notBefore ?? 0), now);
+        pending.add(spec.id);
+        return;
+      }
+      if (known !== undefined || this.finished.has(spec.id)) return;
       const entry: TaskEntry = {
         id: spec.id,
         spec,

@@ -209,3 +209,37 @@ describe("retryDelayMs", () => {
     expect(retryDelayMs({}, 1, 0)).toBe(1000);
   });
 });
+
+describe("a new leader reading a retried task twice", () => {
+  it("keeps the attempts of its requeued copy, whichever of its queue nodes it reads first", () => {
+    for (const order of ["original first", "requeued first"] as const) {
+      const { book } = bookAt(1000);
+      book.setWorker("w1", "s1", 4, []);
+      const original = () =>
+        book.addQueueNode("q1", 1, [task("r", { retry: {} }), task("d", { runAt: 9999 })], 0);
+      const requeued = () =>
+        book.addQueueNode("q7", 7, [task("r", { retry: {} })], 0, {
+          r: {
+            attemptsUsed: 1,
+            submittedAt: 0,
+            notBefore: 500,
+            history: [{ attempt: 1, outcome: "failed" }],
+          },
+        });
+      if (order === "original first") {
+        original();
+        requeued();
+      } else {
+        requeued();
+        original();
+      }
+      book.schedule(1000);
+      expect(book.assignmentFor("w1"), order).toMatchObject([
+        { id: "r", attempt: 2, history: [{ attempt: 1 }] },
+      ]);
+      // The original node still holds the delayed task; the requeued one is drained.
+      expect(book.drainedQueueNodes.has("q7"), order).toBe(true);
+      expect(book.drainedQueueNodes.has("q1"), order).toBe(false);
+    }
+  });
+});
