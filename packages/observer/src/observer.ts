@@ -871,13 +871,19 @@ export class GridObserver {
     const views: TaskView[] = [];
     // Creation order, as the leader takes them: nodes are read in parallel, so the map's order is not it.
     const nodes = [...this.#queue.values()].sort((a, b) => a.czxid - b.czxid);
+    // A task in several nodes (its first one outlived its hand-out) is the copy with the most attempts, as the leader reads it.
+    const best = new Map<string, QueuedEntry>();
     for (const node of nodes) {
       for (const entry of node.tasks) {
         const id = entry.spec.id;
-        if (seen.has(id) || assigned.has(id) || this.#finalIds.has(id)) continue;
-        seen.add(id);
-        views.push(viewOfQueued(entry.spec, entry.submittedAt, entry.attemptsUsed, entry, now));
+        if (assigned.has(id) || this.#finalIds.has(id)) continue;
+        const other = best.get(id);
+        if (other === undefined || entry.attemptsUsed > other.attemptsUsed) best.set(id, entry);
       }
+    }
+    for (const [id, entry] of best) {
+      seen.add(id);
+      views.push(viewOfQueued(entry.spec, entry.submittedAt, entry.attemptsUsed, entry, now));
     }
     for (const dir of this.#inboxDirs.values()) {
       for (const [id, t] of dir.tasks) {

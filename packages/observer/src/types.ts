@@ -67,7 +67,7 @@ export interface QueueView {
    * finished tasks: the observer subtracts those it saw in `R/results` (at start it reads back result
    * nodes as far as the oldest queue node, at most 2000 of them). A task whose result lies further back
    * still counts, until its queue node goes. A direct task its worker declined counts from then on (the
-   * leader queues it again).
+   * leader queues it again). Delayed tasks are in it too (`counts.delayed` says how many).
    */
   depth: number;
   /** Queue nodes present. */
