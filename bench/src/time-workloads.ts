@@ -89,7 +89,7 @@ export async function zkgridDelayed(
     const t0 = performance.now();
     const ids = await grid.client.submit(tasks);
     result.acceptedSeconds = round((performance.now() - t0) / 1000);
-    ids.forEach((id, i) => runAt.set(id, tasks[i]?.runAt ?? 0));
+    for (const [i, id] of ids.entries()) runAt.set(id, tasks[i]?.runAt ?? 0);
     // The leader has read the queue by now, in a step or two: sample while none is due yet.
     await new Promise((r) => setTimeout(r, Math.max(0, Math.min(2000, start + lead - Date.now() - 500))));
     result.masterRssMiB.holding = masterRssMiB(grid);
