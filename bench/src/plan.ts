@@ -14,6 +14,7 @@ import {
 } from "./ceilings.js";
 import type { BenchContext } from "./context.js";
 import type { BenchResult } from "./results.js";
+import { zkgridDelayed, zkgridRetry } from "./time-workloads.js";
 import {
   type GridShape,
   type ServerWarmup,
@@ -23,7 +24,7 @@ import {
   zkgridThroughput,
 } from "./zkgrid.js";
 
-export const PARTS = ["ceilings", "noop", "shell", "latency", "scale"] as const;
+export const PARTS = ["ceilings", "noop", "shell", "latency", "scale", "delayed", "retry"] as const;
 export type Part = (typeof PARTS)[number];
 export type Mode = "full" | "quick" | "smoke" | "scale" | "partial";
 
@@ -42,6 +43,8 @@ export interface Config {
     spawn: { warmup: number; count: number; concurrency: number; processes: number[] };
   };
   scale: { count: number; zkgrid: GridShape };
+  /** `delayed`: tasks held at once before they are due; `retry`: tasks of each kind (see time-workloads.ts). */
+  time: { delayed: number; retry: number; zkgrid: GridShape };
   /** The throw-away grid that warms ZooKeeper's JIT up first: tasks per round, at most this many rounds. */
   serverWarmup: { tasksPerRound: number; maxRounds: number };
   masterRssLimitMiB: number;
@@ -74,6 +77,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
         spawn: { warmup: 5, count: 40, concurrency: 8, processes: [1] },
       },
       scale: { count: 500, zkgrid: noopShape },
+      time: { delayed: 200, retry: 20, zkgrid: noopShape },
       serverWarmup: { tasksPerRound: 200, maxRounds: 1 },
       masterRssLimitMiB: 300,
     };
@@ -97,6 +101,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
         spawn: { warmup: 50, count: 600, concurrency: 8, processes: [1] },
       },
       scale: { count: 20_000, zkgrid: noopShape },
+      time: { delayed: 5000, retry: 200, zkgrid: noopShape },
       serverWarmup: { tasksPerRound: 5000, maxRounds: 3 },
       masterRssLimitMiB: 300,
     };
@@ -127,6 +132,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
       spawn: { warmup: 300, count: 3000, concurrency: 8, processes: [1, 2] },
     },
     scale: { count: 100_000, zkgrid: noopShape },
+    time: { delayed: 100_000, retry: 1000, zkgrid: noopShape },
     serverWarmup: { tasksPerRound: 10_000, maxRounds: 8 },
     masterRssLimitMiB: 300,
   };
@@ -234,6 +240,16 @@ export async function runPass(
     const s = config.scale;
     log(`scale: ${s.count} no-op tasks queued at once`);
     record(await zkgridScale(ctx, s.zkgrid, s.count, { nodeFlags }));
+  }
+  if (has("delayed")) {
+    const t = config.time;
+    log(`delayed: ${t.delayed} no-op tasks held at once, then due over a window`);
+    record(await zkgridDelayed(ctx, t.zkgrid, t.delayed, { nodeFlags }));
+  }
+  if (has("retry")) {
+    const t = config.time;
+    log(`retry: ${t.retry} tasks that fail once and are retried, against ${t.retry} that succeed at once`);
+    record(await zkgridRetry(ctx, t.zkgrid, t.retry, { nodeFlags }));
   }
   return serverWarmup;
 }

@@ -1,3 +1,4 @@
+import type { DelayedResult, RetryResult } from "./time-workloads.js";
 import type { RedisLoad } from "./redis.js";
 import { type LatencySummary, summarize } from "./stats.js";
 
@@ -124,7 +125,13 @@ export interface ScaleResult {
   error?: string;
 }
 
-export type BenchResult = ThroughputResult | LatencyResult | CeilingResult | ScaleResult;
+export type BenchResult =
+  | ThroughputResult
+  | LatencyResult
+  | CeilingResult
+  | ScaleResult
+  | DelayedResult
+  | RetryResult;
 
 export const MiB = 1024 * 1024;
 

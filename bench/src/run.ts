@@ -24,6 +24,7 @@ import {
   startServers,
 } from "./durability.js";
 import { configFor, PARTS, type Part, runPass } from "./plan.js";
+import { describeTimeResult } from "./time-workloads.js";
 import { killAllNow } from "./processes.js";
 import { computeRatios, formatSummary, formatTables, type Ratio, renderChart } from "./report.js";
 import type { BenchResult } from "./results.js";
@@ -48,7 +49,9 @@ Options:
   --quick          one smaller run, a minute or two after the build (no scale test, one BullMQ shape)
   --smoke          tiny counts: only checks that every part runs end to end (its figures mean nothing)
   --scale          only the scale test (100 000 tasks queued at once)
-  --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale
+  --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale,delayed,retry
+                   (delayed: 100 000 delayed tasks held at once, their start lateness; retry: a
+                   failed-then-retried task's cost against a first-time success)
   --durability <list>  these settings, comma-separated, in this order (default durable,fast)
   --runs <n>       complete runs (every setting, every part); each figure is reported as its median
                    over the runs, and the targets are judged on it (default 3; 1 with --quick,
@@ -424,6 +427,7 @@ function logResult(log: (line: string) => void, r: BenchResult): void {
     log(
       `  ${r.system} ${r.workload} ${r.shape}: ${r.tasksPerSecond} tasks/s (rounds ${r.rounds.join(", ")}), p50 ${r.latencyMs.p50} ms${error}`,
     );
+  else if (r.kind === "delayed" || r.kind === "retry") log(describeTimeResult(r));
   else if (r.kind === "latency")
     log(
       `  ${r.system} ${r.shape}: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${r.zk ? `, ${r.zk.writesPerTask} ZK writes/task` : ""}${r.redis ? `, ${r.redis.writesPerJob} Redis writes/job` : ""}${error}`,

@@ -12,6 +12,7 @@ import {
   type Verdict,
 } from "./ledger.js";
 import { prng } from "../hostile/corpus.js";
+import { TimeLedger } from "./time-ledger.js";
 
 export interface ChaosOptions {
   /** At least this many tasks are submitted (more if the faults take longer than the stream). */
@@ -81,6 +82,9 @@ export class ChaosRun {
   /** Picks direct tasks and their workers, apart from `rnd` so that a seed keeps its task mix. */
   private readonly directRnd: () => number;
   private execDir = "";
+  /** Delayed and retried tasks of the stream: judged by their own ledger, not `accepted`'s. */
+  private timeLedger: TimeLedger | undefined;
+  private readonly timeRnd: () => number;
   private feeding = true;
   private faultsDone = false;
   private stopped = false;
@@ -94,6 +98,7 @@ export class ChaosRun {
     this.crashed.catch(() => {});
     this.rnd = prng(options.seed);
     this.directRnd = prng(options.seed + 1);
+    this.timeRnd = prng(options.seed + 2);
     this.workerNames = Array.from({ length: options.workers }, (_, i) => `w${i + 1}`);
   }
 
@@ -134,6 +139,7 @@ export class ChaosRun {
     this.cluster = c;
     this.execDir = join(c.dir, "exec");
     mkdirSync(this.execDir);
+    this.timeLedger = new TimeLedger(this.execDir);
 
     this.startMaster();
     await waitFor(async () => (await c.leaderName()) !== undefined, {
@@ -215,7 +221,9 @@ export class ChaosRun {
     const c = this.c;
     await feeder;
     this.say(`stream done: ${this.accepted.size} tasks accepted; waiting for every result`);
-    const results = await c.waitForResults(this.accepted.keys(), o.resultTimeoutMs);
+    const timed = this.timeLedger?.tasks ?? new Map();
+    const all = await c.waitForResults([...this.accepted.keys(), ...timed.keys()], o.resultTimeoutMs);
+    const results = all.filter((r) => !timed.has(r.id));
     await waitFor(async () => (await c.children(c.layout.queue)).length === 0, {
       timeoutMs: 60_000,
       message: "the queue to be consumed",
@@ -235,6 +243,7 @@ export class ChaosRun {
     });
     for (const p of crashed)
       verdict.violations.push(`${p.role} ${p.name} (pid ${p.pid}) exited with code ${p.exitCode}`);
+    verdict.violations.push(...(this.timeLedger?.check(all, readExecutions(this.execDir)) ?? []));
     const faults = [...this.faults].map(([fault, count]) => ({ fault, count }));
     const whileDown = results.filter(
       (r) =>
@@ -251,6 +260,8 @@ export class ChaosRun {
       ["  of which re-run", verdict.directReRun],
       ["direct tasks queued instead (no live session, or its inbox gone)", this.directQueued],
       ["tasks finished while one ZooKeeper member was down", whileDown],
+      ["delayed tasks (none started before its runAt)", this.timeLedger?.count("delayed") ?? 0],
+      ["retried tasks (every attempt in their history)", this.timeLedger?.count("retried") ?? 0],
     ];
     return { faults, submitted: this.accepted.size, verdict, table: formatTable(faults, verdict, o, notes) };
   }
@@ -330,7 +341,7 @@ export class ChaosRun {
       if ((this.faultsDone && enough) || this.accepted.size >= 3 * o.tasks) break;
       let done = 0;
       try {
-        done = new Set((await this.c.results()).map((r) => r.id)).size;
+        done = new Set((await this.c.results()).map((r) => r.id).filter((id) => this.accepted.has(id))).size;
       } catch {
         // ZooKeeper is down: keep the stream where it is
       }
@@ -341,12 +352,20 @@ export class ChaosRun {
       }
       const batch = Array.from({ length: Math.min(want, 20) }, () => this.nextTask());
       const queued: TaskSpec[] = [];
-      for (const t of batch) {
-        if (this.directRnd() < o.directShare && (await this.submitDirect(t))) this.direct.add(t.id);
+      const timed = new Set<string>();
+      for (let i = 0; i < batch.length; i++) {
+        const t = batch[i] as TaskSpec;
+        const other = this.timeLedger?.maybe(t.id, this.timeRnd());
+        if (other) {
+          batch[i] = other;
+          timed.add(t.id);
+          queued.push(other);
+        } else if (this.directRnd() < o.directShare && (await this.submitDirect(t))) this.direct.add(t.id);
         else queued.push(t);
       }
       if (queued.length > 0) await this.c.submit(queued);
-      for (const t of batch) this.accepted.set(t.id, { maxAttempts: t.maxAttempts ?? 3 });
+      for (const t of batch)
+        if (!timed.has(t.id)) this.accepted.set(t.id, { maxAttempts: t.maxAttempts ?? 3 });
     }
   }
 

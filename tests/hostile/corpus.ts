@@ -4,6 +4,8 @@
  * id of its own), what the reason must mention, and which valid ids in the same node must still run.
  */
 
+import { TIME_MUTATIONS, timeNodeCases } from "./corpus-time.js";
+
 /** Where a rejected task is expected: by its own id, or by its index in the node (no valid id). */
 export type ExpectedId = { id: string } | { index: number };
 
@@ -50,7 +52,7 @@ function nestArrays(depth: number): string {
 }
 
 /** One way to break a task: applied to a valid task `{ id, cmd }`, with what the reason must name. */
-interface Mutation {
+export interface Mutation {
   name: string;
   /** True when the mutation leaves no valid id, so the rejection is named by index. */
   breaksId?: boolean;
@@ -213,6 +215,7 @@ const MUTATIONS: Mutation[] = [
   { name: "task is a string", breaksId: true, apply: () => "echo hi", reason: /./ },
   { name: "task is null", breaksId: true, apply: () => null, reason: /./ },
   { name: "task is an array", breaksId: true, apply: (t) => [t], reason: /./ },
+  ...TIME_MUTATIONS,
 ];
 
 /** A valid task that finishes at once and writes only inside its output folder. */
@@ -465,6 +468,7 @@ export function hostileCorpus(seed: number, idPrefix: string, minCases = 1000): 
     ...brokenNodeCases(rnd, idPrefix, 180),
     ...brokenEnvelopeCases(rnd, idPrefix, 60),
     ...nearLimitCases(rnd, idPrefix),
+    ...timeNodeCases(rnd, idPrefix),
   ];
   let rounds = 0;
   const count = () => cases.reduce((n, c) => n + c.rejected.length, 0);

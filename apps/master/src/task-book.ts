@@ -1,5 +1,22 @@
-import type { AssignedTask, StatusUpdate, TaskSpec, TaskStatus } from "@zkgrid/protocol";
-import { buildTaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_NODE_BYTES, statusFromUpdate } from "@zkgrid/protocol";
+import type {
+  AssignedTask,
+  AttemptRecord,
+  RequeuedTask,
+  StatusUpdate,
+  TaskSpec,
+  TaskStatus,
+} from "@zkgrid/protocol";
+import {
+  buildTaskStatus,
+  DEFAULT_MAX_ATTEMPTS,
+  headBytes,
+  isRetried,
+  MAX_ATTEMPT_ERROR_BYTES,
+  MAX_NODE_BYTES,
+  retryDelayMs,
+  statusFromUpdate,
+} from "@zkgrid/protocol";
+import { DueHeap } from "./due-heap.js";
 
 /** Where a task stands in the leader's memory. Final tasks keep only their id. */
 export interface TaskEntry {
@@ -10,7 +27,12 @@ export interface TaskEntry {
   /** Order of arrival: queue sequence, then index inside the batch (FIFO within a priority). */
   order: number;
   submittedAt: number;
-  state: "queued" | "assigned" | "running";
+  /** `delayed`: in its queue node, not to be handed out before `dueAt`. */
+  state: "queued" | "delayed" | "assigned" | "running";
+  /** When a delayed task may be handed out (its `runAt`, or a retry's backoff). */
+  dueAt?: number;
+  /** The attempts it used before this one, oldest first; absent until one ends without ending the task. */
+  history?: AttemptRecord[];
   /** Attempts used so far; the next hand-out is attempt `attemptsUsed + 1`. */
   attemptsUsed: number;
   worker?: string;
@@ -75,6 +97,18 @@ export class TaskBook {
   private readonly holders = new Map<string, { worker: string; session: string; ids: Set<string> }>();
   /** `worker@session` of sessions whose worker is stopping: they get no new task (kept until fenced). */
   private readonly draining = new Set<string>();
+  /** Delayed tasks by due time; one cancelled or handed out is skipped when it comes up. */
+  private readonly delayed = new DueHeap<TaskEntry>(
+    (e, dueAt) => e.state === "delayed" && e.dueAt === dueAt && this.tasks.get(e.id) === e,
+  );
+  private readonly now: () => number;
+  private readonly random: () => number;
+
+  /** `now` and `random` (0..1, for a backoff's jitter) are the clock and dice a test may fix. */
+  constructor(options: { now?: () => number; random?: () => number } = {}) {
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+  }
 
   get queuedCount(): number {
     let n = 0;
@@ -82,30 +116,54 @@ export class TaskBook {
     return n;
   }
 
-  /** A queue node was read; its tasks are queued unless known. Returns the ids that were new. */
+  /**
+   * A queue node was read; its tasks are queued unless known, or delayed while their `runAt` (or a
+   * retry's `notBefore`) is ahead. Returns the ids that were new.
+   */
   addQueueNode(
     node: string,
     seq: number,
     tasks: TaskSpec[],
     submittedAt: number,
-    requeued?: Record<string, { attemptsUsed: number; submittedAt: number }>,
+    requeued?: Record<string, RequeuedTask>,
   ): string[] {
     const fresh: string[] = [];
     const pending = new Set<string>();
+    const now = this.now();
     tasks.forEach((spec, index) => {
-      if (this.tasks.has(spec.id) || this.finished.has(spec.id)) return;
+      const again = requeued?.[spec.id];
+      const known = this.tasks.get(spec.id);
+      // A task's first queue node can outlive its hand-out (a delayed task beside it keeps it): a new
+      // leader that reads it before the requeued copy must not take its attempts back to zero.
+      if (
+        known !== undefined &&
+        again !== undefined &&
+        isWaiting(known) &&
+        again.attemptsUsed > known.attemptsUsed
+      ) {
+        this.unqueue(known);
+        known.attemptsUsed = again.attemptsUsed;
+        known.submittedAt = again.submittedAt;
+        if (again.history !== undefined && again.history.length > 0) known.history = again.history;
+        known.queueNode = node;
+        this.wait(known, Math.max(spec.runAt ?? 0, again.notBefore ?? 0), now);
+        pending.add(spec.id);
+        return;
+      }
+      if (known !== undefined || this.finished.has(spec.id)) return;
       const entry: TaskEntry = {
         id: spec.id,
         spec,
         queueNode: node,
         order: seq * 10_000 + index,
-        submittedAt: requeued?.[spec.id]?.submittedAt ?? submittedAt,
+        submittedAt: again?.submittedAt ?? submittedAt,
         state: "queued",
-        attemptsUsed: requeued?.[spec.id]?.attemptsUsed ?? 0,
+        attemptsUsed: again?.attemptsUsed ?? 0,
         bytes: 0, // known once it is handed out
       };
+      if (again?.history !== undefined && again.history.length > 0) entry.history = again.history;
       this.tasks.set(spec.id, entry);
-      this.enqueue(entry);
+      this.wait(entry, Math.max(spec.runAt ?? 0, again?.notBefore ?? 0), now);
       pending.add(spec.id);
       fresh.push(spec.id);
     });
@@ -118,8 +176,8 @@ export class TaskBook {
   adoptAssigned(worker: string, session: string, task: AssignedTask, queueNode: string): void {
     if (this.finished.has(task.id)) return;
     const existing = this.tasks.get(task.id);
-    if (existing && existing.state !== "queued" && existing.attemptsUsed >= task.attempt) return;
-    if (existing?.state === "queued") this.unqueue(existing);
+    if (existing && !isWaiting(existing) && existing.attemptsUsed >= task.attempt) return;
+    if (existing && isWaiting(existing)) this.unqueue(existing);
     if (existing) this.release(existing);
     const entry: TaskEntry = {
       id: task.id,
@@ -132,8 +190,10 @@ export class TaskBook {
       worker,
       session,
       assignedAt: task.assignedAt,
-      bytes: assignedTaskBytes(task.spec, task.submittedAt),
+      bytes: assignedTaskBytes(task.spec, task.submittedAt, task.history),
     };
+    const history = task.history ?? existing?.history;
+    if (history !== undefined && history.length > 0) entry.history = history;
     this.tasks.set(task.id, entry);
     this.hold(entry);
   }
@@ -178,13 +238,13 @@ export class TaskBook {
     if (!entry?.direct) return undefined;
     entry.direct = undefined;
     // A cancelled one ends cancelled (requeue does that).
-    return this.requeue(entry, why);
+    return this.requeue(entry, why, { record: lostAttempt(entry, why, this.now()) });
   }
 
   markFinished(id: string): void {
     const entry = this.tasks.get(id);
     if (entry) {
-      if (entry.state === "queued") this.unqueue(entry);
+      if (isWaiting(entry)) this.unqueue(entry);
       this.detachFromWorker(entry);
       this.release(entry);
       this.tasks.delete(id);
@@ -210,18 +270,38 @@ export class TaskBook {
         entry.state = "running";
         entry.startedAt = u.startedAt ?? u.at;
         return undefined;
-      case "returned":
+      case "returned": {
         // A task handed back unstarted keeps its attempt, and so does one a graceful stop cut short:
         // its next hand-out carries the same number. One returned otherwise after it started used it up.
-        if (u.startedAt === undefined || this.isDraining(worker, session)) entry.attemptsUsed -= 1;
+        const kept = u.startedAt === undefined || this.isDraining(worker, session);
+        if (kept) entry.attemptsUsed -= 1;
         entry.direct = undefined;
-        return this.requeue(entry, "worker returned it");
+        const why = "worker returned it";
+        return this.requeue(entry, why, kept ? {} : { record: lostAttempt(entry, why, u.at) });
+      }
       default: {
+        const record = attemptRecord(entry, { ...u, state: u.state });
+        if (this.retries(entry, u)) {
+          const dueAt = this.now() + retryDelayMs(entry.spec.retry ?? {}, entry.attemptsUsed, this.random());
+          this.requeue(entry, `attempt ${u.attempt} ${u.state}`, { record, dueAt });
+          return undefined;
+        }
         const status = statusFromUpdate(entry, { ...u, state: u.state }, entry.startedAt);
+        if (entry.history !== undefined) status.history = [...entry.history, record];
         this.markFinished(entry.id);
         return status;
       }
     }
+  }
+
+  /** Whether the attempt `u` ended is tried again: its policy says so, and attempts are left. */
+  private retries(entry: TaskEntry, u: StatusUpdate): boolean {
+    return (
+      !entry.cancelling &&
+      entry.direct === undefined &&
+      entry.attemptsUsed < (entry.spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) &&
+      isRetried(entry.spec.retry, u.state, u.exitCode, u.noRetry)
+    );
   }
 
   /**
@@ -235,7 +315,7 @@ export class TaskBook {
   ): { status?: TaskStatus; worker?: string; direct?: { path: string; version: number } } {
     const entry = this.tasks.get(id);
     if (!entry) return {};
-    if (entry.state === "queued") {
+    if (isWaiting(entry)) {
       const status = finalStatus(entry, "cancelled", { reason: "cancelled before it ran", finishedAt: now });
       this.markFinished(id);
       return { status };
@@ -291,20 +371,33 @@ export class TaskBook {
     for (const id of held ? [...held.ids] : []) {
       const entry = this.tasks.get(id);
       if (!entry || entry.worker !== worker || entry.session !== session) continue;
-      if (stopping && entry.state === "assigned" && !entry.direct) entry.attemptsUsed -= 1;
-      const status = this.requeue(entry, "worker lost");
+      const kept = stopping && entry.state === "assigned" && !entry.direct;
+      if (kept) entry.attemptsUsed -= 1;
+      const why = "worker lost";
+      const status = this.requeue(entry, why, kept ? {} : { record: lostAttempt(entry, why, this.now()) });
       if (status) finals.push(status);
     }
     return finals;
   }
 
-  private requeue(entry: TaskEntry, why: string): TaskStatus | undefined {
+  /**
+   * Puts a task a worker held back in the queue (delayed until `dueAt` if that is ahead), or ends it
+   * when it was being cancelled or has no attempt left. `record`: the attempt it used up, if it did.
+   */
+  private requeue(
+    entry: TaskEntry,
+    why: string,
+    after: { record?: AttemptRecord; dueAt?: number },
+  ): TaskStatus | undefined {
     this.detachFromWorker(entry);
     entry.direct = undefined;
+    if (after.record !== undefined) entry.history = [...(entry.history ?? []), after.record];
+    const history = entry.history === undefined ? {} : { history: entry.history };
     if (entry.cancelling) {
       const status = finalStatus(entry, "cancelled", {
         reason: `cancelled; ${why} before it confirmed`,
-        finishedAt: Date.now(),
+        finishedAt: this.now(),
+        ...history,
       });
       this.markFinished(entry.id);
       return status;
@@ -313,20 +406,56 @@ export class TaskBook {
     if (entry.attemptsUsed >= max) {
       const status = finalStatus(entry, "failed", {
         reason: `${why} after ${entry.attemptsUsed} attempt${entry.attemptsUsed === 1 ? "" : "s"} (maxAttempts ${max})`,
-        finishedAt: Date.now(),
+        finishedAt: this.now(),
+        ...history,
       });
       this.markFinished(entry.id);
       return status;
     }
     this.release(entry);
-    entry.state = "queued";
     entry.worker = undefined;
     entry.session = undefined;
     entry.assignedAt = undefined;
     entry.startedAt = undefined;
-    this.enqueue(entry);
+    entry.encoded = undefined;
+    // A task never starts before its runAt, however it came back (a declined direct task, too).
+    this.wait(entry, Math.max(after.dueAt ?? 0, entry.spec.runAt ?? 0), this.now());
     this.homeless.add(entry.id);
     return undefined;
+  }
+
+  /** Queues a task, or holds it delayed until `dueAt` when that is ahead of `now`. */
+  private wait(entry: TaskEntry, dueAt: number, now: number): void {
+    if (dueAt > now) {
+      entry.state = "delayed";
+      entry.dueAt = dueAt;
+      this.delayed.push(entry, dueAt, entry.order);
+      return;
+    }
+    entry.state = "queued";
+    entry.dueAt = undefined;
+    this.enqueue(entry);
+  }
+
+  /**
+   * Delayed tasks due at `now` join the end of their priority's queue (FIFO among the due). Their
+   * queue node stays their durable record until they are handed out. Returns how many.
+   */
+  releaseDue(now: number): number {
+    const due = this.delayed.takeDue(now);
+    for (const entry of due) {
+      entry.state = "queued";
+      const priority = entry.spec.priority ?? 0;
+      const last = this.queues.get(priority)?.at(-1);
+      if (last !== undefined && last.order > entry.order) entry.order = last.order + 1;
+      this.enqueue(entry);
+    }
+    return due.length;
+  }
+
+  /** When the next delayed task is due, or undefined when none is delayed. */
+  nextDueAt(): number | undefined {
+    return this.delayed.nextDueAt();
   }
 
   /** Requeued tasks that still need a queue node of their own (see `homeless`). */
@@ -345,7 +474,7 @@ export class TaskBook {
     const pending = new Set<string>();
     for (const e of entries) {
       e.queueNode = node;
-      if (e.state === "queued") pending.add(e.id);
+      if (isWaiting(e)) pending.add(e.id);
     }
     if (pending.size > 0) this.queueNodes.set(node, pending);
     else this.drainedQueueNodes.add(node);
@@ -388,7 +517,7 @@ export class TaskBook {
       slot.bytes = 0;
     }
     for (const entry of this.tasks.values()) {
-      if (entry.state === "queued" || !entry.worker || entry.cancelling) continue;
+      if (isWaiting(entry) || !entry.worker || entry.cancelling) continue;
       const slot = this.workers.get(entry.worker);
       if (slot && slot.session === entry.session) {
         if (entry.direct) {
@@ -484,8 +613,8 @@ export class TaskBook {
   }
 
   /** Counts for status output and tests. */
-  counts(): Record<"queued" | "assigned" | "running", number> {
-    const c = { queued: 0, assigned: 0, running: 0 };
+  counts(): Record<TaskEntry["state"], number> {
+    const c = { queued: 0, delayed: 0, assigned: 0, running: 0 };
     for (const e of this.tasks.values()) c[e.state] += 1;
     return c;
   }
@@ -503,6 +632,12 @@ export class TaskBook {
   }
 
   private unqueue(entry: TaskEntry): void {
+    // A delayed one is skipped by the heap once it is no longer delayed.
+    if (entry.state === "delayed") {
+      entry.state = "queued";
+      this.noteLeftQueue(entry);
+      return;
+    }
     const q = this.queues.get(entry.spec.priority ?? 0);
     if (!q) return;
     const i = q.indexOf(entry);
@@ -548,6 +683,37 @@ export class TaskBook {
     if (slot.tasks.delete(entry.id)) slot.bytes -= entry.bytes;
     slot.direct.delete(entry.id);
   }
+}
+
+/** A task in a queue node, not held by a worker: queued, or delayed. */
+function isWaiting(entry: TaskEntry): boolean {
+  return entry.state === "queued" || entry.state === "delayed";
+}
+
+/** The record of an attempt a worker's final update ended. */
+function attemptRecord(
+  entry: TaskEntry,
+  u: StatusUpdate & { state: AttemptRecord["outcome"] },
+): AttemptRecord {
+  const record: AttemptRecord = { attempt: u.attempt, outcome: u.state };
+  if (entry.worker !== undefined) record.worker = entry.worker;
+  if (entry.assignedAt !== undefined) record.assignedAt = entry.assignedAt;
+  const startedAt = u.startedAt ?? entry.startedAt;
+  if (startedAt !== undefined) record.startedAt = startedAt;
+  record.finishedAt = u.finishedAt ?? u.at;
+  if (u.exitCode !== undefined) record.exitCode = u.exitCode;
+  if (u.signal !== undefined) record.signal = u.signal;
+  if (u.error !== undefined) record.error = headBytes(u.error, MAX_ATTEMPT_ERROR_BYTES);
+  return record;
+}
+
+/** The record of an attempt whose worker went away (or gave the task back after it started). */
+function lostAttempt(entry: TaskEntry, why: string, at: number): AttemptRecord {
+  const record: AttemptRecord = { attempt: entry.attemptsUsed, outcome: "lost", error: why, finishedAt: at };
+  if (entry.worker !== undefined) record.worker = entry.worker;
+  if (entry.assignedAt !== undefined) record.assignedAt = entry.assignedAt;
+  if (entry.startedAt !== undefined) record.startedAt = entry.startedAt;
+  return record;
 }
 
 /** Tasks a worker holds: those in its assignment and its direct ones. */
@@ -605,11 +771,15 @@ function assignedTask(e: TaskEntry): AssignedTask {
 }
 
 function handOutAs(e: TaskEntry, attempt: number, assignedAt: number): AssignedTask {
-  return { id: e.id, attempt, assignedAt, submittedAt: e.submittedAt, spec: e.spec };
+  const task: AssignedTask = { id: e.id, attempt, assignedAt, submittedAt: e.submittedAt, spec: e.spec };
+  // Carried so that a new leader, which finds the task only here, keeps its earlier attempts.
+  if (e.history !== undefined) task.history = e.history;
+  return task;
 }
 
-function assignedTaskBytes(spec: TaskSpec, submittedAt: number): number {
+function assignedTaskBytes(spec: TaskSpec, submittedAt: number, history?: AttemptRecord[]): number {
   const sample: AssignedTask = { id: spec.id, attempt: 100, assignedAt: submittedAt, submittedAt, spec };
+  if (history !== undefined) sample.history = history;
   return Buffer.byteLength(JSON.stringify(sample)) + 1;
 }
 

@@ -16,7 +16,7 @@ describe("TaskBook scheduling", () => {
     book.setWorker("w1", "s1", 3, []);
     book.schedule(10);
     expect(assigned(book, "w1")).toEqual(["b", "d", "a"]);
-    expect(book.counts()).toEqual({ queued: 2, assigned: 3, running: 0 });
+    expect(book.counts()).toEqual({ queued: 2, delayed: 0, assigned: 3, running: 0 });
   });
 
   it("gives each task to the least loaded worker whose labels cover it", () => {
@@ -79,14 +79,14 @@ describe("TaskBook scheduling", () => {
     });
     // 15 of these fit in one node: 30 are out, the other 10 wait for room.
     expect(counts).toEqual([15, 15]);
-    expect(book.counts()).toEqual({ queued: 10, assigned: 30, running: 0 });
+    expect(book.counts()).toEqual({ queued: 10, delayed: 0, assigned: 30, running: 0 });
 
     // Room made by a finished task goes to the next waiting one, on the worker that has it.
     const done = book.assignmentFor("w2")[0];
     book.applyUpdate("w2", "s2", { id: done?.id ?? "", attempt: 1, state: "succeeded", at: 8, exitCode: 0 });
     book.schedule(9);
     expect(book.assignmentFor("w2").map((t) => t.id)).toContain("big30");
-    expect(book.counts()).toEqual({ queued: 9, assigned: 30, running: 0 });
+    expect(book.counts()).toEqual({ queued: 9, delayed: 0, assigned: 30, running: 0 });
   });
 
   it("drops a task whose id is already known, so submitting is idempotent", () => {
@@ -229,7 +229,7 @@ describe("TaskBook direct tasks", () => {
     book.addQueueNode("q1", 1, [task("a"), task("b")], 1);
     book.schedule(10);
     expect(assigned(book, "w1")).toEqual(["a"]);
-    expect(book.counts()).toEqual({ queued: 1, assigned: 2, running: 0 });
+    expect(book.counts()).toEqual({ queued: 1, delayed: 0, assigned: 2, running: 0 });
   });
 
   it("drops a direct task under an id the grid knows", () => {

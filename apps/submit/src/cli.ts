@@ -19,7 +19,9 @@ import {
 import { runDashboardCommand } from "./cli-dashboard.js";
 import { ProgressBar } from "./cli-progress.js";
 import { runStatusCommand, runTaskCommand, runTasksCommand } from "./cli-status.js";
+import { applyTimeFlags, TIME_FLAG_OF_FIELD, TIME_OPTIONS, TIME_USAGE, timeFlagsGiven } from "./cli-time.js";
 import { formatDuration } from "./duration.js";
+import { formatHistory } from "./status.js";
 import { InvalidTaskError, WaitTimeoutError } from "./errors.js";
 import { connectGrid, type GridClient } from "./grid-client.js";
 import { decodeTaskBytes, parseTaskText, TaskTextError } from "./task-text.js";
@@ -53,6 +55,8 @@ One task from flags:
   --id <id>               the task's id, an idempotency key (default: a new id)
   --meta <k=v>            free metadata, returned with the result; repeatable
 
+${TIME_USAGE}
+
 Input:
   -f, --file <path>       read tasks from a file ("-" for stdin); repeatable
 
@@ -78,6 +82,8 @@ Examples:
   ${PROGRAM} --cmd "echo hi" --wait
   ${PROGRAM} --cmd convert --arg in.png --arg out.jpg --label imagemagick
   ${PROGRAM} --file tasks.ndjson --wait --json > results.ndjson
+  ${PROGRAM} --cmd ./fetch.sh --retries 4 --backoff exponential:2s --max-backoff 1m --wait
+  ${PROGRAM} --cmd "make report" --at 2026-12-05T03:00:00Z
 
 Commands (the same program is also installed as "zkgrid"; "<command> --help" for each):
   submit [options]                      submit tasks, as above (the default command)
@@ -103,6 +109,7 @@ const OPTIONS = {
   priority: { type: "string" },
   id: { type: "string" },
   meta: { type: "string", multiple: true },
+  ...TIME_OPTIONS,
   file: { type: "string", short: "f", multiple: true },
   wait: { type: "boolean", short: "w" },
   json: { type: "boolean" },
@@ -294,7 +301,8 @@ async function readTasks(flags: Flags, io: CliIo): Promise<TaskInput[] | undefin
       );
     }
     if (at !== undefined) throw new CliUsageError(err.at(at.source, at.line).message);
-    const flag = FLAG_OF_FIELD[err.field.split(/[.[]/)[0] ?? ""];
+    const flag =
+      TIME_FLAG_OF_FIELD[err.field.split("[")[0] ?? ""] ?? FLAG_OF_FIELD[err.field.split(/[.[]/)[0] ?? ""];
     throw new CliUsageError(`${flag ?? "task flags"}: ${err.problem}`);
   }
 }
@@ -348,9 +356,9 @@ function joinNegativeNumbers(argv: readonly string[]): string[] {
 
 /** The task the flags describe, or undefined when neither --cmd nor --handler is given. */
 function taskFromFlags(flags: Flags): TaskInput | undefined {
-  const taskFlags = Object.values(FLAG_OF_FIELD).filter(
-    (flag) => flags[flag.slice(2) as keyof Flags] !== undefined,
-  );
+  const taskFlags = Object.values(FLAG_OF_FIELD)
+    .filter((flag) => flags[flag.slice(2) as keyof Flags] !== undefined)
+    .concat(timeFlagsGiven(flags));
   if (flags.cmd === undefined && flags.handler === undefined) {
     if (taskFlags.length > 0) {
       throw new CliUsageError(`${taskFlags[0]} describes a task: give --cmd or --handler with it`);
@@ -376,6 +384,7 @@ function taskFromFlags(flags: Flags): TaskInput | undefined {
   if (flags.label !== undefined) task.labels = flags.label;
   if (flags.priority !== undefined) task.priority = Number(flags.priority);
   if (flags.meta !== undefined) task.meta = keyValues("--meta", flags.meta);
+  applyTimeFlags(task, flags);
   return task;
 }
 
@@ -419,6 +428,7 @@ export function formatStatus(status: TaskStatus): string {
       : "-";
   let out = `${status.id}  ${status.state}  ${exit}  ${status.worker ?? "-"}  ${duration}\n`;
   if (status.reason) out += `  reason: ${status.reason}\n`;
+  if (status.history !== undefined) out += `  attempts:\n${formatHistory(status.history, "    ")}`;
   if (status.output !== undefined) {
     const json = JSON.stringify(status.output);
     out += `  output: ${json.length > 500 ? `${json.slice(0, 500)}…` : json}\n`;

@@ -146,7 +146,11 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     if (specs.length === 0) return [];
     // A lone task with an id of this client's making (so unknown to the grid) may skip the queue,
     // if it is written alone; a caller's own id goes through the queue, which drops known ids.
-    const lone = specs.length === 1 && list[0]?.id === undefined ? specs[0]?.id : undefined;
+    // A delayed task waits in the leader's memory, and one with a retry policy is retried by it: neither
+    // takes the direct path, whose answer is final.
+    const only = specs.length === 1 && list[0]?.id === undefined ? specs[0] : undefined;
+    const lone =
+      only !== undefined && only.runAt === undefined && only.retry === undefined ? only.id : undefined;
     if (lone !== undefined) this.#lone.add(lone);
     let baseline: number;
     try {

@@ -44,4 +44,4 @@ export type {
   HandlerTaskInput,
   TaskInput,
 } from "./tasks.js";
-export type { TaskSpec, TaskStatus } from "@zkgrid/protocol";
+export type { AttemptRecord, Backoff, RetryPolicy, TaskSpec, TaskStatus } from "@zkgrid/protocol";

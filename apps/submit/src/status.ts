@@ -1,5 +1,5 @@
 import type { GridSnapshot, TaskView } from "@zkgrid/observer";
-import { isFinalState } from "@zkgrid/protocol";
+import { type AttemptRecord, isFinalState } from "@zkgrid/protocol";
 import { formatDuration } from "./duration.js";
 
 /** Columns padded to their widest cell; `right` lists the columns to align right (numbers). */
@@ -85,7 +85,8 @@ export function formatGridStatus(s: GridSnapshot): string {
   // "running" is known only from report nodes seen while they lived: a one-off look rarely sees one.
   const onWorkers = s.counts.assigned + s.counts.running;
   const seen = s.counts.running > 0 ? ` (${s.counts.running} seen running)` : "";
-  out += `\nTASKS  queued ${s.counts.queued}  on workers ${onWorkers}${seen}\n`;
+  const delayed = s.counts.delayed > 0 ? `  delayed ${s.counts.delayed}` : "";
+  out += `\nTASKS  queued ${s.counts.queued}${delayed}  on workers ${onWorkers}${seen}\n`;
   if (s.recent.length > 0) {
     const parts = [...recent].map(([state, n]) => `${state} ${n}`).join("  ");
     out += `  latest ${s.recent.length} results: ${parts}; newest ${ago(s.recent[0]?.finishedAt, now)}\n`;
@@ -107,6 +108,7 @@ function taskWhen(t: TaskView, now: number): string {
   if (t.finishedAt !== undefined) return ago(t.finishedAt, now);
   if (t.startedAt !== undefined) return `for ${formatDuration(now - t.startedAt)}`;
   if (t.assignedAt !== undefined) return `for ${formatDuration(now - t.assignedAt)}`;
+  if (t.state === "delayed" && t.dueAt !== undefined) return `due in ${formatDuration(t.dueAt - now)}`;
   return t.submittedAt === undefined ? "-" : `waiting ${formatDuration(now - t.submittedAt)}`;
 }
 
@@ -139,6 +141,7 @@ export function formatTaskDetail(t: TaskView, now = Date.now()): string {
     ["priority", t.priority === undefined ? undefined : String(t.priority)],
     ["labels", t.labels?.join(", ")],
     ["submitted", time(t.submittedAt)],
+    ["due", t.state === "delayed" ? time(t.dueAt) : undefined],
     ["assigned", time(t.assignedAt)],
     ["started", time(t.startedAt)],
     ["finished", time(t.finishedAt)],
@@ -157,9 +160,30 @@ export function formatTaskDetail(t: TaskView, now = Date.now()): string {
   ];
   let out = "";
   for (const [name, value] of fields) if (value !== undefined) out += `${`${name}:`.padEnd(12)}${value}\n`;
+  if (t.history !== undefined) out += `attempts:\n${formatHistory(t.history, "  ")}`;
   if (t.stdoutTail) out += `stdout (last ${t.stdoutTail.length} chars):\n${indent(t.stdoutTail, "  | ")}`;
   if (t.stderrTail) out += `stderr (last ${t.stderrTail.length} chars):\n${indent(t.stderrTail, "  ! ")}`;
   return out;
+}
+
+/** One line per attempt: its number, how it ended, where, how long, and why it failed. */
+export function formatHistory(history: readonly AttemptRecord[], prefix: string): string {
+  return history
+    .map((a) => {
+      const how =
+        a.signal !== undefined
+          ? ` signal=${a.signal}`
+          : a.exitCode !== undefined
+            ? ` exit=${a.exitCode}`
+            : "";
+      const took =
+        a.startedAt !== undefined && a.finishedAt !== undefined
+          ? ` ${formatDuration(a.finishedAt - a.startedAt)}`
+          : "";
+      const why = a.error === undefined ? "" : `: ${firstLine(a.error)}`;
+      return `${prefix}#${a.attempt} ${a.outcome}${how} ${a.worker ?? "-"}${took}${why}\n`;
+    })
+    .join("");
 }
 
 function indent(text: string, prefix: string): string {

@@ -1,8 +1,11 @@
 import { decodeTask, newTaskId, type TaskSpec } from "@zkgrid/protocol";
 import { InvalidTaskError } from "./errors.js";
 
-/** A task as a caller writes it: a `TaskSpec` whose `id` may be left out (one is made). */
-export type TaskInput = Omit<TaskSpec, "id"> & { id?: string };
+/**
+ * A task as a caller writes it: a `TaskSpec` whose `id` may be left out (one is made), and whose
+ * start may be put off by `delayMs` from the submit (the written task carries it as `runAt`).
+ */
+export type TaskInput = Omit<TaskSpec, "id"> & { id?: string; delayMs?: number };
 
 /**
  * The handlers a worker runs, by name, as `typeof handlers` of the worker's `defineHandlers(...)`:
@@ -55,7 +58,7 @@ export function prepareTasks(tasks: readonly TaskInput[]): TaskSpec[] {
     // A copy either way: the caller may change its object while the write is pending.
     const withId =
       task !== null && typeof task === "object"
-        ? { ...task, id: task.id === undefined ? newTaskId() : task.id }
+        ? withRunAt(index, { ...task, id: task.id === undefined ? newTaskId() : task.id })
         : task;
     const decoded = decodeTask(withId);
     if (!decoded.ok) {
@@ -69,4 +72,24 @@ export function prepareTasks(tasks: readonly TaskInput[]): TaskSpec[] {
     indexOfId.set(id, index);
     return decoded.value;
   });
+}
+
+/** `delayMs` turned into `runAt` (from now); both at once, or a bad delay, is refused. */
+function withRunAt(index: number, task: TaskInput & { id: string }): TaskInput & { id: string } {
+  if (!("delayMs" in task)) return task;
+  const { delayMs, ...rest } = task;
+  if (delayMs === undefined) return rest;
+  if (rest.runAt !== undefined)
+    throw new InvalidTaskError(
+      index,
+      "delayMs",
+      "give runAt or delayMs, not both: each says when the task may start",
+    );
+  if (typeof delayMs !== "number" || !Number.isSafeInteger(delayMs) || delayMs < 0)
+    throw new InvalidTaskError(
+      index,
+      "delayMs",
+      `expected an integer of milliseconds ≥ 0, got ${typeof delayMs === "number" ? delayMs : JSON.stringify(delayMs)}`,
+    );
+  return { ...rest, runAt: Date.now() + delayMs };
 }

@@ -327,7 +327,7 @@ describe("zkgrid usage", () => {
     const bad: Array<[string[], RegExp]> = [
       [["frobnicate"], /^zkgrid: unknown command "frobnicate"/],
       [["status", "extra"], /^zkgrid status: unexpected argument "extra"/],
-      [["tasks", "--state", "done"], /^zkgrid tasks: --state: expected one of queued, assigned, running/],
+      [["tasks", "--state", "done"], /^zkgrid tasks: --state: expected one of queued, delayed, assigned/],
       [["tasks", "--limit", "0"], /^zkgrid tasks: --limit: expected a positive integer/],
       [["task"], /^zkgrid task: expected one task id, got 0/],
       [["cancel"], /^zkgrid cancel: give the ids/],

@@ -14,7 +14,8 @@ export interface HandlerContext {
 
 /**
  * An in-process task handler. Its return value becomes the task's `output` (JSON, at most
- * MAX_OUTPUT_BYTES); a throw makes the task `failed` with the error's message.
+ * MAX_OUTPUT_BYTES); a throw makes the task `failed` with the error's message (retried if its policy
+ * says so, unless the error is an `UnrecoverableError`).
  */
 export type TaskHandler<I = never, O = unknown> = (input: I, ctx: HandlerContext) => O | Promise<O>;
 

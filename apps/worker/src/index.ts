@@ -33,6 +33,7 @@ export {
 export { defineHandlers, loadHandlers } from "./handlers.js";
 export { silentLogger } from "@zkgrid/log";
 export { taskOutputDir } from "./task-run.js";
+export { UnrecoverableError } from "./unrecoverable.js";
 export { startWorker } from "./worker.js";
 export {
   DEFAULT_CONNECT_STRING,

@@ -14,6 +14,7 @@ import { makeFolder, makeFolderSync } from "./folders.js";
 import type { HandlerMap } from "./handlers.js";
 import type { LaunchEnding, TaskLauncher } from "./launcher.js";
 import { signalGroup } from "./process-group.js";
+import { UnrecoverableError } from "./unrecoverable.js";
 
 /**
  * Why the worker ends a task early:
@@ -75,6 +76,13 @@ function errorMessage(error: unknown): string {
   return headBytes(text, MAX_MESSAGE_BYTES);
 }
 
+/** The ending of a run that threw `error`; an UnrecoverableError also refuses a retry. */
+function thrown(error: unknown): Ending {
+  return error instanceof UnrecoverableError
+    ? { error: errorMessage(error), noRetry: true }
+    : { error: errorMessage(error) };
+}
+
 /** How a process or handler ended, before the worker's reason for killing it is applied. */
 interface Ending {
   exitCode?: number;
@@ -82,6 +90,8 @@ interface Ending {
   error?: string;
   output?: unknown;
   timedOut?: boolean;
+  /** The handler threw an UnrecoverableError: the failure is final, whatever the retry policy. */
+  noRetry?: boolean;
 }
 
 /**
@@ -179,7 +189,8 @@ export class TaskRun {
           ? await this.runHandler(spec.handler, outputDir)
           : await this.runCommand(outputDir);
     } catch (error) {
-      ending = { error: errorMessage(error) };
+      // A handler that throws before it returns a promise ends here.
+      ending = thrown(error);
     }
     return this.finish(ending, outputDir);
   }
@@ -299,7 +310,7 @@ export class TaskRun {
     });
     const settled = Promise.resolve(call).then(
       (output): Ending => ({ output }),
-      (error: unknown): Ending => ({ error: errorMessage(error) }),
+      (error: unknown): Ending => thrown(error),
     );
     try {
       return await Promise.race([settled, giveUp]);
@@ -345,6 +356,7 @@ export class TaskRun {
       ...(ending.signal === undefined ? {} : { signal: ending.signal }),
       ...(error === undefined ? {} : { error }),
       ...(this.outputDirRel === undefined ? {} : { outputDir: this.outputDirRel }),
+      ...(ending.noRetry === true && state === "failed" ? { noRetry: true } : {}),
     };
     if (this.tails !== undefined) {
       update.stdoutTail = this.tails.stdout;

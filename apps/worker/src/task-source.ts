@@ -222,7 +222,7 @@ export class TaskSource {
     };
     const { supervisor } = this.deps;
     if (supervisor.has(task)) return;
-    const why = this.cannotTakeDirect(session, node.task.labels);
+    const why = this.cannotTakeDirect(session, node.task.labels) ?? leaderOnly(node.task);
     if (why !== undefined) {
       supervisor.settleDirect(session, task, direct);
       this.options.log("info", `declined a direct task: ${why}`, { task: task.id });
@@ -235,7 +235,7 @@ export class TaskSource {
     supervisor.start(session, task, direct);
   }
 
-  /** Why a direct task cannot start now, or undefined if it can. */
+  /** Why a direct task cannot start now (see also `leaderOnly`), or undefined if it can. */
   private cannotTakeDirect(session: Session, labels: readonly string[] | undefined): string | undefined {
     if (this.deps.state() !== "RUNNING") return "the worker is stopping";
     if (this.deps.sessions.current !== session || session.status !== "active") return "its session is over";
@@ -245,4 +245,14 @@ export class TaskSource {
     if (this.deps.sessions.heldAfterFreeze(session)) return "checking the session after a pause";
     return undefined;
   }
+}
+
+/**
+ * Why only the leader may run this task: one delayed to a later time waits in its memory, and one
+ * with a retry policy is retried by it (a direct task's answer would be final to its submitter).
+ */
+function leaderOnly(task: { runAt?: number; retry?: unknown }): string | undefined {
+  if (task.runAt !== undefined && task.runAt > Date.now()) return "it is delayed";
+  if (task.retry !== undefined) return "it has a retry policy";
+  return undefined;
 }

@@ -1,7 +1,7 @@
 import type { GridSnapshot } from "@zkgrid/observer";
 import { MetricsRegistry } from "@zkgrid/metrics";
 
-const ACTIVE_STATES = ["queued", "assigned", "running"] as const;
+const ACTIVE_STATES = ["queued", "delayed", "assigned", "running"] as const;
 const FINAL_STATES = ["succeeded", "failed", "timed-out", "cancelled", "rejected"] as const;
 
 /**
@@ -44,7 +44,7 @@ export function gridMetrics(s: GridSnapshot): Promise<string> {
   }
   const tasks = r.gauge({
     name: "zkgrid_tasks",
-    help: "Tasks waiting (queued), handed out (assigned) or seen running",
+    help: "Tasks waiting (queued), waiting for their time (delayed), handed out (assigned) or seen running",
     labelNames: ["state"],
   });
   for (const state of ACTIVE_STATES) tasks.set({ state }, s.counts[state]);

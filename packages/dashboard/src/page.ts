@@ -30,6 +30,7 @@ pre { margin: 0; white-space: pre-wrap; word-break: break-all; max-height: 4.5em
 .state-cancelled { color: var(--warn); }
 .state-running, .state-assigned { color: var(--run); }
 .state-queued { color: var(--muted); }
+.state-delayed { color: var(--muted); font-style: italic; }
 .tiles { display: flex; flex-wrap: wrap; gap: 8px; }
 .tile { flex: 1 0 90px; border: 1px solid var(--line); border-radius: 6px; padding: 6px 10px; }
 .tile .n { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
@@ -107,7 +108,7 @@ const SCRIPT = `
   function renderTiles(s) {
     var tiles = byId("tiles");
     clear(tiles);
-    var keys = ["queued", "assigned", "running", "succeeded", "failed", "timed-out", "cancelled", "rejected"];
+    var keys = ["queued", "delayed", "assigned", "running", "succeeded", "failed", "timed-out", "cancelled", "rejected"];
     keys.forEach(function (k) {
       var t = el("div", "tile");
       t.setAttribute("data-count", k);

@@ -15,6 +15,7 @@ import {
 } from "@zkgrid/core";
 import {
   type Assignment,
+  type AttemptRecord,
   decodeAssignment,
   decodeInboxNode,
   decodeMasterInfo,
@@ -66,6 +67,9 @@ interface QueuedEntry {
   spec: TaskSpec;
   submittedAt: number;
   attemptsUsed: number;
+  /** Not handed out before this time: its `runAt`, or a retry's backoff. */
+  dueAt?: number;
+  history?: AttemptRecord[];
 }
 
 interface QueueNode {
@@ -352,7 +356,7 @@ export class GridObserver {
     const out: TaskView[] = [];
     if (state === undefined || state === "assigned" || state === "running")
       out.push(...pick(this.#activeViews()));
-    if ((state === undefined || state === "queued") && query.worker === undefined)
+    if ((state === undefined || state === "queued" || state === "delayed") && query.worker === undefined)
       out.push(...pick(this.#queuedViews()));
     if (state === undefined || isFinalState(state)) out.push(...pick(this.#recent));
     return out.slice(0, limit);
@@ -491,6 +495,8 @@ export class GridObserver {
             spec: t.task,
             submittedAt: again?.submittedAt ?? submittedAt,
             attemptsUsed: again?.attemptsUsed ?? 0,
+            ...dueOf(t.task.runAt, again?.notBefore),
+            ...(again?.history === undefined ? {} : { history: again.history }),
           });
         }
       }
@@ -691,7 +697,8 @@ export class GridObserver {
     const queued = this.#queuedViews();
     const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as TaskCounts;
     Object.assign(counts, this.#counts);
-    counts.queued = queued.length;
+    counts.delayed = queued.filter((t) => t.state === "delayed").length;
+    counts.queued = queued.length - counts.delayed;
     for (const t of active) counts[t.state] += 1;
     const snapshot: GridSnapshot = {
       at: now,
@@ -752,6 +759,7 @@ export class GridObserver {
    * leader queues them again): highest priority first, then FIFO.
    */
   #queuedViews(): TaskView[] {
+    const now = Date.now();
     const assigned = new Set<string>();
     for (const a of this.#assignments.values()) for (const t of a.tasks) assigned.add(t.id);
     for (const dir of this.#inboxDirs.values())
@@ -760,13 +768,19 @@ export class GridObserver {
     const views: TaskView[] = [];
     // Creation order, as the leader takes them: nodes are read in parallel, so the map's order is not it.
     const nodes = [...this.#queue.values()].sort((a, b) => a.czxid - b.czxid);
+    // A task in several nodes (its first one outlived its hand-out) is the copy with the most attempts, as the leader reads it.
+    const best = new Map<string, QueuedEntry>();
     for (const node of nodes) {
       for (const entry of node.tasks) {
         const id = entry.spec.id;
-        if (seen.has(id) || assigned.has(id) || this.#finalIds.has(id)) continue;
-        seen.add(id);
-        views.push(viewOfQueued(entry.spec, entry.submittedAt, entry.attemptsUsed));
+        if (assigned.has(id) || this.#finalIds.has(id)) continue;
+        const other = best.get(id);
+        if (other === undefined || entry.attemptsUsed > other.attemptsUsed) best.set(id, entry);
       }
+    }
+    for (const [id, entry] of best) {
+      seen.add(id);
+      views.push(viewOfQueued(entry.spec, entry.submittedAt, entry.attemptsUsed, entry, now));
     }
     for (const dir of this.#inboxDirs.values()) {
       for (const [id, t] of dir.tasks) {
@@ -861,4 +875,10 @@ function newChildren(known: Map<string, unknown> | Set<string>, children: readon
   const present = new Set(children);
   for (const key of known.keys()) if (!present.has(key)) known.delete(key);
   return children.filter((n) => !known.has(n));
+}
+
+/** When a task in a queue node may be handed out, if that is given. */
+function dueOf(runAt: number | undefined, notBefore: number | undefined): { dueAt?: number } {
+  const due = Math.max(runAt ?? 0, notBefore ?? 0);
+  return due > 0 ? { dueAt: due } : {};
 }

@@ -1,4 +1,4 @@
-import type { AssignedTask, TaskSpec, TaskStatus } from "@zkgrid/protocol";
+import type { AssignedTask, AttemptRecord, TaskSpec, TaskStatus } from "@zkgrid/protocol";
 import { taskPriority } from "@zkgrid/protocol";
 import type { TaskView } from "./types.js";
 
@@ -37,14 +37,24 @@ export function viewOfAssigned(
   return view;
 }
 
-export function viewOfQueued(spec: TaskSpec, submittedAt: number, attemptsUsed: number): TaskView {
+/** A task in a queue node: `delayed` while its due time (`runAt`, or a retry's backoff) is ahead of `now`. */
+export function viewOfQueued(
+  spec: TaskSpec,
+  submittedAt: number,
+  attemptsUsed: number,
+  wait: { dueAt?: number; history?: AttemptRecord[] } = {},
+  now = Date.now(),
+): TaskView {
+  const delayed = wait.dueAt !== undefined && wait.dueAt > now;
   const view: TaskView = {
     id: spec.id,
-    state: "queued",
+    state: delayed ? "delayed" : "queued",
     attempt: attemptsUsed,
     submittedAt,
     priority: taskPriority(spec),
   };
+  if (delayed) view.dueAt = wait.dueAt;
+  if (wait.history !== undefined) view.history = wait.history;
   const command = describeCommand(spec);
   if (command !== undefined) view.command = command;
   if (spec.meta !== undefined) view.meta = spec.meta;

@@ -67,7 +67,7 @@ export interface QueueView {
    * finished tasks: the observer subtracts those it saw in `R/results` (at start it reads back result
    * nodes as far as the oldest queue node, at most 2000 of them). A task whose result lies further back
    * still counts, until its queue node goes. A direct task its worker declined counts from then on (the
-   * leader queues it again).
+   * leader queues it again). Delayed tasks are in it too (`counts.delayed` says how many).
    */
   depth: number;
   /** Queue nodes present. */
@@ -95,7 +95,8 @@ export interface ThroughputView {
  */
 export interface TaskView extends Omit<TaskStatus, "v"> {
   /**
-   * `queued` (in a queue node, or a direct task its worker declined), `assigned` (in a worker's
+   * `queued` (in a queue node, or a direct task its worker declined), `delayed` (in a queue node, its
+   * `runAt` or a retry's backoff still ahead: see `dueAt`), `assigned` (in a worker's
    * assignment, or a direct task in its inbox), `running` (assigned, and the worker was seen reporting
    * it running: report nodes live only until the leader applies them, so a running task can show as
    * `assigned`; a direct task never does), or a final state from `R/results` or a worker's answer in
@@ -109,6 +110,8 @@ export interface TaskView extends Omit<TaskStatus, "v"> {
   priority?: number;
   /** The labels a worker must have, when the spec is at hand and names any. */
   labels?: string[];
+  /** For a `delayed` task: when it may be handed out (its `runAt`, or a retry's backoff). */
+  dueAt?: number;
 }
 
 /** Every task state with a count. */

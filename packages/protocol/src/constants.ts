@@ -46,6 +46,7 @@ export const MAX_CAPACITY = 100_000;
 /** Every state a task can be in, as seen by the grid. */
 export const TASK_STATES = [
   "queued",
+  "delayed",
   "assigned",
   "running",
   "succeeded",

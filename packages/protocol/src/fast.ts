@@ -29,6 +29,7 @@ import {
   TASK_ID_PATTERN,
   WORKER_NAME_PATTERN,
 } from "./names.js";
+import { isHistory, isRetryPolicy } from "./retry.js";
 import {
   AssignedTaskSchema,
   AssignmentSchema,
@@ -132,6 +133,8 @@ const TASK_KEYS = new Set([
   "labels",
   "priority",
   "meta",
+  "runAt",
+  "retry",
 ]);
 
 export function isTaskSpec(v: unknown): boolean {
@@ -152,10 +155,11 @@ export function isTaskSpec(v: unknown): boolean {
   if (labels !== undefined && !isLabels(labels)) return false;
   if (priority !== undefined && !isInt(priority, -MAX_PRIORITY, MAX_PRIORITY)) return false;
   if (meta !== undefined && !(isPlainObject(meta) && isJsonData(meta))) return false;
+  if (!optTime(v.runAt) || (v.retry !== undefined && !isRetryPolicy(v.retry))) return false;
   return (encodedByteLength(v) ?? Number.POSITIVE_INFINITY) <= MAX_TASK_BYTES;
 }
 
-const REQUEUED_KEYS = new Set(["attemptsUsed", "submittedAt"]);
+const REQUEUED_KEYS = new Set(["attemptsUsed", "submittedAt", "notBefore", "history"]);
 
 function isRequeued(v: unknown): boolean {
   if (!isPlainObject(v)) return false;
@@ -163,6 +167,7 @@ function isRequeued(v: unknown): boolean {
     const r = v[id];
     if (!isTaskId(id) || !closed(r, REQUEUED_KEYS)) return false;
     if (!isInt(r.attemptsUsed, 0, MAX_ATTEMPTS) || !isTime(r.submittedAt)) return false;
+    if (!optTime(r.notBefore) || (r.history !== undefined && !isHistory(r.history))) return false;
   }
   return true;
 }
@@ -184,7 +189,7 @@ function isBatchEnvelope(v: unknown): v is Obj {
 
 const isSubmitBatch = (v: unknown): boolean => isBatchEnvelope(v) && (v.tasks as unknown[]).every(isTaskSpec);
 
-const ASSIGNED_KEYS = new Set(["id", "attempt", "assignedAt", "submittedAt", "spec"]);
+const ASSIGNED_KEYS = new Set(["id", "attempt", "assignedAt", "submittedAt", "spec", "history"]);
 
 export function isAssignedTask(v: unknown): boolean {
   return (
@@ -194,7 +199,8 @@ export function isAssignedTask(v: unknown): boolean {
     isTime(v.assignedAt) &&
     isTime(v.submittedAt) &&
     isTaskSpec(v.spec) &&
-    (v.spec as Obj).id === v.id
+    (v.spec as Obj).id === v.id &&
+    (v.history === undefined || isHistory(v.history))
   );
 }
 
@@ -249,6 +255,7 @@ const UPDATE_KEYS = new Set([
   "stdoutTail",
   "stderrTail",
   "output",
+  "noRetry",
 ]);
 const UPDATE_STATE_SET: ReadonlySet<unknown> = new Set(UPDATE_STATES);
 
@@ -260,6 +267,7 @@ export function isStatusUpdate(v: unknown): boolean {
     UPDATE_STATE_SET.has(v.state) &&
     isTime(v.at) &&
     optText(v.error, false, MAX_MESSAGE_BYTES, true) &&
+    (v.noRetry === undefined || typeof v.noRetry === "boolean") &&
     hasValidOutcome(v)
   );
 }
@@ -296,6 +304,7 @@ const STATUS_KEYS = new Set([
   "stderrTail",
   "output",
   "meta",
+  "history",
 ]);
 const TASK_STATE_SET: ReadonlySet<unknown> = new Set(TASK_STATES);
 
@@ -311,6 +320,7 @@ export function isTaskStatus(v: unknown): boolean {
     optTime(v.assignedAt) &&
     optText(v.reason, false, MAX_MESSAGE_BYTES, true) &&
     (v.meta === undefined || (isPlainObject(v.meta) && isJsonData(v.meta))) &&
+    (v.history === undefined || isHistory(v.history)) &&
     hasValidOutcome(v)
   );
 }

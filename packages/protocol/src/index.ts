@@ -115,6 +115,18 @@ export {
 export { taskLabels, taskMaxAttempts, taskPriority } from "./defaults.js";
 export { buildTaskStatus, decodeInboxNode, statusFromUpdate } from "./status.js";
 export { parseDuration } from "./duration.js";
+export {
+  AttemptHistorySchema,
+  DEFAULT_BACKOFF,
+  MAX_ATTEMPT_ERROR_BYTES,
+  MAX_BACKOFF_MS,
+  MAX_NO_RETRY_EXIT_CODES,
+  RETRYABLE_STATES,
+  RetryPolicySchema,
+  isRetried,
+  retryDelayMs,
+  retryPolicyProblem,
+} from "./retry.js";
 
 export type { FinalState, TaskState, UpdateState } from "./constants.js";
 export type { ProtocolIssue } from "./errors.js";
@@ -123,6 +135,7 @@ export type { GridLayout, SequentialName } from "./layout.js";
 export type { PackSubmitOptions } from "./batching.js";
 export type { AttemptFacts, InboxNode } from "./status.js";
 export type { Result } from "./result.js";
+export type { AttemptOutcome, AttemptRecord, Backoff, RetryPolicy, RetryableState } from "./retry.js";
 export type {
   AssignedTask,
   Assignment,

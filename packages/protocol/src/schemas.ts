@@ -20,6 +20,7 @@ import {
 } from "./constants.js";
 import { describeValue } from "./errors.js";
 import { encodedByteLength, jsonValueProblem, utf8ByteLength } from "./json.js";
+import { type AttemptRecord, AttemptHistorySchema, type RetryPolicy, RetryPolicySchema } from "./retry.js";
 import {
   ENV_NAME_PATTERN,
   labelProblem,
@@ -44,6 +45,10 @@ export interface TaskSpec {
   labels?: string[];
   priority?: number;
   meta?: Record<string, unknown>;
+  /** Not handed out before this time (ms since the epoch); see docs/protocol.md, "Delayed tasks". */
+  runAt?: number;
+  /** Whether, and after how long, a failed attempt is tried again; none: a failure is final. */
+  retry?: RetryPolicy;
 }
 
 export interface SubmitBatch {
@@ -62,6 +67,10 @@ export interface RequeuedTask {
   attemptsUsed: number;
   /** When the task was first submitted. */
   submittedAt: number;
+  /** Not handed out before this time: a retry waiting for its backoff. */
+  notBefore?: number;
+  /** The attempts it used so far, oldest first. */
+  history?: AttemptRecord[];
 }
 
 /** A `SubmitBatch` without its tasks, which `decodeSubmitBatch` returns one by one. */
@@ -94,6 +103,8 @@ export interface AssignedTask {
   assignedAt: number;
   submittedAt: number;
   spec: TaskSpec;
+  /** The task's earlier attempts, oldest first, when it had any (a retry, or a lost worker's). */
+  history?: AttemptRecord[];
 }
 
 export interface Assignment {
@@ -118,6 +129,8 @@ export interface StatusUpdate {
   stdoutTail?: string;
   stderrTail?: string;
   output?: unknown;
+  /** The attempt refused a retry (its handler threw an UnrecoverableError): its failure is final. */
+  noRetry?: boolean;
 }
 
 export interface WorkerReport {
@@ -150,6 +163,8 @@ export interface TaskStatus {
   stderrTail?: string;
   output?: unknown;
   meta?: Record<string, unknown>;
+  /** Every attempt, oldest first, when the task had more than one (the last is this status's). */
+  history?: AttemptRecord[];
 }
 
 /** Asks the leader to cancel tasks: queued ones never run, running ones are stopped. */
@@ -372,6 +387,8 @@ const taskShape = {
   labels: labels.optional(),
   priority: int(-1000, MAX_PRIORITY, `an integer -${MAX_PRIORITY}..${MAX_PRIORITY}`).optional(),
   meta: meta.optional(),
+  runAt: timestamp.optional(),
+  retry: RetryPolicySchema.optional(),
 };
 
 export const TaskSpecSchema: z.ZodType<TaskSpec> = strictObject("a task", taskShape).superRefine(
@@ -418,6 +435,8 @@ const batchHeaderShape = {
       strictObject("a requeued task", {
         attemptsUsed: int(0, MAX_ATTEMPTS, `an integer 0..${MAX_ATTEMPTS}`),
         submittedAt: timestamp,
+        notBefore: timestamp.optional(),
+        history: AttemptHistorySchema.optional(),
       }),
       {
         error: (iss) =>
@@ -469,6 +488,7 @@ export const AssignedTaskSchema: z.ZodType<AssignedTask> = strictObject("an assi
   assignedAt: timestamp,
   submittedAt: timestamp,
   spec: TaskSpecSchema,
+  history: AttemptHistorySchema.optional(),
 }).superRefine((task, ctx) => {
   if (task.spec.id !== task.id) {
     ctx.addIssue({
@@ -521,6 +541,7 @@ export const StatusUpdateSchema: z.ZodType<StatusUpdate> = strictObject("a statu
   ...statusFields,
   error: message.optional(),
   ...outputFields,
+  noRetry: z.boolean({ error: expected("true or false") }).optional(),
 });
 
 export const WorkerReportSchema: z.ZodType<WorkerReport> = strictObject("a worker report", {
@@ -543,6 +564,7 @@ export const TaskStatusSchema: z.ZodType<TaskStatus> = strictObject("a task stat
   reason: message.optional(),
   ...outputFields,
   meta: meta.optional(),
+  history: AttemptHistorySchema.optional(),
 });
 
 export const ResultBatchSchema: z.ZodType<ResultBatch> = strictObject("a result batch", {

@@ -4,6 +4,7 @@ import { decodeAssignment, decodeResultBatch, isValidWorkerName } from "@zkgrid/
 import type { MasterMetrics } from "../metrics.js";
 import { TaskBook } from "../task-book.js";
 import { Cancellations } from "./cancellations.js";
+import { DelayTimer } from "./delay-timer.js";
 import { DirectInboxes } from "./direct-inboxes.js";
 import { QueueIntake } from "./queue-intake.js";
 import { WorkerReports } from "./reports.js";
@@ -14,6 +15,8 @@ import { DEFAULT_KEEP_RESULTS, GridWriter } from "./writer.js";
 export interface LeaderStats {
   epoch: number;
   queued: number;
+  /** Tasks waiting for their `runAt` or a retry's backoff. */
+  delayed: number;
   assigned: number;
   running: number;
   finished: number;
@@ -66,6 +69,7 @@ export class GridLeader {
   private readonly direct: DirectInboxes;
   private readonly cancels: Cancellations;
   private readonly sessions: WorkerSessions;
+  private readonly delays: DelayTimer;
 
   constructor(
     /** Bound to the session this term was elected on: ZooKeeper refuses its writes once that ends. */
@@ -107,6 +111,7 @@ export class GridLeader {
     this.direct = new DirectInboxes(this.term, this.writer, this.reports, this.intake);
     this.cancels = new Cancellations(this.term, this.writer, this.direct);
     this.sessions = new WorkerSessions(this.term, this.writer, this.reports, this.direct);
+    this.delays = new DelayTimer(this.term);
     leadership.signal.addEventListener("abort", this.onLeadershipLost, { once: true });
   }
 
@@ -181,6 +186,7 @@ export class GridLeader {
     clearTimeout(this.retryTimer);
     this.sessions.stop();
     this.writer.stop();
+    this.delays.stop();
     this.abort.abort();
     this.reports.stop();
     this.direct.stop();
@@ -333,6 +339,8 @@ export class GridLeader {
 
     const homeless = book.takeHomeless();
     const now = Date.now();
+    // Never before its time: only a task due by the leader's clock now joins the queue.
+    book.releaseDue(now);
     const onAssign = this.metrics
       ? (e: { submittedAt: number }) => this.metrics?.taskAssigned(e.submittedAt, now)
       : undefined;
@@ -357,6 +365,7 @@ export class GridLeader {
     // Cancelled direct tasks: their `accepted` is durable now, so their nodes may go.
     await this.direct.deleteCancelled();
     await writer.writeAssignments(cleanup);
+    this.delays.arm();
 
     // Only now are the inputs of this step redundant.
     const redundant = writer.takeRedundant(cleanup, this.intake.takeDrained());

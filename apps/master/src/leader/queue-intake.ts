@@ -1,12 +1,15 @@
 import { createHash } from "node:crypto";
-import type { SubmitBatch } from "@zkgrid/protocol";
+import type { RequeuedTask, SubmitBatch } from "@zkgrid/protocol";
 import {
   decodeSubmitBatch,
   encodeSubmitBatch,
   headBytes,
   isValidTaskId,
+  MAX_BATCH_TASKS,
   MAX_MESSAGE_BYTES,
+  MAX_NODE_BYTES,
   newBatchId,
+  packByBytes,
   parseSequence,
   unnamedTaskId,
 } from "@zkgrid/protocol";
@@ -75,11 +78,32 @@ export class QueueIntake {
     this.term.book.markFinished(id);
   }
 
-  /** Writes tasks put back in the queue to a queue node of their own, before any assignment drops them. */
+  /**
+   * Writes tasks put back in the queue to queue nodes of their own, before any assignment drops them.
+   * A retry waiting for its backoff keeps its due time (`notBefore`) there, and every task its history.
+   */
   async writeRequeue(entries: ReturnType<TaskBook["takeHomeless"]>): Promise<void> {
+    const records = new Map<string, RequeuedTask>();
+    for (const e of entries) {
+      const record: RequeuedTask = { attemptsUsed: e.attemptsUsed, submittedAt: e.submittedAt };
+      if (e.state === "delayed" && e.dueAt !== undefined) record.notBefore = e.dueAt;
+      if (e.history !== undefined) record.history = e.history;
+      records.set(e.id, record);
+    }
+    // Each task with its record, sized generously: a node never outgrows the limit.
+    const size = (e: (typeof entries)[number]) =>
+      Buffer.byteLength(JSON.stringify(e.spec)) + Buffer.byteLength(JSON.stringify(records.get(e.id))) + 300;
+    const chunks = packByBytes(entries, size, MAX_NODE_BYTES - 1024, MAX_BATCH_TASKS);
+    await Promise.all(chunks.map((chunk) => this.writeRequeueNode(chunk, records)));
+  }
+
+  private async writeRequeueNode(
+    entries: ReturnType<TaskBook["takeHomeless"]>,
+    records: Map<string, RequeuedTask>,
+  ): Promise<void> {
     const { term } = this;
     const requeued: NonNullable<SubmitBatch["requeued"]> = {};
-    for (const e of entries) requeued[e.id] = { attemptsUsed: e.attemptsUsed, submittedAt: e.submittedAt };
+    for (const e of entries) requeued[e.id] = records.get(e.id) as RequeuedTask;
     const batch: SubmitBatch = {
       v: 1,
       batchId: newBatchId(),

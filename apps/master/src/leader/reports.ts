@@ -98,6 +98,8 @@ export class WorkerReports {
       // A direct task is in no assignment: its end leaves the worker's assignment as it is. One reported
       // here, not answered over its node (its worker could not write there), leaves that node to delete.
       const inAssignment = before?.direct === undefined;
+      const held =
+        before?.worker === dir.worker && before.session === dir.session && before.attemptsUsed === u.attempt;
       if (
         before?.direct &&
         u.state !== "running" &&
@@ -119,6 +121,16 @@ export class WorkerReports {
       } else if (u.state === "returned" && before && book.tasks.get(u.id)?.state === "queued") {
         if (inAssignment) writer.assignmentChanged(dir.worker);
         term.log("info", "task handed back", { task: u.id, worker: dir.worker });
+      } else if (held && u.state !== "running" && u.state !== "returned") {
+        // A failed attempt its retry policy tries again: back in the queue, delayed by its backoff.
+        if (inAssignment) writer.assignmentChanged(dir.worker);
+        term.log("info", "task will be retried", {
+          task: u.id,
+          state: u.state,
+          worker: dir.worker,
+          attempt: u.attempt,
+          dueAt: book.tasks.get(u.id)?.dueAt,
+        });
       }
     }
   }
