@@ -176,7 +176,8 @@ const scheduleTask = z.custom<ScheduleTask>().superRefine((value, ctx) => {
     });
     return;
   }
-  const decoded = decodeTask({ ...value, id: "schedule-name.1000000000000" });
+  // The longest id a firing can have: a 64-character name and a 16-digit slot.
+  const decoded = decodeTask({ ...value, id: `${"n".repeat(64)}.${"1".repeat(16)}` });
   if (!decoded.ok) {
     for (const issue of decoded.error.issues) {
       ctx.addIssue({ code: "custom", path: issue.path ? [issue.path] : [], message: issue.problem });

@@ -7,6 +7,7 @@ import { Cancellations } from "./cancellations.js";
 import { DirectInboxes } from "./direct-inboxes.js";
 import { QueueIntake } from "./queue-intake.js";
 import { WorkerReports } from "./reports.js";
+import { ScheduleFirings } from "./schedules.js";
 import { followChildren, forEachLimit, getOrNull, NotLeaderError, type Term } from "./term.js";
 import { WorkerSessions } from "./worker-sessions.js";
 import { DEFAULT_KEEP_RESULTS, GridWriter } from "./writer.js";
@@ -66,6 +67,7 @@ export class GridLeader {
   private readonly direct: DirectInboxes;
   private readonly cancels: Cancellations;
   private readonly sessions: WorkerSessions;
+  private readonly schedules: ScheduleFirings;
 
   constructor(
     /** Bound to the session this term was elected on: ZooKeeper refuses its writes once that ends. */
@@ -103,6 +105,7 @@ export class GridLeader {
     this.direct = new DirectInboxes(this.term, this.writer, this.reports, this.intake);
     this.cancels = new Cancellations(this.term, this.writer, this.direct);
     this.sessions = new WorkerSessions(this.term, this.writer, this.reports, this.direct);
+    this.schedules = new ScheduleFirings(this.term, this.intake);
     leadership.signal.addEventListener("abort", this.onLeadershipLost, { once: true });
   }
 
@@ -152,6 +155,7 @@ export class GridLeader {
       default:
         return;
     }
+    this.schedules.afterOutage();
     // A write in flight when the connection dropped may or may not have happened: re-read versions.
     void this.writer.refreshAssignVersions().then(() => this.kick());
   }
@@ -176,6 +180,7 @@ export class GridLeader {
     this.leadership.signal.removeEventListener("abort", this.onLeadershipLost);
     clearTimeout(this.retryTimer);
     this.sessions.stop();
+    this.schedules.stop();
     this.writer.stop();
     this.abort.abort();
     this.reports.stop();
@@ -264,6 +269,8 @@ export class GridLeader {
     // the first step) are judged as such.
     await followChildren(term, layout.cancel, (c) => this.cancels.onCancel(c, this.isRebuilding()));
     this.drain();
+    // Schedules last: a slot whose task is known from the reads above is not fired again.
+    await this.schedules.start();
   }
 
   private isRebuilding(): boolean {
@@ -327,6 +334,8 @@ export class GridLeader {
     const fenced = await this.sessions.fenceDeadSessions();
     this.drain();
 
+    // Firings are recorded before any result write (which may prune old results): see ScheduleFirings.
+    await this.schedules.fireDue(Date.now());
     const homeless = book.takeHomeless();
     const now = Date.now();
     const onAssign = this.metrics

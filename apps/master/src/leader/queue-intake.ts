@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { SubmitBatch } from "@zkgrid/protocol";
+import type { SubmitBatch, TaskSpec } from "@zkgrid/protocol";
 import {
   decodeSubmitBatch,
   encodeSubmitBatch,
@@ -7,6 +7,7 @@ import {
   isValidTaskId,
   MAX_MESSAGE_BYTES,
   newBatchId,
+  packSubmitBatches,
   parseSequence,
   unnamedTaskId,
 } from "@zkgrid/protocol";
@@ -88,6 +89,24 @@ export class QueueIntake {
       tasks: entries.map((e) => e.spec),
       requeued,
     };
+    term.book.rehome(await this.writeQueueNode(batch), entries);
+  }
+
+  /**
+   * Writes new tasks of the leader's own (a schedule's firings) to queue nodes, and takes them into
+   * the book at once: a firing is known from the moment its node exists.
+   */
+  async writeTasks(tasks: TaskSpec[]): Promise<void> {
+    const { term } = this;
+    for (const batch of packSubmitBatches(tasks, { validated: true, submitter: `leader@${term.epoch}` })) {
+      const node = await this.writeQueueNode(batch);
+      term.book.addQueueNode(node, parseSequence(node) ?? 0, batch.tasks, batch.submittedAt);
+    }
+  }
+
+  /** A queue node of the leader's own; its name is marked read, as its tasks go to the book directly. */
+  private async writeQueueNode(batch: SubmitBatch): Promise<string> {
+    const { term } = this;
     term.guard();
     term.counters.writes += 1;
     const path = await term.client.createProtected(
@@ -97,7 +116,7 @@ export class QueueIntake {
     );
     const node = path.slice(path.lastIndexOf("/") + 1);
     this.seen.add(node);
-    term.book.rehome(node, entries);
+    return node;
   }
 
   /** Paths of the queue nodes whose every task is assigned or final: deleted with the next clean-up. */
