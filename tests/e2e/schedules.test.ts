@@ -1,6 +1,10 @@
 import { connectGrid, InvalidScheduleError, ScheduleExistsError } from "@zkgrid/submit";
 import {
   decodeScheduleState,
+  encodeScheduleSpec,
+  encodeScheduleState,
+  encodeSubmitBatch,
+  firingTaskId,
   parseFiringTaskId,
   type ScheduleState,
   type TaskStatus,
@@ -237,6 +241,65 @@ describe("the leader fires schedules", () => {
     expect(results.length).toBe(slots.length);
     expectEverySlotOnce(slots);
     expect(slots.length).toBeGreaterThanOrEqual(8);
+  });
+
+  it("a slot whose queue node was written but whose firings write was lost is not fired again by the next leader", async () => {
+    const g = start();
+    const zk = await g.zk();
+    const now = Date.now();
+    const last = Math.floor(now / 1000) * 1000 - 5000;
+    for (const dir of [g.layout.schedules, g.layout.firings, g.layout.queue]) await zk.ensurePath(dir);
+    await zk.create(
+      g.layout.schedule("lost"),
+      encodeScheduleSpec({
+        v: 1,
+        everyMs: 1000,
+        task: { cmd: "true" },
+        catchUp: "all",
+        catchUpMax: 100,
+        overlap: "allow",
+        paused: false,
+        createdAt: last - 10_000,
+      }),
+    );
+    // What a leader killed between its two writes leaves: lastSlot behind, the next slots already queued.
+    await zk.create(
+      g.layout.firing("lost"),
+      encodeScheduleState({ v: 1, epoch: 0, createdAt: last - 10_000, lastSlot: last, recent: [] }),
+    );
+    const queued = [last + 1000, last + 2000].map((slot) => ({
+      id: firingTaskId("lost", slot),
+      cmd: "true",
+    }));
+    await zk.create(
+      `${g.layout.queue}/q`,
+      encodeSubmitBatch({
+        v: 1,
+        batchId: "lost-firings",
+        submittedAt: now,
+        submitter: "leader@0",
+        tasks: queued,
+      }),
+      "persistent-sequential",
+    );
+    g.master("m1");
+    g.worker("w1");
+    await waitFor(
+      async () =>
+        ((await firedSlots(g, "lost")).slots.at(-1) ?? 0) > now + 2000 &&
+        (await firedSlots(g, "lost")).slots.length >= 8,
+      {
+        timeoutMs: 60_000,
+        message: "the missed slots and new ones to fire",
+      },
+    );
+    const { slots, results } = await firedSlots(g, "lost");
+    expect(results.length).toBe(slots.length);
+    expect(slots[0]).toBe(last + 1000);
+    expectEverySlotOnce(slots);
+    const state = await firings(g, "lost");
+    expect(state?.epoch).toBeGreaterThanOrEqual(0);
+    expect(state?.lastSlot).toBeGreaterThanOrEqual(last + 5000);
   });
 
   it("after the master was down, catch-up skip fires no missed slot, latest the newest, all each", async () => {
