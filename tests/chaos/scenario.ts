@@ -12,6 +12,7 @@ import {
   type Verdict,
 } from "./ledger.js";
 import { prng } from "../hostile/corpus.js";
+import { ScheduleLedger } from "./schedules.js";
 
 export interface ChaosOptions {
   /** At least this many tasks are submitted (more if the faults take longer than the stream). */
@@ -148,6 +149,8 @@ export class ChaosRun {
         message: "workers to register",
       },
     );
+    const schedules = new ScheduleLedger(c);
+    await schedules.install(this.execDir);
     const watcher = this.watchRegistrations();
     const feeder = this.feed();
     // Awaited below; handled now so that a fault that fails first does not leave it unhandled.
@@ -157,6 +160,9 @@ export class ChaosRun {
       for (let round = 0; round < o.rounds; round++) {
         const pick = (i: number) => this.workerNames[(round + i) % this.workerNames.length] as string;
         await this.killLeadingMaster();
+        await this.progress();
+        await schedules.untilFiring(o.seed % 10);
+        await this.killLeadingMaster("SIGKILL of the leading master at a schedule's firing");
         await this.progress();
         await this.killWorker(pick(0));
         await this.progress();
@@ -175,7 +181,11 @@ export class ChaosRun {
       this.faultsDone = true;
     }
     await feeder;
-    this.say(`stream done: ${this.accepted.size} tasks accepted; waiting for every result`);
+    const firings = await schedules.pauseAndExpect();
+    for (const id of firings) this.accepted.set(id, { maxAttempts: 3 });
+    this.say(
+      `stream done: ${this.accepted.size} tasks accepted (${firings.length} schedule slots); waiting for every result`,
+    );
     const results = await c.waitForResults(this.accepted.keys(), o.resultTimeoutMs);
     await waitFor(async () => (await c.children(c.layout.queue)).length === 0, {
       timeoutMs: 60_000,
@@ -212,6 +222,7 @@ export class ChaosRun {
       ["  of which re-run", verdict.directReRun],
       ["direct tasks queued instead (no live session, or its inbox gone)", this.directQueued],
       ["tasks finished while one ZooKeeper member was down", whileDown],
+      ["schedule slots (every second, by interval and by cron), each fired once", firings.length],
     ];
     return { faults, submitted: this.accepted.size, verdict, table: formatTable(faults, verdict, o, notes) };
   }
@@ -430,11 +441,11 @@ export class ChaosRun {
 
   // ---- faults --------------------------------------------------------------------------------
 
-  private async killLeadingMaster(): Promise<void> {
+  private async killLeadingMaster(fault = "SIGKILL of the leading master"): Promise<void> {
     await this.whenAnyRunning();
     const leader = await this.leader();
     await this.killProc(leader);
-    this.count("SIGKILL of the leading master");
+    this.count(fault);
     await this.newLeaderOtherThan(leader.name);
     this.startMaster();
   }
