@@ -2,6 +2,7 @@
  * What one pass of the bench runs on one pair of servers: the parts, their task counts and shapes, in
  * the order they run.
  */
+import { zkgridSchedules } from "./schedules.js";
 import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
 import {
   fsyncFloor,
@@ -23,7 +24,9 @@ import {
   zkgridThroughput,
 } from "./zkgrid.js";
 
-export const PARTS = ["ceilings", "noop", "shell", "latency", "scale"] as const;
+export const PARTS = ["ceilings", "noop", "shell", "latency", "scale", "schedules"] as const;
+/** What a run does unless `--only` names parts: the schedules workload runs only when asked for. */
+const DEFAULT_PARTS: Part[] = PARTS.filter((part) => part !== "schedules");
 export type Part = (typeof PARTS)[number];
 export type Mode = "full" | "quick" | "smoke" | "scale" | "partial";
 
@@ -42,6 +45,8 @@ export interface Config {
     spawn: { warmup: number; count: number; concurrency: number; processes: number[] };
   };
   scale: { count: number; zkgrid: GridShape };
+  /** `count` schedules firing every second for `seconds`. */
+  schedules: { count: number; seconds: number; zkgrid: GridShape };
   /** The throw-away grid that warms ZooKeeper's JIT up first: tasks per round, at most this many rounds. */
   serverWarmup: { tasksPerRound: number; maxRounds: number };
   masterRssLimitMiB: number;
@@ -58,7 +63,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
     // Only proves that every part runs end to end; its figures mean nothing.
     return {
       mode,
-      parts: [...PARTS],
+      parts: [...DEFAULT_PARTS],
       rounds: 1,
       noop: { warmup: 100, count: 200, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
       shell: { warmup: 10, count: 20, zkgrid: shellShape, bullmq: [{ workers: 1, concurrency: 8 }] },
@@ -74,6 +79,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
         spawn: { warmup: 5, count: 40, concurrency: 8, processes: [1] },
       },
       scale: { count: 500, zkgrid: noopShape },
+      schedules: { count: 5, seconds: 3, zkgrid: noopShape },
       serverWarmup: { tasksPerRound: 200, maxRounds: 1 },
       masterRssLimitMiB: 300,
     };
@@ -97,13 +103,14 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
         spawn: { warmup: 50, count: 600, concurrency: 8, processes: [1] },
       },
       scale: { count: 20_000, zkgrid: noopShape },
+      schedules: { count: 100, seconds: 10, zkgrid: noopShape },
       serverWarmup: { tasksPerRound: 5000, maxRounds: 3 },
       masterRssLimitMiB: 300,
     };
   }
   return {
     mode,
-    parts: [...PARTS],
+    parts: [...DEFAULT_PARTS],
     rounds: 5,
     noop: {
       warmup: 20_000,
@@ -127,6 +134,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
       spawn: { warmup: 300, count: 3000, concurrency: 8, processes: [1, 2] },
     },
     scale: { count: 100_000, zkgrid: noopShape },
+    schedules: { count: 1000, seconds: 60, zkgrid: noopShape },
     serverWarmup: { tasksPerRound: 10_000, maxRounds: 8 },
     masterRssLimitMiB: 300,
   };
@@ -234,6 +242,11 @@ export async function runPass(
     const s = config.scale;
     log(`scale: ${s.count} no-op tasks queued at once`);
     record(await zkgridScale(ctx, s.zkgrid, s.count, { nodeFlags }));
+  }
+  if (has("schedules")) {
+    const s = config.schedules;
+    log(`schedules: ${s.count} schedules firing every second for ${s.seconds} s`);
+    record(await zkgridSchedules(ctx, s.zkgrid, s.count, s.seconds, { nodeFlags }));
   }
   return serverWarmup;
 }

@@ -1,3 +1,4 @@
+import type { SchedulesResult } from "./schedules.js";
 import type { RedisLoad } from "./redis.js";
 import { type LatencySummary, summarize } from "./stats.js";
 
@@ -124,7 +125,7 @@ export interface ScaleResult {
   error?: string;
 }
 
-export type BenchResult = ThroughputResult | LatencyResult | CeilingResult | ScaleResult;
+export type BenchResult = ThroughputResult | LatencyResult | CeilingResult | ScaleResult | SchedulesResult;
 
 export const MiB = 1024 * 1024;
 

@@ -52,7 +52,7 @@ export function describeShape(shape: GridShape): string {
 }
 
 /** One master and its workers as real processes (the built bins), on a grid root of their own. */
-class RunningGrid {
+export class RunningGrid {
   private constructor(
     readonly root: string,
     readonly master: GuardedProcess,
