@@ -83,7 +83,9 @@ describe("hostile schedules written straight into ZooKeeper", () => {
     for (const master of ["m1"]) {
       const reasons = ignored(c.proc(master)?.log() ?? "");
       for (const k of cases) expect(reasons.get(k.name), `${master}: ${k.name}`).toMatch(k.reason);
-      expect(c.proc(master)?.log()).toMatch(/"node":"bad\.name".*"msg":"unexpected node under schedules; ignoring it"/);
+      expect(c.proc(master)?.log()).toMatch(
+        /"node":"bad\.name".*"msg":"unexpected node under schedules; ignoring it"/,
+      );
     }
     // Valid schedules broken while the leader runs are ignored from then on; the leader stays up.
     await zk.set(c.layout.schedule("good"), encodeScheduleSpec({ ...good, paused: false }));

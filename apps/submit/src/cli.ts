@@ -89,7 +89,7 @@ Commands (the same program is also installed as "zkgrid"; "<command> --help" for
   schedule add|list|show|remove|pause|resume   recurring tasks: --cron '0 3 * * *' --tz Europe/Paris,
                                         or --every 30s, with the task flags above; each slot fires once
   dashboard [--port N] [--host H]       a live web page of the grid, with /metrics
-Outside this repository, status, tasks, task and cancel need @zkgrid/observer, and dashboard
+Outside this repository, status, tasks, task, cancel and schedule show need @zkgrid/observer, and dashboard
 @zkgrid/dashboard, installed beside @zkgrid/submit (optional peers; submitting needs neither).
 `;
 

@@ -22,6 +22,12 @@ import type { GridWriter } from "./writer.js";
 export class QueueIntake {
   /** Queue nodes read (or written) this term, so a re-listed node is not read again. */
   private readonly seen = new Set<string>();
+  /**
+   * Queue nodes this leader wrote itself: their tasks went to the book when written. A watch may list
+   * one before its create returns (a reply lost to a connection loss, found again by the protected
+   * create): read then, it must not count as a second, all-known node, which would mark it drained.
+   */
+  private readonly written = new Set<string>();
 
   constructor(
     private readonly term: Term,
@@ -30,7 +36,10 @@ export class QueueIntake {
 
   async onQueue({ added, removed }: ChildrenChange): Promise<void> {
     const { term } = this;
-    for (const name of removed) this.seen.delete(name);
+    for (const name of removed) {
+      this.seen.delete(name);
+      this.written.delete(name);
+    }
     const fresh = added.filter((n) => !this.seen.has(n));
     for (const n of fresh) this.seen.add(n);
     await forEachLimit(fresh, 32, async (name) => {
@@ -39,6 +48,7 @@ export class QueueIntake {
       const seq = parseSequence(name) ?? 0;
       const decoded = decodeSubmitBatch(got.data);
       term.apply(() => {
+        if (this.written.has(name)) return;
         if (!decoded.ok) {
           // The node as a whole is unreadable: reject every task it names, or the node itself.
           const reason = `queue node ${name}: ${decoded.error.message}`;
@@ -116,6 +126,7 @@ export class QueueIntake {
     );
     const node = path.slice(path.lastIndexOf("/") + 1);
     this.seen.add(node);
+    this.written.add(node);
     return node;
   }
 

@@ -216,7 +216,10 @@ export class ScheduleFirings {
       if (state) decided.push({ t, state });
       else t.due = nextSlot(t.spec, this.fromOf(t));
     }
-    if (tasks.length > 0) await this.intake.writeTasks(tasks);
+    if (tasks.length > 0) {
+      await this.intake.writeTasks(tasks);
+      for (const task of tasks) this.term.log("info", "schedule fired", { task: task.id });
+    }
     for (const { t, state } of decided) {
       t.pending = state;
       owed.push(t);
@@ -264,7 +267,6 @@ export class ScheduleFirings {
       tasks.push({ ...spec.task, id });
       recent.push({ slot, task: id });
       running = id;
-      log("info", "schedule fired", { schedule: t.name, slot, task: id });
     }
     if (missed) {
       log("info", "schedule slots came due while no leader ran: catch-up applies", {
