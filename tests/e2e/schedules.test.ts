@@ -1,3 +1,4 @@
+import { observeGrid } from "@zkgrid/observer";
 import { connectGrid, InvalidScheduleError, ScheduleExistsError } from "@zkgrid/submit";
 import {
   decodeScheduleState,
@@ -154,6 +155,25 @@ describe("grid.schedules (the library)", () => {
         ScheduleExistsError,
       );
       expect((await s.list()).map((v) => v.name)).toEqual(["a"]);
+      // The observer lists every schedule node, and says why the leader ignores a bad one.
+      const zk = await g.zk();
+      await zk.create(
+        g.layout.schedule("junk"),
+        JSON.stringify({ ...spec, everyMs: undefined, cron: "61 * * * *" }),
+      );
+      const observer = await observeGrid({ client: grid.zk, root: g.root });
+      try {
+        const seen = await observer.schedules();
+        expect(
+          seen.map((v) => [v.name, v.spec?.everyMs, v.problem?.includes("cron: invalid cron expression")]),
+        ).toEqual([
+          ["a", 120_000, undefined],
+          ["junk", undefined, true],
+        ]);
+        expect(seen[0]?.next).toBeGreaterThan(Date.now());
+      } finally {
+        await observer.close();
+      }
       expect((await s.pause("a")).paused).toBe(true);
       expect((await s.get("a"))?.next).toBeUndefined();
       const resumed = await s.resume("a");
