@@ -2,6 +2,7 @@
  * What one pass of the bench runs on one pair of servers: the parts, their task counts and shapes, in
  * the order they run.
  */
+import { zkgridSchedules } from "./schedules.js";
 import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
 import {
   fsyncFloor,
@@ -24,7 +25,9 @@ import {
   zkgridThroughput,
 } from "./zkgrid.js";
 
-export const PARTS = ["ceilings", "noop", "shell", "latency", "scale", "delayed", "retry"] as const;
+export const PARTS = ["ceilings", "noop", "shell", "latency", "scale", "delayed", "retry", "schedules"] as const;
+/** What a run does unless `--only` names parts: the schedules workload runs only when asked for. */
+const DEFAULT_PARTS: Part[] = PARTS.filter((part) => part !== "schedules");
 export type Part = (typeof PARTS)[number];
 export type Mode = "full" | "quick" | "smoke" | "scale" | "partial";
 
@@ -45,6 +48,8 @@ export interface Config {
   scale: { count: number; zkgrid: GridShape };
   /** `delayed`: tasks held at once before they are due; `retry`: tasks of each kind (see time-workloads.ts). */
   time: { delayed: number; retry: number; zkgrid: GridShape };
+  /** `count` schedules firing every second for `seconds`. */
+  schedules: { count: number; seconds: number; zkgrid: GridShape };
   /** The throw-away grid that warms ZooKeeper's JIT up first: tasks per round, at most this many rounds. */
   serverWarmup: { tasksPerRound: number; maxRounds: number };
   masterRssLimitMiB: number;
@@ -61,7 +66,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
     // Only proves that every part runs end to end; its figures mean nothing.
     return {
       mode,
-      parts: [...PARTS],
+      parts: [...DEFAULT_PARTS],
       rounds: 1,
       noop: { warmup: 100, count: 200, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
       shell: { warmup: 10, count: 20, zkgrid: shellShape, bullmq: [{ workers: 1, concurrency: 8 }] },
@@ -78,6 +83,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
       },
       scale: { count: 500, zkgrid: noopShape },
       time: { delayed: 200, retry: 20, zkgrid: noopShape },
+      schedules: { count: 5, seconds: 3, zkgrid: noopShape },
       serverWarmup: { tasksPerRound: 200, maxRounds: 1 },
       masterRssLimitMiB: 300,
     };
@@ -102,13 +108,14 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
       },
       scale: { count: 20_000, zkgrid: noopShape },
       time: { delayed: 5000, retry: 200, zkgrid: noopShape },
+      schedules: { count: 100, seconds: 10, zkgrid: noopShape },
       serverWarmup: { tasksPerRound: 5000, maxRounds: 3 },
       masterRssLimitMiB: 300,
     };
   }
   return {
     mode,
-    parts: [...PARTS],
+    parts: [...DEFAULT_PARTS],
     rounds: 5,
     noop: {
       warmup: 20_000,
@@ -133,6 +140,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
     },
     scale: { count: 100_000, zkgrid: noopShape },
     time: { delayed: 100_000, retry: 1000, zkgrid: noopShape },
+    schedules: { count: 1000, seconds: 60, zkgrid: noopShape },
     serverWarmup: { tasksPerRound: 10_000, maxRounds: 8 },
     masterRssLimitMiB: 300,
   };
@@ -250,6 +258,11 @@ export async function runPass(
     const t = config.time;
     log(`retry: ${t.retry} tasks that fail once and are retried, against ${t.retry} that succeed at once`);
     record(await zkgridRetry(ctx, t.zkgrid, t.retry, { nodeFlags }));
+  }
+  if (has("schedules")) {
+    const s = config.schedules;
+    log(`schedules: ${s.count} schedules firing every second for ${s.seconds} s`);
+    record(await zkgridSchedules(ctx, s.zkgrid, s.count, s.seconds, { nodeFlags }));
   }
   return serverWarmup;
 }

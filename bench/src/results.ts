@@ -1,3 +1,4 @@
+import type { SchedulesResult } from "./schedules.js";
 import type { DelayedResult, RetryResult } from "./time-workloads.js";
 import type { RedisLoad } from "./redis.js";
 import { type LatencySummary, summarize } from "./stats.js";
@@ -131,7 +132,8 @@ export type BenchResult =
   | CeilingResult
   | ScaleResult
   | DelayedResult
-  | RetryResult;
+  | RetryResult
+  | SchedulesResult;
 
 export const MiB = 1024 * 1024;
 

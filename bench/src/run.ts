@@ -49,9 +49,10 @@ Options:
   --quick          one smaller run, a minute or two after the build (no scale test, one BullMQ shape)
   --smoke          tiny counts: only checks that every part runs end to end (its figures mean nothing)
   --scale          only the scale test (100 000 tasks queued at once)
-  --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale,delayed,retry
-                   (delayed: 100 000 delayed tasks held at once, their start lateness; retry: a
-                   failed-then-retried task's cost against a first-time success)
+  --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale,delayed,retry,
+                   schedules (delayed: 100 000 delayed tasks held at once, their start lateness;
+                   retry: a failed-then-retried task's cost against a first-time success;
+                   schedules: N schedules firing every second for a minute, runs only when named)
   --durability <list>  these settings, comma-separated, in this order (default durable,fast)
   --runs <n>       complete runs (every setting, every part); each figure is reported as its median
                    over the runs, and the targets are judged on it (default 3; 1 with --quick,
@@ -431,6 +432,10 @@ function logResult(log: (line: string) => void, r: BenchResult): void {
   else if (r.kind === "latency")
     log(
       `  ${r.system} ${r.shape}: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${r.zk ? `, ${r.zk.writesPerTask} ZK writes/task` : ""}${r.redis ? `, ${r.redis.writesPerJob} Redis writes/job` : ""}${error}`,
+    );
+  else if (r.kind === "schedules")
+    log(
+      `  schedules: ${r.schedules} × ${r.seconds} s: ${r.slotsFiredOnce}/${r.slotsExpected} slots fired once (${r.slotsMissing} missing, ${r.slotsDuplicated} twice, ${r.strayFirings} stray), leader CPU ${r.leaderCpuPercent}% of a core, ${r.zkWritesPerFiring} ZK writes/firing, queued p50 ${r.queuedLateMs.p50} ms / p99 ${r.queuedLateMs.p99} ms after the slot${error}`,
     );
   else
     log(

@@ -13,6 +13,7 @@ import {
 } from "./ledger.js";
 import { prng } from "../hostile/corpus.js";
 import { TimeLedger } from "./time-ledger.js";
+import { ScheduleLedger } from "./schedules.js";
 
 export interface ChaosOptions {
   /** At least this many tasks are submitted (more if the faults take longer than the stream). */
@@ -84,6 +85,7 @@ export class ChaosRun {
   private execDir = "";
   /** Delayed and retried tasks of the stream: judged by their own ledger, not `accepted`'s. */
   private timeLedger: TimeLedger | undefined;
+  private schedules: ScheduleLedger | undefined;
   private readonly timeRnd: () => number;
   private feeding = true;
   private faultsDone = false;
@@ -155,6 +157,8 @@ export class ChaosRun {
         message: "workers to register",
       },
     );
+    this.schedules = new ScheduleLedger(c);
+    await this.schedules.install(this.execDir);
     const watcher = this.watchRegistrations();
     const feeder = this.feed();
     // Awaited below; handled now so that a fault that fails first does not leave it unhandled.
@@ -202,6 +206,11 @@ export class ChaosRun {
     const pick = (i: number) => this.pick(round, i);
     await this.killLeadingMaster();
     await this.progress();
+    if (this.schedules) {
+      await this.schedules.untilFiring(this.options.seed % 10);
+      await this.killLeadingMaster("SIGKILL of the leading master at a schedule's firing");
+      await this.progress();
+    }
     await this.killWorker(pick(0));
     await this.progress();
     await this.pauseWorker(pick(1));
@@ -220,7 +229,11 @@ export class ChaosRun {
     const o = this.options;
     const c = this.c;
     await feeder;
-    this.say(`stream done: ${this.accepted.size} tasks accepted; waiting for every result`);
+    const firings = (await this.schedules?.pauseAndExpect()) ?? [];
+    for (const id of firings) this.accepted.set(id, { maxAttempts: 3 });
+    this.say(
+      `stream done: ${this.accepted.size} tasks accepted (${firings.length} schedule slots); waiting for every result`,
+    );
     const timed = this.timeLedger?.tasks ?? new Map();
     const all = await c.waitForResults([...this.accepted.keys(), ...timed.keys()], o.resultTimeoutMs);
     const results = all.filter((r) => !timed.has(r.id));
@@ -262,6 +275,7 @@ export class ChaosRun {
       ["tasks finished while one ZooKeeper member was down", whileDown],
       ["delayed tasks (none started before its runAt)", this.timeLedger?.count("delayed") ?? 0],
       ["retried tasks (every attempt in their history)", this.timeLedger?.count("retried") ?? 0],
+      ["schedule slots (every second, by interval and by cron), each fired once", firings.length],
     ];
     return { faults, submitted: this.accepted.size, verdict, table: formatTable(faults, verdict, o, notes) };
   }
@@ -488,11 +502,11 @@ export class ChaosRun {
 
   // ---- faults --------------------------------------------------------------------------------
 
-  private async killLeadingMaster(): Promise<void> {
+  private async killLeadingMaster(fault = "SIGKILL of the leading master"): Promise<void> {
     await this.whenAnyRunning();
     const leader = await this.leader();
     await this.killProc(leader);
-    this.count("SIGKILL of the leading master");
+    this.count(fault);
     await this.newLeaderOtherThan(leader.name);
     this.startMaster();
   }

@@ -5,6 +5,7 @@ import { messageOf } from "@zkgrid/core";
 import type { TaskStatus } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
 import { runCancelCommand } from "./cli-cancel.js";
+import { runScheduleCommand } from "./cli-schedule.js";
 import {
   CliUsageError,
   DURATIONS_USAGE,
@@ -91,12 +92,14 @@ Commands (the same program is also installed as "zkgrid"; "<command> --help" for
   tasks [--state S] [--worker W] [--limit N]   assigned, running, queued and recent tasks
   task <id>                             one task's status and the tail of its output
   cancel <id>...                        cancel tasks and wait until they end cancelled
+  schedule add|list|show|remove|pause|resume   recurring tasks: --cron '0 3 * * *' --tz Europe/Paris,
+                                        or --every 30s, with the task flags above; each slot fires once
   dashboard [--port N] [--host H]       a live web page of the grid, with /metrics
-Outside this repository, status, tasks, task and cancel need @zkgrid/observer, and dashboard
+Outside this repository, status, tasks, task, cancel and schedule show need @zkgrid/observer, and dashboard
 @zkgrid/dashboard, installed beside @zkgrid/submit (optional peers; submitting needs neither).
 `;
 
-const OPTIONS = {
+export const OPTIONS = {
   cmd: { type: "string" },
   arg: { type: "string", multiple: true },
   handler: { type: "string" },
@@ -118,10 +121,10 @@ const OPTIONS = {
   version: { type: "boolean", short: "V" },
 } as const;
 
-type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; strict: true }>>["values"];
+export type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; strict: true }>>["values"];
 
 /** The flags that describe a task, by the TaskSpec field they fill. */
-const FLAG_OF_FIELD: Record<string, string> = {
+export const FLAG_OF_FIELD: Record<string, string> = {
   id: "--id",
   cmd: "--cmd",
   args: "--arg",
@@ -154,6 +157,7 @@ const COMMANDS: Record<string, Command> = {
   tasks: runTasksCommand,
   task: runTaskCommand,
   cancel: runCancelCommand,
+  schedule: runScheduleCommand,
   dashboard: runDashboardCommand,
 };
 
@@ -340,7 +344,7 @@ const VALUE_FLAGS = new Set(
 );
 
 /** `--priority -3` as `--priority=-3`: strict parseArgs takes a value starting with "-" for a flag. */
-function joinNegativeNumbers(argv: readonly string[]): string[] {
+export function joinNegativeNumbers(argv: readonly string[]): string[] {
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -355,7 +359,7 @@ function joinNegativeNumbers(argv: readonly string[]): string[] {
 }
 
 /** The task the flags describe, or undefined when neither --cmd nor --handler is given. */
-function taskFromFlags(flags: Flags): TaskInput | undefined {
+export function taskFromFlags(flags: Flags): TaskInput | undefined {
   const taskFlags = Object.values(FLAG_OF_FIELD)
     .filter((flag) => flags[flag.slice(2) as keyof Flags] !== undefined)
     .concat(timeFlagsGiven(flags));

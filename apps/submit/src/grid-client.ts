@@ -11,6 +11,7 @@ import {
   type TaskStatus,
   taskIdProblem,
 } from "@zkgrid/protocol";
+import { ScheduleClient } from "./schedules.js";
 import { DirectTasks } from "./direct.js";
 import { GridClosedError, InvalidTaskError, WaitTimeoutError } from "./errors.js";
 import { ResultFeed } from "./result-feed.js";
@@ -108,6 +109,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   readonly #lone = new Set<string>();
   /** The result baseline of each generated id this client wrote, until its result is delivered. */
   readonly #baselines = new Map<string, number>();
+  #schedules: ScheduleClient | undefined;
   #queueReady = false;
   #recentBaseline: { value: Promise<number>; at: number } | undefined;
   #closing: Promise<void> | undefined;
@@ -300,6 +302,12 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       throw err;
     }
     return this.#feed.findNewest(id, names);
+  }
+
+  /** The grid's recurring schedules: add, list, get, remove, pause, resume. */
+  get schedules(): ScheduleClient {
+    this.#schedules ??= new ScheduleClient(this.zk, this.layout, this.#submitter);
+    return this.#schedules;
   }
 
   /**

@@ -15,6 +15,8 @@
  * instead, and its result is read from that node: the leader is not on its way (see docs/protocol.md,
  * "Direct tasks"). A task with the caller's own id always goes through the queue, which drops known ids.
  * `grid.cancel(ids)` asks the leader to cancel tasks; `grid.wait(ids)` then sees each one end.
+ * `grid.schedules.add("nightly", { cron: "0 3 * * *", tz: "Europe/Paris", task: { cmd: "make backup" } })`
+ * adds a recurring schedule, whose every slot the leader fires once as the task `nightly.<slot>`.
  * Handler tasks can be typed with the worker's handlers:
  * `connectGrid<typeof handlers>(...)` then checks `submit({ handler: "resize", input })`.
  *
@@ -24,6 +26,12 @@
 export { GridClosedError, InvalidTaskError, SubmitWriteError, WaitTimeoutError } from "./errors.js";
 export { connectGrid, GridClient } from "./grid-client.js";
 export { prepareTasks } from "./tasks.js";
+export {
+  InvalidScheduleError,
+  ScheduleClient,
+  ScheduleExistsError,
+  ScheduleNotFoundError,
+} from "./schedules.js";
 export { parseTaskText, TaskTextError } from "./task-text.js";
 
 export type {
@@ -34,6 +42,7 @@ export type {
   WaitOptions,
 } from "./grid-client.js";
 export type { LocatedValue } from "./task-text.js";
+export type { ScheduleOptions, ScheduleView } from "./schedules.js";
 export type {
   AnyHandlers,
   CommandTaskInput,
@@ -44,4 +53,15 @@ export type {
   HandlerTaskInput,
   TaskInput,
 } from "./tasks.js";
-export type { AttemptRecord, Backoff, RetryPolicy, TaskSpec, TaskStatus } from "@zkgrid/protocol";
+export type {
+  AttemptRecord,
+  Backoff,
+  CatchUpPolicy,
+  OverlapPolicy,
+  RetryPolicy,
+  ScheduleSpec,
+  ScheduleState,
+  ScheduleTask,
+  TaskSpec,
+  TaskStatus,
+} from "@zkgrid/protocol";

@@ -24,6 +24,7 @@ export { GridObserver, observeGrid } from "./observer.js";
 export { describeCommand } from "./task-view.js";
 export { BUCKET_MS, ThroughputSeries, WINDOW_MS } from "./throughput.js";
 
+export type { ScheduleView } from "./schedule-view.js";
 export type {
   FinalState,
   GridSnapshot,

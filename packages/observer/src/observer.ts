@@ -36,6 +36,7 @@ import {
   type WorkerRegistration,
 } from "@zkgrid/protocol";
 import { ObserverClosedError } from "./errors.js";
+import { type ScheduleView, scheduleView } from "./schedule-view.js";
 import { viewOfAssigned, viewOfQueued, viewOfStatus } from "./task-view.js";
 import { DepthSeries, ThroughputSeries } from "./throughput.js";
 import type {
@@ -829,6 +830,33 @@ export class GridObserver {
     this.#log("warn", message);
     this.#problems.push(message);
     if (this.#problems.length > PROBLEM_LIMIT) this.#problems.shift();
+  }
+
+  /**
+   * Every schedule under `R/schedules`, by name, read now (schedules change rarely: not followed),
+   * each with the leader's record of its firings; one that does not decode carries its `problem`.
+   */
+  async schedules(): Promise<ScheduleView[]> {
+    this.#assertOpen();
+    let names: string[];
+    try {
+      names = await this.#zk.getChildren(this.layout.schedules);
+    } catch (err) {
+      if (errors.isNoNode(err)) return [];
+      throw err;
+    }
+    const now = Date.now();
+    const views = await Promise.all(
+      names.sort().map(async (name) => {
+        const dir = this.layout.schedules;
+        const [spec, state] = await Promise.all([
+          this.#getOrNull(`${dir}/${name}`),
+          this.#getOrNull(`${this.layout.firings}/${name}`),
+        ]);
+        return scheduleView(name, spec?.data, state?.data, now);
+      }),
+    );
+    return views;
   }
 
   #assertOpen(): void {

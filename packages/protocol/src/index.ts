@@ -127,6 +127,32 @@ export {
   retryDelayMs,
   retryPolicyProblem,
 } from "./retry.js";
+export {
+  CATCH_UP_POLICIES,
+  DEFAULT_CATCH_UP_MAX,
+  MAX_CATCH_UP,
+  MAX_SCHEDULE_BYTES,
+  MAX_SCHEDULE_EVERY_MS,
+  MIN_SCHEDULE_EVERY_MS,
+  OVERLAP_POLICIES,
+  RECENT_FIRINGS,
+  SCHEDULE_NAME_PATTERN,
+  ScheduleSpecSchema,
+  ScheduleStateSchema,
+  assertScheduleName,
+  checkScheduleSpec,
+  cronProblem,
+  decodeScheduleSpec,
+  decodeScheduleState,
+  encodeScheduleSpec,
+  encodeScheduleState,
+  firingTaskId,
+  nextSlot,
+  parseFiringTaskId,
+  scheduleNameProblem,
+  slotsBetween,
+  timeZoneProblem,
+} from "./schedule.js";
 
 export type { FinalState, TaskState, UpdateState } from "./constants.js";
 export type { ProtocolIssue } from "./errors.js";
@@ -151,3 +177,11 @@ export type {
   WorkerRegistration,
   WorkerReport,
 } from "./schemas.js";
+export type {
+  CatchUpPolicy,
+  Firing,
+  OverlapPolicy,
+  ScheduleSpec,
+  ScheduleState,
+  ScheduleTask,
+} from "./schedule.js";

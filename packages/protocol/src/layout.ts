@@ -6,6 +6,7 @@ import {
   isValidSessionId,
   isValidWorkerName,
 } from "./names.js";
+import { assertScheduleName } from "./schedule.js";
 
 /** The znode paths of one grid. Every directory is persistent; see docs/protocol.md. */
 export interface GridLayout {
@@ -49,6 +50,14 @@ export interface GridLayout {
   readonly cancel: string;
   /** Basename prefix of a cancel request node (persistent sequential, protected): `c`. */
   readonly cancelNodePrefix: string;
+  /** `R/schedules`: one node per recurring schedule, written by clients (see docs/protocol.md). */
+  readonly schedules: string;
+  /** `R/schedules/<name>`. Throws `InvalidNameError` for a bad schedule name. */
+  schedule(name: string): string;
+  /** `R/firings`: the leader's record of each schedule's decided slots. */
+  readonly firings: string;
+  /** `R/firings/<name>`. Throws `InvalidNameError` for a bad schedule name. */
+  firing(name: string): string;
   /** Every persistent directory, parents first, for creating them at start-up. */
   readonly dirs: readonly string[];
 }
@@ -83,6 +92,8 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
   const results = under("results");
   const cancel = under("cancel");
   const inbox = under("inbox");
+  const schedules = under("schedules");
+  const firings = under("firings");
   const inboxDir = (worker: string, session: string) => {
     assertWorkerName(worker);
     assertSessionId(session);
@@ -122,6 +133,16 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
     resultNodePrefix: "r",
     cancel,
     cancelNodePrefix: "c",
+    schedules,
+    schedule(name) {
+      assertScheduleName(name);
+      return `${schedules}/${name}`;
+    },
+    firings,
+    firing(name) {
+      assertScheduleName(name);
+      return `${firings}/${name}`;
+    },
     dirs: [
       ...(root === "/" ? [] : [root]),
       masters,
@@ -132,6 +153,8 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
       results,
       cancel,
       inbox,
+      schedules,
+      firings,
     ],
   };
 }

@@ -41,6 +41,8 @@ describe("gridLayout", () => {
       "/zkgrid/results",
       "/zkgrid/cancel",
       "/zkgrid/inbox",
+      "/zkgrid/schedules",
+      "/zkgrid/firings",
     ]);
     expect([l.cancel, l.cancelNodePrefix]).toEqual(["/zkgrid/cancel", "c"]);
     expect(l.inboxDir("w1", "100000a2b3c0004")).toBe("/zkgrid/inbox/w1@100000a2b3c0004");

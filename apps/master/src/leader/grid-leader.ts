@@ -8,6 +8,7 @@ import { DelayTimer } from "./delay-timer.js";
 import { DirectInboxes } from "./direct-inboxes.js";
 import { QueueIntake } from "./queue-intake.js";
 import { WorkerReports } from "./reports.js";
+import { ScheduleFirings } from "./schedules.js";
 import { followChildren, forEachLimit, getOrNull, NotLeaderError, type Term, termFollower } from "./term.js";
 import { WorkerSessions } from "./worker-sessions.js";
 import { DEFAULT_KEEP_RESULTS, GridWriter } from "./writer.js";
@@ -70,6 +71,7 @@ export class GridLeader {
   private readonly cancels: Cancellations;
   private readonly sessions: WorkerSessions;
   private readonly delays: DelayTimer;
+  private readonly schedules: ScheduleFirings;
 
   constructor(
     /** Bound to the session this term was elected on: ZooKeeper refuses its writes once that ends. */
@@ -112,6 +114,7 @@ export class GridLeader {
     this.cancels = new Cancellations(this.term, this.writer, this.direct);
     this.sessions = new WorkerSessions(this.term, this.writer, this.reports, this.direct);
     this.delays = new DelayTimer(this.term);
+    this.schedules = new ScheduleFirings(this.term, this.intake);
     leadership.signal.addEventListener("abort", this.onLeadershipLost, { once: true });
   }
 
@@ -161,6 +164,7 @@ export class GridLeader {
       default:
         return;
     }
+    this.schedules.afterOutage();
     // A write in flight when the connection dropped may or may not have happened: re-read versions.
     void this.writer.refreshAssignVersions().then(() => this.kick());
   }
@@ -185,6 +189,7 @@ export class GridLeader {
     this.leadership.signal.removeEventListener("abort", this.onLeadershipLost);
     clearTimeout(this.retryTimer);
     this.sessions.stop();
+    this.schedules.stop();
     this.writer.stop();
     this.delays.stop();
     this.abort.abort();
@@ -274,6 +279,8 @@ export class GridLeader {
     // the first step) are judged as such.
     await followChildren(term, layout.cancel, (c) => this.cancels.onCancel(c, this.isRebuilding()));
     this.drain();
+    // Schedules last: a slot whose task is known from the reads above is not fired again.
+    await this.schedules.start();
   }
 
   private isRebuilding(): boolean {
@@ -337,6 +344,8 @@ export class GridLeader {
     const fenced = await this.sessions.fenceDeadSessions();
     this.drain();
 
+    // Firings are recorded before any result write (which may prune old results): see ScheduleFirings.
+    await this.schedules.fireDue(Date.now());
     const homeless = book.takeHomeless();
     const now = Date.now();
     // Never before its time: only a task due by the leader's clock now joins the queue.

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { RequeuedTask, SubmitBatch } from "@zkgrid/protocol";
+import type { RequeuedTask, SubmitBatch, TaskSpec } from "@zkgrid/protocol";
 import {
   decodeSubmitBatch,
   encodeSubmitBatch,
@@ -10,6 +10,7 @@ import {
   MAX_NODE_BYTES,
   newBatchId,
   packByBytes,
+  packSubmitBatches,
   parseSequence,
   unnamedTaskId,
 } from "@zkgrid/protocol";
@@ -24,6 +25,12 @@ import type { GridWriter } from "./writer.js";
 export class QueueIntake {
   /** Queue nodes read (or written) this term, so a re-listed node is not read again. */
   private readonly seen = new Set<string>();
+  /**
+   * Queue nodes this leader wrote itself: their tasks went to the book when written. A watch may list
+   * one before its create returns (a reply lost to a connection loss, found again by the protected
+   * create): read then, it must not count as a second, all-known node, which would mark it drained.
+   */
+  private readonly written = new Set<string>();
 
   constructor(
     private readonly term: Term,
@@ -32,7 +39,10 @@ export class QueueIntake {
 
   async onQueue({ added, removed }: ChildrenChange): Promise<void> {
     const { term } = this;
-    for (const name of removed) this.seen.delete(name);
+    for (const name of removed) {
+      this.seen.delete(name);
+      this.written.delete(name);
+    }
     const fresh = added.filter((n) => !this.seen.has(n));
     for (const n of fresh) this.seen.add(n);
     await forEachLimit(fresh, 32, async (name) => {
@@ -41,6 +51,7 @@ export class QueueIntake {
       const seq = parseSequence(name) ?? 0;
       const decoded = decodeSubmitBatch(got.data);
       term.apply(() => {
+        if (this.written.has(name)) return;
         if (!decoded.ok) {
           // The node as a whole is unreadable: reject every task it names, or the node itself.
           const reason = `queue node ${name}: ${decoded.error.message}`;
@@ -112,6 +123,24 @@ export class QueueIntake {
       tasks: entries.map((e) => e.spec),
       requeued,
     };
+    term.book.rehome(await this.writeQueueNode(batch), entries);
+  }
+
+  /**
+   * Writes new tasks of the leader's own (a schedule's firings) to queue nodes, and takes them into
+   * the book at once: a firing is known from the moment its node exists.
+   */
+  async writeTasks(tasks: TaskSpec[]): Promise<void> {
+    const { term } = this;
+    for (const batch of packSubmitBatches(tasks, { validated: true, submitter: `leader@${term.epoch}` })) {
+      const node = await this.writeQueueNode(batch);
+      term.book.addQueueNode(node, parseSequence(node) ?? 0, batch.tasks, batch.submittedAt);
+    }
+  }
+
+  /** A queue node of the leader's own; its name is marked read, as its tasks go to the book directly. */
+  private async writeQueueNode(batch: SubmitBatch): Promise<string> {
+    const { term } = this;
     term.guard();
     term.counters.writes += 1;
     const path = await term.client.createProtected(
@@ -121,7 +150,8 @@ export class QueueIntake {
     );
     const node = path.slice(path.lastIndexOf("/") + 1);
     this.seen.add(node);
-    term.book.rehome(node, entries);
+    this.written.add(node);
+    return node;
   }
 
   /** Paths of the queue nodes whose every task is assigned or final: deleted with the next clean-up. */
