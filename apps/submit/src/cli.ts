@@ -17,6 +17,7 @@ import {
   positiveDuration,
 } from "./cli-common.js";
 import { runDashboardCommand } from "./cli-dashboard.js";
+import { runLimitCommand, runPauseCommand, runResumeCommand } from "./cli-gate.js";
 import { ProgressBar } from "./cli-progress.js";
 import { runStatusCommand, runTaskCommand, runTasksCommand } from "./cli-status.js";
 import { formatDuration } from "./duration.js";
@@ -86,6 +87,10 @@ Commands (the same program is also installed as "zkgrid"; "<command> --help" for
   task <id>                             one task's status and the tail of its output
   cancel <id>...                        cancel tasks and wait until they end cancelled
   dashboard [--port N] [--host H]       a live web page of the grid, with /metrics
+  pause [--label L]                     hand out no task (of label L) until resume; running ones finish
+  resume [--label L]                    lift that pause; the queued tasks start again
+  limit set <label> <N>/<interval>      at most N starts of the label's tasks per interval, grid-wide
+  limit remove <label> | limit list     remove a label's start limit; list the limits
 Outside this repository, status, tasks, task and cancel need @zkgrid/observer, and dashboard
 @zkgrid/dashboard, installed beside @zkgrid/submit (optional peers; submitting needs neither).
 `;
@@ -148,6 +153,9 @@ const COMMANDS: Record<string, Command> = {
   task: runTaskCommand,
   cancel: runCancelCommand,
   dashboard: runDashboardCommand,
+  pause: runPauseCommand,
+  resume: runResumeCommand,
+  limit: runLimitCommand,
 };
 
 /**

@@ -15,13 +15,21 @@
  * instead, and its result is read from that node: the leader is not on its way (see docs/protocol.md,
  * "Direct tasks"). A task with the caller's own id always goes through the queue, which drops known ids.
  * `grid.cancel(ids)` asks the leader to cancel tasks; `grid.wait(ids)` then sees each one end.
+ * `grid.pause()`, `grid.resume()` (each optionally for one `label`) and `grid.setLimit(label, { starts,
+ * perMs })` change the grid's gate: what the leader may start (docs/guarantees.md, "Pause and limits").
  * Handler tasks can be typed with the worker's handlers:
  * `connectGrid<typeof handlers>(...)` then checks `submit({ handler: "resize", input })`.
  *
  * @module
  */
 
-export { GridClosedError, InvalidTaskError, SubmitWriteError, WaitTimeoutError } from "./errors.js";
+export {
+  GridClosedError,
+  InvalidGateError,
+  InvalidTaskError,
+  SubmitWriteError,
+  WaitTimeoutError,
+} from "./errors.js";
 export { connectGrid, GridClient } from "./grid-client.js";
 export { prepareTasks } from "./tasks.js";
 export { parseTaskText, TaskTextError } from "./task-text.js";
@@ -33,6 +41,7 @@ export type {
   ResultsOptions,
   WaitOptions,
 } from "./grid-client.js";
+export type { GateOptions, PauseOptions } from "./grid-gate.js";
 export type { LocatedValue } from "./task-text.js";
 export type {
   AnyHandlers,
@@ -44,4 +53,4 @@ export type {
   HandlerTaskInput,
   TaskInput,
 } from "./tasks.js";
-export type { TaskSpec, TaskStatus } from "@zkgrid/protocol";
+export type { GridGate, StartLimit, TaskSpec, TaskStatus } from "@zkgrid/protocol";

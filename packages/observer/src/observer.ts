@@ -3,6 +3,7 @@ import { connect, type DataChange, errors, type Logger, messageOf, sleep, type Z
 import {
   type Assignment,
   decodeAssignment,
+  decodeGridGate,
   decodeInboxNode,
   decodeMasterInfo,
   decodeResultBatch,
@@ -11,6 +12,7 @@ import {
   decodeWorkerReport,
   FINAL_STATES,
   type FinalState,
+  type GridGate,
   type GridLayout,
   gridLayout,
   isFinalState,
@@ -181,6 +183,7 @@ export class GridObserver {
   readonly #throughput = new ThroughputSeries();
   readonly #depth = new DepthSeries();
   readonly #problems: string[] = [];
+  #gate: GridGate = { v: 1 };
   /** Highest result sequence applied (or present at start). */
   #resultCursor = -1;
   #resultsAtStart: ResultNode[] = [];
@@ -328,6 +331,7 @@ export class GridObserver {
       this.#follow(layout.assignDir, (c) => this.#onAssignDir(c)),
       this.#follow(layout.reports, (c) => this.#onReportDirs(c)),
       this.#follow(layout.inbox, (c) => this.#onInboxDirs(c)),
+      this.#followData(layout.gate, signal, (c) => this.#onGate(c)),
       queue,
       results,
     ]);
@@ -412,6 +416,15 @@ export class GridObserver {
         await sleep(backoff, signal);
       }
     }
+  }
+
+  /** The gate's valid parts, as the leader applies them. */
+  #onGate(change: DataChange | null): void {
+    const decoded = change === null ? undefined : decodeGridGate(change.data);
+    if (decoded !== undefined && !decoded.ok) this.#problem(`gate node: ${decoded.error.message}`);
+    for (const issue of decoded?.ok ? decoded.value.ignored : [])
+      this.#problem(`gate node: ${issue.path}: ${issue.problem}`);
+    this.#gate = decoded?.ok ? decoded.value.gate : { v: 1 };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -808,6 +821,7 @@ export class GridObserver {
       active: active.slice(0, ACTIVE_LIMIT),
       recent: [...this.#recent],
       throughput: this.#throughput.view(now),
+      gate: this.#gate,
       problems: [...this.#problems],
     };
     if (masters[0]) snapshot.leader = masters[0];

@@ -115,6 +115,16 @@ export {
 export { taskLabels, taskMaxAttempts, taskPriority } from "./defaults.js";
 export { buildTaskStatus, decodeInboxNode, statusFromUpdate } from "./status.js";
 export { parseDuration } from "./duration.js";
+export {
+  decodeGridGate,
+  encodeGridGate,
+  formatStartLimit,
+  MAX_GATE_LABELS,
+  MAX_LIMIT_INTERVAL_MS,
+  MAX_LIMIT_STARTS,
+  parseStartLimit,
+  startLimitProblem,
+} from "./gate.js";
 
 export type { FinalState, TaskState, UpdateState } from "./constants.js";
 export type { ProtocolIssue } from "./errors.js";
@@ -123,6 +133,7 @@ export type { GridLayout, SequentialName } from "./layout.js";
 export type { PackSubmitOptions } from "./batching.js";
 export type { AttemptFacts, InboxNode } from "./status.js";
 export type { Result } from "./result.js";
+export type { GatePause, GateReading, GridGate, StartLimit } from "./gate.js";
 export type {
   AssignedTask,
   Assignment,

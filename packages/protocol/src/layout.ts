@@ -49,6 +49,8 @@ export interface GridLayout {
   readonly cancel: string;
   /** Basename prefix of a cancel request node (persistent sequential, protected): `c`. */
   readonly cancelNodePrefix: string;
+  /** `R/gate`: one node holding the pauses and start limits (a `GridGate`); absent means none. */
+  readonly gate: string;
   /** Every persistent directory, parents first, for creating them at start-up. */
   readonly dirs: readonly string[];
 }
@@ -122,6 +124,7 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
     resultNodePrefix: "r",
     cancel,
     cancelNodePrefix: "c",
+    gate: under("gate"),
     dirs: [
       ...(root === "/" ? [] : [root]),
       masters,

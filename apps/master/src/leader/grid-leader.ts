@@ -6,6 +6,7 @@ import { TaskBook } from "../task-book.js";
 import { Cancellations } from "./cancellations.js";
 import { DirectInboxes } from "./direct-inboxes.js";
 import { QueueIntake } from "./queue-intake.js";
+import { StartGate } from "./start-gate.js";
 import { WorkerReports } from "./reports.js";
 import { followChildren, forEachLimit, getOrNull, NotLeaderError, type Term } from "./term.js";
 import { WorkerSessions } from "./worker-sessions.js";
@@ -66,6 +67,7 @@ export class GridLeader {
   private readonly direct: DirectInboxes;
   private readonly cancels: Cancellations;
   private readonly sessions: WorkerSessions;
+  private readonly gate: StartGate;
 
   constructor(
     /** Bound to the session this term was elected on: ZooKeeper refuses its writes once that ends. */
@@ -103,6 +105,7 @@ export class GridLeader {
     this.direct = new DirectInboxes(this.term, this.writer, this.reports, this.intake);
     this.cancels = new Cancellations(this.term, this.writer, this.direct);
     this.sessions = new WorkerSessions(this.term, this.writer, this.reports, this.direct);
+    this.gate = new StartGate(this.term);
     leadership.signal.addEventListener("abort", this.onLeadershipLost, { once: true });
   }
 
@@ -257,6 +260,8 @@ export class GridLeader {
       followChildren(term, layout.queue, (c) => this.intake.onQueue(c)),
       followChildren(term, layout.reports, (c) => this.reports.onReportDirs(c)),
       followChildren(term, layout.inbox, (c) => this.direct.onInboxDirs(c)),
+      // Pauses and start limits hold from the first hand-out on.
+      this.gate.follow(),
     ]);
     this.drain();
     this.book.attachAssigned();
@@ -332,7 +337,7 @@ export class GridLeader {
     const onAssign = this.metrics
       ? (e: { submittedAt: number }) => this.metrics?.taskAssigned(e.submittedAt, now)
       : undefined;
-    for (const w of book.schedule(now, onAssign)) writer.assignmentChanged(w);
+    for (const w of book.schedule(now, onAssign, this.gate)) writer.assignmentChanged(w);
 
     // A direct task's answer is durable in its node, and its submitter has read it there: its result
     // waits for the clean-up, so that a stream of lone tasks shares result writes.
