@@ -59,7 +59,7 @@ each. A leader counts the first interval after it learns a limit as full (it can
 made before), so after a failover or a new limit the first such starts wait one interval.
 
   set <label> <limit>     set (or replace) the label's limit: 10/1s, 100/2m, 5/500ms, 10/s
-                          (starts 1..${MAX_LIMIT_STARTS}, interval 1ms..${MAX_LIMIT_INTERVAL_MS / 3_600_000}h)
+                          (starts 1..${MAX_LIMIT_STARTS}, interval at most ${MAX_LIMIT_INTERVAL_MS / 60_000}m: one day)
   remove <label>          remove the label's limit
   list                    the limits, one per line: label, limit, when set and by whom
   --json                  with list: the limits as one JSON object by label
