@@ -12,6 +12,14 @@ import {
   type Verdict,
 } from "./ledger.js";
 import { prng } from "../hostile/corpus.js";
+import {
+  chaosLabels,
+  checkGate,
+  GateDriver,
+  LIMITED_LABEL,
+  START_LIMIT,
+  WORKER_LABELS,
+} from "./gate-ledger.js";
 
 export interface ChaosOptions {
   /** At least this many tasks are submitted (more if the faults take longer than the stream). */
@@ -86,6 +94,8 @@ export class ChaosRun {
   private stopped = false;
   private masterCount = 0;
   private readonly workerNames: string[];
+  /** Labels of every accepted task, for the gate's ledger. */
+  private readonly labels = new Map<string, readonly string[]>();
 
   constructor(readonly options: ChaosOptions) {
     this.crashed = new Promise<never>((_, reject) => {
@@ -98,9 +108,10 @@ export class ChaosRun {
   }
 
   /** The last worker holds twice its concurrency beyond it (--prefetch), so held reports meet faults too. */
-  private workerFlags(name: string): { concurrency: number; prefetch: number } {
+  private workerFlags(name: string): { concurrency: number; prefetch: number; labels: string[] } {
     const { concurrency } = this.options;
-    return { concurrency, prefetch: name === this.workerNames.at(-1) ? 2 * concurrency : 0 };
+    const prefetch = name === this.workerNames.at(-1) ? 2 * concurrency : 0;
+    return { concurrency, prefetch, labels: WORKER_LABELS };
   }
 
   private say(line: string): void {
@@ -149,6 +160,11 @@ export class ChaosRun {
       },
     );
     const watcher = this.watchRegistrations();
+    // Pauses and a start limit while the faults run (tests/chaos/gate-ledger.ts).
+    const gate = new GateDriver(c, o.sessionTimeoutMs + 2000);
+    await gate.setLimit();
+    const gating = gate.drive(() => this.faultsDone);
+    gating.catch(() => {});
     const feeder = this.feed();
     // Awaited below; handled now so that a fault that fails first does not leave it unhandled.
     feeder.catch(() => {});
@@ -175,6 +191,7 @@ export class ChaosRun {
       this.faultsDone = true;
     }
     await feeder;
+    await gating;
     this.say(`stream done: ${this.accepted.size} tasks accepted; waiting for every result`);
     const results = await c.waitForResults(this.accepted.keys(), o.resultTimeoutMs);
     await waitFor(async () => (await c.children(c.layout.queue)).length === 0, {
@@ -194,6 +211,14 @@ export class ChaosRun {
       workers: new Set(this.workerNames),
       direct: this.direct,
     });
+    const gateVerdict = checkGate({
+      results,
+      labels: this.labels,
+      pauses: gate.pauses,
+      limits: [{ label: LIMITED_LABEL, ...START_LIMIT }],
+      learnMs: o.sessionTimeoutMs,
+    });
+    verdict.violations.push(...gateVerdict.violations);
     for (const p of crashed)
       verdict.violations.push(`${p.role} ${p.name} (pid ${p.pid}) exited with code ${p.exitCode}`);
     const faults = [...this.faults].map(([fault, count]) => ({ fault, count }));
@@ -212,6 +237,13 @@ export class ChaosRun {
       ["  of which re-run", verdict.directReRun],
       ["direct tasks queued instead (no live session, or its inbox gone)", this.directQueued],
       ["tasks finished while one ZooKeeper member was down", whileDown],
+      [`pauses of label ${gate.pauses[0]?.label ?? "held"} (gate)`, gate.pauses.length],
+      ["  tasks held through a pause, handed out after it", gateVerdict.heldThrough],
+      ["  hand-outs while the leader learned a pause (allowed)", gateVerdict.whileLearning],
+      [
+        `hand-outs checked against the ${START_LIMIT.starts}/${START_LIMIT.perMs}ms limit and pauses`,
+        gateVerdict.handOutsChecked,
+      ],
     ];
     return { faults, submitted: this.accepted.size, verdict, table: formatTable(faults, verdict, o, notes) };
   }
@@ -275,8 +307,9 @@ export class ChaosRun {
   private nextTask(): TaskSpec {
     const r = this.rnd();
     const seconds = r < 0.6 ? 0.05 : r < 0.85 ? 0.3 : r < 0.97 ? 1 : 3;
-    const id = `c${(this.nextId++).toString().padStart(6, "0")}`;
-    return { id, cmd: recordingCommand(this.execDir, seconds) };
+    const n = this.nextId++;
+    const id = `c${n.toString().padStart(6, "0")}`;
+    return { id, cmd: recordingCommand(this.execDir, seconds), ...chaosLabels(n) };
   }
 
   /**
@@ -303,11 +336,16 @@ export class ChaosRun {
       const batch = Array.from({ length: Math.min(want, 20) }, () => this.nextTask());
       const queued: TaskSpec[] = [];
       for (const t of batch) {
-        if (this.directRnd() < o.directShare && (await this.submitDirect(t))) this.direct.add(t.id);
+        // A gated task never goes direct: it must pass the leader (as the submit library does).
+        if (this.directRnd() < o.directShare && !t.labels && (await this.submitDirect(t)))
+          this.direct.add(t.id);
         else queued.push(t);
       }
       if (queued.length > 0) await this.c.submit(queued);
-      for (const t of batch) this.accepted.set(t.id, { maxAttempts: t.maxAttempts ?? 3 });
+      for (const t of batch) {
+        this.accepted.set(t.id, { maxAttempts: t.maxAttempts ?? 3 });
+        if (t.labels) this.labels.set(t.id, t.labels);
+      }
     }
   }
 

@@ -156,7 +156,8 @@ export class GridLeader {
         return;
     }
     // A write in flight when the connection dropped may or may not have happened: re-read versions.
-    void this.writer.refreshAssignVersions().then(() => this.kick());
+    // The gate too: a pause written meanwhile holds from the next step on.
+    void Promise.all([this.writer.refreshAssignVersions(), this.gate.refresh()]).then(() => this.kick());
   }
 
   async start(): Promise<void> {

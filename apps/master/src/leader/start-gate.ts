@@ -1,4 +1,4 @@
-import type { DataChange } from "@zkgrid/core";
+import { type DataChange, errors } from "@zkgrid/core";
 import { decodeGridGate, formatStartLimit, type GridGate } from "@zkgrid/protocol";
 import type { ScheduleGate } from "../task-book.js";
 import type { Term } from "./term.js";
@@ -66,6 +66,22 @@ export class StartGate implements ScheduleGate {
         }
       })();
     });
+  }
+
+  /**
+   * Reads `R/gate` once more and queues it for the next step: after a lost connection, so that no step
+   * decides on a gate older than what ZooKeeper held when the connection came back.
+   */
+  async refresh(): Promise<void> {
+    const { term } = this;
+    try {
+      const got = await term.client.get(term.layout.gate);
+      const gate = this.#read({ data: got.data, stat: got.stat });
+      term.apply(() => this.#adopt(gate, Date.now()));
+    } catch (err) {
+      if (errors.isNoNode(err)) term.apply(() => this.#adopt({ v: 1 }, Date.now()));
+      // Anything else: the watch delivers the gate when it can.
+    }
   }
 
   allows(labels: readonly string[] | undefined, now: number): boolean {
