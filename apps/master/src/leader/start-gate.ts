@@ -99,15 +99,6 @@ export class StartGate implements ScheduleGate {
     for (const label of labels) this.#limits.get(label)?.times.push(now);
   }
 
-  /** The gate as this term applies it, for status and tests. */
-  view(): { paused: boolean; pausedLabels: string[]; limits: Record<string, string> } {
-    return {
-      paused: this.#paused,
-      pausedLabels: [...this.#pausedLabels].sort(),
-      limits: Object.fromEntries([...this.#limits].map(([label, w]) => [label, formatStartLimit(w)])),
-    };
-  }
-
   /** Room for one more start at `now`: fewer than `starts` hand-outs in `(now - perMs, now]`. */
   #hasRoom(window: LimitWindow, now: number): boolean {
     if (now < window.notBefore) {
