@@ -222,9 +222,10 @@ export class Cluster {
 
   startWorker(
     name: string,
-    options: { concurrency?: number; prefetch?: number; cwd?: string } = {},
+    options: { concurrency?: number; prefetch?: number; cwd?: string; labels?: string[] } = {},
   ): GridProcess {
     return this.spawn("worker", name, [
+      ...(options.labels?.length ? ["--labels", options.labels.join(",")] : []),
       "--cwd",
       options.cwd ?? this.workDir,
       "--concurrency",
@@ -256,6 +257,15 @@ export class Cluster {
       message: what,
     });
     return got.value;
+  }
+
+  /** Writes a node (creates it, or sets it if it exists), trying again while ZooKeeper is away. */
+  async writeNode(path: string, data: Buffer): Promise<void> {
+    await this.retry(async () => {
+      if (await this.store.exists(path)) await this.store.set(path, data);
+      else await this.store.create(path, data, "persistent");
+      return true;
+    }, `a write of ${path}`);
   }
 
   /**
@@ -514,6 +524,10 @@ class SuiteClient {
 
   async createProtected(path: string, data: Buffer, mode: string): Promise<string> {
     return (await this.request("createProtected", { path, data: data.toString("base64"), mode })) as string;
+  }
+
+  async set(path: string, data: Buffer): Promise<void> {
+    await this.request("set", { path, data: data.toString("base64") });
   }
 
   close(): void {

@@ -14,6 +14,14 @@ import {
 import { prng } from "../hostile/corpus.js";
 import { TimeLedger } from "./time-ledger.js";
 import { ScheduleLedger } from "./schedules.js";
+import {
+  chaosLabels,
+  checkGate,
+  GateDriver,
+  LIMITED_LABEL,
+  START_LIMIT,
+  WORKER_LABELS,
+} from "./gate-ledger.js";
 
 export interface ChaosOptions {
   /** At least this many tasks are submitted (more if the faults take longer than the stream). */
@@ -92,6 +100,11 @@ export class ChaosRun {
   private stopped = false;
   private masterCount = 0;
   protected readonly workerNames: string[];
+  /** Labels of every accepted task, for the gate's ledger. */
+  private readonly labels = new Map<string, readonly string[]>();
+  /** Pauses and a start limit while the faults run (tests/chaos/gate-ledger.ts). */
+  private gate: GateDriver | undefined;
+  private gating: Promise<void> | undefined;
 
   constructor(readonly options: ChaosOptions) {
     this.crashed = new Promise<never>((_, reject) => {
@@ -105,9 +118,10 @@ export class ChaosRun {
   }
 
   /** The last worker holds twice its concurrency beyond it (--prefetch), so held reports meet faults too. */
-  private workerFlags(name: string): { concurrency: number; prefetch: number } {
+  private workerFlags(name: string): { concurrency: number; prefetch: number; labels: string[] } {
     const { concurrency } = this.options;
-    return { concurrency, prefetch: name === this.workerNames.at(-1) ? 2 * concurrency : 0 };
+    const prefetch = name === this.workerNames.at(-1) ? 2 * concurrency : 0;
+    return { concurrency, prefetch, labels: WORKER_LABELS };
   }
 
   private say(line: string): void {
@@ -160,6 +174,11 @@ export class ChaosRun {
     this.schedules = new ScheduleLedger(c);
     await this.schedules.install(this.execDir);
     const watcher = this.watchRegistrations();
+    const gate = new GateDriver(c, o.sessionTimeoutMs + 2000);
+    await gate.setLimit();
+    this.gate = gate;
+    this.gating = gate.drive(() => this.faultsDone);
+    this.gating.catch(() => {});
     const feeder = this.feed();
     // Awaited below; handled now so that a fault that fails first does not leave it unhandled.
     feeder.catch(() => {});
@@ -229,6 +248,7 @@ export class ChaosRun {
     const o = this.options;
     const c = this.c;
     await feeder;
+    await this.gating;
     const firings = (await this.schedules?.pauseAndExpect()) ?? [];
     for (const id of firings) this.accepted.set(id, { maxAttempts: 3 });
     this.say(
@@ -254,6 +274,14 @@ export class ChaosRun {
       workers: new Set(this.workerNames),
       direct: this.direct,
     });
+    const gateVerdict = checkGate({
+      results,
+      labels: this.labels,
+      pauses: this.gate?.pauses ?? [],
+      limits: [{ label: LIMITED_LABEL, ...START_LIMIT }],
+      learnMs: o.sessionTimeoutMs,
+    });
+    verdict.violations.push(...gateVerdict.violations);
     for (const p of crashed)
       verdict.violations.push(`${p.role} ${p.name} (pid ${p.pid}) exited with code ${p.exitCode}`);
     verdict.violations.push(...(this.timeLedger?.check(all, readExecutions(this.execDir)) ?? []));
@@ -276,6 +304,13 @@ export class ChaosRun {
       ["delayed tasks (none started before its runAt)", this.timeLedger?.count("delayed") ?? 0],
       ["retried tasks (every attempt in their history)", this.timeLedger?.count("retried") ?? 0],
       ["schedule slots (every second, by interval and by cron), each fired once", firings.length],
+      [`pauses of label ${(this.gate?.pauses ?? [])[0]?.label ?? "held"} (gate)`, (this.gate?.pauses ?? []).length],
+      ["  tasks held through a pause, handed out after it", gateVerdict.heldThrough],
+      ["  hand-outs while the leader learned a pause (allowed)", gateVerdict.whileLearning],
+      [
+        `hand-outs checked against the ${START_LIMIT.starts}/${START_LIMIT.perMs}ms limit and pauses`,
+        gateVerdict.handOutsChecked,
+      ],
     ];
     return { faults, submitted: this.accepted.size, verdict, table: formatTable(faults, verdict, o, notes) };
   }
@@ -339,8 +374,9 @@ export class ChaosRun {
   private nextTask(): TaskSpec {
     const r = this.rnd();
     const seconds = r < 0.6 ? 0.05 : r < 0.85 ? 0.3 : r < 0.97 ? 1 : 3;
-    const id = `c${(this.nextId++).toString().padStart(6, "0")}`;
-    return { id, cmd: recordingCommand(this.execDir, seconds) };
+    const n = this.nextId++;
+    const id = `c${n.toString().padStart(6, "0")}`;
+    return { id, cmd: recordingCommand(this.execDir, seconds), ...chaosLabels(n) };
   }
 
   /**
@@ -374,12 +410,17 @@ export class ChaosRun {
           batch[i] = other;
           timed.add(t.id);
           queued.push(other);
-        } else if (this.directRnd() < o.directShare && (await this.submitDirect(t))) this.direct.add(t.id);
+          // A gated task never goes direct: it must pass the leader (as the submit library does).
+        } else if (this.directRnd() < o.directShare && !t.labels && (await this.submitDirect(t)))
+          this.direct.add(t.id);
         else queued.push(t);
       }
       if (queued.length > 0) await this.c.submit(queued);
-      for (const t of batch)
-        if (!timed.has(t.id)) this.accepted.set(t.id, { maxAttempts: t.maxAttempts ?? 3 });
+      for (const t of batch) {
+        if (timed.has(t.id)) continue;
+        this.accepted.set(t.id, { maxAttempts: t.maxAttempts ?? 3 });
+        if (t.labels) this.labels.set(t.id, t.labels);
+      }
     }
   }
 

@@ -26,6 +26,7 @@ const ops = {
   ensurePath: ({ path }) => client.ensurePath(path),
   createProtected: ({ path, data, mode }) => client.createProtected(path, Buffer.from(data, "base64"), mode),
   create: ({ path, data, mode }) => client.create(path, Buffer.from(data, "base64"), mode),
+  set: async ({ path, data }) => stat(await client.set(path, Buffer.from(data, "base64"))),
 };
 
 process.on("message", (request) => {

@@ -67,6 +67,19 @@ export interface WorkerSlot {
   bytes: number;
 }
 
+/**
+ * What may start now, beyond capacity and labels: pauses and start limits (the leader's StartGate).
+ * `schedule` asks before each hand-out and reports each one it makes.
+ */
+export interface ScheduleGate {
+  /** Nothing may start (the whole grid is paused). */
+  readonly closed: boolean;
+  /** Whether a task carrying `labels` may be handed out at `now`. */
+  allows(labels: readonly string[] | undefined, now: number): boolean;
+  /** A task carrying `labels` was handed out at `now`. */
+  handedOut(labels: readonly string[] | undefined, now: number): void;
+}
+
 /** The fixed JSON overhead of an Assignment around its tasks (`{"v":1,"epoch":…}`), generously rounded. */
 const ASSIGNMENT_OVERHEAD = 512;
 
@@ -534,8 +547,9 @@ export class TaskBook {
    * Hands queued tasks to workers with free capacity. Returns the workers whose assignment changed.
    * Priority first, FIFO within a priority, least loaded eligible worker first.
    */
-  schedule(now: number, onAssign?: (entry: TaskEntry) => void): Set<string> {
+  schedule(now: number, onAssign?: (entry: TaskEntry) => void, gate?: ScheduleGate): Set<string> {
     const changed = new Set<string>();
+    if (gate?.closed) return changed;
     const open = [...this.workers.values()].filter(
       (w) => load(w) < w.capacity && !this.draining.has(`${w.name}@${w.session}`),
     );
@@ -551,6 +565,11 @@ export class TaskBook {
       let i = 0;
       for (; i < queue.length && open.length > 0; i++) {
         const entry = queue[i] as TaskEntry;
+        // Held by a pause or a start limit: it keeps its place and waits.
+        if (gate !== undefined && !gate.allows(entry.spec.labels, now)) {
+          kept.push(entry);
+          continue;
+        }
         // Encoded once, as the hand-out it is about to become: its size decides where it fits, and
         // the assignment node reuses the text. A task no open worker has the labels for is not encoded.
         const mayFit = entry.bytes === 0 || entry.bytes <= maxRoom;
@@ -566,6 +585,7 @@ export class TaskBook {
         entry.session = worker.session;
         this.hold(entry);
         entry.assignedAt = now;
+        gate?.handedOut(entry.spec.labels, now);
         onAssign?.(entry);
         worker.tasks.add(entry.id);
         worker.bytes += entry.bytes;

@@ -125,12 +125,12 @@ export async function runTaskCommand(argv: readonly string[], io: CliIo): Promis
   }
 }
 
-function help(io: CliIo, usage: string): number {
+export function help(io: CliIo, usage: string): number {
   io.stdout.write(usage);
   return 0;
 }
 
-function noPositionals(command: string, positionals: readonly string[]): void {
+export function noPositionals(command: string, positionals: readonly string[]): void {
   if (positionals.length > 0) {
     throw new CliUsageError(
       `unexpected argument ${JSON.stringify(positionals[0])}\nTry "${PROGRAM} ${command} --help".`,

@@ -18,6 +18,7 @@ import {
   positiveDuration,
 } from "./cli-common.js";
 import { runDashboardCommand } from "./cli-dashboard.js";
+import { runLimitCommand, runPauseCommand, runResumeCommand } from "./cli-gate.js";
 import { ProgressBar } from "./cli-progress.js";
 import { runStatusCommand, runTaskCommand, runTasksCommand } from "./cli-status.js";
 import { applyTimeFlags, TIME_FLAG_OF_FIELD, TIME_OPTIONS, TIME_USAGE, timeFlagsGiven } from "./cli-time.js";
@@ -95,6 +96,10 @@ Commands (the same program is also installed as "zkgrid"; "<command> --help" for
   schedule add|list|show|remove|pause|resume   recurring tasks: --cron '0 3 * * *' --tz Europe/Paris,
                                         or --every 30s, with the task flags above; each slot fires once
   dashboard [--port N] [--host H]       a live web page of the grid, with /metrics
+  pause [--label L]                     hand out no task (of label L) until resume; running ones finish
+  resume [--label L]                    lift that pause; the queued tasks start again
+  limit set <label> <N>/<interval>      at most N starts of the label's tasks per interval, grid-wide
+  limit remove <label> | limit list     remove a label's start limit; list the limits
 Outside this repository, status, tasks, task, cancel and schedule show need @zkgrid/observer, and dashboard
 @zkgrid/dashboard, installed beside @zkgrid/submit (optional peers; submitting needs neither).
 `;
@@ -159,6 +164,9 @@ const COMMANDS: Record<string, Command> = {
   cancel: runCancelCommand,
   schedule: runScheduleCommand,
   dashboard: runDashboardCommand,
+  pause: runPauseCommand,
+  resume: runResumeCommand,
+  limit: runLimitCommand,
 };
 
 /**

@@ -7,6 +7,7 @@ import {
   type SubmitBatch,
   type TaskStatus,
 } from "@zkgrid/protocol";
+import { GateWatch } from "./grid-gate.js";
 
 interface Target {
   worker: string;
@@ -33,6 +34,8 @@ export class DirectTasks {
   readonly #zk: ZkClient;
   readonly #layout: GridLayout;
   readonly #log: DirectLogger;
+  /** A paused or limited task must pass the leader: it goes to the queue. */
+  readonly #gate: GateWatch;
   #targets: Target[] = [];
   #next = 0;
   #watch: AbortController | undefined;
@@ -45,6 +48,7 @@ export class DirectTasks {
     this.#zk = zk;
     this.#layout = layout;
     this.#log = log;
+    this.#gate = new GateWatch(zk, layout);
   }
 
   /**
@@ -57,6 +61,7 @@ export class DirectTasks {
     await this.#startWatch();
     const task = batch.tasks[0];
     if (task === undefined || batch.tasks.length !== 1) return false;
+    if (await this.#gate.holds(task.labels)) return false;
     const target = this.#pick(task.labels);
     if (target === undefined) return false;
     const path = this.#layout.inboxTask(target.worker, target.session, task.id);
@@ -110,6 +115,7 @@ export class DirectTasks {
   }
 
   close(): void {
+    this.#gate.close();
     this.#watch?.abort();
     this.#watch = undefined;
     this.#listed = undefined;

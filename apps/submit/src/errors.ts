@@ -98,3 +98,23 @@ export class GridClosedError extends ZkgridError {
     super("the grid client is closed", "GRID_CLOSED");
   }
 }
+
+/**
+ * A pause or start limit the grid refuses (a bad label, a limit out of range); the gate calls throw
+ * it before anything is written. `field` names the argument (`label`, `starts`, `perMs`, `by`).
+ */
+export class InvalidGateError extends ZkgridError {
+  static {
+    markErrorClass(InvalidGateError, "@zkgrid/submit/InvalidGateError");
+  }
+  override readonly name = "InvalidGateError";
+  declare readonly code: "INVALID_GATE";
+  readonly field: string;
+  readonly problem: string;
+
+  constructor(field: string, problem: string) {
+    super(`${field}: ${problem}`, "INVALID_GATE");
+    this.field = field;
+    this.problem = problem;
+  }
+}

@@ -2,6 +2,7 @@ import { hostname, userInfo } from "node:os";
 import { type ConnectionOptions, connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
 import {
   encodeCancelRequest,
+  type GridGate,
   type GridLayout,
   gridLayout,
   MAX_CANCEL_IDS,
@@ -14,6 +15,19 @@ import {
 import { ScheduleClient } from "./schedules.js";
 import { DirectTasks } from "./direct.js";
 import { GridClosedError, InvalidTaskError, WaitTimeoutError } from "./errors.js";
+import {
+  changeGate,
+  checkGateLabel,
+  checkStartLimit,
+  type GateOptions,
+  gateBy,
+  type PauseOptions,
+  readGate,
+  withLimit,
+  withoutLimit,
+  withoutPause,
+  withPause,
+} from "./grid-gate.js";
 import { ResultFeed } from "./result-feed.js";
 import { SubmitPipeline } from "./submit-pipeline.js";
 import { type AnyHandlers, type GridTaskInput, type HandlerSignatures, prepareTasks } from "./tasks.js";
@@ -286,6 +300,66 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
         return this.zk.createProtected(path, request, "persistent-sequential");
       }),
     );
+  }
+
+  /**
+   * Pauses the whole grid, or with `label` the tasks carrying it: the leader hands out none of them
+   * until `resume`; running tasks finish, queued ones wait. Resolves once the pause is written in
+   * `R/gate` (a grid or label already paused stays as it is). Throws `InvalidGateError` for a bad
+   * label or `by` before writing.
+   */
+  async pause(options: PauseOptions = {}): Promise<GridGate> {
+    if (this.#closing) throw new GridClosedError();
+    if (options.label !== undefined) checkGateLabel(options.label);
+    const pause = { at: Date.now(), by: gateBy(options.by, this.#submitter) };
+    return changeGate(this.zk, this.layout, (gate) => withPause(gate, options.label, pause));
+  }
+
+  /** Lifts the grid's pause, or with `label` that label's; resolves once written (a no-op if none). */
+  async resume(options: Pick<PauseOptions, "label"> = {}): Promise<GridGate> {
+    if (this.#closing) throw new GridClosedError();
+    if (options.label !== undefined) checkGateLabel(options.label);
+    return changeGate(this.zk, this.layout, (gate) => withoutPause(gate, options.label));
+  }
+
+  /**
+   * Caps the starts of tasks carrying `label`: at most `starts` hand-outs in any `perMs` milliseconds,
+   * grid-wide (a task with several limited labels needs room under each). Replaces the label's
+   * limit. Throws `InvalidGateError` for a bad label or limit before writing.
+   */
+  async setLimit(
+    label: string,
+    limit: { starts: number; perMs: number },
+    options: GateOptions = {},
+  ): Promise<GridGate> {
+    if (this.#closing) throw new GridClosedError();
+    checkGateLabel(label);
+    checkStartLimit(limit.starts, limit.perMs);
+    const entry = {
+      starts: limit.starts,
+      perMs: limit.perMs,
+      at: Date.now(),
+      by: gateBy(options.by, this.#submitter),
+    };
+    return changeGate(this.zk, this.layout, (gate) => withLimit(gate, label, entry));
+  }
+
+  /** Removes `label`'s start limit; resolves once written (a no-op if it has none). */
+  async removeLimit(label: string): Promise<GridGate> {
+    if (this.#closing) throw new GridClosedError();
+    checkGateLabel(label);
+    return changeGate(this.zk, this.layout, (gate) => withoutLimit(gate, label));
+  }
+
+  /** The gate as written in `R/gate`: the grid's pause, paused labels and start limits. */
+  async gate(): Promise<GridGate> {
+    if (this.#closing) throw new GridClosedError();
+    return readGate(this.zk, this.layout);
+  }
+
+  /** The start limits by label (`gate().limits`). */
+  async limits(): Promise<NonNullable<GridGate["limits"]>> {
+    return (await this.gate()).limits ?? {};
   }
 
   /**

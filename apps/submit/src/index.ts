@@ -17,13 +17,21 @@
  * `grid.cancel(ids)` asks the leader to cancel tasks; `grid.wait(ids)` then sees each one end.
  * `grid.schedules.add("nightly", { cron: "0 3 * * *", tz: "Europe/Paris", task: { cmd: "make backup" } })`
  * adds a recurring schedule, whose every slot the leader fires once as the task `nightly.<slot>`.
+ * `grid.pause()`, `grid.resume()` (each optionally for one `label`) and `grid.setLimit(label, { starts,
+ * perMs })` change the grid's gate: what the leader may start (docs/guarantees.md, "Pause and limits").
  * Handler tasks can be typed with the worker's handlers:
  * `connectGrid<typeof handlers>(...)` then checks `submit({ handler: "resize", input })`.
  *
  * @module
  */
 
-export { GridClosedError, InvalidTaskError, SubmitWriteError, WaitTimeoutError } from "./errors.js";
+export {
+  GridClosedError,
+  InvalidGateError,
+  InvalidTaskError,
+  SubmitWriteError,
+  WaitTimeoutError,
+} from "./errors.js";
 export { connectGrid, GridClient } from "./grid-client.js";
 export { prepareTasks } from "./tasks.js";
 export {
@@ -41,6 +49,7 @@ export type {
   ResultsOptions,
   WaitOptions,
 } from "./grid-client.js";
+export type { GateOptions, PauseOptions } from "./grid-gate.js";
 export type { LocatedValue } from "./task-text.js";
 export type { ScheduleOptions, ScheduleView } from "./schedules.js";
 export type {
@@ -57,11 +66,13 @@ export type {
   AttemptRecord,
   Backoff,
   CatchUpPolicy,
+  GridGate,
   OverlapPolicy,
   RetryPolicy,
   ScheduleSpec,
   ScheduleState,
   ScheduleTask,
+  StartLimit,
   TaskSpec,
   TaskStatus,
 } from "@zkgrid/protocol";

@@ -1,5 +1,5 @@
 import type { GridSnapshot, TaskView } from "@zkgrid/observer";
-import { type AttemptRecord, isFinalState } from "@zkgrid/protocol";
+import { type AttemptRecord, formatStartLimit, type GridGate, isFinalState } from "@zkgrid/protocol";
 import { formatDuration } from "./duration.js";
 
 /** Columns padded to their widest cell; `right` lists the columns to align right (numbers). */
@@ -80,6 +80,8 @@ export function formatGridStatus(s: GridSnapshot): string {
       [0, 1],
     );
 
+  out += formatGate(s.gate, now);
+
   const recent = new Map<string, number>();
   for (const t of s.recent) recent.set(t.state, (recent.get(t.state) ?? 0) + 1);
   // "running" is known only from report nodes seen while they lived: a one-off look rarely sees one.
@@ -92,6 +94,20 @@ export function formatGridStatus(s: GridSnapshot): string {
     out += `  latest ${s.recent.length} results: ${parts}; newest ${ago(s.recent[0]?.finishedAt, now)}\n`;
   }
   if (s.problems.length > 0) out += `\nPROBLEMS\n${s.problems.map((p) => `  ${p}\n`).join("")}`;
+  return out;
+}
+
+/** The GATE section: the grid's pause, paused labels and start limits. */
+export function formatGate(gate: GridGate, now: number): string {
+  const paused = Object.entries(gate.pausedLabels ?? {});
+  const limits = Object.entries(gate.limits ?? {});
+  if (!gate.paused && paused.length === 0 && limits.length === 0)
+    return "\nGATE  open: nothing paused, no start limit\n";
+  const who = (p: { at: number; by?: string }) => `since ${ago(p.at, now)}${p.by ? ` by ${p.by}` : ""}`;
+  let out = `\nGATE  ${gate.paused ? `GRID PAUSED ${who(gate.paused)}: no task starts` : "grid open"}\n`;
+  for (const [label, p] of paused) out += `  label ${label} paused ${who(p)}\n`;
+  for (const [label, l] of limits)
+    out += `  label ${label} limited to ${formatStartLimit(l)} (starts per interval)\n`;
   return out;
 }
 

@@ -168,6 +168,29 @@ const SCRIPT = `
     });
   }
 
+  // The dashboard is read-only (no write path, maybe served beyond loopback): the gate is shown, and
+  // changed with "zkgrid pause|resume|limit".
+  function renderGate(s) {
+    var gate = s.gate || { v: 1 };
+    var badge = byId("gate-state");
+    badge.textContent = gate.paused ? "grid paused" : "grid open";
+    badge.className = "badge " + (gate.paused ? "down" : "live");
+    var tbody = byId("gate");
+    clear(tbody);
+    function since(p) { return ago(p.at) + (p.by ? " by " + p.by : ""); }
+    var rows = [];
+    if (gate.paused) rows.push(["grid", "paused: no task starts", since(gate.paused)]);
+    Object.keys(gate.pausedLabels || {}).sort().forEach(function (l) {
+      rows.push(["label " + l, "paused", since(gate.pausedLabels[l])]);
+    });
+    Object.keys(gate.limits || {}).sort().forEach(function (l) {
+      var lim = gate.limits[l];
+      rows.push(["label " + l, "at most " + lim.starts + " starts per " + span(lim.perMs), since(lim)]);
+    });
+    if (rows.length === 0) return emptyRow(tbody, 3, "nothing paused, no start limit");
+    rows.forEach(function (r) { tbody.appendChild(row(r)); });
+  }
+
   function renderChart(s) {
     var chart = byId("chart");
     clear(chart);
@@ -259,7 +282,7 @@ const SCRIPT = `
   }
 
   function render(s) {
-    renderHeader(s); renderTiles(s); renderMasters(s); renderWorkers(s); renderQueue(s); renderChart(s);
+    renderHeader(s); renderTiles(s); renderMasters(s); renderWorkers(s); renderQueue(s); renderGate(s); renderChart(s);
     renderTasks(s); renderProblems(s);
     byId("updated").textContent = "updated " + new Date(s.at).toLocaleTimeString();
   }
@@ -334,6 +357,11 @@ export function dashboardPage(title: string): string {
     <h2>Queue</h2>
     <div class="tiles"><div class="tile"><div class="n" id="depth">0</div><div class="k">queued <span id="oldest"></span></div></div></div>
     <table><thead><tr><th class="num">priority</th><th class="num">tasks</th></tr></thead><tbody id="priorities"></tbody></table>
+  </section>
+  <section>
+    <h2>Gate <span id="gate-state" class="badge">grid open</span></h2>
+    <table><thead><tr><th>what</th><th>held</th><th>since</th></tr></thead><tbody id="gate"></tbody></table>
+    <p class="empty">Read-only here: change it with <code>zkgrid pause</code>, <code>resume</code> and <code>limit</code>.</p>
   </section>
   <section>
     <h2>Throughput and queue depth</h2>

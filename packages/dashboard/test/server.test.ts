@@ -4,6 +4,7 @@ import { observeGrid } from "@zkgrid/observer";
 import type { GridSnapshot, TaskView } from "@zkgrid/observer";
 import type {} from "@zkgrid/testing";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { encodeGridGate } from "@zkgrid/protocol";
 import { type Dashboard, startDashboard } from "../src/index.js";
 import { InProcessGrid } from "./grid.js";
 
@@ -109,6 +110,37 @@ describe("startDashboard", () => {
     expect(await one.json()).toMatchObject({ id: "sse-1", state: "succeeded" });
     expect((await fetch(new URL("api/tasks/nope-1", dashboard.url))).status).toBe(404);
     expect((await fetch(new URL("api/tasks?state=done", dashboard.url))).status).toBe(400);
+  });
+
+  it("streams the gate: a pause and a start limit written to R/gate show in the next snapshot and on the page", async () => {
+    const g = await startGrid();
+    dashboard = await startDashboard({ connectString: g.connectString, root: g.root });
+    const first = (await (await fetch(new URL("api/snapshot", dashboard.url))).json()) as GridSnapshot;
+    expect(first.gate).toEqual({ v: 1 });
+    const stop = new AbortController();
+    const watching = (async () => {
+      for await (const s of snapshots(dashboard!.url, stop.signal)) {
+        if (s.gate.paused && s.gate.limits?.mail) {
+          stop.abort();
+          return s;
+        }
+      }
+      return undefined;
+    })();
+    const gate = encodeGridGate({
+      v: 1,
+      paused: { at: Date.now(), by: "ops" },
+      limits: { mail: { starts: 10, perMs: 1000, at: Date.now() } },
+    });
+    await g.zk.create(g.layout.gate, gate, "persistent");
+    const seen = await watching;
+    expect(seen?.gate).toMatchObject({
+      paused: { by: "ops" },
+      limits: { mail: { starts: 10, perMs: 1000 } },
+    });
+    const page = await (await fetch(dashboard.url)).text();
+    expect(page).toContain('id="gate-state"');
+    expect(page).toContain("function renderGate(s)");
   });
 
   it("exposes grid gauges and the process's own series on /metrics", async () => {

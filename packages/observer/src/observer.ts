@@ -17,6 +17,7 @@ import {
   type Assignment,
   type AttemptRecord,
   decodeAssignment,
+  decodeGridGate,
   decodeInboxNode,
   decodeMasterInfo,
   decodeResultBatch,
@@ -25,6 +26,7 @@ import {
   decodeWorkerReport,
   FINAL_STATES,
   type FinalState,
+  type GridGate,
   type GridLayout,
   gridLayout,
   isFinalState,
@@ -198,6 +200,7 @@ export class GridObserver {
   readonly #throughput = new ThroughputSeries();
   readonly #depth = new DepthSeries();
   readonly #problems: string[] = [];
+  #gate: GridGate = { v: 1 };
   /** Highest result sequence applied (or present at start). */
   #resultCursor = -1;
   #resultsAtStart: ResultNode[] = [];
@@ -390,6 +393,7 @@ export class GridObserver {
       follow.children(layout.inbox, (c) => this.#inboxDirs.update(c)),
       follow.children(layout.queue, (c) => this.#onQueue(c)),
       follow.children(layout.results, (c) => this.#onResults(c)),
+      follow.data(layout.gate, (c) => this.#onGate(c)),
     ]);
     if (!signal.aborted) await this.#backfill();
     // After the read-back: an answer the leader had recorded before the start is history, not counted.
@@ -433,6 +437,15 @@ export class GridObserver {
       follow: (name, dir, signal) =>
         this.#follower.children(`${parent}/${name}`, (c) => onChildren(name, dir, c), { signal }),
     });
+  }
+
+  /** The gate's valid parts, as the leader applies them. */
+  #onGate(change: DataChange | null): void {
+    const decoded = change === null ? undefined : decodeGridGate(change.data);
+    if (decoded !== undefined && !decoded.ok) this.#problem(`gate node: ${decoded.error.message}`);
+    for (const issue of decoded?.ok ? decoded.value.ignored : [])
+      this.#problem(`gate node: ${issue.path}: ${issue.problem}`);
+    this.#gate = decoded?.ok ? decoded.value.gate : { v: 1 };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -713,6 +726,7 @@ export class GridObserver {
       active: active.slice(0, ACTIVE_LIMIT),
       recent: [...this.#recent],
       throughput: this.#throughput.view(now),
+      gate: this.#gate,
       problems: [...this.#problems],
     };
     if (masters[0]) snapshot.leader = masters[0];

@@ -1,5 +1,5 @@
 import type { ConnectionOptions, ConnectionState, Logger, ZkClient } from "@zkgrid/core";
-import type { FinalState, TaskState, TaskStatus } from "@zkgrid/protocol";
+import type { FinalState, GridGate, TaskState, TaskStatus } from "@zkgrid/protocol";
 
 /** Observe through a client you own (left open by `close()`). */
 export interface ObserveWithClient {
@@ -144,6 +144,12 @@ export interface GridSnapshot {
    */
   recent: TaskView[];
   throughput: ThroughputView;
+  /**
+   * The grid's gate (`R/gate`) as the leader applies it: the grid's pause, paused labels and start
+   * limits; `{ v: 1 }` when nothing is paused or limited. Malformed parts are left out (and named in
+   * `problems`).
+   */
+  gate: GridGate;
   /** The latest nodes the observer could not decode, newest last (at most 20). */
   problems: string[];
 }

@@ -153,6 +153,16 @@ export {
   slotsBetween,
   timeZoneProblem,
 } from "./schedule.js";
+export {
+  decodeGridGate,
+  encodeGridGate,
+  formatStartLimit,
+  MAX_GATE_LABELS,
+  MAX_LIMIT_INTERVAL_MS,
+  MAX_LIMIT_STARTS,
+  parseStartLimit,
+  startLimitProblem,
+} from "./gate.js";
 
 export type { FinalState, TaskState, UpdateState } from "./constants.js";
 export type { ProtocolIssue } from "./errors.js";
@@ -162,6 +172,7 @@ export type { PackSubmitOptions } from "./batching.js";
 export type { AttemptFacts, InboxNode } from "./status.js";
 export type { Result } from "./result.js";
 export type { AttemptOutcome, AttemptRecord, Backoff, RetryPolicy, RetryableState } from "./retry.js";
+export type { GatePause, GateReading, GridGate, StartLimit } from "./gate.js";
 export type {
   AssignedTask,
   Assignment,

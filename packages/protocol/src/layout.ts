@@ -58,6 +58,8 @@ export interface GridLayout {
   readonly firings: string;
   /** `R/firings/<name>`. Throws `InvalidNameError` for a bad schedule name. */
   firing(name: string): string;
+  /** `R/gate`: one node holding the pauses and start limits (a `GridGate`); absent means none. */
+  readonly gate: string;
   /** Every persistent directory, parents first, for creating them at start-up. */
   readonly dirs: readonly string[];
 }
@@ -143,6 +145,7 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
       assertScheduleName(name);
       return `${firings}/${name}`;
     },
+    gate: under("gate"),
     dirs: [
       ...(root === "/" ? [] : [root]),
       masters,

@@ -7,6 +7,7 @@ import { Cancellations } from "./cancellations.js";
 import { DelayTimer } from "./delay-timer.js";
 import { DirectInboxes } from "./direct-inboxes.js";
 import { QueueIntake } from "./queue-intake.js";
+import { StartGate } from "./start-gate.js";
 import { WorkerReports } from "./reports.js";
 import { ScheduleFirings } from "./schedules.js";
 import { followChildren, forEachLimit, getOrNull, NotLeaderError, type Term, termFollower } from "./term.js";
@@ -72,6 +73,7 @@ export class GridLeader {
   private readonly sessions: WorkerSessions;
   private readonly delays: DelayTimer;
   private readonly schedules: ScheduleFirings;
+  private readonly gate: StartGate;
 
   constructor(
     /** Bound to the session this term was elected on: ZooKeeper refuses its writes once that ends. */
@@ -115,6 +117,7 @@ export class GridLeader {
     this.sessions = new WorkerSessions(this.term, this.writer, this.reports, this.direct);
     this.delays = new DelayTimer(this.term);
     this.schedules = new ScheduleFirings(this.term, this.intake);
+    this.gate = new StartGate(this.term);
     leadership.signal.addEventListener("abort", this.onLeadershipLost, { once: true });
   }
 
@@ -166,7 +169,8 @@ export class GridLeader {
     }
     this.schedules.afterOutage();
     // A write in flight when the connection dropped may or may not have happened: re-read versions.
-    void this.writer.refreshAssignVersions().then(() => this.kick());
+    // The gate too: a pause written meanwhile holds from the next step on.
+    void Promise.all([this.writer.refreshAssignVersions(), this.gate.refresh()]).then(() => this.kick());
   }
 
   async start(): Promise<void> {
@@ -272,6 +276,8 @@ export class GridLeader {
       followChildren(term, layout.queue, (c) => this.intake.onQueue(c)),
       followChildren(term, layout.reports, (c) => this.reports.onReportDirs(c)),
       followChildren(term, layout.inbox, (c) => this.direct.onInboxDirs(c)),
+      // Pauses and start limits hold from the first hand-out on.
+      this.gate.follow(),
     ]);
     this.drain();
     this.book.attachAssigned();
@@ -353,7 +359,7 @@ export class GridLeader {
     const onAssign = this.metrics
       ? (e: { submittedAt: number }) => this.metrics?.taskAssigned(e.submittedAt, now)
       : undefined;
-    for (const w of book.schedule(now, onAssign)) writer.assignmentChanged(w);
+    for (const w of book.schedule(now, onAssign, this.gate)) writer.assignmentChanged(w);
 
     // A direct task's answer is durable in its node, and its submitter has read it there: its result
     // waits for the clean-up, so that a stream of lone tasks shares result writes.

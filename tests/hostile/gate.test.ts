@@ -1,0 +1,118 @@
+import { encodeGridGate, type TaskStatus } from "@zkgrid/protocol";
+import { waitFor } from "@zkgrid/testing";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { assertBuilt, Cluster } from "../chaos/cluster.js";
+import { validTask } from "./corpus.js";
+import { gateCorpus } from "./gate-corpus.js";
+
+let cluster: Cluster | undefined;
+
+afterEach(async (ctx) => {
+  const failed = ctx.task.result?.state === "fail";
+  if (failed && cluster) console.error(cluster.transcript());
+  await cluster?.close({ keepDir: failed });
+  cluster = undefined;
+});
+
+/** The JSON log lines of a process (pino), skipping anything else. */
+function logLines(log: string): Array<Record<string, unknown>> {
+  return log.split("\n").flatMap((line) => {
+    try {
+      const value = JSON.parse(line) as unknown;
+      return typeof value === "object" && value !== null ? [value as Record<string, unknown>] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function runAll(c: Cluster, prefix: string, n: number): Promise<void> {
+  const tasks = Array.from(
+    { length: n },
+    (_, i) => validTask(`${prefix}-${i}`) as { id: string; cmd: string },
+  );
+  await c.submit(tasks);
+  const results = await c.waitForResults(
+    tasks.map((t) => t.id),
+    90_000,
+  );
+  const states = new Map<string, TaskStatus["state"][]>();
+  for (const r of results) states.set(r.id, [...(states.get(r.id) ?? []), r.state]);
+  for (const t of tasks) expect(states.get(t.id), t.id).toEqual(["succeeded"]);
+}
+
+describe("hostile gate nodes written straight into ZooKeeper", () => {
+  it("a malformed gate, or each malformed part of one, is ignored with a logged reason; the master stays up and leads on", async () => {
+    assertBuilt();
+    const c = new Cluster({
+      connectString: inject("zkConnectString"),
+      sessionTimeoutMs: 4000,
+      label: "hostile-gate",
+    });
+    cluster = c;
+    c.startMaster("m1");
+    await waitFor(async () => (await c.leaderName()) === "m1", { timeoutMs: 60_000, message: "m1 to lead" });
+    c.startWorker("w1", { concurrency: 4 });
+    await waitFor(() => c.workerSession("w1"), { timeoutMs: 60_000, message: "w1 to register" });
+    const zk = await c.zk();
+    const gatePath = c.layout.gate;
+    await zk.create(gatePath, encodeGridGate({ v: 1 }), "persistent");
+
+    for (const [i, hostile] of gateCorpus().entries()) {
+      const before = logLines(c.proc("m1")?.log() ?? "").length;
+      await zk.set(gatePath, hostile.data);
+      await waitFor(
+        () => {
+          const fresh = logLines(c.proc("m1")?.log() ?? "").slice(before);
+          if (hostile.ignored === "whole")
+            return fresh.some(
+              (l) => l.msg === "gate node unreadable; ignoring it: nothing is paused or limited by it",
+            );
+          const paths = new Set(
+            fresh.filter((l) => l.msg === "part of the gate node ignored").map((l) => l.path),
+          );
+          return hostile.ignored.every((p) => paths.has(p));
+        },
+        { timeoutMs: 30_000, message: `case ${i} (${hostile.what}): the leader to log why it ignored it` },
+      );
+      expect(c.proc("m1")?.alive, `m1 alive after ${hostile.what}`).toBe(true);
+    }
+
+    // The last case left only an unknown key: nothing is paused, and tasks run.
+    await runAll(c, "after-gate-corpus", 5);
+    // Bad parts beside a valid pause: the pause holds, the rest is ignored.
+    const before = logLines(c.proc("m1")?.log() ?? "").length;
+    await zk.set(
+      gatePath,
+      Buffer.from(
+        JSON.stringify({ v: 1, paused: { at: 1 }, pausedLabels: { "x y": { at: 1 } }, limits: "bad" }),
+      ),
+    );
+    await waitFor(
+      () =>
+        logLines(c.proc("m1")?.log() ?? "")
+          .slice(before)
+          .some((l) => l.msg === "grid paused: no task starts"),
+      { timeoutMs: 30_000, message: "m1 to apply the valid pause" },
+    );
+    const held = Array.from({ length: 3 }, (_, i) => validTask(`held-${i}`) as { id: string; cmd: string });
+    await c.submit(held);
+
+    // A new leader reads the same node the same way: the pause holds across the takeover.
+    await c.proc("m1")?.kill();
+    c.startMaster("m2");
+    await waitFor(async () => (await c.leaderName()) === "m2", { timeoutMs: 60_000, message: "m2 to lead" });
+    await waitFor(() => logLines(c.proc("m2")?.log() ?? "").some((l) => l.msg === "state rebuilt"), {
+      timeoutMs: 60_000,
+      message: "m2 to rebuild the grid's state",
+    });
+    expect((await c.results()).filter((r) => r.id.startsWith("held-"))).toEqual([]);
+    await zk.set(gatePath, encodeGridGate({ v: 1 }));
+    const results = await c.waitForResults(
+      held.map((t) => t.id),
+      60_000,
+    );
+    for (const t of held) expect(results.find((r) => r.id === t.id)?.state, t.id).toBe("succeeded");
+    expect(c.proc("m2")?.alive).toBe(true);
+  }, 300_000);
+});
