@@ -25,7 +25,16 @@ import {
   zkgridThroughput,
 } from "./zkgrid.js";
 
-export const PARTS = ["ceilings", "noop", "shell", "latency", "scale", "delayed", "retry", "schedules"] as const;
+export const PARTS = [
+  "ceilings",
+  "noop",
+  "shell",
+  "latency",
+  "scale",
+  "delayed",
+  "retry",
+  "schedules",
+] as const;
 /** What a run does unless `--only` names parts: the schedules workload runs only when asked for. */
 const DEFAULT_PARTS: Part[] = PARTS.filter((part) => part !== "schedules");
 export type Part = (typeof PARTS)[number];

@@ -304,7 +304,10 @@ export class ChaosRun {
       ["delayed tasks (none started before its runAt)", this.timeLedger?.count("delayed") ?? 0],
       ["retried tasks (every attempt in their history)", this.timeLedger?.count("retried") ?? 0],
       ["schedule slots (every second, by interval and by cron), each fired once", firings.length],
-      [`pauses of label ${(this.gate?.pauses ?? [])[0]?.label ?? "held"} (gate)`, (this.gate?.pauses ?? []).length],
+      [
+        `pauses of label ${(this.gate?.pauses ?? [])[0]?.label ?? "held"} (gate)`,
+        (this.gate?.pauses ?? []).length,
+      ],
       ["  tasks held through a pause, handed out after it", gateVerdict.heldThrough],
       ["  hand-outs while the leader learned a pause (allowed)", gateVerdict.whileLearning],
       [

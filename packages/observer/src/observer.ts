@@ -864,8 +864,8 @@ export class GridObserver {
       names.sort().map(async (name) => {
         const dir = this.layout.schedules;
         const [spec, state] = await Promise.all([
-          this.#getOrNull(`${dir}/${name}`),
-          this.#getOrNull(`${this.layout.firings}/${name}`),
+          getOrNull(this.#zk, `${dir}/${name}`),
+          getOrNull(this.#zk, `${this.layout.firings}/${name}`),
         ]);
         return scheduleView(name, spec?.data, state?.data, now);
       }),
