@@ -67,6 +67,14 @@ describe("zkgrid schedule (the CLI)", () => {
       ],
       [["add", "nightly", "--every", "1s", "--cmd", "true", "--timeout", "0"], /--timeout/],
       [["add", "nightly", "--every", "1s", "--cmd", "true", "--id", "x"], /--id/],
+      [
+        ["add", "nightly", "--every", "1s", "--cmd", "true", "--delay", "5s"],
+        /--delay: a schedule's firings/,
+      ],
+      [
+        ["add", "nightly", "--every", "1s", "--cmd", "true", "--at", "2030-01-01T00:00:00Z"],
+        /--at: a schedule/,
+      ],
     ];
     for (const [args, message] of bad) {
       const r = await g.submit(["schedule", ...args]);

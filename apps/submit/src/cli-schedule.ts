@@ -165,6 +165,10 @@ function addOptions(name: string, values: Flags & Record<string, unknown>): Sche
     throw new CliUsageError("schedule add: give --cron or --every, not both");
   if (v.tz !== undefined && v.cron === undefined) throw new CliUsageError("--tz: allowed only with --cron");
   if (values.id !== undefined) throw new CliUsageError("--id: a schedule's firings are named <name>.<slot>");
+  for (const flag of ["delay", "at"] as const) {
+    if (values[flag] !== undefined)
+      throw new CliUsageError(`--${flag}: a schedule's firings are due at their slots`);
+  }
   const catchUp = choice("catch-up", v["catch-up"] as string | undefined, CATCH_UP_POLICIES) as
     | CatchUpPolicy
     | undefined;

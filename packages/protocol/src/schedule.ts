@@ -176,6 +176,14 @@ const scheduleTask = z.custom<ScheduleTask>().superRefine((value, ctx) => {
     });
     return;
   }
+  if (Object.hasOwn(value, "runAt")) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["runAt"],
+      message: "a schedule's task has no runAt: each firing is due at its slot",
+    });
+    return;
+  }
   // The longest id a firing can have: a 64-character name and a 16-digit slot.
   const decoded = decodeTask({ ...value, id: `${"n".repeat(64)}.${"1".repeat(16)}` });
   if (!decoded.ok) {

@@ -67,6 +67,7 @@ describe("schedule specs", () => {
     );
     expect(problem({ ...base, tz: "UTC" })).toBe('tz: allowed only with "cron"');
     expect(problem({ ...base, task: { cmd: "x", id: "y" } })).toMatch(/^task.id: /);
+    expect(problem({ ...base, task: { cmd: "x", runAt: 1 } })).toMatch(/^task.runAt: .*due at its slot/);
     expect(problem({ ...base, task: { handler: "h", args: ["a"] } })).toMatch(
       /task.args: allowed only with "cmd"/,
     );
