@@ -3,6 +3,7 @@ import {
   isNoNode,
   isRetryable,
   type Logger,
+  type SessionBoundClient,
   sleep,
   type Stat,
   type ZkClient,
@@ -120,4 +121,19 @@ export async function releaseWorkerName(client: ZkClient, path: string, session:
   } catch (error) {
     if (!isNoNode(error)) throw error;
   }
+}
+
+/**
+ * Rewrites `R/workers/<name>` (a new capacity) if the registration's session owns it. Returns false
+ * if it does not (the session ended, or another holds the name).
+ */
+export async function rewriteRegistration(
+  client: ZkClient | SessionBoundClient,
+  path: string,
+  registration: WorkerRegistration,
+): Promise<boolean> {
+  const stat = await client.exists(path);
+  if (stat?.ephemeralOwner !== registration.session) return false;
+  await client.set(path, encodeWorkerRegistration(registration), stat.version);
+  return true;
 }
