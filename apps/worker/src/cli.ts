@@ -40,8 +40,8 @@ Options:
   --concurrency <n>          tasks run at once (default: the number of CPUs, ${availableParallelism()} here)
   --prefetch <n>             tasks held beyond --concurrency, ready to start, fixed at <n> (0: none).
                              Default: adaptive, 0 while the queue is short or tasks are long, up to
-                             --concurrency (at least 32) while many short tasks wait; see "Prefetch"
-                             in docs/operators.md
+                             the larger of --concurrency and 32 while many short tasks wait; see
+                             "Prefetch" in ${fileURLToPath(new URL("../docs/operators.md", import.meta.url))}
   --labels <a,b>             labels that tasks may require
   --cwd <dir>                working directory (default: the current directory)
   --grace <duration>         on SIGINT/SIGTERM, how long running tasks may finish (default ${DEFAULT_GRACE_MS / 1000}s)

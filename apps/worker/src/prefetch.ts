@@ -31,9 +31,10 @@ export interface ReconcileSeen {
 
 /**
  * The worker's prefetch, and the adaptive rule's state. The rule, judged after each reconcile:
- * - **grow** (double, at least 1, up to `max`) when new tasks filled every slot right after a slot had
- *   waited for them with nothing held, the last assignment having filled all the worker asked for: the
- *   queue is deeper than the worker's capacity, and tasks end faster than the leader refills them;
+ * - **grow** by the number of slots that waited (up to `max`) when new tasks filled every slot right
+ *   after those slots had waited for them with nothing held, the last assignment having filled all the
+ *   worker asked for: the queue is deeper than the worker's capacity, and tasks end faster than the
+ *   leader refills them. The tasks that end during one refill are the ones worth holding;
  * - **shrink** (halve) when an assignment lists fewer tasks than `concurrency`: the leader had no more
  *   for this worker, so the queue is short and held tasks would only wait while slots elsewhere are free;
  * - **drop to 0** once nothing has run and nothing has been held for `PREFETCH_IDLE_MS`.
@@ -81,7 +82,8 @@ export class Prefetch {
       this.deep = seen.assigned >= this.capacity;
       if (seen.assigned < this.concurrency) next = Math.floor(next / 2);
     }
-    if (this.starved && seen.started > 0 && full) next = Math.min(rule.max, Math.max(1, next * 2));
+    // Every task started here filled a slot that waited for the leader (nothing was held).
+    if (this.starved && seen.started > 0 && full) next = Math.min(rule.max, next + seen.started);
     this.starved = this.deep && !full && seen.held === 0;
     if (seen.running === 0 && seen.held === 0) this.armIdle();
     else this.disarmIdle();
