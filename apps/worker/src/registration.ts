@@ -1,4 +1,5 @@
 import {
+  isBadVersion,
   isNodeExists,
   isNoNode,
   isRetryable,
@@ -115,11 +116,16 @@ export async function claimWorkerName(options: ClaimNameOptions): Promise<void> 
 
 /** Deletes `R/workers/<name>` if this session owns it. */
 export async function releaseWorkerName(client: ZkClient, path: string, session: string): Promise<void> {
-  try {
-    const stat = await client.exists(path);
-    if (stat?.ephemeralOwner === session) await client.delete(path, stat.version);
-  } catch (error) {
-    if (!isNoNode(error)) throw error;
+  for (;;) {
+    try {
+      const stat = await client.exists(path);
+      if (stat?.ephemeralOwner === session) await client.delete(path, stat.version);
+      return;
+    } catch (error) {
+      if (isNoNode(error)) return;
+      // A capacity rewrite landed between the read and the delete: read it again.
+      if (!isBadVersion(error)) throw error;
+    }
   }
 }
 

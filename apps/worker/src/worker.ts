@@ -85,9 +85,10 @@ class GridWorker implements Worker {
     this.hub = new WorkerEvents(log);
     const client = () => this.client;
     const fail = (error: Error) => void this.fail(error);
-    this.prefetch = new Prefetch(this.options.prefetch, this.options.concurrency, () =>
-      this.sessions.publishCapacity(),
-    );
+    // Not once stopping: the registration is about to be deleted, under the version last read.
+    this.prefetch = new Prefetch(this.options.prefetch, this.options.concurrency, () => {
+      if (this.state === "RUNNING") this.sessions.publishCapacity();
+    });
     this.supervisor = new TaskSupervisor({
       options: this.options,
       client,
