@@ -36,9 +36,9 @@ export interface WorkerOptions extends Omit<ConnectionOptions, "connectString"> 
    * How many tasks the worker holds beyond `concurrency`, ready to start the moment a slot frees up.
    * The leader then hears of finished tasks in fewer, larger reports, which suits many short tasks. A
    * held task waits behind the running ones even when another worker is idle. Default: adaptive, from
-   * 0 up to the larger of `concurrency` and 32 while the queue is deeper than the worker's slots and tasks end
-   * faster than the leader refills them, back to 0 when the queue runs short or the worker is idle
-   * (see "Prefetch" in docs/operators.md). A number fixes it (0: never hold a task).
+   * 0 up to the larger of `concurrency` and 32 while the queue is deeper than the worker's slots and
+   * tasks end faster than the leader refills them, back to 0 when the queue runs short or the worker
+   * is idle (see "Prefetch" in docs/operators.md). A number fixes it (0: never hold a task).
    */
   prefetch?: number;
   /** Labels a task may require. */
