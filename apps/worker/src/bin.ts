@@ -64,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
       ...(command.acl === undefined ? {} : { acl: command.acl }),
       ...(command.perl === undefined ? {} : { perl: command.perl }),
       ...(command.concurrency === undefined ? {} : { concurrency: command.concurrency }),
-      prefetch: command.prefetch,
+      ...(command.prefetch === undefined ? {} : { prefetch: command.prefetch }),
       ...(command.cwd === undefined ? {} : { cwd: command.cwd }),
       ...(handlers === undefined ? {} : { handlers }),
     });

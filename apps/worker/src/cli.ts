@@ -38,9 +38,10 @@ Options:
   --connect <hosts>          ZooKeeper servers (env ZKGRID_CONNECT; default ${DEFAULT_CONNECT_STRING})
   --root <path>              the grid's root znode (env ZKGRID_ROOT; default ${DEFAULT_ROOT})
   --concurrency <n>          tasks run at once (default: the number of CPUs, ${availableParallelism()} here)
-  --prefetch <n>             tasks held beyond --concurrency, ready to start (default 0); for many
-                             short tasks: fewer, larger reports, but held tasks wait even if
-                             another worker is idle
+  --prefetch <n>             tasks held beyond --concurrency, ready to start, fixed at <n> (0: none).
+                             Default: adaptive, 0 while the queue is short or tasks are long, up to
+                             the larger of --concurrency and 32 while many short tasks wait; see
+                             "Prefetch" in ${fileURLToPath(new URL("../docs/operators.md", import.meta.url))}
   --labels <a,b>             labels that tasks may require
   --cwd <dir>                working directory (default: the current directory)
   --grace <duration>         on SIGINT/SIGTERM, how long running tasks may finish (default ${DEFAULT_GRACE_MS / 1000}s)
@@ -75,7 +76,7 @@ export type CliCommand =
       kind: "run";
       name: string;
       concurrency: number | undefined;
-      prefetch: number;
+      prefetch: number | undefined;
       labels: string[];
       cwd: string | undefined;
       graceMs: number;
@@ -159,8 +160,8 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   }
   const concurrency =
     values.concurrency === undefined ? undefined : parseInteger("concurrency", values.concurrency, 1);
-  const prefetch = values.prefetch === undefined ? 0 : parseInteger("prefetch", values.prefetch, 0);
-  if ((concurrency ?? availableParallelism()) + prefetch > MAX_CAPACITY) {
+  const prefetch = values.prefetch === undefined ? undefined : parseInteger("prefetch", values.prefetch, 0);
+  if ((concurrency ?? availableParallelism()) + (prefetch ?? 0) > MAX_CAPACITY) {
     throw new UsageError(`--prefetch: with --concurrency, at most ${MAX_CAPACITY} tasks in all`);
   }
   return {

@@ -1,8 +1,10 @@
 import {
+  isBadVersion,
   isNodeExists,
   isNoNode,
   isRetryable,
   type Logger,
+  type SessionBoundClient,
   sleep,
   type Stat,
   type ZkClient,
@@ -114,10 +116,30 @@ export async function claimWorkerName(options: ClaimNameOptions): Promise<void> 
 
 /** Deletes `R/workers/<name>` if this session owns it. */
 export async function releaseWorkerName(client: ZkClient, path: string, session: string): Promise<void> {
-  try {
-    const stat = await client.exists(path);
-    if (stat?.ephemeralOwner === session) await client.delete(path, stat.version);
-  } catch (error) {
-    if (!isNoNode(error)) throw error;
+  for (;;) {
+    try {
+      const stat = await client.exists(path);
+      if (stat?.ephemeralOwner === session) await client.delete(path, stat.version);
+      return;
+    } catch (error) {
+      if (isNoNode(error)) return;
+      // A capacity rewrite landed between the read and the delete: read it again.
+      if (!isBadVersion(error)) throw error;
+    }
   }
+}
+
+/**
+ * Rewrites `R/workers/<name>` (a new capacity) if the registration's session owns it. Returns false
+ * if it does not (the session ended, or another holds the name).
+ */
+export async function rewriteRegistration(
+  client: ZkClient | SessionBoundClient,
+  path: string,
+  registration: WorkerRegistration,
+): Promise<boolean> {
+  const stat = await client.exists(path);
+  if (stat?.ephemeralOwner !== registration.session) return false;
+  await client.set(path, encodeWorkerRegistration(registration), stat.version);
+  return true;
 }

@@ -1,9 +1,10 @@
 import { hostname } from "node:os";
-import { isNodeExists, type ZkClient } from "@zkgrid/core";
+import { isNodeExists, isRetryable, messageOf, sleep, type ZkClient } from "@zkgrid/core";
 import { gridLayout, type WorkerRegistration } from "@zkgrid/protocol";
 import { CutoffClock } from "./cutoff.js";
 import { asError } from "./errors.js";
-import { claimWorkerName, releaseWorkerName } from "./registration.js";
+import type { Prefetch } from "./prefetch.js";
+import { claimWorkerName, releaseWorkerName, rewriteRegistration } from "./registration.js";
 import { SessionReporter } from "./reporter.js";
 import type { TaskSupervisor } from "./supervisor.js";
 import type { WorkerEvents } from "./worker-events.js";
@@ -22,6 +23,8 @@ export interface Session {
   reporter: SessionReporter;
   /** "fenced": the leader gave this session up; it stays registered but takes no tasks. */
   status: "active" | "fenced" | "ended";
+  /** What `R/workers/<name>` holds for this session (its capacity follows the prefetch). */
+  registration: WorkerRegistration;
 }
 
 export interface SessionKeeperOptions {
@@ -35,6 +38,8 @@ export interface SessionKeeperOptions {
   stopping: () => boolean;
   /** Whether a report may wait (tasks are held to start; see SessionReporter's `hold`). */
   holdReports: () => boolean;
+  /** The capacity registered is `prefetch.capacity`, rewritten by `publishCapacity()` as it changes. */
+  prefetch: Prefetch;
   /** True once the worker is stopping: every report written from then on carries `draining`. */
   draining: () => boolean;
   /** Registered on a new session. */
@@ -66,6 +71,9 @@ export class SessionKeeper {
   private readonly cutoff: CutoffClock;
   /** Tasks stopped in the current cut, for the log line when the connection is back. */
   private stoppedCutOff = 0;
+  /** A registration rewrite is under way; `publishAgain`: the capacity changed again meanwhile. */
+  private publishing = false;
+  private publishAgain = false;
 
   constructor(private readonly deps: SessionKeeperOptions) {
     this.options = deps.options;
@@ -107,7 +115,7 @@ export class SessionKeeper {
       name,
       host: hostname(),
       pid: process.pid,
-      capacity: this.options.concurrency + this.options.prefetch,
+      capacity: this.deps.prefetch.capacity,
       labels: [...this.options.labels],
       version: VERSION,
       startedAt: this.startedAt,
@@ -137,6 +145,7 @@ export class SessionKeeper {
       inboxSeen: new Set(),
       signal,
       status: "active",
+      registration,
     } as unknown as Session;
     session.reporter = this.openReporter(session);
     this.session = session;
@@ -150,6 +159,52 @@ export class SessionKeeper {
     });
     this.deps.events.emit({ type: "registered", sessionId, reportDir });
     this.deps.joined(session);
+  }
+
+  /**
+   * The prefetch changed: the session's registration is rewritten with the new capacity, which the
+   * leader follows. One write at a time; the last capacity wins.
+   */
+  publishCapacity(): void {
+    const session = this.session;
+    if (session === undefined || session.status !== "active") return;
+    if (this.publishing) {
+      this.publishAgain = true;
+      return;
+    }
+    this.publishing = true;
+    void this.writeCapacity(session).finally(() => {
+      this.publishing = false;
+      if (!this.publishAgain) return;
+      this.publishAgain = false;
+      this.publishCapacity();
+    });
+  }
+
+  private async writeCapacity(session: Session): Promise<void> {
+    // Bound to the session: a rewrite never lands on the next one's registration.
+    const client = this.deps.client().boundTo(session.id);
+    while (session.status === "active" && !session.signal.aborted) {
+      const capacity = this.deps.prefetch.capacity;
+      if (capacity === session.registration.capacity) return;
+      const registration = { ...session.registration, capacity };
+      try {
+        if (!(await rewriteRegistration(client, this.layout.worker(this.options.name), registration))) return;
+        session.registration = registration;
+        this.options.log("debug", `capacity ${capacity} (prefetch ${this.deps.prefetch.tasks})`, {
+          session: session.id,
+        });
+      } catch (error) {
+        if (session.signal.aborted || !isRetryable(error)) {
+          if (!session.signal.aborted)
+            this.options.log("warn", `could not register capacity ${capacity}: ${messageOf(error)}`, {
+              session: session.id,
+            });
+          return;
+        }
+        await sleep(200);
+      }
+    }
   }
 
   private openReporter(session: Session): SessionReporter {

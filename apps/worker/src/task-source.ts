@@ -9,6 +9,7 @@ import {
 import { type ReadAssignment, readAssignment } from "./assignment.js";
 import { asError } from "./errors.js";
 import type { DirectTask } from "./inbox.js";
+import type { Prefetch } from "./prefetch.js";
 import type { Session, SessionKeeper } from "./session.js";
 import { type TaskSupervisor, taskKey } from "./supervisor.js";
 import type { WorkerEvents, WorkerState } from "./worker-events.js";
@@ -19,6 +20,8 @@ export interface TaskSourceOptions {
   client: () => ZkClient;
   supervisor: TaskSupervisor;
   sessions: SessionKeeper;
+  /** How many tasks to hold beyond `concurrency`; told what each reconcile saw. */
+  prefetch: Prefetch;
   events: WorkerEvents;
   state: () => WorkerState;
   /** Aborts when the worker stops or fails: ends the assignment watch. */
@@ -84,7 +87,7 @@ export class TaskSource {
           log("error", `ignored an assigned task that cannot be reported: ${problem}`);
         }
         this.assignment = assignment;
-        this.reconcile();
+        this.reconcile(assignment.tasks.length);
         this.deps.events.emit({
           type: "assignment",
           sessionId: assignment.session,
@@ -100,8 +103,9 @@ export class TaskSource {
   /**
    * Brings what runs in line with the assignment: starts new tasks while RUNNING (up to `concurrency`),
    * hands them back while stopping, cancels running tasks that left it and forgets finished ones.
+   * `listed`: it follows a new assignment, which lists that many tasks.
    */
-  reconcile(): void {
+  reconcile(listed?: number): void {
     const { assignment } = this;
     const session = this.deps.sessions.current;
     const { supervisor } = this.deps;
@@ -132,6 +136,7 @@ export class TaskSource {
     }
     const state = this.deps.state();
     const held = new Map<string, AssignedTask>();
+    let started = 0;
     for (const task of assignment.tasks) {
       if (supervisor.has(task)) continue;
       if (state === "RUNNING") {
@@ -140,6 +145,7 @@ export class TaskSource {
           continue;
         }
         supervisor.start(session, task);
+        started += 1;
       } else if (state === "STOPPING" || state === "DRAINING") {
         // By state, not by the worker's stop promise: stop() sets that only after the first reconcile.
         supervisor.returnUnstarted(session, task);
@@ -148,6 +154,10 @@ export class TaskSource {
     this.held = held;
     this.heldSession = session.id;
     this.waiting = held.size;
+    if (state === "RUNNING") {
+      const seen = { running: supervisor.running, held: held.size, started };
+      this.deps.prefetch.adapt(listed === undefined ? seen : { ...seen, assigned: listed });
+    }
     session.reporter.kick();
   }
 

@@ -5,6 +5,7 @@ import { assertWorkerName, isValidLabel, labelProblem, MAX_CAPACITY } from "@zkg
 import packageJson from "../package.json" with { type: "json" };
 import { WorkerOptionError } from "./errors.js";
 import type { HandlerMap } from "./handlers.js";
+import { ADAPTIVE_PREFETCH_FLOOR, type PrefetchRule } from "./prefetch.js";
 import { createLogger } from "@zkgrid/log";
 
 /** The version of this package, as a worker registers it. */
@@ -41,9 +42,12 @@ export interface WorkerOptions extends Omit<ConnectionOptions, "connectString"> 
   /** How many tasks run at once; default the number of CPUs. */
   concurrency?: number;
   /**
-   * How many tasks the worker holds beyond `concurrency`, ready to start the moment a slot frees up;
-   * default 0. The leader then hears of finished tasks in fewer, larger reports, which suits many short
-   * tasks. A held task waits behind the running ones even when another worker is idle.
+   * How many tasks the worker holds beyond `concurrency`, ready to start the moment a slot frees up.
+   * The leader then hears of finished tasks in fewer, larger reports, which suits many short tasks. A
+   * held task waits behind the running ones even when another worker is idle. Default: adaptive, from
+   * 0 up to the larger of `concurrency` and 32 while the queue is deeper than the worker's slots and
+   * tasks end faster than the leader refills them, back to 0 when the queue runs short or the worker
+   * is idle (see "Prefetch" in docs/operators.md). A number fixes it (0: never hold a task).
    */
   prefetch?: number;
   /** Labels a task may require. */
@@ -91,9 +95,7 @@ export interface CompiledWorkerOptions {
   /** The working directory, absolute. */
   readonly baseDir: string;
   readonly concurrency: number;
-  readonly prefetch: number;
-  /** Held tasks below which finished ones are reported without delay. */
-  readonly lowWater: number;
+  readonly prefetch: PrefetchRule;
   readonly labels: readonly string[];
   readonly handlers: HandlerMap;
   readonly graceMs: number;
@@ -132,11 +134,18 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
   assertWorkerName(options.name);
   const name = options.name;
   const concurrency = intOption("concurrency", options.concurrency, availableParallelism());
-  const prefetch = intOption("prefetch", options.prefetch, 0, 0);
-  if (concurrency + prefetch > MAX_CAPACITY) {
-    const option = options.prefetch === undefined ? "concurrency" : "prefetch";
-    throw new WorkerOptionError(option, `concurrency + prefetch must be at most ${MAX_CAPACITY}`);
-  }
+  if (concurrency > MAX_CAPACITY)
+    throw new WorkerOptionError("concurrency", `must be at most ${MAX_CAPACITY}`);
+  const fixed = intOption("prefetch", options.prefetch, -1, 0);
+  if (concurrency + fixed > MAX_CAPACITY)
+    throw new WorkerOptionError("prefetch", `concurrency + prefetch must be at most ${MAX_CAPACITY}`);
+  const prefetch: PrefetchRule =
+    fixed >= 0
+      ? { kind: "fixed", tasks: fixed }
+      : {
+          kind: "adaptive",
+          max: Math.min(MAX_CAPACITY - concurrency, Math.max(concurrency, ADAPTIVE_PREFETCH_FLOOR)),
+        };
   const labels = [...new Set(options.labels ?? [])];
   for (const label of labels) {
     if (!isValidLabel(label)) throw new WorkerOptionError("labels", `${label}: ${labelProblem(label)}`);
@@ -171,7 +180,6 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     baseDir: resolve(options.cwd ?? process.cwd()),
     concurrency,
     prefetch,
-    lowWater: Math.min(prefetch / 2, concurrency),
     labels,
     handlers: options.handlers ?? {},
     graceMs: durationOption("graceMs", options.graceMs, DEFAULT_GRACE_MS),

@@ -3,6 +3,7 @@ import { connect, messageOf, type ZkClient } from "@zkgrid/core";
 import { asError, WorkerOptionError, WorkerStoppedError } from "./errors.js";
 import type { LauncherMode } from "./launcher.js";
 import { LocalLock } from "./lock.js";
+import { Prefetch } from "./prefetch.js";
 import { type Session, SessionKeeper } from "./session.js";
 import { TaskSupervisor } from "./supervisor.js";
 import { TaskSource } from "./task-source.js";
@@ -62,6 +63,7 @@ class GridWorker implements Worker {
   private readonly supervisor: TaskSupervisor;
   private readonly sessions: SessionKeeper;
   private readonly source: TaskSource;
+  private readonly prefetch: Prefetch;
   private lock: LocalLock | undefined;
   /** Aborts when the worker stops or fails: ends the session loop and the assignment watch. */
   private readonly lifetime = new AbortController();
@@ -83,6 +85,10 @@ class GridWorker implements Worker {
     this.hub = new WorkerEvents(log);
     const client = () => this.client;
     const fail = (error: Error) => void this.fail(error);
+    // Not once stopping: the registration is about to be deleted, under the version last read.
+    this.prefetch = new Prefetch(this.options.prefetch, this.options.concurrency, () => {
+      if (this.state === "RUNNING") this.sessions.publishCapacity();
+    });
     this.supervisor = new TaskSupervisor({
       options: this.options,
       client,
@@ -100,7 +106,8 @@ class GridWorker implements Worker {
       // are down to half, or to one round of `concurrency`: it then refills many slots with one
       // assignment, and the rest keep the slots busy until that assignment arrives.
       holdReports: () =>
-        this.options.prefetch > 0 && this.state === "RUNNING" && this.source.backlog > this.options.lowWater,
+        this.prefetch.tasks > 0 && this.state === "RUNNING" && this.source.backlog > this.prefetch.lowWater,
+      prefetch: this.prefetch,
       // Every report written while stopping says so: the leader hands this session nothing more.
       draining: () => this.state === "STOPPING" || this.state === "DRAINING",
       joined: (session) => this.onJoined(session),
@@ -112,6 +119,7 @@ class GridWorker implements Worker {
       client,
       supervisor: this.supervisor,
       sessions: this.sessions,
+      prefetch: this.prefetch,
       events: this.hub,
       state: () => this.state,
       lifetime: this.lifetime.signal,
@@ -314,6 +322,7 @@ class GridWorker implements Worker {
 
   private async release(): Promise<void> {
     this.sessions.stopTicking();
+    this.prefetch.stop();
     await this.supervisor.close();
     if (!("client" in this.options.connection)) await this.zk?.close();
     await this.lock?.release();

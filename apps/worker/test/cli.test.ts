@@ -20,7 +20,7 @@ describe("command line", () => {
       connectString: "127.0.0.1:2181",
       root: "/zkgrid",
       concurrency: undefined,
-      prefetch: 0,
+      prefetch: undefined,
       labels: [],
       cwd: undefined,
       graceMs: DEFAULT_GRACE_MS,

@@ -12,8 +12,7 @@ describe("worker options", () => {
       sessionTimeoutMs: 10_000,
       baseDir: resolve("rel/dir"),
       concurrency: availableParallelism(),
-      prefetch: 0,
-      lowWater: 0,
+      prefetch: { kind: "adaptive", max: Math.max(availableParallelism(), 32) },
       labels: [],
       handlers: {},
       graceMs: 30_000,
@@ -38,7 +37,7 @@ describe("worker options", () => {
       logger: (level, msg, fields) => logged.push({ level, msg, fields }),
     });
     expect(compiled).toMatchObject({
-      lowWater: 4,
+      prefetch: { kind: "fixed", tasks: 20 },
       labels: ["gpu", "linux"],
       nameWaitMs: 6_000,
       cutoffStopMs: 750,
@@ -51,5 +50,22 @@ describe("worker options", () => {
     expect(compileWorkerOptions({ name: "w1", cutoffStopMs: 800 }).cutoffStopMs).toBe(800);
     expect(() => compileWorkerOptions({ name: "w1", cutoffStopMs: -1 })).toThrow(/cutoffStopMs/);
     expect(logged).toEqual([{ level: "info", msg: "hello", fields: { worker: "w1", task: "t1" } }]);
+  });
+
+  it("adapt the prefetch up to concurrency (at least 32) unless a number fixes it, 0 included", () => {
+    expect(compileWorkerOptions({ name: "w1", concurrency: 100 }).prefetch).toEqual({
+      kind: "adaptive",
+      max: 100,
+    });
+    expect(compileWorkerOptions({ name: "w1", concurrency: 2 }).prefetch).toEqual({
+      kind: "adaptive",
+      max: 32,
+    });
+    // Within MAX_CAPACITY (100 000) in all.
+    expect(compileWorkerOptions({ name: "w1", concurrency: 99_990 }).prefetch).toEqual({
+      kind: "adaptive",
+      max: 10,
+    });
+    expect(compileWorkerOptions({ name: "w1", prefetch: 0 }).prefetch).toEqual({ kind: "fixed", tasks: 0 });
   });
 });

@@ -281,7 +281,7 @@ export class DirectInboxes {
         this.answers.push(status);
         this.answerNodes.push(path);
         writer.scheduleCleanup();
-        term.log("info", "task finished", {
+        term.log("debug", "task finished", {
           task: name,
           state: status.state,
           worker: dir.worker,

@@ -112,7 +112,7 @@ export class WorkerReports {
         writer.addResult(status);
         if (inAssignment) writer.assignmentStale(dir.worker);
         writer.scheduleCleanup();
-        term.log("info", "task finished", {
+        term.log("debug", "task finished", {
           task: u.id,
           state: status.state,
           worker: dir.worker,

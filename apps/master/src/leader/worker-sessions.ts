@@ -2,6 +2,7 @@ import { decodeWorkerRegistration, isValidWorkerName } from "@zkgrid/protocol";
 import type { DirectInboxes } from "./direct-inboxes.js";
 import type { WorkerReports } from "./reports.js";
 import { forEachLimit, getOrNull, type Term } from "./term.js";
+import { WorkerCapacities } from "./worker-capacities.js";
 import type { GridWriter } from "./writer.js";
 
 /** How long a report dir may exist without a registration of its session before it is fenced. */
@@ -28,13 +29,17 @@ export class WorkerSessions {
   /** `worker@session` of every registration this term has seen. */
   private readonly seen = new Set<string>();
   private staleDirTimer: NodeJS.Timeout | undefined;
+  /** Each live worker's capacity as it changes with its prefetch. */
+  private readonly capacities: WorkerCapacities;
 
   constructor(
     private readonly term: Term,
     private readonly writer: GridWriter,
     private readonly reports: WorkerReports,
     private readonly direct: DirectInboxes,
-  ) {}
+  ) {
+    this.capacities = new WorkerCapacities(term);
+  }
 
   async onWorkers({ children }: { children: string[] }): Promise<void> {
     const { term } = this;
@@ -68,6 +73,7 @@ export class WorkerSessions {
       for (const [name, w] of this.live) {
         if (seen.get(name)?.session !== w.session) {
           book.removeWorker(name);
+          this.capacities.forget(name);
           this.writer.assignmentChanged(name);
           term.log("info", "worker gone", { worker: name, session: w.session });
         }
@@ -78,6 +84,7 @@ export class WorkerSessions {
         if (before?.session !== w.session)
           term.log("info", "worker joined", { worker: name, session: w.session, capacity: w.capacity });
         book.setWorker(name, w.session, w.capacity, w.labels);
+        this.capacities.follow(name, w.session);
         if (before?.session !== w.session) this.writer.assignmentChanged(name);
       }
       this.live.clear();
@@ -132,6 +139,7 @@ export class WorkerSessions {
 
   stop(): void {
     clearTimeout(this.staleDirTimer);
+    this.capacities.stop();
   }
 
   /**

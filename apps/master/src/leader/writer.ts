@@ -2,6 +2,7 @@ import { errors } from "@zkgrid/core";
 import type { TaskStatus } from "@zkgrid/protocol";
 import { decodeAssignment, encodeResultBatches } from "@zkgrid/protocol";
 import type { MasterMetrics } from "../metrics.js";
+import { FinishedTally } from "./finished-tally.js";
 import { bySequence, getOrNull, NotLeaderError, type Term } from "./term.js";
 
 /** Result nodes kept under R/results; older ones are deleted (a reader lists them all on each change). */
@@ -37,12 +38,16 @@ export class GridWriter {
   private cleanupNodes: string[] = [];
   private cleanup: Cleanup = "idle";
   private cleanupTimer: NodeJS.Timeout | undefined;
+  /** Finished tasks, logged as a count per period at info. */
+  private readonly tally: FinishedTally;
 
   constructor(
     private readonly term: Term,
     private readonly metrics: MasterMetrics | undefined,
     private readonly keepResults = DEFAULT_KEEP_RESULTS,
-  ) {}
+  ) {
+    this.tally = new FinishedTally(term.log);
+  }
 
   /** Takeover: the result nodes already there, for pruning. */
   knowResultNodes(names: string[]): void {
@@ -59,10 +64,10 @@ export class GridWriter {
     for (const worker of this.assignVersions.keys()) this.dirtyAssign.add(worker);
   }
 
-  /** A final status for the next result write, logged as a finished task. */
+  /** A final status for the next result write, logged as a finished task (at debug). */
   publish(status: TaskStatus): void {
     this.pendingResults.push(status);
-    this.term.log("info", "task finished", {
+    this.term.log("debug", "task finished", {
       task: status.id,
       state: status.state,
       worker: status.worker,
@@ -134,6 +139,7 @@ export class GridWriter {
       }),
     );
     term.counters.finished += results.length;
+    this.tally.count(results);
     this.pruneResults();
     for (const r of results) this.metrics?.resultWritten(r);
   }
@@ -286,5 +292,6 @@ export class GridWriter {
 
   stop(): void {
     clearTimeout(this.cleanupTimer);
+    this.tally.stop();
   }
 }
