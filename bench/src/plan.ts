@@ -166,6 +166,8 @@ export interface PassOptions {
   /** ZooKeeper's data dir: the fsync floor is measured on its file system. */
   zkDataDir: string;
   nodeFlags: string[];
+  /** `--consumer`: a project that installed the packed packages; its programs' latency is measured too. */
+  consumer?: string;
   /** Called with each result as it comes. */
   record: (result: BenchResult) => void;
 }
@@ -248,6 +250,10 @@ export async function runPass(
     record(await zkDirectFloor(ctx, l.warmup, l.count));
     log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
     record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
+    if (options.consumer !== undefined) {
+      log(`(c) zkgrid, installed in ${options.consumer}: ${l.count} no-op tasks one at a time`);
+      record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags, install: options.consumer }));
+    }
     log(`(c) zkgrid, defaults: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
     record(await zkgridLatency(ctx, defaultsOf(l.zkgrid), l.warmup, l.count, { nodeFlags }));
     log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);

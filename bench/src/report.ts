@@ -96,8 +96,17 @@ export function computeRatios(
       });
     }
   }
-  const zkLat = latencies(results).find((r) => r.system === "zkgrid" && r.flags !== "defaults");
+  const zkLat = latencies(results).find(
+    (r) => r.system === "zkgrid" && r.flags !== "defaults" && r.install === undefined,
+  );
   const zkLatDefaults = latencies(results).find((r) => r.system === "zkgrid" && r.flags === "defaults");
+  const zkLatInstall = latencies(results).find((r) => r.system === "zkgrid" && r.install !== undefined);
+  if (zkLat && zkLatInstall && !zkLat.error && !zkLatInstall.error) {
+    ratios.push({
+      name: "(c) one-at-a-time latency p50: zkgrid installed by a consumer ÷ this repository's",
+      value: round(zkLatInstall.latencyMs.p50 / zkLat.latencyMs.p50, 2),
+    });
+  }
   if (zkLat && zkLatDefaults && !zkLat.error && !zkLatDefaults.error) {
     const value = round(zkLatDefaults.latencyMs.p50 / zkLat.latencyMs.p50, 2);
     ratios.push({

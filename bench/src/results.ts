@@ -64,6 +64,8 @@ export interface LatencyResult {
   shape: string;
   /** zkgrid only, as for ThroughputResult. */
   flags?: ProgramFlags;
+  /** zkgrid only: the consumer project whose installed programs ran (`--consumer`); absent: this repository's. */
+  install?: string;
   warmup: number;
   count: number;
   /** One task at a time: submit, await its result, repeat. */

@@ -29,7 +29,7 @@ import { killAllNow } from "./processes.js";
 import { computeRatios, formatSummary, formatTables, type Ratio, renderChart } from "./report.js";
 import type { BenchResult } from "./results.js";
 import { DEFAULTS_TARGETS, type FigureSummary, figuresOf, summarizeRuns, TARGETS } from "./summary.js";
-import type { ServerWarmup } from "./zkgrid.js";
+import { gridBins, type ServerWarmup } from "./zkgrid.js";
 import { serverVersion } from "./zookeeper.js";
 
 const USAGE = `Usage: pnpm bench [-- options]
@@ -62,6 +62,9 @@ Options:
   --out <dir>      where to write the results (default bench/results)
   --profile        run the master and workers with --cpu-prof (profiles kept in the scratch dir)
   --keep           keep the scratch dirs (process logs, profiles, the durable servers' data)
+  --consumer <dir> also measure the lone-task latency with the master and worker a project installed
+                   from the packed packages (tests/consumers/run.sh with KEEP=1 leaves one), beside
+                   this repository's, in the same run (needs the latency part)
   --allow-unpatched-addon  report figures even when the zookeeper addon lacks @zkgrid/core's
                    hosts-once patch (about 13 µs of CPU more per reply in every process)
   -h, --help       show this help
@@ -115,9 +118,10 @@ function packageVersion(name: string, from?: string): string {
  * Whether the addon the grid loads (zookeeper, as @zkgrid/core resolves it) carries the hosts-once
  * patch: its postinstall leaves this stamp beside the built addon only when the rebuild succeeded.
  */
-function addonState(): { patched: boolean; dir?: string } {
+/** The zookeeper addon that @zkgrid/core resolves, seen from `from` (default this bench). */
+function addonState(from: string = import.meta.url): { patched: boolean; dir?: string } {
   try {
-    const require = createRequire(import.meta.url);
+    const require = createRequire(from);
     const core = dirname(require.resolve("@zkgrid/core"));
     const dir = dirname(require.resolve("zookeeper/package.json", { paths: [core] }));
     const release = join(dir, "build", "Release");
@@ -179,6 +183,23 @@ async function main(): Promise<number> {
         "if it cannot apply), or pass --allow-unpatched-addon to measure the addon as shipped.\n",
     );
     return 1;
+  }
+  const consumer = values.consumer === undefined ? undefined : resolve(values.consumer);
+  if (consumer !== undefined) {
+    for (const [what, path] of Object.entries(gridBins(consumer))) {
+      if (!existsSync(path)) {
+        process.stderr.write(`bench: --consumer: ${consumer} has no installed ${what} (${path})\n`);
+        return 2;
+      }
+    }
+    const installed = addonState(join(consumer, "node_modules/@zkgrid/master/package.json"));
+    if (!installed.patched && !values["allow-unpatched-addon"]) {
+      process.stderr.write(
+        `bench: --consumer: the zookeeper addon of ${consumer} (${installed.dir ?? "not found"}) lacks the ` +
+          "hosts-once patch; rebuild it (npm rebuild @zkgrid/core) or pass --allow-unpatched-addon\n",
+      );
+      return 1;
+    }
   }
   if (values.quick && values.smoke) {
     process.stderr.write("bench: --quick and --smoke exclude each other\n");
@@ -302,6 +323,7 @@ async function main(): Promise<number> {
           parts,
           zkDataDir: servers.settings.zookeeper.dataDir,
           nodeFlags,
+          ...(consumer === undefined ? {} : { consumer }),
           record: (result) => {
             results.push(result);
             logResult(log, result);
@@ -431,7 +453,7 @@ function logResult(log: (line: string) => void, r: BenchResult): void {
   else if (r.kind === "delayed" || r.kind === "retry") log(describeTimeResult(r));
   else if (r.kind === "latency")
     log(
-      `  ${r.system} ${r.shape}: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${r.zk ? `, ${r.zk.writesPerTask} ZK writes/task` : ""}${r.redis ? `, ${r.redis.writesPerJob} Redis writes/job` : ""}${error}`,
+      `  ${r.system}${r.install ? ` (installed in ${r.install})` : ""} ${r.shape}: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${r.zk ? `, ${r.zk.writesPerTask} ZK writes/task` : ""}${r.redis ? `, ${r.redis.writesPerJob} Redis writes/job` : ""}${error}`,
     );
   else if (r.kind === "schedules")
     log(
@@ -460,6 +482,7 @@ function parse() {
       profile: { type: "boolean" },
       keep: { type: "boolean" },
       "allow-unpatched-addon": { type: "boolean" },
+      consumer: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });

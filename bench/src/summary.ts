@@ -76,8 +76,11 @@ export function figuresOf(results: BenchResult[], durability: Durability): Figur
   const bull = tp
     .filter((r) => r.system === "bullmq" && r.error === undefined)
     .sort((a, b) => b.tasksPerSecond - a.tasksPerSecond)[0];
-  const zkLat = ok(lat.find((r) => r.system === "zkgrid" && r.flags !== "defaults"));
+  const zkLat = ok(
+    lat.find((r) => r.system === "zkgrid" && r.flags !== "defaults" && r.install === undefined),
+  );
   const zkLatDefaults = ok(lat.find((r) => r.system === "zkgrid" && r.flags === "defaults"));
+  const zkLatInstall = ok(lat.find((r) => r.system === "zkgrid" && r.install !== undefined));
   const bullLat = ok(lat.find((r) => r.system === "bullmq"));
   const targets = TARGETS[durability];
   const figures: Figure[] = [];
@@ -104,6 +107,11 @@ export function figuresOf(results: BenchResult[], durability: Durability): Figur
   );
   add("lone task p50 ms: zkgrid, tuned", zkLat?.latencyMs.p50);
   add("lone task p50 ms: zkgrid, defaults", zkLatDefaults?.latencyMs.p50);
+  add("lone task p50 ms: zkgrid, installed by a consumer (--consumer)", zkLatInstall?.latencyMs.p50);
+  add(
+    "lone task p50: zkgrid installed by a consumer ÷ this repository's",
+    ratio(zkLatInstall?.latencyMs.p50, zkLat?.latencyMs.p50),
+  );
   add("lone job p50 ms: BullMQ", bullLat?.latencyMs.p50);
   add(
     "lone task p50: zkgrid tuned ÷ BullMQ",

@@ -41,6 +41,18 @@ export interface GridOptions {
   nodeFlags?: string[];
   /** Runs before each timed round, untimed (e.g. a ceiling measured beside the rounds). */
   beforeRound?: () => Promise<void>;
+  /**
+   * A project that installed the packed packages (e.g. by tests/consumers/run.sh): its master and
+   * worker programs run instead of this repository's builds, with the addon that install built.
+   */
+  install?: string;
+}
+
+/** The master and worker programs of `install`, or this repository's. */
+export function gridBins(install?: string): { master: string; worker: string } {
+  if (install === undefined) return { master: BINS.master, worker: BINS.worker };
+  const app = (name: string) => join(install, "node_modules/@zkgrid", name, "dist/bin.js");
+  return { master: app("master"), worker: app("worker") };
 }
 
 export function describeShape(shape: GridShape): string {
@@ -77,6 +89,7 @@ export class RunningGrid {
     mkdirSync(outDir, { recursive: true });
     const connect = ctx.zk.connectString;
     const flags = options.nodeFlags ?? [];
+    const bins = gridBins(options.install);
     const started: GuardedProcess[] = [];
     try {
       const master = new GuardedProcess(
@@ -84,7 +97,7 @@ export class RunningGrid {
         process.execPath,
         [
           ...flags,
-          BINS.master,
+          bins.master,
           "bench-master",
           "--connect",
           connect,
@@ -103,7 +116,7 @@ export class RunningGrid {
           process.execPath,
           [
             ...flags,
-            BINS.worker,
+            bins.worker,
             name,
             "--connect",
             connect,
@@ -335,7 +348,9 @@ export async function zkgridLatency(
 ): Promise<LatencyResult> {
   const result = emptyLatency({ system: "zkgrid", shape: describeShape(shape), warmup, count });
   result.flags = shape.defaults ? "defaults" : "tuned";
-  const grid = await RunningGrid.start(ctx, "zkgrid-latency", shape, options);
+  if (options.install !== undefined) result.install = options.install;
+  const label = options.install === undefined ? "zkgrid-latency" : "zkgrid-latency-install";
+  const grid = await RunningGrid.start(ctx, label, shape, options);
   return measureInto(result, grid, async () => {
     const one = async (i: number): Promise<number> => {
       const start = performance.now();
