@@ -105,15 +105,28 @@ describe("zkgrid schedule (the CLI)", () => {
   it("lists, shows, pauses, resumes and removes a schedule", async () => {
     const g = start();
     expect(
-      (await g.submit(["schedule", "add", "hourly", "--every", "1h", "--cmd", "date", "--label", "ops"]))
-        .code,
+      (
+        await g.submit([
+          "schedule",
+          "add",
+          "hourly",
+          "--every",
+          "1h",
+          "--cmd",
+          "date",
+          "--label",
+          "ops",
+          "--retries",
+          "2",
+        ])
+      ).code,
     ).toBe(0);
     const list = await g.submit(["schedule", "list"]);
     expect(list.stdout).toMatch(/^hourly {2}every 3600000ms {2}next .* {2}never fired\n$/);
     const json = JSON.parse((await g.submit(["schedule", "show", "hourly", "--json"])).stdout);
     expect(json.spec).toMatchObject({
       everyMs: 3_600_000,
-      task: { cmd: "date", labels: ["ops"] },
+      task: { cmd: "date", labels: ["ops"], maxAttempts: 3, retry: {} },
       catchUp: "latest",
       overlap: "allow",
       paused: false,

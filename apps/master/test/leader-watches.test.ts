@@ -46,7 +46,7 @@ async function watches(sessionId: string): Promise<{ data: string[]; total: numb
   return { data: data.sort(), total };
 }
 
-it("a leader watches the grid's dirs, each worker session's report dir and inbox, and waiting direct tasks: no worker, queue or result node", async () => {
+it("a leader watches the grid's dirs, each worker session's report dir and inbox, each worker's registration, the gate and waiting direct tasks: no queue or result node", async () => {
   const root = `/test-${randomUUID()}`;
   const layout = gridLayout(root);
   const zk = await client();
@@ -98,14 +98,17 @@ it("a leader watches the grid's dirs, each worker session's report dir and inbox
       layout.reports,
       layout.inbox,
       layout.cancel,
+      layout.schedules,
       layout.reportDir("w1", sessions.w1 ?? ""),
       layout.reportDir("w2", sessions.w2 ?? ""),
       layout.inboxDir("w1", sessions.w1 ?? ""),
       layout.inboxDir("w2", sessions.w2 ?? ""),
     ];
     const candidate = (await zk.getChildren(layout.masters)).map((n) => `${layout.masters}/${n}`);
-    // The waiting direct task, and the election's watch on the master's own candidate node.
-    const expected = { data: [waiting, ...candidate].sort(), total: children.length + 1 + candidate.length };
+    // The waiting direct task, the gate, each worker's registration (its capacity changes with its
+    // prefetch), and the election's watch on the master's own candidate node.
+    const data = [waiting, layout.gate, layout.worker("w1"), layout.worker("w2"), ...candidate].sort();
+    const expected = { data, total: children.length + data.length };
     // Watches are armed as the leader reads: wait for them to settle, then show any difference.
     let seen: { data: string[]; total: number } = { data: [], total: 0 };
     await waitFor(

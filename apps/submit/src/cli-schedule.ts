@@ -7,6 +7,7 @@ import {
 } from "@zkgrid/protocol";
 import type { CliIo } from "./cli.js";
 import { FLAG_OF_FIELD, type Flags, joinNegativeNumbers, OPTIONS, taskFromFlags } from "./cli.js";
+import { TIME_OPTIONS } from "./cli-time.js";
 import {
   CliUsageError,
   GRID_OPTIONS,
@@ -51,7 +52,9 @@ Policies:
   --paused                add it paused
 
 The task: the task flags of "${PROGRAM} submit" (--cmd, --arg, --handler, --input, --env, --cwd,
---timeout, --max-attempts, --label, --priority, --meta), without --id.
+--timeout, --max-attempts, --label, --priority, --meta) and its retry flags (--retries, --retry-on,
+--backoff, --max-backoff, --jitter, --no-retry-exit-codes), without --id, --delay or --at (each
+firing is due at its slot).
 
   --json                  list, show: print JSON
 
@@ -77,12 +80,18 @@ const SCHEDULE_OPTIONS = {
   json: { type: "boolean" },
 } as const;
 
-/** The task flags of submit (read when called: cli.ts imports this module). */
+/**
+ * The task flags of submit, with its retry flags (read when called: cli.ts imports this module).
+ * `--delay` and `--at` are parsed so that they are refused by name: a firing is due at its slot.
+ */
 function taskOptions() {
   const names = Object.values(FLAG_OF_FIELD)
     .map((flag) => flag.slice(2))
     .filter((name) => name !== "id");
-  return Object.fromEntries(names.map((name) => [name, OPTIONS[name as keyof typeof OPTIONS]]));
+  return {
+    ...Object.fromEntries(names.map((name) => [name, OPTIONS[name as keyof typeof OPTIONS]])),
+    ...TIME_OPTIONS,
+  };
 }
 
 export async function runScheduleCommand(argv: readonly string[], io: CliIo): Promise<number> {

@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -81,10 +81,13 @@ describe("errors across the ESM and CommonJS builds", () => {
       cpSync(join(packages, pkg, "package.json"), join(into, "package.json"));
       cpSync(dirname(built(pkg, "index.js")), join(into, "dist"), { recursive: true });
     }
-    const zod = dirname(
-      realpathSync(createRequire(join(packages, "protocol", "package.json")).resolve("zod/package.json")),
-    );
-    symlinkSync(zod, join(root, "node_modules", "zod"), "dir");
+    // Protocol's other dependencies, from its install.
+    const protocolJson = join(packages, "protocol", "package.json");
+    const deps = Object.keys(JSON.parse(readFileSync(protocolJson, "utf8")).dependencies ?? {});
+    for (const dep of deps.filter((d) => !d.startsWith("@zkgrid/"))) {
+      const dir = dirname(realpathSync(createRequire(protocolJson).resolve(`${dep}/package.json`)));
+      symlinkSync(dir, join(root, "node_modules", dep), "dir");
+    }
 
     const copy = (await import(
       pathToFileURL(join(root, "node_modules", "@zkgrid", "protocol", "dist", "index.js")).href
