@@ -9,38 +9,23 @@ import {
   unnamedTaskId,
 } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, describe, expect, inject, it } from "vitest";
-import { assertBuilt, Cluster } from "../chaos/cluster.js";
+import { describe, expect, it } from "vitest";
+import type { Cluster } from "../chaos/cluster.js";
 import { hostileCorpus, type QueueCase, validTask } from "./corpus.js";
+import { clusterPerTest, expectValidTasksSucceed, waitForLeader } from "./harness.js";
 
 const SEED = Number(process.env.HOSTILE_SEED ?? 20_241_125);
 const SESSION_TIMEOUT_MS = 4000;
 
-let cluster: Cluster | undefined;
-
-afterEach(async (ctx) => {
-  const failed = ctx.task.result?.state === "fail";
-  if (failed && cluster) console.error(cluster.transcript());
-  await cluster?.close({ keepDir: failed });
-  cluster = undefined;
-});
-
-function start(): Cluster {
-  assertBuilt();
-  cluster = new Cluster({
-    connectString: inject("zkConnectString"),
-    sessionTimeoutMs: SESSION_TIMEOUT_MS,
-    label: "hostile",
-  });
-  return cluster;
-}
+const newCluster = clusterPerTest(SESSION_TIMEOUT_MS);
+const start = (): Cluster => newCluster("hostile");
 
 /** Starts masters m1 (leading) and m2, and workers w1 and w2 whose working directory is nested two deep. */
 async function startGrid(c: Cluster): Promise<{ workCwd: string }> {
   const workCwd = join(c.dir, "nest", "work");
   mkdirSync(workCwd, { recursive: true });
   c.startMaster("m1");
-  await waitFor(async () => (await c.leaderName()) === "m1", { timeoutMs: 60_000, message: "m1 to lead" });
+  await waitForLeader(c, "m1");
   c.startMaster("m2");
   c.startWorker("w1", { cwd: workCwd, concurrency: 4 });
   c.startWorker("w2", { cwd: workCwd, concurrency: 4 });
@@ -96,45 +81,14 @@ function expectNothingOutsideOutputFolders(c: Cluster, workCwd: string, validIds
  * rebuilds its state over whatever junk the test left. Returns the ids it ran.
  */
 async function expectServesAcrossTakeover(c: Cluster, prefix: string): Promise<Set<string>> {
-  const before = Array.from(
-    { length: 10 },
-    (_, i) => validTask(`${prefix}-before-${i}`) as { id: string; cmd: string },
-  );
-  await c.submit(before);
-  const first = byId(
-    await c.waitForResults(
-      before.map((t) => t.id),
-      90_000,
-    ),
-  );
-  for (const t of before)
-    expect(
-      first.get(t.id)?.map((r) => r.state),
-      t.id,
-    ).toEqual(["succeeded"]);
-
+  const before = await expectValidTasksSucceed(c, `${prefix}-before`, 10);
   const leader = await c.leaderName();
   expect(leader).toBeDefined();
   await c.proc(leader as string)?.kill();
   c.startMaster(`${leader}-again`);
-  const after = Array.from(
-    { length: 10 },
-    (_, i) => validTask(`${prefix}-after-${i}`) as { id: string; cmd: string },
-  );
-  await c.submit(after);
-  const second = byId(
-    await c.waitForResults(
-      after.map((t) => t.id),
-      90_000,
-    ),
-  );
-  for (const t of after)
-    expect(
-      second.get(t.id)?.map((r) => r.state),
-      t.id,
-    ).toEqual(["succeeded"]);
+  const after = await expectValidTasksSucceed(c, `${prefix}-after`, 10);
   for (const p of c.procs) if (p.name !== leader) expect(p.alive, `${p.name} alive`).toBe(true);
-  return new Set([...before, ...after].map((t) => t.id));
+  return new Set([...before, ...after]);
 }
 
 async function createQueueNode(zk: ZkClient, c: Cluster, data: Buffer, i: number): Promise<string> {
