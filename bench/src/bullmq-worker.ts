@@ -3,21 +3,13 @@
  * Jobs named `noop` return at once; jobs named `shell` run `sh -c true`, as a zkgrid shell task does.
  * Prints "ready" once its connections are up; SIGTERM closes it.
  */
-import { spawn } from "node:child_process";
 import { Worker } from "bullmq";
+import { runTrue } from "./spawn-true.js";
 
 const [portText, queueName, concurrencyText] = process.argv.slice(2);
 if (portText === undefined || queueName === undefined || concurrencyText === undefined) {
   process.stderr.write("usage: bullmq-worker <redis port> <queue> <concurrency>\n");
   process.exit(2);
-}
-
-function runTrue(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", "true"], { stdio: "ignore" });
-    child.once("error", reject);
-    child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`sh exited with ${code}`))));
-  });
 }
 
 const worker = new Worker(

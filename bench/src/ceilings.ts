@@ -1,7 +1,7 @@
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { connect } from "@zkgrid/core";
+import { connect, type ZkClient } from "@zkgrid/core";
 import { BINS, type BenchContext } from "./context.js";
 import { GuardedProcess } from "./processes.js";
 import type { CeilingName, CeilingResult } from "./results.js";
@@ -136,51 +136,49 @@ export async function zkRelayFloor(
   warmup: number,
   count: number,
 ): Promise<CeilingResult> {
-  const zk = await connect({ connectString: ctx.zk.connectString });
-  const root = `/bench-relay-${Date.now()}`;
-  const nodes = Array.from({ length: writes }, (_, i) => `${root}/h${i}`);
-  const last = nodes.at(-1) as string;
-  const stations: GuardedProcess[] = [];
-  try {
-    for (const node of nodes) await zk.ensurePath(node);
-    for (let i = 0; i + 1 < nodes.length; i++) {
-      stations.push(
-        new GuardedProcess(
-          `relay-station-${i + 1}`,
-          process.execPath,
-          [BINS.relayStation, ctx.zk.connectString, nodes[i] as string, nodes[i + 1] as string],
-          { logFile: join(ctx.workDir, "relay-station.log"), pipeStdout: true },
-        ),
-      );
-    }
-    await Promise.all(stations.map((s) => s.waitForLine(/^ready$/, 30_000)));
-    const watch = zk.watchData(last);
-    await watch.next(); // armed
-    const relay = async (i: number): Promise<number> => {
-      const key = String(i);
-      const start = performance.now();
-      await zk.set(nodes[0] as string, key);
-      for (;;) {
-        const { value, done } = await watch.next();
-        if (done) throw new Error("the relay's watch ended");
-        if (value?.data.toString() === key) return performance.now() - start;
+  return onScratchDir(ctx, "relay", async (zk, root) => {
+    const nodes = Array.from({ length: writes }, (_, i) => `${root}/h${i}`);
+    const last = nodes.at(-1) as string;
+    const stations: GuardedProcess[] = [];
+    try {
+      for (const node of nodes) await zk.ensurePath(node);
+      for (let i = 0; i + 1 < nodes.length; i++) {
+        stations.push(
+          new GuardedProcess(
+            `relay-station-${i + 1}`,
+            process.execPath,
+            [BINS.relayStation, ctx.zk.connectString, nodes[i] as string, nodes[i + 1] as string],
+            { logFile: join(ctx.workDir, "relay-station.log"), pipeStdout: true },
+          ),
+        );
       }
-    };
-    const result = await timedFloor(
-      "zk-relay",
-      (p50) =>
-        `ZooKeeper floor: ${writes} writes in sequence by ${writes} processes, each seen through a data watch (p50 ${p50} ms)`,
-      warmup,
-      count,
-      relay,
-    );
-    watch.stop();
-    return result;
-  } finally {
-    await Promise.all(stations.map((s) => s.stop()));
-    await zk.deleteRecursive(root).catch(() => {});
-    await zk.close();
-  }
+      await Promise.all(stations.map((s) => s.waitForLine(/^ready$/, 30_000)));
+      const watch = zk.watchData(last);
+      await watch.next(); // armed
+      const relay = async (i: number): Promise<number> => {
+        const key = String(i);
+        const start = performance.now();
+        await zk.set(nodes[0] as string, key);
+        for (;;) {
+          const { value, done } = await watch.next();
+          if (done) throw new Error("the relay's watch ended");
+          if (value?.data.toString() === key) return performance.now() - start;
+        }
+      };
+      const result = await timedFloor(
+        "zk-relay",
+        (p50) =>
+          `ZooKeeper floor: ${writes} writes in sequence by ${writes} processes, each seen through a data watch (p50 ${p50} ms)`,
+        warmup,
+        count,
+        relay,
+      );
+      watch.stop();
+      return result;
+    } finally {
+      await Promise.all(stations.map((s) => s.stop()));
+    }
+  });
 }
 
 /**
@@ -195,49 +193,46 @@ export async function zkDirectFloor(
   warmup: number,
   count: number,
 ): Promise<CeilingResult> {
-  const zk = await connect({ connectString: ctx.zk.connectString });
-  const dir = `/bench-direct-${Date.now()}`;
-  const station = new GuardedProcess(
-    "inbox-station",
-    process.execPath,
-    [BINS.inboxStation, ctx.zk.connectString, dir],
-    {
-      logFile: join(ctx.workDir, "inbox-station.log"),
-      pipeStdout: true,
-    },
-  );
-  try {
-    await zk.ensurePath(dir);
-    await station.waitForLine(/^ready$/, 30_000);
-    const once = async (i: number): Promise<number> => {
-      const start = performance.now();
-      const path = `${dir}/t${i}`;
-      await zk.create(path, String(i), "persistent");
-      const watch = zk.watchData(path);
-      try {
-        for (;;) {
-          const { value, done } = await watch.next();
-          if (done) throw new Error("the floor's watch ended");
-          if (value !== null && value.stat.version > 0) return performance.now() - start;
-        }
-      } finally {
-        watch.stop();
-        void zk.delete(path).catch(() => {});
-      }
-    };
-    return await timedFloor(
-      "zk-direct",
-      (p50) =>
-        `ZooKeeper floor of a direct task: a create seen by another process through a child watch, an answer written over it and seen through a data watch (p50 ${p50} ms)`,
-      warmup,
-      count,
-      once,
+  return onScratchDir(ctx, "direct", async (zk, dir) => {
+    const station = new GuardedProcess(
+      "inbox-station",
+      process.execPath,
+      [BINS.inboxStation, ctx.zk.connectString, dir],
+      {
+        logFile: join(ctx.workDir, "inbox-station.log"),
+        pipeStdout: true,
+      },
     );
-  } finally {
-    await station.stop();
-    await zk.deleteRecursive(dir).catch(() => {});
-    await zk.close();
-  }
+    try {
+      await station.waitForLine(/^ready$/, 30_000);
+      const once = async (i: number): Promise<number> => {
+        const start = performance.now();
+        const path = `${dir}/t${i}`;
+        await zk.create(path, String(i), "persistent");
+        const watch = zk.watchData(path);
+        try {
+          for (;;) {
+            const { value, done } = await watch.next();
+            if (done) throw new Error("the floor's watch ended");
+            if (value !== null && value.stat.version > 0) return performance.now() - start;
+          }
+        } finally {
+          watch.stop();
+          void zk.delete(path).catch(() => {});
+        }
+      };
+      return await timedFloor(
+        "zk-direct",
+        (p50) =>
+          `ZooKeeper floor of a direct task: a create seen by another process through a child watch, an answer written over it and seen through a data watch (p50 ${p50} ms)`,
+        warmup,
+        count,
+        once,
+      );
+    } finally {
+      await station.stop();
+    }
+  });
 }
 
 /**
@@ -282,10 +277,7 @@ export async function zkLoneCreateFloor(
   warmup: number,
   count: number,
 ): Promise<CeilingResult> {
-  const zk = await connect({ connectString: ctx.zk.connectString });
-  const dir = `/bench-lone-${Date.now()}`;
-  try {
-    await zk.ensurePath(dir);
+  return onScratchDir(ctx, "lone", async (zk, dir) => {
     const payload = Buffer.alloc(100, "x");
     const once = async (): Promise<number> => {
       const start = performance.now();
@@ -299,6 +291,23 @@ export async function zkLoneCreateFloor(
       count,
       once,
     );
+  });
+}
+
+/**
+ * Runs `body` with a client of the bench's ZooKeeper and a node of its own, `/bench-<name>-<time>`, made
+ * first; that node and all under it are deleted after, and the client closed.
+ */
+async function onScratchDir<T>(
+  ctx: BenchContext,
+  name: string,
+  body: (zk: ZkClient, dir: string) => Promise<T>,
+): Promise<T> {
+  const zk = await connect({ connectString: ctx.zk.connectString });
+  const dir = `/bench-${name}-${Date.now()}`;
+  try {
+    await zk.ensurePath(dir);
+    return await body(zk, dir);
   } finally {
     await zk.deleteRecursive(dir).catch(() => {});
     await zk.close();

@@ -64,93 +64,89 @@ export interface Config {
   masterRssLimitMiB: number;
 }
 
+/**
+ * The figures of each mode, one row a figure, one column a mode: smoke (only proves that every part runs
+ * end to end; its figures mean nothing), quick, full. `*BullWorkers`: BullMQ's worker counts, one run each.
+ */
+const FIGURES = {
+  rounds: [1, 3, 5],
+  noopWarmup: [100, 5000, 20_000],
+  noopCount: [200, 2500, 20_000],
+  noopBullWorkers: [[1], [1], [1, 2]],
+  shellWarmup: [10, 60, 1500],
+  shellCount: [20, 150, 1000],
+  shellBullWorkers: [[1], [2], [2]],
+  latencyWarmup: [5, 20, 2000],
+  latencyCount: [20, 200, 1000],
+  latencyFloorWarmup: [5, 20, 200],
+  zkCreatesWarmup: [100, 1000, 5000],
+  zkCreatesCount: [500, 5000, 50_000],
+  zkCreatesInFlight: [100, 500, 500],
+  spawnWarmup: [5, 50, 300],
+  spawnCount: [40, 600, 3000],
+  spawnProcesses: [[1], [1], [1, 2]],
+  scaleCount: [500, 20_000, 100_000],
+  timeDelayed: [200, 5000, 100_000],
+  timeRetry: [20, 200, 1000],
+  schedulesCount: [5, 100, 1000],
+  schedulesSeconds: [3, 10, 60],
+  serverWarmupTasksPerRound: [200, 5000, 10_000],
+  serverWarmupMaxRounds: [1, 3, 8],
+} as const;
+
+const COLUMN = { smoke: 0, quick: 1, full: 2 } as const;
+
 export function configFor(mode: "full" | "quick" | "smoke"): Config {
+  const at = <R extends readonly [unknown, unknown, unknown]>(row: R): R[number] => row[COLUMN[mode]];
+  const f = FIGURES;
   // Workers hold tasks beyond their concurrency (--prefetch), so that many share each report and
   // assignment; BullMQ's workers run with the same concurrency.
   const noopShape = { workers: 2, concurrency: 100, prefetch: 100 };
   const shellShape = { workers: 2, concurrency: 8, prefetch: 32 };
   // One task at a time: nothing is ever held, so prefetch changes nothing there.
   const latencyShape = { workers: 2, concurrency: 100 };
-  if (mode === "smoke") {
-    // Only proves that every part runs end to end; its figures mean nothing.
-    return {
-      mode,
-      parts: [...DEFAULT_PARTS],
-      rounds: 1,
-      noop: { warmup: 100, count: 200, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
-      shell: { warmup: 10, count: 20, zkgrid: shellShape, bullmq: [{ workers: 1, concurrency: 8 }] },
-      latency: {
-        warmup: 5,
-        count: 20,
-        floorWarmup: 5,
-        zkgrid: latencyShape,
-        bullmq: { workers: 1, concurrency: 100 },
-      },
-      ceilings: {
-        zkCreates: { warmup: 100, count: 500, inFlight: 100 },
-        spawn: { warmup: 5, count: 40, concurrency: 8, processes: [1] },
-      },
-      scale: { count: 500, zkgrid: noopShape },
-      time: { delayed: 200, retry: 20, zkgrid: noopShape },
-      schedules: { count: 5, seconds: 3, zkgrid: noopShape },
-      serverWarmup: { tasksPerRound: 200, maxRounds: 1 },
-      masterRssLimitMiB: 300,
-    };
-  }
-  if (mode === "quick") {
-    return {
-      mode,
-      parts: ["ceilings", "noop", "shell", "latency"],
-      rounds: 3,
-      noop: { warmup: 5000, count: 2500, zkgrid: noopShape, bullmq: [{ workers: 1, concurrency: 100 }] },
-      shell: { warmup: 60, count: 150, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
-      latency: {
-        warmup: 20,
-        count: 200,
-        floorWarmup: 20,
-        zkgrid: latencyShape,
-        bullmq: { workers: 1, concurrency: 100 },
-      },
-      ceilings: {
-        zkCreates: { warmup: 1000, count: 5000, inFlight: 500 },
-        spawn: { warmup: 50, count: 600, concurrency: 8, processes: [1] },
-      },
-      scale: { count: 20_000, zkgrid: noopShape },
-      time: { delayed: 5000, retry: 200, zkgrid: noopShape },
-      schedules: { count: 100, seconds: 10, zkgrid: noopShape },
-      serverWarmup: { tasksPerRound: 5000, maxRounds: 3 },
-      masterRssLimitMiB: 300,
-    };
-  }
+  const bullmq = (workers: readonly number[], concurrency: number): BullShape[] =>
+    workers.map((n) => ({ workers: n, concurrency }));
   return {
     mode,
-    parts: [...DEFAULT_PARTS],
-    rounds: 5,
+    parts: mode === "quick" ? ["ceilings", "noop", "shell", "latency"] : [...DEFAULT_PARTS],
+    rounds: at(f.rounds),
     noop: {
-      warmup: 20_000,
-      count: 20_000,
+      warmup: at(f.noopWarmup),
+      count: at(f.noopCount),
       zkgrid: noopShape,
-      bullmq: [
-        { workers: 1, concurrency: 100 },
-        { workers: 2, concurrency: 100 },
-      ],
+      bullmq: bullmq(at(f.noopBullWorkers), 100),
     },
-    shell: { warmup: 1500, count: 1000, zkgrid: shellShape, bullmq: [{ workers: 2, concurrency: 8 }] },
+    shell: {
+      warmup: at(f.shellWarmup),
+      count: at(f.shellCount),
+      zkgrid: shellShape,
+      bullmq: bullmq(at(f.shellBullWorkers), 8),
+    },
     latency: {
-      warmup: 2000,
-      count: 1000,
-      floorWarmup: 200,
+      warmup: at(f.latencyWarmup),
+      count: at(f.latencyCount),
+      floorWarmup: at(f.latencyFloorWarmup),
       zkgrid: latencyShape,
       bullmq: { workers: 1, concurrency: 100 },
     },
     ceilings: {
-      zkCreates: { warmup: 5000, count: 50_000, inFlight: 500 },
-      spawn: { warmup: 300, count: 3000, concurrency: 8, processes: [1, 2] },
+      zkCreates: {
+        warmup: at(f.zkCreatesWarmup),
+        count: at(f.zkCreatesCount),
+        inFlight: at(f.zkCreatesInFlight),
+      },
+      spawn: {
+        warmup: at(f.spawnWarmup),
+        count: at(f.spawnCount),
+        concurrency: 8,
+        processes: [...at(f.spawnProcesses)],
+      },
     },
-    scale: { count: 100_000, zkgrid: noopShape },
-    time: { delayed: 100_000, retry: 1000, zkgrid: noopShape },
-    schedules: { count: 1000, seconds: 60, zkgrid: noopShape },
-    serverWarmup: { tasksPerRound: 10_000, maxRounds: 8 },
+    scale: { count: at(f.scaleCount), zkgrid: noopShape },
+    time: { delayed: at(f.timeDelayed), retry: at(f.timeRetry), zkgrid: noopShape },
+    schedules: { count: at(f.schedulesCount), seconds: at(f.schedulesSeconds), zkgrid: noopShape },
+    serverWarmup: { tasksPerRound: at(f.serverWarmupTasksPerRound), maxRounds: at(f.serverWarmupMaxRounds) },
     masterRssLimitMiB: 300,
   };
 }

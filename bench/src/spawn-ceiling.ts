@@ -3,21 +3,13 @@
  * `concurrency` in flight, `warmup` times untimed and then `count` times timed, and prints
  * `{"count":…,"ms":…}` as its last line.
  */
-import { spawn } from "node:child_process";
 import { performance } from "node:perf_hooks";
+import { runTrue } from "./spawn-true.js";
 
 const [concurrency, warmup, count] = process.argv.slice(2).map(Number);
 if (!concurrency || warmup === undefined || !count) {
   process.stderr.write("usage: spawn-ceiling <concurrency> <warmup> <count>\n");
   process.exit(2);
-}
-
-function runTrue(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", "true"], { stdio: "ignore" });
-    child.once("error", reject);
-    child.once("exit", () => resolve());
-  });
 }
 
 async function spawnMany(total: number): Promise<void> {

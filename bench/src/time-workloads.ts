@@ -6,11 +6,10 @@
  */
 import { performance } from "node:perf_hooks";
 import type { TaskInput } from "@zkgrid/submit";
-import type { BenchContext } from "./context.js";
 import { readStatusKb } from "./processes.js";
 import { MiB } from "./results.js";
 import { type LatencySummary, round, summarize } from "./stats.js";
-import { type GridOptions, type GridShape, describeShape, RunningGrid } from "./zkgrid.js";
+import { type CountedWorkload, onGridOfItsOwn, type RunningGrid } from "./zkgrid.js";
 import { waitQuiet, writesBetween } from "./zookeeper.js";
 
 export interface DelayedResult {
@@ -51,133 +50,118 @@ function masterRssMiB(grid: RunningGrid): number {
   return bytes === undefined ? Number.NaN : round(bytes / MiB, 1);
 }
 
-export async function zkgridDelayed(
-  ctx: BenchContext,
-  shape: GridShape,
-  count: number,
-  options: GridOptions = {},
-): Promise<DelayedResult> {
-  const result: DelayedResult = {
-    kind: "delayed",
-    shape: describeShape(shape),
-    count,
-    acceptedSeconds: Number.NaN,
-    masterRssMiB: { before: Number.NaN, holding: Number.NaN },
-    zkWritesPerTask: Number.NaN,
-    startLatenessMs: summarize([]),
-    assignLatenessMs: summarize([]),
-    early: 0,
-    failed: 0,
-  };
-  const grid = await RunningGrid.start(ctx, "zkgrid-delayed", shape, options);
-  try {
-    // Warm the grid up, untimed.
-    await grid.client.submitAndWait(Array.from({ length: 200 }, (_, i) => ({ handler: "noop", input: i })));
-    const before = await waitQuiet(ctx.zk);
-    result.masterRssMiB.before = masterRssMiB(grid);
-    // Every task is due only after all are accepted (a generous lead), spread over a window the
-    // workers can keep up with, so lateness measures the leader's timer, not a backlog.
-    const start = Date.now();
-    const lead = 5000 + count / 5;
-    const spread = Math.max(2000, count / 2);
-    const tasks: TaskInput[] = Array.from({ length: count }, (_, i) => ({
-      handler: "noop",
-      input: i,
-      runAt: start + lead + Math.floor((i * spread) / count),
-    }));
-    const runAt = new Map<string, number>();
-    const t0 = performance.now();
-    const ids = await grid.client.submit(tasks);
-    result.acceptedSeconds = round((performance.now() - t0) / 1000);
-    for (const [i, id] of ids.entries()) runAt.set(id, tasks[i]?.runAt ?? 0);
-    // The leader has read the queue by now, in a step or two: sample while none is due yet.
-    await new Promise((r) => setTimeout(r, Math.max(0, Math.min(2000, start + lead - Date.now() - 500))));
-    result.masterRssMiB.holding = masterRssMiB(grid);
-    const lateness: number[] = [];
-    const assignLateness: number[] = [];
-    await grid.client.wait(ids, {
-      timeoutMs: lead + spread + 120_000,
-      onResult: (status) => {
-        const due = runAt.get(status.id) ?? 0;
-        if (status.state !== "succeeded") result.failed++;
-        if (status.startedAt !== undefined) {
-          lateness.push(status.startedAt - due);
-          if (status.startedAt < due) result.early++;
-        }
-        if (status.assignedAt !== undefined) assignLateness.push(status.assignedAt - due);
-      },
-    });
-    const after = await waitQuiet(ctx.zk);
-    result.zkWritesPerTask = round(writesBetween(before, after) / count, 3);
-    result.startLatenessMs = summarize(lateness);
-    result.assignLatenessMs = summarize(assignLateness);
-  } catch (error) {
-    result.error = String(error);
-  } finally {
-    await grid.stop();
-  }
-  return result;
-}
+export const zkgridDelayed: CountedWorkload<DelayedResult> = (ctx, shape, count, options = {}) =>
+  onGridOfItsOwn<DelayedResult>(
+    ctx,
+    "delayed",
+    shape,
+    options,
+    {
+      count,
+      acceptedSeconds: Number.NaN,
+      masterRssMiB: { before: Number.NaN, holding: Number.NaN },
+      zkWritesPerTask: Number.NaN,
+      startLatenessMs: summarize([]),
+      assignLatenessMs: summarize([]),
+      early: 0,
+      failed: 0,
+    },
+    async (grid, result) => {
+      // Warm the grid up, untimed.
+      await grid.client.submitAndWait(Array.from({ length: 200 }, (_, i) => ({ handler: "noop", input: i })));
+      const before = await waitQuiet(ctx.zk);
+      result.masterRssMiB.before = masterRssMiB(grid);
+      // Every task is due only after all are accepted (a generous lead), spread over a window the
+      // workers can keep up with, so lateness measures the leader's timer, not a backlog.
+      const start = Date.now();
+      const lead = 5000 + count / 5;
+      const spread = Math.max(2000, count / 2);
+      const tasks: TaskInput[] = Array.from({ length: count }, (_, i) => ({
+        handler: "noop",
+        input: i,
+        runAt: start + lead + Math.floor((i * spread) / count),
+      }));
+      const runAt = new Map<string, number>();
+      const t0 = performance.now();
+      const ids = await grid.client.submit(tasks);
+      result.acceptedSeconds = round((performance.now() - t0) / 1000);
+      for (const [i, id] of ids.entries()) runAt.set(id, tasks[i]?.runAt ?? 0);
+      // The leader has read the queue by now, in a step or two: sample while none is due yet.
+      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(2000, start + lead - Date.now() - 500))));
+      result.masterRssMiB.holding = masterRssMiB(grid);
+      const lateness: number[] = [];
+      const assignLateness: number[] = [];
+      await grid.client.wait(ids, {
+        timeoutMs: lead + spread + 120_000,
+        onResult: (status) => {
+          const due = runAt.get(status.id) ?? 0;
+          if (status.state !== "succeeded") result.failed++;
+          if (status.startedAt !== undefined) {
+            lateness.push(status.startedAt - due);
+            if (status.startedAt < due) result.early++;
+          }
+          if (status.assignedAt !== undefined) assignLateness.push(status.assignedAt - due);
+        },
+      });
+      const after = await waitQuiet(ctx.zk);
+      result.zkWritesPerTask = round(writesBetween(before, after) / count, 3);
+      result.startLatenessMs = summarize(lateness);
+      result.assignLatenessMs = summarize(assignLateness);
+    },
+  );
 
-export async function zkgridRetry(
-  ctx: BenchContext,
-  shape: GridShape,
-  count: number,
-  options: GridOptions = {},
-): Promise<RetryResult> {
+export const zkgridRetry: CountedWorkload<RetryResult> = (ctx, shape, count, options = {}) => {
   const empty = { zkWritesPerTask: Number.NaN, loneLatencyMs: summarize([]) };
-  const result: RetryResult = {
-    kind: "retry",
-    shape: describeShape(shape),
-    count,
-    firstTime: { ...empty },
-    retried: { ...empty },
-    ratio: { writes: Number.NaN, p50: Number.NaN },
-    failed: 0,
-  };
-  const grid = await RunningGrid.start(ctx, "zkgrid-retry", shape, options);
   const task = (retried: boolean, i: number): TaskInput =>
     retried
       ? { handler: "failOnce", input: i, maxAttempts: 2, retry: { backoff: { type: "fixed", delayMs: 0 } } }
       : { handler: "noop", input: i };
-  try {
-    await grid.client.submitAndWait(Array.from({ length: 100 }, (_, i) => task(i % 2 === 0, i)));
-    for (const [key, retried] of [
-      ["firstTime", false],
-      ["retried", true],
-    ] as const) {
-      // Writes: a batch of `count`, submitted at once.
-      const before = await waitQuiet(ctx.zk);
-      const batch = await grid.client.submitAndWait(
-        Array.from({ length: count }, (_, i) => task(retried, i)),
-      );
-      for (const s of batch.values()) if (s.state !== "succeeded") result.failed++;
-      const after = await waitQuiet(ctx.zk);
-      // Latency: lone tasks one at a time (through the queue: a retried task never goes direct).
-      const latencies: number[] = [];
-      for (let i = 0; i < Math.min(count, 200); i++) {
-        const t0 = performance.now();
-        // A caller's own id keeps a lone first-time task off the direct path too: the same route for both.
-        const status = await grid.client.submitAndWait({ ...task(retried, i), id: `lone-${key}-${i}` });
-        latencies.push(performance.now() - t0);
-        for (const s of status.values()) if (s.state !== "succeeded") result.failed++;
+  return onGridOfItsOwn<RetryResult>(
+    ctx,
+    "retry",
+    shape,
+    options,
+    {
+      count,
+      firstTime: { ...empty },
+      retried: { ...empty },
+      ratio: { writes: Number.NaN, p50: Number.NaN },
+      failed: 0,
+    },
+    async (grid, result) => {
+      await grid.client.submitAndWait(Array.from({ length: 100 }, (_, i) => task(i % 2 === 0, i)));
+      for (const [key, retried] of [
+        ["firstTime", false],
+        ["retried", true],
+      ] as const) {
+        // Writes: a batch of `count`, submitted at once.
+        const before = await waitQuiet(ctx.zk);
+        const batch = await grid.client.submitAndWait(
+          Array.from({ length: count }, (_, i) => task(retried, i)),
+        );
+        for (const s of batch.values()) if (s.state !== "succeeded") result.failed++;
+        const after = await waitQuiet(ctx.zk);
+        // Latency: lone tasks one at a time (through the queue: a retried task never goes direct).
+        const latencies: number[] = [];
+        for (let i = 0; i < Math.min(count, 200); i++) {
+          const t0 = performance.now();
+          // A caller's own id keeps a lone first-time task off the direct path too: the same route for both.
+          const status = await grid.client.submitAndWait({ ...task(retried, i), id: `lone-${key}-${i}` });
+          latencies.push(performance.now() - t0);
+          for (const s of status.values()) if (s.state !== "succeeded") result.failed++;
+        }
+        result[key] = {
+          zkWritesPerTask: round(writesBetween(before, after) / count, 3),
+          loneLatencyMs: summarize(latencies),
+        };
       }
-      result[key] = {
-        zkWritesPerTask: round(writesBetween(before, after) / count, 3),
-        loneLatencyMs: summarize(latencies),
+      result.ratio = {
+        writes: round(result.retried.zkWritesPerTask / result.firstTime.zkWritesPerTask, 2),
+        p50: round(result.retried.loneLatencyMs.p50 / result.firstTime.loneLatencyMs.p50, 2),
       };
-    }
-    result.ratio = {
-      writes: round(result.retried.zkWritesPerTask / result.firstTime.zkWritesPerTask, 2),
-      p50: round(result.retried.loneLatencyMs.p50 / result.firstTime.loneLatencyMs.p50, 2),
-    };
-  } catch (error) {
-    result.error = String(error);
-  } finally {
-    await grid.stop();
-  }
-  return result;
-}
+    },
+  );
+};
 
 /** One line for the run's log. */
 export function describeTimeResult(r: DelayedResult | RetryResult): string {

@@ -64,6 +64,47 @@ export function describeShape(shape: GridShape): string {
   return `1 master + ${shape.workers} worker${shape.workers === 1 ? "" : "s"} × ${shape.concurrency}${prefetch}`;
 }
 
+/** A workload of `count` tasks on a grid of `shape`. */
+export type CountedWorkload<R> = (
+  ctx: BenchContext,
+  shape: GridShape,
+  count: number,
+  options?: GridOptions,
+) => Promise<R>;
+
+interface GridWorkloadResult {
+  kind: string;
+  shape: string;
+  error?: string;
+}
+
+/**
+ * Runs a workload on a grid of its own, named `zkgrid-<kind>`. Its result starts as `figures` after its
+ * kind and shape, and `run` fills it in; a failure is recorded as the result's `error`, not thrown.
+ * `finish` (results read off the grid, failed or not) runs before the grid is stopped, in every case.
+ */
+export async function onGridOfItsOwn<R extends GridWorkloadResult>(
+  ctx: BenchContext,
+  kind: R["kind"],
+  shape: GridShape,
+  options: GridOptions,
+  figures: Omit<R, "kind" | "shape">,
+  run: (grid: RunningGrid, result: R) => Promise<void>,
+  finish?: (grid: RunningGrid, result: R) => Promise<void>,
+): Promise<R> {
+  const result = { kind, shape: describeShape(shape), ...figures } as R;
+  const grid = await RunningGrid.start(ctx, `zkgrid-${kind}`, shape, options);
+  try {
+    await run(grid, result);
+  } catch (error) {
+    result.error = String(error);
+  } finally {
+    await finish?.(grid, result);
+    await grid.stop();
+  }
+  return result;
+}
+
 /** One master and its workers as real processes (the built bins), on a grid root of their own. */
 export class RunningGrid {
   private constructor(
@@ -407,86 +448,84 @@ async function largestChild(zk: ZkClient, dir: string, limit = 5000): Promise<nu
  * empty (the leader has handed every task out), and until every result is back (drained); the size of
  * what crosses ZooKeeper and the master's memory on the way.
  */
-export async function zkgridScale(
-  ctx: BenchContext,
-  shape: GridShape,
-  count: number,
-  options: GridOptions = {},
-): Promise<ScaleResult> {
-  const result: ScaleResult = {
-    kind: "scale",
-    shape: describeShape(shape),
-    count,
-    acceptedSeconds: Number.NaN,
-    assignedSeconds: Number.NaN,
-    drainedSeconds: Number.NaN,
-    tasksPerSecond: Number.NaN,
-    failed: 0,
-    zk: { writesPerTask: Number.NaN, requestsPerTask: Number.NaN, bytesInPerTask: Number.NaN },
-    maxResponseBytes: 0,
-    oversizedRequests: 0,
-    maxNodeBytesSeen: 0,
-    peakRssMiB: { workers: [] },
-    masterRssTimeline: [],
-  };
-  const grid = await RunningGrid.start(ctx, "zkgrid-scale", shape, options);
-  const { layout } = grid.client;
+export const zkgridScale: CountedWorkload<ScaleResult> = (ctx, shape, count, options = {}) => {
   let sampling = true;
   let sampler: Promise<void> = Promise.resolve();
-  try {
-    await submitAll(grid, makeTasks("noop", 1000), drainTimeoutMs(1000));
-    const nodesBefore = await grid.resultNodeCount();
-    const before = await waitQuiet(ctx.zk);
-    const meter = grid.cpuMeter(ctx.zk.pid);
-    meter.start();
-    const start = performance.now();
-    const since = () => (performance.now() - start) / 1000;
-    let accepted = false;
-    sampler = (async () => {
-      while (sampling) {
-        const rss = readStatusKb(grid.master.pid, "VmRSS");
-        if (rss !== undefined) result.masterRssTimeline.push([round(since(), 2), round(rss / MiB, 1)]);
-        const assigns = await Promise.all(
-          grid.workers.map((_, i) => dataLength(grid.zk, layout.assign(`w${i + 1}`))),
-        );
-        result.maxNodeBytesSeen = Math.max(result.maxNodeBytesSeen, ...assigns);
-        if (accepted && Number.isNaN(result.assignedSeconds)) {
-          const queued = await grid.zk.getChildren(layout.queue).catch(() => ["?"]);
-          if (queued.length === 0) result.assignedSeconds = round(since());
+  return onGridOfItsOwn<ScaleResult>(
+    ctx,
+    "scale",
+    shape,
+    options,
+    {
+      count,
+      acceptedSeconds: Number.NaN,
+      assignedSeconds: Number.NaN,
+      drainedSeconds: Number.NaN,
+      tasksPerSecond: Number.NaN,
+      failed: 0,
+      zk: { writesPerTask: Number.NaN, requestsPerTask: Number.NaN, bytesInPerTask: Number.NaN },
+      maxResponseBytes: 0,
+      oversizedRequests: 0,
+      maxNodeBytesSeen: 0,
+      peakRssMiB: { workers: [] },
+      masterRssTimeline: [],
+    },
+    async (grid, result) => {
+      const { layout } = grid.client;
+      await submitAll(grid, makeTasks("noop", 1000), drainTimeoutMs(1000));
+      const nodesBefore = await grid.resultNodeCount();
+      const before = await waitQuiet(ctx.zk);
+      const meter = grid.cpuMeter(ctx.zk.pid);
+      meter.start();
+      const start = performance.now();
+      const since = () => (performance.now() - start) / 1000;
+      let accepted = false;
+      sampler = (async () => {
+        while (sampling) {
+          const rss = readStatusKb(grid.master.pid, "VmRSS");
+          if (rss !== undefined) result.masterRssTimeline.push([round(since(), 2), round(rss / MiB, 1)]);
+          const assigns = await Promise.all(
+            grid.workers.map((_, i) => dataLength(grid.zk, layout.assign(`w${i + 1}`))),
+          );
+          result.maxNodeBytesSeen = Math.max(result.maxNodeBytesSeen, ...assigns);
+          if (accepted && Number.isNaN(result.assignedSeconds)) {
+            const queued = await grid.zk.getChildren(layout.queue).catch(() => ["?"]);
+            if (queued.length === 0) result.assignedSeconds = round(since());
+          }
+          await new Promise((r) => setTimeout(r, 100));
         }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    })();
-    const run = await submitAll(grid, makeTasks("noop", count, 1000), drainTimeoutMs(count), () => {
-      result.acceptedSeconds = round(since());
-      accepted = true;
-      // Right after acceptance most queue nodes still exist: measure them (stats only).
-      void largestChild(grid.zk, layout.queue).then((n) => {
-        result.maxNodeBytesSeen = Math.max(result.maxNodeBytesSeen, n);
+      })();
+      const run = await submitAll(grid, makeTasks("noop", count, 1000), drainTimeoutMs(count), () => {
+        result.acceptedSeconds = round(since());
+        accepted = true;
+        // Right after acceptance most queue nodes still exist: measure them (stats only).
+        void largestChild(grid.zk, layout.queue).then((n) => {
+          result.maxNodeBytesSeen = Math.max(result.maxNodeBytesSeen, n);
+        });
       });
-    });
-    result.cpuMsPerTask = cpuPerTask(meter.stop(), count, run.ms, availableParallelism());
-    result.drainedSeconds = round(run.ms / 1000);
-    if (Number.isNaN(result.assignedSeconds)) result.assignedSeconds = result.drainedSeconds;
-    result.tasksPerSecond = round(count / (run.ms / 1000), 1);
-    result.failed = run.failed;
-    sampling = false;
-    await sampler;
-    const after = await waitQuiet(ctx.zk);
-    result.zk = zkLoad(before, after, count, (await grid.resultNodeCount()) - nodesBefore);
-    result.maxResponseBytes = after.maxResponseBytes;
-    result.maxNodeBytesSeen = Math.max(result.maxNodeBytesSeen, await largestChild(grid.zk, layout.results));
-  } catch (error) {
-    result.error = String(error);
-  } finally {
-    sampling = false;
-    await sampler.catch(() => {});
-    result.oversizedRequests = oversizedRequests(ctx.zk.logFile);
-    result.peakRssMiB = grid.peakRss();
-    await grid.stop();
-  }
-  return result;
-}
+      result.cpuMsPerTask = cpuPerTask(meter.stop(), count, run.ms, availableParallelism());
+      result.drainedSeconds = round(run.ms / 1000);
+      if (Number.isNaN(result.assignedSeconds)) result.assignedSeconds = result.drainedSeconds;
+      result.tasksPerSecond = round(count / (run.ms / 1000), 1);
+      result.failed = run.failed;
+      sampling = false;
+      await sampler;
+      const after = await waitQuiet(ctx.zk);
+      result.zk = zkLoad(before, after, count, (await grid.resultNodeCount()) - nodesBefore);
+      result.maxResponseBytes = after.maxResponseBytes;
+      result.maxNodeBytesSeen = Math.max(
+        result.maxNodeBytesSeen,
+        await largestChild(grid.zk, layout.results),
+      );
+    },
+    async (grid, result) => {
+      sampling = false;
+      await sampler.catch(() => {});
+      result.oversizedRequests = oversizedRequests(ctx.zk.logFile);
+      result.peakRssMiB = grid.peakRss();
+    },
+  );
+};
 
 /** CPU time (ms) of each thread of a process, with whether it is a JIT compiler thread. */
 function threadCpu(pid: number): Map<string, { ms: number; jit: boolean }> {

@@ -1,12 +1,5 @@
-import {
-  type ServerHost,
-  startEnsemble,
-  startTestNet,
-  type TestHost,
-  type TestNet,
-  waitFor,
-  type ZkEnsemble,
-} from "@zkgrid/testing";
+import { type ServerHost, type TestHost, type TestNet, waitFor, type ZkEnsemble } from "@zkgrid/testing";
+import { startEnsembleNet } from "../network/ensemble-net.js";
 import { ChaosRun } from "./scenario.js";
 
 /** Hosts for the masters: the first two, and one for a third should the schedule ever start one. */
@@ -23,12 +16,13 @@ export class NetworkChaosRun extends ChaosRun {
   private readonly hosts = new Map<string, TestHost>();
 
   protected override async startEnsemble(): Promise<ZkEnsemble> {
-    const net = await startTestNet({ name: "chaos-net" });
+    const { net, hosts, ensemble } = await startEnsembleNet("chaos-net", [
+      ...MASTER_HOSTS,
+      ...this.workerNames,
+    ]);
     this.net = net;
-    for (const name of ["zk1", "zk2", "zk3", ...MASTER_HOSTS, ...this.workerNames])
-      this.hosts.set(name, await net.addHost(name));
-    const members = ["zk1", "zk2", "zk3"].map((name) => this.host(name));
-    return startEnsemble(3, { hosts: members, startTimeoutMs: 120_000 });
+    for (const [name, host] of hosts) this.hosts.set(name, host);
+    return ensemble;
   }
 
   protected override hostOf(name: string): ServerHost | undefined {

@@ -14,6 +14,14 @@ const attempt = (n: number, outcome: AttemptRecord["outcome"], worker = "w1"): A
   outcome,
   worker,
 });
+/** A result that succeeded as attempt `n`. */
+const succeeded = (id: string, n: number, rest: Partial<TaskStatus> = {}): TaskStatus => ({
+  v: 1,
+  id,
+  state: "succeeded",
+  attempt: n,
+  ...rest,
+});
 
 describe("the time ledger of the chaos suite", () => {
   // roll 0 makes a delayed task due 500 ms after `now`; roll 0.07 a retried one (share 0.05).
@@ -25,13 +33,9 @@ describe("the time ledger of the chaos suite", () => {
     const retried = l.maybe("r", 0.07, 1000);
     expect(delayed?.runAt).toBe(1500);
     expect(retried?.retry).toBeDefined();
-    const results: TaskStatus[] = [
-      { v: 1, id: "d", state: "succeeded", attempt: 1, worker: "w1" },
-      {
-        v: 1,
-        id: "r",
-        state: "succeeded",
-        attempt: 4,
+    const results = [
+      succeeded("d", 1, { worker: "w1" }),
+      succeeded("r", 4, {
         worker: "w1",
         history: [
           attempt(1, "failed"),
@@ -39,7 +43,7 @@ describe("the time ledger of the chaos suite", () => {
           attempt(3, "failed"),
           attempt(4, "succeeded"),
         ],
-      },
+      }),
     ];
     const executions = new Map([
       ["d", [run(1, "w1", 1500)]],
@@ -52,15 +56,9 @@ describe("the time ledger of the chaos suite", () => {
     const l = ledger();
     l.maybe("d", 0, 1000);
     l.maybe("r", 0.07, 1000);
-    const results: TaskStatus[] = [
-      { v: 1, id: "d", state: "succeeded", attempt: 1, worker: "w1" },
-      {
-        v: 1,
-        id: "r",
-        state: "succeeded",
-        attempt: 3,
-        history: [attempt(1, "failed"), attempt(3, "succeeded")],
-      },
+    const results = [
+      succeeded("d", 1, { worker: "w1" }),
+      succeeded("r", 3, { history: [attempt(1, "failed"), attempt(3, "succeeded")] }),
     ];
     const executions = new Map([
       ["d", [run(1, "w1", 1499)]],

@@ -5,7 +5,7 @@ import type { ZkClient } from "@zkgrid/core";
 import { decodeInboxNode, encodeSubmitBatch, type TaskSpec, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { gridPerTest, isAlive, sessionOf, type TestGrid } from "./grid.js";
+import { gridPerTest, isAlive, type Proc, sessionOf, type TestGrid } from "./grid.js";
 
 const start = gridPerTest();
 const watches: Array<{ stop(): void }> = [];
@@ -98,13 +98,27 @@ function countIds(results: TaskStatus[]): Map<string, TaskStatus[]> {
   return byId;
 }
 
+/** A grid of master m1, leading, and worker w1 (started with `workerFlags`): w1's process and its session. */
+async function m1AndW1(workerFlags: string[] = []) {
+  const g = start();
+  g.master("m1");
+  const w1 = g.worker("w1", workerFlags);
+  const session = await sessionOf(g, "w1");
+  await leaderIs(g, "m1");
+  return { g, w1, session };
+}
+
+/** w1 is still up, and a valid direct task `id` put in its inbox succeeds as attempt 1, on w1, once. */
+async function expectW1StillRunsDirect(g: TestGrid, w1: Proc, session: string, id: string) {
+  expect(w1.child.exitCode).toBeNull();
+  const sent = await putDirect(g, "w1", session, { id, cmd: `echo ${id}` });
+  expect((await statusOf(sent)).status).toMatchObject({ state: "succeeded", attempt: 1 });
+  expect((await g.waitForResults([id])).get(id)).toMatchObject({ state: "succeeded", worker: "w1" });
+}
+
 describe("direct tasks put in a worker session's inbox", () => {
   it("a direct task runs once at once, its answer lands over its node, and the leader's result equals the one built from that answer", async () => {
-    const g = start();
-    g.master("m1");
-    g.worker("w1", ["--concurrency", "2"]);
-    const session = await sessionOf(g, "w1");
-    await leaderIs(g, "m1");
+    const { g, session } = await m1AndW1(["--concurrency", "2"]);
     const log = join(g.dir, "direct-runs.log");
     const task: TaskSpec = {
       id: "d1",
@@ -164,11 +178,7 @@ describe("direct tasks put in a worker session's inbox", () => {
   });
 
   it("cancelling a running direct task ends it cancelled, kills its process and deletes its node, and the worker keeps serving", async () => {
-    const g = start();
-    g.master("m1");
-    const w1 = g.worker("w1");
-    const session = await sessionOf(g, "w1");
-    await leaderIs(g, "m1");
+    const { g, w1, session } = await m1AndW1();
     const sent = await putDirect(g, "w1", session, { id: "long", cmd: "echo $$ > task.pid; exec sleep 30" });
     const pidFile = join(g.dir, "w1", "long", "task.pid");
     const pid = await waitFor(
@@ -196,21 +206,11 @@ describe("direct tasks put in a worker session's inbox", () => {
     await waitFor(async () => (await zk.exists(sent.path)) === null, { timeoutMs: 30_000 });
     expect(countIds(await g.results()).get("long")).toHaveLength(1);
 
-    expect(w1.child.exitCode).toBeNull();
-    const after = await putDirect(g, "w1", session, { id: "after", cmd: "echo after" });
-    expect((await statusOf(after)).status).toMatchObject({ state: "succeeded" });
-    expect((await g.waitForResults(["after"])).get("after")).toMatchObject({
-      state: "succeeded",
-      worker: "w1",
-    });
+    await expectW1StillRunsDirect(g, w1, session, "after");
   });
 
   it("a direct task whose worker dies mid-run runs again elsewhere with attempt 2, and the dead session's inbox is deleted", async () => {
-    const g = start();
-    g.master("m1");
-    const w1 = g.worker("w1");
-    const session = await sessionOf(g, "w1");
-    await leaderIs(g, "m1");
+    const { g, w1, session } = await m1AndW1();
     const marker = join(g.dir, "orphan.started");
     await putDirect(g, "w1", session, {
       id: "orphan",
@@ -234,11 +234,7 @@ describe("direct tasks put in a worker session's inbox", () => {
   }, 120_000);
 
   it("an invalid inbox node becomes a rejected result naming the problem, and the worker still runs a valid direct task", async () => {
-    const g = start();
-    g.master("m1");
-    const w1 = g.worker("w1");
-    const session = await sessionOf(g, "w1");
-    await leaderIs(g, "m1");
+    const { g, w1, session } = await m1AndW1();
     const zk = await g.zk();
     await zk.create(g.layout.inboxTask("w1", session, "bad-json"), "{ not json", "persistent");
     const two = {
@@ -264,13 +260,7 @@ describe("direct tasks put in a worker session's inbox", () => {
     expect(existsSync(join(g.dir, "w1", "two"))).toBe(false);
     expect((await g.results()).some((r) => r.id === "two-b")).toBe(false);
 
-    expect(w1.child.exitCode).toBeNull();
-    const sent = await putDirect(g, "w1", session, { id: "valid", cmd: "echo valid" });
-    expect((await statusOf(sent)).status).toMatchObject({ state: "succeeded", attempt: 1 });
-    expect((await g.waitForResults(["valid"])).get("valid")).toMatchObject({
-      state: "succeeded",
-      worker: "w1",
-    });
+    await expectW1StillRunsDirect(g, w1, session, "valid");
   });
 
   it("a direct task answered while no master leads gets its result, the answer itself, once a master leads", async () => {

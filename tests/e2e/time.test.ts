@@ -33,6 +33,16 @@ function countingCommand(file: string, succeedOn: number): string {
   return `n=$(cat ${file} 2>/dev/null || echo 0); n=$((n+1)); echo $n > ${file}; [ $n -ge ${succeedOn} ]`;
 }
 
+/** Submits `cmd` with `flags` and waits for its end; returns the CLI's exit code and the status it printed. */
+async function submitAndWait(
+  g: TestGrid,
+  cmd: string,
+  flags: string[],
+): Promise<{ code: number | null; status: TaskStatus }> {
+  const out = await g.submit(["--cmd", cmd, ...flags, "--wait", "--json"]);
+  return { code: out.code, status: JSON.parse(lines(out.stdout)[0] ?? "{}") as TaskStatus };
+}
+
 function outcomes(status: TaskStatus | undefined): Array<[number, string, number | undefined]> {
   return (status?.history ?? []).map((a) => [a.attempt, a.outcome, a.exitCode]);
 }
@@ -41,18 +51,13 @@ describe("retries, end to end with real workers", () => {
   it("a command failing twice then succeeding ends succeeded, with its 3 attempts in its history", async () => {
     const g = smallGrid();
     const counter = join(g.dir, "runs");
-    const out = await g.submit([
-      "--cmd",
-      countingCommand(counter, 3),
+    const { code, status } = await submitAndWait(g, countingCommand(counter, 3), [
       "--retries",
       "4",
       "--backoff",
       "fixed:200ms",
-      "--wait",
-      "--json",
     ]);
-    expect(out.code).toBe(0);
-    const status = JSON.parse(lines(out.stdout)[0] ?? "{}") as TaskStatus;
+    expect(code).toBe(0);
     expect(status).toMatchObject({ state: "succeeded", attempt: 3, exitCode: 0, worker: "w1" });
     expect(outcomes(status)).toEqual([
       [1, "failed", 1],
@@ -75,20 +80,15 @@ describe("retries, end to end with real workers", () => {
   it("an exit code the policy lists refuses the retry: the first failure is final", async () => {
     const g = smallGrid();
     const counter = join(g.dir, "runs");
-    const out = await g.submit([
-      "--cmd",
-      `${countingCommand(counter, 99)} || exit 3`,
+    const { code, status } = await submitAndWait(g, `${countingCommand(counter, 99)} || exit 3`, [
       "--retries",
       "3",
       "--backoff",
       "fixed:100ms",
       "--no-retry-exit-codes",
       "3,4",
-      "--wait",
-      "--json",
     ]);
-    expect(out.code).toBe(1);
-    const status = JSON.parse(lines(out.stdout)[0] ?? "{}") as TaskStatus;
+    expect(code).toBe(1);
     expect(status).toMatchObject({ state: "failed", attempt: 1, exitCode: 3 });
     expect(status.history).toBeUndefined();
   });

@@ -1,18 +1,11 @@
-import { encodeGridGate, type TaskStatus } from "@zkgrid/protocol";
+import { encodeGridGate } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, describe, expect, inject, it } from "vitest";
-import { assertBuilt, Cluster } from "../chaos/cluster.js";
+import { describe, expect, it } from "vitest";
 import { validTask } from "./corpus.js";
 import { gateCorpus } from "./gate-corpus.js";
+import { clusterPerTest, expectValidTasksSucceed, waitForLeader } from "./harness.js";
 
-let cluster: Cluster | undefined;
-
-afterEach(async (ctx) => {
-  const failed = ctx.task.result?.state === "fail";
-  if (failed && cluster) console.error(cluster.transcript());
-  await cluster?.close({ keepDir: failed });
-  cluster = undefined;
-});
+const newCluster = clusterPerTest(4000);
 
 /** The JSON log lines of a process (pino), skipping anything else. */
 function logLines(log: string): Array<Record<string, unknown>> {
@@ -26,32 +19,11 @@ function logLines(log: string): Array<Record<string, unknown>> {
   });
 }
 
-async function runAll(c: Cluster, prefix: string, n: number): Promise<void> {
-  const tasks = Array.from(
-    { length: n },
-    (_, i) => validTask(`${prefix}-${i}`) as { id: string; cmd: string },
-  );
-  await c.submit(tasks);
-  const results = await c.waitForResults(
-    tasks.map((t) => t.id),
-    90_000,
-  );
-  const states = new Map<string, TaskStatus["state"][]>();
-  for (const r of results) states.set(r.id, [...(states.get(r.id) ?? []), r.state]);
-  for (const t of tasks) expect(states.get(t.id), t.id).toEqual(["succeeded"]);
-}
-
 describe("hostile gate nodes written straight into ZooKeeper", () => {
   it("a malformed gate, or each malformed part of one, is ignored with a logged reason; the master stays up and leads on", async () => {
-    assertBuilt();
-    const c = new Cluster({
-      connectString: inject("zkConnectString"),
-      sessionTimeoutMs: 4000,
-      label: "hostile-gate",
-    });
-    cluster = c;
+    const c = newCluster("hostile-gate");
     c.startMaster("m1");
-    await waitFor(async () => (await c.leaderName()) === "m1", { timeoutMs: 60_000, message: "m1 to lead" });
+    await waitForLeader(c, "m1");
     c.startWorker("w1", { concurrency: 4 });
     await waitFor(() => c.workerSession("w1"), { timeoutMs: 60_000, message: "w1 to register" });
     const zk = await c.zk();
@@ -79,7 +51,7 @@ describe("hostile gate nodes written straight into ZooKeeper", () => {
     }
 
     // The last case left only an unknown key: nothing is paused, and tasks run.
-    await runAll(c, "after-gate-corpus", 5);
+    await expectValidTasksSucceed(c, "after-gate-corpus", 5);
     // Bad parts beside a valid pause: the pause holds, the rest is ignored.
     const before = logLines(c.proc("m1")?.log() ?? "").length;
     await zk.set(
@@ -101,7 +73,7 @@ describe("hostile gate nodes written straight into ZooKeeper", () => {
     // A new leader reads the same node the same way: the pause holds across the takeover.
     await c.proc("m1")?.kill();
     c.startMaster("m2");
-    await waitFor(async () => (await c.leaderName()) === "m2", { timeoutMs: 60_000, message: "m2 to lead" });
+    await waitForLeader(c, "m2");
     await waitFor(() => logLines(c.proc("m2")?.log() ?? "").some((l) => l.msg === "state rebuilt"), {
       timeoutMs: 60_000,
       message: "m2 to rebuild the grid's state",

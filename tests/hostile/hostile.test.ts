@@ -9,38 +9,32 @@ import {
   unnamedTaskId,
 } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, describe, expect, inject, it } from "vitest";
-import { assertBuilt, Cluster } from "../chaos/cluster.js";
+import { describe, expect, it } from "vitest";
+import type { Cluster } from "../chaos/cluster.js";
 import { hostileCorpus, type QueueCase, validTask } from "./corpus.js";
+import { clusterPerTest, expectValidTasksSucceed, waitForLeader } from "./harness.js";
 
 const SEED = Number(process.env.HOSTILE_SEED ?? 20_241_125);
 const SESSION_TIMEOUT_MS = 4000;
 
-let cluster: Cluster | undefined;
+const newCluster = clusterPerTest(SESSION_TIMEOUT_MS);
+const start = (): Cluster => newCluster("hostile");
 
-afterEach(async (ctx) => {
-  const failed = ctx.task.result?.state === "fail";
-  if (failed && cluster) console.error(cluster.transcript());
-  await cluster?.close({ keepDir: failed });
-  cluster = undefined;
-});
-
-function start(): Cluster {
-  assertBuilt();
-  cluster = new Cluster({
-    connectString: inject("zkConnectString"),
-    sessionTimeoutMs: SESSION_TIMEOUT_MS,
-    label: "hostile",
-  });
-  return cluster;
-}
-
-/** Starts masters m1 (leading) and m2, and workers w1 and w2 whose working directory is nested two deep. */
-async function startGrid(c: Cluster): Promise<{ workCwd: string }> {
+/**
+ * A cluster with masters m1 (leading) and m2, and workers w1 and w2 whose working directory is nested two
+ * deep; with the suite's client.
+ */
+async function startGrid(): Promise<{
+  c: Cluster;
+  zk: ZkClient;
+  layout: Cluster["layout"];
+  workCwd: string;
+}> {
+  const c = start();
   const workCwd = join(c.dir, "nest", "work");
   mkdirSync(workCwd, { recursive: true });
   c.startMaster("m1");
-  await waitFor(async () => (await c.leaderName()) === "m1", { timeoutMs: 60_000, message: "m1 to lead" });
+  await waitForLeader(c, "m1");
   c.startMaster("m2");
   c.startWorker("w1", { cwd: workCwd, concurrency: 4 });
   c.startWorker("w2", { cwd: workCwd, concurrency: 4 });
@@ -48,7 +42,7 @@ async function startGrid(c: Cluster): Promise<{ workCwd: string }> {
     timeoutMs: 60_000,
     message: "workers to register",
   });
-  return { workCwd };
+  return { c, zk: await c.zk(), layout: c.layout, workCwd };
 }
 
 function byId(results: TaskStatus[]): Map<string, TaskStatus[]> {
@@ -96,45 +90,14 @@ function expectNothingOutsideOutputFolders(c: Cluster, workCwd: string, validIds
  * rebuilds its state over whatever junk the test left. Returns the ids it ran.
  */
 async function expectServesAcrossTakeover(c: Cluster, prefix: string): Promise<Set<string>> {
-  const before = Array.from(
-    { length: 10 },
-    (_, i) => validTask(`${prefix}-before-${i}`) as { id: string; cmd: string },
-  );
-  await c.submit(before);
-  const first = byId(
-    await c.waitForResults(
-      before.map((t) => t.id),
-      90_000,
-    ),
-  );
-  for (const t of before)
-    expect(
-      first.get(t.id)?.map((r) => r.state),
-      t.id,
-    ).toEqual(["succeeded"]);
-
+  const before = await expectValidTasksSucceed(c, `${prefix}-before`, 10);
   const leader = await c.leaderName();
   expect(leader).toBeDefined();
   await c.proc(leader as string)?.kill();
   c.startMaster(`${leader}-again`);
-  const after = Array.from(
-    { length: 10 },
-    (_, i) => validTask(`${prefix}-after-${i}`) as { id: string; cmd: string },
-  );
-  await c.submit(after);
-  const second = byId(
-    await c.waitForResults(
-      after.map((t) => t.id),
-      90_000,
-    ),
-  );
-  for (const t of after)
-    expect(
-      second.get(t.id)?.map((r) => r.state),
-      t.id,
-    ).toEqual(["succeeded"]);
+  const after = await expectValidTasksSucceed(c, `${prefix}-after`, 10);
   for (const p of c.procs) if (p.name !== leader) expect(p.alive, `${p.name} alive`).toBe(true);
-  return new Set([...before, ...after].map((t) => t.id));
+  return new Set([...before, ...after]);
 }
 
 async function createQueueNode(zk: ZkClient, c: Cluster, data: Buffer, i: number): Promise<string> {
@@ -148,9 +111,7 @@ async function createQueueNode(zk: ZkClient, c: Cluster, data: Buffer, i: number
 
 describe("hostile input written straight into ZooKeeper", () => {
   it("rejects each of more than 1000 malformed tasks and queue nodes with a reason, and runs the valid tasks beside them", async () => {
-    const c = start();
-    const { workCwd } = await startGrid(c);
-    const zk = await c.zk();
+    const { c, zk, workCwd } = await startGrid();
 
     const corpus = hostileCorpus(SEED, "h");
     const caseCount = corpus.reduce((n, k) => n + k.rejected.length, 0);
@@ -216,9 +177,7 @@ describe("hostile input written straight into ZooKeeper", () => {
   }, 420_000);
 
   it("a junk child with an invalid name under R/workers or R/assign is ignored, also on takeover", async () => {
-    const c = start();
-    const { workCwd } = await startGrid(c);
-    const zk = await c.zk();
+    const { c, zk, workCwd } = await startGrid();
     await zk.create(`${c.layout.workers}/bad name`, "{}");
     await zk.create(`${c.layout.assignDir}/bad name`, "garbage");
     await zk.create(`${c.layout.workers}/junk-reg`, Buffer.from([0xc0, 0x80]));
@@ -228,9 +187,7 @@ describe("hostile input written straight into ZooKeeper", () => {
   }, 300_000);
 
   it("a persistent fake registration under R/workers is given no task", async () => {
-    const c = start();
-    await startGrid(c);
-    const zk = await c.zk();
+    const { c, zk } = await startGrid();
     const registration = {
       v: 1 as const,
       name: "ghost",
@@ -250,9 +207,7 @@ describe("hostile input written straight into ZooKeeper", () => {
   }, 300_000);
 
   it("garbage written over a worker's assignment loses none of its tasks", async () => {
-    const c = start();
-    await startGrid(c);
-    const zk = await c.zk();
+    const { c, zk } = await startGrid();
     const slow = Array.from({ length: 8 }, (_, i) => ({ id: `slow-${i}`, cmd: "sleep 2; echo slow" }));
     await c.submit(slow);
     await waitFor(
@@ -279,10 +234,7 @@ describe("hostile input written straight into ZooKeeper", () => {
   }, 300_000);
 
   it("junk under R/reports and unreadable report nodes are dropped without harm", async () => {
-    const c = start();
-    await startGrid(c);
-    const zk = await c.zk();
-    const { layout } = c;
+    const { c, zk, layout } = await startGrid();
     for (const name of ["junk", "w9@ZZ", "w1@0", "a b@1", "nobody@abc123"]) {
       await zk.create(`${layout.reports}/${name}`, "x");
     }
@@ -309,10 +261,7 @@ describe("hostile input written straight into ZooKeeper", () => {
   }, 300_000);
 
   it("queue nodes deleted or overwritten right after they are created end with at most one status", async () => {
-    const c = start();
-    await startGrid(c);
-    const zk = await c.zk();
-    const { layout } = c;
+    const { c, zk, layout } = await startGrid();
     const vanished: string[] = [];
     const overwritten: Array<{ id: string; node: string }> = [];
     for (let i = 0; i < 20; i++) {
@@ -358,10 +307,7 @@ describe("hostile input written straight into ZooKeeper", () => {
   }, 300_000);
 
   it("queue nodes with names no submitter would choose run when valid and are rejected by name when not", async () => {
-    const c = start();
-    const { workCwd } = await startGrid(c);
-    const zk = await c.zk();
-    const { layout } = c;
+    const { c, zk, layout, workCwd } = await startGrid();
     const valid = new Set<string>();
     const oddNames = ["junk", "x..y", "a b", "ünïcode", "n".repeat(300), "q-no-sequence"];
     for (const [i, name] of oddNames.entries()) {

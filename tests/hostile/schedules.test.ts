@@ -1,17 +1,11 @@
 import { encodeScheduleSpec, parseFiringTaskId } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, describe, expect, inject, it } from "vitest";
-import { assertBuilt, Cluster } from "../chaos/cluster.js";
-import { hostileSchedules } from "./schedule-corpus.js";
+import { describe, expect, it } from "vitest";
+import type { Cluster } from "../chaos/cluster.js";
+import { clusterPerTest, waitForLeader } from "./harness.js";
+import { hostileSchedules, scheduleBase } from "./schedule-corpus.js";
 
-let cluster: Cluster | undefined;
-
-afterEach(async (ctx) => {
-  const failed = ctx.task.result?.state === "fail";
-  if (failed && cluster) console.error(cluster.transcript());
-  await cluster?.close({ keepDir: failed });
-  cluster = undefined;
-});
+const newCluster = clusterPerTest(4000);
 
 /** The reasons a master logged for ignoring schedules, by schedule name. */
 function ignored(log: string): Map<string, string> {
@@ -34,45 +28,21 @@ async function goodSlots(c: Cluster): Promise<number[]> {
 
 describe("hostile schedules written straight into ZooKeeper", () => {
   it("malformed schedule nodes are ignored with a logged reason, also on takeover; the valid one keeps firing once per slot", async () => {
-    assertBuilt();
-    const c = new Cluster({
-      connectString: inject("zkConnectString"),
-      sessionTimeoutMs: 4000,
-      label: "hostile",
-    });
-    cluster = c;
+    const c = newCluster("hostile");
     const zk = await c.zk();
     await zk.ensurePath(c.layout.schedules);
     const cases = hostileSchedules();
     for (const k of cases) await zk.create(c.layout.schedule(k.name), k.data);
-    await zk.create(
-      `${c.layout.schedules}/bad.name`,
-      encodeScheduleSpec({
-        v: 1,
-        everyMs: 1000,
-        task: { cmd: "true" },
-        catchUp: "all",
-        overlap: "allow",
-        paused: false,
-        createdAt: Date.now(),
-      }),
-    );
-    const good = {
-      v: 1,
-      everyMs: 1000,
-      task: { cmd: "true" },
-      catchUp: "all",
-      overlap: "allow",
-      paused: false,
-      createdAt: Date.now(),
-    } as const;
+    const good = { ...scheduleBase, everyMs: 1000, task: { cmd: "true" }, createdAt: Date.now() };
+    // A valid spec under a name that is not a schedule name.
+    await zk.create(`${c.layout.schedules}/bad.name`, encodeScheduleSpec(good));
     await zk.create(c.layout.schedule("good"), encodeScheduleSpec(good));
     // A firings node of garbage: rewritten, not believed.
     await zk.ensurePath(c.layout.firings);
     await zk.create(c.layout.firing("good"), "garbage");
 
     c.startMaster("m1");
-    await waitFor(async () => (await c.leaderName()) === "m1", { timeoutMs: 60_000, message: "m1 to lead" });
+    await waitForLeader(c, "m1");
     c.startMaster("m2");
     c.startWorker("w1");
     await waitFor(async () => (await goodSlots(c)).length >= 3, {
@@ -101,7 +71,7 @@ describe("hostile schedules written straight into ZooKeeper", () => {
     });
 
     await c.proc("m1")?.kill();
-    await waitFor(async () => (await c.leaderName()) === "m2", { timeoutMs: 60_000, message: "m2 to lead" });
+    await waitForLeader(c, "m2");
     const after = Date.now() + 2000;
     await waitFor(async () => ((await goodSlots(c)).at(-1) ?? 0) > after, {
       timeoutMs: 60_000,

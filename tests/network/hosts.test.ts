@@ -1,6 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import {
-  startEnsemble,
   startTestNet,
   sweepTestNets,
   type TestHost,
@@ -9,6 +8,7 @@ import {
   type ZkEnsemble,
 } from "@zkgrid/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type EnsembleNet, startEnsembleNet } from "./ensemble-net.js";
 import { HostClient } from "./host-client.js";
 
 // Hosts need root and iproute2; a run that cannot make them fails here (in CI and out), it never skips.
@@ -22,6 +22,7 @@ const namespaces = (): string[] =>
     .map((line) => line.split(" ")[0]!);
 
 describe("test hosts", () => {
+  let testNet: EnsembleNet;
   let net: TestNet;
   let zk: TestHost[];
   let c1: TestHost;
@@ -30,17 +31,15 @@ describe("test hosts", () => {
   const clients: HostClient[] = [];
 
   beforeAll(async () => {
-    net = await startTestNet({ name: "hosts-test" });
-    zk = [await net.addHost("zk1"), await net.addHost("zk2"), await net.addHost("zk3")];
-    c1 = await net.addHost("c1");
-    c2 = await net.addHost("c2");
-    ensemble = await startEnsemble(3, { hosts: zk, startTimeoutMs: 120_000 });
+    testNet = await startEnsembleNet("hosts-test", ["c1", "c2"]);
+    ({ net, members: zk, ensemble } = testNet);
+    c1 = testNet.hosts.get("c1")!;
+    c2 = testNet.hosts.get("c2")!;
   }, 240_000);
 
   afterAll(async () => {
     for (const client of clients) client.close();
-    await ensemble?.stop();
-    await net?.close();
+    await testNet?.close();
   });
 
   const clientOn = async (host: TestHost, connectString: string): Promise<HostClient> => {

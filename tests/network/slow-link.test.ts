@@ -1,17 +1,10 @@
 import type { ChildProcess } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  startEnsemble,
-  startSlowLink,
-  startTestNet,
-  type TestHost,
-  type TestNet,
-  waitFor,
-  type ZkEnsemble,
-} from "@zkgrid/testing";
+import { startSlowLink, type TestHost, waitFor } from "@zkgrid/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, TestGrid } from "../e2e/grid.js";
+import { type EnsembleNet, startEnsembleNet, startOnHost } from "./ensemble-net.js";
 
 /*
  * A healthy worker on a slow, lossy link (100 ms ± 20 ms per chunk each way, 5% of packets dropped both
@@ -22,42 +15,30 @@ const SESSION_TIMEOUT = process.env.SLOW_LINK_SESSION_TIMEOUT ?? "4s";
 const TASKS = 30;
 
 describe("a worker on a slow, lossy link", () => {
-  let net: TestNet;
-  let ensemble: ZkEnsemble;
+  let testNet: EnsembleNet;
   let grid: TestGrid;
   const procs: ChildProcess[] = [];
 
   beforeAll(async () => {
-    net = await startTestNet({ name: "slow-link-test" });
-    const zk = [await net.addHost("zk1"), await net.addHost("zk2"), await net.addHost("zk3")];
-    ensemble = await startEnsemble(3, { hosts: zk, startTimeoutMs: 120_000 });
-    grid = new TestGrid(ensemble.connectString);
+    testNet = await startEnsembleNet("slow-link-test");
+    grid = new TestGrid(testNet.ensemble.connectString);
   }, 240_000);
 
   afterAll(async () => {
     for (const child of procs) child.kill("SIGKILL");
     await grid?.close();
-    await ensemble?.stop();
-    await net?.close();
+    await testNet?.close();
   });
 
   const run = (host: TestHost, bin: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
-    const out = openSync(join(grid.dir, `${host.name}.log`), "a");
-    procs.push(
-      host.spawn(process.execPath, [bin, ...args], {
-        cwd: grid.dir,
-        env: { ...grid.env, ...env },
-        stdio: ["ignore", out, out],
-      }),
-    );
-    closeSync(out);
+    procs.push(startOnHost(grid, host, bin, args, env));
   };
 
   it("keeps its session and runs every task once, as attempt 1", async () => {
-    const m1 = await net.addHost("m1");
-    const w1 = await net.addHost("w1");
+    const m1 = await testNet.net.addHost("m1");
+    const w1 = await testNet.net.addHost("w1");
     const link = await startSlowLink(w1, {
-      to: ensemble.connectString,
+      to: testNet.ensemble.connectString,
       delayMs: 100,
       jitterMs: 20,
       lossPercent: 5,

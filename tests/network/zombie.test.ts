@@ -1,16 +1,10 @@
 import type { ChildProcess } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  startEnsemble,
-  startTestNet,
-  type TestHost,
-  type TestNet,
-  waitFor,
-  type ZkEnsemble,
-} from "@zkgrid/testing";
+import { type TestHost, type TestNet, waitFor } from "@zkgrid/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, isAlive, TestGrid } from "../e2e/grid.js";
+import { type EnsembleNet, startEnsembleNet, startOnHost } from "./ensemble-net.js";
 
 /*
  * The zombie window: how long a worker cut off from every ensemble member keeps running its task. With
@@ -36,27 +30,25 @@ interface Mark {
 }
 
 describe("a worker cut off from the ensemble", () => {
+  let testNet: EnsembleNet;
   let net: TestNet;
-  let ensemble: ZkEnsemble;
   const grids: TestGrid[] = [];
   const procs: ChildProcess[] = [];
 
   beforeAll(async () => {
-    net = await startTestNet({ name: "zombie-test" });
-    const zk = [await net.addHost("zk1"), await net.addHost("zk2"), await net.addHost("zk3")];
-    ensemble = await startEnsemble(3, { hosts: zk, startTimeoutMs: 120_000 });
+    testNet = await startEnsembleNet("zombie-test");
+    net = testNet.net;
   }, 240_000);
 
   afterAll(async () => {
     for (const child of procs) child.kill("SIGKILL");
     for (const grid of grids) await grid.close();
-    await ensemble?.stop();
-    await net?.close();
+    await testNet?.close();
   });
 
   /** A grid of its own per test: a root, a master on `m`, and what its task records. */
   async function setUp(m: string, sessionTimeoutMs: number) {
-    const grid = new TestGrid(ensemble.connectString);
+    const grid = new TestGrid(testNet.ensemble.connectString);
     grids.push(grid);
     const log = join(grid.dir, "marks.log");
     const marks = (): Mark[] =>
@@ -78,16 +70,8 @@ describe("a worker cut off from the ensemble", () => {
     const mark = (kind: Mark["kind"], attempt: number) =>
       marks().find((x) => x.kind === kind && x.attempt === attempt);
     /** On a host of its own; its stderr (the log) goes to `<dir>/<name>.log`; killed after the test. */
-    const run = (host: TestHost, bin: string, args: string[]): ChildProcess => {
-      const out = openSync(join(grid.dir, `${host.name}.log`), "a");
-      const child = host.spawn(process.execPath, [bin, ...args], {
-        cwd: grid.dir,
-        env: grid.env,
-        stdio: ["ignore", out, out],
-      });
-      closeSync(out);
-      procs.push(child);
-      return child;
+    const run = (host: TestHost, bin: string, args: string[]) => {
+      procs.push(startOnHost(grid, host, bin, args));
     };
     const timeout = `${sessionTimeoutMs}ms`;
     run(await net.addHost(m), BIN.master, [m, "--session-timeout", timeout]);
@@ -113,12 +97,19 @@ describe("a worker cut off from the ensemble", () => {
       expect(sent.code, sent.stderr).toBe(0);
       await waitFor(() => mark("s", 1), { timeoutMs: 90_000, message: "attempt 1 to start" });
     };
+    const stopped = () =>
+      waitFor(() => mark("t", 1), { timeoutMs: 60_000, intervalMs: 50, message: "attempt 1 to be stopped" });
+    /** The task's result, and every final status recorded for it. */
+    const outcome = async () => {
+      const result = (await grid.waitForResults(["long"], 90_000)).get("long");
+      return { result, finals: (await grid.results()).filter((r) => r.id === "long") };
+    };
     const workerLog = (name: string) => readFileSync(join(grid.dir, `${name}.log`), "utf8");
-    return { grid, marks, mark, worker, submit, workerLog };
+    return { grid, marks, mark, worker, submit, stopped, outcome, workerLog };
   }
 
   it("with the cutoff stop off, keeps running its task after the task is handed out again; one final status is recorded", async () => {
-    const { grid, mark, worker, submit } = await setUp("m1", SESSION_TIMEOUT_MS);
+    const { grid, mark, worker, submit, outcome } = await setUp("m1", SESSION_TIMEOUT_MS);
     const w1 = await worker("w1", "off");
     await submit();
     const zombiePid = mark("s", 1)!.pid;
@@ -154,8 +145,7 @@ describe("a worker cut off from the ensemble", () => {
     });
     const diedAt = Date.now();
 
-    const results = await grid.waitForResults(["long"], 90_000);
-    const finals = (await grid.results()).filter((result) => result.id === "long");
+    const { result, finals } = await outcome();
     const reRunAt = mark("s", 2)!.at;
     console.log(
       [
@@ -167,12 +157,12 @@ describe("a worker cut off from the ensemble", () => {
     expect(aliveAtHandOut).toBe(true);
     expect(aliveAtHeal).toBe(true);
     expect(mark("t", 1), "killed only after the heal, by the session's end").toMatchObject({ kind: "t" });
-    expect(results.get("long")).toMatchObject({ state: "succeeded", attempt: 2, worker: "w2" });
+    expect(result).toMatchObject({ state: "succeeded", attempt: 2, worker: "w2" });
     expect(finals).toHaveLength(1);
   }, 300_000);
 
   it("with the default cutoff stop, stops its task itself within the bound of the cut, and says so; the new session never reports it", async () => {
-    const { grid, mark, worker, submit, workerLog } = await setUp("m2", SESSION_TIMEOUT_MS);
+    const { mark, worker, submit, stopped, outcome, workerLog } = await setUp("m2", SESSION_TIMEOUT_MS);
     const w3 = await worker("w3", undefined);
     await submit();
     const zombiePid = mark("s", 1)!.pid;
@@ -181,11 +171,7 @@ describe("a worker cut off from the ensemble", () => {
     const cutAt = Date.now();
     await net.isolate(w3);
     try {
-      await waitFor(() => mark("t", 1), {
-        timeoutMs: 60_000,
-        intervalMs: 50,
-        message: "attempt 1 to be stopped",
-      });
+      await stopped();
       await waitFor(() => !isAlive(zombiePid), {
         timeoutMs: 30_000,
         intervalMs: 50,
@@ -201,8 +187,7 @@ describe("a worker cut off from the ensemble", () => {
     }
     const stoppedAt = mark("t", 1)!.at;
     const reRunAt = mark("s", 2)!.at;
-    const results = await grid.waitForResults(["long"], 90_000);
-    const finals = (await grid.results()).filter((result) => result.id === "long");
+    const { result, finals } = await outcome();
     console.log(
       [
         `zombie window, default cutoff stop (${DEFAULT_CUTOFF_MS} ms), session timeout ${SESSION_TIMEOUT_MS} ms:`,
@@ -215,14 +200,14 @@ describe("a worker cut off from the ensemble", () => {
     expect(workerLog("w3")).toMatch(
       /cut off from every ZooKeeper server for \d+ ms .*stopped 1 running tasks/,
     );
-    expect(results.get("long")).toMatchObject({ state: "succeeded", attempt: 2, worker: "w4" });
+    expect(result).toMatchObject({ state: "succeeded", attempt: 2, worker: "w4" });
     expect(finals).toHaveLength(1);
   }, 300_000);
 
   it("cut off briefly past its cutoff stop but within its session, hands the stopped task back, which runs again only after it ended", async () => {
     // 10 s sessions: the loss is noticed after ~6.7 s, the task stopped 0.5 s later, the heal follows at
     // once, well before the session could expire.
-    const { grid, mark, worker, submit, workerLog } = await setUp("m3", 10_000);
+    const { grid, mark, worker, submit, stopped, outcome, workerLog } = await setUp("m3", 10_000);
     const w5 = await worker("w5", "500ms");
     await submit();
     const zk = await grid.zk();
@@ -230,22 +215,17 @@ describe("a worker cut off from the ensemble", () => {
 
     await net.isolate(w5);
     try {
-      await waitFor(() => mark("t", 1), {
-        timeoutMs: 60_000,
-        intervalMs: 50,
-        message: "attempt 1 to be stopped",
-      });
+      await stopped();
     } finally {
       await net.heal(w5);
     }
-    const results = await grid.waitForResults(["long"], 90_000);
-    const finals = (await grid.results()).filter((result) => result.id === "long");
+    const { result, finals } = await outcome();
     expect((await zk.exists(`${grid.layout.workers}/w5`))?.ephemeralOwner, "the session survived").toBe(
       owner,
     );
     expect(workerLog("w5")).toMatch(/session \w+ survived: the 1 tasks stopped are handed back/);
     // Handed back as returned: the leader queued it again (one attempt used) and w5 ran attempt 2.
-    expect(results.get("long")).toMatchObject({ state: "succeeded", attempt: 2, worker: "w5" });
+    expect(result).toMatchObject({ state: "succeeded", attempt: 2, worker: "w5" });
     expect(finals).toHaveLength(1);
     expect(mark("s", 2)!.at).toBeGreaterThanOrEqual(mark("t", 1)!.at);
   }, 300_000);
