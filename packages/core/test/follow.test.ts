@@ -13,7 +13,6 @@ import {
   getOrNull,
   isSessionExpired,
   type Watcher,
-  type ZkClient,
 } from "../src/index.js";
 import {
   connectClient,
@@ -22,6 +21,7 @@ import {
   sharedConnectString,
   TcpProxy,
   testRoot,
+  twoClients,
 } from "./helpers.js";
 
 /** The paths the server holds a watch on for `client`'s session (ZooKeeper's `wchc`), sorted. */
@@ -36,12 +36,6 @@ async function watchedPaths(client: { sessionId: string | undefined }): Promise<
     else if (mine && line.trim().startsWith("/")) paths.push(line.trim());
   }
   return paths.sort();
-}
-
-/** A client to follow with, and another that changes the nodes, on a fresh root. */
-async function twoClients(): Promise<{ root: string; zk: ZkClient; other: ZkClient }> {
-  const root = testRoot();
-  return { root, zk: await connectClient({ root }), other: await connectClient({ root }) };
 }
 
 interface Seen {
@@ -175,9 +169,7 @@ describe("Follower.children", () => {
 
   it("keeps following through a lost connection: changes made meanwhile arrive after the reconnect", async () => {
     const proxy = await TcpProxy.start(sharedConnectString());
-    const root = testRoot();
-    const zk = await connectClient({ root, connectString: proxy.connectString });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients({ connectString: proxy.connectString });
     await zk.ensurePath("/dir");
     const stop = new AbortController();
     const { follower, seen } = recordingFollower(zk, () => "fail", stop.signal);
