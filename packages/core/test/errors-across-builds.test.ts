@@ -81,10 +81,12 @@ describe("errors across the ESM and CommonJS builds", () => {
       cpSync(join(packages, pkg, "package.json"), join(into, "package.json"));
       cpSync(dirname(built(pkg, "index.js")), join(into, "dist"), { recursive: true });
     }
-    const zod = dirname(
-      realpathSync(createRequire(join(packages, "protocol", "package.json")).resolve("zod/package.json")),
-    );
-    symlinkSync(zod, join(root, "node_modules", "zod"), "dir");
+    // The protocol's other dependencies are shared, as one install would have them.
+    const fromProtocol = createRequire(join(packages, "protocol", "package.json"));
+    for (const dependency of ["zod", "croner"]) {
+      const dir = dirname(realpathSync(fromProtocol.resolve(`${dependency}/package.json`)));
+      symlinkSync(dir, join(root, "node_modules", dependency), "dir");
+    }
 
     const copy = (await import(
       pathToFileURL(join(root, "node_modules", "@zkgrid", "protocol", "dist", "index.js")).href
