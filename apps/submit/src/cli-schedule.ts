@@ -81,7 +81,12 @@ function taskOptions() {
   const names = Object.values(FLAG_OF_FIELD)
     .map((flag) => flag.slice(2))
     .filter((name) => name !== "id");
-  return Object.fromEntries(names.map((name) => [name, OPTIONS[name as keyof typeof OPTIONS]]));
+  // --delay and --at are read only to be refused with a reason (a firing is due at its slot).
+  const refused = { delay: OPTIONS.delay, at: OPTIONS.at };
+  return {
+    ...Object.fromEntries(names.map((name) => [name, OPTIONS[name as keyof typeof OPTIONS]])),
+    ...refused,
+  };
 }
 
 export async function runScheduleCommand(argv: readonly string[], io: CliIo): Promise<number> {
