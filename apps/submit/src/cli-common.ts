@@ -12,6 +12,7 @@ import type { GridObserver } from "@zkgrid/observer";
 import { parseDuration } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
 import type { CliIo } from "./cli.js";
+import { connectGrid, type GridClient } from "./grid-client.js";
 
 /** The name the subcommands go by in messages. */
 export const PROGRAM = "zkgrid";
@@ -190,6 +191,41 @@ export async function openObserver(target: GridTarget, io: CliIo): Promise<GridO
       `${PROGRAM}: cannot read the grid at ${target.connectString}${target.root}: ${messageOf(err)}\n`,
     );
     return undefined;
+  }
+}
+
+/** How a command run by `withGrid` reports a failure. */
+export interface GridCommandFailures {
+  /** What the failure's line starts with, e.g. "zkgrid schedule". */
+  prefix: string;
+  /** Picks out the failures that mean the grid refused the input, nothing written (exit status 2). */
+  refused?: (err: unknown) => boolean;
+}
+
+/**
+ * Runs a command on a grid client of its own, closed afterwards. A failure is printed on stderr, with
+ * exit status 2 when the grid refused the input, 1 otherwise and when the grid cannot be reached.
+ */
+export async function withGrid(
+  target: GridTarget,
+  io: CliIo,
+  { prefix, refused }: GridCommandFailures,
+  run: (grid: GridClient) => Promise<number>,
+): Promise<number> {
+  let grid: GridClient;
+  try {
+    grid = await connectGrid(target);
+  } catch (err) {
+    io.stderr.write(`${prefix}: cannot connect to ZooKeeper at ${target.connectString}: ${messageOf(err)}\n`);
+    return 1;
+  }
+  try {
+    return await run(grid);
+  } catch (err) {
+    io.stderr.write(`${prefix}: ${messageOf(err)}\n`);
+    return refused?.(err) ? 2 : 1;
+  } finally {
+    await grid.close();
   }
 }
 

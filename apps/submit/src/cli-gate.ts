@@ -1,4 +1,3 @@
-import { messageOf } from "@zkgrid/core";
 import {
   formatStartLimit,
   type GridGate,
@@ -13,13 +12,12 @@ import {
   CliUsageError,
   GRID_OPTIONS,
   GRID_USAGE,
-  type GridTarget,
   gridTarget,
   PROGRAM,
   parseCommand,
+  withGrid,
 } from "./cli-common.js";
 import { help, noPositionals } from "./cli-status.js";
-import { connectGrid, type GridClient } from "./grid-client.js";
 
 export const PAUSE_USAGE = `Usage: ${PROGRAM} pause [--label <label>] [--by <text>] [grid options]
 
@@ -84,7 +82,7 @@ export async function runPauseCommand(argv: readonly string[], io: CliIo): Promi
   const label = checkedLabel("--label", values.label);
   const by = checkedBy(values.by);
   const target = gridTarget(values, io);
-  return withGrid(target, io, async (grid) => {
+  return withGrid(target, io, { prefix: PROGRAM }, async (grid) => {
     const before = await grid.gate();
     const already =
       label === undefined ? before.paused !== undefined : before.pausedLabels?.[label] !== undefined;
@@ -101,7 +99,7 @@ export async function runResumeCommand(argv: readonly string[], io: CliIo): Prom
   noPositionals("resume", positionals);
   const label = checkedLabel("--label", values.label);
   const target = gridTarget(values, io);
-  return withGrid(target, io, async (grid) => {
+  return withGrid(target, io, { prefix: PROGRAM }, async (grid) => {
     const before = await grid.gate();
     const was =
       label === undefined ? before.paused !== undefined : before.pausedLabels?.[label] !== undefined;
@@ -135,7 +133,7 @@ export async function runLimitCommand(argv: readonly string[], io: CliIo): Promi
       const label = checkedLabel("label", rest[0]) as string;
       const limit = checkedLimit(rest[1] as string);
       const by = checkedBy(values.by);
-      return withGrid(gridTarget(values, io), io, async (grid) => {
+      return withGrid(gridTarget(values, io), io, { prefix: PROGRAM }, async (grid) => {
         await grid.setLimit(label, limit, by === undefined ? {} : { by });
         io.stdout.write(`limit ${label} ${formatStartLimit(limit)}\n`);
         return 0;
@@ -144,7 +142,7 @@ export async function runLimitCommand(argv: readonly string[], io: CliIo): Promi
     case "remove": {
       if (rest.length !== 1) throw wrongCount("one label");
       const label = checkedLabel("label", rest[0]) as string;
-      return withGrid(gridTarget(values, io), io, async (grid) => {
+      return withGrid(gridTarget(values, io), io, { prefix: PROGRAM }, async (grid) => {
         const had = (await grid.gate()).limits?.[label] !== undefined;
         await grid.removeLimit(label);
         io.stdout.write(had ? `removed the limit of ${label}\n` : `${label} had no limit\n`);
@@ -153,7 +151,7 @@ export async function runLimitCommand(argv: readonly string[], io: CliIo): Promi
     }
     case "list": {
       if (rest.length !== 0) throw wrongCount("no more arguments");
-      return withGrid(gridTarget(values, io), io, async (grid) => {
+      return withGrid(gridTarget(values, io), io, { prefix: PROGRAM }, async (grid) => {
         const limits = await grid.limits();
         if (values.json) io.stdout.write(`${JSON.stringify(limits)}\n`);
         else io.stdout.write(formatLimits(limits));
@@ -178,30 +176,6 @@ export function formatLimits(limits: NonNullable<GridGate["limits"]>): string {
       return `${label}  ${formatStartLimit(l)}  set ${new Date(l.at).toISOString()}${l.by ? ` by ${l.by}` : ""}\n`;
     })
     .join("");
-}
-
-async function withGrid(
-  target: GridTarget,
-  io: CliIo,
-  run: (grid: GridClient) => Promise<number>,
-): Promise<number> {
-  let grid: GridClient;
-  try {
-    grid = await connectGrid(target);
-  } catch (err) {
-    io.stderr.write(
-      `${PROGRAM}: cannot connect to ZooKeeper at ${target.connectString}: ${messageOf(err)}\n`,
-    );
-    return 1;
-  }
-  try {
-    return await run(grid);
-  } catch (err) {
-    io.stderr.write(`${PROGRAM}: ${messageOf(err)}\n`);
-    return 1;
-  } finally {
-    await grid.close();
-  }
 }
 
 function checkedLabel(what: string, label: string | undefined): string | undefined {

@@ -1,4 +1,3 @@
-import { messageOf } from "@zkgrid/core";
 import {
   CATCH_UP_POLICIES,
   type CatchUpPolicy,
@@ -6,20 +5,20 @@ import {
   type OverlapPolicy,
 } from "@zkgrid/protocol";
 import type { CliIo } from "./cli.js";
+import type { GridClient } from "./grid-client.js";
 import { FLAG_OF_FIELD, type Flags, joinNegativeNumbers, OPTIONS, taskFromFlags } from "./cli.js";
 import { TIME_OPTIONS } from "./cli-time.js";
 import {
   CliUsageError,
   GRID_OPTIONS,
   GRID_USAGE,
-  type GridTarget,
   gridTarget,
   loadObserver,
   PROGRAM,
   parseCommand,
   positiveInt,
+  withGrid,
 } from "./cli-common.js";
-import { connectGrid, type GridClient } from "./grid-client.js";
 import {
   buildScheduleSpec,
   InvalidScheduleError,
@@ -132,7 +131,7 @@ export async function runScheduleCommand(argv: readonly string[], io: CliIo): Pr
   // Everything is checked before the grid is reached: nothing is written for bad input.
   const add = sub === "add" ? addOptions(name as string, values as Flags & typeof values) : undefined;
   const target = gridTarget(values, io);
-  return withGrid(target, io, async (grid) => {
+  return withGrid(target, io, { prefix: `${PROGRAM} schedule`, refused: refusedSchedule }, async (grid) => {
     const schedules = grid.schedules;
     switch (sub) {
       case "add": {
@@ -164,6 +163,11 @@ export async function runScheduleCommand(argv: readonly string[], io: CliIo): Pr
       }
     }
   });
+}
+
+/** A schedule the grid refuses as given (exit status 2): nothing was written. */
+function refusedSchedule(err: unknown): boolean {
+  return err instanceof ScheduleExistsError || err instanceof InvalidScheduleError;
 }
 
 function addOptions(name: string, values: Flags & Record<string, unknown>): ScheduleOptions {
@@ -240,34 +244,6 @@ function choice<T extends string>(
     throw new CliUsageError(`--${flag}: expected one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`);
   }
   return value as T;
-}
-
-async function withGrid(
-  target: GridTarget,
-  io: CliIo,
-  run: (grid: GridClient) => Promise<number>,
-): Promise<number> {
-  let grid: GridClient;
-  try {
-    grid = await connectGrid(target);
-  } catch (err) {
-    io.stderr.write(
-      `${PROGRAM} schedule: cannot connect to ZooKeeper at ${target.connectString}: ${messageOf(err)}\n`,
-    );
-    return 1;
-  }
-  try {
-    return await run(grid);
-  } catch (err) {
-    if (err instanceof ScheduleExistsError || err instanceof InvalidScheduleError) {
-      io.stderr.write(`${PROGRAM} schedule: ${err.message}\n`);
-      return 2;
-    }
-    io.stderr.write(`${PROGRAM} schedule: ${messageOf(err)}\n`);
-    return 1;
-  } finally {
-    await grid.close();
-  }
 }
 
 function when(view: ScheduleView): string {

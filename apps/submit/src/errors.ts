@@ -51,18 +51,15 @@ export class SubmitWriteError extends ZkgridError {
   }
   override readonly name = "SubmitWriteError";
   declare readonly code: "SUBMIT_WRITE_FAILED";
-  readonly written: readonly string[];
-  readonly notWritten: readonly string[];
 
-  constructor(written: readonly string[], notWritten: readonly string[], cause: unknown) {
+  constructor(
+    readonly written: readonly string[],
+    readonly notWritten: readonly string[],
+    cause: unknown,
+  ) {
     const why = messageOf(cause);
-    super(
-      `could not write ${notWritten.length} of ${written.length + notWritten.length} tasks: ${why}`,
-      "SUBMIT_WRITE_FAILED",
-      { cause },
-    );
-    this.written = written;
-    this.notWritten = notWritten;
+    const total = written.length + notWritten.length;
+    super(`could not write ${notWritten.length} of ${total} tasks: ${why}`, "SUBMIT_WRITE_FAILED", { cause });
   }
 }
 
@@ -73,17 +70,15 @@ export class WaitTimeoutError extends ZkgridError {
   }
   override readonly name = "WaitTimeoutError";
   declare readonly code: "WAIT_TIMEOUT";
-  readonly pending: readonly string[];
-  readonly results: ReadonlyMap<string, TaskStatus>;
 
-  constructor(timeoutMs: number, pending: readonly string[], results: ReadonlyMap<string, TaskStatus>) {
+  constructor(
+    timeoutMs: number,
+    readonly pending: readonly string[],
+    readonly results: ReadonlyMap<string, TaskStatus>,
+  ) {
     const n = pending.length;
-    super(
-      `gave up waiting after ${timeoutMs} ms: ${n} task${n === 1 ? "" : "s"} still without a result`,
-      "WAIT_TIMEOUT",
-    );
-    this.pending = pending;
-    this.results = results;
+    const tasks = `${n} task${n === 1 ? "" : "s"}`;
+    super(`gave up waiting after ${timeoutMs} ms: ${tasks} still without a result`, "WAIT_TIMEOUT");
   }
 }
 

@@ -1,5 +1,12 @@
 import { hostname, userInfo } from "node:os";
-import { type ConnectionOptions, connect, errors, type Logger, type ZkClient } from "@zkgrid/core";
+import {
+  type ConnectionOptions,
+  clientConnectOptions,
+  connect,
+  errors,
+  type Logger,
+  type ZkClient,
+} from "@zkgrid/core";
 import {
   encodeCancelRequest,
   type GridGate,
@@ -94,14 +101,7 @@ export async function connectGrid<H extends HandlerSignatures = AnyHandlers>(
   // Not `instanceof`: the caller's ZkClient may come from another copy of @zkgrid/core (ESM vs CJS).
   if (!("connectString" in target)) return new GridClient<H>(target, options, false);
   const layout = gridLayout(target.root);
-  const zk = await connect({
-    connectString: target.connectString,
-    ...(target.auth === undefined ? {} : { auth: target.auth }),
-    ...(target.acl === undefined ? {} : { acl: target.acl }),
-    ...(target.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: target.sessionTimeoutMs }),
-    ...(target.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: target.connectTimeoutMs }),
-    ...(target.logger === undefined ? {} : { logger: target.logger }),
-  });
+  const zk = await connect(clientConnectOptions(target));
   return new GridClient<H>(zk, { ...target, root: layout.root }, true);
 }
 

@@ -54,13 +54,13 @@ export class InvalidScheduleError extends ZkgridError {
   }
   override readonly name = "InvalidScheduleError";
   declare readonly code: "INVALID_SCHEDULE";
-  /** The option at fault, e.g. `cron`, `tz`, `task.timeoutMs`, or `name`. */
-  readonly field: string;
-  readonly problem: string;
-  constructor(field: string, problem: string, options?: { cause?: unknown }) {
+  constructor(
+    /** The option at fault, e.g. `cron`, `tz`, `task.timeoutMs`, or `name`. */
+    readonly field: string,
+    readonly problem: string,
+    options?: { cause?: unknown },
+  ) {
     super(field ? `${field}: ${problem}` : problem, "INVALID_SCHEDULE", options);
-    this.field = field;
-    this.problem = problem;
   }
 }
 

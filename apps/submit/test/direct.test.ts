@@ -1,37 +1,17 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
-import type { ZkClient } from "@zkgrid/core";
-import { type Master, startMaster } from "@zkgrid/master";
+import { startMaster } from "@zkgrid/master";
 import { encodeCancelRequest, type GridLayout, gridLayout, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { silentLogger, startWorker, type Worker, type WorkerEvent, type WorkerOptions } from "@zkgrid/worker";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { connectGrid, type GridClient } from "../src/index.js";
-import { connectString, connectTestClient, randomRoot } from "./helpers.js";
+import { useLiveGrid } from "./live-grid.js";
+import { connectString, randomRoot } from "./helpers.js";
 
-let zk: ZkClient;
-let scratch: string;
-const masters: Master[] = [];
-const workers: Worker[] = [];
-const grids: GridClient[] = [];
-
-beforeAll(async () => {
-  zk = await connectTestClient();
-  scratch = await mkdtemp(join(tmpdir(), "zkgrid-direct-"));
-});
-
-afterEach(async () => {
-  await Promise.all(grids.splice(0).map((grid) => grid.close()));
-  await Promise.all(workers.splice(0).map((worker) => worker.stop({ graceMs: 0 })));
-  await Promise.all(masters.splice(0).map((master) => master.stop()));
-});
-
-afterAll(async () => {
-  await zk?.close();
-  if (scratch) await rm(scratch, { recursive: true, force: true });
-});
+const live = useLiveGrid("zkgrid-direct-");
+const { masters, workers, grids } = live;
 
 /** A worker's events, recorded from its start. */
 interface Watched {
@@ -57,7 +37,7 @@ async function startGrid(): Promise<{ root: string; layout: GridLayout; grid: Gr
   await master.leading();
   const grid = await connectGrid({ connectString: connectString(), root });
   grids.push(grid);
-  const cwd = await mkdtemp(join(scratch, "grid-"));
+  const cwd = await mkdtemp(join(live.scratch, "grid-"));
   return { root, layout: gridLayout(root), grid, cwd };
 }
 
@@ -91,7 +71,7 @@ async function worker(
 
 /** How many times a child was created or deleted under `path` (-1 while it does not exist). */
 async function childChanges(path: string): Promise<number> {
-  return (await zk.exists(path))?.cversion ?? -1;
+  return (await live.zk.exists(path))?.cversion ?? -1;
 }
 
 function inboxOf(layout: GridLayout, w: Watched): string {
@@ -200,8 +180,8 @@ describe("GridClient and direct tasks", () => {
 
     const [id] = await grid.submit({ cmd: "echo $$ > task.pid; exec sleep 30" });
     const waiting = grid.wait(id as string);
-    await zk.ensurePath(layout.cancel);
-    await zk.createProtected(
+    await live.zk.ensurePath(layout.cancel);
+    await live.zk.createProtected(
       `${layout.cancel}/${layout.cancelNodePrefix}`,
       encodeCancelRequest({ v: 1, ids: [id as string], requestedAt: Date.now(), by: "test" }),
       "persistent-sequential",
@@ -225,7 +205,7 @@ describe("GridClient and direct tasks", () => {
     }
     await waitFor(
       async () =>
-        (await zk.exists(layout.inboxTask("w1", w1.worker.sessionId as string, id as string))) === null,
+        (await live.zk.exists(layout.inboxTask("w1", w1.worker.sessionId as string, id as string))) === null,
       {
         timeoutMs: 30_000,
         message: "the direct task's node to be deleted",
@@ -239,13 +219,14 @@ describe("GridClient and direct tasks", () => {
     await worker(root, cwd, "w1");
     await grid.submitAndWait({ id: "earlier", cmd: "echo earlier" });
     // Deleted as the leader prunes old results: the parent's cversion counts each delete too.
-    for (const name of await zk.getChildren(layout.results)) await zk.delete(`${layout.results}/${name}`);
+    for (const name of await live.zk.getChildren(layout.results))
+      await live.zk.delete(`${layout.results}/${name}`);
     for (let i = 0; i < 3; i++)
-      await zk.delete(await zk.create(`${layout.results}/probe-`, "", "persistent-sequential"));
+      await live.zk.delete(await live.zk.create(`${layout.results}/probe-`, "", "persistent-sequential"));
 
     const baseline = await grid.resultBaseline();
-    const made = await zk.create(`${layout.results}/probe-`, "", "persistent-sequential");
-    await zk.delete(made);
+    const made = await live.zk.create(`${layout.results}/probe-`, "", "persistent-sequential");
+    await live.zk.delete(made);
     expect(Number.parseInt(made.slice(-10), 10)).toBeGreaterThan(baseline);
 
     const since = await grid.resultBaseline();

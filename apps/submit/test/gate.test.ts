@@ -1,42 +1,26 @@
 import type { ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
-import type { ZkClient } from "@zkgrid/core";
-import { type Master, startMaster } from "@zkgrid/master";
+import { startMaster } from "@zkgrid/master";
 import { decodeGridGate, type GridGate, gridLayout } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { silentLogger, startWorker, type Worker } from "@zkgrid/worker";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger, startWorker } from "@zkgrid/worker";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connectGrid, type GridClient, InvalidGateError } from "../src/index.js";
 import { bins, buildBins, killAll, type Run, runToEnd } from "./built-bins.js";
-import { connectString, connectTestClient, randomRoot, readQueue } from "./helpers.js";
+import { useLiveGrid } from "./live-grid.js";
+import { connectString, randomRoot, readQueue } from "./helpers.js";
 
-let zk: ZkClient;
-let scratch: string;
+const live = useLiveGrid("zkgrid-gate-");
+const { masters, workers, grids } = live;
 const children = new Set<ChildProcess>();
-const grids: GridClient[] = [];
-const masters: Master[] = [];
-const workers: Worker[] = [];
 
 beforeAll(async () => {
   // The commands under test are the built ones, as users run them (status needs the observer).
   await buildBins();
-  zk = await connectTestClient();
-  scratch = await mkdtemp(join(tmpdir(), "zkgrid-gate-"));
 });
 
-afterEach(async () => {
-  await killAll(children);
-  await Promise.all(grids.splice(0).map((grid) => grid.close()));
-  await Promise.all(workers.splice(0).map((worker) => worker.stop({ graceMs: 0 })));
-  await Promise.all(masters.splice(0).map((master) => master.stop()));
-});
-
-afterAll(async () => {
-  await zk?.close();
-  if (scratch) await rm(scratch, { recursive: true, force: true });
-});
+afterEach(() => killAll(children));
 
 function zkgrid(args: string[], root: string): Promise<Run> {
   return runToEnd(bins.submit, args, root, children);
@@ -44,7 +28,7 @@ function zkgrid(args: string[], root: string): Promise<Run> {
 
 /** The gate node as written, or undefined while there is none. */
 async function gateOf(root: string): Promise<GridGate | undefined> {
-  const got = await zk.get(gridLayout(root).gate).catch(() => undefined);
+  const got = await live.zk.get(gridLayout(root).gate).catch(() => undefined);
   if (got === undefined) return undefined;
   const decoded = decodeGridGate(got.data);
   if (!decoded.ok) throw decoded.error;
@@ -81,7 +65,7 @@ describe("zkgrid pause, resume and limit", () => {
     const run = await zkgrid(args, root);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(message);
-    expect(await zk.exists(root)).toBeNull();
+    expect(await live.zk.exists(root)).toBeNull();
   });
 
   it("pause, limit set, status, limit list, resume and limit remove write and show the gate", async () => {
@@ -148,7 +132,7 @@ describe("GridClient gate calls", () => {
       expect(err).toBeInstanceOf(InvalidGateError);
       expect((err as InvalidGateError).field).toBe(field);
     }
-    expect(await zk.exists(root)).toBeNull();
+    expect(await live.zk.exists(root)).toBeNull();
   });
 
   it("changes made at once by several clients all land (each is written under the version it read)", async () => {
@@ -171,7 +155,7 @@ describe("GridClient gate calls", () => {
     const master = await startMaster({ name: "m1", connectString: connectString(), root, logger: () => {} });
     masters.push(master);
     await master.leading();
-    const cwd = await mkdtemp(join(scratch, "grid-"));
+    const cwd = await mkdtemp(join(live.scratch, "grid-"));
     const worker = await startWorker({
       name: "w1",
       connectString: connectString(),
@@ -182,13 +166,13 @@ describe("GridClient gate calls", () => {
     });
     workers.push(worker);
     const grid = await client(root);
-    await waitFor(async () => (await zk.exists(layout.worker("w1"))) !== null, { timeoutMs: 20_000 });
+    await waitFor(async () => (await live.zk.exists(layout.worker("w1"))) !== null, { timeoutMs: 20_000 });
     const inbox = layout.inboxDir("w1", worker.sessionId as string);
 
     await grid.pause({ label: "gpu" });
     const [id] = await grid.submit({ cmd: "true", labels: ["gpu"] });
-    expect((await readQueue(zk, layout)).flatMap((node) => node.tasks.map((t) => t.id))).toContain(id);
-    expect(await zk.getChildren(inbox)).toEqual([]);
+    expect((await readQueue(live.zk, layout)).flatMap((node) => node.tasks.map((t) => t.id))).toContain(id);
+    expect(await live.zk.getChildren(inbox)).toEqual([]);
     await waitFor(() => master.stats()?.queued === 1, { timeoutMs: 20_000 });
     expect(await grid.status(id!)).toBeUndefined();
 
@@ -196,8 +180,8 @@ describe("GridClient gate calls", () => {
     const results = await grid.wait([id!], { timeoutMs: 30_000 });
     expect(results.get(id!)).toMatchObject({ state: "succeeded", worker: "w1" });
     // Without the pause, a lone task goes straight to the inbox again.
-    const before = (await zk.exists(inbox))?.cversion ?? 0;
+    const before = (await live.zk.exists(inbox))?.cversion ?? 0;
     await grid.submitAndWait({ cmd: "true", labels: ["gpu"] }, { timeoutMs: 30_000 });
-    expect((await zk.exists(inbox))?.cversion ?? 0).toBeGreaterThan(before);
+    expect((await live.zk.exists(inbox))?.cversion ?? 0).toBeGreaterThan(before);
   });
 });

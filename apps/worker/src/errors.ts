@@ -29,9 +29,10 @@ export class WorkerNameTakenError extends WorkerError {
     markErrorClass(WorkerNameTakenError, "@zkgrid/worker/WorkerNameTakenError");
   }
   declare readonly code: "WORKER_NAME_TAKEN";
-  readonly worker: string;
-  readonly holder: NameHolder;
-  constructor(worker: string, holder: NameHolder) {
+  constructor(
+    readonly worker: string,
+    readonly holder: NameHolder,
+  ) {
     const who = [
       holder.host === undefined ? undefined : `host ${holder.host}`,
       holder.pid === undefined ? undefined : `pid ${holder.pid}`,
@@ -39,8 +40,6 @@ export class WorkerNameTakenError extends WorkerError {
     ].filter((s) => s !== undefined);
     super(`worker name "${worker}" is in use by a live worker (${who.join(", ")})`, "WORKER_NAME_TAKEN");
     this.name = "WorkerNameTakenError";
-    this.worker = worker;
-    this.holder = holder;
   }
 }
 
@@ -50,13 +49,12 @@ export class WorkerLockedError extends WorkerError {
     markErrorClass(WorkerLockedError, "@zkgrid/worker/WorkerLockedError");
   }
   declare readonly code: "WORKER_LOCKED";
-  readonly lockFile: string;
-  readonly pid: number;
-  constructor(lockFile: string, pid: number) {
+  constructor(
+    readonly lockFile: string,
+    readonly pid: number,
+  ) {
     super(`another worker (pid ${pid}) holds ${lockFile}`, "WORKER_LOCKED");
     this.name = "WorkerLockedError";
-    this.lockFile = lockFile;
-    this.pid = pid;
   }
 }
 
@@ -66,11 +64,12 @@ export class WorkerOptionError extends WorkerError {
     markErrorClass(WorkerOptionError, "@zkgrid/worker/WorkerOptionError");
   }
   declare readonly code: "INVALID_OPTION";
-  readonly option: string;
-  constructor(option: string, message: string) {
+  constructor(
+    readonly option: string,
+    message: string,
+  ) {
     super(`${option}: ${message}`, "INVALID_OPTION");
     this.name = "WorkerOptionError";
-    this.option = option;
   }
 }
 

@@ -145,16 +145,23 @@ export class Grid {
   }
 }
 
-/** Gives each test of the file a fresh grid on the shared ZooKeeper, through `use`, and cleans it up after. */
-export function gridPerTest(use: (grid: Grid) => void): void {
+/**
+ * Gives each test of the file a fresh grid on the shared ZooKeeper, cleaned up after it; call the
+ * returned function in a test to get the test's grid.
+ */
+export function gridPerTest(): () => Grid {
   let current: Grid | undefined;
   beforeEach(async () => {
     current = await Grid.create();
-    use(current);
   });
   afterEach(async () => {
     await current?.cleanup();
+    current = undefined;
   });
+  return () => {
+    if (current === undefined) throw new Error("no grid: call this inside a test");
+    return current;
+  };
 }
 
 /** An assigned task as the leader hands it out. */

@@ -8,12 +8,9 @@ import { waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import { silentLogger } from "../src/index.js";
 import { SessionReporter } from "../src/reporter.js";
-import { type Grid, gridPerTest, layout } from "./helpers.js";
+import { gridPerTest, layout } from "./helpers.js";
 
-let grid: Grid;
-gridPerTest((created) => {
-  grid = created;
-});
+const grid = gridPerTest();
 
 function reporterFor(
   dir: string,
@@ -21,10 +18,10 @@ function reporterFor(
   holding?: { hold: () => boolean; lingerMs: number },
 ): SessionReporter {
   return new SessionReporter({
-    client: grid.zk,
+    client: grid().zk,
     dir,
     worker: "w1",
-    session: grid.zk.sessionId!,
+    session: grid().zk.sessionId!,
     logger: silentLogger,
     signal: new AbortController().signal,
     onFenced,
@@ -33,10 +30,10 @@ function reporterFor(
 }
 
 async function reports(dir: string): Promise<StatusUpdate[][]> {
-  const names = (await grid.zk.getChildren(dir)).sort(compareSequentialNames);
+  const names = (await grid().zk.getChildren(dir)).sort(compareSequentialNames);
   const out: StatusUpdate[][] = [];
   for (const name of names) {
-    const decoded = decodeWorkerReport((await grid.zk.get(`${dir}/${name}`)).data);
+    const decoded = decodeWorkerReport((await grid().zk.get(`${dir}/${name}`)).data);
     if (!decoded.ok) throw decoded.error;
     out.push(decoded.value.updates);
   }
@@ -57,8 +54,8 @@ const update = (
 
 describe("reports", () => {
   it("sends what arrives while a report is in flight in the next one, without a running update whose final one waits", async () => {
-    const dir = layout.reportDir("w1", grid.zk.sessionId!);
-    await grid.zk.ensurePath(dir);
+    const dir = layout.reportDir("w1", grid().zk.sessionId!);
+    await grid().zk.ensurePath(dir);
     const reporter = reporterFor(dir);
 
     reporter.report(update("t1", "running"));
@@ -77,8 +74,8 @@ describe("reports", () => {
   });
 
   it("puts everything reported in one turn of the event loop in one report", async () => {
-    const dir = layout.reportDir("w1", grid.zk.sessionId!);
-    await grid.zk.ensurePath(dir);
+    const dir = layout.reportDir("w1", grid().zk.sessionId!);
+    await grid().zk.ensurePath(dir);
     const reporter = reporterFor(dir);
 
     reporter.report(update("t1", "running"));
@@ -91,8 +88,8 @@ describe("reports", () => {
   });
 
   it("splits a backlog so that no report exceeds MAX_NODE_BYTES", async () => {
-    const dir = layout.reportDir("w1", grid.zk.sessionId!);
-    await grid.zk.ensurePath(dir);
+    const dir = layout.reportDir("w1", grid().zk.sessionId!);
+    await grid().zk.ensurePath(dir);
     const reporter = reporterFor(dir);
     const tail = "x".repeat(4000);
 
@@ -104,13 +101,13 @@ describe("reports", () => {
     const written = await reports(dir);
     expect(written.flat()).toHaveLength(300);
     expect(written.length).toBeGreaterThan(2);
-    for (const name of await grid.zk.getChildren(dir)) {
-      expect((await grid.zk.get(`${dir}/${name}`)).data.length).toBeLessThanOrEqual(MAX_NODE_BYTES);
+    for (const name of await grid().zk.getChildren(dir)) {
+      expect((await grid().zk.get(`${dir}/${name}`)).data.length).toBeLessThanOrEqual(MAX_NODE_BYTES);
     }
   });
 
   it("calls onFenced and drops what is left when the report dir is gone", async () => {
-    const dir = layout.reportDir("w1", grid.zk.sessionId!);
+    const dir = layout.reportDir("w1", grid().zk.sessionId!);
     let fenced = 0;
     const reporter = reporterFor(dir, () => fenced++);
 
@@ -120,14 +117,14 @@ describe("reports", () => {
 
     expect(fenced).toBe(1);
     expect(reporter.open).toBe(false);
-    expect(await grid.zk.exists(dir)).toBeNull();
+    expect(await grid().zk.exists(dir)).toBeNull();
   });
 });
 
 describe("holding reports while the worker has tasks waiting", () => {
   it("writes nothing while hold() is true, then everything in one report once kick() finds it false", async () => {
-    const dir = layout.reportDir("w1", grid.zk.sessionId!);
-    await grid.zk.ensurePath(dir);
+    const dir = layout.reportDir("w1", grid().zk.sessionId!);
+    await grid().zk.ensurePath(dir);
     let holding = true;
     const reporter = reporterFor(dir, undefined, { hold: () => holding, lingerMs: 600_000 });
 
@@ -135,8 +132,8 @@ describe("holding reports while the worker has tasks waiting", () => {
     await new Promise((resolve) => setImmediate(resolve));
     reporter.report(update("t2", "failed", { exitCode: 1 }));
     // A round trip on the same connection: a create sent before it would be answered before it.
-    await grid.zk.exists(dir);
-    expect(await grid.zk.getChildren(dir)).toEqual([]);
+    await grid().zk.exists(dir);
+    expect(await grid().zk.getChildren(dir)).toEqual([]);
 
     holding = false;
     reporter.kick();
@@ -147,8 +144,8 @@ describe("holding reports while the worker has tasks waiting", () => {
   });
 
   it("writes held updates after lingerMs even while hold() stays true", async () => {
-    const dir = layout.reportDir("w1", grid.zk.sessionId!);
-    await grid.zk.ensurePath(dir);
+    const dir = layout.reportDir("w1", grid().zk.sessionId!);
+    await grid().zk.ensurePath(dir);
     const reporter = reporterFor(dir, undefined, { hold: () => true, lingerMs: 20 });
 
     reporter.report(update("t1", "succeeded", { exitCode: 0 }));
@@ -162,8 +159,8 @@ describe("holding reports while the worker has tasks waiting", () => {
   });
 
   it("flushed() writes held updates at once", async () => {
-    const dir = layout.reportDir("w1", grid.zk.sessionId!);
-    await grid.zk.ensurePath(dir);
+    const dir = layout.reportDir("w1", grid().zk.sessionId!);
+    await grid().zk.ensurePath(dir);
     const reporter = reporterFor(dir, undefined, { hold: () => true, lingerMs: 600_000 });
 
     reporter.report(update("t1", "returned"));

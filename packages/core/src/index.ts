@@ -63,6 +63,7 @@ export {
   UnimplementedError,
   ZkError,
 } from "./errors.js";
+export { clientConnectOptions } from "./connection-options.js";
 export { forEachLimit, getOrNull, readEach } from "./reads.js";
 export { RESPONSE_COUNTER_LIMIT } from "./session.js";
 export { sleep } from "./sleep.js";

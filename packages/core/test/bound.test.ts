@@ -1,7 +1,7 @@
 import { expireSession } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import { errors } from "../src/index.js";
-import { connectClient, nextEvent, sharedConnectString, TcpProxy, testRoot } from "./helpers.js";
+import { clientThroughProxy, connectClient, nextEvent, sharedConnectString, testRoot } from "./helpers.js";
 
 describe("a session-bound view", () => {
   it("refuses create, createProtected, set and delete once its session expired, and nothing lands", async () => {
@@ -35,8 +35,7 @@ describe("a session-bound view", () => {
   });
 
   it("drops a write in flight when its session expires, where the unbound client repeats it on the next session", async () => {
-    const proxy = await TcpProxy.start(sharedConnectString());
-    const zk = await connectClient({ connectString: proxy.connectString, root: testRoot() });
+    const { proxy, zk } = await clientThroughProxy();
     await zk.create("/dir");
     const credentials = zk.sessionCredentials()!;
     const bound = zk.boundTo(credentials.id);

@@ -1,7 +1,7 @@
 import { freePorts } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import { Code, connect, digestAcl, errors } from "../src/index.js";
-import { connectClient, nextEvent, sharedConnectString, TcpProxy, testRoot } from "./helpers.js";
+import { clientThroughProxy, connectClient, nextEvent, testRoot } from "./helpers.js";
 
 async function caught(promise: Promise<unknown>): Promise<errors.ZkError> {
   const error = await promise.then(
@@ -87,13 +87,7 @@ describe("typed errors", () => {
   });
 
   it("an operation that waits longer than opTimeoutMs for a connection rejects with OperationTimeoutError", async () => {
-    const proxy = await TcpProxy.start(sharedConnectString());
-    const zk = await connectClient({
-      connectString: proxy.connectString,
-      root: testRoot(),
-      sessionTimeoutMs: 2000,
-      opTimeoutMs: 300,
-    });
+    const { proxy, zk } = await clientThroughProxy({ sessionTimeoutMs: 2000, opTimeoutMs: 300 });
     proxy.setMode("blackhole");
     await nextEvent(zk, "suspended");
     const error = await caught(zk.get("/anything"));

@@ -2,13 +2,14 @@ import { expireSession, waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import { type ChildrenChange, errors } from "../src/index.js";
 import {
+  clientThroughProxy,
   connectClient,
   nextEvent,
   recordEvents,
   replayChildren,
   sharedConnectString,
-  TcpProxy,
   testRoot,
+  twoClients,
 } from "./helpers.js";
 
 describe("session expiry", () => {
@@ -46,9 +47,7 @@ describe("session expiry", () => {
   });
 
   it("keepRunning re-creates ephemeral nodes on every new session", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const observer = await connectClient({ root });
+    const { zk, other: observer } = await twoClients();
     await zk.ensurePath("/workers");
     const runs: string[] = [];
     const stop = new AbortController();
@@ -99,9 +98,7 @@ describe("session expiry", () => {
   });
 
   it("watches come back after expiry and report what changed while the session was gone", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     await zk.ensurePath("/workers");
     const stop = new AbortController();
     const running = zk.keepRunning(
@@ -153,12 +150,7 @@ describe("session expiry", () => {
   });
 
   it("an operation in flight when its session expires rejects with SessionExpiredError", async () => {
-    const proxy = await TcpProxy.start(sharedConnectString());
-    const zk = await connectClient({
-      connectString: proxy.connectString,
-      root: testRoot(),
-      sessionTimeoutMs: 2000,
-    });
+    const { proxy, zk } = await clientThroughProxy({ sessionTimeoutMs: 2000 });
     await zk.create("/x", "1");
     const credentials = zk.sessionCredentials()!;
     const events = recordEvents(zk);

@@ -13,7 +13,6 @@ import {
   getOrNull,
   isSessionExpired,
   type Watcher,
-  type ZkClient,
 } from "../src/index.js";
 import {
   connectClient,
@@ -22,6 +21,7 @@ import {
   sharedConnectString,
   TcpProxy,
   testRoot,
+  twoClients,
 } from "./helpers.js";
 
 /** The paths the server holds a watch on for `client`'s session (ZooKeeper's `wchc`), sorted. */
@@ -38,41 +38,34 @@ async function watchedPaths(client: { sessionId: string | undefined }): Promise<
   return paths.sort();
 }
 
-/** A client to follow with, and another that changes the nodes, on a fresh root. */
-async function twoClients(): Promise<{ root: string; zk: ZkClient; other: ZkClient }> {
-  const root = testRoot();
-  return { root, zk: await connectClient({ root }), other: await connectClient({ root }) };
-}
-
 interface Seen {
   events: FollowEvent[];
   errors: Array<{ error: unknown; first: boolean; path: string }>;
 }
 
-/** A follower whose policy records what it is told and answers with `action`. */
+/** A follower whose policy records what it is told and answers with `action`; `stop` ends its follows. */
 function recordingFollower(
   client: Watcher,
   action: (error: unknown) => FollowErrorAction,
-  signal: AbortSignal = new AbortController().signal,
-): { follower: Follower; seen: Seen } {
+): { follower: Follower; seen: Seen; stop: AbortController } {
   const seen: Seen = { events: [], errors: [] };
+  const stop = new AbortController();
   const policy: FollowPolicy = {
-    signal,
+    signal: stop.signal,
     onError: (error, at) => {
       seen.errors.push({ error, first: at.first, path: at.path });
       return action(error);
     },
     onEvent: (event) => seen.events.push(event),
   };
-  return { follower: new Follower(client, policy), seen };
+  return { follower: new Follower(client, policy), seen, stop };
 }
 
 describe("Follower.children", () => {
   it("resolves once the first listing is handled, then hands over each change as added and removed", async () => {
     const { zk, other } = await twoClients();
     await zk.ensurePath("/dir/a");
-    const stop = new AbortController();
-    const { follower, seen } = recordingFollower(zk, () => "fail", stop.signal);
+    const { follower, seen, stop } = recordingFollower(zk, () => "fail");
     const changes: ChildrenChange[] = [];
     let handling = false;
     await follower.children("/dir", async (change) => {
@@ -149,8 +142,7 @@ describe("Follower.children", () => {
   it("retry: a failed handler runs again with the newest listing, diffed against the last one it handled", async () => {
     const { zk, other } = await twoClients();
     await zk.ensurePath("/dir/a");
-    const stop = new AbortController();
-    const { follower, seen } = recordingFollower(zk, () => "retry", stop.signal);
+    const { follower, seen, stop } = recordingFollower(zk, () => "retry");
     const handled: ChildrenChange[] = [];
     let failOnce = true;
     await follower.children("/dir", async (c) => {
@@ -175,12 +167,9 @@ describe("Follower.children", () => {
 
   it("keeps following through a lost connection: changes made meanwhile arrive after the reconnect", async () => {
     const proxy = await TcpProxy.start(sharedConnectString());
-    const root = testRoot();
-    const zk = await connectClient({ root, connectString: proxy.connectString });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients({ connectString: proxy.connectString });
     await zk.ensurePath("/dir");
-    const stop = new AbortController();
-    const { follower, seen } = recordingFollower(zk, () => "fail", stop.signal);
+    const { follower, seen, stop } = recordingFollower(zk, () => "fail");
     const changes: ChildrenChange[] = [];
     await follower.children("/dir", (c) => void changes.push(c));
 
@@ -202,8 +191,7 @@ describe("Follower across a session expiry", () => {
   it("a client's follow goes on in the new session (the observer's way: nothing to report)", async () => {
     const { zk, other } = await twoClients();
     await zk.ensurePath("/dir");
-    const stop = new AbortController();
-    const { follower, seen } = recordingFollower(zk, () => "end", stop.signal);
+    const { follower, seen, stop } = recordingFollower(zk, () => "end");
     const changes: ChildrenChange[] = [];
     await follower.children("/dir", (c) => void changes.push(c));
     const renewed = nextEvent(zk, "connected");
@@ -252,8 +240,7 @@ describe("Follower across a session expiry", () => {
 describe("Follower.data", () => {
   it("hands over each change, null while the node is gone, and the node again once recreated", async () => {
     const { zk, other } = await twoClients();
-    const stop = new AbortController();
-    const { follower, seen } = recordingFollower(zk, () => "fail", stop.signal);
+    const { follower, seen, stop } = recordingFollower(zk, () => "fail");
     const states: Array<string | null> = [];
     await follower.data("/cfg", (c: DataChange | null) => void states.push(c ? c.data.toString() : null));
     expect(states).toEqual([null]);
@@ -303,8 +290,7 @@ describe("ChildFollows", () => {
     await zk.ensurePath("/workers");
     await zk.create("/workers/w1", "1");
     await zk.create("/workers/not-a-worker", "?");
-    const stop = new AbortController();
-    const { follower } = recordingFollower(zk, () => "fail", stop.signal);
+    const { follower, stop } = recordingFollower(zk, () => "fail");
     const data = new Map<string, string>();
     const forgotten: string[] = [];
     const follows = new ChildFollows<{ name: string }>({

@@ -63,6 +63,25 @@ export async function connectClient(options: Partial<ConnectOptions> = {}): Prom
   return client;
 }
 
+/** On a fresh root: `zk`, the client under test, and `other`, a second client that changes its nodes. */
+export async function twoClients(
+  options: Partial<ConnectOptions> = {},
+): Promise<{ root: string; zk: ZkClient; other: ZkClient }> {
+  const root = testRoot();
+  return { root, zk: await connectClient({ root, ...options }), other: await connectClient({ root }) };
+}
+
+/** A client on a fresh root that reaches the shared server through a proxy of its own, to cut it off. */
+export async function clientThroughProxy(
+  options: Partial<ConnectOptions> = {},
+): Promise<{ proxy: TcpProxy; zk: ZkClient }> {
+  const proxy = await TcpProxy.start(sharedConnectString());
+  return {
+    proxy,
+    zk: await connectClient({ root: testRoot(), ...options, connectString: proxy.connectString }),
+  };
+}
+
 /** Records every connection event of `client`. */
 export function recordEvents(client: ZkClient): ConnectionEvent[] {
   const events: ConnectionEvent[] = [];

@@ -1,13 +1,11 @@
 import { waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import type { ChildrenChange, DataChange } from "../src/index.js";
-import { connectClient, replayChildren, sleep, testRoot } from "./helpers.js";
+import { connectClient, replayChildren, sleep, testRoot, twoClients } from "./helpers.js";
 
 describe("watchChildren", () => {
   it("first yields the current children as added, then the diffs", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     await zk.ensurePath("/dir/a");
     const watch = zk.watchChildren("/dir");
     const first = (await watch.next()).value as ChildrenChange;
@@ -23,9 +21,7 @@ describe("watchChildren", () => {
   });
 
   it("waits for a missing node to be created and reports its deletion", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     const watch = zk.watchChildren("/later");
     expect((await watch.next()).value).toEqual({
       children: [],
@@ -58,9 +54,7 @@ describe("watchChildren", () => {
   });
 
   it("under 200 rapid creates and deletes from another client ends on the real state with consistent diffs", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     await zk.ensurePath("/busy");
     const seen: ChildrenChange[] = [];
     const watch = zk.watchChildren("/busy");
@@ -149,9 +143,7 @@ describe("watchChildren", () => {
   });
 
   it("with settleMs, children created one after another while it settles come in one change", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     await zk.ensurePath("/d");
     const watch = zk.watchChildren("/d", { settleMs: 2_000 });
     expect((await watch.next()).value).toMatchObject({ children: [], added: [] });
@@ -183,9 +175,7 @@ describe("watchChildren", () => {
 
 describe("watchData", () => {
   it("yields null while absent, then every new version, then null after deletion", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     const watch = zk.watchData("/cfg");
     expect((await watch.next()).value).toBeNull();
 
@@ -205,9 +195,7 @@ describe("watchData", () => {
   });
 
   it("with untilGone, a deleted node yields null and leaves no watch that reports it made again", async () => {
-    const root = testRoot();
-    const zk = await connectClient({ root });
-    const other = await connectClient({ root });
+    const { zk, other } = await twoClients();
     expect((await zk.watchData("/absent", { untilGone: true }).next()).value).toBeNull();
     await zk.create("/once", "a");
     const watch = zk.watchData("/once", { untilGone: true });

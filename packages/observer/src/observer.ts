@@ -9,6 +9,7 @@ import {
   getOrNull,
   type Logger,
   messageOf,
+  clientConnectOptions,
   readEach,
   sleep,
   type ZkClient,
@@ -140,14 +141,7 @@ export async function observeGrid(options: ObserveOptions): Promise<GridObserver
   let owns = false;
   if ("client" in options) client = options.client;
   else {
-    client = await connect({
-      connectString: options.connectString,
-      ...(options.auth === undefined ? {} : { auth: options.auth }),
-      ...(options.acl === undefined ? {} : { acl: options.acl }),
-      ...(options.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: options.sessionTimeoutMs }),
-      ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
-      ...(options.logger === undefined ? {} : { logger: options.logger }),
-    });
+    client = await connect(clientConnectOptions(options));
     owns = true;
   }
   const observer = new GridObserver(client, owns, options);

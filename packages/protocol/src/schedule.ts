@@ -163,26 +163,22 @@ const version = z.literal(SCHEMA_VERSION, {
     `unsupported schema version ${describeValue(iss.input)}; this reader knows ${SCHEMA_VERSION}`,
 });
 
+/** The task fields each firing gets from its schedule, which a schedule's task must not carry. */
+const FIRING_FIELDS = [
+  ["id", "a schedule's task has no id: each firing gets <name>.<slot>"],
+  ["runAt", "a schedule's task has no runAt: each firing is due at its slot"],
+] as const;
+
 const scheduleTask = z.custom<ScheduleTask>().superRefine((value, ctx) => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     ctx.addIssue({ code: "custom", message: expected("a task (a JSON object)")({ input: value }) });
     return;
   }
-  if (Object.hasOwn(value, "id")) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["id"],
-      message: "a schedule's task has no id: each firing gets <name>.<slot>",
-    });
-    return;
-  }
-  if (Object.hasOwn(value, "runAt")) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["runAt"],
-      message: "a schedule's task has no runAt: each firing is due at its slot",
-    });
-    return;
+  for (const [field, message] of FIRING_FIELDS) {
+    if (Object.hasOwn(value, field)) {
+      ctx.addIssue({ code: "custom", path: [field], message });
+      return;
+    }
   }
   // The longest id a firing can have: a 64-character name and a 16-digit slot.
   const decoded = decodeTask({ ...value, id: `${"n".repeat(64)}.${"1".repeat(16)}` });

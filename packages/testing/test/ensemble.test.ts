@@ -30,23 +30,17 @@ describe("a 3-member ensemble", () => {
     expect(leader!.running).toBe(false);
     await ensemble.waitForQuorum();
 
-    const client = await RawClient.connect(ensemble.connectString);
-    try {
-      await client.create(root, "written without the old leader");
-    } finally {
-      client.close();
-    }
+    await RawClient.with(ensemble.connectString, (client) =>
+      client.create(root, "written without the old leader"),
+    );
 
     await leader!.restart();
     expect(["leader", "follower"]).toContain(await leader!.mode());
-    const direct = await RawClient.connect(leader!.connectString);
-    try {
+    await RawClient.with(leader!.connectString, async (direct) => {
       // The rejoined member syncs from the new leader before it serves.
       expect(await waitFor(() => direct.exists(root))).toBe(true);
       expect(await direct.getString(root)).toBe("written without the old leader");
-    } finally {
-      direct.close();
-    }
+    });
   });
 
   it("stops serving without a majority and serves again when a second member comes back", async () => {
@@ -67,12 +61,8 @@ describe("a 3-member ensemble", () => {
     await ensemble.restartAll();
     const pidsAfter = ensemble.members.map((member) => member.pid);
     expect(pidsAfter.every((pid, i) => pid !== undefined && pid !== pidsBefore[i])).toBe(true);
-    const client = await RawClient.connect(ensemble.connectString);
-    try {
-      expect(await client.getString(root)).toBe("written without the old leader");
-    } finally {
-      client.close();
-    }
+    const kept = await RawClient.with(ensemble.connectString, (client) => client.getString(root));
+    expect(kept).toBe("written without the old leader");
   });
 
   it("freezes a paused member and brings it back on resume()", async () => {

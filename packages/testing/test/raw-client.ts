@@ -46,6 +46,16 @@ export class RawClient {
     return client;
   }
 
+  /** Connects, hands the client to `use`, and closes it however `use` ends. */
+  static async with<T>(connectString: string, use: (client: RawClient) => Promise<T>): Promise<T> {
+    const client = await RawClient.connect(connectString);
+    try {
+      return await use(client);
+    } finally {
+      client.close();
+    }
+  }
+
   get session(): { id: string; password: string } {
     return { id: this.handle.client_id, password: this.handle.client_password };
   }

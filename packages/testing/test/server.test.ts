@@ -43,19 +43,12 @@ describe("a standalone server", () => {
   });
 
   it("keeps its port and data across restart() and runs a new process", async () => {
-    const client = await RawClient.connect(server.connectString);
-    await client.create(root, "kept");
-    client.close();
+    await RawClient.with(server.connectString, (client) => client.create(root, "kept"));
     const before = server.pid;
     await server.restart();
     expect(server.pid).not.toBe(before);
     expect(isProcessRunning(before!)).toBe(false);
-    const again = await RawClient.connect(server.connectString);
-    try {
-      expect(await again.getString(root)).toBe("kept");
-    } finally {
-      again.close();
-    }
+    expect(await RawClient.with(server.connectString, (again) => again.getString(root))).toBe("kept");
   });
 
   it("stops answering while paused and answers again after resume()", async () => {

@@ -46,6 +46,21 @@ export type LeaderState =
   | "suspended"
   | "stopped";
 
+/** Where `suspend()` moves each state it applies to; a pending `stepping-again` is dropped. */
+const SUSPENDED: Partial<Record<LeaderState, LeaderState>> = {
+  rebuilding: "rebuilding-suspended",
+  idle: "suspended",
+  stepping: "stepping-suspended",
+  "stepping-again": "stepping-suspended",
+};
+
+/** Where `resume()` moves each suspended state back to. */
+const RESUMED: Partial<Record<LeaderState, LeaderState>> = {
+  "rebuilding-suspended": "rebuilding",
+  suspended: "idle",
+  "stepping-suspended": "stepping",
+};
+
 /**
  * One leader term: rebuilds the grid's state from ZooKeeper, then assigns, collects and fences until
  * leadership ends. Every step is a batch: whatever arrived while the previous step's writes were in
@@ -137,36 +152,13 @@ export class GridLeader {
   }
 
   suspend(): void {
-    switch (this.state_) {
-      case "rebuilding":
-        this.state_ = "rebuilding-suspended";
-        return;
-      case "idle":
-        this.state_ = "suspended";
-        return;
-      case "stepping":
-      case "stepping-again":
-        this.state_ = "stepping-suspended";
-        return;
-      default:
-        return;
-    }
+    this.state_ = SUSPENDED[this.state_] ?? this.state_;
   }
 
   resume(): void {
-    switch (this.state_) {
-      case "rebuilding-suspended":
-        this.state_ = "rebuilding";
-        break;
-      case "suspended":
-        this.state_ = "idle";
-        break;
-      case "stepping-suspended":
-        this.state_ = "stepping";
-        break;
-      default:
-        return;
-    }
+    const resumed = RESUMED[this.state_];
+    if (resumed === undefined) return;
+    this.state_ = resumed;
     this.schedules.afterOutage();
     // A write in flight when the connection dropped may or may not have happened: re-read versions.
     // The gate too: a pause written meanwhile holds from the next step on.
