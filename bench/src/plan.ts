@@ -164,6 +164,8 @@ export interface PassOptions {
   nodeFlags: string[];
   /** `--consumer`: a project that installed the packed packages; its programs' latency is measured too. */
   consumer?: string;
+  /** Measure the consumer's install before this repository's programs, not after. */
+  consumerFirst?: boolean;
   /** Called with each result as it comes. */
   record: (result: BenchResult) => void;
 }
@@ -244,12 +246,17 @@ export async function runPass(
     record(await zkRelayFloor(ctx, 3, l.warmup, l.count));
     log(`(c) direct floor: ${l.count} creates answered over the node after ${l.warmup} to warm up`);
     record(await zkDirectFloor(ctx, l.warmup, l.count));
+    const consumer = options.consumer;
+    const installed = async () => {
+      if (consumer === undefined) return;
+      log(`(c) zkgrid, installed in ${consumer}: ${l.count} no-op tasks one at a time`);
+      record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags, install: consumer }));
+    };
+    // The consumer's install goes first in every other run, so that neither side always has the place.
+    if (options.consumerFirst) await installed();
     log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
     record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
-    if (options.consumer !== undefined) {
-      log(`(c) zkgrid, installed in ${options.consumer}: ${l.count} no-op tasks one at a time`);
-      record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags, install: options.consumer }));
-    }
+    if (!options.consumerFirst) await installed();
     log(`(c) zkgrid, defaults: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
     record(await zkgridLatency(ctx, defaultsOf(l.zkgrid), l.warmup, l.count, { nodeFlags }));
     log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);

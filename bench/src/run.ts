@@ -64,7 +64,8 @@ Options:
   --keep           keep the scratch dirs (process logs, profiles, the durable servers' data)
   --consumer <dir> also measure the lone-task latency with the master and worker a project installed
                    from the packed packages (tests/consumers/run.sh with KEEP=1 leaves one), beside
-                   this repository's, in the same run (needs the latency part)
+                   this repository's, in the same run (needs the latency part); every other run
+                   measures the consumer's first
   --allow-unpatched-addon  report figures even when the zookeeper addon lacks @zkgrid/core's
                    hosts-once patch (about 13 µs of CPU more per reply in every process)
   -h, --help       show this help
@@ -323,7 +324,7 @@ async function main(): Promise<number> {
           parts,
           zkDataDir: servers.settings.zookeeper.dataDir,
           nodeFlags,
-          ...(consumer === undefined ? {} : { consumer }),
+          ...(consumer === undefined ? {} : { consumer, consumerFirst: run % 2 === 0 }),
           record: (result) => {
             results.push(result);
             logResult(log, result);
