@@ -53,6 +53,12 @@ interface NativeAcl {
  */
 export const RESPONSE_COUNTER_LIMIT = 2_147_483_647;
 
+/** What a ConnectionLossError says when the C client's code was not -4 itself. */
+const LOSS_MESSAGES = new Map<number, string>([
+  [Code.OPERATION_TIMEOUT, "connection loss (server timed out)"],
+  [Code.RUNTIME_INCONSISTENCY, "connection loss (a reply out of order: the connection was dropped)"],
+]);
+
 /** Rejection reason for a call that never reached the server because the handle is unusable. */
 export const NOT_ISSUED: unique symbol = Symbol("not issued");
 
@@ -236,13 +242,12 @@ export class Handle {
   }
 
   #errorFor(rc: number, path: string | undefined): ZkError {
-    if (rc === Code.CONNECTION_LOSS || rc === Code.OPERATION_TIMEOUT) {
-      // -7 is the C client giving up on a silent server: the same "outcome unknown" as a loss.
+    if (rc === Code.CONNECTION_LOSS || rc === Code.OPERATION_TIMEOUT || rc === Code.RUNTIME_INCONSISTENCY) {
+      // -7 is the C client giving up on a silent server; -2 is it dropping the connection on a reply it
+      // cannot match to its request (xid out of order), which fails every call pending on it. Both are
+      // the same "outcome unknown" as a loss, and the C client reconnects by itself after each.
       this.up = false;
-      return new ConnectionLossError({
-        path,
-        message: rc === Code.OPERATION_TIMEOUT ? "connection loss (server timed out)" : undefined,
-      });
+      return new ConnectionLossError({ path, message: LOSS_MESSAGES.get(rc) });
     }
     if (rc === Code.SESSION_CLOSED_REQUIRE_AUTH) {
       setImmediate(() => this.#onSignal(this, { type: "auth-required" }));

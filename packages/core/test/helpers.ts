@@ -120,18 +120,21 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-export type ProxyMode = "pass" | "blackhole" | "drop-replies";
+export type ProxyMode = "pass" | "blackhole" | "drop-replies" | "swap-replies";
 
 /**
  * A loopback TCP proxy in front of a ZooKeeper server, to cut a client off the way a network partition
  * does: "blackhole" forwards nothing either way (connections stay open, like a paused server);
- * "drop-replies" forwards requests but drops every reply (the server acts, the client never hears).
+ * "drop-replies" forwards requests but drops every reply (the server acts, the client never hears);
+ * "swap-replies" delivers the next two replies to requests (xid > 0) in each other's place, once, then passes.
  */
 export class TcpProxy {
   readonly connectString: string;
   #mode: ProxyMode = "pass";
   readonly #server: Server;
   readonly #sockets: Set<Socket>;
+  /** How many pairs of replies "swap-replies" has delivered out of order. */
+  swapped = 0;
 
   private constructor(server: Server, port: number, sockets: Set<Socket>) {
     this.#server = server;
@@ -158,8 +161,29 @@ export class TcpProxy {
       client.on("data", (chunk) => {
         if (proxy?.mode !== "blackhole") upstream.write(chunk);
       });
+      let pending = Buffer.alloc(0);
+      let held: Buffer | undefined;
       upstream.on("data", (chunk) => {
         if (proxy?.mode === "pass") client.write(chunk);
+        if (proxy?.mode !== "swap-replies") return;
+        // Replies are frames: a 4-byte length, then the reply header, whose first field is the xid.
+        pending = Buffer.concat([pending, chunk]);
+        while (pending.length >= 4 && pending.length >= 4 + pending.readInt32BE(0)) {
+          const frame = pending.subarray(0, 4 + pending.readInt32BE(0));
+          pending = pending.subarray(frame.length);
+          if (proxy.mode !== "swap-replies" || frame.length < 8 || frame.readInt32BE(4) <= 0) {
+            client.write(frame);
+          } else if (held === undefined) {
+            held = frame;
+          } else {
+            client.write(frame);
+            client.write(held);
+            held = undefined;
+            proxy.swapped++;
+            proxy.#mode = "pass";
+          }
+        }
+        if (proxy.mode === "pass" && pending.length > 0) client.write(pending);
       });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -139,3 +139,29 @@ describe("failover within an ensemble", () => {
     await member.restart({ waitUntilServing: false });
   });
 });
+
+describe("a reply delivered out of order", () => {
+  it("is a connection loss: the C client drops the connection, and the calls pending on it resume on the same session", async () => {
+    const proxy = await TcpProxy.start(sharedConnectString());
+    const zk = await connectClient({
+      connectString: proxy.connectString,
+      root: testRoot(),
+      opTimeoutMs: 60_000,
+    });
+    await zk.create("/a", "first");
+    await zk.create("/b", "second");
+    const sessionId = zk.sessionId;
+    const events = recordEvents(zk);
+    const reconnected = nextEvent(zk, "reconnected");
+
+    proxy.setMode("swap-replies");
+    // Two reads in flight: their replies reach the client each in the other's place.
+    const [a, b] = await Promise.all([zk.get("/a"), zk.get("/b")]);
+    expect(proxy.swapped).toBe(1);
+    expect((await reconnected).sessionId).toBe(sessionId);
+    expect(events.map((e) => e.type)).toEqual(["suspended", "reconnected"]);
+    expect(a.data.toString()).toBe("first");
+    expect(b.data.toString()).toBe("second");
+    expect(zk.sessionId).toBe(sessionId);
+  });
+});

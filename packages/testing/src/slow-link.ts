@@ -36,14 +36,28 @@ const net = require("node:net");
 const { targets, delayMs, jitterMs } = JSON.parse(process.argv[1]);
 const ports = new Array(targets.length);
 let listening = 0;
+// One queue and one timer a direction: chunks leave strictly in order, as a TCP stream's bytes do (a
+// timer per chunk can fire out of order, and a reordered stream is garbage to the ZooKeeper client).
 function slowPipe(from, to) {
+  const queue = [];
   let last = 0;
-  from.on("data", (chunk) => {
-    const at = Math.max(Date.now() + delayMs + (Math.random() * 2 - 1) * jitterMs, last);
-    last = at;
-    setTimeout(() => { if (!to.destroyed) to.write(chunk); }, at - Date.now());
-  });
-  from.on("end", () => setTimeout(() => to.end(), Math.max(0, last - Date.now())));
+  let timer = null;
+  const pump = () => {
+    timer = null;
+    while (queue.length > 0 && queue[0].at <= Date.now()) {
+      const { chunk } = queue.shift();
+      if (chunk === null) to.end();
+      else if (!to.destroyed) to.write(chunk);
+    }
+    if (queue.length > 0) timer = setTimeout(pump, queue[0].at - Date.now());
+  };
+  const push = (chunk) => {
+    last = Math.max(Date.now() + delayMs + (Math.random() * 2 - 1) * jitterMs, last);
+    queue.push({ at: last, chunk });
+    if (timer === null) timer = setTimeout(pump, last - Date.now());
+  };
+  from.on("data", push);
+  from.on("end", () => push(null));
 }
 targets.forEach(([host, port], i) => {
   const server = net.createServer((client) => {
