@@ -165,25 +165,7 @@ export class TcpProxy {
       let held: Buffer | undefined;
       upstream.on("data", (chunk) => {
         if (proxy?.mode === "pass") client.write(chunk);
-        if (proxy?.mode !== "swap-replies") return;
-        // Replies are frames: a 4-byte length, then the reply header, whose first field is the xid.
-        pending = Buffer.concat([pending, chunk]);
-        while (pending.length >= 4 && pending.length >= 4 + pending.readInt32BE(0)) {
-          const frame = pending.subarray(0, 4 + pending.readInt32BE(0));
-          pending = pending.subarray(frame.length);
-          if (proxy.mode !== "swap-replies" || frame.length < 8 || frame.readInt32BE(4) <= 0) {
-            client.write(frame);
-          } else if (held === undefined) {
-            held = frame;
-          } else {
-            client.write(frame);
-            client.write(held);
-            held = undefined;
-            proxy.swapped++;
-            proxy.#mode = "pass";
-          }
-        }
-        if (proxy.mode === "pass" && pending.length > 0) client.write(pending);
+        if (proxy?.mode === "swap-replies") proxy.#swap(chunk, client);
       });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -192,6 +174,34 @@ export class TcpProxy {
     proxy = new TcpProxy(server, address.port, sockets);
     proxies.add(proxy);
     return proxy;
+  }
+
+  #pending = Buffer.alloc(0);
+  #held: Buffer | undefined;
+
+  // Replies are frames: a 4-byte length, then the reply header, whose first field is the xid. One pair of
+  // replies to requests is swapped, on whichever connection has them; everything else passes in order.
+  #swap(chunk: Buffer, client: Socket): void {
+    this.#pending = Buffer.concat([this.#pending, chunk]);
+    while (this.#pending.length >= 4 && this.#pending.length >= 4 + this.#pending.readInt32BE(0)) {
+      const frame = this.#pending.subarray(0, 4 + this.#pending.readInt32BE(0));
+      this.#pending = this.#pending.subarray(frame.length);
+      if (this.#mode !== "swap-replies" || frame.length < 8 || frame.readInt32BE(4) <= 0) {
+        client.write(frame);
+      } else if (this.#held === undefined) {
+        this.#held = frame;
+      } else {
+        client.write(frame);
+        client.write(this.#held);
+        this.#held = undefined;
+        this.swapped++;
+        this.#mode = "pass";
+      }
+    }
+    if (this.#mode === "pass" && this.#pending.length > 0) {
+      client.write(this.#pending);
+      this.#pending = Buffer.alloc(0);
+    }
   }
 
   get mode(): ProxyMode {
