@@ -10,7 +10,8 @@
  * waiting from a baseline taken before the write), `due` (runAt in the past: the queue, with the
  * client's own baseline). It prints one line per route, and JSON with `--json`.
  */
-import { readFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connectGrid, type GridClient, type TaskStatus } from "@zkgrid/submit";
@@ -239,10 +240,10 @@ interface Run {
 
 /** A ZooKeeper, a master and a worker of their own; each route in turn; then the floors. */
 async function oneRun(durable: boolean, routes: readonly Route[], count: number): Promise<Run> {
-  const zk = await startServer(
-    durable ? {} : { config: { forceSync: "no" }, dir: join("/dev/shm", `lone-trace-${process.pid}`) },
-  );
-  const root = `/lone-trace-${process.pid}`;
+  // A data dir of each run's own: a run must not find the result nodes of the one before.
+  const dir = durable ? undefined : mkdtempSync(join("/dev/shm", "lone-trace-"));
+  const zk = await startServer(dir === undefined ? {} : { config: { forceSync: "no" }, dir });
+  const root = `/lone-trace-${randomUUID().slice(0, 8)}`;
   const common = ["--connect", zk.connectString, "--root", root];
   const logFile = `/tmp/lone-trace-${process.pid}.log`;
   const master = new GuardedProcess("master", process.execPath, [BINS.master, "m1", ...common], {
@@ -274,6 +275,7 @@ async function oneRun(durable: boolean, routes: readonly Route[], count: number)
     await client.close();
     await Promise.all([master.stop(), worker.stop()]);
     await zk.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   }
 }
 
