@@ -146,7 +146,11 @@ export const zkgridRetry: CountedWorkload<RetryResult> = (ctx, shape, count, opt
         for (let i = 0; i < Math.min(count, 200); i++) {
           const t0 = performance.now();
           // A caller's own id keeps a lone first-time task off the direct path too: the same route for both.
-          const status = await grid.client.submitAndWait({ ...task(retried, i), id: `lone-${key}-${i}` });
+          // Its wait starts from a baseline taken before the write (not awaited first: a session's requests
+          // apply in order), as a generated id's does: else it reads every result node the grid keeps.
+          const since = grid.client.resultBaseline();
+          const ids = await grid.client.submit({ ...task(retried, i), id: `lone-${key}-${i}` });
+          const status = await grid.client.wait(ids, { since: await since });
           latencies.push(performance.now() - t0);
           for (const s of status.values()) if (s.state !== "succeeded") result.failed++;
         }

@@ -1,0 +1,345 @@
+/**
+ * Where a lone task's time goes: one master and one worker (the built bins) on a ZooKeeper of its
+ * own, lone no-op tasks one at a time by each route, each task's hops split by the times its status
+ * carries, and per task: each process's CPU time and ZooKeeper's requests (mntr).
+ *
+ *   pnpm build && node bench/dist/lone-trace.js [--count 200] [--runs 3] [--durable] [--only direct,due]
+ *
+ * Routes: `direct` (a lone task with an id of the client's making: a worker's inbox), `own-id` (the
+ * caller names the task: the queue, and the wait reads every result node), `own-id-since` (the same,
+ * waiting from a baseline taken before the write), `due` (runAt in the past: the queue, with the
+ * client's own baseline). It prints one line per route, and JSON with `--json`.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { connectGrid, type GridClient, type TaskStatus } from "@zkgrid/submit";
+import { startServer, type ZkServer } from "@zkgrid/testing";
+import { BINS } from "./context.js";
+import { GuardedProcess } from "./processes.js";
+
+type Route = "direct" | "own-id" | "own-id-since" | "due";
+const ROUTES: readonly Route[] = ["direct", "own-id", "own-id-since", "due"];
+
+interface RouteFigures {
+  route: Route;
+  count: number;
+  /** Submit call to the status in hand, ms. */
+  p50: number;
+  /** Medians of each hop, ms (same machine: every clock is the same clock). */
+  hops: Record<string, number>;
+  /** CPU time per task, ms, of each process. */
+  cpuMs: Record<string, number>;
+  /** ZooKeeper requests (packets received) per task. */
+  zkRequestsPerTask: number;
+}
+
+/** One request's round trip from the submitter, p50 ms: the floors each hop is made of. */
+interface Floors {
+  write: number;
+  read: number;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : (s[Math.floor((s.length - 1) / 2)] as number);
+};
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** utime + stime of a process, and of its descendants (a worker's launcher, a bin's watchdog), ms. */
+function cpuMs(pid: number | undefined, descendants = true): number {
+  if (pid === undefined) return Number.NaN;
+  let total = 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    total = ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    if (!descendants) return total;
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(" ");
+    for (const child of children) if (child.trim() !== "") total += cpuMs(Number(child));
+  } catch {
+    // gone meanwhile
+  }
+  return total;
+}
+
+async function packetsReceived(zk: ZkServer): Promise<number> {
+  const mntr = await zk.fourLetterWord("mntr");
+  return Number(/zk_packets_received\s+(\d+)/.exec(mntr)?.[1] ?? Number.NaN);
+}
+
+function task(route: Route, i: number) {
+  if (route === "own-id" || route === "own-id-since")
+    return { handler: "noop", input: i, id: `lone-own-${i}-${Date.now()}` };
+  if (route === "due") return { handler: "noop", input: i, runAt: Date.now() - 1 };
+  return { handler: "noop", input: i };
+}
+
+/** The ctime (mtime with `modified`) of the newest child of `dir` (by sequence), or of `dir/<name>`. */
+async function newestStamp(client: GridClient, dir: string, modified = false): Promise<number | undefined> {
+  const names = await client.zk.getChildren(dir).catch(() => [] as string[]);
+  const newest = names.sort((a, b) => Number(a.slice(-10)) - Number(b.slice(-10))).at(-1);
+  if (newest === undefined) return undefined;
+  const stat = await client.zk.exists(`${dir}/${newest}`).catch(() => null);
+  if (stat === null) return undefined;
+  return modified ? stat.mtime : stat.ctime;
+}
+
+/**
+ * When each write of a lone task's path happened, by ZooKeeper's clock (the same machine's), read
+ * after the task ended and before the leader's clean-up (50 ms later) deletes the nodes.
+ */
+async function writeStamps(
+  client: GridClient,
+  route: Route,
+  id: string,
+): Promise<Record<string, number | undefined>> {
+  const { layout } = client;
+  if (route === "direct") {
+    const dirs = await client.zk.getChildren(layout.inbox).catch(() => [] as string[]);
+    for (const dir of dirs) {
+      const stat = await client.zk.exists(`${layout.inbox}/${dir}/${id}`).catch(() => null);
+      if (stat !== null) return { written: stat.ctime, answered: stat.mtime };
+    }
+    return {};
+  }
+  const reportDirs = await client.zk.getChildren(layout.reports).catch(() => [] as string[]);
+  const reported = await Promise.all(reportDirs.map((d) => newestStamp(client, `${layout.reports}/${d}`)));
+  const assign = await client.zk.exists(layout.assign("w1")).catch(() => null);
+  return {
+    written: await newestStamp(client, layout.queue),
+    assignWritten: assign?.mtime,
+    reported: Math.max(...reported.filter((t): t is number => t !== undefined)),
+    resultWritten: await newestStamp(client, layout.results),
+  };
+}
+
+/** The hops of one task, ms, in path order; a hop whose ends are not both known is left out. */
+function hopsOf(route: Route, t0: number, end: number, s: TaskStatus, w: Record<string, number | undefined>) {
+  const marks: Array<[string, number | undefined]> =
+    route === "direct"
+      ? [
+          ["submit→inbox node", w.written],
+          ["→worker started", s.startedAt],
+          ["→finished", s.finishedAt],
+          ["→answer written", w.answered],
+          ["→submitter has it", end],
+        ]
+      : [
+          ["submit→queue node", w.written],
+          ["→assignment written", w.assignWritten],
+          ["→worker started", s.startedAt],
+          ["→finished", s.finishedAt],
+          ["→report written", w.reported],
+          ["→result written", w.resultWritten],
+          ["→submitter has it", end],
+        ];
+  const hops: Record<string, number> = {};
+  let from = t0;
+  for (const [name, at] of marks) {
+    if (at === undefined || !Number.isFinite(at)) continue;
+    hops[name] = at - from;
+    from = at;
+  }
+  return hops;
+}
+
+/** One lone task by `route`, submitted and waited for. */
+async function submitAndWait(client: GridClient, route: Route, i: number): Promise<TaskStatus> {
+  let got: Map<string, TaskStatus>;
+  if (route === "own-id-since") {
+    // Not awaited before the write: a session's requests are applied in the order sent.
+    const since = client.resultBaseline();
+    const ids = await client.submit(task(route, i));
+    got = await client.wait(ids, { since: await since });
+  } else got = await client.submitAndWait(task(route, i));
+  const status = [...got.values()][0] as TaskStatus;
+  if (status.state !== "succeeded") throw new Error(`task ${status.id} ended ${status.state}`);
+  return status;
+}
+
+async function runRoute(
+  client: GridClient,
+  zk: ZkServer,
+  pids: Record<string, number | undefined>,
+  route: Route,
+  count: number,
+): Promise<RouteFigures> {
+  for (let i = 0; i < 20; i++) await submitAndWait(client, route, i);
+  // CPU and requests over a run of their own: the stamps' reads would count.
+  const cpuBefore = Object.fromEntries(
+    Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid, k !== "submitter")]),
+  );
+  const packetsBefore = await packetsReceived(zk);
+  const totals: number[] = [];
+  const began = performance.now();
+  for (let i = 0; i < count; i++) {
+    const start = performance.now();
+    await submitAndWait(client, route, i);
+    totals.push(performance.now() - start);
+  }
+  const took = performance.now() - began;
+  const packetsAfter = await packetsReceived(zk);
+  const cpuAfter = Object.fromEntries(
+    Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid, k !== "submitter")]),
+  );
+  // What each process spends doing nothing for as long (pings, a JVM's own threads) is not the tasks'.
+  await new Promise((r) => setTimeout(r, took));
+  const cpu = Object.fromEntries(
+    Object.entries(pids).map(([k, pid]) => {
+      const busy = (cpuAfter[k] ?? 0) - (cpuBefore[k] ?? 0);
+      const idle = cpuMs(pid, k !== "submitter") - (cpuAfter[k] ?? 0);
+      return [k, round(Math.max(0, busy - idle) / count, 3)];
+    }),
+  );
+  const hops = new Map<string, number[]>();
+  // An own-id wait outlasts the leader's clean-up, which rewrites or deletes the nodes stamped.
+  for (let i = 0; i < (route === "own-id" ? 0 : count); i++) {
+    const t0 = performance.timeOrigin + performance.now();
+    const s = await submitAndWait(client, route, i);
+    const end = performance.timeOrigin + performance.now();
+    for (const [name, ms] of Object.entries(
+      hopsOf(route, t0, end, s, await writeStamps(client, route, s.id)),
+    ))
+      hops.set(name, [...(hops.get(name) ?? []), ms]);
+  }
+  return {
+    route,
+    count,
+    p50: round(median(totals)),
+    hops: Object.fromEntries([...hops].map(([k, v]) => [k, round(median(v))])),
+    cpuMs: cpu,
+    // The mntr calls themselves are 2 requests.
+    zkRequestsPerTask: round((packetsAfter - packetsBefore - 2) / count, 2),
+  };
+}
+
+async function floors(client: GridClient, count: number): Promise<Floors> {
+  const dir = `${client.layout.root}/lone-trace-floor`;
+  await client.zk.ensurePath(dir);
+  const writes: number[] = [];
+  const reads: number[] = [];
+  for (let i = 0; i < count; i++) {
+    let start = performance.now();
+    const path = await client.zk.create(`${dir}/n`, Buffer.from("x"), "persistent-sequential");
+    writes.push(performance.now() - start);
+    start = performance.now();
+    await client.zk.get(path);
+    reads.push(performance.now() - start);
+    await client.zk.delete(path);
+  }
+  await client.zk.delete(dir);
+  return { write: round(median(writes)), read: round(median(reads)) };
+}
+
+interface Run {
+  floor: Floors;
+  figures: RouteFigures[];
+}
+
+/** A ZooKeeper, a master and a worker of their own; each route in turn; then the floors. */
+async function oneRun(durable: boolean, routes: readonly Route[], count: number): Promise<Run> {
+  // A data dir of each run's own: a run must not find the result nodes of the one before.
+  const dir = durable ? undefined : mkdtempSync(join("/dev/shm", "lone-trace-"));
+  const zk = await startServer(dir === undefined ? {} : { config: { forceSync: "no" }, dir });
+  const root = `/lone-trace-${randomUUID().slice(0, 8)}`;
+  const common = ["--connect", zk.connectString, "--root", root];
+  const logFile = `/tmp/lone-trace-${process.pid}.log`;
+  const master = new GuardedProcess("master", process.execPath, [BINS.master, "m1", ...common], {
+    cwd: "/tmp",
+    logFile,
+  });
+  const worker = new GuardedProcess(
+    "worker",
+    process.execPath,
+    [BINS.worker, "w1", ...common, "--handlers", BINS.handlers, "--cwd", "/tmp"],
+    { cwd: "/tmp", logFile },
+  );
+  const client = await connectGrid({ connectString: zk.connectString, root, submitter: "lone-trace" });
+  try {
+    for (const deadline = Date.now() + 30_000; ; ) {
+      const [workers, masters] = await Promise.all([
+        client.zk.getChildren(client.layout.workers).catch(() => []),
+        client.zk.getChildren(client.layout.masters).catch(() => []),
+      ]);
+      if (workers.length > 0 && masters.length > 0) break;
+      if (Date.now() > deadline) throw new Error("the grid did not come up within 30 s");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const pids = { submitter: process.pid, master: master.pid, worker: worker.pid, zookeeper: zk.pid };
+    const figures: RouteFigures[] = [];
+    for (const route of routes) figures.push(await runRoute(client, zk, pids, route, count));
+    return { floor: await floors(client, count), figures };
+  } finally {
+    await client.close();
+    await Promise.all([master.stop(), worker.stop()]);
+    await zk.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const describe = (figures: Record<string, number>) =>
+  Object.entries(figures)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      count: { type: "string", default: "200" },
+      runs: { type: "string", default: "3" },
+      durable: { type: "boolean", default: false },
+      only: { type: "string" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  const count = Number(values.count);
+  const runs = Number(values.runs);
+  for (const [flag, n] of [
+    ["--count", count],
+    ["--runs", runs],
+  ] as const) {
+    if (!Number.isSafeInteger(n) || n < 1) {
+      console.error(
+        `${flag}: expected a positive integer, got ${flag === "--count" ? values.count : values.runs}`,
+      );
+      process.exit(2);
+    }
+  }
+  const routes = values.only === undefined ? ROUTES : (values.only.split(",") as Route[]);
+  for (const r of routes) {
+    if (!ROUTES.includes(r)) {
+      console.error(`--only: unknown route ${r} (one of ${ROUTES.join(", ")})`);
+      process.exit(2);
+    }
+  }
+  const durable = values.durable === true;
+  const zkSetting = durable ? "durable (forceSync on, data on disk)" : "forceSync=no, data on /dev/shm";
+  const done: Run[] = [];
+  for (let r = 1; r <= runs; r++) {
+    const run = await oneRun(durable, routes, count);
+    done.push(run);
+    if (values.json) continue;
+    console.log(
+      `run ${r}: ${count} lone no-op tasks per route, ZooKeeper ${zkSetting}; one request from the submitter, p50: write ${run.floor.write} ms, read ${run.floor.read} ms`,
+    );
+    for (const f of run.figures) {
+      console.log(
+        `  ${f.route}: p50 ${f.p50} ms; hops (ms): ${describe(f.hops)}; CPU ms/task: ${describe(f.cpuMs)}; ZK requests/task ${f.zkRequestsPerTask}`,
+      );
+    }
+  }
+  const medians = routes.map((route) => ({
+    route,
+    p50: median(done.map((run) => run.figures.find((f) => f.route === route)?.p50 ?? Number.NaN)),
+  }));
+  if (values.json) console.log(JSON.stringify({ durable, count, runs: done, medians }, null, 2));
+  else
+    console.log(`median of ${runs} runs, p50 (ms): ${medians.map((m) => `${m.route} ${m.p50}`).join(", ")}`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
