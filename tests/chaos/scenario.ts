@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeAssignment, type TaskSpec } from "@zkgrid/protocol";
-import { type ServerHost, startEnsemble, waitFor, type ZkEnsemble } from "@zkgrid/testing";
+import { type ServerHost, seededRandom, startEnsemble, waitFor, type ZkEnsemble } from "@zkgrid/testing";
 import { Cluster, type GridProcess } from "./cluster.js";
 import {
   checkRun,
@@ -11,7 +11,6 @@ import {
   type StaleWindow,
   type Verdict,
 } from "./ledger.js";
-import { prng } from "../hostile/corpus.js";
 import { TimeLedger } from "./time-ledger.js";
 import { ScheduleLedger } from "./schedules.js";
 import {
@@ -111,9 +110,9 @@ export class ChaosRun {
       this.reportCrash = reject;
     });
     this.crashed.catch(() => {});
-    this.rnd = prng(options.seed);
-    this.directRnd = prng(options.seed + 1);
-    this.timeRnd = prng(options.seed + 2);
+    this.rnd = seededRandom(options.seed);
+    this.directRnd = seededRandom(options.seed + 1);
+    this.timeRnd = seededRandom(options.seed + 2);
     this.workerNames = Array.from({ length: options.workers }, (_, i) => `w${i + 1}`);
   }
 

@@ -4,6 +4,7 @@
  * id of its own), what the reason must mention, and which valid ids in the same node must still run.
  */
 
+import { seededRandom } from "@zkgrid/testing";
 import { TIME_MUTATIONS, timeNodeCases } from "./corpus-time.js";
 
 /** Where a rejected task is expected: by its own id, or by its index in the node (no valid id). */
@@ -24,18 +25,6 @@ export interface QueueCase {
   rejected: Rejection[];
   /** Ids in the same node that are valid and must succeed. */
   valid: string[];
-}
-
-/** A small deterministic PRNG (mulberry32), so a failing corpus can be generated again. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Json = unknown;
@@ -463,7 +452,7 @@ function nearLimitCases(rnd: () => number, idPrefix: string): QueueCase[] {
  * valid tasks alongside.
  */
 export function hostileCorpus(seed: number, idPrefix: string, minCases = 1000): QueueCase[] {
-  const rnd = prng(seed);
+  const rnd = seededRandom(seed);
   const cases: QueueCase[] = [
     ...brokenNodeCases(rnd, idPrefix, 180),
     ...brokenEnvelopeCases(rnd, idPrefix, 60),

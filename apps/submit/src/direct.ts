@@ -1,4 +1,4 @@
-import { errors, type ZkClient } from "@zkgrid/core";
+import { errors, Follower, type ZkClient } from "@zkgrid/core";
 import {
   decodeInboxNode,
   decodeWorkerRegistration,
@@ -38,8 +38,9 @@ export class DirectTasks {
   readonly #gate: GateWatch;
   #targets: Target[] = [];
   #next = 0;
-  #watch: AbortController | undefined;
-  /** Resolves once the workers have been listed for the first time (or the watch has ended). */
+  readonly #stop = new AbortController();
+  readonly #follower: Follower;
+  /** Resolves once the workers have been listed for the first time (or the follow has ended). */
   #listed: Promise<void> | undefined;
   /** Direct tasks in flight, and answers not yet taken, by id. */
   readonly #answers = new Map<string, Answer | Array<(answer: Answer) => void>>();
@@ -49,6 +50,17 @@ export class DirectTasks {
     this.#layout = layout;
     this.#log = log;
     this.#gate = new GateWatch(zk, layout);
+    this.#follower = new Follower(zk, {
+      signal: this.#stop.signal,
+      onError: (err) => {
+        this.#log("info", "stopped following workers; the next lone task follows them again", {
+          error: String(err),
+        });
+        this.#targets = [];
+        this.#listed = undefined;
+        return "end";
+      },
+    });
   }
 
   /**
@@ -58,7 +70,7 @@ export class DirectTasks {
   async write(batch: SubmitBatch): Promise<boolean> {
     // The first write waits for the first listing: else a client's first lone task (the only one of
     // a short-lived client) would never find a worker.
-    await this.#startWatch();
+    await this.#followWorkers();
     const task = batch.tasks[0];
     if (task === undefined || batch.tasks.length !== 1) return false;
     if (await this.#gate.holds(task.labels)) return false;
@@ -116,9 +128,7 @@ export class DirectTasks {
 
   close(): void {
     this.#gate.close();
-    this.#watch?.abort();
-    this.#watch = undefined;
-    this.#listed = undefined;
+    this.#stop.abort();
   }
 
   async #follow(path: string, worker: string, batch: SubmitBatch): Promise<void> {
@@ -185,46 +195,25 @@ export class DirectTasks {
   }
 
   /** Keeps the list of live worker sessions (new names under `R/workers` are read as they come). */
-  #startWatch(): Promise<void> {
-    if (this.#listed !== undefined) return this.#listed;
-    const watch = new AbortController();
-    this.#watch = watch;
-    let listed = () => {};
-    this.#listed = new Promise((resolve) => (listed = resolve));
-    void (async () => {
-      try {
-        for await (const change of this.#zk.watchChildren(this.#layout.workers, { signal: watch.signal })) {
-          // Only new names are read: a fleet's join or leave costs one read, not one per worker. A
-          // worker back on a new session under the same name shows as removed and added when its old
-          // node went first; otherwise its old inbox is gone and the create there drops it (NONODE).
-          const gone = new Set(change.removed);
-          const kept = this.#targets.filter((t) => !gone.has(t.worker));
-          const found: Target[] = [];
-          await Promise.all(
-            change.added.map(async (name) => {
-              const target = await this.#read(name);
-              if (target !== undefined) found.push(target);
-            }),
-          );
-          const known = new Set(found.map((t) => t.worker));
-          this.#targets = [...kept.filter((t) => !known.has(t.worker)), ...found].sort((a, b) =>
-            a.worker < b.worker ? -1 : 1,
-          );
-          listed();
-        }
-      } catch (err) {
-        this.#log("info", "stopped following workers; the next lone task follows them again", {
-          error: String(err),
-        });
-        this.#targets = [];
-        if (this.#watch === watch) {
-          this.#watch = undefined;
-          this.#listed = undefined;
-        }
-      } finally {
-        listed();
-      }
-    })();
+  #followWorkers(): Promise<void> {
+    this.#listed ??= this.#follower.children(this.#layout.workers, async (change) => {
+      // Only new names are read: a fleet's join or leave costs one read, not one per worker. A
+      // worker back on a new session under the same name shows as removed and added when its old
+      // node went first; otherwise its old inbox is gone and the create there drops it (NONODE).
+      const gone = new Set(change.removed);
+      const kept = this.#targets.filter((t) => !gone.has(t.worker));
+      const found: Target[] = [];
+      await Promise.all(
+        change.added.map(async (name) => {
+          const target = await this.#read(name);
+          if (target !== undefined) found.push(target);
+        }),
+      );
+      const known = new Set(found.map((t) => t.worker));
+      this.#targets = [...kept.filter((t) => !known.has(t.worker)), ...found].sort((a, b) =>
+        a.worker < b.worker ? -1 : 1,
+      );
+    });
     return this.#listed;
   }
 }

@@ -1,4 +1,4 @@
-import { errors, type ZkClient } from "@zkgrid/core";
+import { errors, Follower, type ZkClient } from "@zkgrid/core";
 import {
   decodeGridGate,
   encodeGridGate,
@@ -135,20 +135,33 @@ function dropEmpty(gate: GridGate): GridGate {
  * direct task does not pass the leader. Anything held, or a gate not (yet) known, goes to the queue.
  */
 export class GateWatch {
-  readonly #zk: ZkClient;
   readonly #layout: GridLayout;
+  readonly #stop = new AbortController();
+  readonly #follower: Follower;
   #gate: GridGate | undefined;
-  #watch: AbortController | undefined;
+  /** Resolves once the gate has been read (or the follow has ended); undefined while not followed. */
   #read: Promise<void> | undefined;
 
   constructor(zk: ZkClient, layout: GridLayout) {
-    this.#zk = zk;
     this.#layout = layout;
+    this.#follower = new Follower(zk, {
+      signal: this.#stop.signal,
+      onError: () => {
+        // Not known any more: lone tasks go to the queue until the next one follows the gate again.
+        this.#gate = undefined;
+        this.#read = undefined;
+        return "end";
+      },
+    });
   }
 
   /** Whether the gate may hold a task carrying `labels` (the leader decides then, from the queue). */
   async holds(labels: readonly string[] | undefined): Promise<boolean> {
-    await this.#follow();
+    this.#read ??= this.#follower.data(this.#layout.gate, (change) => {
+      const decoded = change === null ? undefined : decodeGridGate(change.data);
+      this.#gate = decoded?.ok ? decoded.value.gate : { v: 1 };
+    });
+    await this.#read;
     const gate = this.#gate;
     if (gate === undefined) return true;
     if (gate.paused) return true;
@@ -156,32 +169,7 @@ export class GateWatch {
   }
 
   close(): void {
-    this.#watch?.abort();
-    this.#watch = undefined;
-    this.#read = undefined;
-  }
-
-  #follow(): Promise<void> {
-    if (this.#read !== undefined) return this.#read;
-    const watch = new AbortController();
-    this.#watch = watch;
-    let first = () => {};
-    this.#read = new Promise((resolve) => (first = resolve));
-    void (async () => {
-      try {
-        for await (const change of this.#zk.watchData(this.#layout.gate, { signal: watch.signal })) {
-          const decoded = change === null ? undefined : decodeGridGate(change.data);
-          this.#gate = decoded === undefined ? { v: 1 } : decoded.ok ? decoded.value.gate : { v: 1 };
-          first();
-        }
-      } catch {
-        // Not known any more: lone tasks go to the queue until the next one follows the gate again.
-        this.#gate = undefined;
-        if (this.#watch === watch) this.close();
-      } finally {
-        first();
-      }
-    })();
-    return this.#read;
+    this.#stop.abort();
+    this.#gate = undefined;
   }
 }

@@ -19,7 +19,7 @@ import {
   packSubmitBatches,
   packWorkerReports,
 } from "../src/index.js";
-import { random } from "./random.js";
+import { seededRandom } from "@zkgrid/testing";
 
 function randomTask(rand: () => number, index: number, maxCmd: number): TaskSpec {
   // "é" takes 2 bytes and '"' is escaped to 2, so at most maxCmd bytes either way.
@@ -33,7 +33,7 @@ function randomTask(rand: () => number, index: number, maxCmd: number): TaskSpec
 
 describe("packByBytes", () => {
   test("groups never exceed the byte budget (with commas) or the count, and keep the order", () => {
-    const rand = random(7);
+    const rand = seededRandom(7);
     for (let round = 0; round < 100; round++) {
       const maxBytes = 10 + Math.floor(rand() * 2000);
       const maxCount = 1 + Math.floor(rand() * 20);
@@ -62,7 +62,7 @@ describe("packByBytes", () => {
 
 describe("packSubmitBatches", () => {
   test("every batch encodes to at most MAX_NODE_BYTES and MAX_BATCH_TASKS, for random task sizes", () => {
-    const rand = random(42);
+    const rand = seededRandom(42);
     for (let round = 0; round < 12; round++) {
       const count = Math.floor(rand() * 3000);
       const tasks = Array.from({ length: count }, (_, i) => randomTask(rand, i, 60_000));
@@ -79,7 +79,7 @@ describe("packSubmitBatches", () => {
   });
 
   test("a small byte limit is never exceeded either, with multi-byte and escaped characters", () => {
-    const rand = random(3);
+    const rand = seededRandom(3);
     for (let round = 0; round < 200; round++) {
       const maxBytes = 2000 + Math.floor(rand() * 5000);
       const tasks = Array.from({ length: 1 + Math.floor(rand() * 40) }, (_, i) => randomTask(rand, i, 1500));
@@ -126,7 +126,7 @@ describe("packSubmitBatches", () => {
 
 describe("packResultBatches and packWorkerReports", () => {
   test("result batches stay under the node limit and carry the epoch", () => {
-    const rand = random(9);
+    const rand = seededRandom(9);
     const results: TaskStatus[] = Array.from({ length: 400 }, (_, i) => ({
       v: 1,
       id: `t${i}`,
@@ -173,7 +173,7 @@ describe("packResultBatches and packWorkerReports", () => {
   });
 
   test("the encoded variants give the same batches, byte for byte, as packing and then encoding", () => {
-    const rand = random(4);
+    const rand = seededRandom(4);
     const results: TaskStatus[] = Array.from({ length: 300 }, (_, i) => ({
       v: 1,
       id: `t${i}`,

@@ -30,6 +30,7 @@ export { fourLetterWord, serverMode } from "./four-letter.js";
 export { NetCommandError, startTestNet, sweepTestNets, TestHost, TestNet } from "./hosts.js";
 export { freePorts } from "./ports.js";
 export { isProcessRunning } from "./process-state.js";
+export { seededRandom } from "./random.js";
 export { expireSession } from "./session.js";
 export { startSlowLink } from "./slow-link.js";
 export { startServer, ZkServer } from "./server.js";

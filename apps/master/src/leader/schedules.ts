@@ -138,21 +138,9 @@ export class ScheduleFirings {
         throw new NotLeaderError(`firings of schedule ${name} have a newer epoch`);
       } else t.state = decoded.value;
     }
-    const stream = term.client.watchData(term.layout.schedule(name), {
-      signal: AbortSignal.any([term.signal, t.stop.signal]),
+    await term.follower.data(term.layout.schedule(name), (change) => this.onSpec(t, change), {
+      signal: t.stop.signal,
     });
-    const first = await stream.next();
-    if (!first.done) this.onSpec(t, first.value);
-    void (async () => {
-      try {
-        for await (const change of stream) {
-          this.onSpec(t, change);
-          term.kick();
-        }
-      } catch (err) {
-        term.fail(err);
-      }
-    })();
   }
 
   private onSpec(t: Tracked, change: DataChange | null): void {

@@ -46,25 +46,9 @@ export class StartGate implements ScheduleGate {
    */
   follow(): Promise<void> {
     const { term } = this;
-    let first = true;
-    return new Promise<void>((resolve, reject) => {
-      void (async () => {
-        try {
-          for await (const change of term.client.watchData(term.layout.gate, { signal: term.signal })) {
-            const gate = this.#read(change);
-            term.apply(() => this.#adopt(gate, Date.now()));
-            if (first) {
-              first = false;
-              resolve();
-            }
-            term.kick();
-          }
-          resolve();
-        } catch (err) {
-          if (first) reject(err);
-          else term.fail(err);
-        }
-      })();
+    return term.follower.data(term.layout.gate, (change) => {
+      const gate = this.#read(change);
+      term.apply(() => this.#adopt(gate, Date.now()));
     });
   }
 

@@ -1,5 +1,8 @@
-/** A seeded generator (mulberry32) of numbers in [0, 1), so that a failing case can be replayed. */
-export function random(seed: number): () => number {
+/**
+ * A seeded generator (mulberry32) of numbers in [0, 1): generated test cases come out the same for the
+ * same seed, so a failing case can be replayed.
+ */
+export function seededRandom(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
     s = (s + 0x6d2b79f5) >>> 0;
