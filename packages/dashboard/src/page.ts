@@ -253,10 +253,12 @@ const SCRIPT = `
     });
   }
 
-  function when(t) {
+  function when(t, ahead) {
     if (!t) return "";
     var d = t - Date.now();
-    return new Date(t).toLocaleTimeString() + " (" + (d >= 0 ? "in " + span(d) : span(-d) + " ago") + ")";
+    // A next slot read up to 2 s ago may have passed since: it is being fired, not late.
+    var rel = d >= 0 ? "in " + span(d) : ahead ? "due now" : span(-d) + " ago";
+    return new Date(t).toLocaleTimeString() + " (" + rel + ")";
   }
 
   var schedulesKey = "";
@@ -285,7 +287,7 @@ const SCRIPT = `
       if (sc.firings.length === 0) firings.appendChild(el("span", "empty", "none yet"));
       var state = sc.problem ? { cls: "state state-failed", text: "unreadable" }
         : { cls: "state " + (sc.paused ? "state-cancelled" : "state-succeeded"), text: sc.paused ? "paused" : "active" };
-      var cells = [{ cls: "mono", text: sc.name }, { cls: "mono", text: timing }, state, when(sc.next),
+      var cells = [{ cls: "mono", text: sc.name }, { cls: "mono", text: timing }, state, when(sc.next, true),
         sc.lastFired ? when(sc.lastFired) : "", policy, firings];
       if (token) {
         cells.push(sc.problem ? "" : sc.paused ? button("Resume", "resume-schedule", { name: sc.name })
