@@ -215,12 +215,19 @@ const SCRIPT = `
     return byId("control-label").value.trim();
   }
 
-  // Rebuilt only when the gate changes (and every 10 s for the ages), so a button is not swapped under a click.
+  // A button rebuilt between press and release gets no click: hold the panels still while a pointer is down.
+  var pressing = false;
+  document.addEventListener("pointerdown", function () { pressing = true; }, true);
+  document.addEventListener("pointerup", function () {
+    setTimeout(function () { pressing = false; if (last) renderGate(last); loadSchedules(); }, 0);
+  }, true);
+
+  // Rebuilt only when the gate changes (and every 10 s for the ages).
   var gateKey = "";
   function renderGate(s) {
     var gate = s.gate || { v: 1 };
     var key = JSON.stringify(gate) + Math.floor(Date.now() / 10000);
-    if (key === gateKey) return;
+    if (key === gateKey || pressing) return;
     gateKey = key;
     var badge = byId("gate-state");
     badge.textContent = gate.paused ? "grid paused" : "grid open";
@@ -264,7 +271,7 @@ const SCRIPT = `
   var schedulesKey = "";
   function renderSchedules(list) {
     var key = JSON.stringify(list);
-    if (key === schedulesKey) return;
+    if (key === schedulesKey || pressing) return;
     schedulesKey = key;
     byId("schedule-count").textContent = String(list.length);
     var tbody = byId("schedules");
