@@ -95,7 +95,7 @@ Commands (the same program is also installed as "zkgrid"; "<command> --help" for
   cancel <id>...                        cancel tasks and wait until they end cancelled
   schedule add|list|show|remove|pause|resume   recurring tasks: --cron '0 3 * * *' --tz Europe/Paris,
                                         or --every 30s, with the task flags above; each slot fires once
-  dashboard [--port N] [--host H]       a live web page of the grid, with /metrics
+  dashboard [--port N] [--host H] [--control]  a live web page of the grid, with /metrics
   pause [--label L]                     hand out no task (of label L) until resume; running ones finish
   resume [--label L]                    lift that pause; the queued tasks start again
   limit set <label> <N>/<interval>      at most N starts of the label's tasks per interval, grid-wide

@@ -84,6 +84,35 @@ describe("zkgrid dashboard", () => {
   });
 });
 
+describe("zkgrid dashboard --control usage", () => {
+  it("warns in --help that control lets anyone who reaches the port pause the grid", async () => {
+    const streams = io(randomRoot(), "", false);
+    expect(await runCli(["dashboard", "--help"], streams)).toBe(0);
+    expect(streams.stdout.text()).toContain("ANYONE WHO CAN REACH THE PORT CAN PAUSE THE GRID");
+  });
+
+  it("exits 2 for --origin without --control, or an --origin that is not an origin; nothing starts", async () => {
+    const bad: Array<[string[], RegExp]> = [
+      [["--origin", "https://grid.example.com"], /^zkgrid dashboard: --origin: only with --control\n/],
+      [["--control", "--origin", "grid.example.com"], /^zkgrid dashboard: --origin: expected a URL/],
+      [
+        ["--control", "--origin", "https://grid.example.com/path"],
+        /^zkgrid dashboard: --origin: expected an origin/,
+      ],
+      [
+        ["--control", "--origin", "ftp://grid.example.com"],
+        /^zkgrid dashboard: --origin: expected an origin/,
+      ],
+    ];
+    for (const [args, message] of bad) {
+      const streams = io(randomRoot(), "", false);
+      expect({ args, code: await runCli(["dashboard", ...args], streams) }).toEqual({ args, code: 2 });
+      expect(streams.stderr.text()).toMatch(message);
+      expect(streams.stdout.text()).toBe("");
+    }
+  });
+});
+
 describe("submit --wait progress", () => {
   function answerAll(root: string): void {
     const controller = new AbortController();

@@ -43,6 +43,16 @@ svg { width: 100%; height: 180px; display: block; }
 .sw-ok { background: #32d583; } .sw-bad { background: #f97066; } .sw-depth { background: #2e90fa; }
 .empty { color: var(--muted); font-style: italic; }
 ul.problems { margin: 0; padding-left: 18px; color: var(--bad); }
+button { font: inherit; font-size: 12px; padding: 2px 10px; border: 1px solid #d0d5dd; border-radius: 6px; background: #fff; cursor: pointer; }
+button:hover { background: #f2f4f7; }
+button.danger { color: var(--bad); border-color: #fda29b; }
+input { font: inherit; font-size: 12px; padding: 2px 6px; border: 1px solid #d0d5dd; border-radius: 6px; width: 9em; }
+.controls { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin-top: 8px; }
+.message { font-size: 12px; margin-top: 6px; min-height: 1.4em; }
+.message.bad { color: var(--bad); }
+.message.ok { color: var(--ok); }
+.firing { display: inline-block; margin: 0 4px 2px 0; padding: 0 6px; border: 1px solid var(--line); border-radius: 8px; font-size: 12px; white-space: nowrap; }
+.firing.skipped { color: var(--muted); font-style: italic; }
 `;
 
 const SCRIPT = `
@@ -50,6 +60,9 @@ const SCRIPT = `
   "use strict";
   var SVG = "http://www.w3.org/2000/svg";
   var last = null;
+  // Present only when the dashboard was started with control: sent back on every control request.
+  var tokenMeta = document.querySelector('meta[name="zkgrid-control-token"]');
+  var token = tokenMeta ? tokenMeta.getAttribute("content") : "";
 
   function byId(id) { return document.getElementById(id); }
   function el(tag, cls, text) {
@@ -168,10 +181,54 @@ const SCRIPT = `
     });
   }
 
-  // The dashboard is read-only (no write path, maybe served beyond loopback): the gate is shown, and
-  // changed with "zkgrid pause|resume|limit".
+  function button(text, action, body, cls) {
+    var b = el("button", cls, text);
+    b.type = "button";
+    b.setAttribute("data-action", action);
+    b.addEventListener("click", function () { send(action, body); });
+    return b;
+  }
+
+  function say(text, ok) {
+    var m = byId("control-message");
+    if (!m) return;
+    m.textContent = text;
+    m.className = "message " + (ok ? "ok" : "bad");
+  }
+
+  // Control requests: POST with the page's token; the server checks it and the Origin.
+  function send(action, body) {
+    say("…", true);
+    fetch("api/control/" + action, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Zkgrid-Token": token },
+      body: JSON.stringify(body || {})
+    }).then(function (r) {
+      return r.json().then(function (j) {
+        if (r.ok) say(j.done, true); else say(j.error || ("HTTP " + r.status), false);
+        if (action.indexOf("schedule") >= 0) loadSchedules();
+      });
+    }, function (err) { say("request failed: " + err, false); });
+  }
+
+  function labelInput() {
+    return byId("control-label").value.trim();
+  }
+
+  // A button rebuilt between press and release gets no click: hold the panels still while a pointer is down.
+  var pressing = false;
+  document.addEventListener("pointerdown", function () { pressing = true; }, true);
+  document.addEventListener("pointerup", function () {
+    setTimeout(function () { pressing = false; if (last) renderGate(last); loadSchedules(); }, 0);
+  }, true);
+
+  // Rebuilt only when the gate changes (and every 10 s for the ages).
+  var gateKey = "";
   function renderGate(s) {
     var gate = s.gate || { v: 1 };
+    var key = JSON.stringify(gate) + Math.floor(Date.now() / 10000);
+    if (key === gateKey || pressing) return;
+    gateKey = key;
     var badge = byId("gate-state");
     badge.textContent = gate.paused ? "grid paused" : "grid open";
     badge.className = "badge " + (gate.paused ? "down" : "live");
@@ -179,16 +236,82 @@ const SCRIPT = `
     clear(tbody);
     function since(p) { return ago(p.at) + (p.by ? " by " + p.by : ""); }
     var rows = [];
-    if (gate.paused) rows.push(["grid", "paused: no task starts", since(gate.paused)]);
+    if (gate.paused) rows.push({ cells: ["grid", "paused: no task starts", since(gate.paused)], act: ["Resume", "resume", {}] });
     Object.keys(gate.pausedLabels || {}).sort().forEach(function (l) {
-      rows.push(["label " + l, "paused", since(gate.pausedLabels[l])]);
+      rows.push({ cells: ["label " + l, "paused", since(gate.pausedLabels[l])], act: ["Resume", "resume", { label: l }], label: l });
     });
     Object.keys(gate.limits || {}).sort().forEach(function (l) {
       var lim = gate.limits[l];
-      rows.push(["label " + l, "at most " + lim.starts + " starts per " + span(lim.perMs), since(lim)]);
+      rows.push({ cells: ["label " + l, "at most " + lim.starts + " starts per " + span(lim.perMs), since(lim)],
+        act: ["Remove limit", "remove-limit", { label: l }], label: l });
     });
-    if (rows.length === 0) return emptyRow(tbody, 3, "nothing paused, no start limit");
-    rows.forEach(function (r) { tbody.appendChild(row(r)); });
+    var toggle = byId("control-grid");
+    if (toggle) {
+      clear(toggle);
+      toggle.appendChild(gate.paused ? button("Resume grid", "resume", {}) : button("Pause grid", "pause", {}, "danger"));
+    }
+    if (rows.length === 0) return emptyRow(tbody, token ? 4 : 3, "nothing paused, no start limit");
+    rows.forEach(function (r) {
+      var cells = r.cells.slice();
+      if (token) cells.push(button(r.act[0], r.act[1], r.act[2]));
+      var tr = row(cells);
+      if (r.label) tr.setAttribute("data-label", r.label);
+      tbody.appendChild(tr);
+    });
+  }
+
+  function when(t, ahead) {
+    if (!t) return "";
+    var d = t - Date.now();
+    // A next slot read up to 2 s ago may have passed since: it is being fired, not late.
+    var rel = d >= 0 ? "in " + span(d) : ahead ? "due now" : span(-d) + " ago";
+    return new Date(t).toLocaleTimeString() + " (" + rel + ")";
+  }
+
+  var schedulesKey = "";
+  function renderSchedules(list) {
+    var key = JSON.stringify(list);
+    if (key === schedulesKey || pressing) return;
+    schedulesKey = key;
+    byId("schedule-count").textContent = String(list.length);
+    var tbody = byId("schedules");
+    clear(tbody);
+    if (list.length === 0) return emptyRow(tbody, token ? 8 : 7, "no schedule (zkgrid schedule add)");
+    list.forEach(function (sc) {
+      var timing = sc.cron ? sc.cron + " (" + sc.tz + ")" : sc.everyMs ? "every " + span(sc.everyMs) : "";
+      var policy = sc.catchUp ? "catch-up " + sc.catchUp + (sc.catchUpMax ? " (max " + sc.catchUpMax + ")" : "") +
+        ", overlap " + sc.overlap : "";
+      var firings = el("div");
+      sc.firings.slice(0, 10).forEach(function (f) {
+        var what = f.skipped ? "skipped (" + f.skipped + ")" : f.state || "fired";
+        var chip = el("span", "firing " + (f.skipped ? "skipped" : "state-" + (f.state || "")),
+          new Date(f.slot).toLocaleTimeString() + " " + what);
+        chip.setAttribute("data-slot", String(f.slot));
+        chip.setAttribute("data-state", f.skipped ? "skipped" : f.state || "");
+        if (f.task) chip.title = f.task;
+        firings.appendChild(chip);
+      });
+      if (sc.firings.length === 0) firings.appendChild(el("span", "empty", "none yet"));
+      var state = sc.problem ? { cls: "state state-failed", text: "unreadable" }
+        : { cls: "state " + (sc.paused ? "state-cancelled" : "state-succeeded"), text: sc.paused ? "paused" : "active" };
+      var cells = [{ cls: "mono", text: sc.name }, { cls: "mono", text: timing }, state, when(sc.next, true),
+        sc.lastFired ? when(sc.lastFired) : "", policy, firings];
+      if (token) {
+        cells.push(sc.problem ? "" : sc.paused ? button("Resume", "resume-schedule", { name: sc.name })
+          : button("Pause", "pause-schedule", { name: sc.name }, "danger"));
+      }
+      var tr = row(cells);
+      tr.setAttribute("data-schedule", sc.name);
+      tr.setAttribute("data-paused", sc.paused ? "true" : "false");
+      if (sc.problem) tr.title = sc.problem;
+      tbody.appendChild(tr);
+    });
+  }
+
+  // Schedules are read on request, not streamed: asked for every 2 s (the server shares one read).
+  function loadSchedules() {
+    fetch("api/schedules").then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (list) { if (list) renderSchedules(list); }, function () {});
   }
 
   function renderChart(s) {
@@ -243,6 +366,7 @@ const SCRIPT = `
   }
 
   function taskTime(t) {
+    if (t.state === "delayed" && t.dueAt) return "due in " + span(t.dueAt - Date.now());
     if (t.finishedAt) return ago(t.finishedAt);
     if (t.startedAt) return "for " + span(Date.now() - t.startedAt);
     if (t.assignedAt) return "for " + span(Date.now() - t.assignedAt);
@@ -252,7 +376,8 @@ const SCRIPT = `
   function renderTasks(s) {
     var tbody = byId("tasks");
     clear(tbody);
-    var list = s.active.concat(s.recent);
+    var delayed = (s.delayed || []).slice().sort(function (a, b) { return a.dueAt - b.dueAt; });
+    var list = s.active.concat(delayed, s.recent);
     if (list.length === 0) return emptyRow(tbody, 7, "no task yet");
     list.forEach(function (t) {
       var exit = t.signal ? "signal " + t.signal : t.exitCode !== undefined ? "exit " + t.exitCode : "";
@@ -300,6 +425,16 @@ const SCRIPT = `
     render(last);
   });
   source.onerror = function () { setLive(false); };
+  loadSchedules();
+  setInterval(loadSchedules, 2000);
+  if (token) {
+    byId("pause-label").addEventListener("click", function () { send("pause", { label: labelInput() }); });
+    byId("resume-label").addEventListener("click", function () { send("resume", { label: labelInput() }); });
+    byId("set-limit").addEventListener("click", function () {
+      send("limit", { label: labelInput(), limit: byId("control-limit").value.trim() });
+    });
+    byId("remove-limit").addEventListener("click", function () { send("remove-limit", { label: labelInput() }); });
+  }
   // Ages and running times move with the clock, not only with the grid.
   setInterval(function () { if (last) { renderTasks(last); renderMasters(last); renderWorkers(last); } }, 1000);
 })();
@@ -321,15 +456,33 @@ export const PAGE_CSP = [
   "frame-ancestors 'none'",
 ].join("; ");
 
-/** The dashboard page: static markup; every value is filled in by the script from `events`. */
-export function dashboardPage(title: string): string {
+const GATE_READ_ONLY = `<p class="empty">Read-only here: change it with <code>zkgrid pause</code>, <code>resume</code> and <code>limit</code> (or start the dashboard with <code>--control</code>).</p>`;
+
+const GATE_CONTROLS = `<div class="controls"><span id="control-grid"></span></div>
+    <div class="controls">
+      <input id="control-label" placeholder="label" aria-label="label" autocomplete="off">
+      <button type="button" id="pause-label" class="danger">Pause label</button>
+      <button type="button" id="resume-label">Resume label</button>
+      <input id="control-limit" placeholder="10/1s" aria-label="start limit" autocomplete="off">
+      <button type="button" id="set-limit">Set limit</button>
+      <button type="button" id="remove-limit">Remove limit</button>
+    </div>
+    <div id="control-message" class="message" role="status"></div>`;
+
+/**
+ * The dashboard page: static markup; every value is filled in by the script from `events`. With a
+ * control `token` the page carries it (for the server to check) and shows the control buttons.
+ */
+export function dashboardPage(title: string, token?: string): string {
   const safeTitle = title.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const safeToken = (token ?? "").replace(/[^A-Za-z0-9_-]/g, "");
+  const action = safeToken ? "<th></th>" : "";
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${safeTitle}</title>
+<title>${safeTitle}</title>${safeToken ? `\n<meta name="zkgrid-control-token" content="${safeToken}">` : ""}
 <style>${STYLE}</style>
 </head>
 <body>
@@ -360,8 +513,8 @@ export function dashboardPage(title: string): string {
   </section>
   <section>
     <h2>Gate <span id="gate-state" class="badge">grid open</span></h2>
-    <table><thead><tr><th>what</th><th>held</th><th>since</th></tr></thead><tbody id="gate"></tbody></table>
-    <p class="empty">Read-only here: change it with <code>zkgrid pause</code>, <code>resume</code> and <code>limit</code>.</p>
+    <table><thead><tr><th>what</th><th>held</th><th>since</th>${action}</tr></thead><tbody id="gate"></tbody></table>
+    ${safeToken ? GATE_CONTROLS : GATE_READ_ONLY}
   </section>
   <section>
     <h2>Throughput and queue depth</h2>
@@ -369,7 +522,12 @@ export function dashboardPage(title: string): string {
     <div class="legend"><span><i class="sw-ok"></i>succeeded</span><span><i class="sw-bad"></i>other final states</span><span><i class="sw-depth"></i>queue depth (right scale)</span></div>
   </section>
   <section class="wide">
-    <h2>Running and recent tasks</h2>
+    <h2>Schedules <span id="schedule-count" class="badge">0</span></h2>
+    <table><thead><tr><th>name</th><th>cron / every</th><th>state</th><th>next slot</th><th>last fired</th><th>policy</th><th>recent firings (newest first)</th>${action}</tr></thead>
+    <tbody id="schedules"></tbody></table>
+  </section>
+  <section class="wide">
+    <h2>Running, delayed and recent tasks</h2>
     <table><thead><tr><th>id</th><th>state</th><th>worker</th><th class="num">attempt</th><th>command / exit</th><th>when</th><th>output (tail)</th></tr></thead>
     <tbody id="tasks"></tbody></table>
   </section>

@@ -10,16 +10,40 @@ import {
 import { messageOf } from "@zkgrid/core";
 import { PROMETHEUS_CONTENT_TYPE } from "@zkgrid/metrics";
 import { TASK_STATES, type TaskState } from "@zkgrid/protocol";
+import {
+  applyControl,
+  CONTROL_ACTIONS,
+  type ControlAction,
+  ControlGuard,
+  ControlRefusal,
+  type DashboardControl,
+  readControlBody,
+} from "./control.js";
 import { gridMetrics } from "./grid-metrics.js";
 import { closeServer, listen } from "./listen.js";
 import { dashboardPage, PAGE_CSP } from "./page.js";
+import { ScheduleRows } from "./schedule-rows.js";
 
 /** Where the dashboard listens and what else `/metrics` shows. */
 export interface DashboardServeOptions {
   /** Default 0: any free port (read `url` or `port`). */
   port?: number;
-  /** Default "127.0.0.1": only this machine. Use "0.0.0.0" to serve others (the page is read-only). */
+  /**
+   * Default "127.0.0.1": only this machine. Use "0.0.0.0" to serve others: with `control`, anyone who
+   * reaches the port can pause the grid (bind to loopback, or put it behind an authenticating proxy).
+   */
   host?: string;
+  /**
+   * Turns control on (default off: read-only): the page gets Pause/Resume for the grid, its labels and
+   * its schedules, and start limits. A `GridClient` of `@zkgrid/submit` fits; the dashboard does not
+   * close it.
+   */
+  control?: DashboardControl;
+  /**
+   * With `control`: origins besides the dashboard's own that may send control requests, e.g. the
+   * public `https://grid.example.com` of a proxy in front of it.
+   */
+  controlOrigins?: readonly string[];
   /** Process-level series appended to `/metrics`, in the Prometheus text format. */
   metrics?: () => string | Promise<string>;
   /** The page's title (default "zkgrid"). */
@@ -45,16 +69,23 @@ const PAGE_ACTIVE = 200;
 const PAGE_TAIL_CHARS = 600;
 const HEARTBEAT_MS = 15_000;
 
+/** At most this many delayed tasks go to the page (the tile counts them all). */
+const PAGE_DELAYED = 50;
+
 /**
- * Starts the read-only dashboard: `GET /` the page, `/events` snapshots as server-sent events,
- * `/api/snapshot`, `/api/tasks?state=&worker=&limit=`, `/api/tasks/<id>`, `/metrics` (Prometheus) and
- * `/healthz`. Any other method than GET or HEAD is refused with 405.
+ * Starts the dashboard: `GET /` the page, `/events` snapshots as server-sent events,
+ * `/api/snapshot`, `/api/tasks?state=&worker=&limit=`, `/api/tasks/<id>`, `/api/schedules`,
+ * `/metrics` (Prometheus) and `/healthz`. With `control`, `POST /api/control/<action>` from the page
+ * (token and Origin checked); without it every POST gets 403. Any other method is refused with 405.
  */
 export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
   const ownsObserver = !("observer" in options);
   const observer = "observer" in options ? options.observer : await observeGrid(options);
   const title = options.title ?? "zkgrid";
-  const page = dashboardPage(title);
+  const control = options.control;
+  const guard = control ? new ControlGuard(options.controlOrigins) : undefined;
+  const page = dashboardPage(title, guard?.token);
+  const schedules = new ScheduleRows(observer);
   const streams = new Set<ServerResponse>();
   const stop = new AbortController();
   // One listener per open page.
@@ -70,6 +101,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     securityHeaders(res);
+    if (req.method === "POST") return controlRequest(req, res);
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.setHeader("Allow", "GET, HEAD");
       return send(res, 405, "text/plain; charset=utf-8", "read-only: only GET and HEAD\n");
@@ -82,6 +114,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }
     if (path === "/events") return streamEvents(req, res);
     if (path === "/api/snapshot") return sendJson(res, observer.snapshot(), req);
+    if (path === "/api/schedules") return sendJson(res, await schedules.read(), req);
     if (path === "/api/tasks") {
       const state = url.searchParams.get("state") ?? undefined;
       if (state !== undefined && !(TASK_STATES as readonly string[]).includes(state)) {
@@ -122,6 +155,35 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     return send(res, 404, "text/plain; charset=utf-8", "not found\n", req);
   }
 
+  async function controlRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? "/", "http://dashboard.invalid").pathname;
+    const action = path.startsWith("/api/control/") ? path.slice("/api/control/".length) : undefined;
+    try {
+      if (!control || !guard)
+        throw new ControlRefusal(
+          403,
+          "read-only: this dashboard was started without control (zkgrid dashboard --control)",
+        );
+      if (action === undefined || !(CONTROL_ACTIONS as readonly string[]).includes(action)) {
+        res.setHeader("Allow", "GET, HEAD");
+        return send(res, 405, "text/plain; charset=utf-8", "only GET and HEAD here\n");
+      }
+      guard.check(req);
+      const body = await readControlBody(req);
+      const by = `dashboard (${req.socket.remoteAddress ?? "unknown"})`;
+      const done = await applyControl(control, action as ControlAction, body, by);
+      schedules.stale();
+      return sendJson(res, { ok: true, done }, req);
+    } catch (err) {
+      if (err instanceof ControlRefusal) return sendJson(res, { error: err.message }, req, err.status);
+      // The client's own checks (InvalidGateError, InvalidScheduleError) name the field at fault.
+      const code = (err as { code?: unknown }).code;
+      if (code === "INVALID_GATE" || code === "INVALID_SCHEDULE")
+        return sendJson(res, { error: messageOf(err) }, req, 400);
+      throw err;
+    }
+  }
+
   async function streamEvents(req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.writeHead(200, {
       "Content-Type": "text/event-stream; charset=utf-8",
@@ -141,7 +203,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     try {
       for await (const snapshot of observer.changes({ signal })) {
         if (!res.writable) break;
-        res.write(`event: snapshot\ndata: ${pageJson(snapshot)}\n\n`);
+        res.write(`event: snapshot\ndata: ${pageJson(snapshot, observer)}\n\n`);
       }
     } finally {
       clearInterval(heartbeat);
@@ -174,11 +236,13 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
 /** The same snapshot goes to every open page: encode it once. */
 const encoded = new WeakMap<GridSnapshot, string>();
 
-function pageJson(snapshot: GridSnapshot): string {
+function pageJson(snapshot: GridSnapshot, observer: GridObserver): string {
   let json = encoded.get(snapshot);
   if (json === undefined) {
     json = JSON.stringify({
       ...snapshot,
+      // The observer's queue, not this snapshot's: at most one change newer, and only shown as a list.
+      delayed: observer.tasks({ state: "delayed", limit: PAGE_DELAYED }).map(forPage),
       active: snapshot.active.slice(0, PAGE_ACTIVE).map(forPage),
       recent: snapshot.recent.slice(0, PAGE_RECENT).map(forPage),
     });

@@ -168,11 +168,15 @@ describe("startDashboard", () => {
     await observer.close();
   });
 
-  it("is read-only: POST, PUT and DELETE get 405 on every route", async () => {
+  it("is read-only without control: POST gets 403, PUT, DELETE and PATCH 405 on every route", async () => {
     const g = await startGrid();
     dashboard = await startDashboard({ connectString: g.connectString, root: g.root });
-    for (const path of ["", "events", "api/snapshot", "api/tasks/x", "metrics"]) {
-      for (const method of ["POST", "PUT", "DELETE", "PATCH"]) {
+    for (const path of ["", "events", "api/snapshot", "api/tasks/x", "api/control/pause", "metrics"]) {
+      expect(await rawRequest(new URL(path, dashboard.url).href, "POST")).toEqual({
+        status: 403,
+        allow: undefined,
+      });
+      for (const method of ["PUT", "DELETE", "PATCH"]) {
         const res = await rawRequest(new URL(path, dashboard.url).href, method);
         expect(res).toEqual({ status: 405, allow: "GET, HEAD" });
       }
