@@ -48,7 +48,10 @@ Durability settings:
 Options:
   --quick          one smaller run, a minute or two after the build (no scale test, one BullMQ shape)
   --smoke          tiny counts: only checks that every part runs end to end (its figures mean nothing)
-  --scale          only the scale test (100 000 tasks queued at once)
+  --scale          only the scale part: 100 000 tasks queued at once, then the workers curve (2 masters
+                   and 10, 100, 1 000 workers, 50 a process: takeover, assignment latency, the
+                   leader's CPU per task, ZooKeeper's counters); with --smoke: 500 tasks, 10 and 50
+                   workers
   --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale,delayed,retry,
                    schedules (delayed: 100 000 delayed tasks held at once, their start lateness;
                    retry: a failed-then-retried task's cost against a first-time success;
@@ -459,6 +462,10 @@ function logResult(log: (line: string) => void, r: BenchResult): void {
   else if (r.kind === "schedules")
     log(
       `  schedules: ${r.schedules} × ${r.seconds} s: ${r.slotsFiredOnce}/${r.slotsExpected} slots fired once (${r.slotsMissing} missing, ${r.slotsDuplicated} twice, ${r.strayFirings} stray), leader CPU ${r.leaderCpuPercent}% of a core, ${r.zkWritesPerFiring} ZK writes/firing, queued p50 ${r.queuedLateMs.p50} ms / p99 ${r.queuedLateMs.p99} ms after the slot${error}`,
+    );
+  else if (r.kind === "scale-curve")
+    log(
+      `  scale curve: leader CPU per task at the most workers ÷ at the fewest: ${r.leaderCpuRatio}${error}`,
     );
   else
     log(
