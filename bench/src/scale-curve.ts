@@ -52,6 +52,10 @@ export interface ScaleCurveStep {
   leaderCpuUsPerTask: number;
   /** The worker processes' CPU over the same span, per task. */
   workersCpuUsPerTask: number;
+  /** ZooKeeper's CPU over the same span, per task. */
+  zookeeperCpuUsPerTask: number;
+  /** How long submitting the timed tasks took: above tasks ÷ tasksPerSecond, the submitter fell behind. */
+  submitSeconds: number;
   /** mntr once the timed tasks were done: the whole server, less what it held before the step. */
   znodes: number;
   /** mntr's zk_watch_count then: every live session's watches, the bench's own submitter included. */
@@ -122,7 +126,7 @@ export async function zkgridScaleCurve(
 
 export function describeStep(s: ScaleCurveStep): string {
   const t = s.takeover;
-  return `${s.workers} workers (${s.processes} processes, up in ${s.workersUpSeconds} s, ${s.processRssMiB} MiB a process): assign p50 ${s.assignMs.p50} ms p99 ${s.assignMs.p99} ms, leader ${s.leaderCpuUsPerTask} µs/task, ${s.znodes} znodes, ${s.watches} watches, largest reply ${s.largestReplyBytes} B${t ? `; takeover with ${t.queued} queued: elected ${t.electedSeconds} s, assigning ${t.assigningSeconds} s, drained ${t.drainedSeconds} s, largest reply ${t.largestReplyBytes} B` : ""}${s.error ? ` ERROR ${s.error}` : ""}`;
+  return `${s.workers} workers (${s.processes} processes, up in ${s.workersUpSeconds} s, ${s.processRssMiB} MiB a process): assign p50 ${s.assignMs.p50} ms p99 ${s.assignMs.p99} ms, leader ${s.leaderCpuUsPerTask} µs/task (ZooKeeper ${s.zookeeperCpuUsPerTask}, workers ${s.workersCpuUsPerTask}; submitted in ${s.submitSeconds} s), ${s.znodes} znodes, ${s.watches} watches, largest reply ${s.largestReplyBytes} B${t ? `; takeover with ${t.queued} queued: elected ${t.electedSeconds} s, assigning ${t.assigningSeconds} s, drained ${t.drainedSeconds} s, largest reply ${t.largestReplyBytes} B` : ""}${s.error ? ` ERROR ${s.error}` : ""}`;
 }
 
 async function curveStep(
@@ -146,6 +150,8 @@ async function curveStep(
     startMs: summarize([]),
     leaderCpuUsPerTask: Number.NaN,
     workersCpuUsPerTask: Number.NaN,
+    zookeeperCpuUsPerTask: Number.NaN,
+    submitSeconds: Number.NaN,
     znodes: Number.NaN,
     watches: Number.NaN,
     largestReplyBytes: Number.NaN,
@@ -158,7 +164,12 @@ async function curveStep(
   const pool: GuardedProcess[] = [];
   let client: GridClient | undefined;
   try {
-    const grid = await connectGrid({ connectString: connect, root, submitter: "bench" });
+    const grid = await connectGrid({
+      connectString: connect,
+      root,
+      submitter: "bench",
+      sessionTimeoutMs: SUBMITTER_SESSION_TIMEOUT_MS,
+    });
     client = grid;
     const layout = grid.layout;
     const startMaster = (name: string) => {
@@ -236,6 +247,7 @@ async function curveStep(
     // The timed tasks, at a fixed pace: a batch every TICK_MS.
     const leaderBefore = cpuTimeMs(leader.pid) ?? Number.NaN;
     const workersBefore = cpuOf(pool);
+    const zkBefore = ctx.zk.pid === undefined ? Number.NaN : (cpuTimeMs(ctx.zk.pid) ?? Number.NaN);
     const perTick = Math.max(2, Math.round((config.tasksPerSecond * TICK_MS) / 1000));
     const ids: string[] = [];
     const paceStart = performance.now();
@@ -247,12 +259,15 @@ async function curveStep(
       const due = paceStart + (tick + 1) * TICK_MS;
       await sleep(Math.max(0, due - performance.now()));
     }
+    step.submitSeconds = round((performance.now() - paceStart) / 1000, 1);
     const statuses = await client.wait(ids, { timeoutMs: 120_000 + ids.length * 10 });
     step.leaderCpuUsPerTask = round(
       (((cpuTimeMs(leader.pid) ?? Number.NaN) - leaderBefore) * 1000) / ids.length,
       1,
     );
     step.workersCpuUsPerTask = round(((cpuOf(pool) - workersBefore) * 1000) / ids.length, 1);
+    const zkAfter = ctx.zk.pid === undefined ? Number.NaN : (cpuTimeMs(ctx.zk.pid) ?? Number.NaN);
+    step.zookeeperCpuUsPerTask = round(((zkAfter - zkBefore) * 1000) / ids.length, 1);
     const assign: number[] = [];
     const start: number[] = [];
     for (const s of statuses.values()) {
@@ -282,6 +297,9 @@ async function curveStep(
 }
 
 const TICK_MS = 50;
+const TAKEOVER_CHUNK = 5000;
+/** The bench's own session: longer than the grid's, so that a busy machine does not cost it its session. */
+const SUBMITTER_SESSION_TIMEOUT_MS = 30_000;
 
 /**
  * Queues the tasks, SIGKILLs the leader, and times its successor: elected once the dead session's
@@ -298,8 +316,15 @@ async function takeover(
 ): Promise<Takeover> {
   const queued = Math.min(config.maxQueued, config.queuedPerWorker * workers);
   ctx.log(`  takeover: ${queued} tasks queued, then the leader SIGKILLed`);
-  const tasks: TaskInput[] = Array.from({ length: queued }, (_, i) => ({ handler: "noop", input: i }));
-  const ids = await client.submit(tasks);
+  // In chunks: encoding 100 000 tasks in one go holds the submitter's event loop long enough, on a
+  // busy machine, for its own session to miss its pings.
+  const ids: string[] = [];
+  for (let sent = 0; sent < queued; sent += TAKEOVER_CHUNK) {
+    const n = Math.min(TAKEOVER_CHUNK, queued - sent);
+    ids.push(
+      ...(await client.submit(Array.from({ length: n }, (_, i) => ({ handler: "noop", input: sent + i })))),
+    );
+  }
   const znodesQueued = (await readServerShape(ctx.zk)).znodes - baseline.znodes;
   const killedAt = Date.now();
   const killed = performance.now();
