@@ -386,6 +386,7 @@ async function main(): Promise<number> {
         "Redis writes per job: commands clients sent that write (scripts, each one atomic AOF append, and commands flagged write; not what scripts call inside), counted under MONITOR over up to 50 more lone jobs after the timed ones.",
         "fsync floor: one 128-byte write + fdatasync into a preallocated file on the file system of ZooKeeper's data, as ZooKeeper appends to its transaction log.",
         "Peak RSS: VmHWM of each process at the end of its run (it includes the warm-up).",
+        "Workers curve (scale-curve): at each worker count, 2 masters and workers 50 to a process (startWorker() per worker, each its own ZooKeeper session); latency submit → assignedAt of tasks paced at tasksPerSecond; leader CPU from /proc/<pid>/stat over those tasks; znodes, watches and the largest reply from mntr (zk_max_client_response_size, reset by srst as each step begins); takeover: SIGKILL of the leader → earliest assignedAt after it.",
         "runs: every run complete (fresh servers for each setting, every part but scale after run 1); summary: each headline figure per run and its median over the runs (a ratio's median is the median of the runs' ratios), the target judged on the median, and the worst run's miss as a share of the bound.",
       ],
       summary,
