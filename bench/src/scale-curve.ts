@@ -73,8 +73,10 @@ export interface Takeover {
   electedSeconds: number;
   /** From the SIGKILL until the earliest `assignedAt` after it: the successor assigning again. */
   assigningSeconds: number;
-  /** From the SIGKILL until every queued task had its result. */
-  drainedSeconds: number;
+  /** Results awaited from tasks the successor assigned: twice the grid's slots, at most `queued`. */
+  wave: number;
+  /** From the SIGKILL until `wave` such results had come. */
+  waveSeconds: number;
   /** mntr's zk_max_client_response_size over the whole step, takeover included, bytes. */
   largestReplyBytes: number;
   /** mntr's zk_znode_count with every task queued (before the kill), less the step's baseline. */
@@ -126,7 +128,7 @@ export async function zkgridScaleCurve(
 
 export function describeStep(s: ScaleCurveStep): string {
   const t = s.takeover;
-  return `${s.workers} workers (${s.processes} processes, up in ${s.workersUpSeconds} s, ${s.processRssMiB} MiB a process): assign p50 ${s.assignMs.p50} ms p99 ${s.assignMs.p99} ms, leader ${s.leaderCpuUsPerTask} µs/task (ZooKeeper ${s.zookeeperCpuUsPerTask}, workers ${s.workersCpuUsPerTask}; submitted in ${s.submitSeconds} s), ${s.znodes} znodes, ${s.watches} watches, largest reply ${s.largestReplyBytes} B${t ? `; takeover with ${t.queued} queued: elected ${t.electedSeconds} s, assigning ${t.assigningSeconds} s, drained ${t.drainedSeconds} s, largest reply ${t.largestReplyBytes} B` : ""}${s.error ? ` ERROR ${s.error}` : ""}`;
+  return `${s.workers} workers (${s.processes} processes, up in ${s.workersUpSeconds} s, ${s.processRssMiB} MiB a process): assign p50 ${s.assignMs.p50} ms p99 ${s.assignMs.p99} ms, leader ${s.leaderCpuUsPerTask} µs/task (ZooKeeper ${s.zookeeperCpuUsPerTask}, workers ${s.workersCpuUsPerTask}; submitted in ${s.submitSeconds} s), ${s.znodes} znodes, ${s.watches} watches, largest reply ${s.largestReplyBytes} B${t ? `; takeover with ${t.queued} queued: elected ${t.electedSeconds} s, assigning ${t.assigningSeconds} s, ${t.wave} results in ${t.waveSeconds} s, largest reply ${t.largestReplyBytes} B` : ""}${s.error ? ` ERROR ${s.error}` : ""}`;
 }
 
 async function curveStep(
@@ -336,20 +338,32 @@ async function takeover(
       await sleep(50);
     }
   })();
+  // The successor's first hand-outs fill every slot: once twice the slots' worth of tasks it assigned
+  // are done, the earliest of its stamps is among them, and the rest of the queue need not drain.
+  const wave = Math.min(queued, 2 * workers * config.concurrency);
+  const enough = new AbortController();
   let firstAssignedAt = Number.POSITIVE_INFINITY;
-  await client.wait(ids, {
-    timeoutMs: 120_000 + queued * 5,
-    onResult: (status) => {
-      if (status.assignedAt !== undefined && status.assignedAt > killedAt)
+  let reassigned = 0;
+  await client
+    .wait(ids, {
+      timeoutMs: 120_000 + queued * 5,
+      signal: enough.signal,
+      onResult: (status) => {
+        if (status.assignedAt === undefined || status.assignedAt <= killedAt) return;
         firstAssignedAt = Math.min(firstAssignedAt, status.assignedAt);
-    },
-  });
-  const drainedSeconds = (performance.now() - killed) / 1000;
+        if (++reassigned >= wave) enough.abort();
+      },
+    })
+    .catch((error: unknown) => {
+      if (!enough.signal.aborted) throw error;
+    });
+  const waveSeconds = (performance.now() - killed) / 1000;
   return {
     queued,
     electedSeconds: round(await elected, 2),
     assigningSeconds: round((firstAssignedAt - killedAt) / 1000, 2),
-    drainedSeconds: round(drainedSeconds, 1),
+    wave,
+    waveSeconds: round(waveSeconds, 1),
     largestReplyBytes: (await readServerShape(ctx.zk)).maxResponseBytes,
     znodesQueued,
   };
