@@ -173,7 +173,7 @@ export function computeRatios(
 /** The workers curve's targets: the leader's CPU per task, and the takeover at the largest count. */
 function curveRatios(curve: ScaleCurveResult): Ratio[] {
   const ratios: Ratio[] = [];
-  const steps = curve.steps.filter((s) => s.error === undefined);
+  const steps = curve.steps.filter((s) => Number.isFinite(s.leaderCpuUsPerTask));
   const first = steps[0];
   const last = steps.at(-1);
   if (first !== undefined && last !== undefined && last !== first) {
@@ -185,11 +185,12 @@ function curveRatios(curve: ScaleCurveResult): Ratio[] {
       note: `${last.leaderCpuUsPerTask} µs against ${first.leaderCpuUsPerTask} µs`,
     });
   }
-  const takeover = last?.takeover;
-  if (last !== undefined && takeover !== undefined) {
+  const largest = curve.steps.at(-1);
+  const takeover = largest?.takeover;
+  if (largest !== undefined && takeover !== undefined) {
     const bound = curve.sessionTimeoutMs / 1000 + 2;
     ratios.push({
-      name: `scale curve: takeover (s) at ${last.workers} workers, ${takeover.queued} queued ÷ ${bound} s`,
+      name: `scale curve: takeover (s) at ${largest.workers} workers, ${takeover.queued} queued ÷ ${bound} s`,
       value: round(takeover.assigningSeconds / bound, 2),
       target: "≤ 1 (session timeout + 2 s)",
       met: takeover.assigningSeconds <= bound,

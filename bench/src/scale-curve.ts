@@ -121,7 +121,8 @@ export async function zkgridScaleCurve(
     ctx.log(`  ${describeStep(step)}`);
     if (step.error !== undefined) result.error ??= `${workers} workers: ${step.error}`;
   }
-  const cpu = result.steps.filter((s) => s.error === undefined).map((s) => s.leaderCpuUsPerTask);
+  // A step whose takeover failed still measured the CPU before it.
+  const cpu = result.steps.map((s) => s.leaderCpuUsPerTask).filter(Number.isFinite);
   if (cpu.length >= 2) result.leaderCpuRatio = round((cpu.at(-1) as number) / (cpu[0] as number), 2);
   return result;
 }
