@@ -9,6 +9,7 @@ export default defineConfig({
     "src/relay-station.ts",
     "src/inbox-station.ts",
     "src/lone-trace.ts",
+    "src/scale-workers.ts",
   ],
   format: ["esm"],
   sourcemap: true,

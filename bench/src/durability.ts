@@ -135,7 +135,9 @@ export async function startServers(
     jvmFlags: ZOOKEEPER_JVM_FLAGS[durability],
     dir: join(base, "zookeeper"),
     // ZooKeeper's own default is yes; the harness turns it off for throw-away test servers.
-    config: { forceSync: durable ? "yes" : "no" },
+    // maxClientCnxns 0: no limit per address, since the scale curve's thousand workers all come from
+    // this machine (ZooKeeper's default allows 60).
+    config: { forceSync: durable ? "yes" : "no", maxClientCnxns: 0 },
   });
   const settings: DurabilitySettings = {
     durability,

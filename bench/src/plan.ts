@@ -15,6 +15,7 @@ import {
 } from "./ceilings.js";
 import type { BenchContext } from "./context.js";
 import type { BenchResult } from "./results.js";
+import { describeCurve, type ScaleCurveConfig, zkgridScaleCurve } from "./scale-curve.js";
 import { zkgridDelayed, zkgridRetry } from "./time-workloads.js";
 import {
   type GridShape,
@@ -54,7 +55,8 @@ export interface Config {
     zkCreates: { warmup: number; count: number; inFlight: number };
     spawn: { warmup: number; count: number; concurrency: number; processes: number[] };
   };
-  scale: { count: number; zkgrid: GridShape };
+  /** `count` tasks queued at once on `zkgrid`; `curve`: the workers curve (scale-curve.ts). */
+  scale: { count: number; zkgrid: GridShape; curve: ScaleCurveConfig };
   /** `delayed`: tasks held at once before they are due; `retry`: tasks of each kind (see time-workloads.ts). */
   time: { delayed: number; retry: number; zkgrid: GridShape };
   /** `count` schedules firing every second for `seconds`. */
@@ -86,6 +88,14 @@ const FIGURES = {
   spawnCount: [40, 600, 3000],
   spawnProcesses: [[1], [1], [1, 2]],
   scaleCount: [500, 20_000, 100_000],
+  curveWorkers: [
+    [10, 50],
+    [10, 100],
+    [10, 100, 1000],
+  ],
+  curveWarmup: [100, 500, 1000],
+  curveTasks: [300, 2000, 3000],
+  curveQueuedPerWorker: [20, 100, 100],
   timeDelayed: [200, 5000, 100_000],
   timeRetry: [20, 200, 1000],
   schedulesCount: [5, 100, 1000],
@@ -143,13 +153,49 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
         processes: [...at(f.spawnProcesses)],
       },
     },
-    scale: { count: at(f.scaleCount), zkgrid: noopShape },
+    scale: {
+      count: at(f.scaleCount),
+      zkgrid: noopShape,
+      curve: {
+        workers: [...at(f.curveWorkers)],
+        perProcess: 50,
+        concurrency: 2,
+        warmup: at(f.curveWarmup),
+        tasks: at(f.curveTasks),
+        tasksPerSecond: 300,
+        queuedPerWorker: at(f.curveQueuedPerWorker),
+        maxQueued: 100_000,
+        // The masters' and workers' default.
+        sessionTimeoutMs: 10_000,
+      },
+    },
     time: { delayed: at(f.timeDelayed), retry: at(f.timeRetry), zkgrid: noopShape },
     schedules: { count: at(f.schedulesCount), seconds: at(f.schedulesSeconds), zkgrid: noopShape },
     serverWarmup: { tasksPerRound: at(f.serverWarmupTasksPerRound), maxRounds: at(f.serverWarmupMaxRounds) },
     masterRssLimitMiB: 300,
   };
 }
+
+/** One measurement of the scale part (`--scale`): its result goes into the JSON with the others'. */
+export interface ScalePart {
+  name: string;
+  describe: (config: Config) => string;
+  run: (ctx: BenchContext, config: Config, nodeFlags: string[]) => Promise<BenchResult>;
+}
+
+/** What `--scale` runs, in this order. A new scale measurement adds its line here. */
+export const SCALE_PARTS: ScalePart[] = [
+  {
+    name: "queued",
+    describe: (c) => `${c.scale.count} no-op tasks queued at once`,
+    run: (ctx, c, nodeFlags) => zkgridScale(ctx, c.scale.zkgrid, c.scale.count, { nodeFlags }),
+  },
+  {
+    name: "workers",
+    describe: (c) => `the workers curve, ${describeCurve(c.scale.curve)}`,
+    run: (ctx, c, nodeFlags) => zkgridScaleCurve(ctx, c.scale.curve, nodeFlags),
+  },
+];
 
 /** The same grid started with the programs' defaults: no tuning flags. */
 function defaultsOf(shape: GridShape): GridShape {
@@ -263,9 +309,10 @@ export async function runPass(
     record(await bullLatency(ctx, l.bullmq, l.warmup, l.count));
   }
   if (has("scale")) {
-    const s = config.scale;
-    log(`scale: ${s.count} no-op tasks queued at once`);
-    record(await zkgridScale(ctx, s.zkgrid, s.count, { nodeFlags }));
+    for (const part of SCALE_PARTS) {
+      log(`scale, ${part.name}: ${part.describe(config)}`);
+      record(await part.run(ctx, config, nodeFlags));
+    }
   }
   if (has("delayed")) {
     const t = config.time;

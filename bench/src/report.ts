@@ -1,4 +1,5 @@
 import type { BenchResult, CeilingResult, LatencyResult, ScaleResult, ThroughputResult } from "./results.js";
+import type { ScaleCurveResult } from "./scale-curve.js";
 import { round } from "./stats.js";
 import { DEFAULTS_TARGETS, type FigureSummary, type Target } from "./summary.js";
 
@@ -164,7 +165,99 @@ export function computeRatios(
       met: rss < masterRssLimitMiB,
     });
   }
+  const curve = results.find((r): r is ScaleCurveResult => r.kind === "scale-curve");
+  if (curve) ratios.push(...curveRatios(curve));
   return ratios;
+}
+
+/** The workers curve's targets: the leader's CPU per task, and the takeover at the largest count. */
+function curveRatios(curve: ScaleCurveResult): Ratio[] {
+  const ratios: Ratio[] = [];
+  const steps = curve.steps.filter((s) => Number.isFinite(s.leaderCpuUsPerTask));
+  const first = steps[0];
+  const last = steps.at(-1);
+  if (first !== undefined && last !== undefined && last !== first) {
+    ratios.push({
+      name: `scale curve: leader CPU per task at ${last.workers} workers ÷ at ${first.workers}`,
+      value: curve.leaderCpuRatio,
+      target: "≤ 1.5",
+      met: curve.leaderCpuRatio <= 1.5,
+      note: `${last.leaderCpuUsPerTask} µs against ${first.leaderCpuUsPerTask} µs`,
+    });
+  }
+  const largest = curve.steps.at(-1);
+  const takeover = largest?.takeover;
+  if (largest !== undefined && takeover !== undefined) {
+    const bound = curve.sessionTimeoutMs / 1000 + 2;
+    ratios.push({
+      name: `scale curve: takeover (s) at ${largest.workers} workers, ${takeover.queued} queued ÷ ${bound} s`,
+      value: round(takeover.assigningSeconds / bound, 2),
+      target: "≤ 1 (session timeout + 2 s)",
+      met: takeover.assigningSeconds <= bound,
+      note: `${takeover.assigningSeconds} s to assigning again (elected after ${takeover.electedSeconds} s)`,
+    });
+  }
+  const failed = curve.steps.reduce((n, s) => n + s.failed, 0);
+  const errors = curve.steps.filter((s) => s.error !== undefined);
+  ratios.push({
+    name: "scale curve: every step ran, every task succeeded",
+    value: failed === 0 && errors.length === 0 ? 1 : 0,
+    target: "all",
+    met: failed === 0 && errors.length === 0,
+    ...(errors.length > 0 || failed > 0
+      ? { note: errors.map((s) => `${s.workers} workers: ${s.error}`).join("; ") || `${failed} failed` }
+      : {}),
+  });
+  return ratios;
+}
+
+/** The workers curve as a table, one row a worker count. */
+function formatCurve(curve: ScaleCurveResult): string[] {
+  const out = [`Workers curve: ${curve.shape}; mntr's ${curve.largestReplyField} for the largest reply`];
+  out.push(
+    pad([
+      [
+        "workers",
+        "takeover s",
+        "elected s",
+        "queued",
+        "p50 ms",
+        "p99 ms",
+        "leader µs/task",
+        "ZK µs/task",
+        "znodes",
+        "watches",
+        "largest reply B",
+        "with queue B",
+        "up s",
+        "MiB/process",
+      ],
+      ...curve.steps.map((s) => [
+        String(s.workers),
+        fmt(s.takeover?.assigningSeconds, 2),
+        fmt(s.takeover?.electedSeconds, 2),
+        s.takeover === undefined ? "–" : String(s.takeover.queued),
+        fmt(s.assignMs.p50, 0),
+        fmt(s.assignMs.p99, 0),
+        fmt(s.leaderCpuUsPerTask, 0),
+        fmt(s.zookeeperCpuUsPerTask, 0),
+        fmt(s.znodes, 0),
+        fmt(s.watches, 0),
+        fmt(s.largestReplyBytes, 0),
+        fmt(s.takeover?.largestReplyBytes, 0),
+        fmt(s.workersUpSeconds, 1),
+        fmt(s.processRssMiB, 0),
+      ]),
+    ]),
+  );
+  out.push(
+    "  takeover: SIGKILL of the leader → earliest assignedAt after it; elected: → the successor's election node lowest.",
+  );
+  out.push(
+    "  p50/p99: submit → assignedAt of the paced tasks; znodes: mntr less the server's count before the step.",
+  );
+  for (const s of curve.steps) if (s.error) out.push(`  ${s.workers} workers: ${s.error}`);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -370,6 +463,8 @@ export function formatTables(results: BenchResult[], ratios: Ratio[]): string {
     if (scale.error) out.push(`  scale: ${scale.error}`);
     out.push("");
   }
+  const curve = results.find((r): r is ScaleCurveResult => r.kind === "scale-curve");
+  if (curve) out.push(...formatCurve(curve), "");
   if (ratios.length > 0) {
     out.push("Ratios");
     out.push(

@@ -1,3 +1,4 @@
+import type { ScaleCurveResult } from "./scale-curve.js";
 import type { SchedulesResult } from "./schedules.js";
 import type { DelayedResult, RetryResult } from "./time-workloads.js";
 import type { RedisLoad } from "./redis.js";
@@ -133,6 +134,7 @@ export type BenchResult =
   | LatencyResult
   | CeilingResult
   | ScaleResult
+  | ScaleCurveResult
   | DelayedResult
   | RetryResult
   | SchedulesResult;

@@ -48,7 +48,10 @@ Durability settings:
 Options:
   --quick          one smaller run, a minute or two after the build (no scale test, one BullMQ shape)
   --smoke          tiny counts: only checks that every part runs end to end (its figures mean nothing)
-  --scale          only the scale test (100 000 tasks queued at once)
+  --scale          only the scale part: 100 000 tasks queued at once, then the workers curve (2 masters
+                   and 10, 100, 1 000 workers, 50 a process: takeover, assignment latency, the
+                   leader's CPU per task, ZooKeeper's counters); with --smoke: 500 tasks, 10 and 50
+                   workers
   --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale,delayed,retry,
                    schedules (delayed: 100 000 delayed tasks held at once, their start lateness;
                    retry: a failed-then-retried task's cost against a first-time success;
@@ -383,6 +386,7 @@ async function main(): Promise<number> {
         "Redis writes per job: commands clients sent that write (scripts, each one atomic AOF append, and commands flagged write; not what scripts call inside), counted under MONITOR over up to 50 more lone jobs after the timed ones.",
         "fsync floor: one 128-byte write + fdatasync into a preallocated file on the file system of ZooKeeper's data, as ZooKeeper appends to its transaction log.",
         "Peak RSS: VmHWM of each process at the end of its run (it includes the warm-up).",
+        "Workers curve (scale-curve): at each worker count, 2 masters and workers 50 to a process (startWorker() per worker, each its own ZooKeeper session); latency submit → assignedAt of tasks paced at tasksPerSecond; leader CPU from /proc/<pid>/stat over those tasks; znodes, watches and the largest reply from mntr (zk_max_client_response_size, reset by srst as each step begins); takeover: SIGKILL of the leader → earliest assignedAt after it.",
         "runs: every run complete (fresh servers for each setting, every part but scale after run 1); summary: each headline figure per run and its median over the runs (a ratio's median is the median of the runs' ratios), the target judged on the median, and the worst run's miss as a share of the bound.",
       ],
       summary,
@@ -459,6 +463,10 @@ function logResult(log: (line: string) => void, r: BenchResult): void {
   else if (r.kind === "schedules")
     log(
       `  schedules: ${r.schedules} × ${r.seconds} s: ${r.slotsFiredOnce}/${r.slotsExpected} slots fired once (${r.slotsMissing} missing, ${r.slotsDuplicated} twice, ${r.strayFirings} stray), leader CPU ${r.leaderCpuPercent}% of a core, ${r.zkWritesPerFiring} ZK writes/firing, queued p50 ${r.queuedLateMs.p50} ms / p99 ${r.queuedLateMs.p99} ms after the slot${error}`,
+    );
+  else if (r.kind === "scale-curve")
+    log(
+      `  scale curve: leader CPU per task at the most workers ÷ at the fewest: ${r.leaderCpuRatio}${error}`,
     );
   else
     log(

@@ -16,11 +16,7 @@ export async function readCounters(server: ZkServer): Promise<ServerCounters> {
   const [srvr, mntr] = await Promise.all([server.fourLetterWord("srvr"), server.fourLetterWord("mntr")]);
   const zxid = /^Zxid: (0x[0-9a-f]+)/im.exec(srvr)?.[1];
   if (zxid === undefined) throw new Error(`no Zxid in srvr's reply: ${srvr}`);
-  const metric = (name: string): number => {
-    const value = new RegExp(`^${name}\\s+(-?\\d+)`, "m").exec(mntr)?.[1];
-    if (value === undefined) throw new Error(`no ${name} in mntr's reply`);
-    return Number(value);
-  };
+  const metric = mntrMetric(mntr);
   return {
     zxid: BigInt(zxid),
     packetsReceived: metric("zk_packets_received"),
@@ -63,4 +59,32 @@ export async function waitQuiet(
 export async function serverVersion(server: ZkServer): Promise<string> {
   const srvr = await server.fourLetterWord("srvr");
   return /^Zookeeper version: ([0-9][^-,\s]*)/m.exec(srvr)?.[1] ?? "unknown";
+}
+
+/** What the server holds and the largest reply it sent, from its own counters (`mntr`). */
+export interface ServerShape {
+  znodes: number;
+  watches: number;
+  connections: number;
+  /** zk_max_client_response_size: since the server started or its stats were last reset (`srst`). */
+  maxResponseBytes: number;
+}
+
+export async function readServerShape(server: ZkServer): Promise<ServerShape> {
+  const metric = mntrMetric(await server.fourLetterWord("mntr"));
+  return {
+    znodes: metric("zk_znode_count"),
+    watches: metric("zk_watch_count"),
+    connections: metric("zk_num_alive_connections"),
+    maxResponseBytes: metric("zk_max_client_response_size"),
+  };
+}
+
+/** Reads one counter out of `mntr`'s reply. */
+function mntrMetric(mntr: string): (name: string) => number {
+  return (name) => {
+    const value = new RegExp(`^${name}\\s+(-?\\d+)`, "m").exec(mntr)?.[1];
+    if (value === undefined) throw new Error(`no ${name} in mntr's reply`);
+    return Number(value);
+  };
 }
