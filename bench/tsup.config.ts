@@ -8,6 +8,7 @@ export default defineConfig({
     "src/spawn-ceiling.ts",
     "src/relay-station.ts",
     "src/inbox-station.ts",
+    "src/submitter.ts",
   ],
   format: ["esm"],
   sourcemap: true,

@@ -16,6 +16,7 @@ import {
 import type { BenchContext } from "./context.js";
 import type { BenchResult } from "./results.js";
 import { zkgridDelayed, zkgridRetry } from "./time-workloads.js";
+import { zkgridSubmitters } from "./submitters.js";
 import {
   type GridShape,
   type ServerWarmup,
@@ -34,9 +35,10 @@ export const PARTS = [
   "delayed",
   "retry",
   "schedules",
+  "submitters",
 ] as const;
 /** What a run does unless `--only` names parts: the schedules workload runs only when asked for. */
-const DEFAULT_PARTS: Part[] = PARTS.filter((part) => part !== "schedules");
+const DEFAULT_PARTS: Part[] = PARTS.filter((part) => part !== "schedules" && part !== "submitters");
 export type Part = (typeof PARTS)[number];
 export type Mode = "full" | "quick" | "smoke" | "scale" | "partial";
 
@@ -267,6 +269,7 @@ export async function runPass(
     log(`scale: ${s.count} no-op tasks queued at once`);
     record(await zkgridScale(ctx, s.zkgrid, s.count, { nodeFlags }));
   }
+  if (has("scale") || has("submitters")) await zkgridSubmitters(ctx); // issue 16: 1/10/50 submitters at once
   if (has("delayed")) {
     const t = config.time;
     log(`delayed: ${t.delayed} no-op tasks held at once, then due over a window`);

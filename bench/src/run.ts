@@ -52,7 +52,8 @@ Options:
   --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale,delayed,retry,
                    schedules (delayed: 100 000 delayed tasks held at once, their start lateness;
                    retry: a failed-then-retried task's cost against a first-time success;
-                   schedules: N schedules firing every second for a minute, runs only when named)
+                   schedules: N schedules firing every second for a minute, runs only when named;
+                   submitters: 1, 10, 50 submitters at once, each waiting for its own tasks, also with --scale)
   --durability <list>  these settings, comma-separated, in this order (default durable,fast)
   --runs <n>       complete runs (every setting, every part); each figure is reported as its median
                    over the runs, and the targets are judged on it (default 3; 1 with --quick,
