@@ -22,7 +22,8 @@ interface ReadTally {
   listings: number;
 }
 
-const [connectString, root, barrier, index, roundsText, perRoundText, place = "shared"] = process.argv.slice(2);
+const [connectString, root, barrier, index, roundsText, perRoundText, place = "shared"] =
+  process.argv.slice(2);
 if (perRoundText === undefined) {
   process.stderr.write("usage: submitter.js <connect> <root> <barrier> <index> <rounds> <tasks-per-round>\n");
   process.exit(2);
@@ -43,7 +44,10 @@ const cpu = process.cpuUsage();
 const start = performance.now();
 let failed = 0;
 for (let round = 0; round < rounds; round++) {
-  const tasks = Array.from({ length: perRound }, (_, i) => ({ handler: "noop", input: round * perRound + i }));
+  const tasks = Array.from({ length: perRound }, (_, i) => ({
+    handler: "noop",
+    input: round * perRound + i,
+  }));
   const results = await grid.submitAndWait(tasks, { timeoutMs: 300_000 });
   for (const status of results.values()) if (status.state !== "succeeded") failed++;
 }

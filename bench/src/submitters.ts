@@ -173,7 +173,8 @@ async function untilReady(
     if (ready >= count) return;
     const gone = children.find((child) => !child.isRunning);
     if (gone !== undefined) throw new Error(`${gone.label} exited before it was ready`);
-    if (Date.now() > deadline) throw new Error(`only ${ready} of ${count} submitters were ready within 300 s`);
+    if (Date.now() > deadline)
+      throw new Error(`only ${ready} of ${count} submitters were ready within 300 s`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
