@@ -664,7 +664,12 @@ export class GridObserver {
     if (!got) return undefined;
     const decoded = decodeResultBatch(got.data);
     if (!decoded.ok) {
-      this.#problem(`result node ${path}: ${decoded.error.message}`);
+      // Named as before for R/results; a reply dir's node by `replies/<address>/<name>`.
+      const shared = `${this.layout.results}/`;
+      const name = path.startsWith(shared)
+        ? path.slice(shared.length)
+        : path.slice(this.layout.replies.lastIndexOf("/") + 1);
+      this.#problem(`result node ${name}: ${decoded.error.message}`);
       return { statuses: [], czxid: got.stat.czxid };
     }
     return { statuses: decoded.value.results.filter((s) => isFinalState(s.state)), czxid: got.stat.czxid };
