@@ -2,8 +2,8 @@
  * Many submitters at once (issue 16): 1, 10 and 50 submitter processes, each submitting its own tasks
  * in rounds and waiting for each round, on one grid. Each reports what waiting cost it (bytes and result
  * nodes read, listings, CPU); the growth from 1 to 50 shows whether a submitter's cost depends on its
- * own tasks or on everyone's. Each count runs twice: results in the shared R/results (the baseline),
- * then in each submitter's reply dir.
+ * own tasks or on everyone's. Each count runs twice: results in each submitter's reply dir, then in the
+ * shared R/results (the baseline; its 50 is the slowest run, so it goes last).
  */
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
@@ -27,7 +27,7 @@ export interface SubmittersShape {
 
 export const SUBMITTERS_SHAPE: SubmittersShape = {
   counts: [1, 10, 50],
-  places: ["shared", "reply"],
+  places: ["reply", "shared"],
   rounds: 4,
   tasksPerRound: 5,
   grid: { workers: 2, concurrency: 32 },
