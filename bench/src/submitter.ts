@@ -31,7 +31,8 @@ if (perRoundText === undefined) {
 const rounds = Number(roundsText);
 const perRound = Number(perRoundText);
 const tally: ReadTally = { bytes: 0, resultNodes: 0, listings: 0 };
-const zk = await connect({ connectString: connectString! });
+// A long session: 50 processes starting at once on a small machine can starve one for seconds.
+const zk = await connect({ connectString: connectString!, sessionTimeoutMs: 30_000 });
 const grid = await connectGrid(counted(zk, [`${root}/results/`, `${root}/replies/`], tally), {
   root: root!,
   submitter: `bench-${index}`,
