@@ -10,6 +10,7 @@ export default defineConfig({
     "src/inbox-station.ts",
     "src/lone-trace.ts",
     "src/scale-workers.ts",
+    "src/submitter.ts",
   ],
   format: ["esm"],
   sourcemap: true,

@@ -17,6 +17,7 @@ import type { BenchContext } from "./context.js";
 import type { BenchResult } from "./results.js";
 import { describeCurve, type ScaleCurveConfig, zkgridScaleCurve } from "./scale-curve.js";
 import { zkgridDelayed, zkgridRetry } from "./time-workloads.js";
+import { zkgridSubmitters } from "./submitters.js";
 import {
   type GridShape,
   type ServerWarmup,
@@ -35,9 +36,10 @@ export const PARTS = [
   "delayed",
   "retry",
   "schedules",
+  "submitters",
 ] as const;
 /** What a run does unless `--only` names parts: the schedules workload runs only when asked for. */
-const DEFAULT_PARTS: Part[] = PARTS.filter((part) => part !== "schedules");
+const DEFAULT_PARTS: Part[] = PARTS.filter((part) => part !== "schedules" && part !== "submitters");
 export type Part = (typeof PARTS)[number];
 export type Mode = "full" | "quick" | "smoke" | "scale" | "partial";
 
@@ -195,6 +197,11 @@ export const SCALE_PARTS: ScalePart[] = [
     describe: (c) => `the workers curve, ${describeCurve(c.scale.curve)}`,
     run: (ctx, c, nodeFlags) => zkgridScaleCurve(ctx, c.scale.curve, nodeFlags),
   },
+  {
+    name: "submitters",
+    describe: () => "1, 10 and 50 submitters at once, results in reply dirs and in R/results",
+    run: (ctx) => zkgridSubmitters(ctx),
+  },
 ];
 
 /** The same grid started with the programs' defaults: no tuning flags. */
@@ -314,6 +321,8 @@ export async function runPass(
       record(await part.run(ctx, config, nodeFlags));
     }
   }
+  // With --scale the submitters run as its last part (above); `--only submitters` runs them alone.
+  if (has("submitters") && !has("scale")) record(await zkgridSubmitters(ctx));
   if (has("delayed")) {
     const t = config.time;
     log(`delayed: ${t.delayed} no-op tasks held at once, then due over a window`);

@@ -1,3 +1,4 @@
+import type { SubmittersResult } from "./submitters.js";
 import type { ScaleCurveResult } from "./scale-curve.js";
 import type { SchedulesResult } from "./schedules.js";
 import type { DelayedResult, RetryResult } from "./time-workloads.js";
@@ -137,7 +138,8 @@ export type BenchResult =
   | ScaleCurveResult
   | DelayedResult
   | RetryResult
-  | SchedulesResult;
+  | SchedulesResult
+  | SubmittersResult;
 
 export const MiB = 1024 * 1024;
 

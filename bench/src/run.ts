@@ -29,6 +29,7 @@ import { killAllNow } from "./processes.js";
 import { computeRatios, formatSummary, formatTables, type Ratio, renderChart } from "./report.js";
 import type { BenchResult } from "./results.js";
 import { DEFAULTS_TARGETS, type FigureSummary, figuresOf, summarizeRuns, TARGETS } from "./summary.js";
+import { formatRow } from "./submitters.js";
 import { gridBins, type ServerWarmup } from "./zkgrid.js";
 import { serverVersion } from "./zookeeper.js";
 
@@ -55,7 +56,8 @@ Options:
   --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale,delayed,retry,
                    schedules (delayed: 100 000 delayed tasks held at once, their start lateness;
                    retry: a failed-then-retried task's cost against a first-time success;
-                   schedules: N schedules firing every second for a minute, runs only when named)
+                   schedules: N schedules firing every second for a minute, runs only when named;
+                   submitters: 1, 10, 50 submitters at once, each waiting for its own tasks, also with --scale)
   --durability <list>  these settings, comma-separated, in this order (default durable,fast)
   --runs <n>       complete runs (every setting, every part); each figure is reported as its median
                    over the runs, and the targets are judged on it (default 3; 1 with --quick,
@@ -464,6 +466,7 @@ function logResult(log: (line: string) => void, r: BenchResult): void {
     log(
       `  schedules: ${r.schedules} × ${r.seconds} s: ${r.slotsFiredOnce}/${r.slotsExpected} slots fired once (${r.slotsMissing} missing, ${r.slotsDuplicated} twice, ${r.strayFirings} stray), leader CPU ${r.leaderCpuPercent}% of a core, ${r.zkWritesPerFiring} ZK writes/firing, queued p50 ${r.queuedLateMs.p50} ms / p99 ${r.queuedLateMs.p99} ms after the slot${error}`,
     );
+  else if (r.kind === "submitters") for (const row of r.rows) log(`  ${formatRow(row)}`);
   else if (r.kind === "scale-curve")
     log(
       `  scale curve: leader CPU per task at the most workers ÷ at the fewest: ${r.leaderCpuRatio}${error}`,

@@ -19,7 +19,8 @@ Options:
   --acl <entries>          more ACL entries for the nodes it creates, e.g. digest:user:<hash>:cdrwa
                            (env ZKGRID_ACL; see "ACLs" in
                            ${fileURLToPath(new URL("../docs/operators.md", import.meta.url))})
-  --keep-results <n>       result nodes kept under <root>/results; older ones are deleted (default 5000)
+  --keep-results <n>       result nodes kept under <root>/results and <root>/replies together; older ones
+                           are deleted (default 5000)
   --http-port <n>          serve the dashboard and /metrics on this port (0: any free port)
   --http-host <addr>       the address for it (default 127.0.0.1)
   --log-level <level>      debug, info, warn or error (default info)

@@ -34,7 +34,7 @@ export interface MasterOptions extends Omit<ConnectionOptions, "connectString"> 
   httpPort?: number;
   /** The address for the dashboard; default 127.0.0.1 (loopback only). */
   httpHost?: string;
-  /** How many result nodes the leader keeps under R/results (default 5000); older ones are deleted. */
+  /** How many result nodes the leader keeps under R/results and R/replies together (default 5000); older ones are deleted. */
   keepResults?: number;
 }
 

@@ -94,6 +94,8 @@ export class TaskBook {
   readonly tasks = new Map<string, TaskEntry>();
   /** Ids that reached a final state; a task submitted again under one of them is dropped. */
   readonly finished = new Set<string>();
+  /** Reply addresses of finished tasks whose result is not written yet (see GridWriter.writeResults). */
+  readonly #replyAddresses = new Map<string, string>();
   readonly workers = new Map<string, WorkerSlot>();
   /** Queued ids per priority, each list in arrival order. */
   private readonly queues = new Map<number, TaskEntry[]>();
@@ -261,8 +263,19 @@ export class TaskBook {
       this.detachFromWorker(entry);
       this.release(entry);
       this.tasks.delete(id);
+      if (entry.spec.replyTo !== undefined) this.#replyAddresses.set(id, entry.spec.replyTo);
     }
     this.finished.add(id);
+  }
+
+  /** Where the result of `id` goes: its reply address, or undefined for `R/results`. */
+  replyAddressOf(id: string): string | undefined {
+    return this.#replyAddresses.get(id) ?? this.tasks.get(id)?.spec.replyTo;
+  }
+
+  /** The result of `id` is written. */
+  forgetReplyAddress(id: string): void {
+    this.#replyAddresses.delete(id);
   }
 
   isKnown(id: string): boolean {

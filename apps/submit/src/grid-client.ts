@@ -17,6 +17,7 @@ import {
   packByBytes,
   type SubmitBatch,
   type TaskStatus,
+  REPLY_LIVE_NODE,
   taskIdProblem,
 } from "@zkgrid/protocol";
 import { ScheduleClient } from "./schedules.js";
@@ -35,7 +36,7 @@ import {
   withoutPause,
   withPause,
 } from "./grid-gate.js";
-import { ResultFeed } from "./result-feed.js";
+import { type FeedLogger, ResultFeed } from "./result-feed.js";
 import { SubmitPipeline } from "./submit-pipeline.js";
 import { type AnyHandlers, type GridTaskInput, type HandlerSignatures, prepareTasks } from "./tasks.js";
 
@@ -53,6 +54,13 @@ export interface GridClientOptions {
   submitter?: string;
   /** Where the client's log lines go; nothing is printed without it. */
   logger?: Logger;
+  /**
+   * This client's reply address (e.g. `newReplyAddress()`): its tasks carry it, the leader writes their
+   * results to `R/replies/<address>/`, and its waits read only that dir, so that what waiting costs
+   * depends on its own tasks rather than on every submitter's. Without it results go to `R/results`.
+   * Throws `InvalidNameError` for an address the protocol refuses.
+   */
+  replyAddress?: string;
 }
 
 export interface WaitOptions {
@@ -118,6 +126,10 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   readonly #submitter: string;
   readonly #pipeline: SubmitPipeline;
   readonly #feed: ResultFeed;
+  /** With a reply address: the feed of its reply dir, and the ids this client sent there. */
+  readonly #reply: { address: string; dir: string; feed: ResultFeed; mine: Set<string> } | undefined;
+  /** The session whose live node is in the reply dir. */
+  #replyLiveSession: string | undefined;
   readonly #direct: DirectTasks;
   /** Ids of lone tasks this client named itself, being written: they may go to a worker directly. */
   readonly #lone = new Set<string>();
@@ -127,6 +139,11 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   #queueReady = false;
   #recentBaseline: { value: Promise<number>; at: number } | undefined;
   #closing: Promise<void> | undefined;
+
+  /** The reply address this client's tasks carry (see {@link GridClientOptions.replyAddress}), if any. */
+  get replyAddress(): string | undefined {
+    return this.#reply?.address;
+  }
 
   /** Use {@link connectGrid}. */
   constructor(zk: ZkClient, options: GridClientOptions, ownsClient: boolean) {
@@ -144,7 +161,18 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       () => ({ submitter, validated: true }),
     );
     const logger = options.logger;
-    this.#feed = new ResultFeed(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));
+    const feedLog: FeedLogger = (level, msg, fields) => logger?.(level, msg, fields);
+    this.#feed = new ResultFeed(zk, this.layout, feedLog);
+    if (options.replyAddress !== undefined) {
+      const dir = this.layout.replyDir(options.replyAddress);
+      const place = { results: dir, resultNodePrefix: this.layout.resultNodePrefix };
+      this.#reply = {
+        address: options.replyAddress,
+        dir,
+        feed: new ResultFeed(zk, place, feedLog),
+        mine: new Set(),
+      };
+    }
     this.#direct = new DirectTasks(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));
   }
 
@@ -158,8 +186,10 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   async submit(tasks: GridTaskInput<H> | readonly GridTaskInput<H>[]): Promise<string[]> {
     if (this.#closing) throw new GridClosedError();
     const list: readonly GridTaskInput<H>[] = isList(tasks) ? tasks : [tasks];
-    const specs = prepareTasks(list);
+    const reply = this.#reply;
+    const specs = prepareTasks(list).map((spec) => (reply ? { ...spec, replyTo: reply.address } : spec));
     if (specs.length === 0) return [];
+    for (const spec of specs) reply?.mine.add(spec.id);
     // A lone task with an id of this client's making (so unknown to the grid) may skip the queue,
     // if it is written alone; a caller's own id goes through the queue, which drops known ids.
     // A delayed task waits in the leader's memory, and one with a retry policy is retried by it: neither
@@ -375,7 +405,16 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       if (errors.isNoNode(err)) return undefined;
       throw err;
     }
-    return this.#feed.findNewest(id, names);
+    const shared = await this.#feed.findNewest(id, names);
+    if (shared !== undefined || this.#reply === undefined) return shared;
+    let own: string[];
+    try {
+      own = await this.zk.getChildren(this.#reply.dir);
+    } catch (err) {
+      if (errors.isNoNode(err)) return undefined;
+      throw err;
+    }
+    return this.#reply.feed.findNewest(id, own);
   }
 
   /** The grid's recurring schedules: add, list, get, remove, pause, resume. */
@@ -392,6 +431,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     this.#closing ??= (async () => {
       await this.#pipeline.close();
       this.#feed.close();
+      this.#reply?.feed.close();
       this.#direct.close();
       if (this.#ownsClient) await this.zk.close();
     })();
@@ -403,11 +443,14 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     since: number | undefined,
     listener: Parameters<ResultFeed["subscribe"]>[2],
   ): () => void {
-    let after = since;
-    if (after === undefined) {
-      after = Number.POSITIVE_INFINITY;
-      for (const id of wanted) after = Math.min(after, this.#baselines.get(id) ?? -1);
-    }
+    // Where each feed's reading starts: `since`, else the lowest baseline of its ids (-1 for an id
+    // this client did not generate, which may be known to the grid already).
+    const afterOf = (ids: Iterable<string>) => {
+      if (since !== undefined) return since;
+      let after = Number.POSITIVE_INFINITY;
+      for (const id of ids) after = Math.min(after, this.#baselines.get(id) ?? -1);
+      return after;
+    };
     // Each id's first status wins, from a direct answer or from R/results, whichever comes first.
     const delivered = new Set<string>();
     let ended = false;
@@ -423,6 +466,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       if (ended || delivered.has(status.id)) return;
       delivered.add(status.id);
       this.#baselines.delete(status.id);
+      this.#reply?.mine.delete(status.id);
       listener.status(status);
       if (delivered.size === wanted.size) end();
     };
@@ -433,15 +477,23 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     unsubscribe = () => {
       for (const cancel of subscriptions.splice(0)) cancel();
     };
-    const viaFeed: string[] = [];
+    // This client's own tasks (with a reply address) are answered in its reply dir, after their
+    // baselines there; any other id in R/results.
+    const reply = this.#reply;
+    const feedOf = (id: string) => (reply?.mine.has(id) ? reply.feed : this.#feed);
+    const viaFeed = new Map<ResultFeed, string[]>();
     for (const id of wanted) {
       const direct = this.#direct.take(id, (status) => {
         if (status !== undefined) deliver(status);
-        else if (!ended) subscriptions.push(this.#feed.subscribe([id], after, feedListener));
+        else if (!ended) subscriptions.push(feedOf(id).subscribe([id], afterOf([id]), feedListener));
       });
-      if (!direct) viaFeed.push(id);
+      if (direct) continue;
+      const feed = feedOf(id);
+      const ids = viaFeed.get(feed);
+      if (ids) ids.push(id);
+      else viaFeed.set(feed, [id]);
     }
-    if (viaFeed.length > 0) subscriptions.push(this.#feed.subscribe(viaFeed, after, feedListener));
+    for (const [feed, ids] of viaFeed) subscriptions.push(feed.subscribe(ids, afterOf(ids), feedListener));
     if (wanted.size === 0) queueMicrotask(() => end());
     return () => {
       ended = true;
@@ -459,22 +511,21 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     // far. The stat's cversion counts deletes too (the server reports 2 x creates - numChildren), so
     // after a prune cversion alone would skip the next results. A server whose cversion counted
     // creates only would make this lower, which only costs reads.
-    const stat = await this.zk.exists(this.layout.results);
-    return stat === null ? -1 : Math.floor((stat.cversion + stat.numChildren) / 2) - 1;
+    return placeBaseline(this.zk, this.layout.results);
   }
 
   /**
    * For a write about to be made: the live watch's listing when there is one, else one read at most
    * BASELINE_REUSE_MS ago (a result node made after a later write is newer than that read too, and a
-   * wait reads at most that much more), else a fresh one.
+   * wait reads at most that much more), else a fresh one. With a reply address, in the reply dir.
    */
   #writeBaseline(): Promise<number> {
-    const live = this.#feed.liveBaseline();
+    const live = (this.#reply?.feed ?? this.#feed).liveBaseline();
     if (live !== undefined) return Promise.resolve(live);
     const now = performance.now();
     if (this.#recentBaseline !== undefined && now - this.#recentBaseline.at < BASELINE_REUSE_MS)
       return this.#recentBaseline.value;
-    const value = this.resultBaseline();
+    const value = placeBaseline(this.zk, this.#reply?.dir ?? this.layout.results);
     const recent = { value, at: now };
     this.#recentBaseline = recent;
     value.catch(() => {
@@ -483,7 +534,29 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     return value;
   }
 
+  /**
+   * Makes the reply dir and this session's live node in it (the leader deletes no dir holding one),
+   * once per session: after a session expiry the next write makes it again.
+   */
+  async #ensureReplyDir(dir: string): Promise<void> {
+    const session = this.zk.sessionCredentials()?.id;
+    if (session !== undefined && session === this.#replyLiveSession) return;
+    for (let tries = 0; ; tries++) {
+      try {
+        await this.zk.ensurePath(dir);
+        await this.zk.create(`${dir}/${REPLY_LIVE_NODE}`, undefined, "ephemeral");
+        break;
+      } catch (err) {
+        if (errors.isNodeExists(err)) break;
+        // The leader deleted the dir (left by an earlier session) between the two: make it again.
+        if (!errors.isNoNode(err) || tries > 0) throw err;
+      }
+    }
+    this.#replyLiveSession = session;
+  }
+
   async #writeBatch(batch: SubmitBatch): Promise<void> {
+    if (this.#reply !== undefined) await this.#ensureReplyDir(this.#reply.dir);
     const only = batch.tasks.length === 1 ? batch.tasks[0] : undefined;
     if (only !== undefined && this.#lone.has(only.id) && (await this.#direct.write(batch))) return;
     // packSubmitBatches validated the tasks and sized the batch; encoding again would validate again.
@@ -502,6 +575,19 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       await this.zk.createProtected(path, data, "persistent-sequential");
     }
   }
+}
+
+/**
+ * A sequence at least as high as that of every result node in `dir` now (-1 if there is no `dir`), and
+ * lower than that of any result node created there after this call. One small read: the dir's stat.
+ */
+async function placeBaseline(zk: ZkClient, dir: string): Promise<number> {
+  // ZooKeeper numbers a sequential child with the count of children created under its parent so
+  // far. The stat's cversion counts deletes too (the server reports 2 x creates - numChildren), so
+  // after a prune cversion alone would skip the next results. A server whose cversion counted
+  // creates only would make this lower, which only costs reads.
+  const stat = await zk.exists(dir);
+  return stat === null ? -1 : Math.floor((stat.cversion + stat.numChildren) / 2) - 1;
 }
 
 /** How long a result baseline read for one write serves the next ones. */

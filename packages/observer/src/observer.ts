@@ -31,6 +31,7 @@ import {
   type GridLayout,
   gridLayout,
   isFinalState,
+  isValidReplyAddress,
   isValidTaskId,
   parseSequentialName,
   TASK_STATES,
@@ -131,6 +132,20 @@ interface ResultNode {
   seq: number;
 }
 
+/** A dir of result nodes: `R/results`, or a reply dir `R/replies/<address>`. */
+interface ResultPlace {
+  readonly dir: string;
+  /** Highest result sequence applied (or present at start). */
+  cursor: number;
+  started: boolean;
+  /** The nodes listed before the first full picture: history, read back by #backfill. */
+  atStart: ResultNode[];
+}
+
+function resultPlace(dir: string, started: boolean): ResultPlace {
+  return { dir, cursor: -1, started, atStart: [] };
+}
+
 /**
  * Starts observing a grid and resolves once the first full picture has been read (masters, workers,
  * assignments, queue, reports, inboxes, and results read back far enough to size the queue). The
@@ -195,10 +210,9 @@ export class GridObserver {
   readonly #depth = new DepthSeries();
   readonly #problems: string[] = [];
   #gate: GridGate = { v: 1 };
-  /** Highest result sequence applied (or present at start). */
-  #resultCursor = -1;
-  #resultsAtStart: ResultNode[] = [];
-  #resultsStarted = false;
+  readonly #sharedResults: ResultPlace;
+  /** One per reply dir: its own sequences, read like `R/results`. */
+  readonly #replyDirs: ChildFollows<ResultPlace>;
   #isReady = false;
 
   /** Use `observeGrid()`. */
@@ -229,6 +243,15 @@ export class GridObserver {
     });
     // A data follow per worker and per assignment, not just the child list: a worker that re-registers
     // on a new session replaces its node.
+    this.#sharedResults = resultPlace(this.layout.results, false);
+    this.#replyDirs = new ChildFollows<ResultPlace>({
+      signal: this.#stop.signal,
+      // A reply dir made after the first full picture holds only new results.
+      open: (name) =>
+        isValidReplyAddress(name) ? resultPlace(this.layout.replyDir(name), this.#isReady) : undefined,
+      follow: (_name, place, signal) =>
+        this.#follower.children(place.dir, (c) => this.#onResults(place, c), { signal }),
+    });
     this.#workerFollows = this.#eachChildData(this.layout.workers, (name, change) =>
       this.#onWorker(name, change),
     );
@@ -386,7 +409,8 @@ export class GridObserver {
       follow.children(layout.reports, (c) => this.#reportDirs.update(c)),
       follow.children(layout.inbox, (c) => this.#inboxDirs.update(c)),
       follow.children(layout.queue, (c) => this.#onQueue(c)),
-      follow.children(layout.results, (c) => this.#onResults(c)),
+      follow.children(layout.results, (c) => this.#onResults(this.#sharedResults, c)),
+      follow.children(layout.replies, (c) => this.#replyDirs.update(c)),
       follow.data(layout.gate, (c) => this.#onGate(c)),
     ]);
     if (!signal.aborted) await this.#backfill();
@@ -557,22 +581,22 @@ export class GridObserver {
     } else this.#answersAtStart.push(node.status);
   }
 
-  async #onResults({ children }: ChildrenChange): Promise<void> {
+  async #onResults(place: ResultPlace, { children }: ChildrenChange): Promise<void> {
     const nodes = resultNodes(children, this.layout.resultNodePrefix);
-    if (!this.#resultsStarted) {
+    if (!place.started) {
       // The first list: what is here now is history (read back by #backfill), not throughput.
-      this.#resultsStarted = true;
-      this.#resultsAtStart = nodes;
-      this.#resultCursor = nodes.at(-1)?.seq ?? -1;
+      place.started = true;
+      place.atStart = nodes;
+      place.cursor = nodes.at(-1)?.seq ?? -1;
       return;
     }
-    const fresh = nodes.filter((n) => n.seq > this.#resultCursor);
+    const fresh = nodes.filter((n) => n.seq > place.cursor);
     for (let i = 0; i < fresh.length; i += READ_LANES) {
       const chunk = fresh.slice(i, i + READ_LANES);
-      const reads = await Promise.all(chunk.map((n) => this.#readResults(n.name)));
+      const reads = await Promise.all(chunk.map((n) => this.#readResults(`${place.dir}/${n.name}`)));
       chunk.forEach((node, k) => {
         this.#applyResults(reads[k]?.statuses ?? []);
-        this.#resultCursor = node.seq;
+        place.cursor = node.seq;
       });
     }
   }
@@ -600,12 +624,25 @@ export class GridObserver {
   async #backfill(): Promise<void> {
     let oldestQueue = Number.POSITIVE_INFINITY;
     for (const node of this.#queue.values()) oldestQueue = Math.min(oldestQueue, node.czxid);
-    const nodes = this.#resultsAtStart.slice(-BACKFILL_MAX_NODES).reverse();
-    this.#resultsAtStart = [];
     const older: TaskView[] = [];
+    // R/results first, then each reply dir, each newest first.
+    for (const place of [this.#sharedResults, ...this.#replyDirs.values()]) {
+      await this.#backfillPlace(place, oldestQueue, older);
+      if (this.#stop.signal.aborted) return;
+    }
+    this.#recent.push(...older);
+    if (this.#recent.length > this.#recentLimit) this.#recent.length = this.#recentLimit;
+  }
+
+  async #backfillPlace(place: ResultPlace, oldestQueue: number, older: TaskView[]): Promise<void> {
+    const nodes = place.atStart
+      .slice(-BACKFILL_MAX_NODES)
+      .reverse()
+      .map((n) => `${place.dir}/${n.name}`);
+    place.atStart = [];
     for (let i = 0; i < nodes.length; i += READ_LANES) {
       const chunk = nodes.slice(i, i + READ_LANES);
-      const reads = await Promise.all(chunk.map((n) => this.#readResults(n.name)));
+      const reads = await Promise.all(chunk.map((path) => this.#readResults(path)));
       let reachedOldest = false;
       for (const read of reads) {
         if (!read) continue;
@@ -620,35 +657,53 @@ export class GridObserver {
       if (reachedOldest && this.#recent.length + older.length >= this.#recentLimit) break;
       if (this.#stop.signal.aborted) return;
     }
-    this.#recent.push(...older);
-    if (this.#recent.length > this.#recentLimit) this.#recent.length = this.#recentLimit;
   }
 
-  async #readResults(name: string): Promise<{ statuses: TaskStatus[]; czxid: number } | undefined> {
-    const got = await getOrNull(this.#zk, `${this.layout.results}/${name}`);
+  async #readResults(path: string): Promise<{ statuses: TaskStatus[]; czxid: number } | undefined> {
+    const got = await getOrNull(this.#zk, path);
     if (!got) return undefined;
     const decoded = decodeResultBatch(got.data);
     if (!decoded.ok) {
+      // Named as before for R/results; a reply dir's node by `replies/<address>/<name>`.
+      const shared = `${this.layout.results}/`;
+      const name = path.startsWith(shared)
+        ? path.slice(shared.length)
+        : path.slice(this.layout.replies.lastIndexOf("/") + 1);
       this.#problem(`result node ${name}: ${decoded.error.message}`);
       return { statuses: [], czxid: got.stat.czxid };
     }
     return { statuses: decoded.value.results.filter((s) => isFinalState(s.state)), czxid: got.stat.czxid };
   }
 
-  /** Reads the result nodes newest first until each of `ids` is found or none is left. */
-  async #scanResults(ids: ReadonlySet<string>): Promise<Map<string, TaskView>> {
-    const found = new Map<string, TaskView>();
-    let children: string[];
+  /** The children of `path`, or none if it does not exist. */
+  async #childrenOrNone(path: string): Promise<string[]> {
     try {
-      children = await this.#zk.getChildren(this.layout.results);
+      return await this.#zk.getChildren(path);
     } catch (err) {
-      if (errors.isNoNode(err)) return found;
+      if (errors.isNoNode(err)) return [];
       throw err;
     }
-    const nodes = resultNodes(children, this.layout.resultNodePrefix).reverse();
+  }
+
+  /**
+   * Reads the result nodes newest first (those of `R/results`, then of each reply dir) until each of
+   * `ids` is found or none is left.
+   */
+  async #scanResults(ids: ReadonlySet<string>): Promise<Map<string, TaskView>> {
+    const found = new Map<string, TaskView>();
+    const dirs = [this.layout.results];
+    for (const address of await this.#childrenOrNone(this.layout.replies)) {
+      if (isValidReplyAddress(address)) dirs.push(this.layout.replyDir(address));
+    }
+    const nodes: string[] = [];
+    for (const dir of dirs) {
+      const children = await this.#childrenOrNone(dir);
+      for (const n of resultNodes(children, this.layout.resultNodePrefix).reverse())
+        nodes.push(`${dir}/${n.name}`);
+    }
     for (let i = 0; i < nodes.length && found.size < ids.size; i += READ_LANES) {
       this.#assertOpen();
-      const reads = await Promise.all(nodes.slice(i, i + READ_LANES).map((n) => this.#readResults(n.name)));
+      const reads = await Promise.all(nodes.slice(i, i + READ_LANES).map((path) => this.#readResults(path)));
       for (const read of reads) {
         // The newest node with an id wins, as in task(); within a node its first status.
         for (const status of read?.statuses ?? []) {

@@ -30,6 +30,7 @@ import {
   WORKER_NAME_PATTERN,
 } from "./names.js";
 import { isHistory, isRetryPolicy } from "./retry.js";
+import { isValidReplyAddress } from "./reply.js";
 import {
   AssignedTaskSchema,
   AssignmentSchema,
@@ -135,6 +136,7 @@ const TASK_KEYS = new Set([
   "meta",
   "runAt",
   "retry",
+  "replyTo",
 ]);
 
 export function isTaskSpec(v: unknown): boolean {
@@ -156,6 +158,7 @@ export function isTaskSpec(v: unknown): boolean {
   if (priority !== undefined && !isInt(priority, -MAX_PRIORITY, MAX_PRIORITY)) return false;
   if (meta !== undefined && !(isPlainObject(meta) && isJsonData(meta))) return false;
   if (!optTime(v.runAt) || (v.retry !== undefined && !isRetryPolicy(v.retry))) return false;
+  if (v.replyTo !== undefined && !isValidReplyAddress(v.replyTo)) return false;
   return (encodedByteLength(v) ?? Number.POSITIVE_INFINITY) <= MAX_TASK_BYTES;
 }
 

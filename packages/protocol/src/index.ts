@@ -163,6 +163,14 @@ export {
   parseStartLimit,
   startLimitProblem,
 } from "./gate.js";
+export {
+  REPLY_ADDRESS_PATTERN,
+  REPLY_LIVE_NODE,
+  assertReplyAddress,
+  isValidReplyAddress,
+  newReplyAddress,
+  replyAddressProblem,
+} from "./reply.js";
 
 export type { FinalState, TaskState, UpdateState } from "./constants.js";
 export type { ProtocolIssue } from "./errors.js";

@@ -7,6 +7,7 @@ import {
   isValidWorkerName,
 } from "./names.js";
 import { assertScheduleName } from "./schedule.js";
+import { assertReplyAddress } from "./reply.js";
 
 /** The znode paths of one grid. Every directory is persistent; see docs/protocol.md. */
 export interface GridLayout {
@@ -60,6 +61,10 @@ export interface GridLayout {
   firing(name: string): string;
   /** `R/gate`: one node holding the pauses and start limits (a `GridGate`); absent means none. */
   readonly gate: string;
+  /** `R/replies`: one dir per reply address, holding the result nodes of the tasks that carry it. */
+  readonly replies: string;
+  /** `R/replies/<address>`. Throws `InvalidNameError` for a bad reply address. */
+  replyDir(address: string): string;
   /** Every persistent directory, parents first, for creating them at start-up. */
   readonly dirs: readonly string[];
 }
@@ -96,6 +101,7 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
   const inbox = under("inbox");
   const schedules = under("schedules");
   const firings = under("firings");
+  const replies = under("replies");
   const inboxDir = (worker: string, session: string) => {
     assertWorkerName(worker);
     assertSessionId(session);
@@ -146,6 +152,11 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
       return `${firings}/${name}`;
     },
     gate: under("gate"),
+    replies,
+    replyDir(address) {
+      assertReplyAddress(address);
+      return `${replies}/${address}`;
+    },
     dirs: [
       ...(root === "/" ? [] : [root]),
       masters,
@@ -158,6 +169,7 @@ export function gridLayout(root = "/zkgrid"): GridLayout {
       inbox,
       schedules,
       firings,
+      replies,
     ],
   };
 }

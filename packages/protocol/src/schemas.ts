@@ -19,6 +19,7 @@ import {
   type UpdateState,
 } from "./constants.js";
 import { describeValue } from "./errors.js";
+import { replyAddressProblem } from "./reply.js";
 import { encodedByteLength, jsonValueProblem, utf8ByteLength } from "./json.js";
 import { type AttemptRecord, AttemptHistorySchema, type RetryPolicy, RetryPolicySchema } from "./retry.js";
 import {
@@ -49,6 +50,8 @@ export interface TaskSpec {
   runAt?: number;
   /** Whether, and after how long, a failed attempt is tried again; none: a failure is final. */
   retry?: RetryPolicy;
+  /** The submitter's reply address: the final status goes to `R/replies/<replyTo>/`, not `R/results`. */
+  replyTo?: string;
 }
 
 export interface SubmitBatch {
@@ -389,6 +392,7 @@ const taskShape = {
   meta: meta.optional(),
   runAt: timestamp.optional(),
   retry: RetryPolicySchema.optional(),
+  replyTo: named("reply address", replyAddressProblem).optional(),
 };
 
 export const TaskSpecSchema: z.ZodType<TaskSpec> = strictObject("a task", taskShape).superRefine(

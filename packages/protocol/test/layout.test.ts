@@ -43,6 +43,7 @@ describe("gridLayout", () => {
       "/zkgrid/inbox",
       "/zkgrid/schedules",
       "/zkgrid/firings",
+      "/zkgrid/replies",
     ]);
     expect([l.cancel, l.cancelNodePrefix]).toEqual(["/zkgrid/cancel", "c"]);
     expect(l.inboxDir("w1", "100000a2b3c0004")).toBe("/zkgrid/inbox/w1@100000a2b3c0004");

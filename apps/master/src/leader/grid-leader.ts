@@ -1,6 +1,12 @@
 import { errors, type Leadership, type Logger, type SessionBoundClient } from "@zkgrid/core";
 import type { GridLayout } from "@zkgrid/protocol";
-import { decodeAssignment, decodeResultBatch, isValidWorkerName } from "@zkgrid/protocol";
+import {
+  decodeAssignment,
+  decodeResultBatch,
+  isValidReplyAddress,
+  isValidWorkerName,
+  parseSequentialName,
+} from "@zkgrid/protocol";
 import type { MasterMetrics } from "../metrics.js";
 import { TaskBook } from "../task-book.js";
 import { Cancellations } from "./cancellations.js";
@@ -10,7 +16,15 @@ import { QueueIntake } from "./queue-intake.js";
 import { StartGate } from "./start-gate.js";
 import { WorkerReports } from "./reports.js";
 import { ScheduleFirings } from "./schedules.js";
-import { followChildren, forEachLimit, getOrNull, NotLeaderError, type Term, termFollower } from "./term.js";
+import {
+  childrenOrNone,
+  followChildren,
+  forEachLimit,
+  getOrNull,
+  NotLeaderError,
+  type Term,
+  termFollower,
+} from "./term.js";
 import { WorkerSessions } from "./worker-sessions.js";
 import { DEFAULT_KEEP_RESULTS, GridWriter } from "./writer.js";
 
@@ -212,6 +226,44 @@ export class GridLeader {
    * new leader neither loses a task nor hands one out twice. Assignment nodes are rewritten with the
    * new epoch under their read version first: from then on a deposed leader's write to them fails.
    */
+  /**
+   * Every result node, in `R/results` and in each reply dir, marks its tasks finished and is known for
+   * pruning, oldest (by czxid) first. A reply dir with no result node and no live submitter is deleted.
+   */
+  private async readResultsAtTakeover(): Promise<void> {
+    const { client, layout } = this;
+    await client.ensurePath(layout.replies);
+    const places: Array<{ dir: string; address: string | undefined }> = [
+      { dir: layout.results, address: undefined },
+    ];
+    for (const address of await client.getChildren(layout.replies)) {
+      if (!isValidReplyAddress(address)) {
+        this.log("warn", "unexpected node under replies; ignoring it", { node: address });
+        continue;
+      }
+      places.push({ dir: layout.replyDir(address), address });
+    }
+    const found: Array<{ path: string; address: string | undefined; czxid: number }> = [];
+    const emptyDirs: string[] = [];
+    await forEachLimit(places, 32, async ({ dir, address }) => {
+      const names = await childrenOrNone(client, dir);
+      const nodes = names.filter((name) => parseSequentialName(name)?.prefix === layout.resultNodePrefix);
+      if (address !== undefined && names.length === 0) emptyDirs.push(dir);
+      await forEachLimit(nodes, 32, async (name) => {
+        const path = `${dir}/${name}`;
+        const got = await getOrNull(client, path);
+        if (!got) return;
+        found.push({ path, address, czxid: got.stat.czxid });
+        const decoded = decodeResultBatch(got.data);
+        if (!decoded.ok) return;
+        for (const r of decoded.value.results) this.book.markFinished(r.id);
+      });
+    });
+    found.sort((a, b) => a.czxid - b.czxid);
+    this.writer.knowResultNodes(found);
+    for (const dir of emptyDirs) await this.writer.deleteReplyDir(dir);
+  }
+
   private async reconcileAfterTakeover(): Promise<void> {
     const { client, layout, term } = this;
     for (const p of [
@@ -226,15 +278,7 @@ export class GridLeader {
       await client.ensurePath(p);
     }
 
-    const resultNodes = await client.getChildren(layout.results);
-    this.writer.knowResultNodes(resultNodes);
-    await forEachLimit(resultNodes, 32, async (name) => {
-      const got = await getOrNull(client, `${layout.results}/${name}`);
-      if (!got) return;
-      const decoded = decodeResultBatch(got.data);
-      if (!decoded.ok) return;
-      for (const r of decoded.value.results) this.book.markFinished(r.id);
-    });
+    await this.readResultsAtTakeover();
 
     const assigned = await client.getChildren(layout.assignDir);
     await forEachLimit(assigned, 32, async (worker) => {

@@ -3,9 +3,10 @@ import type { TaskStatus } from "@zkgrid/protocol";
 import { decodeAssignment, encodeResultBatches } from "@zkgrid/protocol";
 import type { MasterMetrics } from "../metrics.js";
 import { FinishedTally } from "./finished-tally.js";
-import { bySequence, getOrNull, NotLeaderError, type Term } from "./term.js";
+import { type KnownResultNode, ResultPlaces } from "./result-places.js";
+import { getOrNull, NotLeaderError, type Term } from "./term.js";
 
-/** Result nodes kept under R/results; older ones are deleted (a reader lists them all on each change). */
+/** Result nodes kept under R/results and R/replies together; older ones are deleted. */
 export const DEFAULT_KEEP_RESULTS = 5000;
 
 /**
@@ -26,8 +27,8 @@ type Cleanup = "idle" | "scheduled" | "due";
 export class GridWriter {
   /** Final statuses waiting for the next step's result write. */
   private pendingResults: TaskStatus[] = [];
-  /** Result node names, oldest first, for pruning. */
-  private resultNodes: string[] = [];
+  /** Where result nodes go, and which are pruned. */
+  private readonly places: ResultPlaces;
   private readonly assignVersions = new Map<string, number>();
   private readonly dirtyAssign = new Set<string>();
   /** Workers whose assignment still lists finished tasks: rewritten with the next clean-up. */
@@ -44,14 +45,15 @@ export class GridWriter {
   constructor(
     private readonly term: Term,
     private readonly metrics: MasterMetrics | undefined,
-    private readonly keepResults = DEFAULT_KEEP_RESULTS,
+    keepResults = DEFAULT_KEEP_RESULTS,
   ) {
     this.tally = new FinishedTally(term.log);
+    this.places = new ResultPlaces(term.layout, keepResults);
   }
 
-  /** Takeover: the result nodes already there, for pruning. */
-  knowResultNodes(names: string[]): void {
-    this.resultNodes = [...names].sort(bySequence);
+  /** Takeover: the result nodes already there (R/results and every reply dir), oldest first, for pruning. */
+  knowResultNodes(nodes: readonly KnownResultNode[]): void {
+    this.places.know(nodes);
   }
 
   /** Takeover: an assignment node read at `version`; it is rewritten (fenced) with this term's epoch. */
@@ -123,21 +125,25 @@ export class GridWriter {
     this.pendingResults.unshift(...results);
   }
 
+  /**
+   * Writes the statuses in batches, each batch to its tasks' reply dir (`R/replies/<address>/`), or to
+   * `R/results` for tasks without a reply address: a submitter then reads only its own tasks' results.
+   */
   async writeResults(results: TaskStatus[]): Promise<void> {
     const { term } = this;
-    const batches = encodeResultBatches(results, term.epoch);
+    const byAddress = new Map<string | undefined, TaskStatus[]>();
+    for (const status of results) {
+      const address = term.book.replyAddressOf(status.id);
+      const group = byAddress.get(address);
+      if (group) group.push(status);
+      else byAddress.set(address, [status]);
+    }
     await Promise.all(
-      batches.map(async (data) => {
-        term.guard();
-        term.counters.writes += 1;
-        const path = await term.client.createProtected(
-          `${term.layout.results}/${term.layout.resultNodePrefix}`,
-          data,
-          "persistent-sequential",
-        );
-        this.resultNodes.push(path.slice(path.lastIndexOf("/") + 1));
-      }),
+      [...byAddress].flatMap(([address, statuses]) =>
+        encodeResultBatches(statuses, term.epoch).map((data) => this.writeResultNode(address, data)),
+      ),
     );
+    for (const status of results) term.book.forgetReplyAddress(status.id);
     term.counters.finished += results.length;
     this.tally.count(results);
     this.pruneResults();
@@ -180,14 +186,44 @@ export class GridWriter {
     });
   }
 
-  /** Deletes the oldest result nodes beyond `keepResults`, without holding up the step. */
+  private async writeResultNode(address: string | undefined, data: Buffer): Promise<void> {
+    const { term } = this;
+    const prefix = this.places.nodePrefix(address);
+    term.guard();
+    term.counters.writes += 1;
+    let path: string;
+    try {
+      path = await term.client.createProtected(prefix, data, "persistent-sequential");
+    } catch (err) {
+      // A reply dir is made by its submitter, or here by its first result; pruning may have removed it.
+      if (address === undefined || !errors.isNoNode(err)) throw err;
+      await term.client.ensurePath(term.layout.replyDir(address));
+      term.guard();
+      path = await term.client.createProtected(prefix, data, "persistent-sequential");
+    }
+    this.places.add(path, address);
+  }
+
+  /**
+   * Deletes the oldest result nodes beyond `keepResults`, then the reply dirs they leave with no kept
+   * node (a live submitter's dir stays: its live node makes ZooKeeper refuse), without holding up the step.
+   */
   private pruneResults(): void {
-    if (this.resultNodes.length <= this.keepResults) return;
-    this.resultNodes.sort(bySequence);
-    const old = this.resultNodes.splice(0, this.resultNodes.length - this.keepResults);
-    void Promise.all(old.map((n) => this.deleteQuietly(`${this.term.layout.results}/${n}`))).catch((err) =>
-      this.term.onStepError(err),
-    );
+    const { nodes, emptiedDirs } = this.places.takeExpired();
+    if (nodes.length === 0) return;
+    void (async () => {
+      await Promise.all(nodes.map((path) => this.deleteQuietly(path)));
+      await Promise.all(emptiedDirs.map((dir) => this.deleteReplyDir(dir)));
+    })().catch((err) => this.term.onStepError(err));
+  }
+
+  /** Deletes a reply dir unless something is still in it (its submitter's live node, a newer result). */
+  async deleteReplyDir(dir: string): Promise<void> {
+    try {
+      await this.deleteQuietly(dir);
+    } catch (err) {
+      if (!errors.isNotEmpty(err)) throw err;
+    }
   }
 
   private async writeAssignment(worker: string): Promise<void> {

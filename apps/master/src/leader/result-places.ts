@@ -1,0 +1,60 @@
+import type { GridLayout } from "@zkgrid/protocol";
+
+/** A result node the leader knows of: where it is, and the reply dir it is in (none: `R/results`). */
+export interface KnownResultNode {
+  readonly path: string;
+  readonly address: string | undefined;
+}
+
+/**
+ * Where result nodes live, and which go when: `R/results` for tasks without a reply address, and
+ * `R/replies/<address>/` for those with one. The newest `keep` nodes of both places together are kept,
+ * in the order they were written (czxid order after a takeover); a reply dir left with none of them is
+ * deleted too, unless its submitter still holds its live node there (ZooKeeper then refuses the delete).
+ */
+export class ResultPlaces {
+  /** Oldest first. */
+  #nodes: KnownResultNode[] = [];
+  /** Result nodes known in each reply dir. */
+  readonly #perDir = new Map<string, number>();
+
+  constructor(
+    private readonly layout: Pick<GridLayout, "results" | "resultNodePrefix" | "replyDir">,
+    private readonly keep: number,
+  ) {}
+
+  /** Where a result node for `address` is created (a protected sequential create). */
+  nodePrefix(address: string | undefined): string {
+    const dir = address === undefined ? this.layout.results : this.layout.replyDir(address);
+    return `${dir}/${this.layout.resultNodePrefix}`;
+  }
+
+  /** Takeover: the nodes already there, oldest first. */
+  know(nodes: readonly KnownResultNode[]): void {
+    this.#nodes = [];
+    this.#perDir.clear();
+    for (const node of nodes) this.add(node.path, node.address);
+  }
+
+  add(path: string, address: string | undefined): void {
+    this.#nodes.push({ path, address });
+    if (address !== undefined) this.#perDir.set(address, (this.#perDir.get(address) ?? 0) + 1);
+  }
+
+  /** The nodes beyond `keep`, oldest first, and the reply dirs they leave without a kept node. */
+  takeExpired(): { nodes: string[]; emptiedDirs: string[] } {
+    if (this.#nodes.length <= this.keep) return { nodes: [], emptiedDirs: [] };
+    const old = this.#nodes.splice(0, this.#nodes.length - this.keep);
+    const emptiedDirs: string[] = [];
+    for (const node of old) {
+      if (node.address === undefined) continue;
+      const left = (this.#perDir.get(node.address) ?? 1) - 1;
+      if (left > 0) this.#perDir.set(node.address, left);
+      else {
+        this.#perDir.delete(node.address);
+        emptiedDirs.push(this.layout.replyDir(node.address));
+      }
+    }
+    return { nodes: old.map((node) => node.path), emptiedDirs };
+  }
+}

@@ -1,0 +1,189 @@
+import { mkdtemp } from "node:fs/promises";
+import { join } from "node:path";
+import { connect, type ZkClient } from "@zkgrid/core";
+import { startMaster } from "@zkgrid/master";
+import {
+  decodeResultBatch,
+  type GridLayout,
+  gridLayout,
+  newReplyAddress,
+  REPLY_LIVE_NODE,
+} from "@zkgrid/protocol";
+import { waitFor } from "@zkgrid/testing";
+import { silentLogger, startWorker } from "@zkgrid/worker";
+import { describe, expect, it } from "vitest";
+import { connectGrid, type GridClient } from "../src/index.js";
+import { connectString, randomRoot } from "./helpers.js";
+import { useLiveGrid } from "./live-grid.js";
+
+const live = useLiveGrid("zkgrid-replies-");
+const { masters, workers, grids } = live;
+
+async function startGridMaster(root: string, name: string, keepResults?: number) {
+  const master = await startMaster({
+    name,
+    connectString: connectString(),
+    root,
+    sessionTimeoutMs: 4_000,
+    logger: () => {},
+    ...(keepResults === undefined ? {} : { keepResults }),
+  });
+  masters.push(master);
+  return master;
+}
+
+async function startGridWorker(root: string): Promise<void> {
+  const cwd = await mkdtemp(join(live.scratch, "w-"));
+  workers.push(
+    await startWorker({
+      name: "w1",
+      connectString: connectString(),
+      root,
+      cwd,
+      sessionTimeoutMs: 4_000,
+      concurrency: 4,
+      logger: silentLogger,
+    }),
+  );
+}
+
+/** A grid client on a ZooKeeper client of its own that records the path of every node it reads. */
+async function recordingClient(
+  root: string,
+  replyAddress?: string,
+): Promise<{ grid: GridClient; reads: string[]; zk: ZkClient }> {
+  const zk = await connect({ connectString: connectString() });
+  const reads: string[] = [];
+  const recorded = new Proxy(zk, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop === "get") {
+        return async (path: string) => {
+          reads.push(path);
+          return target.get(path);
+        };
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const grid = await connectGrid(recorded, { root, ...(replyAddress ? { replyAddress } : {}) });
+  grids.push(grid);
+  return { grid, reads, zk };
+}
+
+/** The ids of every status in the result nodes under `dir`. */
+async function idsIn(zk: ZkClient, dir: string): Promise<string[]> {
+  const names = await zk.getChildren(dir).catch(() => [] as string[]);
+  const ids: string[] = [];
+  for (const name of names) {
+    const got = await zk.get(`${dir}/${name}`).catch(() => undefined);
+    const decoded = got ? decodeResultBatch(got.data) : undefined;
+    if (decoded?.ok) ids.push(...decoded.value.results.map((r) => r.id));
+  }
+  return ids;
+}
+
+const tasks = (n: number) => Array.from({ length: n }, () => ({ cmd: "true" }));
+
+describe("results routed to each submitter's reply dir", () => {
+  it("a submitter with a reply address gets its results there and reads no result node of another submitter", async () => {
+    const root = randomRoot();
+    const layout: GridLayout = gridLayout(root);
+    await (await startGridMaster(root, "m1")).leading();
+    await startGridWorker(root);
+    const a = await recordingClient(root, newReplyAddress());
+    const b = await recordingClient(root, newReplyAddress());
+    const shared = await recordingClient(root);
+    try {
+      const [ra, rb, rs] = await Promise.all([
+        a.grid.submitAndWait(tasks(6), { timeoutMs: 60_000 }),
+        b.grid.submitAndWait(tasks(6), { timeoutMs: 60_000 }),
+        shared.grid.submitAndWait(tasks(3), { timeoutMs: 60_000 }),
+      ]);
+      for (const results of [ra, rb, rs]) {
+        expect([...results.values()].map((s) => s.state)).toEqual(
+          results.size === 3 ? Array(3).fill("succeeded") : Array(6).fill("succeeded"),
+        );
+      }
+      const dirA = a.grid.layout.replyDir(addressOf(a.grid));
+      const dirB = b.grid.layout.replyDir(addressOf(b.grid));
+      expect((await idsIn(live.zk, dirA)).sort()).toEqual([...ra.keys()].sort());
+      expect((await idsIn(live.zk, dirB)).sort()).toEqual([...rb.keys()].sort());
+      // R/results holds only the results of the client without an address.
+      expect((await idsIn(live.zk, layout.results)).sort()).toEqual([...rs.keys()].sort());
+      const resultReads = (reads: string[]) =>
+        reads.filter((p) => p.startsWith(`${layout.results}/`) || p.startsWith(`${layout.replies}/`));
+      expect(resultReads(a.reads).length).toBeGreaterThan(0);
+      for (const path of resultReads(a.reads)) expect(path.startsWith(`${dirA}/`), path).toBe(true);
+      for (const path of resultReads(b.reads)) expect(path.startsWith(`${dirB}/`), path).toBe(true);
+      // Its own dir holds its live node while it runs.
+      expect(await live.zk.exists(`${dirA}/${REPLY_LIVE_NODE}`)).not.toBeNull();
+    } finally {
+      await Promise.all(
+        [a, b, shared].map(async (c) => {
+          await c.grid.close();
+          await c.zk.close();
+        }),
+      );
+    }
+  }, 120_000);
+
+  it("results pending while the leader changes reach the submitter's reply dir from the new leader", async () => {
+    const root = randomRoot();
+    const first = await startGridMaster(root, "m1");
+    await first.leading();
+    const second = await startGridMaster(root, "m2");
+    await startGridWorker(root);
+    const grid = await connectGrid({ connectString: connectString(), root, replyAddress: "takeover-client" });
+    grids.push(grid);
+    const ids = await grid.submit(Array.from({ length: 6 }, () => ({ cmd: "sleep 1" })));
+    // The leader goes while the tasks run: their results are written by its successor.
+    await waitFor(async () => (await live.zk.getChildren(grid.layout.assignDir)).length > 0, {
+      timeoutMs: 30_000,
+      message: "the tasks to be assigned",
+    });
+    await first.stop();
+    await second.leading();
+    const results = await grid.wait(ids, { timeoutMs: 90_000 });
+    expect([...results.values()].map((s) => s.state)).toEqual(Array(6).fill("succeeded"));
+    const inDir = await idsIn(live.zk, grid.layout.replyDir("takeover-client"));
+    for (const id of ids) expect(inDir, id).toContain(id);
+    expect((await idsIn(live.zk, grid.layout.results)).filter((id) => ids.includes(id))).toEqual([]);
+  }, 150_000);
+
+  it("the leader deletes a gone submitter's reply dir once its results age out, and keeps a live one's", async () => {
+    const root = randomRoot();
+    await (await startGridMaster(root, "m1", 3)).leading();
+    await startGridWorker(root);
+    const gone = await connectGrid({ connectString: connectString(), root, replyAddress: "gone-client" });
+    await gone.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+    const goneDir = gone.layout.replyDir("gone-client");
+    expect(await live.zk.exists(goneDir)).not.toBeNull();
+    await gone.close(); // its session, and so its live node, ends here
+    const staying = await connectGrid({ connectString: connectString(), root, replyAddress: "live-client" });
+    grids.push(staying);
+    // One result node per wait: more than the 3 kept, so the gone client's and the oldest of these go.
+    for (let i = 0; i < 6; i++) await staying.submitAndWait(tasks(1), { timeoutMs: 60_000 });
+    await waitFor(async () => (await live.zk.exists(goneDir)) === null, {
+      timeoutMs: 30_000,
+      message: "the gone submitter's reply dir to be deleted",
+    });
+    const liveDir = staying.layout.replyDir("live-client");
+    await waitFor(async () => (await idsIn(live.zk, liveDir)).length <= 3, {
+      timeoutMs: 30_000,
+      message: "the live submitter's oldest results to be pruned",
+    });
+    expect(await live.zk.exists(liveDir)).not.toBeNull();
+    expect(await live.zk.exists(`${liveDir}/${REPLY_LIVE_NODE}`)).not.toBeNull();
+    // And it still gets new results after its old ones were pruned.
+    const last = await staying.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+    expect([...last.values()].map((s) => s.state)).toEqual(["succeeded", "succeeded"]);
+  }, 150_000);
+});
+
+/** The reply address a client's tasks carry (its reply dir's name). */
+function addressOf(grid: GridClient): string {
+  const address = grid.replyAddress;
+  if (address === undefined) throw new Error("the client has no reply address");
+  return address;
+}

@@ -1,0 +1,35 @@
+import { randomUUID } from "node:crypto";
+import { InvalidNameError } from "./errors.js";
+
+/**
+ * A reply address: the name a submitting client chooses for itself, carried by its tasks (`replyTo`),
+ * under which the leader writes their final statuses (`R/replies/<address>/`). Like a worker name, so
+ * that it is a safe single path segment; see docs/protocol.md, "Reply dirs".
+ */
+export const REPLY_ADDRESS_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+/** The child of a reply dir its submitter keeps (ephemeral) while it lives: the leader never deletes a dir with it. */
+export const REPLY_LIVE_NODE = "live";
+
+/** Why `value` is not a reply address (`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`), or undefined if it is. */
+export function replyAddressProblem(value: unknown): string | undefined {
+  if (typeof value !== "string") return "expected a string";
+  if (!REPLY_ADDRESS_PATTERN.test(value)) {
+    return "expected 1-64 letters, digits, '_' or '-', starting with a letter or digit";
+  }
+  return undefined;
+}
+
+export function isValidReplyAddress(value: unknown): value is string {
+  return typeof value === "string" && REPLY_ADDRESS_PATTERN.test(value);
+}
+
+export function assertReplyAddress(value: unknown): asserts value is string {
+  const problem = replyAddressProblem(value);
+  if (problem !== undefined) throw new InvalidNameError("reply address", value, problem);
+}
+
+/** A fresh reply address for a client (random, so two clients never share one). */
+export function newReplyAddress(): string {
+  return randomUUID();
+}
