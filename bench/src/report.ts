@@ -1,3 +1,4 @@
+import type { SubmittersResult } from "./submitters.js";
 import type { BenchResult, CeilingResult, LatencyResult, ScaleResult, ThroughputResult } from "./results.js";
 import type { ScaleCurveResult } from "./scale-curve.js";
 import { round } from "./stats.js";
@@ -465,6 +466,37 @@ export function formatTables(results: BenchResult[], ratios: Ratio[]): string {
   }
   const curve = results.find((r): r is ScaleCurveResult => r.kind === "scale-curve");
   if (curve) out.push(...formatCurve(curve), "");
+  const submitters = results.find((r): r is SubmittersResult => r.kind === "submitters");
+  if (submitters) {
+    out.push(
+      `Submitters at once, each waiting for its own tasks (${submitters.shape}); per submitter, median / max`,
+    );
+    out.push(
+      pad([
+        [
+          "results in",
+          "submitters",
+          "total s",
+          "bytes read",
+          "result nodes read",
+          "listings",
+          "CPU ms",
+          "failed",
+        ],
+        ...submitters.rows.map((r) => [
+          r.place === "reply" ? "reply dir" : "R/results",
+          String(r.submitters),
+          r.error ?? String(r.totalSeconds),
+          `${r.bytesRead.median} / ${r.bytesRead.max}`,
+          `${r.resultNodesRead.median} / ${r.resultNodesRead.max}`,
+          `${r.listings.median} / ${r.listings.max}`,
+          `${r.cpuMs.median} / ${r.cpuMs.max}`,
+          String(r.failed),
+        ]),
+      ]),
+      "",
+    );
+  }
   if (ratios.length > 0) {
     out.push("Ratios");
     out.push(
