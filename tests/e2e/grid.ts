@@ -112,16 +112,23 @@ export class TestGrid {
     return this.client;
   }
 
-  /** Every final status in R/results, in order (duplicates included). */
+  /**
+   * Every final status in R/results and in each reply dir (R/replies/<address>), in order within each
+   * place (duplicates included); a task's results all go to one place.
+   */
   async results(): Promise<TaskStatus[]> {
     const zk = await this.zk();
-    const names = await zk.getChildren(this.layout.results).catch(() => [] as string[]);
+    const replies = await zk.getChildren(this.layout.replies).catch(() => [] as string[]);
+    const places = [this.layout.results, ...replies.map((address) => `${this.layout.replies}/${address}`)];
     const seq = (n: string) => Number(n.slice(-10));
     const out: TaskStatus[] = [];
-    for (const name of names.sort((a, b) => seq(a) - seq(b))) {
-      const got = await zk.get(`${this.layout.results}/${name}`);
-      const decoded = decodeResultBatch(got.data);
-      if (decoded.ok) out.push(...decoded.value.results);
+    for (const place of places) {
+      const names = await zk.getChildren(place).catch(() => [] as string[]);
+      for (const name of names.filter((n) => /\d{10}$/.test(n)).sort((a, b) => seq(a) - seq(b))) {
+        const got = await zk.get(`${place}/${name}`).catch(() => undefined);
+        const decoded = got === undefined ? undefined : decodeResultBatch(got.data);
+        if (decoded?.ok) out.push(...decoded.value.results);
+      }
     }
     return out;
   }

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { messageOf } from "@zkgrid/core";
-import type { TaskStatus } from "@zkgrid/protocol";
+import { newReplyAddress, type TaskStatus } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
 import { runCancelCommand } from "./cli-cancel.js";
 import { runScheduleCommand } from "./cli-schedule.js";
@@ -63,7 +63,9 @@ Input:
   -f, --file <path>       read tasks from a file ("-" for stdin); repeatable
 
 Waiting:
-  -w, --wait              wait for every task and print each result as it arrives
+  -w, --wait              wait for every task and print each result as it arrives; the results come
+                          back to this run's own reply dir (R/replies/<address>), so waiting reads
+                          only its own tasks' results, however many other submitters there are
       --json              with --wait: print each result as one TaskStatus JSON line
       --wait-timeout <duration>
                           with --wait: give up after this long (the tasks keep running)
@@ -236,7 +238,8 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
   let grid: GridClient;
   let progress: ProgressBar | undefined;
   try {
-    grid = await connectGrid(target);
+    // A waiting run reads only its own results: they come back to a reply dir of its own.
+    grid = await connectGrid(flags.wait ? { ...target, replyAddress: newReplyAddress() } : target);
   } catch (err) {
     return fail(1, `cannot connect to ZooKeeper at ${target.connectString}: ${messageOf(err)}`);
   }

@@ -208,10 +208,17 @@ describe("zkgrid-submit", () => {
 
   it("--wait prints each result and exits 0 when every task succeeded", async () => {
     const root = randomRoot();
-    leaderFor(root, (task) => finalStatus(task.id, "succeeded", { stdoutTail: `ran ${task.cmd}\n` }));
+    const replyTo: (string | undefined)[] = [];
+    leaderFor(root, (task) => {
+      replyTo.push(task.replyTo);
+      return finalStatus(task.id, "succeeded", { stdoutTail: `ran ${task.cmd}\n` });
+    });
     const run = await runBin(["--cmd", "echo hi", "--id", "hello-1", "--wait"], root);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^hello-1 {2}succeeded {2}exit=0 {2}w1 {2}\d+ms\n {2}\| ran echo hi\n$/);
+    // A waiting run names a reply dir of its own, and its result came from there, not from R/results.
+    expect(replyTo).toEqual([expect.stringMatching(/^[A-Za-z0-9_-]{1,64}$/)]);
+    expect(await zk.getChildren(gridLayout(root).results).catch(() => [])).toEqual([]);
   });
 
   it("--wait --json prints one TaskStatus per line and exits 1 when any task did not succeed", async () => {

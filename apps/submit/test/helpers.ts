@@ -60,9 +60,10 @@ export async function writeResults(
   results: TaskStatus[],
   epoch = 1,
   protect = false,
+  place = layout.results,
 ): Promise<string> {
-  await zk.ensurePath(layout.results);
-  const path = `${layout.results}/${layout.resultNodePrefix}`;
+  await zk.ensurePath(place);
+  const path = `${place}/${layout.resultNodePrefix}`;
   const data = encodeResultBatch({ v: 1, epoch, results });
   return protect
     ? zk.createProtected(path, data, "persistent-sequential")
@@ -88,7 +89,12 @@ export async function answerQueue(
       const decoded = decodeSubmitBatch(data);
       if (!decoded.ok) throw new Error(`queue node ${name} does not decode: ${decoded.error.message}`);
       const tasks = decoded.tasks.flatMap((t) => (t.ok ? [t.task] : []));
-      await writeResults(zk, layout, tasks.map(decide));
+      // As the leader does: a task's result goes to its reply dir when it names one, else R/results.
+      for (const replyTo of new Set(tasks.map((task) => task.replyTo))) {
+        const place = replyTo === undefined ? layout.results : layout.replyDir(replyTo);
+        const mine = tasks.filter((task) => task.replyTo === replyTo);
+        await writeResults(zk, layout, mine.map(decide), 1, false, place);
+      }
       await zk.delete(`${layout.queue}/${name}`);
       answered.push(...tasks.map((task) => task.id));
     }
