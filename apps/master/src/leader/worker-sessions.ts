@@ -47,7 +47,10 @@ export class WorkerSessions {
    * capacity's watch, which reads it again (see WorkerCapacities).
    */
   async onWorkers({ added, removed }: ChildrenChange): Promise<void> {
-    if (removed.length > 0) this.term.apply(() => removed.forEach((name) => this.settle(name, undefined)));
+    if (removed.length > 0)
+      this.term.apply(() => {
+        for (const name of removed) this.settle(name, undefined);
+      });
     await forEachLimit(added, 32, (name) => this.readRegistration(name));
   }
 
