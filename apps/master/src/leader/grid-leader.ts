@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { errors, type Leadership, type Logger, type SessionBoundClient } from "@zkgrid/core";
 import type { GridLayout } from "@zkgrid/protocol";
 import {
@@ -103,6 +104,9 @@ export class GridLeader {
   private readonly delays: DelayTimer;
   private readonly schedules: ScheduleFirings;
   private readonly gate: StartGate;
+  /** Milliseconds per takeover phase, logged with "state rebuilt" and the first step. */
+  private readonly phaseMs: Record<string, number> = {};
+  private takeoverStartedAt: number | undefined;
 
   constructor(
     /** Bound to the session this term was elected on: ZooKeeper refuses its writes once that ends. */
@@ -181,13 +185,16 @@ export class GridLeader {
 
   async start(): Promise<void> {
     this.log("info", "leading: rebuilding state before assigning anything", { epoch: this.leadership.epoch });
+    this.takeoverStartedAt = performance.now();
     await this.reconcileAfterTakeover();
+    this.phaseMs.rebuild = Math.round(performance.now() - this.takeoverStartedAt);
     if (this.state_ === "rebuilding") this.state_ = "idle";
     else if (this.state_ === "rebuilding-suspended") this.state_ = "suspended";
     this.log("info", "state rebuilt", {
       epoch: this.leadership.epoch,
       ...this.book.counts(),
       finished: this.book.finished.size,
+      ms: this.phaseMs,
     });
     this.kick();
   }
@@ -221,11 +228,6 @@ export class GridLeader {
   // ---------------------------------------------------------------------------------------------
   // Takeover
 
-  /**
-   * Reads results, assignments, workers, reports and the queue before the first assignment, so a
-   * new leader neither loses a task nor hands one out twice. Assignment nodes are rewritten with the
-   * new epoch under their read version first: from then on a deposed leader's write to them fails.
-   */
   /**
    * Every result node, in `R/results` and in each reply dir, marks its tasks finished and is known for
    * pruning, oldest (by czxid) first. A reply dir with no result node and no live submitter is deleted.
@@ -264,6 +266,11 @@ export class GridLeader {
     for (const dir of emptyDirs) await this.writer.deleteReplyDir(dir);
   }
 
+  /**
+   * Reads results, assignments, workers, reports and the queue before the first assignment, so a
+   * new leader neither loses a task nor hands one out twice. Assignment nodes are rewritten with the
+   * new epoch under their read version first: from then on a deposed leader's write to them fails.
+   */
   private async reconcileAfterTakeover(): Promise<void> {
     const { client, layout, term } = this;
     for (const p of [
@@ -278,8 +285,67 @@ export class GridLeader {
       await client.ensurePath(p);
     }
 
-    await this.readResultsAtTakeover();
+    // The reads overlap: results and assignments go to the book as read, every other part queues its
+    // changes (Term.apply), and nothing queued is applied before all of them are done (the drain below).
+    const timed = this.timed;
+    await Promise.all([
+      timed("results+assignments", this.readResultsThenAssignments()),
+      // Live workers, the queue and the reports arrive through their watches; the first yield of each
+      // is the current state, so the takeover read and the steady state are one code path.
+      timed(
+        "workers",
+        followChildren(term, layout.workers, (c) => this.sessions.onWorkers(c)),
+      ),
+      timed(
+        "queue",
+        followChildren(term, layout.queue, (c) => this.intake.onQueue(c)),
+      ),
+      timed(
+        "reports",
+        followChildren(term, layout.reports, (c) => this.reports.onReportDirs(c)),
+      ),
+      timed(
+        "inboxes",
+        followChildren(term, layout.inbox, (c) => this.direct.onInboxDirs(c)),
+      ),
+      // Pauses and start limits hold from the first hand-out on.
+      this.gate.follow(),
+    ]);
+    const applying = performance.now();
+    this.drain();
+    this.book.attachAssigned();
+    this.phaseMs.apply = Math.round(performance.now() - applying);
+    // Cancel requests last: they apply to the tasks rebuilt above. Those read during takeover (before
+    // the first step) are judged as such.
+    await timed(
+      "cancels",
+      followChildren(term, layout.cancel, (c) => this.cancels.onCancel(c, this.isRebuilding())),
+    );
+    this.drain();
+    // Schedules last: a slot whose task is known from the reads above is not fired again.
+    await timed("schedules", this.schedules.start());
+  }
 
+  /** Records how long `work` took under `phase` (see phaseMs). */
+  private readonly timed = async <T>(phase: string, work: Promise<T>): Promise<T> => {
+    const began = performance.now();
+    try {
+      return await work;
+    } finally {
+      this.phaseMs[phase] = Math.round(performance.now() - began);
+    }
+  };
+
+  private async readResultsThenAssignments(): Promise<void> {
+    await this.readResultsAtTakeover();
+    await this.readAssignments();
+    // Fence: rewrite every assignment under the version we read, with our epoch (the first step).
+    this.writer.fenceAssignments();
+  }
+
+  /** Every assignment, its version kept for the fence. */
+  private async readAssignments(): Promise<void> {
+    const { client, layout } = this;
     const assigned = await client.getChildren(layout.assignDir);
     await forEachLimit(assigned, 32, async (worker) => {
       if (!isValidWorkerName(worker)) {
@@ -301,28 +367,6 @@ export class GridLeader {
         throw new NotLeaderError(`assignment of ${worker} has a newer epoch`);
       for (const t of decoded.value.tasks) this.book.adoptAssigned(worker, decoded.value.session, t, "");
     });
-
-    // Fence: rewrite every assignment under the version we read, with our epoch.
-    this.writer.fenceAssignments();
-
-    // Live workers, the queue and the reports arrive through their watches; the first yield of each
-    // is the current state, so the takeover read and the steady state are one code path.
-    await Promise.all([
-      followChildren(term, layout.workers, (c) => this.sessions.onWorkers(c)),
-      followChildren(term, layout.queue, (c) => this.intake.onQueue(c)),
-      followChildren(term, layout.reports, (c) => this.reports.onReportDirs(c)),
-      followChildren(term, layout.inbox, (c) => this.direct.onInboxDirs(c)),
-      // Pauses and start limits hold from the first hand-out on.
-      this.gate.follow(),
-    ]);
-    this.drain();
-    this.book.attachAssigned();
-    // Cancel requests last: they apply to the tasks rebuilt above. Those read during takeover (before
-    // the first step) are judged as such.
-    await followChildren(term, layout.cancel, (c) => this.cancels.onCancel(c, this.isRebuilding()));
-    this.drain();
-    // Schedules last: a slot whose task is known from the reads above is not fired again.
-    await this.schedules.start();
   }
 
   private isRebuilding(): boolean {
@@ -347,6 +391,7 @@ export class GridLeader {
       try {
         for (;;) {
           await this.step();
+          this.afterFirstStep();
           if (this.state_ !== "stepping-again") break;
           this.state_ = "stepping";
         }
@@ -357,6 +402,18 @@ export class GridLeader {
         else if (this.state_ === "stepping-suspended") this.state_ = "suspended";
       }
     })();
+  }
+
+  /** Logs how long the takeover took, up to its first step's writes (assignments included). */
+  private afterFirstStep(): void {
+    if (this.takeoverStartedAt === undefined) return;
+    const total = Math.round(performance.now() - this.takeoverStartedAt);
+    this.takeoverStartedAt = undefined;
+    this.log("info", "first step after takeover", {
+      epoch: this.leadership.epoch,
+      totalMs: total,
+      ms: this.phaseMs,
+    });
   }
 
   private onStepError(err: unknown): void {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { RequeuedTask, SubmitBatch, TaskSpec } from "@zkgrid/protocol";
 import {
+  compareSequentialNames,
   decodeSubmitBatch,
   encodeSubmitBatch,
   headBytes,
@@ -43,7 +44,9 @@ export class QueueIntake {
       this.seen.delete(name);
       this.written.delete(name);
     }
-    const fresh = added.filter((n) => !this.seen.has(n));
+    // In sequence order (names sort by their protected-create prefix): each node's tasks then join the
+    // end of their queue, where an out-of-order node would be spliced into its middle, task by task.
+    const fresh = added.filter((n) => !this.seen.has(n)).sort(compareSequentialNames);
     for (const n of fresh) this.seen.add(n);
     await forEachLimit(fresh, 32, async (name) => {
       const got = await getOrNull(term.client, `${term.layout.queue}/${name}`);

@@ -10,7 +10,11 @@ export class WorkerCapacities {
   /** By worker name: the session followed and the end of its watch. */
   private readonly follows = new Map<string, { session: string; stop: AbortController }>();
 
-  constructor(private readonly term: Term) {}
+  constructor(
+    private readonly term: Term,
+    /** The registration followed is gone or another session's: its owner reads it again. */
+    private readonly ended: (name: string) => void,
+  ) {}
 
   /** Follows `name`'s registration while `session` owns it (a new session replaces the old watch). */
   follow(name: string, session: string): void {
@@ -40,8 +44,12 @@ export class WorkerCapacities {
         signal,
         untilGone: true,
       })) {
-        // Gone or another session's: R/workers' children watch removes the worker.
-        if (change === null || change.stat.ephemeralOwner !== session) break;
+        // Gone or another session's: R/workers' children watch may not show it (a name deleted and
+        // created again between two of its reads), so the registration is read again.
+        if (change === null || change.stat.ephemeralOwner !== session) {
+          if (this.follows.get(name)?.session === session) this.ended(name);
+          break;
+        }
         const reg = decodeWorkerRegistration(change.data);
         if (!reg.ok) continue;
         const { capacity } = reg.value;

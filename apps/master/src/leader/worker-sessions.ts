@@ -1,7 +1,7 @@
 import { decodeWorkerRegistration, isValidWorkerName } from "@zkgrid/protocol";
 import type { DirectInboxes } from "./direct-inboxes.js";
 import type { WorkerReports } from "./reports.js";
-import { forEachLimit, getOrNull, type Term } from "./term.js";
+import { type ChildrenChange, forEachLimit, getOrNull, type Term } from "./term.js";
 import { WorkerCapacities } from "./worker-capacities.js";
 import type { GridWriter } from "./writer.js";
 
@@ -38,58 +38,92 @@ export class WorkerSessions {
     private readonly reports: WorkerReports,
     private readonly direct: DirectInboxes,
   ) {
-    this.capacities = new WorkerCapacities(term);
+    this.capacities = new WorkerCapacities(term, (name) => this.readAgain(name));
   }
 
-  async onWorkers({ children }: { children: string[] }): Promise<void> {
+  /**
+   * Reads the registrations of the names added only: a registration that ends or changes hands while
+   * its name stays listed (deleted and created again between two reads of R/workers) is caught by its
+   * capacity's watch, which reads it again (see WorkerCapacities).
+   */
+  async onWorkers({ added, removed }: ChildrenChange): Promise<void> {
+    if (removed.length > 0)
+      this.term.apply(() => {
+        for (const name of removed) this.settle(name, undefined);
+      });
+    await forEachLimit(added, 32, (name) => this.readRegistration(name));
+  }
+
+  /**
+   * Reads `name`'s registration and queues what it shows at once, so that changes are applied in the
+   * order ZooKeeper answered their reads.
+   */
+  private async readRegistration(name: string): Promise<void> {
     const { term } = this;
-    const seen = new Map<string, LiveWorker>();
-    await forEachLimit(children, 32, async (name) => {
-      // Any client can create nodes here: a name that is no worker name, or a node that no session
-      // owns (persistent), is not a worker, and must not reach layout.worker() or an assignment.
-      if (!isValidWorkerName(name)) {
-        term.log("warn", "unexpected node under workers; ignoring it", { node: name });
-        return;
-      }
-      const got = await getOrNull(term.client, term.layout.worker(name));
-      if (!got) return;
+    // Any client can create nodes here: a name that is no worker name, or a node that no session
+    // owns (persistent), is not a worker, and must not reach layout.worker() or an assignment.
+    if (!isValidWorkerName(name)) {
+      term.log("warn", "unexpected node under workers; ignoring it", { node: name });
+      return;
+    }
+    const got = await getOrNull(term.client, term.layout.worker(name));
+    let worker: LiveWorker | undefined;
+    if (got) {
       const reg = decodeWorkerRegistration(got.data);
       const session = got.stat.ephemeralOwner;
       if (session === "0") {
         term.log("warn", "worker registration is not ephemeral; ignoring it", { worker: name });
-        return;
-      }
-      if (!reg.ok) {
+      } else if (!reg.ok) {
         term.log("warn", "worker registration unreadable; ignoring that worker", {
           worker: name,
           error: reg.error.message,
         });
-        return;
+      } else {
+        worker = { session, capacity: reg.value.capacity, labels: reg.value.labels };
       }
-      seen.set(name, { session, capacity: reg.value.capacity, labels: reg.value.labels });
+    }
+    term.apply(() => this.settle(name, worker));
+  }
+
+  /** Reads `name`'s registration again, until a read succeeds or the term ends. */
+  private readAgain(name: string): void {
+    const { term } = this;
+    void this.readRegistration(name).then(
+      () => term.kick(),
+      (err) => {
+        if (term.isStopped()) return;
+        term.log("warn", "reading a worker registration failed; retrying", {
+          worker: name,
+          error: String(err),
+        });
+        setTimeout(() => this.readAgain(name), 200).unref();
+      },
+    );
+  }
+
+  /** `name` is held by `worker`'s session now, or by none. */
+  private settle(name: string, worker: LiveWorker | undefined): void {
+    const { book } = this.term;
+    const before = this.live.get(name);
+    if (before && before.session !== worker?.session) {
+      book.removeWorker(name);
+      this.capacities.forget(name);
+      this.writer.assignmentChanged(name);
+      this.live.delete(name);
+      this.term.log("info", "worker gone", { worker: name, session: before.session });
+    }
+    if (!worker) return;
+    this.seen.add(`${name}@${worker.session}`);
+    book.setWorker(name, worker.session, worker.capacity, worker.labels);
+    this.capacities.follow(name, worker.session);
+    this.live.set(name, worker);
+    if (before?.session === worker.session) return;
+    this.term.log("info", "worker joined", {
+      worker: name,
+      session: worker.session,
+      capacity: worker.capacity,
     });
-    term.apply(() => {
-      const { book } = term;
-      for (const [name, w] of this.live) {
-        if (seen.get(name)?.session !== w.session) {
-          book.removeWorker(name);
-          this.capacities.forget(name);
-          this.writer.assignmentChanged(name);
-          term.log("info", "worker gone", { worker: name, session: w.session });
-        }
-      }
-      for (const [name, w] of seen) {
-        this.seen.add(`${name}@${w.session}`);
-        const before = this.live.get(name);
-        if (before?.session !== w.session)
-          term.log("info", "worker joined", { worker: name, session: w.session, capacity: w.capacity });
-        book.setWorker(name, w.session, w.capacity, w.labels);
-        this.capacities.follow(name, w.session);
-        if (before?.session !== w.session) this.writer.assignmentChanged(name);
-      }
-      this.live.clear();
-      for (const [name, w] of seen) this.live.set(name, w);
-    });
+    this.writer.assignmentChanged(name);
   }
 
   /**
