@@ -562,7 +562,8 @@ export class TaskBook {
    */
   schedule(now: number, onAssign?: (entry: TaskEntry) => void, gate?: ScheduleGate): Set<string> {
     const changed = new Set<string>();
-    if (gate?.closed) return changed;
+    // Most steps have nothing queued: they cost nothing here, however many workers there are.
+    if (gate?.closed || this.queues.size === 0) return changed;
     const open = [...this.workers.values()].filter(
       (w) => load(w) < w.capacity && !this.draining.has(`${w.name}@${w.session}`),
     );
@@ -778,6 +779,8 @@ function pickWorker(open: WorkerSlot[], entry: TaskEntry): WorkerSlot | undefine
     if (!covers(w, entry)) continue;
     if (w.bytes + entry.bytes + ASSIGNMENT_OVERHEAD > MAX_NODE_BYTES) continue;
     const share = load(w) / w.capacity;
+    // An idle worker cannot be beaten, and the first one found is the one the whole scan would keep.
+    if (share === 0) return w;
     if (share < bestLoad) {
       best = w;
       bestLoad = share;

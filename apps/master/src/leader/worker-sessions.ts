@@ -134,9 +134,12 @@ export class WorkerSessions {
   async fenceDeadSessions(): Promise<Fenced> {
     const { term } = this;
     const suspects = new Map<string, { worker: string; session: string; holdsTasks: boolean }>();
-    for (const [name, d] of [...this.reports.sessions(), ...this.direct.sessions()]) {
-      if (this.live.get(d.worker)?.session !== d.session)
-        suspects.set(name, { worker: d.worker, session: d.session, holdsTasks: false });
+    // Every step walks both dirs' maps (no copies of them): with many workers this is most of a step.
+    for (const dirs of [this.reports.sessions(), this.direct.sessions()]) {
+      for (const [name, d] of dirs) {
+        if (this.live.get(d.worker)?.session !== d.session)
+          suspects.set(name, { worker: d.worker, session: d.session, holdsTasks: false });
+      }
     }
     for (const { worker, session } of term.book.holdingSessions()) {
       if (this.live.get(worker)?.session !== session) {
