@@ -33,3 +33,23 @@ export function assertReplyAddress(value: unknown): asserts value is string {
 export function newReplyAddress(): string {
   return randomUUID();
 }
+
+/**
+ * What a master lists in its `MasterInfo.accepts` when its leader takes `replyTo` (older masters refuse
+ * the key in a task, so a client sets it only while every master candidate lists this).
+ */
+export const ACCEPTS_REPLY_TO = "replyTo";
+
+/**
+ * Whether a master candidate's node data says it takes `replyTo`. Read loosely (any JSON object with
+ * `accepts` listing it), so that a newer master's extra keys do not hide it.
+ */
+export function masterAcceptsReplyTo(data: Uint8Array): boolean {
+  try {
+    const info: unknown = JSON.parse(new TextDecoder().decode(data));
+    const accepts = (info as { accepts?: unknown } | null)?.accepts;
+    return Array.isArray(accepts) && accepts.includes(ACCEPTS_REPLY_TO);
+  } catch {
+    return false;
+  }
+}
