@@ -63,10 +63,21 @@ export const NOT_ACCEPTING_MASTER_INFOS: Array<{ what: string; data: Buffer }> =
   { what: "a JSON array", data: Buffer.from(JSON.stringify(["replyTo"])) },
   { what: "accepts as a string", data: Buffer.from(JSON.stringify({ v: 1, accepts: "replyTo" })) },
   { what: "accepts without it", data: Buffer.from(JSON.stringify({ v: 1, accepts: [1, "replyto", null] })) },
-  { what: "an older master's info", data: Buffer.from(JSON.stringify({ v: 1, name: "m0", host: "h", pid: 1, startedAt: 1 })) },
+  {
+    what: "an older master's info",
+    data: Buffer.from(JSON.stringify({ v: 1, name: "m0", host: "h", pid: 1, startedAt: 1 })),
+  },
 ];
 
 /** A newer master's info: keys this version does not know, and `replyTo` among its `accepts`. */
 export const NEWER_MASTER_INFO = Buffer.from(
-  JSON.stringify({ v: 1, name: "m9", host: "h", pid: 9, startedAt: 1, accepts: ["replyTo", "later"], zone: "b" }),
+  JSON.stringify({
+    v: 1,
+    name: "m9",
+    host: "h",
+    pid: 9,
+    startedAt: 1,
+    accepts: ["replyTo", "later"],
+    zone: "b",
+  }),
 );

@@ -86,7 +86,10 @@ export class ForeignResults {
     if (wait.inDirs.has(address) || wait.pending.size === 0) return;
     let feed = this.#feeds.get(address);
     if (feed === undefined) {
-      const dir = { results: this.#layout.replyDir(address), resultNodePrefix: this.#layout.resultNodePrefix };
+      const dir = {
+        results: this.#layout.replyDir(address),
+        resultNodePrefix: this.#layout.resultNodePrefix,
+      };
       feed = new ResultFeed(this.#zk, dir, this.#log);
       this.#feeds.set(address, feed);
     }

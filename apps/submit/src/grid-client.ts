@@ -432,7 +432,10 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     for (const address of await this.#childrenOrNone(this.layout.replies)) {
       if (!isValidReplyAddress(address) || (reply?.mine.has(id) && address === reply.address)) continue;
       const dir = this.layout.replyDir(address);
-      places.push({ dir, feed: new ResultFeed(this.zk, { results: dir, resultNodePrefix: this.layout.resultNodePrefix }) });
+      places.push({
+        dir,
+        feed: new ResultFeed(this.zk, { results: dir, resultNodePrefix: this.layout.resultNodePrefix }),
+      });
     }
     for (const { dir, feed } of places) {
       const found = await feed.findNewest(id, await this.#childrenOrNone(dir));
@@ -576,7 +579,8 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     const now = performance.now();
     const dir = reply?.dir ?? this.layout.results;
     const recent0 = this.#recentBaseline;
-    if (recent0 !== undefined && recent0.dir === dir && now - recent0.at < BASELINE_REUSE_MS) return recent0.value;
+    if (recent0 !== undefined && recent0.dir === dir && now - recent0.at < BASELINE_REUSE_MS)
+      return recent0.value;
     const value = placeBaseline(this.zk, dir);
     const recent = { value, at: now, dir };
     this.#recentBaseline = recent;

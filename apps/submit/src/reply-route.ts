@@ -55,9 +55,14 @@ export class ReplyRoute {
             if (!listed) {
               listed = true;
               const answers = [...this.#candidates.values()];
+              if (answers.length === 0) this.#refused = true;
               resolve(answers.length > 0 && answers.every(Boolean));
             }
+            // A no is for good: nothing left to follow.
+            if (this.#refused) break;
           }
+          // Closed before the first listing.
+          if (!listed) resolve(false);
         } catch {
           // Not knowing is not a yes: R/results from here on (a closed client submits nothing).
           this.#refused = true;

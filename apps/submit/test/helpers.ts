@@ -91,8 +91,19 @@ export async function answerQueue(
   let candidate: string | undefined;
   if (options.acceptsReplyTo) {
     await zk.ensurePath(layout.masters);
-    const info = encodeMasterInfo({ v: 1, name: "test-leader", host: "test", pid: 1, startedAt: 1, accepts: [ACCEPTS_REPLY_TO] });
-    candidate = await zk.createProtected(`${layout.masters}/${layout.masterNodePrefix}`, info, "ephemeral-sequential");
+    const info = encodeMasterInfo({
+      v: 1,
+      name: "test-leader",
+      host: "test",
+      pid: 1,
+      startedAt: 1,
+      accepts: [ACCEPTS_REPLY_TO],
+    });
+    candidate = await zk.createProtected(
+      `${layout.masters}/${layout.masterNodePrefix}`,
+      info,
+      "ephemeral-sequential",
+    );
   }
   try {
     await answerEach(zk, layout, decide, signal, answered);

@@ -191,7 +191,13 @@ describe("results routed to each submitter's reply dir", () => {
 
 /** Stands an older master's candidate in the election: its info lists no `accepts`. */
 async function standOlderMaster(zk: ZkClient, layout: GridLayout): Promise<string> {
-  const info = encodeMasterInfo({ v: 1, name: "old-master", host: "old-host", pid: 4242, startedAt: Date.now() });
+  const info = encodeMasterInfo({
+    v: 1,
+    name: "old-master",
+    host: "old-host",
+    pid: 4242,
+    startedAt: Date.now(),
+  });
   return zk.createProtected(`${layout.masters}/${layout.masterNodePrefix}`, info, "ephemeral-sequential");
 }
 
@@ -268,7 +274,9 @@ describe("reply dirs by default", () => {
     const early = await connectGrid({ connectString: connectString(), root });
     grids.push(early);
     const before = await early.submitAndWait(tasks(2), { timeoutMs: 60_000 });
-    expect((await idsIn(live.zk, layout.replyDir(addressOf(early)))).sort()).toEqual([...before.keys()].sort());
+    expect((await idsIn(live.zk, layout.replyDir(addressOf(early)))).sort()).toEqual(
+      [...before.keys()].sort(),
+    );
     // An older master joins the election (after the leader, so the leader stays).
     const old = await standOlderMaster(live.zk, layout);
     // A client that starts now sets no replyTo at all.
