@@ -10,7 +10,7 @@ import {
   newReplyAddress,
   REPLY_LIVE_NODE,
 } from "@zkgrid/protocol";
-import { waitFor } from "@zkgrid/testing";
+import { expireSession, waitFor } from "@zkgrid/testing";
 import { silentLogger, startWorker } from "@zkgrid/worker";
 import { describe, expect, it } from "vitest";
 import { connectGrid, type GridClient } from "../src/index.js";
@@ -249,6 +249,34 @@ describe("reply dirs by default", () => {
     );
     expect((await other.status(running!))?.state).toBe("succeeded");
     expect((await optedOut.status(done!))?.state).toBe("succeeded");
+    // A lone task may go to a worker directly; the leader records its answer wherever it routes it.
+    const [lone] = await sender.submit({ cmd: "echo lone" });
+    const byOtherLone = await other.wait(lone!, { timeoutMs: 60_000 });
+    expect(byOtherLone.get(lone!)?.stdoutTail).toBe("lone\n");
+  }, 120_000);
+
+  it("after its session expires a plain client makes its live node again and its results still come to its dir", async () => {
+    const root = randomRoot();
+    const layout = gridLayout(root);
+    await (await startGridMaster(root, "m1")).leading();
+    await startGridWorker(root);
+    const grid = await connectGrid({ connectString: connectString(), root });
+    grids.push(grid);
+    const dir = layout.replyDir(addressOf(grid));
+    const first = await grid.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+    expect([...first.values()].map((s) => s.state)).toEqual(["succeeded", "succeeded"]);
+    const session = grid.zk.sessionCredentials();
+    if (session === undefined) throw new Error("the client has no session");
+    await expireSession(connectString(), session);
+    await waitFor(async () => (await live.zk.exists(`${dir}/${REPLY_LIVE_NODE}`)) === null, {
+      timeoutMs: 30_000,
+      message: "the expired session's live node to go",
+    });
+    const second = await grid.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+    expect([...second.values()].map((s) => s.state)).toEqual(["succeeded", "succeeded"]);
+    expect(await idsIn(live.zk, dir)).toEqual(expect.arrayContaining([...first.keys(), ...second.keys()]));
+    expect(await live.zk.exists(`${dir}/${REPLY_LIVE_NODE}`)).not.toBeNull();
+    expect(await idsIn(live.zk, layout.results)).toEqual([]);
   }, 120_000);
 
   it("a client that opts out sends its results to R/results and makes no reply dir", async () => {
