@@ -469,7 +469,7 @@ export function formatTables(results: BenchResult[], ratios: Ratio[]): string {
   const submitters = results.find((r): r is SubmittersResult => r.kind === "submitters");
   if (submitters) {
     out.push(
-      `Submitters at once, each waiting for its own tasks (${submitters.shape}); per submitter, median / max`,
+      `Submitters at once, each waiting for its own tasks (${submitters.shape}); per submitter, median / max (ZK writes: all the grid's writes over the run / submitters)`,
     );
     out.push(
       pad([
@@ -481,6 +481,7 @@ export function formatTables(results: BenchResult[], ratios: Ratio[]): string {
           "result nodes read",
           "listings",
           "CPU ms",
+          "ZK writes",
           "failed",
         ],
         ...submitters.rows.map((r) => [
@@ -491,6 +492,7 @@ export function formatTables(results: BenchResult[], ratios: Ratio[]): string {
           `${r.resultNodesRead.median} / ${r.resultNodesRead.max}`,
           `${r.listings.median} / ${r.listings.max}`,
           `${r.cpuMs.median} / ${r.cpuMs.max}`,
+          String(r.zkWritesPerSubmitter),
           String(r.failed),
         ]),
       ]),

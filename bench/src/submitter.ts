@@ -9,7 +9,6 @@
  */
 import { performance } from "node:perf_hooks";
 import { type ChildrenChange, connect, type ZkClient } from "@zkgrid/core";
-import { newReplyAddress } from "@zkgrid/protocol";
 import { connectGrid } from "@zkgrid/submit";
 
 /** What the grid client read from ZooKeeper, counted at its client. */
@@ -36,7 +35,8 @@ const zk = await connect({ connectString: connectString!, sessionTimeoutMs: 30_0
 const grid = await connectGrid(counted(zk, [`${root}/results/`, `${root}/replies/`], tally), {
   root: root!,
   submitter: `bench-${index}`,
-  ...(place === "reply" ? { replyAddress: newReplyAddress() } : {}),
+  // A reply dir of its own is the default; "shared" opts out.
+  ...(place === "reply" ? {} : { replyAddress: false as const }),
 });
 await zk.create(`${barrier}/ready-${index}`, undefined, "ephemeral");
 await untilExists(zk, `${barrier}/go`);

@@ -2,8 +2,11 @@
  * Many submitters at once (issue 16): 1, 10 and 50 submitter processes, each submitting its own tasks
  * in rounds and waiting for each round, on one grid. Each reports what waiting cost it (bytes and result
  * nodes read, listings, CPU); the growth from 1 to 50 shows whether a submitter's cost depends on its
- * own tasks or on everyone's. Each count runs twice: results in each submitter's reply dir, then in the
- * shared R/results (the baseline; its 50 is the slowest run, so it goes last).
+ * own tasks or on everyone's. The server's zxid delta over the run counts every ZooKeeper write it
+ * caused (submitters', leader's, workers'), so the leader's extra result nodes with reply dirs (one per
+ * address per step, not one shared) show per submitter. Each count runs twice: results in each
+ * submitter's reply dir, then in the shared R/results (the baseline; its 50 is the slowest run, so it
+ * goes last).
  */
 import { randomUUID } from "node:crypto";
 import { connect, type ZkClient } from "@zkgrid/core";
@@ -13,6 +16,7 @@ import { BENCH_DIST, type BenchContext } from "./context.js";
 import { GuardedProcess } from "./processes.js";
 import { median, round } from "./stats.js";
 import { type GridShape, RunningGrid } from "./zkgrid.js";
+import { readCounters, waitQuiet, writesBetween } from "./zookeeper.js";
 
 /** Where the submitters' results go: R/results, or each one's reply dir. */
 export type ResultPlace = "shared" | "reply";
@@ -56,6 +60,11 @@ export interface SubmittersRow {
   resultNodesRead: { median: number; max: number };
   listings: { median: number; max: number };
   cpuMs: { median: number; max: number };
+  /**
+   * ZooKeeper writes (the server's zxid delta from the go signal until the grid went quiet, the
+   * clean-up deletes included) divided by the submitters.
+   */
+  zkWritesPerSubmitter: number;
   failed: number;
   error?: string;
 }
@@ -106,6 +115,7 @@ async function oneRun(
     resultNodesRead: { median: 0, max: 0 },
     listings: { median: 0, max: 0 },
     cpuMs: { median: 0, max: 0 },
+    zkWritesPerSubmitter: Number.NaN,
     failed: 0,
   };
   const label = `submitters-${place}-${count}`;
@@ -140,10 +150,14 @@ async function oneRun(
     // Stopped on an error below: their lines then never come.
     for (const line of lines) line.catch(() => {});
     await untilReady(zk, barrier, count, children);
+    const before = await readCounters(ctx.zk);
     const start = performance.now();
     await zk.create(`${barrier}/go`);
     const figures = (await Promise.all(lines)).map((line) => JSON.parse(line) as SubmitterFigures);
     row.totalSeconds = round((performance.now() - start) / 1000, 2);
+    // The go node's create is the bench's, not the grid's.
+    const writes = writesBetween(before, await waitQuiet(ctx.zk)) - 1;
+    row.zkWritesPerSubmitter = round(writes / count, 1);
     const spread = (pick: (f: SubmitterFigures) => number) => {
       const values = figures.map(pick);
       return { median: round(median(values), 1), max: round(Math.max(...values), 1) };
@@ -186,5 +200,5 @@ async function untilReady(
 
 export function formatRow(r: SubmittersRow): string {
   if (r.error !== undefined) return `${r.submitters} submitters (${r.place}): error ${r.error}`;
-  return `${r.submitters} submitters (${r.place}) × ${r.tasksEach} tasks: ${r.totalSeconds} s in all; per submitter (median / max): ${r.bytesRead.median} / ${r.bytesRead.max} bytes read, ${r.resultNodesRead.median} / ${r.resultNodesRead.max} result nodes read, ${r.listings.median} / ${r.listings.max} listings, ${r.cpuMs.median} / ${r.cpuMs.max} ms CPU${r.failed > 0 ? `; ${r.failed} failed` : ""}`;
+  return `${r.submitters} submitters (${r.place}) × ${r.tasksEach} tasks: ${r.totalSeconds} s in all; per submitter (median / max): ${r.bytesRead.median} / ${r.bytesRead.max} bytes read, ${r.resultNodesRead.median} / ${r.resultNodesRead.max} result nodes read, ${r.listings.median} / ${r.listings.max} listings, ${r.cpuMs.median} / ${r.cpuMs.max} ms CPU, ${r.zkWritesPerSubmitter} ZooKeeper writes${r.failed > 0 ? `; ${r.failed} failed` : ""}`;
 }

@@ -2,7 +2,14 @@ import { decodeResultBatch, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import { clusterPerTest, expectValidTasksSucceed, waitForLeader } from "./harness.js";
-import { BAD_REPLY_ADDRESSES, JUNK_REPLY_DIRS, replyTask } from "./reply-corpus.js";
+import { connectGrid } from "@zkgrid/submit";
+import {
+  BAD_REPLY_ADDRESSES,
+  JUNK_REPLY_DIRS,
+  NEWER_MASTER_INFO,
+  NOT_ACCEPTING_MASTER_INFOS,
+  replyTask,
+} from "./reply-corpus.js";
 
 const newCluster = clusterPerTest(4000);
 
@@ -83,5 +90,48 @@ describe("hostile reply addresses written straight into ZooKeeper", () => {
       "r0000000000",
       "r0000000001",
     ]);
+  }, 240_000);
+
+  it("a candidate under R/masters that does not say it takes replyTo keeps a new client's results in R/results; a newer master's info does not hide it", async () => {
+    const c = newCluster("hostile-replies-masters");
+    c.startMaster("m1");
+    await waitForLeader(c, "m1");
+    c.startWorker("w1", { concurrency: 4 });
+    await waitFor(() => c.workerSession("w1"), { timeoutMs: 60_000, message: "w1 to register" });
+    const zk = await c.zk();
+    const candidate = `${c.layout.masters}/${c.layout.masterNodePrefix}`;
+    const idsIn = async (dir: string) => {
+      const ids: string[] = [];
+      for (const name of await zk.getChildren(dir).catch(() => [] as string[])) {
+        const decoded = decodeResultBatch((await zk.get(`${dir}/${name}`)).data);
+        if (decoded.ok) ids.push(...decoded.value.results.map((r) => r.id));
+      }
+      return ids;
+    };
+    const submitOnce = async () => {
+      const grid = await connectGrid({ connectString: c.options.connectString, root: c.root });
+      try {
+        const results = await grid.submitAndWait([{ cmd: "true" }, { cmd: "true" }], { timeoutMs: 60_000 });
+        expect([...results.values()].map((r) => r.state)).toEqual(["succeeded", "succeeded"]);
+        return { ids: [...results.keys()], dir: c.layout.replyDir(grid.replyAddress ?? "none") };
+      } finally {
+        await grid.close();
+      }
+    };
+
+    // Standing after the leader, so the election keeps m1.
+    for (const info of NOT_ACCEPTING_MASTER_INFOS) {
+      const node = await zk.createProtected(candidate, info.data, "ephemeral-sequential");
+      const { ids, dir } = await submitOnce();
+      expect(await idsIn(c.layout.results), info.what).toEqual(expect.arrayContaining(ids));
+      expect(await zk.exists(dir), info.what).toBeNull();
+      await zk.delete(node);
+    }
+    const newer = await zk.createProtected(candidate, NEWER_MASTER_INFO, "ephemeral-sequential");
+    const { ids, dir } = await submitOnce();
+    expect((await idsIn(dir)).sort()).toEqual([...ids].sort());
+    await zk.delete(newer);
+    expect(c.proc("m1")?.alive, "m1 alive").toBe(true);
+    expect(await c.leaderName()).toBe("m1");
   }, 240_000);
 });

@@ -51,3 +51,33 @@ export const JUNK_REPLY_DIRS: Array<{
     ],
   },
 ];
+
+/**
+ * Election candidates' data that does not say its master takes `replyTo`, as an older master or any
+ * client could write it under R/masters: while one stands, a client sets no `replyTo`.
+ */
+export const NOT_ACCEPTING_MASTER_INFOS: Array<{ what: string; data: Buffer }> = [
+  { what: "not JSON", data: Buffer.from("{accepts") },
+  { what: "not UTF-8", data: Buffer.from([0xff, 0xfe, 0x00]) },
+  { what: "JSON null", data: Buffer.from("null") },
+  { what: "a JSON array", data: Buffer.from(JSON.stringify(["replyTo"])) },
+  { what: "accepts as a string", data: Buffer.from(JSON.stringify({ v: 1, accepts: "replyTo" })) },
+  { what: "accepts without it", data: Buffer.from(JSON.stringify({ v: 1, accepts: [1, "replyto", null] })) },
+  {
+    what: "an older master's info",
+    data: Buffer.from(JSON.stringify({ v: 1, name: "m0", host: "h", pid: 1, startedAt: 1 })),
+  },
+];
+
+/** A newer master's info: keys this version does not know, and `replyTo` among its `accepts`. */
+export const NEWER_MASTER_INFO = Buffer.from(
+  JSON.stringify({
+    v: 1,
+    name: "m9",
+    host: "h",
+    pid: 9,
+    startedAt: 1,
+    accepts: ["replyTo", "later"],
+    zone: "b",
+  }),
+);

@@ -13,7 +13,7 @@ import {
 import { type Dashboard, startDashboard } from "@zkgrid/dashboard";
 import { type GridObserver, observeGrid } from "@zkgrid/observer";
 import type { GridLayout } from "@zkgrid/protocol";
-import { assertWorkerName, encodeMasterInfo, gridLayout } from "@zkgrid/protocol";
+import { ACCEPTS_REPLY_TO, assertWorkerName, encodeMasterInfo, gridLayout } from "@zkgrid/protocol";
 import { GridLeader, type LeaderStats } from "./leader/grid-leader.js";
 import { MasterMetrics } from "./metrics.js";
 
@@ -127,6 +127,8 @@ export class Master {
       pid: process.pid,
       startedAt: Date.now(),
       ...(http ? { httpPort: http.dashboard.port } : {}),
+      // Clients set `replyTo` only while every candidate says this (an older leader rejects the key).
+      accepts: [ACCEPTS_REPLY_TO],
     });
     const election = client.election(layout.masters, { data: info });
     const master = new Master(

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { messageOf } from "@zkgrid/core";
-import { newReplyAddress, type TaskStatus } from "@zkgrid/protocol";
+import type { TaskStatus } from "@zkgrid/protocol";
 import packageJson from "../package.json" with { type: "json" };
 import { runCancelCommand } from "./cli-cancel.js";
 import { runScheduleCommand } from "./cli-schedule.js";
@@ -64,8 +64,9 @@ Input:
 
 Waiting:
   -w, --wait              wait for every task and print each result as it arrives; the results come
-                          back to this run's own reply dir (R/replies/<address>), so waiting reads
-                          only its own tasks' results, however many other submitters there are
+                          back to this run's own reply dir (R/replies/<address>) when every master
+                          takes it, so waiting reads only its own tasks' results, however many other
+                          submitters there are (without --wait they go to R/results)
       --json              with --wait: print each result as one TaskStatus JSON line
       --wait-timeout <duration>
                           with --wait: give up after this long (the tasks keep running)
@@ -238,8 +239,9 @@ export async function runSubmitCli(argv: readonly string[], io: CliIo): Promise<
   let grid: GridClient;
   let progress: ProgressBar | undefined;
   try {
-    // A waiting run reads only its own results: they come back to a reply dir of its own.
-    grid = await connectGrid(flags.wait ? { ...target, replyAddress: newReplyAddress() } : target);
+    // A waiting run reads only its own results: they come back to a reply dir of its own (the
+    // default). Without --wait nobody waits here: results go to R/results, as a later wait expects.
+    grid = await connectGrid(flags.wait ? target : { ...target, replyAddress: false });
   } catch (err) {
     return fail(1, `cannot connect to ZooKeeper at ${target.connectString}: ${messageOf(err)}`);
   }

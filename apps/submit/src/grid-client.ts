@@ -17,6 +17,8 @@ import {
   packByBytes,
   type SubmitBatch,
   type TaskStatus,
+  isValidReplyAddress,
+  newReplyAddress,
   REPLY_LIVE_NODE,
   taskIdProblem,
 } from "@zkgrid/protocol";
@@ -36,6 +38,8 @@ import {
   withoutPause,
   withPause,
 } from "./grid-gate.js";
+import { ForeignResults } from "./foreign-results.js";
+import { ReplyRoute } from "./reply-route.js";
 import { type FeedLogger, ResultFeed } from "./result-feed.js";
 import { SubmitPipeline } from "./submit-pipeline.js";
 import { type AnyHandlers, type GridTaskInput, type HandlerSignatures, prepareTasks } from "./tasks.js";
@@ -55,12 +59,15 @@ export interface GridClientOptions {
   /** Where the client's log lines go; nothing is printed without it. */
   logger?: Logger;
   /**
-   * This client's reply address (e.g. `newReplyAddress()`): its tasks carry it, the leader writes their
-   * results to `R/replies/<address>/`, and its waits read only that dir, so that what waiting costs
-   * depends on its own tasks rather than on every submitter's. Without it results go to `R/results`.
-   * Throws `InvalidNameError` for an address the protocol refuses.
+   * This client's reply address: its tasks carry it, the leader writes their results to
+   * `R/replies/<address>/`, and its waits for them read only that dir, so that what waiting costs
+   * depends on its own tasks rather than on every submitter's. Default: a new one
+   * (`newReplyAddress()`); `false` sends results to `R/results`. Tasks carry it only while every
+   * master says it takes `replyTo` (see docs/protocol.md, "Reply dirs"); otherwise, and from the first
+   * master that does not, results go to `R/results`. Throws `InvalidNameError` for an address the
+   * protocol refuses.
    */
-  replyAddress?: string;
+  replyAddress?: string | false;
 }
 
 export interface WaitOptions {
@@ -71,10 +78,11 @@ export interface WaitOptions {
   /** Called with each status as it arrives, before `wait` resolves. */
   onResult?: (status: TaskStatus) => void;
   /**
-   * Read only result nodes with a higher sequence than this. By default, ids that this client
-   * submitted with a generated id start after the baseline taken before they were written; any
-   * other id (chosen by the caller, so possibly known to the grid already) is looked for in every
-   * result node: `-1`.
+   * For ids this client submitted: read only result nodes with a higher sequence than this in the
+   * place their results go (its reply dir, or `R/results`; `resultBaseline()` reads it). By default,
+   * ids it submitted with a generated id start after the baseline taken before they were written, and
+   * ids the caller chose (possibly known to the grid already) at `-1`. For ids it did not submit it
+   * applies to `R/results`; they are looked for in every reply dir too, from the start.
    */
   since?: number;
 }
@@ -126,8 +134,17 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   readonly #submitter: string;
   readonly #pipeline: SubmitPipeline;
   readonly #feed: ResultFeed;
-  /** With a reply address: the feed of its reply dir, and the ids this client sent there. */
-  readonly #reply: { address: string; dir: string; feed: ResultFeed; mine: Set<string> } | undefined;
+  /** Ids this client sent with results to `R/results`, until delivered. */
+  readonly #shared = new Set<string>();
+  /** Waits on ids this client did not send: `R/results` and every reply dir. */
+  readonly #foreign: ForeignResults;
+  /**
+   * With a reply address: the feed of its reply dir, the ids this client sent there (until delivered),
+   * and whether the grid's masters take `replyTo`.
+   */
+  readonly #reply:
+    | { address: string; dir: string; feed: ResultFeed; mine: Set<string>; route: ReplyRoute }
+    | undefined;
   /** The session whose live node is in the reply dir. */
   #replyLiveSession: string | undefined;
   readonly #direct: DirectTasks;
@@ -137,10 +154,13 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   readonly #baselines = new Map<string, number>();
   #schedules: ScheduleClient | undefined;
   #queueReady = false;
-  #recentBaseline: { value: Promise<number>; at: number } | undefined;
+  #recentBaseline: { value: Promise<number>; at: number; dir: string } | undefined;
   #closing: Promise<void> | undefined;
 
-  /** The reply address this client's tasks carry (see {@link GridClientOptions.replyAddress}), if any. */
+  /**
+   * This client's reply address (see {@link GridClientOptions.replyAddress}), unless it opted out; its
+   * tasks carry it while the grid's masters take `replyTo`.
+   */
   get replyAddress(): string | undefined {
     return this.#reply?.address;
   }
@@ -163,14 +183,17 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     const logger = options.logger;
     const feedLog: FeedLogger = (level, msg, fields) => logger?.(level, msg, fields);
     this.#feed = new ResultFeed(zk, this.layout, feedLog);
-    if (options.replyAddress !== undefined) {
-      const dir = this.layout.replyDir(options.replyAddress);
+    this.#foreign = new ForeignResults(zk, this.layout, this.#feed, feedLog);
+    if (options.replyAddress !== false) {
+      const address = options.replyAddress ?? newReplyAddress();
+      const dir = this.layout.replyDir(address);
       const place = { results: dir, resultNodePrefix: this.layout.resultNodePrefix };
       this.#reply = {
-        address: options.replyAddress,
+        address,
         dir,
         feed: new ResultFeed(zk, place, feedLog),
         mine: new Set(),
+        route: new ReplyRoute(zk, this.layout),
       };
     }
     this.#direct = new DirectTasks(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));
@@ -186,10 +209,11 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   async submit(tasks: GridTaskInput<H> | readonly GridTaskInput<H>[]): Promise<string[]> {
     if (this.#closing) throw new GridClosedError();
     const list: readonly GridTaskInput<H>[] = isList(tasks) ? tasks : [tasks];
-    const reply = this.#reply;
-    const specs = prepareTasks(list).map((spec) => (reply ? { ...spec, replyTo: reply.address } : spec));
-    if (specs.length === 0) return [];
-    for (const spec of specs) reply?.mine.add(spec.id);
+    const prepared = prepareTasks(list);
+    if (prepared.length === 0) return [];
+    const reply = (await this.#replyAccepted()) ? this.#reply : undefined;
+    const specs = reply ? prepared.map((spec) => ({ ...spec, replyTo: reply.address })) : prepared;
+    for (const spec of specs) (reply?.mine ?? this.#shared).add(spec.id);
     // A lone task with an id of this client's making (so unknown to the grid) may skip the queue,
     // if it is written alone; a caller's own id goes through the queue, which drops known ids.
     // A delayed task waits in the leader's memory, and one with a retry policy is retried by it: neither
@@ -204,6 +228,8 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     } finally {
       if (lone !== undefined) this.#lone.delete(lone);
     }
+    // The route turned to R/results while these were written: their baseline may be another place's.
+    if ((reply !== undefined) !== this.#replyAcceptedNow()) baseline = -1;
     const ids = specs.map((spec) => spec.id);
     list.forEach((task, index) => {
       if (task.id === undefined) this.#baselines.set(ids[index]!, baseline);
@@ -393,28 +419,38 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   }
 
   /**
-   * The final status of `id` if the grid has one, else undefined: reads result nodes newest first
-   * (a cost that grows with the number of result nodes).
+   * The final status of `id` if the grid has one, else undefined: reads result nodes newest first, in
+   * this client's own place, then `R/results`, then every other reply dir (a cost that grows with the
+   * number of result nodes).
    */
   async status(id: string): Promise<TaskStatus | undefined> {
     if (this.#closing) throw new GridClosedError();
-    let names: string[];
+    const reply = this.#reply;
+    const places: Array<{ dir: string; feed: ResultFeed }> = [];
+    if (reply?.mine.has(id)) places.push(reply);
+    places.push({ dir: this.layout.results, feed: this.#feed });
+    for (const address of await this.#childrenOrNone(this.layout.replies)) {
+      if (!isValidReplyAddress(address) || (reply?.mine.has(id) && address === reply.address)) continue;
+      const dir = this.layout.replyDir(address);
+      places.push({
+        dir,
+        feed: new ResultFeed(this.zk, { results: dir, resultNodePrefix: this.layout.resultNodePrefix }),
+      });
+    }
+    for (const { dir, feed } of places) {
+      const found = await feed.findNewest(id, await this.#childrenOrNone(dir));
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+
+  async #childrenOrNone(path: string): Promise<string[]> {
     try {
-      names = await this.zk.getChildren(this.layout.results);
+      return await this.zk.getChildren(path);
     } catch (err) {
-      if (errors.isNoNode(err)) return undefined;
+      if (errors.isNoNode(err)) return [];
       throw err;
     }
-    const shared = await this.#feed.findNewest(id, names);
-    if (shared !== undefined || this.#reply === undefined) return shared;
-    let own: string[];
-    try {
-      own = await this.zk.getChildren(this.#reply.dir);
-    } catch (err) {
-      if (errors.isNoNode(err)) return undefined;
-      throw err;
-    }
-    return this.#reply.feed.findNewest(id, own);
   }
 
   /** The grid's recurring schedules: add, list, get, remove, pause, resume. */
@@ -430,8 +466,10 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#pipeline.close();
+      this.#foreign.close();
       this.#feed.close();
       this.#reply?.feed.close();
+      this.#reply?.route.close();
       this.#direct.close();
       if (this.#ownsClient) await this.zk.close();
     })();
@@ -467,6 +505,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       delivered.add(status.id);
       this.#baselines.delete(status.id);
       this.#reply?.mine.delete(status.id);
+      this.#shared.delete(status.id);
       listener.status(status);
       if (delivered.size === wanted.size) end();
     };
@@ -477,15 +516,20 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     unsubscribe = () => {
       for (const cancel of subscriptions.splice(0)) cancel();
     };
-    // This client's own tasks (with a reply address) are answered in its reply dir, after their
-    // baselines there; any other id in R/results.
+    // This client's own tasks are answered where it sent them (its reply dir or R/results), after
+    // their baselines there; any other id wherever the leader put it.
     const reply = this.#reply;
-    const feedOf = (id: string) => (reply?.mine.has(id) ? reply.feed : this.#feed);
-    const viaFeed = new Map<ResultFeed, string[]>();
+    const feedOf = (id: string) =>
+      reply?.mine.has(id) ? reply.feed : this.#shared.has(id) ? this.#feed : undefined;
+    const subscribeIn = (feed: ResultFeed | undefined, ids: string[]) =>
+      feed === undefined
+        ? this.#foreign.subscribe(ids, since, feedListener)
+        : feed.subscribe(ids, afterOf(ids), feedListener);
+    const viaFeed = new Map<ResultFeed | undefined, string[]>();
     for (const id of wanted) {
       const direct = this.#direct.take(id, (status) => {
         if (status !== undefined) deliver(status);
-        else if (!ended) subscriptions.push(feedOf(id).subscribe([id], afterOf([id]), feedListener));
+        else if (!ended) subscriptions.push(subscribeIn(feedOf(id), [id]));
       });
       if (direct) continue;
       const feed = feedOf(id);
@@ -493,7 +537,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       if (ids) ids.push(id);
       else viaFeed.set(feed, [id]);
     }
-    for (const [feed, ids] of viaFeed) subscriptions.push(feed.subscribe(ids, afterOf(ids), feedListener));
+    for (const [feed, ids] of viaFeed) subscriptions.push(subscribeIn(feed, ids));
     if (wanted.size === 0) queueMicrotask(() => end());
     return () => {
       ended = true;
@@ -502,31 +546,43 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   }
 
   /**
-   * A sequence at least as high as that of every result node that exists now (-1 if there is no
-   * `R/results`), and lower than that of any result node created after this call. One small read: the
-   * parent's stat, not a listing.
+   * A sequence at least as high as that of every result node that exists now where this client's
+   * results go (its reply dir, or `R/results` without one or while the grid does not take `replyTo`;
+   * -1 if there is no such dir yet), and lower than that of any result node created there after this
+   * call: a `since` for its own ids. One small read: the dir's stat, not a listing.
    */
   async resultBaseline(): Promise<number> {
-    // ZooKeeper numbers a sequential child with the count of children created under its parent so
-    // far. The stat's cversion counts deletes too (the server reports 2 x creates - numChildren), so
-    // after a prune cversion alone would skip the next results. A server whose cversion counted
-    // creates only would make this lower, which only costs reads.
-    return placeBaseline(this.zk, this.layout.results);
+    const reply = (await this.#replyAccepted()) ? this.#reply : undefined;
+    return placeBaseline(this.zk, reply?.dir ?? this.layout.results);
+  }
+
+  /** Whether this client's next tasks carry its reply address. */
+  async #replyAccepted(): Promise<boolean> {
+    const route = this.#reply?.route;
+    if (route === undefined) return false;
+    return route.acceptedNow() ?? (await route.accepted());
+  }
+
+  #replyAcceptedNow(): boolean {
+    return this.#reply?.route.acceptedNow() ?? false;
   }
 
   /**
    * For a write about to be made: the live watch's listing when there is one, else one read at most
    * BASELINE_REUSE_MS ago (a result node made after a later write is newer than that read too, and a
-   * wait reads at most that much more), else a fresh one. With a reply address, in the reply dir.
+   * wait reads at most that much more), else a fresh one. In the place this client's results go.
    */
   #writeBaseline(): Promise<number> {
-    const live = (this.#reply?.feed ?? this.#feed).liveBaseline();
+    const reply = this.#replyAcceptedNow() ? this.#reply : undefined;
+    const live = (reply?.feed ?? this.#feed).liveBaseline();
     if (live !== undefined) return Promise.resolve(live);
     const now = performance.now();
-    if (this.#recentBaseline !== undefined && now - this.#recentBaseline.at < BASELINE_REUSE_MS)
-      return this.#recentBaseline.value;
-    const value = placeBaseline(this.zk, this.#reply?.dir ?? this.layout.results);
-    const recent = { value, at: now };
+    const dir = reply?.dir ?? this.layout.results;
+    const recent0 = this.#recentBaseline;
+    if (recent0 !== undefined && recent0.dir === dir && now - recent0.at < BASELINE_REUSE_MS)
+      return recent0.value;
+    const value = placeBaseline(this.zk, dir);
+    const recent = { value, at: now, dir };
     this.#recentBaseline = recent;
     value.catch(() => {
       if (this.#recentBaseline === recent) this.#recentBaseline = undefined;
@@ -556,7 +612,9 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   }
 
   async #writeBatch(batch: SubmitBatch): Promise<void> {
-    if (this.#reply !== undefined) await this.#ensureReplyDir(this.#reply.dir);
+    if (this.#reply !== undefined && batch.tasks[0]?.replyTo !== undefined) {
+      await this.#ensureReplyDir(this.#reply.dir);
+    }
     const only = batch.tasks.length === 1 ? batch.tasks[0] : undefined;
     if (only !== undefined && this.#lone.has(only.id) && (await this.#direct.write(batch))) return;
     // packSubmitBatches validated the tasks and sized the batch; encoding again would validate again.

@@ -39,7 +39,8 @@ function runBin(args: string[], root: string, input: string | Buffer = ""): Prom
 function leaderFor(root: string, decide: Parameters<typeof answerQueue>[2]): void {
   const controller = new AbortController();
   leaders.push(controller);
-  void answerQueue(zk, gridLayout(root), decide, controller.signal).catch(() => {});
+  // Says it takes replyTo, as a master of this version does: a waiting run then sets it.
+  void answerQueue(zk, gridLayout(root), decide, controller.signal, { acceptsReplyTo: true }).catch(() => {});
 }
 
 describe("zkgrid-submit", () => {

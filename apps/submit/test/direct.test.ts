@@ -215,8 +215,11 @@ describe("GridClient and direct tasks", () => {
   });
 
   it("resultBaseline() stays below the sequence of every result node made after it, also after result nodes were pruned", async () => {
-    const { root, layout, grid, cwd } = await startGrid();
+    const { root, layout, cwd } = await startGrid();
     await worker(root, cwd, "w1");
+    // Its results go to R/results, where the probes below are made.
+    const grid = await connectGrid({ connectString: connectString(), root, replyAddress: false });
+    grids.push(grid);
     await grid.submitAndWait({ id: "earlier", cmd: "echo earlier" });
     // Deleted as the leader prunes old results: the parent's cversion counts each delete too.
     for (const name of await live.zk.getChildren(layout.results))

@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { connect, type ZkClient } from "@zkgrid/core";
 import {
+  ACCEPTS_REPLY_TO,
   decodeSubmitBatch,
+  encodeMasterInfo,
   encodeResultBatch,
   type GridLayout,
   parseSequentialName,
@@ -73,16 +75,51 @@ export async function writeResults(
 /**
  * Plays the leader's part for the tasks of every queue node that appears until `signal` aborts:
  * writes one ResultBatch per queue node with the status `decide` gives each task, then deletes the
- * queue node. Resolves with the ids it answered.
+ * queue node. Resolves with the ids it answered. With `acceptsReplyTo` it also stands, while it
+ * answers, as an election candidate whose info says it takes `replyTo` (as a master of this version
+ * does), so that clients set it; without, clients see no master and send results to R/results.
  */
 export async function answerQueue(
   zk: ZkClient,
   layout: GridLayout,
   decide: (task: TaskSpec) => TaskStatus,
   signal: AbortSignal,
+  options: { acceptsReplyTo?: boolean } = {},
 ): Promise<string[]> {
   const answered: string[] = [];
   await zk.ensurePath(layout.queue);
+  let candidate: string | undefined;
+  if (options.acceptsReplyTo) {
+    await zk.ensurePath(layout.masters);
+    const info = encodeMasterInfo({
+      v: 1,
+      name: "test-leader",
+      host: "test",
+      pid: 1,
+      startedAt: 1,
+      accepts: [ACCEPTS_REPLY_TO],
+    });
+    candidate = await zk.createProtected(
+      `${layout.masters}/${layout.masterNodePrefix}`,
+      info,
+      "ephemeral-sequential",
+    );
+  }
+  try {
+    await answerEach(zk, layout, decide, signal, answered);
+  } finally {
+    if (candidate !== undefined) await zk.delete(candidate).catch(() => {});
+  }
+  return answered;
+}
+
+async function answerEach(
+  zk: ZkClient,
+  layout: GridLayout,
+  decide: (task: TaskSpec) => TaskStatus,
+  signal: AbortSignal,
+  answered: string[],
+): Promise<void> {
   for await (const change of zk.watchChildren(layout.queue, { signal })) {
     for (const name of change.added) {
       const { data } = await zk.get(`${layout.queue}/${name}`);
@@ -99,5 +136,4 @@ export async function answerQueue(
       answered.push(...tasks.map((task) => task.id));
     }
   }
-  return answered;
 }

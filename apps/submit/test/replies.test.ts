@@ -4,12 +4,13 @@ import { connect, type ZkClient } from "@zkgrid/core";
 import { startMaster } from "@zkgrid/master";
 import {
   decodeResultBatch,
+  encodeMasterInfo,
   type GridLayout,
   gridLayout,
   newReplyAddress,
   REPLY_LIVE_NODE,
 } from "@zkgrid/protocol";
-import { waitFor } from "@zkgrid/testing";
+import { expireSession, waitFor } from "@zkgrid/testing";
 import { silentLogger, startWorker } from "@zkgrid/worker";
 import { describe, expect, it } from "vitest";
 import { connectGrid, type GridClient } from "../src/index.js";
@@ -50,7 +51,7 @@ async function startGridWorker(root: string): Promise<void> {
 /** A grid client on a ZooKeeper client of its own that records the path of every node it reads. */
 async function recordingClient(
   root: string,
-  replyAddress?: string,
+  replyAddress?: string | false,
 ): Promise<{ grid: GridClient; reads: string[]; zk: ZkClient }> {
   const zk = await connect({ connectString: connectString() });
   const reads: string[] = [];
@@ -66,7 +67,7 @@ async function recordingClient(
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  const grid = await connectGrid(recorded, { root, ...(replyAddress ? { replyAddress } : {}) });
+  const grid = await connectGrid(recorded, { root, ...(replyAddress === undefined ? {} : { replyAddress }) });
   grids.push(grid);
   return { grid, reads, zk };
 }
@@ -93,7 +94,7 @@ describe("results routed to each submitter's reply dir", () => {
     await startGridWorker(root);
     const a = await recordingClient(root, newReplyAddress());
     const b = await recordingClient(root, newReplyAddress());
-    const shared = await recordingClient(root);
+    const shared = await recordingClient(root, false);
     try {
       const [ra, rb, rs] = await Promise.all([
         a.grid.submitAndWait(tasks(6), { timeoutMs: 60_000 }),
@@ -186,6 +187,148 @@ describe("results routed to each submitter's reply dir", () => {
     const last = await staying.submitAndWait(tasks(2), { timeoutMs: 60_000 });
     expect([...last.values()].map((s) => s.state)).toEqual(["succeeded", "succeeded"]);
   }, 240_000);
+});
+
+/** Stands an older master's candidate in the election: its info lists no `accepts`. */
+async function standOlderMaster(zk: ZkClient, layout: GridLayout): Promise<string> {
+  const info = encodeMasterInfo({
+    v: 1,
+    name: "old-master",
+    host: "old-host",
+    pid: 4242,
+    startedAt: Date.now(),
+  });
+  return zk.createProtected(`${layout.masters}/${layout.masterNodePrefix}`, info, "ephemeral-sequential");
+}
+
+describe("reply dirs by default", () => {
+  it("a plain client's results come back to a reply dir of its own and none of them go to R/results", async () => {
+    const root = randomRoot();
+    const layout = gridLayout(root);
+    await (await startGridMaster(root, "m1")).leading();
+    await startGridWorker(root);
+    const grid = await connectGrid({ connectString: connectString(), root });
+    grids.push(grid);
+    const results = await grid.submitAndWait(tasks(4), { timeoutMs: 60_000 });
+    expect([...results.values()].map((s) => s.state)).toEqual(Array(4).fill("succeeded"));
+    const dir = layout.replyDir(addressOf(grid));
+    expect((await idsIn(live.zk, dir)).sort()).toEqual([...results.keys()].sort());
+    expect(await idsIn(live.zk, layout.results)).toEqual([]);
+    expect(await live.zk.exists(`${dir}/${REPLY_LIVE_NODE}`)).not.toBeNull();
+    // The baseline it hands out is one of its own dir: a wait after it finds the next results there.
+    const since = await grid.resultBaseline();
+    const [next] = await grid.submit({ id: "after-baseline", cmd: "true" });
+    const again = await grid.wait(next!, { since, timeoutMs: 60_000 });
+    expect(again.get("after-baseline")?.state).toBe("succeeded");
+    expect(await idsIn(live.zk, dir)).toContain("after-baseline");
+  }, 120_000);
+
+  it("a wait on ids another client sent to its own reply dir finds them, already final and still running", async () => {
+    const root = randomRoot();
+    await (await startGridMaster(root, "m1")).leading();
+    await startGridWorker(root);
+    const sender = await connectGrid({ connectString: connectString(), root });
+    const other = await connectGrid({ connectString: connectString(), root });
+    const optedOut = await connectGrid({ connectString: connectString(), root, replyAddress: false });
+    grids.push(sender, other, optedOut);
+    // Ids of the caller's own go through the queue (a lone generated one may go to a worker directly).
+    const [done] = await sender.submit({ id: "foreign-done", cmd: "echo done" });
+    await sender.wait(done!, { timeoutMs: 60_000 });
+    const [running] = await sender.submit({ id: "foreign-running", cmd: "sleep 2; echo late" });
+    // Neither waiting client sent these: they are found in the sender's dir, the final one at once.
+    const [byOther, byOptedOut] = await Promise.all([
+      other.wait([done!, running!], { timeoutMs: 60_000 }),
+      optedOut.wait([done!, running!], { timeoutMs: 60_000 }),
+    ]);
+    for (const found of [byOther, byOptedOut]) {
+      expect(found.get(done!)?.stdoutTail).toBe("done\n");
+      expect(found.get(running!)?.stdoutTail).toBe("late\n");
+    }
+    expect(await idsIn(live.zk, sender.layout.replyDir(addressOf(sender)))).toEqual(
+      expect.arrayContaining([done, running]),
+    );
+    expect((await other.status(running!))?.state).toBe("succeeded");
+    expect((await optedOut.status(done!))?.state).toBe("succeeded");
+    // A lone task may go to a worker directly; the leader records its answer wherever it routes it.
+    const [lone] = await sender.submit({ cmd: "echo lone" });
+    const byOtherLone = await other.wait(lone!, { timeoutMs: 60_000 });
+    expect(byOtherLone.get(lone!)?.stdoutTail).toBe("lone\n");
+  }, 120_000);
+
+  it("after its session expires a plain client makes its live node again and its results still come to its dir", async () => {
+    const root = randomRoot();
+    const layout = gridLayout(root);
+    await (await startGridMaster(root, "m1")).leading();
+    await startGridWorker(root);
+    const grid = await connectGrid({ connectString: connectString(), root });
+    grids.push(grid);
+    const dir = layout.replyDir(addressOf(grid));
+    const first = await grid.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+    expect([...first.values()].map((s) => s.state)).toEqual(["succeeded", "succeeded"]);
+    const session = grid.zk.sessionCredentials();
+    if (session === undefined) throw new Error("the client has no session");
+    await expireSession(connectString(), session);
+    await waitFor(async () => (await live.zk.exists(`${dir}/${REPLY_LIVE_NODE}`)) === null, {
+      timeoutMs: 30_000,
+      message: "the expired session's live node to go",
+    });
+    const second = await grid.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+    expect([...second.values()].map((s) => s.state)).toEqual(["succeeded", "succeeded"]);
+    expect(await idsIn(live.zk, dir)).toEqual(expect.arrayContaining([...first.keys(), ...second.keys()]));
+    expect(await live.zk.exists(`${dir}/${REPLY_LIVE_NODE}`)).not.toBeNull();
+    expect(await idsIn(live.zk, layout.results)).toEqual([]);
+  }, 120_000);
+
+  it("a client that opts out sends its results to R/results and makes no reply dir", async () => {
+    const root = randomRoot();
+    const layout = gridLayout(root);
+    await (await startGridMaster(root, "m1")).leading();
+    await startGridWorker(root);
+    const grid = await connectGrid({ connectString: connectString(), root, replyAddress: false });
+    grids.push(grid);
+    expect(grid.replyAddress).toBeUndefined();
+    const results = await grid.submitAndWait(tasks(3), { timeoutMs: 60_000 });
+    expect([...results.values()].map((s) => s.state)).toEqual(Array(3).fill("succeeded"));
+    expect((await idsIn(live.zk, layout.results)).sort()).toEqual([...results.keys()].sort());
+    expect(await live.zk.getChildren(layout.replies).catch(() => [])).toEqual([]);
+  }, 120_000);
+
+  it("while a master that does not say it takes replyTo stands, tasks go without it and results to R/results", async () => {
+    const root = randomRoot();
+    const layout = gridLayout(root);
+    await (await startGridMaster(root, "m1")).leading();
+    await startGridWorker(root);
+    // A client that started on an upgraded grid: its first tasks come back to its reply dir.
+    const early = await connectGrid({ connectString: connectString(), root });
+    grids.push(early);
+    const before = await early.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+    expect((await idsIn(live.zk, layout.replyDir(addressOf(early)))).sort()).toEqual(
+      [...before.keys()].sort(),
+    );
+    // An older master joins the election (after the leader, so the leader stays).
+    const old = await standOlderMaster(live.zk, layout);
+    // A client that starts now sets no replyTo at all.
+    const late = await connectGrid({ connectString: connectString(), root });
+    grids.push(late);
+    const fromLate = await late.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+    expect([...fromLate.values()].map((s) => s.state)).toEqual(["succeeded", "succeeded"]);
+    // The early client turns to R/results once it has seen the older master.
+    await waitFor(
+      async () => {
+        const ids = await early.submit(tasks(2));
+        await early.wait(ids, { timeoutMs: 60_000 });
+        return (await idsIn(live.zk, layout.results)).includes(ids[0]!);
+      },
+      { timeoutMs: 60_000, message: "the early client's tasks to go to R/results" },
+    );
+    const shared = await idsIn(live.zk, layout.results);
+    for (const id of fromLate.keys()) expect(shared).toContain(id);
+    expect(await live.zk.exists(layout.replyDir(addressOf(late)))).toBeNull();
+    // It keeps to R/results after the older master goes.
+    await live.zk.delete(old);
+    const after = await early.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+    expect(await idsIn(live.zk, layout.results)).toEqual(expect.arrayContaining([...after.keys()]));
+  }, 180_000);
 });
 
 /** The reply address a client's tasks carry (its reply dir's name). */

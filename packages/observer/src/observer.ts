@@ -478,7 +478,7 @@ export class GridObserver {
         this.#masters.set(node, { node, seq, problem: decoded.error.message });
         return;
       }
-      const { v: _v, ...info } = decoded.value;
+      const { v: _v, accepts: _accepts, ...info } = decoded.value;
       this.#masters.set(node, { node, seq, ...info });
     });
   }

@@ -166,8 +166,10 @@ export {
 export {
   REPLY_ADDRESS_PATTERN,
   REPLY_LIVE_NODE,
+  ACCEPTS_REPLY_TO,
   assertReplyAddress,
   isValidReplyAddress,
+  masterAcceptsReplyTo,
   newReplyAddress,
   replyAddressProblem,
 } from "./reply.js";

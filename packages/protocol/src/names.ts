@@ -1,7 +1,8 @@
 import { getRandomValues } from "node:crypto";
 import { InvalidNameError, describeValue } from "./errors.js";
 
-interface NameRule {
+/** How a kind of name is judged, for {@link nameProblem}. */
+export interface NameRule {
   readonly kind: string;
   readonly pattern: RegExp;
   readonly maxLength: number;
@@ -39,7 +40,8 @@ const LABEL: NameRule = {
   forbidDotDot: false,
 };
 
-function nameProblem(rule: NameRule, value: unknown): string | undefined {
+/** Why `value` breaks `rule`, naming the first problem (length, first character, a character), or undefined. */
+export function nameProblem(rule: NameRule, value: unknown): string | undefined {
   if (typeof value !== "string") return "expected a string";
   if (value.length === 0) return "must not be empty";
   if (value.length > rule.maxLength) {

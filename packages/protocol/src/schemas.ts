@@ -86,6 +86,8 @@ export interface MasterInfo {
   pid: number;
   startedAt: number;
   httpPort?: number;
+  /** Task keys beyond the first protocol this master's leader takes, e.g. `["replyTo"]` (see Reply dirs). */
+  accepts?: string[];
 }
 
 export interface WorkerRegistration {
@@ -472,6 +474,7 @@ export const MasterInfoSchema: z.ZodType<MasterInfo> = strictObject("a master in
   pid,
   startedAt: timestamp,
   httpPort: int(1, 65535, "a TCP port (an integer 1..65535)").optional(),
+  accepts: arrayOf(text({ what: "a feature name", nonEmpty: true, maxBytes: 64 }), "features", 32).optional(),
 });
 
 export const WorkerRegistrationSchema: z.ZodType<WorkerRegistration> = strictObject("a worker registration", {

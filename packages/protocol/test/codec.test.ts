@@ -12,6 +12,7 @@ import {
   type WorkerReport,
   decodeAssignment,
   decodeJson,
+  ACCEPTS_REPLY_TO,
   decodeMasterInfo,
   decodeResultBatch,
   decodeSubmitBatch,
@@ -20,6 +21,7 @@ import {
   decodeWorkerReport,
   encodeAssignment,
   encodeMasterInfo,
+  masterAcceptsReplyTo,
   encodeResultBatch,
   encodeSubmitBatch,
   encodeTaskStatus,
@@ -174,6 +176,27 @@ describe("field rules of the other payloads", () => {
       "startedAt: expected a time in milliseconds since the epoch",
     );
     expect(bad({ startedAt: -1 }).path).toBe("startedAt");
+  });
+
+  test("a master info may list what its leader accepts, and refuses a list that is not one of names", () => {
+    const accepting = { ...master, accepts: ["replyTo"] };
+    const decoded = decodeMasterInfo(encodeMasterInfo(accepting));
+    expect(decoded.ok && decoded.value).toEqual(accepting);
+    expect(errorOf(decodeMasterInfo(JSON.stringify({ ...master, accepts: "replyTo" }))).path).toBe("accepts");
+    expect(errorOf(decodeMasterInfo(JSON.stringify({ ...master, accepts: [""] }))).message).toBe(
+      "accepts[0]: must not be empty",
+    );
+  });
+
+  test("a master candidate takes replyTo only if its data is an object whose accepts lists it", () => {
+    const data = (value: unknown) => Buffer.from(JSON.stringify(value));
+    expect(masterAcceptsReplyTo(encodeMasterInfo({ ...master, accepts: [ACCEPTS_REPLY_TO] }))).toBe(true);
+    expect(masterAcceptsReplyTo(data({ v: 2, accepts: ["x", "replyTo"], later: true }))).toBe(true);
+    for (const value of [master, { accepts: "replyTo" }, { accepts: ["replyto"] }, ["replyTo"], null, 1]) {
+      expect(masterAcceptsReplyTo(data(value)), JSON.stringify(value)).toBe(false);
+    }
+    expect(masterAcceptsReplyTo(Buffer.from("{accepts"))).toBe(false);
+    expect(masterAcceptsReplyTo(Buffer.from([0xff, 0xfe]))).toBe(false);
   });
 
   test("a master info with a bad port says so", () => {

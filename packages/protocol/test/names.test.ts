@@ -1,16 +1,19 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
 import {
   InvalidNameError,
+  assertReplyAddress,
   assertSessionId,
   assertTaskId,
   assertWorkerName,
   formatSessionId,
   isValidLabel,
+  isValidReplyAddress,
   isValidSessionId,
   isValidTaskId,
   isValidWorkerName,
   newBatchId,
   newTaskId,
+  replyAddressProblem,
 } from "../src/index.js";
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -177,5 +180,33 @@ describe("newTaskId", () => {
     const late = fresh.newTaskId();
     expect(early < late).toBe(true);
     expect(early.slice(0, 10)).not.toBe(late.slice(0, 10));
+  });
+});
+
+describe("reply addresses", () => {
+  test.each(["a", "0", "c-1_b", "x".repeat(64), "5d2b0c1e-8f1a-4a3b-9c2d-0e1f2a3b4c5d"])(
+    "%s is a reply address",
+    (address) => {
+      expect(isValidReplyAddress(address)).toBe(true);
+      expect(replyAddressProblem(address)).toBeUndefined();
+    },
+  );
+
+  test.each([
+    ["", "must not be empty"],
+    [".hidden", "must start with a letter or digit"],
+    ["_c_0", "must start with a letter or digit"],
+    ["a.b", 'contains "."; only A-Z a-z 0-9 "_" "-" are allowed'],
+    ["a/b", 'contains "/"'],
+    ["a b", 'contains " "'],
+    ["x".repeat(65), "is 65 characters long; at most 64 are allowed"],
+  ])("%j is refused as a reply address: %s", (address, problem) => {
+    expect(isValidReplyAddress(address)).toBe(false);
+    expect(replyAddressProblem(address)).toContain(problem);
+    expect(() => assertReplyAddress(address)).toThrow(InvalidNameError);
+  });
+
+  test("a reply address that is no string says so", () => {
+    expect(replyAddressProblem(42)).toBe("expected a string");
   });
 });
