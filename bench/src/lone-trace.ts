@@ -13,7 +13,8 @@
  * caller names the task: the queue, and the wait reads every result node), `own-id-since` (the same,
  * waiting from a baseline taken before the write), `due` (runAt in the past: the queue, with the
  * client's own baseline). With `floor` and `direct` it prints direct ÷ floor for each run. It prints
- * one line per route, and JSON with `--json`.
+ * one line per route, and JSON with `--json`. With LONE_TRACE_PIDS=<file> it writes ZooKeeper's port and
+ * each process's pid there (for bench/tools/zk-trace.sh).
  */
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
