@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { connect, type ZkClient } from "@zkgrid/core";
 import { BINS, type BenchContext } from "./context.js";
+import { directFloorRound } from "./direct-floor.js";
 import { GuardedProcess } from "./processes.js";
 import type { CeilingName, CeilingResult } from "./results.js";
 import { median, round, summarize } from "./stats.js";
@@ -205,22 +206,7 @@ export async function zkDirectFloor(
     );
     try {
       await station.waitForLine(/^ready$/, 30_000);
-      const once = async (i: number): Promise<number> => {
-        const start = performance.now();
-        const path = `${dir}/t${i}`;
-        await zk.create(path, String(i), "persistent");
-        const watch = zk.watchData(path);
-        try {
-          for (;;) {
-            const { value, done } = await watch.next();
-            if (done) throw new Error("the floor's watch ended");
-            if (value !== null && value.stat.version > 0) return performance.now() - start;
-          }
-        } finally {
-          watch.stop();
-          void zk.delete(path).catch(() => {});
-        }
-      };
+      const once = (i: number): Promise<number> => directFloorRound(zk, `${dir}/t${i}`, String(i));
       return await timedFloor(
         "zk-direct",
         (p50) =>

@@ -1,33 +1,41 @@
 /**
- * Where a lone task's time goes: one master and one worker (the built bins) on a ZooKeeper of its
- * own, lone no-op tasks one at a time by each route, each task's hops split by the times its status
- * carries, and per task: each process's CPU time and ZooKeeper's requests (mntr).
+ * Where a lone task's time goes: one master and the bench's latency workers (the built bins, 2 × 100,
+ * tuned as the bench tunes them) on a ZooKeeper of its own, lone no-op tasks one at a time by each
+ * route, each task's hops split by the times its status carries, and per task: each process's CPU time
+ * and ZooKeeper's requests (mntr).
  *
- *   pnpm build && node bench/dist/lone-trace.js [--count 200] [--runs 3] [--durable] [--only direct,due]
+ *   pnpm build && node bench/dist/lone-trace.js [--count 200] [--runs 3] [--durable] [--only floor,direct]
+ *     [--workers 2] [--concurrency 100] [--defaults] [--node-flags "--cpu-prof --cpu-prof-dir /tmp/p"]
  *
- * Routes: `direct` (a lone task with an id of the client's making: a worker's inbox), `own-id` (the
+ * Routes: `floor` (the direct path's floor on the same server: a create seen by an inbox station
+ * through a child watch, answered over the node and read through a data watch, as the bench's
+ * zk-direct), `direct` (a lone task with an id of the client's making: a worker's inbox), `own-id` (the
  * caller names the task: the queue, and the wait reads every result node), `own-id-since` (the same,
  * waiting from a baseline taken before the write), `due` (runAt in the past: the queue, with the
- * client's own baseline). It prints one line per route, and JSON with `--json`.
+ * client's own baseline). With `floor` and `direct` it prints direct ÷ floor for each run. It prints
+ * one line per route, and JSON with `--json`. With LONE_TRACE_PIDS=<file> it writes ZooKeeper's port and
+ * each process's pid there (for bench/tools/zk-trace.sh).
  */
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connectGrid, type GridClient, type TaskStatus } from "@zkgrid/submit";
 import { startServer, type ZkServer } from "@zkgrid/testing";
 import { BINS } from "./context.js";
+import { directFloorRound } from "./direct-floor.js";
 import { GuardedProcess } from "./processes.js";
 
-type Route = "direct" | "own-id" | "own-id-since" | "due";
-const ROUTES: readonly Route[] = ["direct", "own-id", "own-id-since", "due"];
+type Route = "floor" | "direct" | "own-id" | "own-id-since" | "due";
+const ROUTES: readonly Route[] = ["floor", "direct", "own-id", "own-id-since", "due"];
 
 interface RouteFigures {
   route: Route;
   count: number;
   /** Submit call to the status in hand, ms. */
   p50: number;
-  /** Medians of each hop, ms (same machine: every clock is the same clock). */
+  /** Means of each hop, ms (same machine: every clock is the same clock). */
   hops: Record<string, number>;
   /** CPU time per task, ms, of each process. */
   cpuMs: Record<string, number>;
@@ -45,6 +53,7 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? Number.NaN : (s[Math.floor((s.length - 1) / 2)] as number);
 };
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 /** utime + stime of a process, and of its descendants (a worker's launcher, a bin's watchdog), ms. */
@@ -159,14 +168,57 @@ async function submitAndWait(client: GridClient, route: Route, i: number): Promi
   return status;
 }
 
+/**
+ * The direct path's floor beside the grid, on the same server: an inbox station (a process of its own)
+ * watches a dir, reads each new node and answers over it; the submitter reads the answer through a
+ * data watch and deletes the node, as the bench's zk-direct floor does.
+ */
+class FloorStation {
+  private constructor(
+    private readonly client: GridClient,
+    private readonly dir: string,
+    readonly process: GuardedProcess,
+  ) {}
+
+  static async start(client: GridClient, connectString: string, logFile: string): Promise<FloorStation> {
+    const dir = `${client.layout.root}/lone-trace-direct-floor`;
+    await client.zk.ensurePath(dir);
+    const station = new GuardedProcess(
+      "inbox-station",
+      process.execPath,
+      [BINS.inboxStation, connectString, `${dir}`],
+      { cwd: "/tmp", logFile, pipeStdout: true },
+    );
+    await station.waitForLine(/^ready$/, 30_000);
+    return new FloorStation(client, dir, station);
+  }
+
+  /** One round; its time as the bench's zk-direct floor counts it (the watch's end and the delete after). */
+  once(i: number): Promise<number> {
+    return directFloorRound(this.client.zk, `${this.dir}/t${i}-${Date.now()}`, String(i));
+  }
+
+  stop(): Promise<void> {
+    return this.process.stop();
+  }
+}
+
 async function runRoute(
   client: GridClient,
   zk: ZkServer,
   pids: Record<string, number | undefined>,
   route: Route,
   count: number,
+  warmup: number,
+  station: FloorStation | undefined,
 ): Promise<RouteFigures> {
-  for (let i = 0; i < 20; i++) await submitAndWait(client, route, i);
+  /** One task, and its time when the route counts it itself (the floor, as the bench does). */
+  const once = async (i: number): Promise<number | undefined> => {
+    if (route === "floor") return (station as FloorStation).once(i);
+    await submitAndWait(client, route, i);
+    return undefined;
+  };
+  for (let i = 0; i < warmup; i++) await once(i);
   // CPU and requests over a run of their own: the stamps' reads would count.
   const cpuBefore = Object.fromEntries(
     Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid, k !== "submitter")]),
@@ -176,8 +228,8 @@ async function runRoute(
   const began = performance.now();
   for (let i = 0; i < count; i++) {
     const start = performance.now();
-    await submitAndWait(client, route, i);
-    totals.push(performance.now() - start);
+    const counted = await once(i);
+    totals.push(counted ?? performance.now() - start);
   }
   const took = performance.now() - began;
   const packetsAfter = await packetsReceived(zk);
@@ -194,8 +246,9 @@ async function runRoute(
     }),
   );
   const hops = new Map<string, number[]>();
-  // An own-id wait outlasts the leader's clean-up, which rewrites or deletes the nodes stamped.
-  for (let i = 0; i < (route === "own-id" ? 0 : count); i++) {
+  // An own-id wait outlasts the leader's clean-up, which rewrites or deletes the nodes stamped. The
+  // stamps are whole milliseconds: a hop's mean over many tasks says more than its median.
+  for (let i = 0; i < (route === "own-id" || route === "floor" ? 0 : count); i++) {
     const t0 = performance.timeOrigin + performance.now();
     const s = await submitAndWait(client, route, i);
     const end = performance.timeOrigin + performance.now();
@@ -208,7 +261,7 @@ async function runRoute(
     route,
     count,
     p50: round(median(totals)),
-    hops: Object.fromEntries([...hops].map(([k, v]) => [k, round(median(v))])),
+    hops: Object.fromEntries([...hops].map(([k, v]) => [k, round(mean(v))])),
     cpuMs: cpu,
     // The mntr calls themselves are 2 requests.
     zkRequestsPerTask: round((packetsAfter - packetsBefore - 2) / count, 2),
@@ -238,42 +291,87 @@ interface Run {
   figures: RouteFigures[];
 }
 
-/** A ZooKeeper, a master and a worker of their own; each route in turn; then the floors. */
-async function oneRun(durable: boolean, routes: readonly Route[], count: number): Promise<Run> {
+/** The grid's shape, as the bench's latency part runs it. */
+interface Shape {
+  workers: number;
+  concurrency: number;
+  /** No tuning flags: the master at its default log level, the workers' prefetch adaptive. */
+  defaults: boolean;
+  /** Node's own flags for the master and the workers (e.g. `--cpu-prof`). */
+  nodeFlags: string[];
+}
+
+/** A ZooKeeper, a master and workers of their own; each route in turn; then the floors. */
+async function oneRun(
+  durable: boolean,
+  routes: readonly Route[],
+  count: number,
+  warmup: number,
+  shape: Shape,
+): Promise<Run> {
   // A data dir of each run's own: a run must not find the result nodes of the one before.
   const dir = durable ? undefined : mkdtempSync(join("/dev/shm", "lone-trace-"));
   const zk = await startServer(dir === undefined ? {} : { config: { forceSync: "no" }, dir });
   const root = `/lone-trace-${randomUUID().slice(0, 8)}`;
   const common = ["--connect", zk.connectString, "--root", root];
   const logFile = `/tmp/lone-trace-${process.pid}.log`;
-  const master = new GuardedProcess("master", process.execPath, [BINS.master, "m1", ...common], {
-    cwd: "/tmp",
-    logFile,
-  });
-  const worker = new GuardedProcess(
-    "worker",
+  // Tuned as the bench tunes its latency grid: the master's per-task info lines cost it CPU.
+  const master = new GuardedProcess(
+    "master",
     process.execPath,
-    [BINS.worker, "w1", ...common, "--handlers", BINS.handlers, "--cwd", "/tmp"],
+    [...shape.nodeFlags, BINS.master, "m1", ...common, ...(shape.defaults ? [] : ["--log-level", "warn"])],
     { cwd: "/tmp", logFile },
   );
+  const workers = Array.from(
+    { length: shape.workers },
+    (_, i) =>
+      new GuardedProcess(
+        `worker-${i + 1}`,
+        process.execPath,
+        [
+          ...shape.nodeFlags,
+          BINS.worker,
+          `w${i + 1}`,
+          ...common,
+          "--concurrency",
+          String(shape.concurrency),
+          ...(shape.defaults ? [] : ["--prefetch", "0"]),
+          "--handlers",
+          BINS.handlers,
+          "--cwd",
+          "/tmp",
+        ],
+        { cwd: "/tmp", logFile },
+      ),
+  );
   const client = await connectGrid({ connectString: zk.connectString, root, submitter: "lone-trace" });
+  let station: FloorStation | undefined;
   try {
     for (const deadline = Date.now() + 30_000; ; ) {
-      const [workers, masters] = await Promise.all([
+      const [registered, masters] = await Promise.all([
         client.zk.getChildren(client.layout.workers).catch(() => []),
         client.zk.getChildren(client.layout.masters).catch(() => []),
       ]);
-      if (workers.length > 0 && masters.length > 0) break;
+      if (registered.length >= shape.workers && masters.length > 0) break;
       if (Date.now() > deadline) throw new Error("the grid did not come up within 30 s");
       await new Promise((r) => setTimeout(r, 50));
     }
-    const pids = { submitter: process.pid, master: master.pid, worker: worker.pid, zookeeper: zk.pid };
+    if (routes.includes("floor")) station = await FloorStation.start(client, zk.connectString, logFile);
+    const pids: Record<string, number | undefined> = {
+      submitter: process.pid,
+      master: master.pid,
+      ...Object.fromEntries(workers.map((w, i) => [`worker-${i + 1}`, w.pid])),
+      ...(station === undefined ? {} : { station: station.process.pid }),
+      zookeeper: zk.pid,
+    };
+    if (process.env.LONE_TRACE_PIDS !== undefined)
+      writeFileSync(process.env.LONE_TRACE_PIDS, JSON.stringify({ port: zk.port, pids }));
     const figures: RouteFigures[] = [];
-    for (const route of routes) figures.push(await runRoute(client, zk, pids, route, count));
+    for (const route of routes) figures.push(await runRoute(client, zk, pids, route, count, warmup, station));
     return { floor: await floors(client, count), figures };
   } finally {
     await client.close();
-    await Promise.all([master.stop(), worker.stop()]);
+    await Promise.all([station?.stop(), master.stop(), ...workers.map((w) => w.stop())]);
     await zk.stop();
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   }
@@ -288,25 +386,28 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       count: { type: "string", default: "200" },
+      warmup: { type: "string", default: "200" },
       runs: { type: "string", default: "3" },
+      workers: { type: "string", default: "2" },
+      concurrency: { type: "string", default: "100" },
+      defaults: { type: "boolean", default: false },
+      "node-flags": { type: "string", default: "" },
       durable: { type: "boolean", default: false },
       only: { type: "string" },
       json: { type: "boolean", default: false },
     },
   });
-  const count = Number(values.count);
-  const runs = Number(values.runs);
-  for (const [flag, n] of [
-    ["--count", count],
-    ["--runs", runs],
-  ] as const) {
-    if (!Number.isSafeInteger(n) || n < 1) {
-      console.error(
-        `${flag}: expected a positive integer, got ${flag === "--count" ? values.count : values.runs}`,
-      );
+  const numbers = { count: 1, warmup: 0, runs: 1, workers: 1, concurrency: 1 } as const;
+  const n = {} as Record<keyof typeof numbers, number>;
+  for (const [name, least] of Object.entries(numbers) as Array<[keyof typeof numbers, number]>) {
+    const value = Number(values[name]);
+    if (!Number.isSafeInteger(value) || value < least) {
+      console.error(`--${name}: expected an integer of at least ${least}, got ${values[name]}`);
       process.exit(2);
     }
+    n[name] = value;
   }
+  const { count, warmup, runs } = n;
   const routes = values.only === undefined ? ROUTES : (values.only.split(",") as Route[]);
   for (const r of routes) {
     if (!ROUTES.includes(r)) {
@@ -314,15 +415,27 @@ async function main(): Promise<void> {
       process.exit(2);
     }
   }
+  const shape: Shape = {
+    workers: n.workers,
+    concurrency: n.concurrency,
+    defaults: values.defaults === true,
+    nodeFlags: values["node-flags"].split(" ").filter((flag) => flag !== ""),
+  };
   const durable = values.durable === true;
   const zkSetting = durable ? "durable (forceSync on, data on disk)" : "forceSync=no, data on /dev/shm";
   const done: Run[] = [];
+  const directOverFloor = (run: Run): number | undefined => {
+    const p50 = (route: Route) => run.figures.find((f) => f.route === route)?.p50;
+    const [direct, floor] = [p50("direct"), p50("floor")];
+    return direct === undefined || floor === undefined ? undefined : round(direct / floor);
+  };
   for (let r = 1; r <= runs; r++) {
-    const run = await oneRun(durable, routes, count);
+    const run = await oneRun(durable, routes, count, warmup, shape);
     done.push(run);
     if (values.json) continue;
+    const ratio = directOverFloor(run);
     console.log(
-      `run ${r}: ${count} lone no-op tasks per route, ZooKeeper ${zkSetting}; one request from the submitter, p50: write ${run.floor.write} ms, read ${run.floor.read} ms`,
+      `run ${r}: ${count} lone no-op tasks per route after ${warmup}, ${shape.workers} workers × ${shape.concurrency}${shape.defaults ? " (defaults)" : ""}, ZooKeeper ${zkSetting}; one request from the submitter, p50: write ${run.floor.write} ms, read ${run.floor.read} ms${ratio === undefined ? "" : `; direct ÷ floor ${ratio}`}; load ${loadavg()[0]?.toFixed(2)}`,
     );
     for (const f of run.figures) {
       console.log(
@@ -334,9 +447,13 @@ async function main(): Promise<void> {
     route,
     p50: median(done.map((run) => run.figures.find((f) => f.route === route)?.p50 ?? Number.NaN)),
   }));
-  if (values.json) console.log(JSON.stringify({ durable, count, runs: done, medians }, null, 2));
+  const ratios = done.map(directOverFloor).filter((x): x is number => x !== undefined);
+  if (values.json)
+    console.log(JSON.stringify({ durable, count, warmup, shape, runs: done, medians }, null, 2));
   else
-    console.log(`median of ${runs} runs, p50 (ms): ${medians.map((m) => `${m.route} ${m.p50}`).join(", ")}`);
+    console.log(
+      `median of ${runs} runs, p50 (ms): ${medians.map((m) => `${m.route} ${m.p50}`).join(", ")}${ratios.length > 0 ? `; direct ÷ floor ${round(median(ratios))}` : ""}`,
+    );
 }
 
 main().catch((error) => {

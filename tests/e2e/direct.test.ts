@@ -214,7 +214,8 @@ describe("direct tasks put in a worker session's inbox", () => {
     const marker = join(g.dir, "orphan.started");
     await putDirect(g, "w1", session, {
       id: "orphan",
-      cmd: `echo $ZKGRID_TASK_ATTEMPT >> ${marker}; sleep 2; echo done`,
+      // Long enough to outlive w2's start on a loaded machine: w1 must die while it runs.
+      cmd: `echo $ZKGRID_TASK_ATTEMPT >> ${marker}; sleep 6; echo done`,
     });
     await waitFor(() => existsSync(marker), { timeoutMs: 30_000, message: "the direct task to start" });
     g.worker("w2");

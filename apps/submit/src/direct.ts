@@ -2,7 +2,6 @@ import { errors, Follower, type ZkClient } from "@zkgrid/core";
 import {
   decodeInboxNode,
   decodeWorkerRegistration,
-  encodeSubmitBatch,
   type GridLayout,
   type SubmitBatch,
   type TaskStatus,
@@ -64,7 +63,7 @@ export class DirectTasks {
   }
 
   /**
-   * Puts `batch` (one task) in a live worker session's inbox. Resolves false when no worker is known
+   * Puts `batch` (one task, validated and sized by the submit pipeline) in a live worker session's inbox. Resolves false when no worker is known
    * that could take it, or its inbox is gone: the caller queues it instead.
    */
   async write(batch: SubmitBatch): Promise<boolean> {
@@ -77,7 +76,8 @@ export class DirectTasks {
     const target = this.#pick(task.labels);
     if (target === undefined) return false;
     const path = this.#layout.inboxTask(target.worker, target.session, task.id);
-    const data = encodeSubmitBatch(batch);
+    // The pipeline validated the task and sized the batch: encoding again would validate again.
+    const data = Buffer.from(JSON.stringify(batch), "utf8");
     try {
       await this.#zk.create(path, data, "persistent");
     } catch (err) {
@@ -134,12 +134,15 @@ export class DirectTasks {
   async #follow(path: string, worker: string, batch: SubmitBatch): Promise<void> {
     const task = batch.tasks[0] as SubmitBatch["tasks"][number];
     let status: TaskStatus | undefined;
+    const watch = this.#zk.watchData(path, { untilGone: true });
     try {
-      for await (const change of this.#zk.watchData(path, { untilGone: true })) {
-        if (change === null) break; // cancelled, fenced or cleaned up: the leader's result counts
+      for (;;) {
+        const { value: change, done } = await watch.next();
+        // Gone: cancelled, fenced or cleaned up; the leader's result counts.
+        if (done || change === null) break;
+        // Version 0 is the task as this client wrote it, still waiting; anything else ends the wait.
+        if (change.stat.version === 0) continue;
         const node = decodeInboxNode(task.id, change.data);
-        // The task still waiting (version 0); anything else ends the direct wait.
-        if (node.kind === "task" && change.stat.version === 0) continue;
         if (node.kind === "outcome" && node.status.worker === worker) status = node.status;
         break;
       }
@@ -150,6 +153,9 @@ export class DirectTasks {
           error: String(err),
         });
     }
+    // After the answer is handed on: ending a watch (an AbortController's abort) costs more than the
+    // rest of the wait, and nothing reads the watch any more.
+    setImmediate(() => watch.stop());
     const waiting = this.#answers.get(task.id);
     const answer: Answer = { status };
     if (Array.isArray(waiting) && waiting.length > 0) {

@@ -7,7 +7,14 @@ import {
   sleep,
   type ZkClient,
 } from "@zkgrid/core";
-import { encodeWorkerReports, headBytes, MAX_MESSAGE_BYTES, type StatusUpdate } from "@zkgrid/protocol";
+import {
+  encodeWorkerReport,
+  encodeWorkerReports,
+  headBytes,
+  MAX_MESSAGE_BYTES,
+  SCHEMA_VERSION,
+  type StatusUpdate,
+} from "@zkgrid/protocol";
 
 export interface ReporterOptions {
   /** The worker's keeper passes a view bound to the session: nothing is written once it has ended. */
@@ -51,6 +58,8 @@ export class SessionReporter {
   private writing = false;
   /** A write is due on the next turn of the event loop. */
   private soon = false;
+  /** A report with no updates is due (see nudge). */
+  private nudgeDue = false;
   private lingerTimer: NodeJS.Timeout | undefined;
   private dead = false;
   private idleWaiters: Array<() => void> = [];
@@ -71,6 +80,17 @@ export class SessionReporter {
     if (update.state !== "running") this.finals.add(updateKey(update));
     this.pending.push(update);
     this.kick();
+  }
+
+  /**
+   * Writes a report with no updates, without waiting for `hold()`: it tells the leader to list the
+   * session's inbox now, where a task just declined waits (the leader lists an inbox a while after it
+   * changes, so that a stream of lone tasks shares one listing).
+   */
+  nudge(): void {
+    if (this.dead) return;
+    this.nudgeDue = true;
+    if (!this.writing) this.writeSoon();
   }
 
   /** Starts writing what is pending, unless a write is under way or `hold()` lets it wait. */
@@ -101,7 +121,8 @@ export class SessionReporter {
 
   /** Resolves once every update given so far is written, or dropped because the session is gone. */
   flushed(): Promise<void> {
-    if (!this.writing && !this.soon && (this.pending.length === 0 || this.dead)) return Promise.resolve();
+    if (!this.writing && !this.soon && ((this.pending.length === 0 && !this.nudgeDue) || this.dead))
+      return Promise.resolve();
     this.writeSoon();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
@@ -113,6 +134,7 @@ export class SessionReporter {
     this.lingerTimer = undefined;
     this.pending = [];
     this.finals.clear();
+    this.nudgeDue = false;
     if (!this.writing && !this.soon) this.wakeIdleWaiters();
   }
 
@@ -144,9 +166,18 @@ export class SessionReporter {
         for (const data of nodes) await this.writeReport(data);
         if (this.idleWaiters.length === 0 && this.options.hold?.() === true) break;
       }
+      if (this.nudgeDue && !this.dead) {
+        this.nudgeDue = false;
+        const { worker, session } = this.options;
+        const draining = this.options.draining?.() === true ? { draining: true } : {};
+        await this.writeReport(
+          encodeWorkerReport({ v: SCHEMA_VERSION, worker, session, ...draining, updates: [] }),
+        );
+      }
     } finally {
       this.writing = false;
-      if (this.pending.length > 0 && !this.dead) this.kick();
+      if (this.nudgeDue && !this.dead) this.writeSoon();
+      else if (this.pending.length > 0 && !this.dead) this.kick();
       else this.wakeIdleWaiters();
     }
   }

@@ -1,5 +1,12 @@
 import { hostname } from "node:os";
-import { isNodeExists, isRetryable, messageOf, sleep, type ZkClient } from "@zkgrid/core";
+import {
+  isNodeExists,
+  isRetryable,
+  messageOf,
+  type SessionBoundClient,
+  sleep,
+  type ZkClient,
+} from "@zkgrid/core";
 import { gridLayout, type WorkerRegistration } from "@zkgrid/protocol";
 import { CutoffClock } from "./cutoff.js";
 import { asError } from "./errors.js";
@@ -20,6 +27,8 @@ export interface Session {
   inboxSeen: Set<string>;
   /** Aborts when the session ends. */
   signal: AbortSignal;
+  /** The worker's client bound to this session: its writes never land on a later one. */
+  client: SessionBoundClient;
   reporter: SessionReporter;
   /** "fenced": the leader gave this session up; it stays registered but takes no tasks. */
   status: "active" | "fenced" | "ended";
@@ -144,6 +153,7 @@ export class SessionKeeper {
       inboxDir,
       inboxSeen: new Set(),
       signal,
+      client: client.boundTo(sessionId),
       status: "active",
       registration,
     } as unknown as Session;
@@ -183,7 +193,7 @@ export class SessionKeeper {
 
   private async writeCapacity(session: Session): Promise<void> {
     // Bound to the session: a rewrite never lands on the next one's registration.
-    const client = this.deps.client().boundTo(session.id);
+    const { client } = session;
     while (session.status === "active" && !session.signal.aborted) {
       const capacity = this.deps.prefetch.capacity;
       if (capacity === session.registration.capacity) return;
@@ -211,7 +221,7 @@ export class SessionKeeper {
     return new SessionReporter({
       // Bound: a report the session could not write (a task stopped while cut off) is never written
       // by a later session, into a dir the leader may not have fenced yet.
-      client: this.deps.client().boundTo(session.id),
+      client: session.client,
       dir: session.reportDir,
       worker: this.options.name,
       session: session.id,
@@ -231,7 +241,7 @@ export class SessionKeeper {
    */
   private async recoverReportDir(session: Session): Promise<void> {
     // Bound to the session: if it ends meanwhile, nothing is made for it on the next one.
-    const client = this.deps.client().boundTo(session.id);
+    const { client } = session;
     let owned: boolean | undefined;
     while (owned === undefined && session.status === "active" && !session.signal.aborted) {
       owned = await client.exists(this.layout.worker(this.options.name)).then(

@@ -125,10 +125,13 @@ export class TaskSupervisor {
       launcher: this.launcher,
       killGraceMs: this.options.killGraceMs,
       logger: this.options.log,
-      onRunning: (update) =>
-        this.runningNotices.add(() => {
-          if (!entry.done && !run.killed) this.publish(session, update);
-        }),
+      // A direct task's only update is its answer (publish leaves `running` out): no notice for it.
+      onRunning: (update) => {
+        if (direct === undefined)
+          this.runningNotices.add(() => {
+            if (!entry.done && !run.killed) this.publish(session, update);
+          });
+      },
     });
     const entry: Tracked =
       direct === undefined
@@ -225,6 +228,9 @@ export class TaskSupervisor {
       this.answer(session, direct, data, update.id, (outcome) => {
         // Not allowed to write over the node: the leader hears of the task through a report instead.
         if (outcome === "refused" && session.status === "active") session.reporter.report(update);
+        // Declined: the leader lists the inbox now rather than when its listing settles. After the
+        // write, so that it reads the task written back.
+        if (outcome === "written" && !isFinalState(update.state)) session.reporter.nudge();
         if (this.tracked.get(taskKey(update)) === entry) this.tracked.delete(taskKey(update));
       });
       this.deps.events.emit({ type: "update", sessionId: session.id, update });
@@ -242,8 +248,7 @@ export class TaskSupervisor {
     id: string,
     done: (outcome: "written" | "dropped" | "refused") => void,
   ): void {
-    const client = this.deps.client().boundTo(session.id);
-    const writing = answerDirect(client, direct, data, id, this.options.log, session.signal)
+    const writing = answerDirect(session.client, direct, data, id, this.options.log, session.signal)
       .catch((error: unknown): "dropped" => {
         if (!session.signal.aborted)
           this.options.log("warn", `could not answer a direct task: ${messageOf(error)}`, { task: id });

@@ -179,7 +179,7 @@ export class TaskSource {
    * is declined with `returned`, and the leader queues it.
    */
   async watchInbox(session: Session): Promise<void> {
-    const client = this.deps.client().boundTo(session.id);
+    const { client } = session;
     // Kept while the session serves: a task put in an inbox nobody watches would wait for the session's end.
     while (!session.signal.aborted && session.status === "active") {
       try {
@@ -209,7 +209,7 @@ export class TaskSource {
     const path = `${session.inboxDir}/${name}`;
     let got: { data: Buffer; stat: { version: number; ctime: number } };
     try {
-      got = await this.deps.client().boundTo(session.id).get(path);
+      got = await session.client.get(path);
     } catch (error) {
       // Gone (cancelled, fenced) or the session ended: the leader decides. Anything else (the node's
       // ACL does not let this worker read it) leaves the task to its session's end: say so.

@@ -59,6 +59,7 @@ export class DirectInboxes {
       (name, dir) => (c) => this.onInboxTasks(name, dir, c),
       DIRECT_SETTLE_MS,
     );
+    reports.onInboxNews((dirName) => this.listNow(dirName));
   }
 
   onInboxDirs(change: ChildrenChange): Promise<void> {
@@ -175,11 +176,35 @@ export class DirectInboxes {
     this.dirs.stopAll();
   }
 
+  /**
+   * A worker asked for its inbox to be listed now (it declined a task there): the new nodes are read
+   * without waiting for the listing to settle, so a declined task is queued at once. A failure is
+   * left to that listing, which reads the same nodes.
+   */
+  private listNow(dirName: string): void {
+    const dir = this.dirs.get(dirName);
+    if (!dir) return;
+    const { term } = this;
+    void childrenOrNone(term.client, `${term.layout.inbox}/${dirName}`)
+      .then(async (names) => {
+        const fresh = names.filter((n) => !dir.followed.has(n));
+        if (fresh.length === 0) return;
+        term.log("debug", "inbox listed at its worker's request", {
+          worker: dir.worker,
+          session: dir.session,
+          tasks: fresh,
+        });
+        await this.onInboxTasks(dirName, dir, { added: fresh, removed: [] });
+        term.kick();
+      })
+      .catch(() => {});
+  }
+
   /** Reads each new node of an inbox; resolves once each one's current data is handled. */
   private async onInboxTasks(
     dirName: string,
     dir: InboxDir,
-    { added, removed }: ChildrenChange,
+    { added, removed }: Pick<ChildrenChange, "added" | "removed">,
   ): Promise<void> {
     for (const n of removed) dir.followed.delete(n);
     const fresh = added.filter((n) => !dir.followed.has(n));

@@ -22,6 +22,8 @@ interface SessionDir {
 /** R/reports: follows each session's report dir and applies its workers' status updates to the TaskBook. */
 export class WorkerReports {
   private readonly dirs: ChildFollows<SessionDir>;
+  /** Told of a report with no updates: its worker asks for its inbox to be listed now (a decline waits there). */
+  private inboxNews: (dirName: string) => void = () => {};
 
   constructor(
     private readonly term: Term,
@@ -34,6 +36,11 @@ export class WorkerReports {
       (parsed): SessionDir => ({ ...parsed, applied: new Set() }),
       (name, dir) => (c) => this.onReports(name, dir, c.added),
     );
+  }
+
+  /** Who lists a session's inbox when its worker asks (see SessionReporter.nudge). */
+  onInboxNews(listener: (dirName: string) => void): void {
+    this.inboxNews = listener;
   }
 
   onReportDirs(change: ChildrenChange): Promise<void> {
@@ -82,6 +89,7 @@ export class WorkerReports {
           continue;
         }
         this.applyReport(dir, decoded.value);
+        if (decoded.value.updates.length === 0) this.inboxNews(dirName);
       }
     });
   }
