@@ -71,8 +71,13 @@ export function decodeTask(value: unknown): Result<TaskSpec> {
 export function decodeSubmitBatch(data: Bytes): DecodedSubmitBatch {
   const json = decodeJson(data);
   if (!json.ok) return { ok: false, error: json.error, ids: [] };
-  const envelope = parseVersioned(SubmitBatchEnvelopeSchema, json.value);
-  if (!envelope.ok) return { ok: false, error: envelope.error, ids: idsOf(json.value) };
+  return submitBatchOf(json.value);
+}
+
+/** {@link decodeSubmitBatch} of a value already parsed from JSON (a caller that looked at it first). */
+export function submitBatchOf(value: unknown): DecodedSubmitBatch {
+  const envelope = parseVersioned(SubmitBatchEnvelopeSchema, value);
+  if (!envelope.ok) return { ok: false, error: envelope.error, ids: idsOf(value) };
   const { tasks: rawTasks, ...header } = envelope.value;
   const tasks = rawTasks.map((raw, index): DecodedTask => {
     const decoded = decodeTask(raw);
@@ -127,6 +132,11 @@ export function decodeResultBatch(data: Bytes): Result<ResultBatch> {
 
 export function decodeTaskStatus(data: Bytes): Result<TaskStatus> {
   return decodeBytes(TaskStatusSchema, data);
+}
+
+/** {@link decodeTaskStatus} of a value already parsed from JSON. */
+export function taskStatusOf(value: unknown): Result<TaskStatus> {
+  return parseVersioned(TaskStatusSchema, value);
 }
 
 /** Validates, then encodes as compact UTF-8 JSON; throws `ProtocolError` if invalid or over `maxBytes`. */

@@ -1,4 +1,4 @@
-import { decodeSubmitBatch, decodeTaskStatus } from "./codec.js";
+import { submitBatchOf, taskStatusOf } from "./codec.js";
 import { type FinalState, isFinalState } from "./constants.js";
 import { ProtocolError } from "./errors.js";
 import { decodeJson } from "./json.js";
@@ -78,13 +78,12 @@ export type InboxNode =
  * without `requeued`; an answer a final `TaskStatus` of that id at attempt 1. Anything else is `invalid`.
  */
 export function decodeInboxNode(name: string, data: Uint8Array): InboxNode {
-  const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  // A task node is a SubmitBatch (top-level "tasks"); anything else is read as an answer.
-  const json = decodeJson(bytes);
+  // A task node is a SubmitBatch (top-level "tasks"); anything else is read as an answer. Parsed once.
+  const json = decodeJson(data);
   if (!json.ok) return { kind: "invalid", error: json.error, id: name };
   const isBatch = typeof json.value === "object" && json.value !== null && "tasks" in json.value;
   if (!isBatch) {
-    const decoded = decodeTaskStatus(bytes);
+    const decoded = taskStatusOf(json.value);
     if (!decoded.ok) return { kind: "invalid", error: decoded.error, id: name };
     const status = decoded.value;
     if (status.id !== name) return invalid(name, `id: expected "${name}", the node's name`);
@@ -94,7 +93,7 @@ export function decodeInboxNode(name: string, data: Uint8Array): InboxNode {
       return invalid(name, `attempt: a direct task runs as attempt 1, got ${status.attempt}`);
     return { kind: "outcome", status };
   }
-  const batch = decodeSubmitBatch(bytes);
+  const batch = submitBatchOf(json.value);
   if (!batch.ok) return { kind: "invalid", error: batch.error, id: name };
   if (batch.batch.requeued !== undefined)
     return invalid(name, "requeued: only the leader writes it, to the queue");
