@@ -276,7 +276,13 @@ async function curveStep(
     const statuses = await client.wait(ids, { timeoutMs: 120_000 + ids.length * 10 });
     if (config.profileDir !== undefined) {
       mkdirSync(config.profileDir, { recursive: true });
-      const window = { workers, leaderPid: leader.pid, fromUs: windowFromUs, toUs: hrtimeUs(), tasks: ids.length };
+      const window = {
+        workers,
+        leaderPid: leader.pid,
+        fromUs: windowFromUs,
+        toUs: hrtimeUs(),
+        tasks: ids.length,
+      };
       writeFileSync(join(config.profileDir, `curve-${workers}-window.json`), JSON.stringify(window));
     }
     step.leaderCpuUsPerTask = round(
@@ -301,7 +307,8 @@ async function curveStep(
     step.watches = shape.watches;
     step.largestReplyBytes = shape.maxResponseBytes;
 
-    if (config.takeover !== false) step.takeover = await takeover(ctx, config, client, leader, workers, baseline);
+    if (config.takeover !== false)
+      step.takeover = await takeover(ctx, config, client, leader, workers, baseline);
   } catch (error) {
     step.error = String(error);
   } finally {

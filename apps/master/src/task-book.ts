@@ -110,6 +110,8 @@ export class TaskBook {
   private readonly homeless = new Set<string>();
   /** `worker@session` → ids that session holds, so a lost session's tasks are found without a scan. */
   private readonly holders = new Map<string, { worker: string; session: string; ids: Set<string> }>();
+  /** Sessions that came to hold a task since `takeNewHolders()` was last called, by `worker@session`. */
+  private newHolders = new Map<string, { worker: string; session: string }>();
   /** `worker@session` of sessions whose worker is stopping: they get no new task (kept until fenced). */
   private readonly draining = new Set<string>();
   /** Delayed tasks by due time; one cancelled or handed out is skipped when it comes up. */
@@ -372,6 +374,16 @@ export class TaskBook {
     return [...this.holders.values()].map(({ worker, session }) => ({ worker, session }));
   }
 
+  /**
+   * The worker sessions that came to hold a task (held none before) since the last call: the leader
+   * checks that these are live without walking every holder.
+   */
+  takeNewHolders(): Array<{ worker: string; session: string }> {
+    const out = [...this.newHolders.values()];
+    this.newHolders = new Map();
+    return out;
+  }
+
   /** The worker of this session is stopping: it takes no new task from now on. */
   markDraining(worker: string, session: string): boolean {
     const key = `${worker}@${session}`;
@@ -564,13 +576,17 @@ export class TaskBook {
     const changed = new Set<string>();
     // Most steps have nothing queued: they cost nothing here, however many workers there are.
     if (gate?.closed || this.queues.size === 0) return changed;
-    const open = [...this.workers.values()].filter(
-      (w) => load(w) < w.capacity && !this.draining.has(`${w.name}@${w.session}`),
-    );
-    if (open.length === 0) return changed;
     // Rooms only shrink during a pass: a task known (from an earlier pass) to be larger than the
     // largest room is skipped without being encoded again. The slack covers a longer attempt number.
-    const maxRoom = Math.max(...open.map((w) => MAX_NODE_BYTES - ASSIGNMENT_OVERHEAD - w.bytes)) + 16;
+    const open: WorkerSlot[] = [];
+    let maxRoom = Number.NEGATIVE_INFINITY;
+    for (const w of this.workers.values()) {
+      if (load(w) >= w.capacity) continue;
+      if (this.draining.size > 0 && this.draining.has(`${w.name}@${w.session}`)) continue;
+      open.push(w);
+      maxRoom = Math.max(maxRoom, MAX_NODE_BYTES - ASSIGNMENT_OVERHEAD - w.bytes + 16);
+    }
+    if (open.length === 0) return changed;
     const priorities = [...this.queues.keys()].sort((a, b) => b - a);
     for (const priority of priorities) {
       const queue = this.queues.get(priority);
@@ -697,6 +713,7 @@ export class TaskBook {
     if (!h) {
       h = { worker: entry.worker, session: entry.session, ids: new Set() };
       this.holders.set(key, h);
+      this.newHolders.set(key, { worker: entry.worker, session: entry.session });
     }
     h.ids.add(entry.id);
   }

@@ -128,6 +128,33 @@ describe("TaskBook failures", () => {
     expect(book.drainedQueueNodes.has("q9")).toBe(true);
   });
 
+  it("names each session that comes to hold a task once, and again only after it held none", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 2, []);
+    book.setWorker("w2", "s2", 2, []);
+    book.addQueueNode("q1", 1, [task("a"), task("b"), task("c")], 1);
+    book.schedule(1);
+    expect(book.takeNewHolders().sort((x, y) => x.worker.localeCompare(y.worker))).toEqual([
+      { worker: "w1", session: "s1" },
+      { worker: "w2", session: "s2" },
+    ]);
+    // Taken: a session that keeps holding tasks, or takes more, is not named again.
+    book.addQueueNode("q2", 2, [task("d")], 2);
+    book.schedule(2);
+    expect(book.takeNewHolders()).toEqual([]);
+    // w2 ends every task it held; its next task makes it a holder again.
+    const w2 = book.assignmentFor("w2").map((t) => t.id);
+    for (const id of w2)
+      book.applyUpdate("w2", "s2", { id, attempt: 1, state: "succeeded", at: 3, exitCode: 0 });
+    expect(book.holdingSessions()).toEqual([{ worker: "w1", session: "s1" }]);
+    book.addQueueNode("q3", 3, [task("e")], 3);
+    book.schedule(4);
+    expect(book.takeNewHolders()).toEqual([{ worker: "w2", session: "s2" }]);
+    // A direct task held by a session that is not registered names it too.
+    book.addDirect("w9", "s9", task("f"), 5, 5, { path: "/x", version: 0 });
+    expect(book.takeNewHolders()).toEqual([{ worker: "w9", session: "s9" }]);
+  });
+
   it("fails a task once its worker was lost maxAttempts times", () => {
     const book = new TaskBook();
     book.addQueueNode("q1", 1, [task("t", { maxAttempts: 2 })], 1);
