@@ -374,6 +374,11 @@ export class TaskBook {
     return [...this.holders.values()].map(({ worker, session }) => ({ worker, session }));
   }
 
+  /** Whether this worker session holds a task. */
+  holds(worker: string, session: string): boolean {
+    return this.holders.has(`${worker}@${session}`);
+  }
+
   /**
    * The worker sessions that came to hold a task (held none before) since the last call: the leader
    * checks that these are live without walking every holder.

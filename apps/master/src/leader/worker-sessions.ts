@@ -181,7 +181,12 @@ export class WorkerSessions {
    * last step, and at those a step could not settle yet.
    */
   private suspects(): Map<string, Suspect> {
-    const suspects = new Map(this.unsettled);
+    const suspects = new Map<string, Suspect>();
+    // One that left no dir and holds no task any more needs no fence.
+    for (const [key, s] of this.unsettled) {
+      if (this.term.book.holds(s.worker, s.session) || this.reports.follows(key) || this.direct.follows(key))
+        suspects.set(key, s);
+    }
     this.unsettled.clear();
     const holders = this.term.book.takeNewHolders();
     if (this.walkWanted) {
