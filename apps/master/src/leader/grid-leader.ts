@@ -130,6 +130,10 @@ export class GridLeader {
       follower: termFollower(client, this.abort.signal, {
         kick: () => this.kick(),
         fail: (err) => this.fail(err),
+        // Report nodes going (the clean-up deleting applied ones) leave nothing for a step: with many
+        // workers that would be a step per task.
+        quiet: (e) =>
+          e.type === "children" && e.change.added.length === 0 && e.path.startsWith(`${layout.reports}/`),
       }),
       counters: this.counters,
       apply: (change) => void this.changes.push(change),
