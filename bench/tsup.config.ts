@@ -11,6 +11,7 @@ export default defineConfig({
     "src/lone-trace.ts",
     "src/scale-workers.ts",
     "src/submitter.ts",
+    "src/profile-window.ts",
   ],
   format: ["esm"],
   sourcemap: true,

@@ -58,7 +58,7 @@ export interface Config {
     spawn: { warmup: number; count: number; concurrency: number; processes: number[] };
   };
   /** `count` tasks queued at once on `zkgrid`; `curve`: the workers curve (scale-curve.ts). */
-  scale: { count: number; zkgrid: GridShape; curve: ScaleCurveConfig };
+  scale: { count: number; zkgrid: GridShape; curve: ScaleCurveConfig; only?: string[] };
   /** `delayed`: tasks held at once before they are due; `retry`: tasks of each kind (see time-workloads.ts). */
   time: { delayed: number; retry: number; zkgrid: GridShape };
   /** `count` schedules firing every second for `seconds`. */
@@ -317,6 +317,8 @@ export async function runPass(
   }
   if (has("scale")) {
     for (const part of SCALE_PARTS) {
+      // `--curve`: the named parts only.
+      if (config.scale.only !== undefined && !config.scale.only.includes(part.name)) continue;
       log(`scale, ${part.name}: ${part.describe(config)}`);
       record(await part.run(ctx, config, nodeFlags));
     }

@@ -53,6 +53,11 @@ Options:
                    and 10, 100, 1 000 workers, 50 a process: takeover, assignment latency, the
                    leader's CPU per task, ZooKeeper's counters); with --smoke: 500 tasks, 10 and 50
                    workers
+  --curve <counts> only the workers curve, at these worker counts (comma-separated, e.g. 10,1000),
+                   each step ending after its CPU measurement (no takeover): the leader's CPU per
+                   task and the ratio in a few minutes; with --profile, the masters alone are
+                   profiled and \`node bench/dist/profile-window.js <scratch dir>/profiles\` gives the
+                   leader's profile over each step's CPU window; its JSON is partial.json
   --only <list>    only these parts, comma-separated: ceilings,noop,shell,latency,scale,delayed,retry,
                    schedules (delayed: 100 000 delayed tasks held at once, their start lateness;
                    retry: a failed-then-retried task's cost against a first-time success;
@@ -65,7 +70,8 @@ Options:
   --concurrency <n>  tasks each worker runs at once in the no-op and latency runs, zkgrid and
                    BullMQ alike (default 100); zkgrid's no-op workers hold as many again (prefetch)
   --out <dir>      where to write the results (default bench/results)
-  --profile        run the master and workers with --cpu-prof (profiles kept in the scratch dir)
+  --profile        run the master and workers with --cpu-prof (profiles kept in the scratch dir;
+                   in the workers curve, the masters only)
   --keep           keep the scratch dirs (process logs, profiles, the durable servers' data)
   --consumer <dir> also measure the lone-task latency with the master and worker a project installed
                    from the packed packages (tests/consumers/run.sh with KEEP=1 leaves one), beside
@@ -216,6 +222,21 @@ async function main(): Promise<number> {
     config.mode = "scale";
     config.parts = ["scale"];
   }
+  if (values.curve !== undefined) {
+    const counts = values.curve.split(",").map((c) => Number(c.trim()));
+    if (counts.length === 0 || counts.some((n) => !Number.isInteger(n) || n < 1 || n > 5000)) {
+      process.stderr.write(
+        `bench: --curve: worker counts must be whole numbers 1..5000, comma-separated, got "${values.curve}"\n`,
+      );
+      return 2;
+    }
+    // Partial: its JSON (partial.json) never stands in for a whole --scale run's.
+    config.mode = "partial";
+    config.parts = ["scale"];
+    config.scale.only = ["workers"];
+    config.scale.curve.workers = counts;
+    config.scale.curve.takeover = false;
+  }
   if (values.only !== undefined) {
     const parts = values.only.split(",").map((p) => p.trim());
     const unknown = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
@@ -263,7 +284,7 @@ async function main(): Promise<number> {
     config.scale.zkgrid.prefetch = n;
   }
   // Three runs unless the run is meant to be short (--quick, --smoke) or is the scale test alone.
-  let runs = values.quick || values.smoke || values.scale ? 1 : 3;
+  let runs = values.quick || values.smoke || values.scale || values.curve !== undefined ? 1 : 3;
   if (values.runs !== undefined) {
     runs = Number(values.runs);
     if (!Number.isInteger(runs) || runs < 1 || runs > 20) {
@@ -284,6 +305,7 @@ async function main(): Promise<number> {
   const workDir = mkdtempSync(join(scratchRoot(), "zkgrid-bench-"));
   let diskDir: string | undefined;
   const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(workDir, "profiles")}`] : [];
+  if (values.profile) config.scale.curve.profileDir = join(workDir, "profiles");
   let servers: DurabilityServers | undefined;
   const runRecords: Run[] = [];
   const settingsOf: Partial<Record<Durability, DurabilitySettings>> = {};
@@ -488,6 +510,7 @@ function parse() {
       durability: { type: "string" },
       runs: { type: "string" },
       scale: { type: "boolean" },
+      curve: { type: "string" },
       only: { type: "string" },
       concurrency: { type: "string" },
       out: { type: "string" },

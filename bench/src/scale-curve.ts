@@ -6,7 +6,7 @@
  * successor assigns again.
  */
 import { randomUUID } from "node:crypto";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { connect } from "@zkgrid/core";
@@ -34,6 +34,14 @@ export interface ScaleCurveConfig {
   maxQueued: number;
   /** Of the masters and the workers. */
   sessionTimeoutMs: number;
+  /** False: each step ends after its CPU measurement (no takeover; `--curve`). */
+  takeover?: boolean;
+  /**
+   * Where the masters' `--cpu-prof` profiles go (`--profile`): each step also writes there the leader's
+   * pid and its CPU window (`curve-<workers>-window.json`, process.hrtime µs, the profile's clock), which
+   * `node bench/dist/profile-window.js <dir>` reads.
+   */
+  profileDir?: string;
 }
 
 export interface ScaleCurveStep {
@@ -211,7 +219,8 @@ async function curveStep(
           `${label}-p${p}`,
           process.execPath,
           [
-            ...nodeFlags,
+            // Profiles are the leader's concern here: twenty profiled worker processes would load the machine.
+            ...(config.profileDir === undefined ? nodeFlags : []),
             join(BENCH_DIST, "scale-workers.js"),
             connect,
             root,
@@ -251,6 +260,7 @@ async function curveStep(
     const leaderBefore = cpuTimeMs(leader.pid) ?? Number.NaN;
     const workersBefore = cpuOf(pool);
     const zkBefore = ctx.zk.pid === undefined ? Number.NaN : (cpuTimeMs(ctx.zk.pid) ?? Number.NaN);
+    const windowFromUs = hrtimeUs();
     const perTick = Math.max(2, Math.round((config.tasksPerSecond * TICK_MS) / 1000));
     const ids: string[] = [];
     const paceStart = performance.now();
@@ -264,6 +274,17 @@ async function curveStep(
     }
     step.submitSeconds = round((performance.now() - paceStart) / 1000, 1);
     const statuses = await client.wait(ids, { timeoutMs: 120_000 + ids.length * 10 });
+    if (config.profileDir !== undefined) {
+      mkdirSync(config.profileDir, { recursive: true });
+      const window = {
+        workers,
+        leaderPid: leader.pid,
+        fromUs: windowFromUs,
+        toUs: hrtimeUs(),
+        tasks: ids.length,
+      };
+      writeFileSync(join(config.profileDir, `curve-${workers}-window.json`), JSON.stringify(window));
+    }
     step.leaderCpuUsPerTask = round(
       (((cpuTimeMs(leader.pid) ?? Number.NaN) - leaderBefore) * 1000) / ids.length,
       1,
@@ -286,13 +307,15 @@ async function curveStep(
     step.watches = shape.watches;
     step.largestReplyBytes = shape.maxResponseBytes;
 
-    step.takeover = await takeover(ctx, config, client, leader, workers, baseline);
+    if (config.takeover !== false)
+      step.takeover = await takeover(ctx, config, client, leader, workers, baseline);
   } catch (error) {
     step.error = String(error);
   } finally {
     await client?.close().catch(() => {});
     await Promise.all(pool.map((p) => p.stop(10_000)));
-    await Promise.all(masters.map((m) => m.stop()));
+    // A profiled master writes its profile as it exits: give it time to.
+    await Promise.all(masters.map((m) => m.stop(config.profileDir === undefined ? 5000 : 60_000)));
     await cleanUp(ctx, root);
     rmSync(outDir, { recursive: true, force: true });
   }
@@ -300,6 +323,11 @@ async function curveStep(
 }
 
 const TICK_MS = 50;
+
+/** process.hrtime in µs: the clock of V8's CPU profiles. */
+function hrtimeUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
 const TAKEOVER_CHUNK = 5000;
 /** The bench's own session: longer than the grid's, so that a busy machine does not cost it its session. */
 const SUBMITTER_SESSION_TIMEOUT_MS = 30_000;

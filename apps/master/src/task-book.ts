@@ -110,6 +110,8 @@ export class TaskBook {
   private readonly homeless = new Set<string>();
   /** `worker@session` → ids that session holds, so a lost session's tasks are found without a scan. */
   private readonly holders = new Map<string, { worker: string; session: string; ids: Set<string> }>();
+  /** Sessions that came to hold a task since `takeNewHolders()` was last called, by `worker@session`. */
+  private newHolders = new Map<string, { worker: string; session: string }>();
   /** `worker@session` of sessions whose worker is stopping: they get no new task (kept until fenced). */
   private readonly draining = new Set<string>();
   /** Delayed tasks by due time; one cancelled or handed out is skipped when it comes up. */
@@ -372,6 +374,21 @@ export class TaskBook {
     return [...this.holders.values()].map(({ worker, session }) => ({ worker, session }));
   }
 
+  /** Whether this worker session holds a task. */
+  holds(worker: string, session: string): boolean {
+    return this.holders.has(`${worker}@${session}`);
+  }
+
+  /**
+   * The worker sessions that came to hold a task (held none before) since the last call: the leader
+   * checks that these are live without walking every holder.
+   */
+  takeNewHolders(): Array<{ worker: string; session: string }> {
+    const out = [...this.newHolders.values()];
+    this.newHolders = new Map();
+    return out;
+  }
+
   /** The worker of this session is stopping: it takes no new task from now on. */
   markDraining(worker: string, session: string): boolean {
     const key = `${worker}@${session}`;
@@ -564,30 +581,44 @@ export class TaskBook {
     const changed = new Set<string>();
     // Most steps have nothing queued: they cost nothing here, however many workers there are.
     if (gate?.closed || this.queues.size === 0) return changed;
-    const open = [...this.workers.values()].filter(
-      (w) => load(w) < w.capacity && !this.draining.has(`${w.name}@${w.session}`),
-    );
-    if (open.length === 0) return changed;
     // Rooms only shrink during a pass: a task known (from an earlier pass) to be larger than the
-    // largest room is skipped without being encoded again. The slack covers a longer attempt number.
-    const maxRoom = Math.max(...open.map((w) => MAX_NODE_BYTES - ASSIGNMENT_OVERHEAD - w.bytes)) + 16;
+    // largest room is skipped without being encoded again. Found when first needed.
+    let maxRoom: number | undefined;
+    // Workers are looked at in order as each task needs one, not listed up front: an idle one ends
+    // the look, so a pass over many idle workers costs what the tasks need, not a walk of them all.
+    let anyOpen = true;
     const priorities = [...this.queues.keys()].sort((a, b) => b - a);
     for (const priority of priorities) {
       const queue = this.queues.get(priority);
       if (!queue) continue;
       const kept: TaskEntry[] = [];
       let i = 0;
-      for (; i < queue.length && open.length > 0; i++) {
+      for (; i < queue.length; i++) {
         const entry = queue[i] as TaskEntry;
         // Held by a pause or a start limit: it keeps its place and waits.
         if (gate !== undefined && !gate.allows(entry.spec.labels, now)) {
           kept.push(entry);
           continue;
         }
-        // Encoded once, as the hand-out it is about to become: its size decides where it fits, and
-        // the assignment node reuses the text. A task no open worker has the labels for is not encoded.
-        const mayFit = entry.bytes === 0 || entry.bytes <= maxRoom;
-        const worker = mayFit && hasLabelsOf(open, entry) ? pickWorker(open, handOut(entry, now)) : undefined;
+        if (entry.bytes !== 0) maxRoom ??= this.largestRoom();
+        if (maxRoom === Number.NEGATIVE_INFINITY) {
+          anyOpen = false; // no worker is open
+          break;
+        }
+        const mayFit = entry.bytes === 0 || entry.bytes <= (maxRoom as number);
+        let worker: WorkerSlot | undefined;
+        if (mayFit) {
+          // Encoded once, as the hand-out it is about to become: its size decides where it fits, and
+          // the assignment node reuses the text. A task no open worker has the labels for is not encoded.
+          const takers = this.takersOf(entry);
+          if (takers === "none open") {
+            // Every worker is full: this task and the rest keep their places.
+            anyOpen = false;
+            break;
+          }
+          if (takers === "some")
+            worker = pickWorker(this.workers.values(), handOut(entry, now), this.draining);
+        }
         if (!worker) {
           entry.encoded = undefined;
           kept.push(entry);
@@ -605,16 +636,36 @@ export class TaskBook {
         worker.bytes += entry.bytes;
         changed.add(worker.name);
         this.noteLeftQueue(entry);
-        if (load(worker) >= worker.capacity) open.splice(open.indexOf(worker), 1);
       }
       // In place when nothing was skipped (the common case): a long queue is not copied every step.
       const rest = kept.length === 0 ? queue : kept.concat(queue.slice(i));
       if (kept.length === 0) queue.splice(0, i);
       if (rest.length > 0) this.queues.set(priority, rest);
       else this.queues.delete(priority);
-      if (open.length === 0) break;
+      if (!anyOpen) break;
     }
     return changed;
+  }
+
+  /** The largest room an open worker's assignment node has left, with slack for a longer attempt number. */
+  private largestRoom(): number {
+    let room = Number.NEGATIVE_INFINITY;
+    for (const w of this.workers.values()) {
+      if (isOpen(w, this.draining))
+        room = Math.max(room, MAX_NODE_BYTES - ASSIGNMENT_OVERHEAD - w.bytes + 16);
+    }
+    return room;
+  }
+
+  /** Whether an open worker has the task's labels ("some"), none does, or no worker is open at all. */
+  private takersOf(entry: TaskEntry): "some" | "none" | "none open" {
+    let open = false;
+    for (const w of this.workers.values()) {
+      if (!isOpen(w, this.draining)) continue;
+      if (covers(w, entry)) return "some";
+      open = true;
+    }
+    return open ? "none" : "none open";
   }
 
   /** The AssignedTask list for a worker's assignment node. */
@@ -697,6 +748,7 @@ export class TaskBook {
     if (!h) {
       h = { worker: entry.worker, session: entry.session, ids: new Set() };
       this.holders.set(key, h);
+      this.newHolders.set(key, { worker: entry.worker, session: entry.session });
     }
     h.ids.add(entry.id);
   }
@@ -755,28 +807,22 @@ function load(w: WorkerSlot): number {
   return w.tasks.size + w.direct.size;
 }
 
-/** Whether worker `w` has every label the task needs. */
-function covers(w: WorkerSlot, entry: TaskEntry): boolean {
-  const need = entry.spec.labels;
-  return need === undefined || need.every((l) => w.labels.has(l));
+/** Whether worker `w` may take a task now: room under its capacity, and not stopping. */
+function isOpen(w: WorkerSlot, draining: ReadonlySet<string>): boolean {
+  if (load(w) >= w.capacity) return false;
+  return draining.size === 0 || !draining.has(`${w.name}@${w.session}`);
 }
 
-function hasLabelsOf(open: WorkerSlot[], entry: TaskEntry): boolean {
-  return open.some((w) => covers(w, entry));
-}
-
-/** Sets the entry's `encoded` and `bytes` to those of its next hand-out, made at `now`. */
-function handOut(entry: TaskEntry, now: number): TaskEntry {
-  entry.encoded = JSON.stringify(handOutAs(entry, entry.attemptsUsed + 1, now));
-  entry.bytes = Buffer.byteLength(entry.encoded) + 1;
-  return entry;
-}
-
-function pickWorker(open: WorkerSlot[], entry: TaskEntry): WorkerSlot | undefined {
+/** The least loaded open worker whose labels cover the task's and whose node has room for it. */
+function pickWorker(
+  workers: Iterable<WorkerSlot>,
+  entry: TaskEntry,
+  draining: ReadonlySet<string>,
+): WorkerSlot | undefined {
   let best: WorkerSlot | undefined;
   let bestLoad = Number.POSITIVE_INFINITY;
-  for (const w of open) {
-    if (!covers(w, entry)) continue;
+  for (const w of workers) {
+    if (!isOpen(w, draining) || !covers(w, entry)) continue;
     if (w.bytes + entry.bytes + ASSIGNMENT_OVERHEAD > MAX_NODE_BYTES) continue;
     const share = load(w) / w.capacity;
     // An idle worker cannot be beaten, and the first one found is the one the whole scan would keep.
@@ -787,6 +833,19 @@ function pickWorker(open: WorkerSlot[], entry: TaskEntry): WorkerSlot | undefine
     }
   }
   return best;
+}
+
+/** Whether worker `w` has every label the task needs. */
+function covers(w: WorkerSlot, entry: TaskEntry): boolean {
+  const need = entry.spec.labels;
+  return need === undefined || need.every((l) => w.labels.has(l));
+}
+
+/** Sets the entry's `encoded` and `bytes` to those of its next hand-out, made at `now`. */
+function handOut(entry: TaskEntry, now: number): TaskEntry {
+  entry.encoded = JSON.stringify(handOutAs(entry, entry.attemptsUsed + 1, now));
+  entry.bytes = Buffer.byteLength(entry.encoded) + 1;
+  return entry;
 }
 
 function lowerBound(q: TaskEntry[], order: number): number {

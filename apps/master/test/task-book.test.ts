@@ -128,6 +128,59 @@ describe("TaskBook failures", () => {
     expect(book.drainedQueueNodes.has("q9")).toBe(true);
   });
 
+  it("names each session that comes to hold a task once, and again only after it held none", () => {
+    const book = new TaskBook();
+    book.setWorker("w1", "s1", 2, []);
+    book.setWorker("w2", "s2", 2, []);
+    book.addQueueNode("q1", 1, [task("a"), task("b"), task("c")], 1);
+    book.schedule(1);
+    expect(book.takeNewHolders().sort((x, y) => x.worker.localeCompare(y.worker))).toEqual([
+      { worker: "w1", session: "s1" },
+      { worker: "w2", session: "s2" },
+    ]);
+    // Taken: a session that keeps holding tasks, or takes more, is not named again.
+    book.addQueueNode("q2", 2, [task("d")], 2);
+    book.schedule(2);
+    expect(book.takeNewHolders()).toEqual([]);
+    // w2 ends every task it held; its next task makes it a holder again.
+    const w2 = book.assignmentFor("w2").map((t) => t.id);
+    for (const id of w2)
+      book.applyUpdate("w2", "s2", { id, attempt: 1, state: "succeeded", at: 3, exitCode: 0 });
+    expect(book.holdingSessions()).toEqual([{ worker: "w1", session: "s1" }]);
+    book.addQueueNode("q3", 3, [task("e")], 3);
+    book.schedule(4);
+    expect(book.takeNewHolders()).toEqual([{ worker: "w2", session: "s2" }]);
+    // A direct task held by a session that is not registered names it too.
+    book.addDirect("w9", "s9", task("f"), 5, 5, { path: "/x", version: 0 });
+    expect(book.takeNewHolders()).toEqual([{ worker: "w9", session: "s9" }]);
+  });
+
+  it("with many workers, fills none past its capacity, spreads to idle ones first, and keeps the rest queued in order once all are full", () => {
+    const book = new TaskBook();
+    for (let w = 0; w < 50; w++) book.setWorker(`w${w}`, `s${w}`, 2, w % 2 === 0 ? ["even"] : []);
+    const specs = Array.from({ length: 130 }, (_, i) => task(`t${i}`, i < 5 ? { labels: ["even"] } : {}));
+    book.addQueueNode("q1", 1, specs, 1);
+    book.schedule(1);
+    const loads = Array.from({ length: 50 }, (_, w) => assigned(book, `w${w}`).length);
+    expect(loads.every((n) => n === 2)).toBe(true);
+    // The first 50 went one to each worker (the labelled ones to even workers), before any got a second.
+    for (let i = 0; i < 5; i++) expect(book.tasks.get(`t${i}`)?.worker).toMatch(/^w\d*[02468]$/);
+    const firstRound = new Set(specs.slice(0, 50).map((t) => book.tasks.get(t.id)?.worker));
+    expect(firstRound.size).toBe(50);
+    expect(book.counts().queued).toBe(30);
+    // A freed slot takes the oldest queued task.
+    book.applyUpdate("w7", "s7", {
+      id: assigned(book, "w7")[0] as string,
+      attempt: 1,
+      state: "succeeded",
+      at: 2,
+      exitCode: 0,
+    });
+    book.schedule(3);
+    expect(assigned(book, "w7")).toContain("t100");
+    expect(book.counts().queued).toBe(29);
+  });
+
   it("fails a task once its worker was lost maxAttempts times", () => {
     const book = new TaskBook();
     book.addQueueNode("q1", 1, [task("t", { maxAttempts: 2 })], 1);

@@ -71,6 +71,11 @@ export class DirectInboxes {
     return this.dirs;
   }
 
+  /** Whether the inbox `worker@session` is followed. */
+  follows(dirName: string): boolean {
+    return this.dirs.has(dirName);
+  }
+
   /**
    * Fencing: reads every node of the session's inbox (answers applied, tasks held) before the session's
    * tasks are handed out. Returns the names read, or undefined if the inbox is not followed.

@@ -130,6 +130,10 @@ export class GridLeader {
       follower: termFollower(client, this.abort.signal, {
         kick: () => this.kick(),
         fail: (err) => this.fail(err),
+        // Report nodes going (the clean-up deleting applied ones) leave nothing for a step: with many
+        // workers that would be a step per task.
+        quiet: (e) =>
+          e.type === "children" && e.change.added.length === 0 && e.path.startsWith(`${layout.reports}/`),
       }),
       counters: this.counters,
       apply: (change) => void this.changes.push(change),
@@ -178,6 +182,7 @@ export class GridLeader {
     if (resumed === undefined) return;
     this.state_ = resumed;
     this.schedules.afterOutage();
+    this.sessions.recheckAll();
     // A write in flight when the connection dropped may or may not have happened: re-read versions.
     // The gate too: a pause written meanwhile holds from the next step on.
     void Promise.all([this.writer.refreshAssignVersions(), this.gate.refresh()]).then(() => this.kick());
@@ -302,11 +307,17 @@ export class GridLeader {
       ),
       timed(
         "reports",
-        followChildren(term, layout.reports, (c) => this.reports.onReportDirs(c)),
+        followChildren(term, layout.reports, (c) => {
+          this.sessions.dirsChanged(c);
+          return this.reports.onReportDirs(c);
+        }),
       ),
       timed(
         "inboxes",
-        followChildren(term, layout.inbox, (c) => this.direct.onInboxDirs(c)),
+        followChildren(term, layout.inbox, (c) => {
+          this.sessions.dirsChanged(c);
+          return this.direct.onInboxDirs(c);
+        }),
       ),
       // Pauses and start limits hold from the first hand-out on.
       this.gate.follow(),
@@ -418,6 +429,8 @@ export class GridLeader {
 
   private onStepError(err: unknown): void {
     if (this.stopped) return;
+    // A fenced session's dirs may not be deleted yet: the next step looks at every session again.
+    this.sessions.recheckAll();
     if (err instanceof NotLeaderError || errors.isBadVersion(err) || errors.isSessionExpired(err)) {
       this.fail(err);
       return;

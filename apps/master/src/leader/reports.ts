@@ -52,6 +52,11 @@ export class WorkerReports {
     return this.dirs;
   }
 
+  /** Whether the report dir `worker@session` is followed. */
+  follows(dirName: string): boolean {
+    return this.dirs.has(dirName);
+  }
+
   /**
    * Fencing: applies every report left in the session's dir. Returns false if the dir is not followed.
    * The changes are queued (see Term.apply).

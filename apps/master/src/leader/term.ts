@@ -3,6 +3,7 @@ import {
   type ChildrenChange,
   errors,
   Follower,
+  type FollowEvent,
   type Logger,
   markErrorClass,
   type SessionBoundClient,
@@ -60,13 +61,14 @@ export interface Term {
 }
 
 /**
- * A term's follower: a step is asked for after each change it handles. An error ends the term; before
- * a follow's first state is handled its promise rejects instead, so that a failed takeover is retried.
+ * A term's follower: a step is asked for after each change it handles, unless `quiet` says the change
+ * leaves nothing for a step. An error ends the term; before a follow's first state is handled its
+ * promise rejects instead, so that a failed takeover is retried.
  */
 export function termFollower(
   client: SessionBoundClient,
   signal: AbortSignal,
-  term: { kick(): void; fail(err: unknown): void },
+  term: { kick(): void; fail(err: unknown): void; quiet?: (event: FollowEvent) => boolean },
 ): Follower {
   return new Follower(client, {
     signal,
@@ -74,7 +76,9 @@ export function termFollower(
       if (!first) term.fail(err);
       return "fail";
     },
-    onEvent: () => term.kick(),
+    onEvent: (event) => {
+      if (!term.quiet?.(event)) term.kick();
+    },
   });
 }
 

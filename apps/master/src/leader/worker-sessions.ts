@@ -14,6 +14,13 @@ interface LiveWorker {
   labels: string[];
 }
 
+/** A session that may be dead: one of its dirs, or the tasks it holds, outlive its registration. */
+interface Suspect {
+  worker: string;
+  session: string;
+  holdsTasks: boolean;
+}
+
 /** What a fence leaves to delete once the step's writes are done. */
 export interface Fenced {
   reports: string[];
@@ -31,6 +38,10 @@ export class WorkerSessions {
   private staleDirTimer: NodeJS.Timeout | undefined;
   /** Each live worker's capacity as it changes with its prefetch. */
   private readonly capacities: WorkerCapacities;
+  /** Whether the next step walks every session dir and holder (see suspects()); the first one does. */
+  private walkWanted = true;
+  /** Suspects a step could not fence yet (a registration not seen yet, a young dir): looked at again. */
+  private readonly unsettled = new Map<string, Suspect>();
 
   constructor(
     private readonly term: Term,
@@ -106,6 +117,8 @@ export class WorkerSessions {
     const { book } = this.term;
     const before = this.live.get(name);
     if (before && before.session !== worker?.session) {
+      // That session may leave dirs and tasks behind: the next step looks at every session.
+      this.walkWanted = true;
       book.removeWorker(name);
       this.capacities.forget(name);
       this.writer.assignmentChanged(name);
@@ -132,46 +145,98 @@ export class WorkerSessions {
    * deleted after this step's writes, so a worker that wakes up from a pause cannot publish into it.
    */
   async fenceDeadSessions(): Promise<Fenced> {
-    const { term } = this;
-    const suspects = new Map<string, { worker: string; session: string; holdsTasks: boolean }>();
-    // Every step walks both dirs' maps (no copies of them): with many workers this is most of a step.
-    for (const dirs of [this.reports.sessions(), this.direct.sessions()]) {
-      for (const [name, d] of dirs) {
-        if (this.live.get(d.worker)?.session !== d.session)
-          suspects.set(name, { worker: d.worker, session: d.session, holdsTasks: false });
-      }
-    }
-    for (const { worker, session } of term.book.holdingSessions()) {
-      if (this.live.get(worker)?.session !== session) {
-        suspects.set(`${worker}@${session}`, { worker, session, holdsTasks: true });
-      }
-    }
+    const suspects = this.suspects();
     const fenced: Fenced = { reports: [], inboxes: [] };
     if (suspects.size === 0) return fenced;
-    await Promise.all(
-      [...suspects].map(async ([key, { worker, session, holdsTasks }]) => {
-        // A fresh read: the watch may lag behind a worker that just registered this session.
-        const stat = await term.client.exists(term.layout.worker(worker));
-        if (stat && stat.ephemeralOwner === session) return;
-        const dirName = `${worker}@${session}`;
-        if (!holdsTasks && !this.seen.has(key) && !(await this.dirIsStale(dirName))) return;
-        if (await this.reports.readAll(dirName)) {
-          term.drain();
-          fenced.reports.push(dirName);
-        }
-        const names = await this.direct.readAll(dirName);
-        if (names) {
-          term.drain();
-          fenced.inboxes.push({ dirName, names });
-        }
-        for (const status of term.book.loseSession(worker, session)) {
-          this.writer.addResult(status);
-          term.log("warn", "task failed: worker lost", { task: status.id, worker, attempt: status.attempt });
-        }
-        term.log("info", "fenced worker session", { worker, session, key });
-      }),
-    );
+    try {
+      await Promise.all(
+        [...suspects].map(async ([key, suspect]) => {
+          if (!(await this.fence(key, suspect, fenced))) this.unsettled.set(key, suspect);
+        }),
+      );
+    } catch (err) {
+      this.recheckAll();
+      throw err;
+    }
     return fenced;
+  }
+
+  /**
+   * The next step looks at every session again: a step or a clean-up failed (a fenced session's dir
+   * may still be there), or the connection came back.
+   */
+  recheckAll(): void {
+    this.walkWanted = true;
+  }
+
+  /** Report dirs or inboxes were listed anew: one may be a session's that is not registered. */
+  dirsChanged(change: ChildrenChange): void {
+    if (change.added.length > 0) this.walkWanted = true;
+  }
+
+  /**
+   * The sessions that may be dead. Walking every session dir and holder costs O(workers), so it is
+   * done only after something that may leave a session unregistered (a registration settled, a dir
+   * listed, a failed step); other steps look at the sessions that took their first task since the
+   * last step, and at those a step could not settle yet.
+   */
+  private suspects(): Map<string, Suspect> {
+    const suspects = new Map<string, Suspect>();
+    // One that left no dir and holds no task any more needs no fence.
+    for (const [key, s] of this.unsettled) {
+      if (this.term.book.holds(s.worker, s.session) || this.reports.follows(key) || this.direct.follows(key))
+        suspects.set(key, s);
+    }
+    this.unsettled.clear();
+    const holders = this.term.book.takeNewHolders();
+    if (this.walkWanted) {
+      this.walkWanted = false;
+      for (const dirs of [this.reports.sessions(), this.direct.sessions()]) {
+        for (const [name, d] of dirs) {
+          if (!this.isLive(d))
+            suspects.set(name, { worker: d.worker, session: d.session, holdsTasks: false });
+        }
+      }
+      holders.push(...this.term.book.holdingSessions());
+    }
+    for (const h of holders) {
+      if (!this.isLive(h)) suspects.set(`${h.worker}@${h.session}`, { ...h, holdsTasks: true });
+    }
+    for (const [key, suspect] of suspects) if (this.isLive(suspect)) suspects.delete(key);
+    return suspects;
+  }
+
+  private isLive({ worker, session }: { worker: string; session: string }): boolean {
+    return this.live.get(worker)?.session === session;
+  }
+
+  /** Fences one suspect; false if it may not be fenced yet (it is looked at again by the next step). */
+  private async fence(
+    key: string,
+    { worker, session, holdsTasks }: Suspect,
+    fenced: Fenced,
+  ): Promise<boolean> {
+    const { term } = this;
+    // A fresh read: the watch may lag behind a worker that just registered this session.
+    const stat = await term.client.exists(term.layout.worker(worker));
+    if (stat && stat.ephemeralOwner === session) return false;
+    const dirName = `${worker}@${session}`;
+    if (!holdsTasks && !this.seen.has(key) && !(await this.dirIsStale(dirName))) return false;
+    if (await this.reports.readAll(dirName)) {
+      term.drain();
+      fenced.reports.push(dirName);
+    }
+    const names = await this.direct.readAll(dirName);
+    if (names) {
+      term.drain();
+      fenced.inboxes.push({ dirName, names });
+    }
+    for (const status of term.book.loseSession(worker, session)) {
+      this.writer.addResult(status);
+      term.log("warn", "task failed: worker lost", { task: status.id, worker, attempt: status.attempt });
+    }
+    term.log("info", "fenced worker session", { worker, session, key });
+    return true;
   }
 
   stop(): void {
