@@ -147,6 +147,8 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     | undefined;
   /** The session whose live node is in the reply dir. */
   #replyLiveSession: string | undefined;
+  /** Stops re-making the live node on each new session. */
+  #offNewSession: (() => void) | undefined;
   readonly #direct: DirectTasks;
   /** Ids of lone tasks this client named itself, being written: they may go to a worker directly. */
   readonly #lone = new Set<string>();
@@ -195,6 +197,14 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
         mine: new Set(),
         route: new ReplyRoute(zk, this.layout),
       };
+      // A write may still see the expired session's id (the client learns of an expiry only when it
+      // reconnects), so the live node is made again as soon as the new session is there.
+      this.#offNewSession = zk.on("connected", () => {
+        if (this.#replyLiveSession === undefined || this.#closing) return;
+        this.#ensureReplyDir(dir).catch((err: unknown) =>
+          logger?.("warn", "reply dir: live node not made again after a new session", { error: String(err) }),
+        );
+      });
     }
     this.#direct = new DirectTasks(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));
   }
@@ -470,6 +480,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       this.#feed.close();
       this.#reply?.feed.close();
       this.#reply?.route.close();
+      this.#offNewSession?.();
       this.#direct.close();
       if (this.#ownsClient) await this.zk.close();
     })();
