@@ -1,9 +1,12 @@
 /**
- * @zkgrid/core's postinstall (and the monorepo's): makes the `zookeeper` addon resolve its connect
- * string only after a connection loss. As shipped, the C client resolves it again (getaddrinfo, then a
- * shuffle read from /dev/urandom) every time the addon asks it what to poll, i.e. after every reply:
- * about 13 µs of CPU per ZooKeeper reply in every zkgrid process. One line in the addon's source, then
+ * @zkgrid/core's postinstall (and the monorepo's): two changes to the `zookeeper` addon's source, then
  * a rebuild of the addon (node-gyp, offline: it uses the headers the addon's own install used).
+ * - It resolves its connect string only after a connection loss. As shipped, the C client resolves it
+ *   again (getaddrinfo, then a shuffle read from /dev/urandom) every time the addon asks it what to
+ *   poll, i.e. after every reply: about 13 µs of CPU per ZooKeeper reply in every zkgrid process.
+ * - Its socket to ZooKeeper is close-on-exec. As shipped, every child a process spawns after it
+ *   connects (a handler's `sh`, a task spawned without the Perl launcher) inherits the connection and
+ *   could write to its session.
  *
  * Success writes build/Release/.zkgrid-resolution-patch beside the addon; @zkgrid/core warns at
  * connect when it is missing. Failure never fails the install: the addon is left as it was and a boxed
@@ -19,7 +22,31 @@ const path = require("node:path");
 const MARK = "zoo_set_servers_resolution_delay(zhandle, -1);";
 const ANCHOR = "        Ref();\n\n        uv_timer_init(Nan::GetCurrentEventLoop(), &zk_timer);";
 const PATCHED = `        Ref();\n        // zkgrid: resolve the hosts again only after a connection loss, not after every reply.\n        ${MARK}\n\n        uv_timer_init(Nan::GetCurrentEventLoop(), &zk_timer);`;
+/** The second change: the addon marks each new socket close-on-exec as soon as the C client returns it. */
+const CLOEXEC_MARK = "zkgrid: close-on-exec";
+const CLOEXEC_INCLUDE_ANCHOR = "    #include <errno.h>\n#endif";
+const CLOEXEC_INCLUDE = "    #include <errno.h>\n    #include <fcntl.h>\n#endif";
+const CLOEXEC_ANCHOR = "             zk_io->data = this;";
+const CLOEXEC = `             #ifndef WIN32
+             // ${CLOEXEC_MARK}: a child spawned later must not inherit the session's connection.
+             fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+             #endif
+             zk_io->data = this;`;
 const STAMP = ".zkgrid-resolution-patch";
+
+/** The addon's source with both changes, or undefined if it is not the source they were written for. */
+function patchedSource(original) {
+  let source = original;
+  if (!source.includes(MARK)) {
+    if (!source.includes(ANCHOR)) return undefined;
+    source = source.replace(ANCHOR, PATCHED);
+  }
+  if (!source.includes(CLOEXEC_MARK)) {
+    if (!source.includes(CLOEXEC_INCLUDE_ANCHOR) || !source.includes(CLOEXEC_ANCHOR)) return undefined;
+    source = source.replace(CLOEXEC_INCLUDE_ANCHOR, CLOEXEC_INCLUDE).replace(CLOEXEC_ANCHOR, CLOEXEC);
+  }
+  return source;
+}
 /** The C client's autotools outputs, each listed after what it is made from (see its Makefile.in). */
 const AUTOTOOLS_OUTPUTS = ["aclocal.m4", "configure", "config.h.in", "Makefile.in"];
 /** Make variables that stop make from regenerating autotools files, should a timestamp still ask it to. */
@@ -39,7 +66,8 @@ function warnUnpatched(reason) {
     "@zkgrid/core: the zookeeper addon was NOT patched.",
     `Why: ${reason}`,
     "Cost: the addon resolves its ZooKeeper hosts again after every reply",
-    "(about 13 us of CPU per reply in every zkgrid process). zkgrid works,",
+    "(about 13 us of CPU per reply in every zkgrid process), and a child",
+    "spawned after connecting inherits its ZooKeeper socket. zkgrid works,",
     "but slower than its published figures; it warns at connect.",
     "Fix: install a C compiler, make and Python 3, then run",
     "  npm rebuild @zkgrid/core     (or: pnpm rebuild @zkgrid/core)",
@@ -104,18 +132,22 @@ function main() {
   const source = path.join(dir, "src", "node-zk.cpp");
   const binary = path.join(dir, "build", "Release", "zookeeper.node");
   const stamp = path.join(dir, "build", "Release", STAMP);
-  if (fs.existsSync(stamp) && fs.existsSync(binary) && fs.readFileSync(source, "utf8").includes(MARK)) {
+  const original = fs.readFileSync(source, "utf8");
+  if (
+    fs.existsSync(stamp) &&
+    fs.existsSync(binary) &&
+    original.includes(MARK) &&
+    original.includes(CLOEXEC_MARK)
+  ) {
     say("the zookeeper addon is already patched");
     return;
   }
-  const original = fs.readFileSync(source, "utf8");
-  if (!original.includes(MARK)) {
-    if (!original.includes(ANCHOR)) {
-      warnUnpatched("its source is not the one this patch knows (another zookeeper version?).");
-      return;
-    }
-    replaceFile(source, original.replace(ANCHOR, PATCHED));
+  const patched = patchedSource(original);
+  if (patched === undefined) {
+    warnUnpatched("its source is not the one this patch knows (another zookeeper version?).");
+    return;
   }
+  if (patched !== original) replaceFile(source, patched);
   const nodeGyp = findNodeGyp();
   if (!nodeGyp) {
     replaceFile(source, original);
@@ -138,6 +170,8 @@ function main() {
   // Outside build/, in case a failed build leaves it half made.
   const backup = fs.existsSync(binary) ? path.join(dir, "zookeeper.node.before-zkgrid-patch") : undefined;
   if (backup) fs.copyFileSync(binary, backup);
+  // An earlier version's patch (the hosts only) stays stamped if this rebuild fails: its binary is kept.
+  const earlierStamp = fs.existsSync(stamp) ? fs.readFileSync(stamp) : undefined;
   fs.rmSync(stamp, { force: true });
   say("rebuilding the zookeeper addon (about 20 s)");
   const env = { ...process.env, MAKEFLAGS: `${process.env.MAKEFLAGS ?? ""} ${NO_AUTOTOOLS}`.trim() };
@@ -153,7 +187,9 @@ function main() {
   if (status === 0 && fs.existsSync(binary)) {
     fs.writeFileSync(stamp, `${MARK}\n`);
     if (backup) fs.rmSync(backup, { force: true });
-    say("done: the addon resolves the connect string only after a connection loss");
+    say(
+      "done: the addon resolves the connect string only after a connection loss, and its socket is close-on-exec",
+    );
     return;
   }
   replaceFile(source, original);
@@ -161,6 +197,7 @@ function main() {
     fs.mkdirSync(path.dirname(binary), { recursive: true });
     fs.rmSync(binary, { force: true });
     fs.renameSync(backup, binary);
+    if (earlierStamp !== undefined) fs.writeFileSync(stamp, earlierStamp);
   }
   const tail = output.trimEnd().split("\n").slice(-12).join("\n");
   process.stderr.write(`${tail}\n`);
