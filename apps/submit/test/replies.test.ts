@@ -72,6 +72,23 @@ async function recordingClient(
   return { grid, reads, zk };
 }
 
+/** A leading master and a worker on `root`. */
+async function startGrid(root: string): Promise<void> {
+  await (await startGridMaster(root, "m1")).leading();
+  await startGridWorker(root);
+}
+
+/** A client of `root` (with its own reply address unless `false`), closed after the test. */
+async function gridClient(root: string, replyAddress?: false): Promise<GridClient> {
+  const grid = await connectGrid({
+    connectString: connectString(),
+    root,
+    ...(replyAddress === false ? { replyAddress } : {}),
+  });
+  grids.push(grid);
+  return grid;
+}
+
 /** The ids of every status in the result nodes under `dir`. */
 async function idsIn(zk: ZkClient, dir: string): Promise<string[]> {
   const names = await zk.getChildren(dir).catch(() => [] as string[]);
@@ -90,8 +107,7 @@ describe("results routed to each submitter's reply dir", () => {
   it("a submitter with a reply address gets its results there and reads no result node of another submitter", async () => {
     const root = randomRoot();
     const layout: GridLayout = gridLayout(root);
-    await (await startGridMaster(root, "m1")).leading();
-    await startGridWorker(root);
+    await startGrid(root);
     const a = await recordingClient(root, newReplyAddress());
     const b = await recordingClient(root, newReplyAddress());
     const shared = await recordingClient(root, false);
@@ -205,10 +221,8 @@ describe("reply dirs by default", () => {
   it("a plain client's results come back to a reply dir of its own and none of them go to R/results", async () => {
     const root = randomRoot();
     const layout = gridLayout(root);
-    await (await startGridMaster(root, "m1")).leading();
-    await startGridWorker(root);
-    const grid = await connectGrid({ connectString: connectString(), root });
-    grids.push(grid);
+    await startGrid(root);
+    const grid = await gridClient(root);
     const results = await grid.submitAndWait(tasks(4), { timeoutMs: 60_000 });
     expect([...results.values()].map((s) => s.state)).toEqual(Array(4).fill("succeeded"));
     const dir = layout.replyDir(addressOf(grid));
@@ -225,12 +239,10 @@ describe("reply dirs by default", () => {
 
   it("a wait on ids another client sent to its own reply dir finds them, already final and still running", async () => {
     const root = randomRoot();
-    await (await startGridMaster(root, "m1")).leading();
-    await startGridWorker(root);
-    const sender = await connectGrid({ connectString: connectString(), root });
-    const other = await connectGrid({ connectString: connectString(), root });
-    const optedOut = await connectGrid({ connectString: connectString(), root, replyAddress: false });
-    grids.push(sender, other, optedOut);
+    await startGrid(root);
+    const sender = await gridClient(root);
+    const other = await gridClient(root);
+    const optedOut = await gridClient(root, false);
     // Ids of the caller's own go through the queue (a lone generated one may go to a worker directly).
     const [done] = await sender.submit({ id: "foreign-done", cmd: "echo done" });
     await sender.wait(done!, { timeoutMs: 60_000 });
@@ -258,10 +270,8 @@ describe("reply dirs by default", () => {
   it("after its session expires a plain client makes its live node again and its results still come to its dir", async () => {
     const root = randomRoot();
     const layout = gridLayout(root);
-    await (await startGridMaster(root, "m1")).leading();
-    await startGridWorker(root);
-    const grid = await connectGrid({ connectString: connectString(), root });
-    grids.push(grid);
+    await startGrid(root);
+    const grid = await gridClient(root);
     const dir = layout.replyDir(addressOf(grid));
     const first = await grid.submitAndWait(tasks(2), { timeoutMs: 60_000 });
     expect([...first.values()].map((s) => s.state)).toEqual(["succeeded", "succeeded"]);
@@ -282,10 +292,8 @@ describe("reply dirs by default", () => {
   it("a client that opts out sends its results to R/results and makes no reply dir", async () => {
     const root = randomRoot();
     const layout = gridLayout(root);
-    await (await startGridMaster(root, "m1")).leading();
-    await startGridWorker(root);
-    const grid = await connectGrid({ connectString: connectString(), root, replyAddress: false });
-    grids.push(grid);
+    await startGrid(root);
+    const grid = await gridClient(root, false);
     expect(grid.replyAddress).toBeUndefined();
     const results = await grid.submitAndWait(tasks(3), { timeoutMs: 60_000 });
     expect([...results.values()].map((s) => s.state)).toEqual(Array(3).fill("succeeded"));
@@ -296,11 +304,9 @@ describe("reply dirs by default", () => {
   it("while a master that does not say it takes replyTo stands, tasks go without it and results to R/results", async () => {
     const root = randomRoot();
     const layout = gridLayout(root);
-    await (await startGridMaster(root, "m1")).leading();
-    await startGridWorker(root);
+    await startGrid(root);
     // A client that started on an upgraded grid: its first tasks come back to its reply dir.
-    const early = await connectGrid({ connectString: connectString(), root });
-    grids.push(early);
+    const early = await gridClient(root);
     const before = await early.submitAndWait(tasks(2), { timeoutMs: 60_000 });
     expect((await idsIn(live.zk, layout.replyDir(addressOf(early)))).sort()).toEqual(
       [...before.keys()].sort(),
@@ -308,8 +314,7 @@ describe("reply dirs by default", () => {
     // An older master joins the election (after the leader, so the leader stays).
     const old = await standOlderMaster(live.zk, layout);
     // A client that starts now sets no replyTo at all.
-    const late = await connectGrid({ connectString: connectString(), root });
-    grids.push(late);
+    const late = await gridClient(root);
     const fromLate = await late.submitAndWait(tasks(2), { timeoutMs: 60_000 });
     expect([...fromLate.values()].map((s) => s.state)).toEqual(["succeeded", "succeeded"]);
     // The early client turns to R/results once it has seen the older master.
