@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
+import { LongestFirst } from "./tests/order/longest-first.js";
 
 const source = (path: string): string => fileURLToPath(new URL(`${path}/src/index.ts`, import.meta.url));
 
@@ -29,5 +30,6 @@ export default defineConfig({
     pool: "forks",
     // A 2-core machine that also runs the ZooKeeper JVMs.
     maxWorkers: 2,
+    sequence: { sequencer: LongestFirst },
   },
 });
