@@ -5,7 +5,7 @@
 # bundler resolution), run each bin's --help, run a task end to end (ZooKeeper from the consumer's
 # @zkgrid/testing, a master and a worker from its install, zkgrid-submit --wait), and lint each tarball
 # with publint and @arethetypeswrong/cli (fetched with npx when missing).
-# Prints PASS/FAIL per check; exits 1 if any failed. Run `pnpm build` first.
+# Prints PASS/FAIL per check with its seconds; exits 1 if any failed. Run `pnpm build` first.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
@@ -42,10 +42,11 @@ check() {
   local name=$1 log
   shift
   log="$WORK/logs/$(echo "$name" | tr ' /:@' '____').log"
+  local at=$SECONDS
   if "$@" >"$log" 2>&1; then
-    printf 'PASS  %s\n' "$name"
+    printf 'PASS  %s (%d s)\n' "$name" "$((SECONDS - at))"
   else
-    printf 'FAIL  %s\n' "$name"
+    printf 'FAIL  %s (%d s)\n' "$name" "$((SECONDS - at))"
     tail -n 25 "$log" | sed 's/^/      /'
     failed+=("$name")
   fi
@@ -96,20 +97,30 @@ install_npm() { (cd "$WORK/npm" && npm install --no-audit --no-fund --foreground
 install_pnpm() {
   (cd "$WORK/pnpm" && pnpm install --store-dir "$WORK/pnpm-store" --reporter=append-only)
 }
-# Both installs build the zookeeper addon: in parallel, they take the time of one.
-install_npm >"$WORK/logs/install-npm.log" 2>&1 &
-npm_pid=$!
-install_pnpm >"$WORK/logs/install-pnpm.log" 2>&1 &
-pnpm_pid=$!
-# wait_install PID LOG: the install's status, with its log copied into the check's own.
-wait_install() {
+# background NAME CMD...: starts CMD with its output in a log of its own; `check NAME finish NAME`
+# then waits for it and reports it (its time there is what the wait added to the run).
+declare -A JOB_PID JOB_LOG
+background() {
+  local name=$1
+  shift
+  JOB_LOG[$name]="$WORK/logs/job-$(echo "$name" | tr ' /:@' '____').log"
+  "$@" >"${JOB_LOG[$name]}" 2>&1 &
+  JOB_PID[$name]=$!
+}
+finish() {
   local status=0
-  wait "$1" || status=$?
-  cat "$2"
+  wait "${JOB_PID[$1]}" || status=$?
+  cat "${JOB_LOG[$1]}"
   return "$status"
 }
-check "npm: install the tarballs" wait_install "$npm_pid" "$WORK/logs/install-npm.log"
-check "pnpm: install the tarballs" wait_install "$pnpm_pid" "$WORK/logs/install-pnpm.log"
+# Both installs build the zookeeper addon: in parallel, they take the time of one. The lint tools are
+# fetched meanwhile, into a scratch prefix (not the consumers: they hold only what a user installs).
+background "npm: install the tarballs" install_npm
+background "pnpm: install the tarballs" install_pnpm
+background "fetch publint and @arethetypeswrong/cli" \
+  npm install --prefix "$WORK/tools" --no-audit --no-fund --no-save publint@0 @arethetypeswrong/cli@0
+check "npm: install the tarballs" finish "npm: install the tarballs"
+check "pnpm: install the tarballs" finish "pnpm: install the tarballs"
 # The addon must be patched in both: the postinstall leaves its stamp only when the rebuild worked.
 addon_patched() {
   (cd "$1" && node -e '
@@ -186,13 +197,18 @@ EOF
   "noEmit": true, "skipLibCheck": false, "types": ["node"] }, "files": ["consumer.ts"] }
 EOF
 }
+# The four typechecks at once: each tsc uses one core.
+typechecks=()
 for pm in npm pnpm; do
   dir="$WORK/$pm"
   write_types "$dir"
-  check "$pm: typecheck (moduleResolution node16, ESM and CommonJS)" \
-    bash -c "cd '$dir' && node_modules/.bin/tsc -p tsconfig.node16.json"
-  check "$pm: typecheck (moduleResolution bundler)" bash -c "cd '$dir' && node_modules/.bin/tsc -p tsconfig.bundler.json"
+  for resolution in node16 bundler; do
+    name="$pm: typecheck (moduleResolution $resolution$([ $resolution = node16 ] && echo ", ESM and CommonJS"))"
+    background "$name" bash -c "cd '$dir' && node_modules/.bin/tsc -p tsconfig.$resolution.json"
+    typechecks+=("$name")
+  done
 done
+for name in "${typechecks[@]}"; do check "$name" finish "$name"; done
 
 # --- bins -------------------------------------------------------------------------------------------
 # --help works, and every file it points at exists in the install.
@@ -248,13 +264,16 @@ else
 fi
 
 # --- publint and arethetypeswrong -------------------------------------------------------------------
-# Fetched once into a scratch prefix (not the consumers: they hold only what a user installs).
-check "fetch publint and @arethetypeswrong/cli" \
-  npm install --prefix "$WORK/tools" --no-audit --no-fund --no-save publint@0 @arethetypeswrong/cli@0
+check "fetch publint and @arethetypeswrong/cli" finish "fetch publint and @arethetypeswrong/cli"
+# Every tarball's two lints at once; each is a short single-threaded run.
 for name in "${NAMES[@]}"; do
   file=$(tarball "$name")
-  check "publint $name" "$WORK/tools/node_modules/.bin/publint" run --strict "$file"
-  check "attw $name" "$WORK/tools/node_modules/.bin/attw" --profile node16 --no-color "$file"
+  background "publint $name" "$WORK/tools/node_modules/.bin/publint" run --strict "$file"
+  background "attw $name" "$WORK/tools/node_modules/.bin/attw" --profile node16 --no-color "$file"
+done
+for name in "${NAMES[@]}"; do
+  check "publint $name" finish "publint $name"
+  check "attw $name" finish "attw $name"
 done
 
 echo "consumers: $((SECONDS - began)) s"
