@@ -161,8 +161,6 @@ export class TcpProxy {
       client.on("data", (chunk) => {
         if (proxy?.mode !== "blackhole") upstream.write(chunk);
       });
-      let pending = Buffer.alloc(0);
-      let held: Buffer | undefined;
       upstream.on("data", (chunk) => {
         if (proxy?.mode === "pass") client.write(chunk);
         if (proxy?.mode === "swap-replies") proxy.#swap(chunk, client);
