@@ -546,12 +546,13 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
         : feed.subscribe(ids, afterOf(ids), feedListener);
     const viaFeed = new Map<ResultFeed | undefined, string[]>();
     for (const id of wanted) {
-      const direct = this.#direct.take(id, (status) => {
+      const direct = this.#direct.take(id, (status, declined) => {
         if (status !== undefined) deliver(status);
         else if (!ended) {
           subscriptions.push(subscribeIn(feedOf(id), [id]));
           // Its answer, missed here, may have reached the leader before its task did: R/results too.
-          void this.#directBaselines.get(id)?.then((after) => {
+          const shared = declined ? undefined : this.#directBaselines.get(id);
+          void shared?.then((after) => {
             if (!ended) subscriptions.push(this.#feed.subscribe([id], after, feedListener));
           });
         }
