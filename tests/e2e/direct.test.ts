@@ -5,7 +5,7 @@ import type { ZkClient } from "@zkgrid/core";
 import { decodeInboxNode, encodeSubmitBatch, type TaskSpec, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { gridPerTest, isAlive, type Proc, sessionOf, type TestGrid } from "./grid.js";
+import { BIN, gridPerTest, isAlive, type Proc, sessionOf, type TestGrid } from "./grid.js";
 
 const start = gridPerTest();
 const watches: Array<{ stop(): void }> = [];
@@ -288,6 +288,54 @@ describe("direct tasks put in a worker session's inbox", () => {
     const results = await g.waitForResults(["alone"]);
     expect(results.get("alone")).toEqual(status);
     expect(countIds(await g.results()).get("alone")).toHaveLength(1);
+  });
+
+  it("zkgrid-submit --wait that misses its lone task's answer finds the result the leader recorded in R/results, for want of the task's reply address", async () => {
+    const g = start();
+    // A session that outlives the pause below: m1 stays the one candidate, and the leader.
+    const m1 = g.spawn(BIN.master, ["m1", "--session-timeout", "30s"]);
+    g.worker("w1");
+    const session = await sessionOf(g, "w1");
+    await leaderIs(g, "m1");
+    const zk = await g.zk();
+    const inbox = g.layout.inboxDir("w1", session);
+
+    // The leader reads nothing until the task is answered: it learns of it from the answer alone.
+    m1.kill("SIGSTOP");
+    const go = join(g.dir, "go");
+    const cmd = `while [ ! -e ${go} ]; do sleep 0.05; done; echo late`;
+    const submitter = g.spawn(BIN.submit, ["--cmd", cmd, "--wait", "--json"]);
+    const [id] = await waitFor(
+      async () => {
+        const names = await zk.getChildren(inbox);
+        return names.length > 0 ? names : undefined;
+      },
+      { timeoutMs: 30_000, message: "the lone task in w1's inbox" },
+    );
+    const path = `${inbox}/${id}`;
+    const sent = decodeInboxNode(id as string, (await zk.get(path)).data);
+    expect(sent.kind === "task" && sent.task.replyTo).toBeTypeOf("string");
+    // The submitter misses whatever its node shows until the leader has deleted it.
+    submitter.kill("SIGSTOP");
+    writeFileSync(go, "");
+    await waitFor(async () => decodeInboxNode(id as string, (await zk.get(path)).data).kind === "outcome", {
+      timeoutMs: 30_000,
+      message: "w1's answer over the node",
+    });
+    m1.kill("SIGCONT");
+    await waitFor(async () => (await zk.exists(path)) === null, {
+      timeoutMs: 30_000,
+      message: "the leader to record the answer and delete its node",
+    });
+    const shared = await zk.getChildren(g.layout.results);
+    expect(shared.filter((n) => /\d{10}$/.test(n))).toHaveLength(1);
+
+    submitter.kill("SIGCONT");
+    expect(await g.exitOf(submitter, 30_000)).toBe(0);
+    const printed = lines(submitter.output()).filter((l) => l.startsWith("{"));
+    expect(printed.map((l) => JSON.parse(l) as TaskStatus)).toEqual([
+      expect.objectContaining({ id, state: "succeeded", attempt: 1, worker: "w1", stdoutTail: "late\n" }),
+    ]);
   });
 
   it("a direct task declined while no master leads is queued once a master leads, and runs on a worker that can take it", async () => {

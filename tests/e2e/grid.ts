@@ -19,6 +19,8 @@ export interface Proc {
   child: ChildProcess;
   output(): string;
   exited: Promise<number | null>;
+  /** Resolves with the exit code once the process exited and all its output was read. */
+  closed: Promise<number | null>;
   kill(signal?: NodeJS.Signals): void;
 }
 
@@ -60,10 +62,12 @@ export class TestGrid {
     if (options.input !== undefined) child.stdin?.end(options.input);
     else child.stdin?.end();
     const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
+    const closed = new Promise<number | null>((res) => child.on("close", (code) => res(code)));
     const proc: Proc = {
       child,
       output: () => out,
       exited,
+      closed,
       kill: (signal = "SIGKILL") => {
         if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       },
@@ -80,27 +84,47 @@ export class TestGrid {
     return this.spawn(BIN.worker, [name, "--session-timeout", "4s", "--cwd", this.dir, ...extra], { env });
   }
 
-  /** Runs the submit bin to completion. */
+  /**
+   * Runs the submit bin to completion; its output is in the transcript. One still running after
+   * `timeoutMs` is killed and the call throws (see {@link exitOf}).
+   */
   async submit(
     args: string[],
     input?: string,
     env?: NodeJS.ProcessEnv,
+    timeoutMs = 45_000,
   ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const child = spawn(process.execPath, [BIN.submit, ...args], {
-      cwd: this.dir,
-      env: { ...this.env, ...env },
-    });
+    const proc = this.spawn(BIN.submit, args, { input: input ?? "", ...(env === undefined ? {} : { env }) });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (b: Buffer) => {
+    proc.child.stdout?.on("data", (b: Buffer) => {
       stdout += b.toString();
     });
-    child.stderr.on("data", (b: Buffer) => {
+    proc.child.stderr?.on("data", (b: Buffer) => {
       stderr += b.toString();
     });
-    child.stdin.end(input ?? "");
-    const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
+    const code = await this.exitOf(proc, timeoutMs);
     return { code, stdout, stderr };
+  }
+
+  /**
+   * `proc`'s exit code once it exited and its output was read. One still running after `timeoutMs` is
+   * killed and the call throws, naming its command: a process that never ends fails the test with its
+   * name and its output in the transcript, not with the test's time-out.
+   */
+  async exitOf(proc: Proc, timeoutMs: number): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<"timeout">((res) => {
+      timer = setTimeout(() => res("timeout"), timeoutMs);
+    });
+    const code = await Promise.race([proc.closed, timedOut]);
+    clearTimeout(timer);
+    if (code !== "timeout") return code;
+    proc.kill("SIGKILL");
+    await proc.exited;
+    throw new Error(
+      `${proc.child.spawnargs.slice(1).join(" ")} did not exit within ${timeoutMs} ms; killed it`,
+    );
   }
 
   async zk(): Promise<ZkClient> {

@@ -1,6 +1,6 @@
 import { waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
-import { gridPerTest, type Proc, type TestGrid } from "./grid.js";
+import { gridPerTest, type Proc, sessionOf, type TestGrid } from "./grid.js";
 
 const start = gridPerTest();
 
@@ -110,6 +110,8 @@ describe("/metrics of a real master and a real worker", () => {
     g.worker("w1");
     const dashboard = await loggedUrl(master, "dashboard listening");
     const url = new URL("metrics", dashboard).href;
+    // Registered first: a lone task sent while no worker is known goes through the queue instead.
+    await sessionOf(g, "w1");
 
     await runDirectAndQueuedTasks(g);
     let s = await scrape(url);

@@ -14,8 +14,11 @@ interface Target {
   labels: ReadonlySet<string>;
 }
 
-/** A direct task's answer once it has one: its final status, or undefined (the leader decides). */
-type Answer = { status: TaskStatus | undefined };
+/**
+ * A direct task's answer once it has one: its final status, or undefined (the leader decides);
+ * `declined`: the task was written back (the leader then read the task, not only an answer).
+ */
+type Answer = { status: TaskStatus | undefined; declined: boolean };
 
 /** How many answers nobody has waited for yet are kept (oldest dropped first). */
 const KEEP_ANSWERS = 10_000;
@@ -115,13 +118,13 @@ export class DirectTasks {
    * Calls `deliver` with the task's direct answer once there is one (at once if it is already in).
    * Returns false if `id` is not a direct task of this client, or its answer was taken already.
    */
-  take(id: string, deliver: (status: TaskStatus | undefined) => void): boolean {
+  take(id: string, deliver: (status: TaskStatus | undefined, declined: boolean) => void): boolean {
     const entry = this.#answers.get(id);
     if (entry === undefined) return false;
-    if (Array.isArray(entry)) entry.push((answer) => deliver(answer.status));
+    if (Array.isArray(entry)) entry.push((answer) => deliver(answer.status, answer.declined));
     else {
       this.#answers.delete(id);
-      queueMicrotask(() => deliver(entry.status));
+      queueMicrotask(() => deliver(entry.status, entry.declined));
     }
     return true;
   }
@@ -134,6 +137,7 @@ export class DirectTasks {
   async #follow(path: string, worker: string, batch: SubmitBatch): Promise<void> {
     const task = batch.tasks[0] as SubmitBatch["tasks"][number];
     let status: TaskStatus | undefined;
+    let declined = false;
     const watch = this.#zk.watchData(path, { untilGone: true });
     try {
       for (;;) {
@@ -144,6 +148,7 @@ export class DirectTasks {
         if (change.stat.version === 0) continue;
         const node = decodeInboxNode(task.id, change.data);
         if (node.kind === "outcome" && node.status.worker === worker) status = node.status;
+        declined = node.kind === "task";
         break;
       }
     } catch (err) {
@@ -157,7 +162,7 @@ export class DirectTasks {
     // rest of the wait, and nothing reads the watch any more.
     setImmediate(() => watch.stop());
     const waiting = this.#answers.get(task.id);
-    const answer: Answer = { status };
+    const answer: Answer = { status, declined };
     if (Array.isArray(waiting) && waiting.length > 0) {
       this.#answers.delete(task.id);
       for (const deliver of waiting) deliver(answer);

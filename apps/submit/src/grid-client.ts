@@ -154,9 +154,16 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
   readonly #lone = new Set<string>();
   /** The result baseline of each generated id this client wrote, until its result is delivered. */
   readonly #baselines = new Map<string, number>();
+  /**
+   * A baseline in `R/results` of each lone task sent to an inbox with a reply address, until its
+   * result is delivered: a leader that reads the worker's answer before the task cannot know the
+   * address, and records the result there.
+   */
+  readonly #directBaselines = new Map<string, Promise<number>>();
   #schedules: ScheduleClient | undefined;
   #queueReady = false;
-  #recentBaseline: { value: Promise<number>; at: number; dir: string } | undefined;
+  /** The last baseline read in each place, and when (see #writeBaseline). */
+  readonly #recentBaselines = new Map<string, { value: Promise<number>; at: number }>();
   #closing: Promise<void> | undefined;
 
   /**
@@ -515,6 +522,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       if (ended || delivered.has(status.id)) return;
       delivered.add(status.id);
       this.#baselines.delete(status.id);
+      this.#directBaselines.delete(status.id);
       this.#reply?.mine.delete(status.id);
       this.#shared.delete(status.id);
       listener.status(status);
@@ -538,9 +546,16 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
         : feed.subscribe(ids, afterOf(ids), feedListener);
     const viaFeed = new Map<ResultFeed | undefined, string[]>();
     for (const id of wanted) {
-      const direct = this.#direct.take(id, (status) => {
+      const direct = this.#direct.take(id, (status, declined) => {
         if (status !== undefined) deliver(status);
-        else if (!ended) subscriptions.push(subscribeIn(feedOf(id), [id]));
+        else if (!ended) {
+          subscriptions.push(subscribeIn(feedOf(id), [id]));
+          // Its answer, missed here, may have reached the leader before its task did: R/results too.
+          const shared = declined ? undefined : this.#directBaselines.get(id);
+          void shared?.then((after) => {
+            if (!ended) subscriptions.push(this.#feed.subscribe([id], after, feedListener));
+          });
+        }
       });
       if (direct) continue;
       const feed = feedOf(id);
@@ -578,25 +593,35 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     return this.#reply?.route.acceptedNow() ?? false;
   }
 
-  /**
-   * For a write about to be made: the live watch's listing when there is one, else one read at most
-   * BASELINE_REUSE_MS ago (a result node made after a later write is newer than that read too, and a
-   * wait reads at most that much more), else a fresh one. In the place this client's results go.
-   */
+  /** For a write about to be made: a baseline in the place this client's results go. */
   #writeBaseline(): Promise<number> {
     const reply = this.#replyAcceptedNow() ? this.#reply : undefined;
-    const live = (reply?.feed ?? this.#feed).liveBaseline();
+    return reply === undefined
+      ? this.#baselineIn(this.#feed, this.layout.results)
+      : this.#baselineIn(reply.feed, reply.dir);
+  }
+
+  /** A baseline in `R/results` for a direct task's result; -1 (every node) if it cannot be read. */
+  #resultsBaseline(): Promise<number> {
+    return this.#baselineIn(this.#feed, this.layout.results).catch(() => -1);
+  }
+
+  /**
+   * A baseline in `dir` (whose feed is `feed`) for a write about to be made: the live watch's listing
+   * when there is one, else one read at most BASELINE_REUSE_MS ago (a result node made after a later
+   * write is newer than that read too, and a wait reads at most that much more), else a fresh one.
+   */
+  #baselineIn(feed: ResultFeed, dir: string): Promise<number> {
+    const live = feed.liveBaseline();
     if (live !== undefined) return Promise.resolve(live);
     const now = performance.now();
-    const dir = reply?.dir ?? this.layout.results;
-    const recent0 = this.#recentBaseline;
-    if (recent0 !== undefined && recent0.dir === dir && now - recent0.at < BASELINE_REUSE_MS)
-      return recent0.value;
+    const recent0 = this.#recentBaselines.get(dir);
+    if (recent0 !== undefined && now - recent0.at < BASELINE_REUSE_MS) return recent0.value;
     const value = placeBaseline(this.zk, dir);
-    const recent = { value, at: now, dir };
-    this.#recentBaseline = recent;
+    const recent = { value, at: now };
+    this.#recentBaselines.set(dir, recent);
     value.catch(() => {
-      if (this.#recentBaseline === recent) this.#recentBaseline = undefined;
+      if (this.#recentBaselines.get(dir) === recent) this.#recentBaselines.delete(dir);
     });
     return value;
   }
@@ -627,7 +652,15 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       await this.#ensureReplyDir(this.#reply.dir);
     }
     const only = batch.tasks.length === 1 ? batch.tasks[0] : undefined;
-    if (only !== undefined && this.#lone.has(only.id) && (await this.#direct.write(batch))) return;
+    if (only !== undefined && this.#lone.has(only.id)) {
+      // Read before the inbox node is made (a session's requests are applied in the order sent), so
+      // below the node of a result the leader records in R/results for want of the task's address.
+      const shared = only.replyTo === undefined ? undefined : this.#resultsBaseline();
+      if (await this.#direct.write(batch)) {
+        if (shared !== undefined) this.#directBaselines.set(only.id, shared);
+        return;
+      }
+    }
     // packSubmitBatches validated the tasks and sized the batch; encoding again would validate again.
     const data = Buffer.from(JSON.stringify(batch), "utf8");
     const path = `${this.layout.queue}/${this.layout.queueNodePrefix}`;

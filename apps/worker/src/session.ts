@@ -317,6 +317,8 @@ export class SessionKeeper {
 
   /** Starts the freeze detector. */
   startTicking(): void {
+    // The start's own wait (a connect, a name a crashed session still held) is no freeze.
+    this.lastTick = Date.now();
     this.tickTimer = setInterval(() => {
       // After a stop (SIGSTOP, a VM pause) timers run before I/O callbacks: this tick, not the
       // task that ended meanwhile, is the first to see the gap, so it must remember it.

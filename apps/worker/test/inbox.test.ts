@@ -1,4 +1,10 @@
-import { decodeWorkerReport, encodeSubmitBatch, type TaskSpec } from "@zkgrid/protocol";
+import {
+  decodeInboxNode,
+  decodeWorkerReport,
+  encodeSubmitBatch,
+  encodeWorkerRegistration,
+  type TaskSpec,
+} from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import { assigned, gridPerTest, layout } from "./helpers.js";
@@ -26,6 +32,33 @@ async function emptyReports(worker: string, session: string): Promise<number[]> 
 }
 
 describe("direct tasks", () => {
+  it("a worker whose start took longer than its freeze gap runs its first direct task at once, rather than declining it as after a pause", async () => {
+    // Another session holds the name: the worker waits to register, as a slow start would make it wait.
+    const holder = await grid().client();
+    await holder.ensurePath(layout.workers);
+    const held = { v: 1 as const, name: "w1", host: "other", pid: 1, capacity: 1, labels: [] };
+    const registration = { ...held, version: "0.0.0", startedAt: 1, session: holder.sessionId! };
+    await holder.create(layout.worker("w1"), encodeWorkerRegistration(registration), "ephemeral");
+    const starting = grid().start("w1", { nameWaitMs: 60_000 });
+    await waitFor(() => grid().logs.some((l) => l.msg.includes(`held by session ${holder.sessionId}`)));
+    // Past the freeze gap (a third of the 4 s session timeout) before the name is free.
+    await new Promise((wake) => setTimeout(wake, 2_000));
+    await holder.delete(layout.worker("w1"));
+    const worker = await starting;
+
+    const path = await putDirect("w1", worker.sessionId!, { id: "first", cmd: "echo first" });
+    const answered = await waitFor(
+      async () => {
+        const node = await grid().zk.get(path);
+        return node.stat.version > 0 ? node : undefined;
+      },
+      { timeoutMs: 20_000, message: "the worker to answer the direct task" },
+    );
+    const node = decodeInboxNode("first", answered.data);
+    expect(node.kind === "outcome" ? node.status : node).toMatchObject({ state: "succeeded", attempt: 1 });
+    expect(grid().logs.filter((l) => l.msg.startsWith("declined a direct task"))).toEqual([]);
+  });
+
   it("a worker with no free slot writes a direct task back unchanged, and after that a report with no updates, which asks the leader to list its inbox now", async () => {
     const worker = await grid().start("w1", { concurrency: 1 });
     const session = worker.sessionId!;
