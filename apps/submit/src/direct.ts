@@ -21,7 +21,7 @@ interface Target {
 type Answer = { status: TaskStatus | undefined; declined: boolean };
 
 /** How many answers nobody has waited for yet are kept (oldest dropped first). */
-const KEEP_ANSWERS = 10_000;
+export const KEEP_ANSWERS = 10_000;
 
 /** Logs what the direct path skips; never throws. */
 export type DirectLogger = (level: "warn" | "info", msg: string, fields?: Record<string, unknown>) => void;

@@ -23,7 +23,7 @@ import {
   taskIdProblem,
 } from "@zkgrid/protocol";
 import { ScheduleClient } from "./schedules.js";
-import { DirectTasks } from "./direct.js";
+import { DirectTasks, KEEP_ANSWERS } from "./direct.js";
 import { GridClosedError, InvalidTaskError, WaitTimeoutError } from "./errors.js";
 import {
   changeGate,
@@ -657,7 +657,14 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       // below the node of a result the leader records in R/results for want of the task's address.
       const shared = only.replyTo === undefined ? undefined : this.#resultsBaseline();
       if (await this.#direct.write(batch)) {
-        if (shared !== undefined) this.#directBaselines.set(only.id, shared);
+        if (shared !== undefined) {
+          this.#directBaselines.set(only.id, shared);
+          // Kept as long as a direct answer nobody has waited for (a client may never wait).
+          if (this.#directBaselines.size > KEEP_ANSWERS) {
+            const oldest = this.#directBaselines.keys().next().value;
+            if (oldest !== undefined) this.#directBaselines.delete(oldest);
+          }
+        }
         return;
       }
     }
