@@ -15,7 +15,7 @@ import {
   MAX_CANCEL_IDS,
   MAX_NODE_BYTES,
   packByBytes,
-  type SubmitBatch,
+  type EncodedSubmitBatch,
   type TaskStatus,
   isValidReplyAddress,
   newReplyAddress,
@@ -622,14 +622,12 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     this.#replyLiveSession = session;
   }
 
-  async #writeBatch(batch: SubmitBatch): Promise<void> {
+  async #writeBatch({ batch, data }: EncodedSubmitBatch): Promise<void> {
     if (this.#reply !== undefined && batch.tasks[0]?.replyTo !== undefined) {
       await this.#ensureReplyDir(this.#reply.dir);
     }
     const only = batch.tasks.length === 1 ? batch.tasks[0] : undefined;
-    if (only !== undefined && this.#lone.has(only.id) && (await this.#direct.write(batch))) return;
-    // packSubmitBatches validated the tasks and sized the batch; encoding again would validate again.
-    const data = Buffer.from(JSON.stringify(batch), "utf8");
+    if (only !== undefined && this.#lone.has(only.id) && (await this.#direct.write(batch, data))) return;
     const path = `${this.layout.queue}/${this.layout.queueNodePrefix}`;
     if (!this.#queueReady) {
       await this.zk.ensurePath(this.layout.queue);

@@ -212,16 +212,40 @@ export class ChildrenWatch extends ReArmingWatch<ChildrenState, ChildrenChange> 
   }
 
   protected toValue(previous: ChildrenState | undefined, next: ChildrenState): ChildrenChange {
-    const before = new Set(previous?.children ?? []);
-    const after = new Set(next.children);
-    return {
-      children: [...next.children],
-      added: next.children.filter((child) => !before.has(child)),
-      removed: (previous?.children ?? []).filter((child) => !after.has(child)),
-      exists: next.exists,
-      stat: next.stat,
-    };
+    const { added, removed } = diffSorted(previous?.children ?? [], next.children);
+    return { children: [...next.children], added, removed, exists: next.exists, stat: next.stat };
   }
+}
+
+/**
+ * What `after` adds to `before` and removes from it, both sorted (as `getChildren` returns them): one
+ * walk, without a set of either (a listing of a busy dir is thousands of names, diffed per change).
+ */
+export function diffSorted(
+  before: readonly string[],
+  after: readonly string[],
+): { added: string[]; removed: string[] } {
+  const added: string[] = [];
+  const removed: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < before.length && j < after.length) {
+    const a = before[i] as string;
+    const b = after[j] as string;
+    if (a === b) {
+      i++;
+      j++;
+    } else if (a < b) {
+      removed.push(a);
+      i++;
+    } else {
+      added.push(b);
+      j++;
+    }
+  }
+  for (; i < before.length; i++) removed.push(before[i] as string);
+  for (; j < after.length; j++) added.push(after[j] as string);
+  return { added, removed };
 }
 
 export class DataWatch extends ReArmingWatch<DataChange | null, DataChange | null> {
