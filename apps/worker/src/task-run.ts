@@ -90,6 +90,15 @@ function thrown(error: unknown): Ending {
     : { error: errorMessage(error) };
 }
 
+/** True for a promise or any other value with a `then` method (which `await` would follow). */
+function isThenable(value: unknown): boolean {
+  return (
+    (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
+}
+
 /** How a process or handler ended, before the worker's reason for killing it is applied. */
 interface Ending {
   exitCode?: number;
@@ -213,14 +222,15 @@ export class TaskRun {
 
   private markRunning(): void {
     this.startedAt = Date.now();
-    this.options.onRunning({
+    const update: StatusUpdate = {
       id: this.id,
       attempt: this.attempt,
       state: "running",
       at: this.startedAt,
       startedAt: this.startedAt,
-      ...(this.outputDirRel === undefined ? {} : { outputDir: this.outputDirRel }),
-    });
+    };
+    if (this.outputDirRel !== undefined) update.outputDir = this.outputDirRel;
+    this.options.onRunning(update);
   }
 
   private async runCommand(outputDir: string): Promise<Ending> {
@@ -301,24 +311,27 @@ export class TaskRun {
       spec.input,
       new RunContext(this, outputDir),
     );
+    // A handler that returned a value, not a promise, has ended: nothing to race against a timeout
+    // or a kill (neither can come while it runs).
+    if (!isThenable(call)) return { output: call };
     let timer: NodeJS.Timeout | undefined;
-    // A handler cannot be killed: on timeout or kill the worker stops waiting for it.
-    const giveUp = new Promise<Ending>((resolveEnding) => {
-      this.giveUpHandler = resolveEnding;
-      if (this.abortReason !== undefined) resolveEnding({});
-      if (spec.timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          this.log("warn", `timed out after ${spec.timeoutMs} ms`);
-          this.abortWith(new Error(`timed out after ${spec.timeoutMs} ms`), { timedOut: true });
-        }, spec.timeoutMs);
-      }
-    });
-    const settled = Promise.resolve(call).then(
-      (output): Ending => ({ output }),
-      (error: unknown): Ending => thrown(error),
-    );
     try {
-      return await Promise.race([settled, giveUp]);
+      // A handler cannot be killed: on timeout or kill the worker stops waiting for it. One promise
+      // that either settles, rather than a race of two.
+      return await new Promise<Ending>((resolveEnding) => {
+        this.giveUpHandler = resolveEnding;
+        if (this.abortReason !== undefined) resolveEnding({});
+        if (spec.timeoutMs !== undefined) {
+          timer = setTimeout(() => {
+            this.log("warn", `timed out after ${spec.timeoutMs} ms`);
+            this.abortWith(new Error(`timed out after ${spec.timeoutMs} ms`), { timedOut: true });
+          }, spec.timeoutMs);
+        }
+        Promise.resolve(call).then(
+          (output) => resolveEnding({ output }),
+          (error: unknown) => resolveEnding(thrown(error)),
+        );
+      });
     } finally {
       clearTimeout(timer);
       this.giveUpHandler = undefined;
@@ -350,19 +363,15 @@ export class TaskRun {
       }
     }
     const state = this.finalState(ending, error);
-    const update: StatusUpdate = {
-      id: this.id,
-      attempt: this.attempt,
-      state,
-      at: finishedAt,
-      ...(this.startedAt === undefined ? {} : { startedAt: this.startedAt }),
-      finishedAt,
-      ...(ending.exitCode === undefined ? {} : { exitCode: ending.exitCode }),
-      ...(ending.signal === undefined ? {} : { signal: ending.signal }),
-      ...(error === undefined ? {} : { error }),
-      ...(this.outputDirRel === undefined ? {} : { outputDir: this.outputDirRel }),
-      ...(ending.noRetry === true && state === "failed" ? { noRetry: true } : {}),
-    };
+    // Field by field, not with conditional spreads: this runs once per task.
+    const update: StatusUpdate = { id: this.id, attempt: this.attempt, state, at: finishedAt };
+    if (this.startedAt !== undefined) update.startedAt = this.startedAt;
+    update.finishedAt = finishedAt;
+    if (ending.exitCode !== undefined) update.exitCode = ending.exitCode;
+    if (ending.signal !== undefined) update.signal = ending.signal;
+    if (error !== undefined) update.error = error;
+    if (this.outputDirRel !== undefined) update.outputDir = this.outputDirRel;
+    if (ending.noRetry === true && state === "failed") update.noRetry = true;
     if (this.tails !== undefined) {
       update.stdoutTail = this.tails.stdout;
       update.stderrTail = this.tails.stderr;
