@@ -4,6 +4,13 @@ import type { Handle } from "./session.js";
 import type { ChildrenChange, DataChange, Stat, WatchStream } from "./types.js";
 
 /**
+ * Why a watch's own signal aborts: one reason for every watch. `abort()` without one makes a
+ * DOMException with its stack, which costs more than the rest of a lone task's wait; nothing outside
+ * the watch reads it.
+ */
+const WATCH_STOPPED = new Error("the watch stopped");
+
+/**
  * A self re-arming watch. Watch events only mark the stream dirty (nothing runs inside the addon's
  * callback); one loop re-reads with a new watch while dirty. Only the latest state is kept, so a slow
  * consumer never builds a backlog: it gets the newest state, diffed against what it saw last.
@@ -147,7 +154,7 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
   #finish(): void {
     this.#done = true;
     this.#pending = false;
-    this.#controller.abort();
+    this.#controller.abort(WATCH_STOPPED);
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     const wake = this.#wakeLoop;
     this.#wakeLoop = undefined;
