@@ -66,10 +66,11 @@ export class DirectTasks {
   }
 
   /**
-   * Puts `batch` (one task, validated and sized by the submit pipeline) in a live worker session's inbox. Resolves false when no worker is known
-   * that could take it, or its inbox is gone: the caller queues it instead.
+   * Puts `batch` (one task, validated, sized and encoded as `data` by the submit pipeline) in a live
+   * worker session's inbox. Resolves false when no worker is known that could take it, or its inbox
+   * is gone: the caller queues it instead.
    */
-  async write(batch: SubmitBatch): Promise<boolean> {
+  async write(batch: SubmitBatch, data: Buffer): Promise<boolean> {
     // The first write waits for the first listing: else a client's first lone task (the only one of
     // a short-lived client) would never find a worker.
     await this.#followWorkers();
@@ -79,8 +80,6 @@ export class DirectTasks {
     const target = this.#pick(task.labels);
     if (target === undefined) return false;
     const path = this.#layout.inboxTask(target.worker, target.session, task.id);
-    // The pipeline validated the task and sized the batch: encoding again would validate again.
-    const data = Buffer.from(JSON.stringify(batch), "utf8");
     try {
       await this.#zk.create(path, data, "persistent");
     } catch (err) {

@@ -15,7 +15,7 @@ import {
   MAX_CANCEL_IDS,
   MAX_NODE_BYTES,
   packByBytes,
-  type SubmitBatch,
+  type EncodedSubmitBatch,
   type TaskStatus,
   isValidReplyAddress,
   newReplyAddress,
@@ -647,7 +647,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
     this.#replyLiveSession = session;
   }
 
-  async #writeBatch(batch: SubmitBatch): Promise<void> {
+  async #writeBatch({ batch, data }: EncodedSubmitBatch): Promise<void> {
     if (this.#reply !== undefined && batch.tasks[0]?.replyTo !== undefined) {
       await this.#ensureReplyDir(this.#reply.dir);
     }
@@ -656,7 +656,7 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       // Read before the inbox node is made (a session's requests are applied in the order sent), so
       // below the node of a result the leader records in R/results for want of the task's address.
       const shared = only.replyTo === undefined ? undefined : this.#resultsBaseline();
-      if (await this.#direct.write(batch)) {
+      if (await this.#direct.write(batch, data)) {
         if (shared !== undefined) {
           this.#directBaselines.set(only.id, shared);
           // Kept as long as a direct answer nobody has waited for (a client may never wait).
@@ -668,8 +668,6 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
         return;
       }
     }
-    // packSubmitBatches validated the tasks and sized the batch; encoding again would validate again.
-    const data = Buffer.from(JSON.stringify(batch), "utf8");
     const path = `${this.layout.queue}/${this.layout.queueNodePrefix}`;
     if (!this.#queueReady) {
       await this.zk.ensurePath(this.layout.queue);

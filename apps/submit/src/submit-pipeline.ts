@@ -1,12 +1,17 @@
-import { type PackSubmitOptions, packSubmitBatches, type SubmitBatch, type TaskSpec } from "@zkgrid/protocol";
+import {
+  type EncodedSubmitBatch,
+  encodeSubmitBatches,
+  type PackSubmitOptions,
+  type TaskSpec,
+} from "@zkgrid/protocol";
 import { GridClosedError, SubmitWriteError } from "./errors.js";
 
 /** Where a pipeline writes: the grid's queue, and the results directory it takes a baseline of. */
 export interface QueueWriter {
   /** The sequence after which every result node is newer than a write made after this call. */
   resultBaseline(): Promise<number>;
-  /** Writes one batch as one queue node. */
-  writeBatch(batch: SubmitBatch): Promise<void>;
+  /** Writes one batch as one queue node (`data`: its encoding, made as it was packed). */
+  writeBatch(batch: EncodedSubmitBatch): Promise<void>;
 }
 
 interface WaitingSubmit {
@@ -64,10 +69,10 @@ export class SubmitPipeline {
     const failAll = (err: unknown) => {
       for (const waiting of round) waiting.reject(err);
     };
-    let batches: SubmitBatch[];
+    let batches: EncodedSubmitBatch[];
     let baselineRead: Promise<number>;
     try {
-      batches = packSubmitBatches(
+      batches = encodeSubmitBatches(
         round.flatMap((waiting) => waiting.tasks),
         this.#packOptions(),
       );
@@ -90,7 +95,7 @@ export class SubmitPipeline {
         failure = { error };
         break;
       }
-      writtenCount += batch.tasks.length;
+      writtenCount += batch.batch.tasks.length;
     }
     let baseline: number;
     try {

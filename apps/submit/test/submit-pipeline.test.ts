@@ -1,6 +1,6 @@
 import { setImmediate as nextTick } from "node:timers/promises";
 import { type ZkClient, errors } from "@zkgrid/core";
-import { gridLayout, type SubmitBatch, type TaskSpec } from "@zkgrid/protocol";
+import { type EncodedSubmitBatch, gridLayout, type TaskSpec } from "@zkgrid/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SubmitWriteError } from "../src/errors.js";
 import { type QueueWriter, SubmitPipeline } from "../src/submit-pipeline.js";
@@ -23,11 +23,11 @@ function queueWriter(queue: string, hold?: Promise<void>): QueueWriter & { write
   const writer = {
     writes: 0,
     resultBaseline: async () => 41,
-    writeBatch: async (batch: SubmitBatch) => {
+    writeBatch: async ({ batch, data }: EncodedSubmitBatch) => {
       writer.writes++;
       if (writer.writes === 1) await hold;
       const target = batch.tasks.some((t) => t.id.startsWith("lost")) ? `${queue}-missing` : queue;
-      await zk.create(`${target}/q`, JSON.stringify(batch), "persistent-sequential");
+      await zk.create(`${target}/q`, data, "persistent-sequential");
     },
   };
   return writer;

@@ -75,6 +75,11 @@ export class TaskSupervisor {
     return this.tracked.has(taskKey(task));
   }
 
+  /** {@link has} by the task's key (`taskKey`), for a caller that has it already. */
+  hasKey(key: string): boolean {
+    return this.tracked.has(key);
+  }
+
   /** Records a task that ends without running (refused or handed back). */
   settle(session: Session, task: { id: string; attempt: number }): void {
     this.tracked.set(taskKey(task), { session: session.id, run: undefined, done: true });
@@ -115,8 +120,7 @@ export class TaskSupervisor {
     }
   }
 
-  start(session: Session, task: AssignedTask, direct?: DirectTask): void {
-    const key = taskKey(task);
+  start(session: Session, task: AssignedTask, direct?: DirectTask, key = taskKey(task)): void {
     const run = new TaskRun(task, {
       worker: this.options.name,
       session: session.id,

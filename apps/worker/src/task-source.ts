@@ -35,6 +35,8 @@ export interface TaskSourceOptions {
  */
 export class TaskSource {
   private assignment: ReadAssignment | undefined;
+  /** The current assignment's keys, made once per version of the node: a reconcile runs once per turn. */
+  private keys: AssignmentKeys = { tasks: [], assigned: new Set(), byKey: new Map() };
   private maxEpoch = -1;
   private readonly loggedProblems = new Set<string>();
   /** Tasks of the current assignment waiting for a free slot, as the last reconcile counted them. */
@@ -64,9 +66,7 @@ export class TaskSource {
       for await (const change of client.watchData(path, { signal: this.deps.lifetime })) {
         if (change === null) continue;
         // Tasks already in the previous version of this node are not validated again.
-        const known = new Map<string, AssignedTask>();
-        for (const t of this.assignment?.tasks ?? []) known.set(taskKey(t), t);
-        const read = readAssignment(change.data, known);
+        const read = readAssignment(change.data, this.keys.byKey);
         if (!read.ok) {
           log("error", `ignored an assignment that cannot be read: ${read.error.message}`);
           continue;
@@ -87,6 +87,7 @@ export class TaskSource {
           log("error", `ignored an assigned task that cannot be reported: ${problem}`);
         }
         this.assignment = assignment;
+        this.keys = keysOf(assignment);
         this.reconcile(assignment.tasks.length);
         this.deps.events.emit({
           type: "assignment",
@@ -111,9 +112,7 @@ export class TaskSource {
     const { supervisor } = this.deps;
     if (assignment === undefined || session?.status !== "active" || assignment.session !== session.id) return;
     if (this.deps.sessions.heldAfterFreeze(session)) return;
-    const assigned = new Set<string>();
-    for (const task of assignment.tasks) assigned.add(taskKey(task));
-    for (const refused of assignment.refused) assigned.add(taskKey(refused));
+    const { assigned, tasks: keys } = this.keys;
     supervisor.cancelUnassigned(assigned);
     if (this.heldSession === session.id) {
       for (const [key, task] of this.held) {
@@ -137,20 +136,21 @@ export class TaskSource {
     const state = this.deps.state();
     const held = new Map<string, AssignedTask>();
     let started = 0;
-    for (const task of assignment.tasks) {
-      if (supervisor.has(task)) continue;
+    assignment.tasks.forEach((task, index) => {
+      const key = keys[index] as string;
+      if (supervisor.hasKey(key)) return;
       if (state === "RUNNING") {
         if (supervisor.running >= this.options.concurrency) {
-          held.set(taskKey(task), task);
-          continue;
+          held.set(key, task);
+          return;
         }
-        supervisor.start(session, task);
+        supervisor.start(session, task, undefined, key);
         started += 1;
       } else if (state === "STOPPING" || state === "DRAINING") {
         // By state, not by the worker's stop promise: stop() sets that only after the first reconcile.
         supervisor.returnUnstarted(session, task);
       }
-    }
+    });
     this.held = held;
     this.heldSession = session.id;
     this.waiting = held.size;
@@ -255,6 +255,21 @@ export class TaskSource {
     if (this.deps.sessions.heldAfterFreeze(session)) return "checking the session after a pause";
     return undefined;
   }
+}
+
+/** An assignment's task keys (`taskKey`), in its order, as a set with its refused tasks', and as a map. */
+interface AssignmentKeys {
+  tasks: string[];
+  assigned: Set<string>;
+  byKey: Map<string, AssignedTask>;
+}
+
+function keysOf(assignment: ReadAssignment): AssignmentKeys {
+  const tasks = assignment.tasks.map(taskKey);
+  const byKey = new Map(tasks.map((key, index) => [key, assignment.tasks[index] as AssignedTask]));
+  const assigned = new Set(tasks);
+  for (const refused of assignment.refused) assigned.add(taskKey(refused));
+  return { tasks, assigned, byKey };
 }
 
 /**

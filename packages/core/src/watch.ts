@@ -4,6 +4,13 @@ import type { Handle } from "./session.js";
 import type { ChildrenChange, DataChange, Stat, WatchStream } from "./types.js";
 
 /**
+ * Why a watch's own signal aborts: one reason for every watch. `abort()` without one makes a
+ * DOMException with its stack, which costs more than the rest of a lone task's wait; nothing outside
+ * the watch reads it.
+ */
+const WATCH_STOPPED = new Error("the watch stopped");
+
+/**
  * A self re-arming watch. Watch events only mark the stream dirty (nothing runs inside the addon's
  * callback); one loop re-reads with a new watch while dirty. Only the latest state is kept, so a slow
  * consumer never builds a backlog: it gets the newest state, diffed against what it saw last.
@@ -147,7 +154,7 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
   #finish(): void {
     this.#done = true;
     this.#pending = false;
-    this.#controller.abort();
+    this.#controller.abort(WATCH_STOPPED);
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     const wake = this.#wakeLoop;
     this.#wakeLoop = undefined;
@@ -212,16 +219,40 @@ export class ChildrenWatch extends ReArmingWatch<ChildrenState, ChildrenChange> 
   }
 
   protected toValue(previous: ChildrenState | undefined, next: ChildrenState): ChildrenChange {
-    const before = new Set(previous?.children ?? []);
-    const after = new Set(next.children);
-    return {
-      children: [...next.children],
-      added: next.children.filter((child) => !before.has(child)),
-      removed: (previous?.children ?? []).filter((child) => !after.has(child)),
-      exists: next.exists,
-      stat: next.stat,
-    };
+    const { added, removed } = diffSorted(previous?.children ?? [], next.children);
+    return { children: [...next.children], added, removed, exists: next.exists, stat: next.stat };
   }
+}
+
+/**
+ * What `after` adds to `before` and removes from it, both sorted (as `getChildren` returns them): one
+ * walk, without a set of either (a listing of a busy dir is thousands of names, diffed per change).
+ */
+export function diffSorted(
+  before: readonly string[],
+  after: readonly string[],
+): { added: string[]; removed: string[] } {
+  const added: string[] = [];
+  const removed: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < before.length && j < after.length) {
+    const a = before[i] as string;
+    const b = after[j] as string;
+    if (a === b) {
+      i++;
+      j++;
+    } else if (a < b) {
+      removed.push(a);
+      i++;
+    } else {
+      added.push(b);
+      j++;
+    }
+  }
+  for (; i < before.length; i++) removed.push(before[i] as string);
+  for (; j < after.length; j++) added.push(after[j] as string);
+  return { added, removed };
 }
 
 export class DataWatch extends ReArmingWatch<DataChange | null, DataChange | null> {

@@ -8,6 +8,7 @@ import {
   type StatusUpdate,
   StatusUpdateSchema,
   type SubmitBatch,
+  type SubmitBatchHeader,
   type TaskSpec,
   TaskSpecSchema,
   type TaskStatus,
@@ -85,13 +86,26 @@ function packEnvelopes<H extends object, T, K extends string>(
   maxBytes: number,
   maxCount: number,
 ): Array<H & Record<K, T[]>> {
-  const sizes = items.map((item) => utf8ByteLength(JSON.stringify(item)));
-  const out: Array<H & Record<K, T[]>> = [];
+  return packEncoded(items, key, makeHeader, maxBytes, maxCount, false).map((packed) => packed.envelope);
+}
+
+/** {@link packEnvelopes}, each envelope with its encoding when `encode` (each item is stringified once). */
+function packEncoded<H extends object, T, K extends string>(
+  items: readonly T[],
+  key: K,
+  makeHeader: () => H,
+  maxBytes: number,
+  maxCount: number,
+  encode: boolean,
+): Array<{ envelope: H & Record<K, T[]>; data?: Buffer }> {
+  const texts = items.map((item) => JSON.stringify(item));
+  const sizes = texts.map(utf8ByteLength);
+  const out: Array<{ envelope: H & Record<K, T[]>; data?: Buffer }> = [];
   let start = 0;
   while (start < items.length) {
     const header = makeHeader();
-    const overhead = utf8ByteLength(JSON.stringify({ ...header, [key]: [] }));
-    const budget = maxBytes - overhead;
+    const empty = JSON.stringify({ ...header, [key]: [] });
+    const budget = maxBytes - utf8ByteLength(empty);
     let used = 0;
     let end = start;
     while (end < items.length && end - start < maxCount) {
@@ -108,7 +122,12 @@ function packEnvelopes<H extends object, T, K extends string>(
         },
       ]);
     }
-    out.push({ ...header, [key]: items.slice(start, end) } as H & Record<K, T[]>);
+    const envelope = { ...header, [key]: items.slice(start, end) } as H & Record<K, T[]>;
+    // The items go last in the envelope: its JSON is the empty one's with them before "]}".
+    if (encode) {
+      const data = Buffer.from(`${empty.slice(0, -2)}${texts.slice(start, end).join(",")}]}`, "utf8");
+      out.push({ envelope, data });
+    } else out.push({ envelope });
     start = end;
   }
   return out;
@@ -123,10 +142,18 @@ export function packSubmitBatches(
   tasks: readonly TaskSpec[],
   options: PackSubmitOptions = {},
 ): SubmitBatch[] {
+  return packSubmit(tasks, options, false).map((packed) => packed.envelope);
+}
+
+function packSubmit(
+  tasks: readonly TaskSpec[],
+  options: PackSubmitOptions,
+  encode: boolean,
+): Array<{ envelope: SubmitBatch; data?: Buffer }> {
   const valid = options.validated ? tasks : validateAll(TaskSpecSchema, tasks, "tasks");
   const submittedAt = options.submittedAt ?? Date.now();
   const makeId = options.newBatchId ?? newBatchId;
-  return packEnvelopes(
+  return packEncoded<SubmitBatchHeader, TaskSpec, "tasks">(
     valid,
     "tasks",
     () => ({
@@ -137,7 +164,28 @@ export function packSubmitBatches(
     }),
     options.maxBytes ?? MAX_NODE_BYTES,
     options.maxTasks ?? MAX_BATCH_TASKS,
+    encode,
   );
+}
+
+/** A `SubmitBatch` and its encoding (compact UTF-8 JSON), ready to be written as one node. */
+export interface EncodedSubmitBatch {
+  batch: SubmitBatch;
+  data: Buffer;
+}
+
+/**
+ * `packSubmitBatches`, each batch with its encoding: every task is encoded once, for its size and its
+ * node alike.
+ */
+export function encodeSubmitBatches(
+  tasks: readonly TaskSpec[],
+  options: PackSubmitOptions = {},
+): EncodedSubmitBatch[] {
+  return packSubmit(tasks, options, true).map(({ envelope, data }) => ({
+    batch: envelope,
+    data: data as Buffer,
+  }));
 }
 
 /**

@@ -92,6 +92,7 @@ export {
 } from "./layout.js";
 export {
   encodeResultBatches,
+  encodeSubmitBatches,
   encodeWorkerReports,
   packByBytes,
   packResultBatches,
@@ -179,6 +180,7 @@ export type { ProtocolIssue } from "./errors.js";
 export type { DecodedSubmitBatch, DecodedTask } from "./codec.js";
 export type { GridLayout, SequentialName } from "./layout.js";
 export type { PackSubmitOptions } from "./batching.js";
+export type { EncodedSubmitBatch } from "./batching.js";
 export type { AttemptFacts, InboxNode } from "./status.js";
 export type { Result } from "./result.js";
 export type { AttemptOutcome, AttemptRecord, Backoff, RetryPolicy, RetryableState } from "./retry.js";

@@ -14,6 +14,7 @@ import {
   encodeWorkerReport,
   packByBytes,
   encodeResultBatches,
+  encodeSubmitBatches,
   encodeWorkerReports,
   packResultBatches,
   packSubmitBatches,
@@ -121,6 +122,40 @@ describe("packSubmitBatches", () => {
     expect(() => packSubmitBatches(tasks)).toThrow(
       "tasks[1].priority: expected an integer -1000..1000, got 9999",
     );
+  });
+});
+
+describe("encodeSubmitBatches", () => {
+  test("packs as packSubmitBatches does, each batch with the bytes encodeSubmitBatch gives it", () => {
+    const rand = seededRandom(11);
+    for (let round = 0; round < 50; round++) {
+      const maxBytes = 2000 + Math.floor(rand() * 20_000);
+      const tasks = Array.from({ length: Math.floor(rand() * 300) }, (_, i) => randomTask(rand, i, 1500));
+      const options = {
+        maxBytes,
+        maxTasks: 1 + Math.floor(rand() * 50),
+        submitter: "é@host",
+        submittedAt: 7,
+      };
+      let n = 0;
+      const encoded = encodeSubmitBatches(tasks, { ...options, newBatchId: () => `b-${++n}` });
+      n = 0;
+      const packed = packSubmitBatches(tasks, { ...options, newBatchId: () => `b-${++n}` });
+      expect(encoded.map((e) => e.batch)).toEqual(packed);
+      for (const { batch, data } of encoded) {
+        expect(data.length).toBeLessThanOrEqual(maxBytes);
+        expect(data.equals(encodeSubmitBatch(batch))).toBe(true);
+      }
+    }
+  });
+
+  test("an invalid task is named by its index, unless the tasks are said to be checked already", () => {
+    const tasks = [
+      { id: "a", cmd: "x" },
+      { id: "b", cmd: "x", priority: 9999 },
+    ];
+    expect(() => encodeSubmitBatches(tasks)).toThrow("tasks[1].priority");
+    expect(encodeSubmitBatches(tasks, { validated: true })[0]?.batch.tasks).toEqual(tasks);
   });
 });
 
