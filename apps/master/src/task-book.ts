@@ -92,7 +92,10 @@ const ASSIGNMENT_OVERHEAD = 512;
  */
 export class TaskBook {
   readonly tasks = new Map<string, TaskEntry>();
-  /** Ids that reached a final state; a task submitted again under one of them is dropped. */
+  /**
+   * Ids that reached a final state, while the leader keeps a result node of theirs: a task submitted
+   * again under one of them is dropped. Bounded by the kept result nodes (forgetFinished).
+   */
   readonly finished = new Set<string>();
   /** Reply addresses of finished tasks whose result is not written yet (see GridWriter.writeResults). */
   readonly #replyAddresses = new Map<string, string>();
@@ -268,6 +271,15 @@ export class TaskBook {
       if (entry.spec.replyTo !== undefined) this.#replyAddresses.set(id, entry.spec.replyTo);
     }
     this.finished.add(id);
+  }
+
+  /**
+   * The result nodes of these ids were pruned: they are no longer known as finished, so a long term
+   * does not remember every id it ever finished (a task submitted again under one of them runs again,
+   * as after a takeover, which reads only the kept result nodes).
+   */
+  forgetFinished(ids: Iterable<string>): void {
+    for (const id of ids) if (!this.tasks.has(id)) this.finished.delete(id);
   }
 
   /** Where the result of `id` goes: its reply address, or undefined for `R/results`. */

@@ -98,6 +98,17 @@ describe("TaskBook scheduling", () => {
     expect(book.addQueueNode("q3", 3, [task("same")], 3)).toEqual([]);
   });
 
+  it("forgets a finished id once its result node is pruned (memory bounded by the kept nodes), never a live one", () => {
+    const book = new TaskBook();
+    book.addQueueNode("q1", 1, [task("done"), task("live")], 1);
+    book.markFinished("done");
+    book.forgetFinished(["done", "live"]);
+    expect(book.finished.size).toBe(0);
+    expect(book.isKnown("live")).toBe(true);
+    // Submitted again after its result is gone: it runs again, as after a takeover.
+    expect(book.addQueueNode("q2", 2, [task("done")], 2)).toEqual(["done"]);
+  });
+
   it("marks a queue node drained once all its tasks are assigned", () => {
     const book = new TaskBook();
     book.addQueueNode("q1", 1, [task("a"), task("b")], 1);

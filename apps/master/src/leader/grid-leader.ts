@@ -250,7 +250,7 @@ export class GridLeader {
       }
       places.push({ dir: layout.replyDir(address), address });
     }
-    const found: Array<{ path: string; address: string | undefined; czxid: number }> = [];
+    const found: Array<{ path: string; address: string | undefined; ids: string[]; czxid: number }> = [];
     const emptyDirs: string[] = [];
     await forEachLimit(places, 32, async ({ dir, address }) => {
       const names = await childrenOrNone(client, dir);
@@ -260,10 +260,10 @@ export class GridLeader {
         const path = `${dir}/${name}`;
         const got = await getOrNull(client, path);
         if (!got) return;
-        found.push({ path, address, czxid: got.stat.czxid });
         const decoded = decodeResultBatch(got.data);
-        if (!decoded.ok) return;
-        for (const r of decoded.value.results) this.book.markFinished(r.id);
+        const ids = decoded.ok ? decoded.value.results.map((r) => r.id) : [];
+        found.push({ path, address, ids, czxid: got.stat.czxid });
+        for (const id of ids) this.book.markFinished(id);
       });
     });
     found.sort((a, b) => a.czxid - b.czxid);

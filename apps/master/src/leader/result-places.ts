@@ -1,9 +1,13 @@
 import type { GridLayout } from "@zkgrid/protocol";
 
-/** A result node the leader knows of: where it is, and the reply dir it is in (none: `R/results`). */
+/**
+ * A result node the leader knows of: where it is, the reply dir it is in (none: `R/results`), and the
+ * ids the leader forgets as finished when it goes (see TaskBook.forgetFinished).
+ */
 export interface KnownResultNode {
   readonly path: string;
   readonly address: string | undefined;
+  readonly ids: readonly string[];
 }
 
 /**
@@ -33,17 +37,20 @@ export class ResultPlaces {
   know(nodes: readonly KnownResultNode[]): void {
     this.#nodes = [];
     this.#perDir.clear();
-    for (const node of nodes) this.add(node.path, node.address);
+    for (const node of nodes) this.add(node.path, node.address, node.ids);
   }
 
-  add(path: string, address: string | undefined): void {
-    this.#nodes.push({ path, address });
+  add(path: string, address: string | undefined, ids: readonly string[]): void {
+    this.#nodes.push({ path, address, ids });
     if (address !== undefined) this.#perDir.set(address, (this.#perDir.get(address) ?? 0) + 1);
   }
 
-  /** The nodes beyond `keep`, oldest first, and the reply dirs they leave without a kept node. */
-  takeExpired(): { nodes: string[]; emptiedDirs: string[] } {
-    if (this.#nodes.length <= this.keep) return { nodes: [], emptiedDirs: [] };
+  /**
+   * The nodes beyond `keep`, oldest first, the reply dirs they leave without a kept node, and the ids
+   * they carried.
+   */
+  takeExpired(): { nodes: string[]; emptiedDirs: string[]; ids: string[] } {
+    if (this.#nodes.length <= this.keep) return { nodes: [], emptiedDirs: [], ids: [] };
     const old = this.#nodes.splice(0, this.#nodes.length - this.keep);
     const emptiedDirs: string[] = [];
     for (const node of old) {
@@ -55,6 +62,6 @@ export class ResultPlaces {
         emptiedDirs.push(this.layout.replyDir(node.address));
       }
     }
-    return { nodes: old.map((node) => node.path), emptiedDirs };
+    return { nodes: old.map((node) => node.path), emptiedDirs, ids: old.flatMap((node) => node.ids) };
   }
 }

@@ -138,9 +138,13 @@ export class GridWriter {
       if (group) group.push(status);
       else byAddress.set(address, [status]);
     }
+    // A group's ids go with its last node (the newest: a session's creates are applied in the order
+    // sent), so each is remembered as finished until all of its group's nodes are pruned.
     await Promise.all(
       [...byAddress].flatMap(([address, statuses]) =>
-        encodeResultBatches(statuses, term.epoch).map((data) => this.writeResultNode(address, data)),
+        encodeResultBatches(statuses, term.epoch).map((data, i, all) =>
+          this.writeResultNode(address, data, i === all.length - 1 ? statuses.map((s) => s.id) : []),
+        ),
       ),
     );
     for (const status of results) term.book.forgetReplyAddress(status.id);
@@ -186,7 +190,11 @@ export class GridWriter {
     });
   }
 
-  private async writeResultNode(address: string | undefined, data: Buffer): Promise<void> {
+  private async writeResultNode(
+    address: string | undefined,
+    data: Buffer,
+    ids: readonly string[],
+  ): Promise<void> {
     const { term } = this;
     const prefix = this.places.nodePrefix(address);
     term.guard();
@@ -201,7 +209,7 @@ export class GridWriter {
       term.guard();
       path = await term.client.createProtected(prefix, data, "persistent-sequential");
     }
-    this.places.add(path, address);
+    this.places.add(path, address, ids);
   }
 
   /**
@@ -209,8 +217,9 @@ export class GridWriter {
    * node (a live submitter's dir stays: its live node makes ZooKeeper refuse), without holding up the step.
    */
   private pruneResults(): void {
-    const { nodes, emptiedDirs } = this.places.takeExpired();
+    const { nodes, emptiedDirs, ids } = this.places.takeExpired();
     if (nodes.length === 0) return;
+    this.term.book.forgetFinished(ids);
     void (async () => {
       await Promise.all(nodes.map((path) => this.deleteQuietly(path)));
       await Promise.all(emptiedDirs.map((dir) => this.deleteReplyDir(dir)));
