@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ZkClient } from "@zkgrid/core";
 import { decodeInboxNode, encodeSubmitBatch, type TaskSpec, type TaskStatus } from "@zkgrid/protocol";
+import { connectGrid } from "@zkgrid/submit";
 import { waitFor } from "@zkgrid/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { BIN, gridPerTest, isAlive, type Proc, sessionOf, type TestGrid } from "./grid.js";
@@ -336,6 +337,47 @@ describe("direct tasks put in a worker session's inbox", () => {
     expect(printed.map((l) => JSON.parse(l) as TaskStatus)).toEqual([
       expect.objectContaining({ id, state: "succeeded", attempt: 1, worker: "w1", stdoutTail: "late\n" }),
     ]);
+  });
+
+  it("a second wait on a lone task, after a first one timed out and its answer went by, finds the result the leader recorded in R/results", async () => {
+    const g = start();
+    const m1 = g.spawn(BIN.master, ["m1", "--session-timeout", "30s"]);
+    g.worker("w1");
+    const session = await sessionOf(g, "w1");
+    await leaderIs(g, "m1");
+    const client = await connectGrid({ connectString: g.connectString, root: g.root });
+    try {
+      // The leader reads nothing until the task is answered: it learns of it from the answer alone.
+      m1.kill("SIGSTOP");
+      const go = join(g.dir, "go-again");
+      const [id] = await client.submit({ cmd: `while [ ! -e ${go} ]; do sleep 0.05; done; echo late` });
+      await expect(client.wait(id as string, { timeoutMs: 200 })).rejects.toThrow();
+      // The answer comes while nobody waits: the ended wait's taker is handed it.
+      writeFileSync(go, "");
+      const zk = await g.zk();
+      const path = `${g.layout.inboxDir("w1", session)}/${id}`;
+      await waitFor(async () => decodeInboxNode(id as string, (await zk.get(path)).data).kind === "outcome", {
+        timeoutMs: 30_000,
+        message: "w1's answer over the node",
+      });
+      m1.kill("SIGCONT");
+      await waitFor(
+        async () => {
+          const names = await zk.getChildren(g.layout.results);
+          return names.some((n) => /\d{10}$/.test(n));
+        },
+        { timeoutMs: 30_000, message: "the leader to record the answer in R/results" },
+      );
+      const results = await client.wait(id as string, { timeoutMs: 30_000 });
+      expect(results.get(id as string)).toMatchObject({
+        id,
+        state: "succeeded",
+        worker: "w1",
+        stdoutTail: "late\n",
+      });
+    } finally {
+      await client.close();
+    }
   });
 
   it("a direct task declined while no master leads is queued once a master leads, and runs on a worker that can take it", async () => {

@@ -98,7 +98,7 @@ describe("TaskBook scheduling", () => {
     expect(book.addQueueNode("q3", 3, [task("same")], 3)).toEqual([]);
   });
 
-  it("forgets a finished id once its result node is pruned (memory bounded by the kept nodes), never a live one", () => {
+  it("forgets a finished id once its result node is pruned (memory bounded by the kept nodes)", () => {
     const book = new TaskBook();
     book.addQueueNode("q1", 1, [task("done"), task("live")], 1);
     book.markFinished("done");

@@ -67,18 +67,20 @@ export class DirectTasks {
 
   /**
    * Puts `batch` (one task, validated, sized and encoded as `data` by the submit pipeline) in a live
-   * worker session's inbox. Resolves false when no worker is known that could take it, or its inbox
-   * is gone: the caller queues it instead.
+   * worker session's inbox. `sent` is false when no worker is known that could take it, or its inbox
+   * is gone: the caller queues it instead. `lostReply`: the create's reply was lost, so it may have
+   * happened, and been answered and recorded, before anything this client read after it.
    */
-  async write(batch: SubmitBatch, data: Buffer): Promise<boolean> {
+  async write(batch: SubmitBatch, data: Buffer): Promise<{ sent: boolean; lostReply: boolean }> {
     // The first write waits for the first listing: else a client's first lone task (the only one of
     // a short-lived client) would never find a worker.
     await this.#followWorkers();
     const task = batch.tasks[0];
-    if (task === undefined || batch.tasks.length !== 1) return false;
-    if (await this.#gate.holds(task.labels)) return false;
+    const queue = { sent: false, lostReply: false };
+    if (task === undefined || batch.tasks.length !== 1) return queue;
+    if (await this.#gate.holds(task.labels)) return queue;
     const target = this.#pick(task.labels);
-    if (target === undefined) return false;
+    if (target === undefined) return queue;
     const path = this.#layout.inboxTask(target.worker, target.session, task.id);
     try {
       await this.#zk.create(path, data, "persistent");
@@ -90,27 +92,28 @@ export class DirectTasks {
           if (fresh !== undefined && !this.#targets.some((t) => t.worker === fresh.worker))
             this.#targets = [...this.#targets, fresh];
         });
-        return false;
+        return queue;
       }
       // A lost reply: the create may have happened. The node there is ours; a node not there may also
       // have been answered and recorded already, so the task goes to the queue, never into an inbox
       // again (the leader drops a queued id it knows). Any other refusal (an inbox's ACL): the queue.
-      if (errors.isConnectionLoss(err) && (await this.#zk.exists(path).catch(() => null)) !== null) {
+      const lostReply = errors.isConnectionLoss(err);
+      if (lostReply && (await this.#zk.exists(path).catch(() => null)) !== null) {
         this.#answers.set(task.id, []);
         void this.#follow(path, target.worker, batch);
-        return true;
+        return { sent: true, lostReply };
       }
-      if (!errors.isConnectionLoss(err))
+      if (!lostReply)
         this.#log("warn", "could not put a lone task in a worker's inbox; it goes to the queue", {
           task: task.id,
           worker: target.worker,
           error: String(err),
         });
-      return false;
+      return { sent: false, lostReply };
     }
     this.#answers.set(task.id, []);
     void this.#follow(path, target.worker, batch);
-    return true;
+    return { sent: true, lostReply: false };
   }
 
   /**

@@ -558,6 +558,14 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
         }
       });
       if (direct) continue;
+      // A direct task whose answer an earlier wait took (and ended without), or that was dropped from
+      // the kept answers: its result may be in R/results, where a leader that read the answer before
+      // the task records it.
+      const shared = this.#directBaselines.get(id);
+      if (shared !== undefined)
+        void shared.then((after) => {
+          if (!ended) subscriptions.push(this.#feed.subscribe([id], after, feedListener));
+        });
       const feed = feedOf(id);
       const ids = viaFeed.get(feed);
       if (ids) ids.push(id);
@@ -656,17 +664,18 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
       // Read before the inbox node is made (a session's requests are applied in the order sent), so
       // below the node of a result the leader records in R/results for want of the task's address.
       const shared = only.replyTo === undefined ? undefined : this.#resultsBaseline();
-      if (await this.#direct.write(batch, data)) {
-        if (shared !== undefined) {
-          this.#directBaselines.set(only.id, shared);
-          // Kept as long as a direct answer nobody has waited for (a client may never wait).
-          if (this.#directBaselines.size > KEEP_ANSWERS) {
-            const oldest = this.#directBaselines.keys().next().value;
-            if (oldest !== undefined) this.#directBaselines.delete(oldest);
-          }
+      const { sent, lostReply } = await this.#direct.write(batch, data);
+      // After a lost reply the create may have been answered and recorded before that read: all of
+      // R/results then (and a queued copy may be dropped by the leader as known, so that too).
+      if (shared !== undefined && (sent || lostReply)) {
+        this.#directBaselines.set(only.id, lostReply ? Promise.resolve(-1) : shared);
+        // Kept as long as a direct answer nobody has waited for (a client may never wait).
+        if (this.#directBaselines.size > KEEP_ANSWERS) {
+          const oldest = this.#directBaselines.keys().next().value;
+          if (oldest !== undefined) this.#directBaselines.delete(oldest);
         }
-        return;
       }
+      if (sent) return;
     }
     const path = `${this.layout.queue}/${this.layout.queueNodePrefix}`;
     if (!this.#queueReady) {

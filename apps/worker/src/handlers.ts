@@ -8,7 +8,7 @@ export interface HandlerContext {
   attempt: number;
   /** Aborts when the task times out, is cancelled, or the worker gives it up (stop, lost session). */
   signal: AbortSignal;
-  /** The task's output folder (absolute), created before the handler runs. */
+  /** The task's output folder (absolute), created when first read. */
   outputDir: string;
 }
 

@@ -240,6 +240,11 @@ describe("in-process handlers", () => {
     },
     big: () => "x".repeat(70 * 1024),
     where: (_input: unknown, ctx) => ctx.outputDir,
+    // A wrapper that spreads the context keeps every field (a plain object's, as the type says).
+    spread: (_input: unknown, ctx) => {
+      const copy = { ...ctx };
+      return { taskId: copy.taskId, outputDir: copy.outputDir, signal: copy.signal instanceof AbortSignal };
+    },
     slow: (_input: unknown, ctx) =>
       new Promise((resolve) =>
         ctx.signal.addEventListener("abort", () => resolve(writeFile(join(ctx.outputDir, "aborted"), ""))),
@@ -260,6 +265,7 @@ describe("in-process handlers", () => {
       assigned("t-boom", { handler: "boom" }),
       assigned("t-big", { handler: "big" }),
       assigned("t-where", { handler: "where" }),
+      assigned("t-spread", { handler: "spread" }),
       assigned("t-none", { handler: "missing" }),
     ]);
 
@@ -274,6 +280,11 @@ describe("in-process handlers", () => {
     expect(big.error).toContain("65536");
     const where = await grid().final("w1", session, "t-where");
     expect(where.output).toBe(join(grid().cwd, "w1", "t-where"));
+    expect((await grid().final("w1", session, "t-spread")).output).toEqual({
+      taskId: "t-spread",
+      outputDir: join(grid().cwd, "w1", "t-spread"),
+      signal: true,
+    });
     expect((await grid().final("w1", session, "t-none")).error).toContain("missing");
     const result = await readJson(join(grid().cwd, "w1", "t-big", "result.json"));
     expect(result.output).toHaveLength(70 * 1024);

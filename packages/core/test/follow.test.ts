@@ -1,4 +1,4 @@
-import { expireSession, fourLetterWord, waitFor } from "@zkgrid/testing";
+import { expireSession, fourLetterWord, waitFor, withTimeout } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import {
   ChildFollows,
@@ -167,19 +167,24 @@ describe("Follower.children", () => {
 
   it("keeps following through a lost connection: changes made meanwhile arrive after the reconnect", async () => {
     const proxy = await TcpProxy.start(sharedConnectString());
-    const { zk, other } = await twoClients({ connectString: proxy.connectString });
+    // The client notices the cut at 2/3 of its session timeout and must be back before the rest runs
+    // out, or the session expires and no "reconnected" comes: 10 s leaves 3.3 s for a loaded machine.
+    const { zk, other } = await twoClients({ connectString: proxy.connectString, sessionTimeoutMs: 10_000 });
     await zk.ensurePath("/dir");
     const { follower, seen, stop } = recordingFollower(zk, () => "fail");
     const changes: ChildrenChange[] = [];
     await follower.children("/dir", (c) => void changes.push(c));
 
     const suspended = nextEvent(zk, "suspended");
+    const expired = nextEvent(zk, "expired").then(() => "expired");
     proxy.setMode("blackhole");
-    await suspended;
+    await withTimeout(suspended, 30_000, "the client noticing the cut");
     await other.create("/dir/while-down");
     const reconnected = nextEvent(zk, "reconnected");
     proxy.setMode("pass");
-    await reconnected;
+    // An expiry would mean the cut outlasted the session: then there is no reconnect to test.
+    const back = Promise.race([reconnected.then(() => "reconnected"), expired]);
+    expect(await withTimeout(back, 30_000, "the reconnect after the cut")).toBe("reconnected");
     await waitFor(() => changes.at(-1)?.children.includes("while-down"), { message: "change seen" });
     expect([...replayChildren(changes)]).toEqual(["while-down"]);
     expect(seen.errors).toEqual([]);

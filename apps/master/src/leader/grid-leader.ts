@@ -267,6 +267,17 @@ export class GridLeader {
       });
     });
     found.sort((a, b) => a.czxid - b.czxid);
+    // An id in several nodes (a crash can leave its result written twice) goes with the newest only,
+    // so it is remembered as finished until the last of them is pruned.
+    const seen = new Set<string>();
+    for (let i = found.length - 1; i >= 0; i--) {
+      const node = found[i] as (typeof found)[number];
+      node.ids = node.ids.filter((id) => {
+        if (seen.has(id)) return false;
+        seen.add(id);
+        return true;
+      });
+    }
     this.writer.knowResultNodes(found);
     for (const dir of emptyDirs) await this.writer.deleteReplyDir(dir);
   }

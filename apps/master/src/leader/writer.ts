@@ -1,6 +1,6 @@
 import { errors } from "@zkgrid/core";
 import type { TaskStatus } from "@zkgrid/protocol";
-import { decodeAssignment, encodeResultBatches } from "@zkgrid/protocol";
+import { decodeAssignment, encodeResultBatches, parseSequence } from "@zkgrid/protocol";
 import type { MasterMetrics } from "../metrics.js";
 import { FinishedTally } from "./finished-tally.js";
 import { type KnownResultNode, ResultPlaces } from "./result-places.js";
@@ -138,14 +138,22 @@ export class GridWriter {
       if (group) group.push(status);
       else byAddress.set(address, [status]);
     }
-    // A group's ids go with its last node (the newest: a session's creates are applied in the order
-    // sent), so each is remembered as finished until all of its group's nodes are pruned.
+    // A group's nodes are known once all are written, oldest first, its ids with the newest: each id
+    // is remembered as finished until all of its group's nodes are pruned.
     await Promise.all(
-      [...byAddress].flatMap(([address, statuses]) =>
-        encodeResultBatches(statuses, term.epoch).map((data, i, all) =>
-          this.writeResultNode(address, data, i === all.length - 1 ? statuses.map((s) => s.id) : []),
-        ),
-      ),
+      [...byAddress].map(async ([address, statuses]) => {
+        const writes = await Promise.allSettled(
+          encodeResultBatches(statuses, term.epoch).map((data) => this.writeResultNode(address, data)),
+        );
+        // Nodes written are known (for pruning) even when a sibling's write failed.
+        const paths = writes.flatMap((w) => (w.status === "fulfilled" ? [w.value] : []));
+        paths.sort((a, b) => sequenceOf(a) - sequenceOf(b));
+        const last = paths.length - 1;
+        for (const [i, path] of paths.entries())
+          this.places.add(path, address, i === last ? statuses.map((s) => s.id) : []);
+        const failed = writes.find((w) => w.status === "rejected");
+        if (failed) throw failed.reason;
+      }),
     );
     for (const status of results) term.book.forgetReplyAddress(status.id);
     term.counters.finished += results.length;
@@ -190,11 +198,8 @@ export class GridWriter {
     });
   }
 
-  private async writeResultNode(
-    address: string | undefined,
-    data: Buffer,
-    ids: readonly string[],
-  ): Promise<void> {
+  /** Creates a result node for `address` and returns its path. */
+  private async writeResultNode(address: string | undefined, data: Buffer): Promise<string> {
     const { term } = this;
     const prefix = this.places.nodePrefix(address);
     term.guard();
@@ -209,7 +214,7 @@ export class GridWriter {
       term.guard();
       path = await term.client.createProtected(prefix, data, "persistent-sequential");
     }
-    this.places.add(path, address, ids);
+    return path;
   }
 
   /**
@@ -339,4 +344,9 @@ export class GridWriter {
     clearTimeout(this.cleanupTimer);
     this.tally.stop();
   }
+}
+
+/** The sequence number of a sequential node's path (its last name). */
+function sequenceOf(path: string): number {
+  return parseSequence(path.slice(path.lastIndexOf("/") + 1)) ?? 0;
 }
