@@ -27,6 +27,26 @@ async function leaderIs(g: TestGrid, name: string): Promise<void> {
   });
 }
 
+/**
+ * m1 leading with a session that outlives a pause (it stays the one candidate, and the leader), and w1
+ * registered: for tests that stop the leader while a lone task is answered.
+ */
+async function pausableLeader(g: TestGrid): Promise<{ m1: Proc; session: string }> {
+  const m1 = g.spawn(BIN.master, ["m1", "--session-timeout", "30s"]);
+  g.worker("w1");
+  const session = await sessionOf(g, "w1");
+  await leaderIs(g, "m1");
+  return { m1, session };
+}
+
+/** Waits until the inbox node at `path` holds its worker's answer. */
+async function answered(zk: ZkClient, id: string, path: string): Promise<void> {
+  await waitFor(async () => decodeInboxNode(id, (await zk.get(path)).data).kind === "outcome", {
+    timeoutMs: 30_000,
+    message: "the worker's answer over the node",
+  });
+}
+
 interface Sent {
   path: string;
   task: TaskSpec;
@@ -293,11 +313,7 @@ describe("direct tasks put in a worker session's inbox", () => {
 
   it("zkgrid-submit --wait that misses its lone task's answer finds the result the leader recorded in R/results, for want of the task's reply address", async () => {
     const g = start();
-    // A session that outlives the pause below: m1 stays the one candidate, and the leader.
-    const m1 = g.spawn(BIN.master, ["m1", "--session-timeout", "30s"]);
-    g.worker("w1");
-    const session = await sessionOf(g, "w1");
-    await leaderIs(g, "m1");
+    const { m1, session } = await pausableLeader(g);
     const zk = await g.zk();
     const inbox = g.layout.inboxDir("w1", session);
 
@@ -319,10 +335,7 @@ describe("direct tasks put in a worker session's inbox", () => {
     // The submitter misses whatever its node shows until the leader has deleted it.
     submitter.kill("SIGSTOP");
     writeFileSync(go, "");
-    await waitFor(async () => decodeInboxNode(id as string, (await zk.get(path)).data).kind === "outcome", {
-      timeoutMs: 30_000,
-      message: "w1's answer over the node",
-    });
+    await answered(zk, id as string, path);
     m1.kill("SIGCONT");
     await waitFor(async () => (await zk.exists(path)) === null, {
       timeoutMs: 30_000,
@@ -341,10 +354,7 @@ describe("direct tasks put in a worker session's inbox", () => {
 
   it("a second wait on a lone task, after a first one timed out and its answer went by, finds the result the leader recorded in R/results", async () => {
     const g = start();
-    const m1 = g.spawn(BIN.master, ["m1", "--session-timeout", "30s"]);
-    g.worker("w1");
-    const session = await sessionOf(g, "w1");
-    await leaderIs(g, "m1");
+    const { m1, session } = await pausableLeader(g);
     const client = await connectGrid({ connectString: g.connectString, root: g.root });
     try {
       // The leader reads nothing until the task is answered: it learns of it from the answer alone.
@@ -356,10 +366,7 @@ describe("direct tasks put in a worker session's inbox", () => {
       writeFileSync(go, "");
       const zk = await g.zk();
       const path = `${g.layout.inboxDir("w1", session)}/${id}`;
-      await waitFor(async () => decodeInboxNode(id as string, (await zk.get(path)).data).kind === "outcome", {
-        timeoutMs: 30_000,
-        message: "w1's answer over the node",
-      });
+      await answered(zk, id as string, path);
       m1.kill("SIGCONT");
       await waitFor(
         async () => {

@@ -545,27 +545,24 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
         ? this.#foreign.subscribe(ids, since, feedListener)
         : feed.subscribe(ids, afterOf(ids), feedListener);
     const viaFeed = new Map<ResultFeed | undefined, string[]>();
+    // A direct task whose answer this wait missed (the node was gone), an earlier wait took and ended
+    // without, or that was dropped from the kept answers: its result may be in R/results too, where a
+    // leader that read the answer before the task records it.
+    const alsoInResults = (id: string) =>
+      void this.#directBaselines.get(id)?.then((after) => {
+        if (!ended) subscriptions.push(this.#feed.subscribe([id], after, feedListener));
+      });
     for (const id of wanted) {
       const direct = this.#direct.take(id, (status, declined) => {
         if (status !== undefined) deliver(status);
         else if (!ended) {
           subscriptions.push(subscribeIn(feedOf(id), [id]));
-          // Its answer, missed here, may have reached the leader before its task did: R/results too.
-          const shared = declined ? undefined : this.#directBaselines.get(id);
-          void shared?.then((after) => {
-            if (!ended) subscriptions.push(this.#feed.subscribe([id], after, feedListener));
-          });
+          // A declined task was read by the leader, which knows its reply address.
+          if (!declined) alsoInResults(id);
         }
       });
       if (direct) continue;
-      // A direct task whose answer an earlier wait took (and ended without), or that was dropped from
-      // the kept answers: its result may be in R/results, where a leader that read the answer before
-      // the task records it.
-      const shared = this.#directBaselines.get(id);
-      if (shared !== undefined)
-        void shared.then((after) => {
-          if (!ended) subscriptions.push(this.#feed.subscribe([id], after, feedListener));
-        });
+      alsoInResults(id);
       const feed = feedOf(id);
       const ids = viaFeed.get(feed);
       if (ids) ids.push(id);
