@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { connect, type ZkClient } from "@zkgrid/core";
-import { encodeSubmitBatch, encodeWorkerRegistration, gridLayout, type TaskSpec } from "@zkgrid/protocol";
+import { encodeSubmitBatch, gridLayout, type TaskSpec } from "@zkgrid/protocol";
 import { fourLetterWord, startServer, waitFor, type ZkServer } from "@zkgrid/testing";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { startMaster } from "../src/index.js";
+import { registerStandIn } from "./stand-ins.js";
 
 // A server of its own: its watch counts are this test's alone.
 let server: ZkServer;
@@ -54,23 +55,9 @@ it("a leader watches the grid's dirs, each worker session's report dir and inbox
 
   const sessions: Record<string, string> = {};
   for (const name of ["w1", "w2"]) {
-    const worker = await client();
-    const session = worker.sessionId ?? "";
+    const session = await registerStandIn(await client(), layout, name, 2);
     sessions[name] = session;
-    await zk.ensurePath(layout.reportDir(name, session));
     await zk.ensurePath(layout.inboxDir(name, session));
-    const registration = encodeWorkerRegistration({
-      v: 1,
-      name,
-      host: "host-w",
-      pid: 77,
-      capacity: 2,
-      labels: [],
-      version: "0.1.0",
-      startedAt: Date.now(),
-      session,
-    });
-    await worker.create(layout.worker(name), registration, "ephemeral");
   }
   const direct: TaskSpec = { id: "direct-1", cmd: "true" };
   const waiting = layout.inboxTask("w1", sessions.w1 ?? "", direct.id);

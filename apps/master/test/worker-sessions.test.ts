@@ -1,29 +1,22 @@
 import { randomUUID } from "node:crypto";
-import { connect, type SessionBoundClient, type ZkClient } from "@zkgrid/core";
+import type { SessionBoundClient, ZkClient } from "@zkgrid/core";
 import {
-  decodeAssignment,
   encodeSubmitBatch,
   encodeWorkerRegistration,
   encodeWorkerReport,
   gridLayout,
 } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
-import { afterEach, expect, inject, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 import { type Master, startMaster } from "../src/index.js";
+import { assignmentOf, client, closeClients, standInWorker } from "./stand-ins.js";
 
-const clients: ZkClient[] = [];
 const masters: Master[] = [];
 
 afterEach(async () => {
   for (const m of masters.splice(0)) await m.stop();
-  for (const c of clients.splice(0).reverse()) await c.close();
+  await closeClients();
 });
-
-async function client(): Promise<ZkClient> {
-  const zk = await connect({ connectString: inject("zkConnectString"), sessionTimeoutMs: 4_000 });
-  clients.push(zk);
-  return zk;
-}
 
 /**
  * The client given to the master, with the `get` of each leader term counted by path: the leader's
@@ -85,32 +78,9 @@ it("a worker joining makes the leader read its own registration only, not every 
   for (const name of names) expect(reads.get(layout.worker(name)), name).toBe(1);
 });
 
-/** A stand-in worker: a session of its own with a report dir and a registration, and nothing else. */
-async function standInWorker(layout: ReturnType<typeof gridLayout>, name: string, capacity: number) {
-  const zk = await client();
-  const session = zk.sessionId ?? "";
-  await zk.ensurePath(layout.reportDir(name, session));
-  const registration = encodeWorkerRegistration({
-    v: 1,
-    name,
-    host: "host-w",
-    pid: 77,
-    capacity,
-    labels: [],
-    version: "0.1.0",
-    startedAt: Date.now(),
-    session,
-  });
-  await zk.create(layout.worker(name), registration, "ephemeral");
-  return { zk, name, session };
-}
-
 /** The tasks of `worker`'s assignment node (none while it has no node). */
 async function assigned(zk: ZkClient, layout: ReturnType<typeof gridLayout>, worker: string) {
-  const got = await zk.get(layout.assign(worker)).catch(() => undefined);
-  if (!got) return [];
-  const decoded = decodeAssignment(got.data);
-  return decoded.ok ? decoded.value.tasks : [];
+  return (await assignmentOf(zk, layout, worker)).tasks;
 }
 
 it("a worker session that ends while nothing else changes is fenced: its task runs elsewhere as attempt 2, its report dir is deleted", async () => {

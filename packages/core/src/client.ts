@@ -50,7 +50,12 @@ const START = Symbol("start");
  *   whether the node holds exactly its write at `version + 1` (then it succeeded), a `delete` that then
  *   meets NoNode succeeded;
  * - `createProtected` lists the parent and returns its own node if the lost create happened;
- * - a plain `create` is not repeated: it rejects with ConnectionLossError (its outcome is unknown).
+ * - a plain `create` is not repeated: it rejects with ConnectionLossError (its outcome is unknown);
+ *   nor is `setOnce`, for a write that must not overtake the requests sent before it.
+ * An operation of one request (all but `createProtected` after a lost reply, `ensurePath` and
+ * `deleteRecursive`) called while a session is ready is sent at once, so such calls are sent in the
+ * order made, and ZooKeeper applies one session's requests in the order sent. A repeat after a
+ * connection loss is sent anew: it may go after requests called later.
  * An operation is tied to the session it was first sent on: if that session expires before a reply,
  * it rejects with SessionExpiredError (except a persistent `createProtected`, which goes on on the next
  * session). Operations issued while suspended or between sessions wait for a connection, at most
@@ -176,6 +181,15 @@ export class ZkClient {
    */
   set(path: string, data: Data, version = -1): Promise<Stat> {
     return this.#ops.set(path, data, version);
+  }
+
+  /**
+   * `set`, never sent again: after a lost reply it rejects with ConnectionLossError, and the write may
+   * or may not have happened. For a write that must be applied after the requests called before it
+   * (ZooKeeper applies one session's requests in order): a repeat could go after later ones.
+   */
+  setOnce(path: string, data: Data, version = -1): Promise<Stat> {
+    return this.#ops.setOnce(path, data, version);
   }
 
   /** Deletes the node if its version is `version` (-1: any version). */

@@ -93,6 +93,12 @@ export class NodeOperations {
     });
   }
 
+  async setOnce(path: string, data: Data, version = -1): Promise<Stat> {
+    validatePath(path);
+    const abs = this.#chroot.toServer(path);
+    return this.#run(path, false, (s) => s.set(abs, path, data, version));
+  }
+
   async delete(path: string, version = -1): Promise<void> {
     validatePath(path);
     const abs = this.#chroot.toServer(path);

@@ -53,6 +53,36 @@ describe("operations", () => {
     expect(await zk.exists("/v")).toBeNull();
   });
 
+  it("applies calls made in one turn in the order made, whatever the operation (a bound view too)", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    await zk.ensurePath("/order");
+    await zk.create("/order/a", "0");
+    for (const client of [zk, zk.boundTo(zk.sessionId ?? "")]) {
+      // A protected create, then a write: the create is applied first.
+      const [created, written] = await Promise.all([
+        client.createProtected("/order/n-", "x", "persistent-sequential"),
+        client.setOnce("/order/a", "1"),
+      ]);
+      const node = await zk.exists(created);
+      expect(node?.czxid).toBeLessThan(written.mzxid);
+      // And the other way round.
+      const [rewritten, second] = await Promise.all([
+        client.set("/order/a", "2"),
+        client.createProtected("/order/n-", "y", "persistent-sequential"),
+      ]);
+      expect(rewritten.mzxid).toBeLessThan((await zk.exists(second))?.czxid ?? 0);
+    }
+  });
+
+  it("setOnce writes conditionally on the version, like set", async () => {
+    const zk = await connectClient({ root: testRoot() });
+    await zk.create("/once", "v0");
+    expect((await zk.setOnce("/once", "v1", 0)).version).toBe(1);
+    const error = await zk.setOnce("/once", "v2", 0).catch((e: unknown) => e);
+    expect(errors.isBadVersion(error)).toBe(true);
+    expect((await zk.get("/once")).data.toString()).toBe("v1");
+  });
+
   it("ensurePath creates missing ancestors and accepts existing ones", async () => {
     const zk = await connectClient({ root: testRoot() });
     await zk.ensurePath("/a/b/c");

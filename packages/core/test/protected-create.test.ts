@@ -80,6 +80,24 @@ describe("protected create", () => {
     expect(await observer.getChildren("/plain")).toHaveLength(1);
   });
 
+  it("a setOnce whose reply is lost is not repeated: it rejects with ConnectionLossError", async () => {
+    const root = testRoot();
+    const { proxy, zk } = await clientBehindProxy(root);
+    const observer = await connectClient({ root });
+    await zk.create("/once", "v0");
+
+    proxy.setMode("drop-replies");
+    const written = zk.setOnce("/once", "v1", 0).catch((e: unknown) => e);
+    await nextEvent(zk, "suspended");
+    proxy.setMode("pass");
+    const error = await written;
+    expect(error).toBeInstanceOf(errors.ConnectionLossError);
+    expect((error as errors.ConnectionLossError).path).toBe("/once");
+    // It did happen, once: the node is at version 1.
+    const now = await observer.get("/once");
+    expect([now.data.toString(), now.stat.version]).toEqual(["v1", 1]);
+  });
+
   it("a conditional set whose reply is lost reports success, not a spurious BadVersion", async () => {
     const root = testRoot();
     const { proxy, zk } = await clientBehindProxy(root);

@@ -483,20 +483,22 @@ export class GridLeader {
     const cleanup = writer.cleanupWanted(this.direct.answersWaiting);
     // A fenced inbox is deleted after this step's writes: its answers' results go with them.
     if (cleanup || fenced.inboxes.length > 0) this.direct.releaseAnswers();
-    // Results and requeued tasks become durable before any assignment that drops them is written.
-    const results = writer.takeResults();
+    // Results and requeued tasks become durable before any assignment that drops them is applied.
+    // Requeues, cancel accepts and results for a reply dir that may be gone are written first; the
+    // other results go out with the assignments, ahead of them (GridWriter.writeResultsAndAssignments).
+    const { first, beside } = writer.splitResults(writer.takeResults());
     const writes: Promise<unknown>[] = [this.cancels.writeAccepts()];
-    if (results.length > 0) writes.push(writer.writeResults(results));
+    if (first.length > 0) writes.push(writer.writeResults(first));
     if (homeless.length > 0) writes.push(this.intake.writeRequeue(homeless));
     try {
       await Promise.all(writes);
     } catch (err) {
-      writer.restoreResults(results);
+      writer.restoreResults([...first, ...beside]);
       throw err;
     }
     // Cancelled direct tasks: their `accepted` is durable now, so their nodes may go.
     await this.direct.deleteCancelled();
-    await writer.writeAssignments(cleanup);
+    await writer.writeResultsAndAssignments(beside, cleanup);
     this.delays.arm();
 
     // Only now are the inputs of this step redundant.

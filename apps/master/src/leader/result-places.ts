@@ -40,6 +40,15 @@ export class ResultPlaces {
     for (const node of nodes) this.add(node.path, node.address, node.ids);
   }
 
+  /**
+   * Whether a result node for `address` can be created without making its dir first: `R/results`
+   * (made at takeover, never deleted), or a reply dir holding a kept node (the leader deletes a reply
+   * dir only once it holds none).
+   */
+  hasDir(address: string | undefined): boolean {
+    return address === undefined || (this.#perDir.get(address) ?? 0) > 0;
+  }
+
   add(path: string, address: string | undefined, ids: readonly string[]): void {
     this.#nodes.push({ path, address, ids });
     if (address !== undefined) this.#perDir.set(address, (this.#perDir.get(address) ?? 0) + 1);

@@ -120,6 +120,19 @@ export class GridWriter {
     return this.pendingResults.splice(0);
   }
 
+  /**
+   * This step's results in two parts: `first`, for a reply dir that may be gone (a create there may
+   * meet NoNode and make the dir), written before the assignments; `beside`, for a place that surely
+   * exists, written together with them (see writeResultsAndAssignments).
+   */
+  splitResults(results: TaskStatus[]): { first: TaskStatus[]; beside: TaskStatus[] } {
+    const first: TaskStatus[] = [];
+    const beside: TaskStatus[] = [];
+    for (const status of results)
+      (this.places.hasDir(this.term.book.replyAddressOf(status.id)) ? beside : first).push(status);
+    return { first, beside };
+  }
+
   /** A result write failed: its statuses go first in the next one. */
   restoreResults(results: TaskStatus[]): void {
     this.pendingResults.unshift(...results);
@@ -162,18 +175,50 @@ export class GridWriter {
     for (const r of results) this.metrics?.resultWritten(r);
   }
 
-  /** Writes every changed assignment (with `cleanup`, also those that only list finished tasks). */
-  async writeAssignments(cleanup: boolean): Promise<void> {
+  /**
+   * Writes `results` and every changed assignment at once, instead of one after the other: a step then
+   * waits for one round of writes, not two. An assignment that drops a finished task must still be
+   * applied after that task's result node (else a leader dying in between loses the task). That holds
+   * because ZooKeeper applies one session's requests in the order they were sent, and every result
+   * create is called here, and so sent, before any assignment write (see ZkClient). An assignment write
+   * is not repeated after a connection loss (`setOnce`): a repeat could go after a result create's own
+   * repeat. The step then fails, and the next one writes the assignment again. A create or delete of
+   * an assignment node, and a write over a foreign one, wait for the results as before.
+   */
+  async writeResultsAndAssignments(results: TaskStatus[], cleanup: boolean): Promise<void> {
+    if (results.length === 0) return this.writeAssignments(cleanup);
+    const written = this.writeResults(results);
+    const [r, a] = await Promise.allSettled([written, this.writeAssignments(cleanup, written)]);
+    if (r.status === "rejected") {
+      this.restoreResults(results);
+      throw r.reason;
+    }
+    if (a.status === "rejected") throw a.reason;
+  }
+
+  /**
+   * Writes every changed assignment (with `cleanup`, also those that only list finished tasks). With
+   * `results`, a result write sent just before: see writeResultsAndAssignments.
+   */
+  async writeAssignments(cleanup: boolean, results?: Promise<void>): Promise<void> {
     if (cleanup) for (const w of this.staleAssign) this.dirtyAssign.add(w);
     const dirty = [...this.dirtyAssign];
     this.dirtyAssign.clear();
     for (const w of dirty) this.staleAssign.delete(w);
     try {
-      await Promise.all(dirty.map((w) => this.writeAssignment(w)));
+      // No await before the writes below are called when they go beside the results.
+      const beside = results !== undefined && dirty.every((w) => this.writesInPlace(w));
+      if (results !== undefined && !beside) await results;
+      await Promise.all(dirty.map((w) => this.writeAssignment(w, beside ? results : undefined)));
     } catch (err) {
       for (const w of dirty) this.dirtyAssign.add(w);
       throw err;
     }
+  }
+
+  /** Whether this worker's assignment write is a versioned write over the node this term knows. */
+  private writesInPlace(worker: string): boolean {
+    return this.term.book.workers.has(worker) && this.assignVersions.has(worker);
   }
 
   /**
@@ -240,7 +285,8 @@ export class GridWriter {
     }
   }
 
-  private async writeAssignment(worker: string): Promise<void> {
+  /** `results`: a result write sent just before this one, which it must not overtake. */
+  private async writeAssignment(worker: string, results?: Promise<void>): Promise<void> {
     const { term } = this;
     const path = term.layout.assign(worker);
     const slot = term.book.workers.get(worker);
@@ -271,10 +317,13 @@ export class GridWriter {
       }
     }
     try {
-      const stat = await term.client.set(path, data, version);
+      const stat = await (results
+        ? term.client.setOnce(path, data, version)
+        : term.client.set(path, data, version));
       this.assignVersions.set(worker, stat.version);
     } catch (err) {
       if (!errors.isBadVersion(err)) throw err;
+      await results;
       await this.writeOverForeignAssignment(worker, data);
     }
   }
