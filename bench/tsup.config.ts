@@ -12,6 +12,7 @@ export default defineConfig({
     "src/scale-workers.ts",
     "src/submitter.ts",
     "src/profile-window.ts",
+    "src/zk-request-cpu.ts",
   ],
   format: ["esm"],
   sourcemap: true,

@@ -16,6 +16,17 @@ export const DURABILITIES = ["durable", "fast"] as const;
 export type Durability = (typeof DURABILITIES)[number];
 
 /**
+ * ZooKeeper without thread pools between the network, the commit processor and the replies, as zoo.cfg
+ * keys (ZooKeeper reads a key it does not know as the system property `zookeeper.<key>`); docs/scaling.md
+ * recommends them for a small machine.
+ */
+export const NO_REQUEST_POOLS = {
+  "nio.numSelectorThreads": 1,
+  "nio.numWorkerThreads": 0,
+  "commitProcessor.numWorkerThreads": 0,
+} as const;
+
+/**
  * "fast": sized for a small machine as an operator would: a 1 GiB heap, and no thread pools between the
  * network, the commit processor and the replies (each pool is a hand-off between threads per request,
  * which a 2-core machine pays for in CPU). "durable": the JVM's and ZooKeeper's defaults but a heap the
@@ -24,12 +35,7 @@ export type Durability = (typeof DURABILITIES)[number];
  */
 const ZOOKEEPER_JVM_FLAGS: Record<Durability, string[]> = {
   durable: ["-Xmx1g", "-XX:-UseSerialGC"],
-  fast: [
-    "-Xmx1g",
-    "-Dzookeeper.nio.numSelectorThreads=1",
-    "-Dzookeeper.nio.numWorkerThreads=0",
-    "-Dzookeeper.commitProcessor.numWorkerThreads=0",
-  ],
+  fast: ["-Xmx1g", ...Object.entries(NO_REQUEST_POOLS).map(([key, value]) => `-Dzookeeper.${key}=${value}`)],
 };
 
 /** What was run, for the JSON and the tables. */
