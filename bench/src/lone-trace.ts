@@ -382,9 +382,30 @@ const describe = (figures: Record<string, number>) =>
     .map(([k, v]) => `${k} ${v}`)
     .join(", ");
 
+const USAGE = `Usage: node bench/dist/lone-trace.js [options]
+
+Where a lone task's time goes: a ZooKeeper, one master and the bench's latency workers of its own, lone
+no-op tasks one at a time by each route; per route its p50, each hop, each process's CPU per task and
+ZooKeeper's requests per task.
+
+Options:
+  --count <n>        timed tasks per route (default 200)
+  --warmup <n>       tasks per route before timing (default 200)
+  --runs <n>         complete runs; the p50s' medians follow (default 3)
+  --only <routes>    these routes, comma-separated: ${ROUTES.join(", ")} (default all)
+  --workers <n>      worker processes (default 2)
+  --concurrency <n>  tasks each worker runs at once (default 100)
+  --defaults         start the master and workers without tuning flags
+  --durable          ZooKeeper with forceSync on and its data on disk (default forceSync=no, /dev/shm)
+  --node-flags <s>   flags for every Node process started, e.g. "--cpu-prof --cpu-prof-dir /tmp/p"
+  --json             print the runs as JSON
+  -h, --help         show this help
+`;
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
+      help: { type: "boolean", short: "h", default: false },
       count: { type: "string", default: "200" },
       warmup: { type: "string", default: "200" },
       runs: { type: "string", default: "3" },
@@ -397,6 +418,10 @@ async function main(): Promise<void> {
       json: { type: "boolean", default: false },
     },
   });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
   const numbers = { count: 1, warmup: 0, runs: 1, workers: 1, concurrency: 1 } as const;
   const n = {} as Record<keyof typeof numbers, number>;
   for (const [name, least] of Object.entries(numbers) as Array<[keyof typeof numbers, number]>) {
@@ -457,6 +482,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
+  // A bad option is the caller's mistake: say which, without a stack.
+  if ((error as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS_") === true) {
+    console.error(`lone-trace: ${(error as Error).message}; see --help`);
+    process.exit(2);
+  }
   console.error(error);
   process.exit(1);
 });

@@ -219,6 +219,12 @@ export interface PassOptions {
   consumer?: string;
   /** Measure the consumer's install before this repository's programs, not after. */
   consumerFirst?: boolean;
+  /**
+   * Run the sides of the no-op and latency parts in the opposite order: BullMQ, then zkgrid with the
+   * programs' defaults, then the tuned grid. The runner alternates it between runs, so that no side
+   * always has the same place (the first after the server's warm-up, or the last on a warm machine).
+   */
+  reverse?: boolean;
   /** Called with each result as it comes. */
   record: (result: BenchResult) => void;
 }
@@ -252,14 +258,25 @@ export async function runPass(
   if (has("noop")) {
     const n = config.noop;
     const r = config.rounds;
-    log(`(a) zkgrid: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
-    record(await zkgridThroughput(ctx, "noop", n.zkgrid, n.warmup, n.count, r, { nodeFlags }));
-    log(`(a) zkgrid, defaults: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
-    record(await zkgridThroughput(ctx, "noop", defaultsOf(n.zkgrid), n.warmup, n.count, r, { nodeFlags }));
-    for (const shape of n.bullmq) {
-      log(`(a) BullMQ: ${r} × ${n.count} no-op jobs after ${n.warmup} to warm up`);
-      record(await bullThroughput(ctx, "noop", shape, n.warmup, n.count, r));
-    }
+    const sides: Array<() => Promise<void>> = [
+      async () => {
+        log(`(a) zkgrid: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
+        record(await zkgridThroughput(ctx, "noop", n.zkgrid, n.warmup, n.count, r, { nodeFlags }));
+      },
+      async () => {
+        log(`(a) zkgrid, defaults: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
+        record(
+          await zkgridThroughput(ctx, "noop", defaultsOf(n.zkgrid), n.warmup, n.count, r, { nodeFlags }),
+        );
+      },
+      async () => {
+        for (const shape of n.bullmq) {
+          log(`(a) BullMQ: ${r} × ${n.count} no-op jobs after ${n.warmup} to warm up`);
+          record(await bullThroughput(ctx, "noop", shape, n.warmup, n.count, r));
+        }
+      },
+    ];
+    for (const side of options.reverse ? sides.reverse() : sides) await side();
   }
   if (has("shell")) {
     const s = config.shell;
@@ -305,15 +322,24 @@ export async function runPass(
       log(`(c) zkgrid, installed in ${consumer}: ${l.count} no-op tasks one at a time`);
       record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags, install: consumer }));
     };
-    // The consumer's install goes first in every other run, so that neither side always has the place.
-    if (options.consumerFirst) await installed();
-    log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
-    record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
-    if (!options.consumerFirst) await installed();
-    log(`(c) zkgrid, defaults: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
-    record(await zkgridLatency(ctx, defaultsOf(l.zkgrid), l.warmup, l.count, { nodeFlags }));
-    log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);
-    record(await bullLatency(ctx, l.bullmq, l.warmup, l.count));
+    const sides: Array<() => Promise<void>> = [
+      async () => {
+        // The consumer's install goes first in every other run, so that neither side always has the place.
+        if (options.consumerFirst) await installed();
+        log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
+        record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
+        if (!options.consumerFirst) await installed();
+      },
+      async () => {
+        log(`(c) zkgrid, defaults: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
+        record(await zkgridLatency(ctx, defaultsOf(l.zkgrid), l.warmup, l.count, { nodeFlags }));
+      },
+      async () => {
+        log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);
+        record(await bullLatency(ctx, l.bullmq, l.warmup, l.count));
+      },
+    ];
+    for (const side of options.reverse ? sides.reverse() : sides) await side();
   }
   if (has("scale")) {
     for (const part of SCALE_PARTS) {

@@ -352,6 +352,7 @@ async function main(): Promise<number> {
           zkDataDir: servers.settings.zookeeper.dataDir,
           nodeFlags,
           ...(consumer === undefined ? {} : { consumer, consumerFirst: run % 2 === 0 }),
+          reverse: run % 2 === 0,
           record: (result) => {
             results.push(result);
             logResult(log, result);
