@@ -33,7 +33,7 @@ export const NO_REQUEST_POOLS = {
  * scale of the bench fits in; `-XX:-UseSerialGC` undoes the test harness's collector choice, so the JVM
  * picks its own as it does for `zkServer.sh`.
  */
-const ZOOKEEPER_JVM_FLAGS: Record<Durability, string[]> = {
+export const ZOOKEEPER_JVM_FLAGS: Record<Durability, string[]> = {
   durable: ["-Xmx1g", "-XX:-UseSerialGC"],
   fast: ["-Xmx1g", ...Object.entries(NO_REQUEST_POOLS).map(([key, value]) => `-Dzookeeper.${key}=${value}`)],
 };

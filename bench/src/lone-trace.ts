@@ -26,6 +26,7 @@ import { startServer, type ZkServer } from "@zkgrid/testing";
 import { BINS } from "./context.js";
 import { directFloorRound } from "./direct-floor.js";
 import { GuardedProcess } from "./processes.js";
+import { toolArgs } from "./tool-args.js";
 
 type Route = "floor" | "direct" | "own-id" | "own-id-since" | "due";
 const ROUTES: readonly Route[] = ["floor", "direct", "own-id", "own-id-since", "due"];
@@ -403,21 +404,23 @@ Options:
 `;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      help: { type: "boolean", short: "h", default: false },
-      count: { type: "string", default: "200" },
-      warmup: { type: "string", default: "200" },
-      runs: { type: "string", default: "3" },
-      workers: { type: "string", default: "2" },
-      concurrency: { type: "string", default: "100" },
-      defaults: { type: "boolean", default: false },
-      "node-flags": { type: "string", default: "" },
-      durable: { type: "boolean", default: false },
-      only: { type: "string" },
-      json: { type: "boolean", default: false },
-    },
-  });
+  const { values } = toolArgs("lone-trace", () =>
+    parseArgs({
+      options: {
+        help: { type: "boolean", short: "h", default: false },
+        count: { type: "string", default: "200" },
+        warmup: { type: "string", default: "200" },
+        runs: { type: "string", default: "3" },
+        workers: { type: "string", default: "2" },
+        concurrency: { type: "string", default: "100" },
+        defaults: { type: "boolean", default: false },
+        "node-flags": { type: "string", default: "" },
+        durable: { type: "boolean", default: false },
+        only: { type: "string" },
+        json: { type: "boolean", default: false },
+      },
+    }),
+  );
   if (values.help) {
     process.stdout.write(USAGE);
     return;
@@ -482,11 +485,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
-  // A bad option is the caller's mistake: say which, without a stack.
-  if ((error as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS_") === true) {
-    console.error(`lone-trace: ${(error as Error).message}; see --help`);
-    process.exit(2);
-  }
   console.error(error);
   process.exit(1);
 });

@@ -11,9 +11,10 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connect, type ZkClient } from "@zkgrid/core";
 import { startServer } from "@zkgrid/testing";
-import { diskRoot, NO_REQUEST_POOLS } from "./durability.js";
+import { diskRoot, NO_REQUEST_POOLS, ZOOKEEPER_JVM_FLAGS } from "./durability.js";
 import { cpuTimeMs } from "./processes.js";
 import { median, percentile, round } from "./stats.js";
+import { toolArgs } from "./tool-args.js";
 
 type Threads = "defaults" | "no pools";
 
@@ -75,7 +76,7 @@ async function oneRun(threads: Threads): Promise<RunFigures> {
   const dir = mkdtempSync(join(diskRoot(), "zkgrid-request-cpu-"));
   const server = await startServer({
     dir,
-    jvmFlags: ["-Xmx1g", "-XX:-UseSerialGC"],
+    jvmFlags: ZOOKEEPER_JVM_FLAGS.durable,
     config: { forceSync: "yes", ...(threads === "no pools" ? NO_REQUEST_POOLS : {}) },
   });
   let zk: ZkClient | undefined;
@@ -123,19 +124,14 @@ Options:
 `;
 
 async function main(): Promise<number> {
-  let values: { runs: string; help: boolean };
-  try {
-    ({ values } = parseArgs({
+  const { values } = toolArgs("zk-request-cpu", () =>
+    parseArgs({
       options: {
         runs: { type: "string", default: "3" },
         help: { type: "boolean", short: "h", default: false },
       },
-    }));
-  } catch (error) {
-    // A bad option is the caller's mistake: say which, without a stack.
-    process.stderr.write(`zk-request-cpu: ${(error as Error).message}; see --help\n`);
-    return 2;
-  }
+    }),
+  );
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;
