@@ -59,9 +59,18 @@ export interface ClientCore {
   waitReady(signal: AbortSignal): Promise<Handle>;
   /** Waits for a ready session (on `bound` only, if given) until `deadline`. */
   waitFor(options: WaitOptions): Promise<Handle>;
+  /**
+   * The handle an op can be sent on at once, or undefined when `waitFor` must decide (it waits for a
+   * session, or refuses: closing, aborted, a bound session gone). Every op path takes it before
+   * `waitFor`, so that calls made in one turn go out in the order made, before the turn ends.
+   */
+  usableNow(bound: Session | undefined, signal: AbortSignal | undefined): Handle | undefined;
   /** After a call the handle refused: give its pending events a chance to arrive. */
   pause(h: Handle): Promise<void>;
-  /** `fn` runs (asynchronously) on every watch event for the server path `abs`. */
+  /**
+   * `fn` runs on every watch event for the server path `abs`, as the event arrives: inside the addon's
+   * callback, so it only marks or resolves something, and never calls the addon itself.
+   */
   onPath(abs: string, fn: () => void): () => void;
   /** Internal listener for connection events; runs before the public ones. */
   onConnection(fn: (ev: ConnectionEvent) => void): () => void;
@@ -123,6 +132,8 @@ export class Connection implements ClientCore {
   readonly #internalListeners = new Set<Listener>();
   readonly #closingHooks = new Set<() => void>();
   readonly #waiters = new Set<Waiter>();
+  /** True from waking waiters until their ops have gone out (see usableNow). */
+  #waking = false;
   readonly #pathListeners = new Map<string, Set<() => void>>();
 
   constructor(options: ConnectOptions) {
@@ -565,7 +576,13 @@ export class Connection implements ClientCore {
   }
 
   #wakeWaiters(): void {
+    if (this.#waiters.size === 0) return;
     for (const w of [...this.#waiters]) this.#settleWaiter(w);
+    // The woken ops go out as their awaits resume; a call made before then waits its turn behind them.
+    this.#waking = true;
+    queueMicrotask(() => {
+      this.#waking = false;
+    });
   }
 
   waitFor(options: WaitOptions): Promise<Handle> {
@@ -612,10 +629,19 @@ export class Connection implements ClientCore {
     await sleep(10);
   }
 
+  usableNow(bound: Session | undefined, signal: AbortSignal | undefined): Handle | undefined {
+    if (this.#closing || this.#waking || this.#waiters.size > 0 || signal?.aborted) return undefined;
+    const h = this.#handle;
+    if (bound && (bound.ended || bound !== h?.session)) return undefined;
+    return this.#isUsable(h) ? h : undefined;
+  }
+
   /**
    * Runs `attempt` on a usable session. With `retry`, a ConnectionLoss waits for the reconnect and
    * tries again on the same session; the op is bound to the first session it was sent on, or from the
-   * start to `bindTo`.
+   * start to `bindTo`. With a session ready, the first attempt is sent before `run` returns: an op goes
+   * out in the order it was called, ahead of whatever the caller does next in the same turn (a
+   * lone task's answer is not held back by the bookkeeping after it).
    */
   async run<T>(
     path: string | undefined,
@@ -628,7 +654,9 @@ export class Connection implements ClientCore {
     let sent = false;
     let lastError: unknown;
     for (;;) {
-      const s = await this.waitFor({ deadline, bound, signal: options.signal, path, lastError });
+      const s =
+        this.usableNow(bound, options.signal) ??
+        (await this.waitFor({ deadline, bound, signal: options.signal, path, lastError }));
       try {
         return await attempt(s, sent);
       } catch (error) {

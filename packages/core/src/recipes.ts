@@ -119,7 +119,9 @@ async function createProtectedNode(...[core, path, data, mode, options]: Protect
   for (;;) {
     // An ephemeral node lives and dies with its session: never look for it (or retry) in another one.
     const bound = options.bindTo ?? (ephemeral ? firstSession : undefined);
-    const s = await core.waitFor({ deadline, bound, signal: options.signal, path: target, lastError });
+    const s =
+      core.usableNow(bound, options.signal) ??
+      (await core.waitFor({ deadline, bound, signal: options.signal, path: target, lastError }));
     if (firstSession) {
       try {
         const { children } = await s.getChildren(absDir, dir, false);

@@ -177,7 +177,7 @@ export class Handle {
     this.#wrapper = new Addon({});
     this.#native = this.#wrapper.native;
     const defer = (signal: HandleSignal) => setImmediate(() => this.#onSignal(this, signal));
-    // The addon emits from inside zookeeper_process: only queue here.
+    // The addon emits from inside zookeeper_process: a change of the connection's state is only queued here.
     this.#wrapper.on("connect", () => defer({ type: "connect" }));
     this.#wrapper.on("connecting", () => {
       this.up = false;
@@ -189,9 +189,11 @@ export class Handle {
       this.#closedResolve?.();
       defer({ type: "close", code: typeof code === "number" ? code : 0 });
     });
+    // A watch event only marks its watches dirty (they re-read from a promise's continuation, as a
+    // reply's caller does): handled as it arrives, not a turn later behind the rest of the loop.
     for (const type of ["created", "deleted", "changed", "child"]) {
       this.#wrapper.on(type, (_handle: unknown, path: unknown) => {
-        if (typeof path === "string") defer({ type: "watch", path });
+        if (typeof path === "string") this.#onSignal(this, { type: "watch", path });
       });
     }
     const resume = config.session.id !== undefined && config.session.password !== undefined;

@@ -1,6 +1,20 @@
+import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 import { digestAcl, errors, OPEN_ACL, Perms } from "../src/index.js";
-import { connectClient, testRoot } from "./helpers.js";
+import { connectClient, sharedConnectString, testRoot } from "./helpers.js";
+
+/** `node -e LOOK <addon> <connect> <path>`: prints whether the node exists, read by a client of its own. */
+const LOOK = `
+const [addon, connect, path] = process.argv.slice(1);
+const ZooKeeper = require(addon);
+const zk = new ZooKeeper({ connect, timeout: 10000, debug_level: 0 });
+zk.on("connect", async () => {
+  const there = await zk.pathExists(path, false);
+  process.stdout.write(there ? "exists" : "absent");
+  zk.close();
+});
+zk.init({});`;
 
 describe("operations", () => {
   it("creates the root if absent and keeps every path relative to it", async () => {
@@ -72,6 +86,23 @@ describe("operations", () => {
       ]);
       expect(rewritten.mzxid).toBeLessThan((await zk.exists(second))?.czxid ?? 0);
     }
+  });
+
+  it("sends a call before it returns when the session is ready, ahead of the rest of the turn", async () => {
+    const root = testRoot();
+    const zk = await connectClient({ root });
+    await zk.ensurePath("/sent");
+    const created = zk.create("/sent/n", "x");
+    // This process's event loop is blocked until the child has looked: a request left for a later
+    // turn of the loop could not have reached the server yet.
+    const addon = createRequire(import.meta.url).resolve("zookeeper");
+    const look = (path: string) =>
+      execFileSync(process.execPath, ["-e", LOOK, addon, sharedConnectString(), path], {
+        encoding: "utf8",
+        timeout: 30_000,
+      });
+    expect(look(`${root}/sent/n`)).toBe("exists");
+    expect(await created).toBe("/sent/n");
   });
 
   it("setOnce writes conditionally on the version, like set", async () => {
