@@ -25,4 +25,7 @@ export interface BenchContext {
   log: (line: string) => void;
 }
 
+/** What starting a grid needs of the context: its ZooKeeper and a scratch dir (no Redis, no log). */
+export type GridContext = Pick<BenchContext, "zk" | "workDir">;
+
 export type Workload = "noop" | "shell";

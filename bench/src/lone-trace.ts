@@ -1,10 +1,11 @@
 /**
  * Where a lone task's time goes: one master and the bench's latency workers (the built bins, 2 × 100,
- * tuned as the bench tunes them) on a ZooKeeper of its own, lone no-op tasks one at a time by each
- * route, each task's hops split by the times its status carries, and per task: each process's CPU time
- * and ZooKeeper's requests (mntr).
+ * tuned as the bench tunes them) on a ZooKeeper of its own, started and warmed up as the bench starts
+ * and warms up its server of the same setting (fast, or durable with `--durable`), lone no-op tasks one
+ * at a time by each route, each task's hops split by the times its status carries, and per task: each
+ * process's CPU time and ZooKeeper's requests (mntr).
  *
- *   pnpm build && node bench/dist/lone-trace.js [--count 200] [--runs 3] [--durable] [--only floor,direct]
+ *   pnpm build && node bench/dist/lone-trace.js [--count 200] [--runs 3] [--durable] [--cold] [--only floor,direct]
  *     [--workers 2] [--concurrency 100] [--defaults] [--node-flags "--cpu-prof --cpu-prof-dir /tmp/p"]
  *
  * Routes: `floor` (the direct path's floor on the same server: a create seen by an inbox station
@@ -25,8 +26,10 @@ import { connectGrid, type GridClient, type TaskStatus } from "@zkgrid/submit";
 import { startServer, type ZkServer } from "@zkgrid/testing";
 import { BINS } from "./context.js";
 import { directFloorRound } from "./direct-floor.js";
+import { type Durability, diskRoot, scratchRoot, ZOOKEEPER_JVM_FLAGS } from "./durability.js";
 import { GuardedProcess } from "./processes.js";
 import { toolArgs } from "./tool-args.js";
+import { warmServer } from "./zkgrid.js";
 
 type Route = "floor" | "direct" | "own-id" | "own-id-since" | "due";
 const ROUTES: readonly Route[] = ["floor", "direct", "own-id", "own-id-since", "due"];
@@ -302,17 +305,30 @@ interface Shape {
   nodeFlags: string[];
 }
 
-/** A ZooKeeper, a master and workers of their own; each route in turn; then the floors. */
+/** The server's warm-up, as the bench's full run does it (plan.ts: tasks per round, at most so many rounds). */
+const SERVER_WARMUP = { tasksPerRound: 10_000, maxRounds: 8 };
+
+/**
+ * A ZooKeeper of the setting's own (as the bench starts it: forceSync, JVM flags, data on a disk or in
+ * RAM), warmed up as the bench warms it up unless `cold`; a master and workers of their own; each route
+ * in turn; then the floors.
+ */
 async function oneRun(
-  durable: boolean,
+  setting: Durability,
+  cold: boolean,
   routes: readonly Route[],
   count: number,
   warmup: number,
   shape: Shape,
 ): Promise<Run> {
-  // A data dir of each run's own: a run must not find the result nodes of the one before.
-  const dir = durable ? undefined : mkdtempSync(join("/dev/shm", "lone-trace-"));
-  const zk = await startServer(dir === undefined ? {} : { config: { forceSync: "no" }, dir });
+  // A data dir of each run's own (a run must not find the result nodes of the one before), where the
+  // bench keeps the setting's: on a disk for durable, in RAM for fast.
+  const dir = mkdtempSync(join(setting === "durable" ? diskRoot() : scratchRoot(), "lone-trace-"));
+  const zk = await startServer({
+    jvmFlags: ZOOKEEPER_JVM_FLAGS[setting],
+    config: { forceSync: setting === "durable" ? "yes" : "no" },
+    dir: join(dir, "zookeeper"),
+  });
   const root = `/lone-trace-${randomUUID().slice(0, 8)}`;
   const common = ["--connect", zk.connectString, "--root", root];
   const logFile = `/tmp/lone-trace-${process.pid}.log`;
@@ -348,6 +364,16 @@ async function oneRun(
   const client = await connectGrid({ connectString: zk.connectString, root, submitter: "lone-trace" });
   let station: FloorStation | undefined;
   try {
+    if (!cold) {
+      const warm = await warmServer(
+        { zk, workDir: dir },
+        SERVER_WARMUP.tasksPerRound,
+        SERVER_WARMUP.maxRounds,
+      );
+      console.error(
+        `server warmed up: ${warm.rounds} rounds, ${warm.tasks} tasks, ${warm.seconds} s; JIT share of its CPU in the last round ${warm.jitShareLastRound === null ? "not measured" : `${Math.round(warm.jitShareLastRound * 100)}%`}`,
+      );
+    }
     for (const deadline = Date.now() + 30_000; ; ) {
       const [registered, masters] = await Promise.all([
         client.zk.getChildren(client.layout.workers).catch(() => []),
@@ -374,7 +400,7 @@ async function oneRun(
     await client.close();
     await Promise.all([station?.stop(), master.stop(), ...workers.map((w) => w.stop())]);
     await zk.stop();
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -397,7 +423,10 @@ Options:
   --workers <n>      worker processes (default 2)
   --concurrency <n>  tasks each worker runs at once (default 100)
   --defaults         start the master and workers without tuning flags
-  --durable          ZooKeeper with forceSync on and its data on disk (default forceSync=no, /dev/shm)
+  --durable          the bench's durable server: forceSync on, data on a disk, the JVM's defaults but a
+                     1 GiB heap (default: its fast one: forceSync off, data in RAM, no request pools)
+  --cold             skip the server's warm-up (default: warm it up as the bench does, with a throw-away
+                     grid until its JIT compilers are quiet, about a minute and a half)
   --node-flags <s>   flags for every Node process started, e.g. "--cpu-prof --cpu-prof-dir /tmp/p"
   --json             print the runs as JSON
   -h, --help         show this help
@@ -416,6 +445,7 @@ async function main(): Promise<void> {
         defaults: { type: "boolean", default: false },
         "node-flags": { type: "string", default: "" },
         durable: { type: "boolean", default: false },
+        cold: { type: "boolean", default: false },
         only: { type: "string" },
         json: { type: "boolean", default: false },
       },
@@ -449,8 +479,8 @@ async function main(): Promise<void> {
     defaults: values.defaults === true,
     nodeFlags: values["node-flags"].split(" ").filter((flag) => flag !== ""),
   };
-  const durable = values.durable === true;
-  const zkSetting = durable ? "durable (forceSync on, data on disk)" : "forceSync=no, data on /dev/shm";
+  const setting: Durability = values.durable === true ? "durable" : "fast";
+  const zkSetting = `${setting === "durable" ? "durable (forceSync on, data on a disk)" : "fast (forceSync off, data in RAM)"}, ${values.cold ? "cold" : "warmed up"}`;
   const done: Run[] = [];
   const directOverFloor = (run: Run): number | undefined => {
     const p50 = (route: Route) => run.figures.find((f) => f.route === route)?.p50;
@@ -458,7 +488,7 @@ async function main(): Promise<void> {
     return direct === undefined || floor === undefined ? undefined : round(direct / floor);
   };
   for (let r = 1; r <= runs; r++) {
-    const run = await oneRun(durable, routes, count, warmup, shape);
+    const run = await oneRun(setting, values.cold === true, routes, count, warmup, shape);
     done.push(run);
     if (values.json) continue;
     const ratio = directOverFloor(run);
@@ -477,7 +507,13 @@ async function main(): Promise<void> {
   }));
   const ratios = done.map(directOverFloor).filter((x): x is number => x !== undefined);
   if (values.json)
-    console.log(JSON.stringify({ durable, count, warmup, shape, runs: done, medians }, null, 2));
+    console.log(
+      JSON.stringify(
+        { setting, cold: values.cold === true, count, warmup, shape, runs: done, medians },
+        null,
+        2,
+      ),
+    );
   else
     console.log(
       `median of ${runs} runs, p50 (ms): ${medians.map((m) => `${m.route} ${m.p50}`).join(", ")}${ratios.length > 0 ? `; direct ÷ floor ${round(median(ratios))}` : ""}`,

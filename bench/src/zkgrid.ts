@@ -5,7 +5,7 @@ import { performance } from "node:perf_hooks";
 import { availableParallelism } from "node:os";
 import type { ZkClient } from "@zkgrid/core";
 import { connectGrid, type GridClient, type TaskInput } from "@zkgrid/submit";
-import { BINS, type BenchContext, type Workload } from "./context.js";
+import { BINS, type BenchContext, type GridContext, type Workload } from "./context.js";
 import { CpuMeter, CpuTotals, cpuTimeMs, GuardedProcess, readStatusKb } from "./processes.js";
 import {
   cpuPerTask,
@@ -120,7 +120,7 @@ export class RunningGrid {
   }
 
   static async start(
-    ctx: BenchContext,
+    ctx: GridContext,
     label: string,
     shape: GridShape,
     options: GridOptions,
@@ -582,7 +582,7 @@ export interface ServerWarmup {
  * round, or after `maxRounds` (all of them when the server's threads cannot be read).
  */
 export async function warmServer(
-  ctx: BenchContext,
+  ctx: GridContext,
   tasksPerRound: number,
   maxRounds: number,
 ): Promise<ServerWarmup> {
