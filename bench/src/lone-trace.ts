@@ -27,6 +27,7 @@ import { startServer, type ZkServer } from "@zkgrid/testing";
 import { BINS } from "./context.js";
 import { directFloorRound } from "./direct-floor.js";
 import { type Durability, diskRoot, scratchRoot, ZOOKEEPER_JVM_FLAGS } from "./durability.js";
+import { configFor } from "./plan.js";
 import { GuardedProcess } from "./processes.js";
 import { toolArgs } from "./tool-args.js";
 import { warmServer } from "./zkgrid.js";
@@ -305,9 +306,6 @@ interface Shape {
   nodeFlags: string[];
 }
 
-/** The server's warm-up, as the bench's full run does it (plan.ts: tasks per round, at most so many rounds). */
-const SERVER_WARMUP = { tasksPerRound: 10_000, maxRounds: 8 };
-
 /**
  * A ZooKeeper of the setting's own (as the bench starts it: forceSync, JVM flags, data on a disk or in
  * RAM), warmed up as the bench warms it up unless `cold`; a master and workers of their own; each route
@@ -365,11 +363,9 @@ async function oneRun(
   let station: FloorStation | undefined;
   try {
     if (!cold) {
-      const warm = await warmServer(
-        { zk, workDir: dir },
-        SERVER_WARMUP.tasksPerRound,
-        SERVER_WARMUP.maxRounds,
-      );
+      // As the bench's full run warms its servers up.
+      const { tasksPerRound, maxRounds } = configFor("full").serverWarmup;
+      const warm = await warmServer({ zk, workDir: dir }, tasksPerRound, maxRounds);
       console.error(
         `server warmed up: ${warm.rounds} rounds, ${warm.tasks} tasks, ${warm.seconds} s; JIT share of its CPU in the last round ${warm.jitShareLastRound === null ? "not measured" : `${Math.round(warm.jitShareLastRound * 100)}%`}`,
       );
