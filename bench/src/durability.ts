@@ -120,6 +120,23 @@ function jvmArgs(pid: number | undefined): string[] {
   }
 }
 
+/** Starts the setting's ZooKeeper with its data in `dir` (lone-trace starts its own this way too). */
+export function startZooKeeper(
+  durability: Durability,
+  dir: string,
+  zookeeper?: ZooKeeperInstallation,
+): Promise<ZkServer> {
+  return startServer({
+    ...(zookeeper === undefined ? {} : { zookeeper }),
+    jvmFlags: ZOOKEEPER_JVM_FLAGS[durability],
+    dir,
+    // ZooKeeper's own default is yes; the harness turns it off for throw-away test servers.
+    // maxClientCnxns 0: no limit per address, since the scale curve's thousand workers all come from
+    // this machine (ZooKeeper's default allows 60).
+    config: { forceSync: durability === "durable" ? "yes" : "no", maxClientCnxns: 0 },
+  });
+}
+
 /**
  * Starts ZooKeeper (and Redis when `withRedis`) for one durability setting: the durable ones keep their
  * data under `diskDir`, the fast ones under `ramDir`.
@@ -136,15 +153,7 @@ export async function startServers(
 ): Promise<DurabilityServers> {
   const durable = durability === "durable";
   const base = join(durable ? options.diskDir : options.ramDir, durability);
-  const zk = await startServer({
-    zookeeper: options.zookeeper,
-    jvmFlags: ZOOKEEPER_JVM_FLAGS[durability],
-    dir: join(base, "zookeeper"),
-    // ZooKeeper's own default is yes; the harness turns it off for throw-away test servers.
-    // maxClientCnxns 0: no limit per address, since the scale curve's thousand workers all come from
-    // this machine (ZooKeeper's default allows 60).
-    config: { forceSync: durable ? "yes" : "no", maxClientCnxns: 0 },
-  });
+  const zk = await startZooKeeper(durability, join(base, "zookeeper"), options.zookeeper);
   const settings: DurabilitySettings = {
     durability,
     zookeeper: {

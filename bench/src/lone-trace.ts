@@ -23,10 +23,10 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connectGrid, type GridClient, type TaskStatus } from "@zkgrid/submit";
-import { startServer, type ZkServer } from "@zkgrid/testing";
+import type { ZkServer } from "@zkgrid/testing";
 import { BINS } from "./context.js";
 import { directFloorRound } from "./direct-floor.js";
-import { type Durability, diskRoot, scratchRoot, ZOOKEEPER_JVM_FLAGS } from "./durability.js";
+import { type Durability, diskRoot, scratchRoot, startZooKeeper } from "./durability.js";
 import { configFor } from "./plan.js";
 import { GuardedProcess } from "./processes.js";
 import { toolArgs } from "./tool-args.js";
@@ -322,11 +322,7 @@ async function oneRun(
   // A data dir of each run's own (a run must not find the result nodes of the one before), where the
   // bench keeps the setting's: on a disk for durable, in RAM for fast.
   const dir = mkdtempSync(join(setting === "durable" ? diskRoot() : scratchRoot(), "lone-trace-"));
-  const zk = await startServer({
-    jvmFlags: ZOOKEEPER_JVM_FLAGS[setting],
-    config: { forceSync: setting === "durable" ? "yes" : "no" },
-    dir: join(dir, "zookeeper"),
-  });
+  const zk = await startZooKeeper(setting, join(dir, "zookeeper"));
   const root = `/lone-trace-${randomUUID().slice(0, 8)}`;
   const common = ["--connect", zk.connectString, "--root", root];
   const logFile = `/tmp/lone-trace-${process.pid}.log`;
