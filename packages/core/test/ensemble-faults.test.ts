@@ -44,7 +44,10 @@ async function explained<T>(
   }
 }
 
-/** A logger that keeps every line the client logs (with the time), and apart its warnings and errors. */
+/**
+ * A logger that keeps every line the client logs (with the time), and separately the messages of its
+ * warnings and errors.
+ */
 function keptLog(): { lines: string[]; warnings: string[]; logger: Logger } {
   const lines: string[] = [];
   const warnings: string[] = [];
