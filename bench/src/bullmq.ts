@@ -1,15 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { availableParallelism } from "node:os";
 import { Queue, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import { BINS, type BenchContext, type Workload } from "./context.js";
-import { CpuMeter, CpuTotals, GuardedProcess } from "./processes.js";
+import { CpuMeter, GuardedProcess } from "./processes.js";
 import type { LatencyResult, PeakRss, ThroughputResult } from "./results.js";
-import { cpuPerTask, emptyLatency, emptyThroughput, measureInto, toMiB } from "./results.js";
-import { countRedisLoad } from "./redis.js";
-import { median, round, summarize } from "./stats.js";
+import { emptyLatency, emptyThroughput, toMiB } from "./results.js";
+import { countRedisLoad, untilNoRewrite } from "./redis.js";
+import { alone, REWARM_TASKS, RoundTally, type Side, share } from "./turns.js";
 
 export interface BullShape {
   /** Worker processes. */
@@ -133,7 +132,60 @@ async function addAll(
   }
 }
 
-export async function bullThroughput(
+/** BullMQ's side of a throughput part: `count` jobs added per round, after `warmup`. */
+export class BullThroughput implements Side<ThroughputResult> {
+  private readonly result: ThroughputResult;
+  private bull: RunningBull | undefined;
+  private readonly tally = new RoundTally();
+
+  constructor(
+    private readonly ctx: BenchContext,
+    private readonly workload: Workload,
+    private readonly shape: BullShape,
+    private readonly warmup: number,
+    private readonly count: number,
+    private readonly rounds: number,
+  ) {
+    this.result = emptyThroughput({
+      system: "bullmq",
+      workload,
+      shape: describeBullShape(shape),
+      workers: shape.workers,
+      concurrency: shape.concurrency,
+      warmup,
+      count,
+    });
+  }
+
+  async start(): Promise<void> {
+    const { ctx, workload, shape, warmup } = this;
+    const label = `bullmq-${workload}-${shape.workers}w`;
+    this.bull = await RunningBull.start(ctx, label, shape, 2 * (warmup + this.count * this.rounds));
+    await addAll(this.bull, workload, warmup, Math.max(60_000, warmup * 5));
+    await settle(ctx);
+  }
+
+  async round(): Promise<void> {
+    const { ctx, count, result } = this;
+    const bull = this.bull as RunningBull;
+    const meter = bull.cpuMeter(ctx.redis.process.pid);
+    meter.start();
+    const run = await addAll(bull, this.workload, count, Math.max(60_000, count * 5));
+    this.tally.add(run.ms, run.latencies, meter.stop());
+    result.failed += run.failed;
+    result.rounds.push(Math.round((count / (run.ms / 1000)) * 10) / 10);
+    await settle(ctx);
+  }
+
+  async finish(error: unknown): Promise<ThroughputResult> {
+    await this.tally.into(this.result, error, this.bull);
+    await flushRedis(this.ctx).catch(() => {});
+    return this.result;
+  }
+}
+
+/** BullMQ's throughput alone: its rounds in a row. */
+export function bullThroughput(
   ctx: BenchContext,
   workload: Workload,
   shape: BullShape,
@@ -141,77 +193,86 @@ export async function bullThroughput(
   count: number,
   rounds: number,
 ): Promise<ThroughputResult> {
-  const result = emptyThroughput({
-    system: "bullmq",
-    workload,
-    shape: describeBullShape(shape),
-    workers: shape.workers,
-    concurrency: shape.concurrency,
-    warmup,
-    count,
-  });
-  const bull = await RunningBull.start(
-    ctx,
-    `bullmq-${workload}-${shape.workers}w`,
-    shape,
-    2 * (warmup + count * rounds),
-  );
-  return measureInto(result, bull, async () => {
-    await addAll(bull, workload, warmup, Math.max(60_000, warmup * 5));
-    const cpu = new CpuTotals();
-    const latencies: number[] = [];
-    let ms = 0;
-    for (let round = 0; round < rounds; round++) {
-      const meter = bull.cpuMeter(ctx.redis.process.pid);
-      meter.start();
-      const run = await addAll(bull, workload, count, Math.max(60_000, count * 5));
-      cpu.add(meter.stop());
-      ms += run.ms;
-      latencies.push(...run.latencies);
-      result.failed += run.failed;
-      result.rounds.push(Math.round((count / (run.ms / 1000)) * 10) / 10);
-      // Let the workers' trailing event writes settle, as zkgrid's rounds wait for a quiet server.
-      await new Promise((r) => setTimeout(r, 300));
-    }
-    result.seconds = round(ms / 1000);
-    result.tasksPerSecond = median(result.rounds);
-    result.latencyMs = summarize(latencies);
-    result.cpuMsPerTask = cpuPerTask(cpu.totals, count * rounds, ms, availableParallelism());
-  }).finally(() => flushRedis(ctx));
+  return alone(new BullThroughput(ctx, workload, shape, warmup, count, rounds), rounds);
 }
 
-export async function bullLatency(
-  ctx: BenchContext,
-  shape: BullShape,
-  warmup: number,
-  count: number,
-): Promise<LatencyResult> {
-  const result = emptyLatency({ system: "bullmq", shape: describeBullShape(shape), warmup, count });
-  const bull = await RunningBull.start(ctx, "bullmq-latency", shape, 10_000);
-  return measureInto(result, bull, async () => {
-    const one = async (i: number): Promise<number> => {
-      const start = performance.now();
-      const job = await bull.queue.add("noop", { i });
-      try {
-        await job.waitUntilFinished(bull.events, 30_000);
-      } catch {
-        result.failed++;
-      }
-      return performance.now() - start;
-    };
-    for (let i = 0; i < warmup; i++) await one(i);
-    result.failed = 0;
-    const meter = bull.cpuMeter(ctx.redis.process.pid);
+/**
+ * BullMQ's side of the latency part, as zkgrid's (GridLatency): one job at a time, `count` timed ones
+ * split over the rounds, each round after a few untimed ones. Then, untimed, the Redis writes of up to
+ * 50 more jobs are counted.
+ */
+export class BullLatency implements Side<LatencyResult> {
+  private readonly result: LatencyResult;
+  private bull: RunningBull | undefined;
+  private readonly tally = new RoundTally();
+  private next = 0;
+
+  constructor(
+    private readonly ctx: BenchContext,
+    private readonly shape: BullShape,
+    private readonly warmup: number,
+    private readonly count: number,
+    private readonly rounds: number,
+  ) {
+    this.result = emptyLatency({ system: "bullmq", shape: describeBullShape(shape), warmup, count });
+  }
+
+  /** One lone job, timed; `untimed`: its failure is not counted either. */
+  private async one(untimed = false): Promise<number> {
+    const bull = this.bull as RunningBull;
+    const start = performance.now();
+    const job = await bull.queue.add("noop", { i: this.next++ });
+    try {
+      await job.waitUntilFinished(bull.events, 30_000);
+    } catch {
+      if (!untimed) this.result.failed++;
+    }
+    return performance.now() - start;
+  }
+
+  async start(): Promise<void> {
+    this.bull = await RunningBull.start(this.ctx, "bullmq-latency", this.shape, 10_000);
+    for (let i = 0; i < this.warmup; i++) await this.one(true);
+    await settle(this.ctx);
+  }
+
+  async round(index: number): Promise<void> {
+    const bull = this.bull as RunningBull;
+    for (let i = 0; i < REWARM_TASKS; i++) await this.one(true);
+    const meter = bull.cpuMeter(this.ctx.redis.process.pid);
     meter.start();
     const start = performance.now();
     const latencies: number[] = [];
-    for (let i = 0; i < count; i++) latencies.push(await one(warmup + i));
-    result.cpuMsPerTask = cpuPerTask(meter.stop(), count, performance.now() - start, availableParallelism());
-    result.latencyMs = summarize(latencies);
-    const failed = result.failed;
-    result.redis = await countRedisLoad(ctx.redis.port, Math.min(count, 50), (i) => one(warmup + count + i));
-    result.failed = failed;
-  }).finally(() => flushRedis(ctx));
+    for (let i = share(this.count, this.rounds, index); i > 0; i--) latencies.push(await this.one());
+    this.tally.add(performance.now() - start, latencies, meter.stop());
+    await settle(this.ctx);
+  }
+
+  async finish(error: unknown): Promise<LatencyResult> {
+    const { result } = this;
+    if (this.bull !== undefined && this.tally.tasks > 0) {
+      try {
+        result.redis = await countRedisLoad(this.ctx.redis.port, Math.min(this.tally.tasks, 50), () =>
+          this.one(true),
+        );
+      } catch (e) {
+        error ??= e;
+      }
+    }
+    await this.tally.into(result, error, this.bull);
+    await flushRedis(this.ctx).catch(() => {});
+    return result;
+  }
+}
+
+/**
+ * After a BullMQ round, untimed: the workers' trailing event writes settle (as zkgrid's rounds wait
+ * for a quiet ZooKeeper), and an AOF rewrite that its writes set off is waited for, so that it does
+ * not run into the next side's round.
+ */
+async function settle(ctx: BenchContext): Promise<void> {
+  await new Promise((r) => setTimeout(r, 300));
+  await untilNoRewrite(ctx.redis.port);
 }
 
 async function flushRedis(ctx: BenchContext): Promise<void> {

@@ -3,7 +3,7 @@
  * the order they run.
  */
 import { zkgridSchedules } from "./schedules.js";
-import { type BullShape, bullLatency, bullThroughput } from "./bullmq.js";
+import { BullLatency, type BullShape, BullThroughput, bullThroughput, describeBullShape } from "./bullmq.js";
 import {
   fsyncFloor,
   spawnCeiling,
@@ -14,15 +14,17 @@ import {
   zkRelayFloor,
 } from "./ceilings.js";
 import type { BenchContext } from "./context.js";
-import type { BenchResult } from "./results.js";
+import type { BenchResult, LatencyResult, ThroughputResult } from "./results.js";
 import { describeCurve, type ScaleCurveConfig, zkgridScaleCurve } from "./scale-curve.js";
 import { zkgridDelayed, zkgridRetry } from "./time-workloads.js";
 import { zkgridSubmitters } from "./submitters.js";
+import { type Side, takeTurns } from "./turns.js";
 import {
+  GridLatency,
   type GridShape,
+  GridThroughput,
   type ServerWarmup,
   warmServer,
-  zkgridLatency,
   zkgridScale,
   zkgridThroughput,
 } from "./zkgrid.js";
@@ -220,9 +222,10 @@ export interface PassOptions {
   /** Measure the consumer's install before this repository's programs, not after. */
   consumerFirst?: boolean;
   /**
-   * Run the sides of the no-op and latency parts in the opposite order: BullMQ, then zkgrid with the
-   * programs' defaults, then the tuned grid. The runner alternates it between runs, so that no side
-   * always has the same place (the first after the server's warm-up, or the last on a warm machine).
+   * Take the sides of the no-op and latency parts in the opposite order (BullMQ, then zkgrid with the
+   * programs' defaults, then the tuned grid): the order they start in, and in which round 1 runs (later
+   * rounds rotate it; see takeTurns). The runner alternates it between runs, so that no side always
+   * starts first after the server's warm-up.
    */
   reverse?: boolean;
   /** Called with each result as it comes. */
@@ -258,25 +261,16 @@ export async function runPass(
   if (has("noop")) {
     const n = config.noop;
     const r = config.rounds;
-    const sides: Array<() => Promise<void>> = [
-      async () => {
-        log(`(a) zkgrid: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
-        record(await zkgridThroughput(ctx, "noop", n.zkgrid, n.warmup, n.count, r, { nodeFlags }));
-      },
-      async () => {
-        log(`(a) zkgrid, defaults: ${r} × ${n.count} no-op tasks after ${n.warmup} to warm up`);
-        record(
-          await zkgridThroughput(ctx, "noop", defaultsOf(n.zkgrid), n.warmup, n.count, r, { nodeFlags }),
-        );
-      },
-      async () => {
-        for (const shape of n.bullmq) {
-          log(`(a) BullMQ: ${r} × ${n.count} no-op jobs after ${n.warmup} to warm up`);
-          record(await bullThroughput(ctx, "noop", shape, n.warmup, n.count, r));
-        }
-      },
+    log(
+      `(a) no-op: zkgrid tuned, zkgrid with defaults and BullMQ (${n.bullmq.map(describeBullShape).join("; ")}), each ${r} × ${n.count} tasks after ${n.warmup} to warm up, the sides taking turns round by round`,
+    );
+    const sides: Side<ThroughputResult>[] = [
+      new GridThroughput(ctx, "noop", n.zkgrid, n.warmup, n.count, { nodeFlags }),
+      new GridThroughput(ctx, "noop", defaultsOf(n.zkgrid), n.warmup, n.count, { nodeFlags }),
+      ...n.bullmq.map((shape) => new BullThroughput(ctx, "noop", shape, n.warmup, n.count, r)),
     ];
-    for (const side of options.reverse ? sides.reverse() : sides) await side();
+    const results = await takeTurns(options.reverse ? [...sides].reverse() : sides, r, log);
+    for (const result of options.reverse ? results.reverse() : results) record(result);
   }
   if (has("shell")) {
     const s = config.shell;
@@ -317,29 +311,30 @@ export async function runPass(
     log(`(c) direct floor: ${l.count} creates answered over the node after ${l.warmup} to warm up`);
     record(await zkDirectFloor(ctx, l.warmup, l.count));
     const consumer = options.consumer;
-    const installed = async () => {
-      if (consumer === undefined) return;
-      log(`(c) zkgrid, installed in ${consumer}: ${l.count} no-op tasks one at a time`);
-      record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags, install: consumer }));
-    };
-    const sides: Array<() => Promise<void>> = [
-      async () => {
-        // The consumer's install goes first in every other run, so that neither side always has the place.
-        if (options.consumerFirst) await installed();
-        log(`(c) zkgrid: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
-        record(await zkgridLatency(ctx, l.zkgrid, l.warmup, l.count, { nodeFlags }));
-        if (!options.consumerFirst) await installed();
-      },
-      async () => {
-        log(`(c) zkgrid, defaults: ${l.count} no-op tasks one at a time after ${l.warmup} to warm up`);
-        record(await zkgridLatency(ctx, defaultsOf(l.zkgrid), l.warmup, l.count, { nodeFlags }));
-      },
-      async () => {
-        log(`(c) BullMQ: ${l.count} no-op jobs one at a time after ${l.warmup} to warm up`);
-        record(await bullLatency(ctx, l.bullmq, l.warmup, l.count));
-      },
+    const r = config.rounds;
+    const grid = (shape: GridShape, install?: string) =>
+      new GridLatency(ctx, shape, l.warmup, l.count, r, {
+        nodeFlags,
+        ...(install === undefined ? {} : { install }),
+      });
+    // The consumer's install goes before this repository's grid in every other run, so that neither
+    // side always has the place.
+    const tuned: Side<LatencyResult>[] =
+      consumer === undefined
+        ? [grid(l.zkgrid)]
+        : options.consumerFirst
+          ? [grid(l.zkgrid, consumer), grid(l.zkgrid)]
+          : [grid(l.zkgrid), grid(l.zkgrid, consumer)];
+    const sides: Side<LatencyResult>[] = [
+      ...tuned,
+      grid(defaultsOf(l.zkgrid)),
+      new BullLatency(ctx, l.bullmq, l.warmup, l.count, r),
     ];
-    for (const side of options.reverse ? sides.reverse() : sides) await side();
+    log(
+      `(c) lone tasks: zkgrid tuned${consumer === undefined ? "" : `, zkgrid installed in ${consumer}`}, zkgrid with defaults and BullMQ, each ${l.count} one at a time after ${l.warmup} to warm up, in ${r} rounds taking turns`,
+    );
+    const results = await takeTurns(options.reverse ? [...sides].reverse() : sides, r, log);
+    for (const result of options.reverse ? results.reverse() : results) record(result);
   }
   if (has("scale")) {
     for (const part of SCALE_PARTS) {

@@ -167,3 +167,22 @@ export async function countRedisLoad(
     admin.disconnect();
   }
 }
+
+/**
+ * Until Redis has no AOF rewrite running or scheduled (at most `timeoutMs`; then it goes on): a
+ * rewrite forks and writes the whole data set, and should not run into another side's round.
+ */
+export async function untilNoRewrite(port: number, timeoutMs = 60_000): Promise<void> {
+  const client = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1 });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (Date.now() < deadline) {
+      const info = await client.info("persistence");
+      const busy = /^aof_rewrite_(in_progress|scheduled):1/m.test(info);
+      if (!busy) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    client.disconnect();
+  }
+}

@@ -197,29 +197,3 @@ export function emptyLatency(
 ): LatencyResult {
   return { kind: "latency", ...fields, latencyMs: summarize([]), failed: 0, peakRssMiB: { workers: [] } };
 }
-
-/** A started system under measurement, as `measureInto` uses it. */
-export interface MeasuredSystem {
-  peakRss(): PeakRss;
-  stop(): Promise<void>;
-}
-
-/**
- * Runs `measure`, which fills `result` in. A throw is kept as `result.error`, so one failed part does not
- * end the bench; the system is stopped and its peak RSS kept either way.
- */
-export async function measureInto<R extends { peakRssMiB: PeakRss; error?: string }>(
-  result: R,
-  system: MeasuredSystem,
-  measure: () => Promise<void>,
-): Promise<R> {
-  try {
-    await measure();
-  } catch (error) {
-    result.error = String(error);
-  } finally {
-    result.peakRssMiB = system.peakRss();
-    await system.stop();
-  }
-  return result;
-}

@@ -6,12 +6,11 @@ import { availableParallelism } from "node:os";
 import type { ZkClient } from "@zkgrid/core";
 import { connectGrid, type GridClient, type TaskInput } from "@zkgrid/submit";
 import { BINS, type BenchContext, type GridContext, type Workload } from "./context.js";
-import { CpuMeter, CpuTotals, cpuTimeMs, GuardedProcess, readStatusKb } from "./processes.js";
+import { CpuMeter, cpuTimeMs, GuardedProcess, readStatusKb } from "./processes.js";
 import {
   cpuPerTask,
   emptyLatency,
   emptyThroughput,
-  measureInto,
   type LatencyResult,
   MiB,
   type PeakRss,
@@ -20,7 +19,8 @@ import {
   toMiB,
   type ZkLoad,
 } from "./results.js";
-import { median, round, summarize } from "./stats.js";
+import { round } from "./stats.js";
+import { alone, REWARM_TASKS, RoundTally, type Side, share } from "./turns.js";
 import { type ServerCounters, waitQuiet, writesBetween } from "./zookeeper.js";
 
 export interface GridShape {
@@ -325,7 +325,72 @@ function drainTimeoutMs(count: number): number {
   return Math.max(60_000, count * 5);
 }
 
-export async function zkgridThroughput(
+/** The grid's label: its root, process logs and output folder are named after it. */
+function gridLabel(kind: string, shape: GridShape, install?: string): string {
+  return `zkgrid-${kind}${shape.defaults ? "-defaults" : ""}${install === undefined ? "" : "-install"}`;
+}
+
+/** zkgrid's side of a throughput part: `count` tasks submitted at once per round, after `warmup`. */
+export class GridThroughput implements Side<ThroughputResult> {
+  private readonly result: ThroughputResult;
+  private grid: RunningGrid | undefined;
+  private readonly tally = new RoundTally();
+  private load: ZkTotals | undefined;
+
+  constructor(
+    private readonly ctx: BenchContext,
+    private readonly workload: Workload,
+    private readonly shape: GridShape,
+    private readonly warmup: number,
+    private readonly count: number,
+    private readonly options: GridOptions = {},
+  ) {
+    this.result = emptyThroughput({
+      system: "zkgrid",
+      workload,
+      shape: describeShape(shape),
+      workers: shape.workers,
+      concurrency: shape.concurrency,
+      warmup,
+      count,
+    });
+    this.result.flags = shape.defaults ? "defaults" : "tuned";
+  }
+
+  async start(): Promise<void> {
+    const { ctx, workload, shape, warmup } = this;
+    this.grid = await RunningGrid.start(ctx, gridLabel(workload, shape), shape, this.options);
+    await submitAll(this.grid, makeTasks(workload, warmup), drainTimeoutMs(warmup));
+  }
+
+  async round(index: number): Promise<void> {
+    const { ctx, count, result } = this;
+    const grid = this.grid as RunningGrid;
+    await this.options.beforeRound?.();
+    const nodesBefore = await grid.resultNodeCount();
+    const before = await waitQuiet(ctx.zk);
+    const meter = grid.cpuMeter(ctx.zk.pid);
+    meter.start();
+    const run = await submitAll(
+      grid,
+      makeTasks(this.workload, count, this.warmup + index * count),
+      drainTimeoutMs(count),
+    );
+    this.tally.add(run.ms, run.latencies, meter.stop());
+    const after = await waitQuiet(ctx.zk);
+    this.load = addZkTotals(this.load, before, after, (await grid.resultNodeCount()) - nodesBefore);
+    result.failed += run.failed;
+    result.rounds.push(round1(count / (run.ms / 1000)));
+  }
+
+  finish(error: unknown): Promise<ThroughputResult> {
+    if (this.load) this.result.zk = zkLoadOf(this.load, this.tally.tasks);
+    return this.tally.into(this.result, error, this.grid);
+  }
+}
+
+/** zkgrid's throughput alone: its rounds in a row. */
+export function zkgridThroughput(
   ctx: BenchContext,
   workload: Workload,
   shape: GridShape,
@@ -334,86 +399,75 @@ export async function zkgridThroughput(
   rounds: number,
   options: GridOptions = {},
 ): Promise<ThroughputResult> {
-  const result = emptyThroughput({
-    system: "zkgrid",
-    workload,
-    shape: describeShape(shape),
-    workers: shape.workers,
-    concurrency: shape.concurrency,
-    warmup,
-    count,
-  });
-  result.flags = shape.defaults ? "defaults" : "tuned";
-  const grid = await RunningGrid.start(ctx, `zkgrid-${workload}`, shape, options);
-  return measureInto(result, grid, async () => {
-    await submitAll(grid, makeTasks(workload, warmup), drainTimeoutMs(warmup));
-    const latencies: number[] = [];
-    const cpu = new CpuTotals();
-    let ms = 0;
-    let load: ZkTotals | undefined;
-    for (let round = 0; round < rounds; round++) {
-      await options.beforeRound?.();
-      const nodesBefore = await grid.resultNodeCount();
-      const before = await waitQuiet(ctx.zk);
-      const meter = grid.cpuMeter(ctx.zk.pid);
-      meter.start();
-      const run = await submitAll(
-        grid,
-        makeTasks(workload, count, warmup + round * count),
-        drainTimeoutMs(count),
-      );
-      cpu.add(meter.stop());
-      const after = await waitQuiet(ctx.zk);
-      const resultNodes = (await grid.resultNodeCount()) - nodesBefore;
-      load = addZkTotals(load, before, after, resultNodes);
-      ms += run.ms;
-      latencies.push(...run.latencies);
-      result.failed += run.failed;
-      result.rounds.push(round1(count / (run.ms / 1000)));
-    }
-    const total = count * rounds;
-    result.seconds = round(ms / 1000);
-    result.tasksPerSecond = median(result.rounds);
-    result.latencyMs = summarize(latencies);
-    result.cpuMsPerTask = cpuPerTask(cpu.totals, total, ms, availableParallelism());
-    if (load) result.zk = zkLoadOf(load, total);
-  });
+  return alone(new GridThroughput(ctx, workload, shape, warmup, count, options), rounds);
 }
 
-export async function zkgridLatency(
-  ctx: BenchContext,
-  shape: GridShape,
-  warmup: number,
-  count: number,
-  options: GridOptions = {},
-): Promise<LatencyResult> {
-  const result = emptyLatency({ system: "zkgrid", shape: describeShape(shape), warmup, count });
-  result.flags = shape.defaults ? "defaults" : "tuned";
-  if (options.install !== undefined) result.install = options.install;
-  const label = options.install === undefined ? "zkgrid-latency" : "zkgrid-latency-install";
-  const grid = await RunningGrid.start(ctx, label, shape, options);
-  return measureInto(result, grid, async () => {
-    const one = async (i: number): Promise<number> => {
-      const start = performance.now();
-      const results = await grid.client.submitAndWait({ handler: "noop", input: i }, { timeoutMs: 30_000 });
-      const ms = performance.now() - start;
-      for (const status of results.values()) if (status.state !== "succeeded") result.failed++;
-      return ms;
-    };
-    for (let i = 0; i < warmup; i++) await one(i);
-    result.failed = 0;
+/**
+ * zkgrid's side of the latency part: one no-op task at a time, submitted when the last one's result
+ * is in. `warmup` tasks first; then `count` timed ones, split evenly over the rounds, each round after
+ * a few untimed tasks (the other sides' rounds ran in between).
+ */
+export class GridLatency implements Side<LatencyResult> {
+  private readonly result: LatencyResult;
+  private grid: RunningGrid | undefined;
+  private readonly tally = new RoundTally();
+  private load: ZkTotals | undefined;
+  private next = 0;
+
+  constructor(
+    private readonly ctx: BenchContext,
+    private readonly shape: GridShape,
+    private readonly warmup: number,
+    private readonly count: number,
+    private readonly rounds: number,
+    private readonly options: GridOptions = {},
+  ) {
+    this.result = emptyLatency({ system: "zkgrid", shape: describeShape(shape), warmup, count });
+    this.result.flags = shape.defaults ? "defaults" : "tuned";
+    if (options.install !== undefined) this.result.install = options.install;
+  }
+
+  /** One lone task, timed; `untimed`: its failure is not counted either. */
+  private async one(untimed = false): Promise<number> {
+    const grid = this.grid as RunningGrid;
+    const start = performance.now();
+    const results = await grid.client.submitAndWait(
+      { handler: "noop", input: this.next++ },
+      { timeoutMs: 30_000 },
+    );
+    const ms = performance.now() - start;
+    for (const status of results.values()) {
+      if (status.state !== "succeeded" && !untimed) this.result.failed++;
+    }
+    return ms;
+  }
+
+  async start(): Promise<void> {
+    const { ctx, shape, options } = this;
+    this.grid = await RunningGrid.start(ctx, gridLabel("latency", shape, options.install), shape, options);
+    for (let i = 0; i < this.warmup; i++) await this.one(true);
+  }
+
+  async round(index: number): Promise<void> {
+    const { ctx } = this;
+    const grid = this.grid as RunningGrid;
+    for (let i = 0; i < REWARM_TASKS; i++) await this.one(true);
     const nodesBefore = await grid.resultNodeCount();
     const before = await waitQuiet(ctx.zk);
     const meter = grid.cpuMeter(ctx.zk.pid);
     meter.start();
     const start = performance.now();
     const latencies: number[] = [];
-    for (let i = 0; i < count; i++) latencies.push(await one(warmup + i));
-    result.cpuMsPerTask = cpuPerTask(meter.stop(), count, performance.now() - start, availableParallelism());
+    for (let i = share(this.count, this.rounds, index); i > 0; i--) latencies.push(await this.one());
+    this.tally.add(performance.now() - start, latencies, meter.stop());
     const after = await waitQuiet(ctx.zk);
-    result.latencyMs = summarize(latencies);
-    result.zk = zkLoad(before, after, count, (await grid.resultNodeCount()) - nodesBefore);
-  });
+    this.load = addZkTotals(this.load, before, after, (await grid.resultNodeCount()) - nodesBefore);
+  }
+
+  finish(error: unknown): Promise<LatencyResult> {
+    if (this.load) this.result.zk = zkLoadOf(this.load, this.tally.tasks);
+    return this.tally.into(this.result, error, this.grid);
+  }
 }
 
 /** Lines of the server log that mean a request was refused for its size (the server drops the link). */
