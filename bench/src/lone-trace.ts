@@ -360,9 +360,10 @@ async function oneRun(
   try {
     if (!cold) {
       // As the bench's full run warms its servers up.
-      const warm = await warmServer({ zk, workDir: dir }, configFor("full").serverWarmup);
+      const { tasksPerRound, maxRounds } = configFor("full").serverWarmup;
+      const warm = await warmServer({ zk, workDir: dir }, tasksPerRound, maxRounds);
       console.error(
-        `server warmed up: ${warm.rounds} rounds, ${warm.tasks} tasks, ${warm.seconds} s; JIT share of its CPU in the last round ${warm.jitShareLastRound === null ? "not measured" : `${Math.round(warm.jitShareLastRound * 100)}%`}; ${warm.settleZkCpuUs.length} settling rounds, its CPU per task (µs) ${warm.settleZkCpuUs.join(", ")}`,
+        `server warmed up: ${warm.rounds} rounds, ${warm.tasks} tasks, ${warm.seconds} s; JIT share of its CPU in the last round ${warm.jitShareLastRound === null ? "not measured" : `${Math.round(warm.jitShareLastRound * 100)}%`}`,
       );
     }
     for (const deadline = Date.now() + 30_000; ; ) {

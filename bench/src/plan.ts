@@ -24,7 +24,6 @@ import {
   type GridShape,
   GridThroughput,
   type ServerWarmup,
-  type WarmupPlan,
   warmServer,
   zkgridScale,
   zkgridThroughput,
@@ -67,7 +66,7 @@ export interface Config {
   /** `count` schedules firing every second for `seconds`. */
   schedules: { count: number; seconds: number; zkgrid: GridShape };
   /** The throw-away grid that warms ZooKeeper's JIT up first: tasks per round, at most this many rounds. */
-  serverWarmup: WarmupPlan;
+  serverWarmup: { tasksPerRound: number; maxRounds: number };
   masterRssLimitMiB: number;
 }
 
@@ -107,8 +106,6 @@ const FIGURES = {
   schedulesSeconds: [3, 10, 60],
   serverWarmupTasksPerRound: [200, 5000, 10_000],
   serverWarmupMaxRounds: [1, 3, 8],
-  serverSettleTasks: [200, 5000, 20_000],
-  serverSettleMaxRounds: [1, 10, 30],
 } as const;
 
 const COLUMN = { smoke: 0, quick: 1, full: 2 } as const;
@@ -178,12 +175,7 @@ export function configFor(mode: "full" | "quick" | "smoke"): Config {
     },
     time: { delayed: at(f.timeDelayed), retry: at(f.timeRetry), zkgrid: noopShape },
     schedules: { count: at(f.schedulesCount), seconds: at(f.schedulesSeconds), zkgrid: noopShape },
-    serverWarmup: {
-      tasksPerRound: at(f.serverWarmupTasksPerRound),
-      maxRounds: at(f.serverWarmupMaxRounds),
-      settleTasks: at(f.serverSettleTasks),
-      maxSettleRounds: at(f.serverSettleMaxRounds),
-    },
+    serverWarmup: { tasksPerRound: at(f.serverWarmupTasksPerRound), maxRounds: at(f.serverWarmupMaxRounds) },
     masterRssLimitMiB: 300,
   };
 }
@@ -251,12 +243,10 @@ export async function runPass(
   const has = (part: Part) => options.parts.includes(part);
   let serverWarmup: ServerWarmup | undefined;
   if (options.parts.some((part) => part !== "ceilings")) {
+    log("warming ZooKeeper up with a throw-away grid, until its JIT compilers are quiet");
+    serverWarmup = await warmServer(ctx, config.serverWarmup.tasksPerRound, config.serverWarmup.maxRounds);
     log(
-      "warming ZooKeeper up with throw-away grids, until its JIT compilers are quiet and its CPU per task stops falling",
-    );
-    serverWarmup = await warmServer(ctx, config.serverWarmup);
-    log(
-      `  ${serverWarmup.rounds} rounds, ${serverWarmup.tasks} tasks, ${serverWarmup.seconds} s; JIT share of ZooKeeper's CPU in the last round: ${serverWarmup.jitShareLastRound === null ? "not measured" : `${Math.round(serverWarmup.jitShareLastRound * 100)}%`}; then ${serverWarmup.settleZkCpuUs.length} settling rounds, ZooKeeper's CPU per task (µs) ${serverWarmup.settleZkCpuUs.join(", ") || "not measured"}`,
+      `  ${serverWarmup.rounds} rounds, ${serverWarmup.tasks} tasks, ${serverWarmup.seconds} s; JIT share of ZooKeeper's CPU in the last round: ${serverWarmup.jitShareLastRound === null ? "not measured" : `${Math.round(serverWarmup.jitShareLastRound * 100)}%`}`,
     );
   }
   if (has("ceilings")) {

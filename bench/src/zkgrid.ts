@@ -626,96 +626,39 @@ export interface ServerWarmup {
   seconds: number;
   /** Share of ZooKeeper's CPU its JIT compilers took in the last round; null if not measured. */
   jitShareLastRound: number | null;
-  /** ZooKeeper's CPU per task (µs) in each settling round, in order (see warmServer). */
-  settleZkCpuUs: number[];
 }
-
-/** How the server is warmed up: the mixed rounds, then the settling rounds. */
-export interface WarmupPlan {
-  /** Tasks per mixed round. */
-  tasksPerRound: number;
-  /** At most this many mixed rounds. */
-  maxRounds: number;
-  /** No-op tasks per settling round. */
-  settleTasks: number;
-  /** At most this many settling rounds (0: none). */
-  maxSettleRounds: number;
-}
-
-/** Settling ends once this many rounds in a row set no new low in ZooKeeper's CPU per task. */
-export const SETTLED_AFTER = 5;
-
-/** A settling round's CPU per task is a new low only when it is this much under the old one. */
-const NEW_LOW = 0.95;
 
 /**
- * Warms ZooKeeper up as a server that has been running a while, in two phases.
- * 1. Mixed rounds on a throw-away grid, until its JIT compilers are done: a fresh JVM spends seconds of
- *    CPU compiling what a long-running server has long since compiled, and that would count against
- *    whichever part ran first. Each round mixes no-op and shell tasks (one in five) and then 20 lone
- *    tasks, so every request kind the grid makes is warm; this phase stops once the compilers took
- *    under 3% of the server's CPU in a round, or after `maxRounds` (all of them when the server's
- *    threads cannot be read).
- * 2. Settling rounds of no-op tasks on a throw-away grid of the parts' shape (2 workers × 100, 100 more
- *    held), until the server's CPU per task stops falling: no round set a new low (by more than 5%) in
- *    `SETTLED_AFTER` rounds in a row, or after `maxSettleRounds`. After phase 1 the compilers are
- *    quiet, yet the server's CPU per no-op task still fell from 28 to 11–15 µs over the next minute of
- *    load (2026-12-06, 7 grids of 3 rounds, `fast`); the grid's throughput rose with it, and the parts'
- *    first rounds were the slowest of their five.
+ * Runs a throw-away grid until ZooKeeper's JIT compilers are done: a fresh JVM spends seconds of CPU
+ * compiling what a long-running server has long since compiled, and that would count against
+ * whichever part ran first. Each round mixes no-op and shell tasks (one in five), so every request
+ * kind the grid makes is warm; it stops once the compilers took under 3% of the server's CPU in a
+ * round, or after `maxRounds` (all of them when the server's threads cannot be read).
  */
-export async function warmServer(ctx: GridContext, plan: WarmupPlan): Promise<ServerWarmup> {
+export async function warmServer(
+  ctx: GridContext,
+  tasksPerRound: number,
+  maxRounds: number,
+): Promise<ServerWarmup> {
   const pid = ctx.zk.pid;
+  const grid = await RunningGrid.start(ctx, "zkgrid-warmup", { workers: 2, concurrency: 50 }, {});
   const began = performance.now();
-  const warm: ServerWarmup = { rounds: 0, tasks: 0, seconds: 0, jitShareLastRound: null, settleZkCpuUs: [] };
-  const mixed = await RunningGrid.start(ctx, "zkgrid-warmup", { workers: 2, concurrency: 50 }, {});
+  const warm: ServerWarmup = { rounds: 0, tasks: 0, seconds: 0, jitShareLastRound: null };
   try {
-    while (
-      warm.rounds < plan.maxRounds &&
-      (warm.jitShareLastRound === null || warm.jitShareLastRound >= 0.03)
-    ) {
+    while (warm.rounds < maxRounds && (warm.jitShareLastRound === null || warm.jitShareLastRound >= 0.03)) {
       const before = pid === undefined ? undefined : { all: cpuTimeMs(pid) ?? 0, threads: threadCpu(pid) };
-      const shell = Math.ceil(plan.tasksPerRound / 5);
-      const tasks = [
-        ...makeTasks("noop", plan.tasksPerRound - shell, warm.tasks),
-        ...makeTasks("shell", shell),
-      ];
+      const shell = Math.ceil(tasksPerRound / 5);
+      const tasks = [...makeTasks("noop", tasksPerRound - shell, warm.tasks), ...makeTasks("shell", shell)];
       // One at a time too: a lone task takes other paths through the server than a batch.
-      await submitAll(mixed, tasks, drainTimeoutMs(tasks.length));
-      for (let i = 0; i < 20; i++) await submitAll(mixed, makeTasks("noop", 1, i), 30_000);
+      await submitAll(grid, tasks, drainTimeoutMs(tasks.length));
+      for (let i = 0; i < 20; i++) await submitAll(grid, makeTasks("noop", 1, i), 30_000);
       warm.rounds++;
       warm.tasks += tasks.length + 20;
       if (pid !== undefined && before !== undefined) warm.jitShareLastRound = jitShare(before, pid);
     }
   } finally {
-    await mixed.stop();
+    warm.seconds = round((performance.now() - began) / 1000);
+    await grid.stop();
   }
-  if (pid !== undefined && plan.maxSettleRounds > 0) {
-    const shape = { workers: 2, concurrency: 100, prefetch: 100 };
-    const settle = await RunningGrid.start(ctx, "zkgrid-settle", shape, {});
-    try {
-      let low = Number.POSITIVE_INFINITY;
-      let sinceLow = 0;
-      while (warm.settleZkCpuUs.length < plan.maxSettleRounds && sinceLow < SETTLED_AFTER) {
-        const before = cpuTimeMs(pid) ?? 0;
-        await submitAll(
-          settle,
-          makeTasks("noop", plan.settleTasks, warm.tasks),
-          drainTimeoutMs(plan.settleTasks),
-        );
-        const us = round((((cpuTimeMs(pid) ?? before) - before) / plan.settleTasks) * 1000, 1);
-        warm.settleZkCpuUs.push(us);
-        warm.tasks += plan.settleTasks;
-        if (us < low * NEW_LOW) {
-          low = us;
-          sinceLow = 0;
-        } else {
-          sinceLow++;
-        }
-      }
-    } finally {
-      await settle.stop();
-    }
-  }
-  warm.seconds = round((performance.now() - began) / 1000);
   return warm;
 }
