@@ -404,6 +404,7 @@ async function main(): Promise<number> {
       notes: [
         "durable: ZooKeeper with forceSync=yes, its data on a disk (never a RAM file system), the JVM's own defaults but -Xmx1g; Redis with appendonly yes + appendfsync always, its data on a disk. fast: ZooKeeper with forceSync=no, no request thread pools, -Xmx1g, data in RAM; Redis without persistence. All servers throw-away.",
         "Before any part but the ceilings, a throw-away grid warms ZooKeeper up until its JIT compilers take under 3% of its CPU in a round (serverWarmup), as on a server that has been running a while.",
+        "No-op and latency parts: every side is started and warmed up, then the sides take turns round by round (each side's round 1, then each side's round 2, ...), each round's order rotated by one.",
         `Scratch dir (the fast servers' data, the workers' output folders, logs): ${workDir}; on a RAM file system (/dev/shm, or ZKGRID_BENCH_SCRATCH) when there is one, under both settings.`,
         "CPU of a zkgrid worker includes its task launcher, the child process that forks its tasks.",
         "Throughput: after the warm-up, `rounds` timed rounds of `count` tasks, each round's tasks submitted at once; the median round is reported. Only timed tasks count. Latency there is mostly queueing.",
