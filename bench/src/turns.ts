@@ -26,8 +26,9 @@ export interface Side<R> {
 }
 
 /**
- * Starts every side in the order given, then runs `rounds` rounds (each announced on `log`): in round `i` the sides go in the
- * order given, rotated by `i`. A side whose start or round fails sits out the rest; the others go on.
+ * Starts every side in the order given, then runs `rounds` rounds, each announced on `log`: in round
+ * `i` the sides go in the order given, rotated by `i`. A side whose start or round fails sits out the
+ * rest; the others go on.
  * Every side is finished, in the order given, whatever happened; their results come in that order.
  */
 export async function takeTurns<R>(
