@@ -281,12 +281,9 @@ export class TaskRun {
     this.tails = { stdout: ending.stdoutTail ?? "", stderr: ending.stderrTail ?? "" };
     const { failure } = ending;
     if (failure === undefined) {
-      return {
-        ...(ending.exitCode === undefined
-          ? { signal: ending.signal ?? "unknown" }
-          : { exitCode: ending.exitCode }),
-        timedOut,
-      };
+      return ending.exitCode === undefined
+        ? { signal: ending.signal ?? "unknown", timedOut }
+        : { exitCode: ending.exitCode, timedOut };
     }
     // No process ran the program: it did not start.
     this.startedAt = undefined;

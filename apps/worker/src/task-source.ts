@@ -9,7 +9,7 @@ import {
 import { type ReadAssignment, readAssignment } from "./assignment.js";
 import { asError } from "./errors.js";
 import type { DirectTask } from "./inbox.js";
-import type { Prefetch } from "./prefetch.js";
+import type { Prefetch, ReconcileSeen } from "./prefetch.js";
 import type { Session, SessionKeeper } from "./session.js";
 import { type TaskSupervisor, taskKey } from "./supervisor.js";
 import type { WorkerEvents, WorkerState } from "./worker-events.js";
@@ -155,8 +155,9 @@ export class TaskSource {
     this.heldSession = session.id;
     this.waiting = held.size;
     if (state === "RUNNING") {
-      const seen = { running: supervisor.running, held: held.size, started };
-      this.deps.prefetch.adapt(listed === undefined ? seen : { ...seen, assigned: listed });
+      const seen: ReconcileSeen = { running: supervisor.running, held: held.size, started };
+      if (listed !== undefined) seen.assigned = listed;
+      this.deps.prefetch.adapt(seen);
     }
     session.reporter.kick();
   }

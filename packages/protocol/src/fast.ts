@@ -21,7 +21,7 @@ import {
   TASK_STATES,
   UPDATE_STATES,
 } from "./constants.js";
-import { encodedByteLength, jsonValueProblem, utf8ByteLength } from "./json.js";
+import { encodedByteLength, jsonValueProblem, surelyEncodesWithin, utf8ByteLength } from "./json.js";
 import {
   ENV_NAME_PATTERN,
   LABEL_PATTERN,
@@ -93,11 +93,15 @@ function isLabels(v: unknown): boolean {
   return true;
 }
 
+/** Whether `v` encodes to at most `maxBytes`: measured only when the bound cannot tell. */
+const encodesWithin = (v: unknown, maxBytes: number): boolean =>
+  surelyEncodesWithin(v, maxBytes) || (encodedByteLength(v) ?? Number.POSITIVE_INFINITY) <= maxBytes;
+
 function isJsonData(v: unknown, maxBytes?: number): boolean {
   if (v === null || typeof v === "boolean") return true;
   if (typeof v === "number") return Number.isFinite(v);
   if (typeof v !== "string" && jsonValueProblem(v, MAX_VALUE_DEPTH) !== undefined) return false;
-  return maxBytes === undefined || (encodedByteLength(v) ?? Number.POSITIVE_INFINITY) <= maxBytes;
+  return maxBytes === undefined || encodesWithin(v, maxBytes);
 }
 
 function isRelativePath(v: unknown): boolean {
@@ -159,7 +163,7 @@ export function isTaskSpec(v: unknown): boolean {
   if (meta !== undefined && !(isPlainObject(meta) && isJsonData(meta))) return false;
   if (!optTime(v.runAt) || (v.retry !== undefined && !isRetryPolicy(v.retry))) return false;
   if (v.replyTo !== undefined && !isValidReplyAddress(v.replyTo)) return false;
-  return (encodedByteLength(v) ?? Number.POSITIVE_INFINITY) <= MAX_TASK_BYTES;
+  return encodesWithin(v, MAX_TASK_BYTES);
 }
 
 const REQUEUED_KEYS = new Set(["attemptsUsed", "submittedAt", "notBefore", "history"]);

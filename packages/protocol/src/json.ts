@@ -78,6 +78,53 @@ export function encodedByteLength(value: unknown): number | undefined {
 }
 
 /**
+ * Whether `JSON.stringify(value)` surely takes at most `maxBytes` bytes of UTF-8, told without encoding
+ * it: an upper bound is summed over the value (a string's UTF-16 unit at most 6 bytes, as an escape; a
+ * number at most 32 characters; every key as if kept), stopping once it passes `maxBytes`. False means
+ * "not sure", never "too big": then count with {@link encodedByteLength}. A value that is not plain data
+ * (a class instance, a `toJSON`, a bigint), nesting deeper than {@link MAX_JSON_DEPTH} or a cycle gives
+ * false. The hot-path checks ask this first, so a task is not encoded once more only to be measured.
+ */
+export function surelyEncodesWithin(value: unknown, maxBytes: number): boolean {
+  return bytesBound(value, maxBytes, 0) <= maxBytes;
+}
+
+/** An upper bound on the UTF-8 bytes of `JSON.stringify(v)`; above `budget` (or infinite) once unsure. */
+function bytesBound(v: unknown, budget: number, depth: number): number {
+  switch (typeof v) {
+    case "string":
+      return 2 + 6 * v.length;
+    case "number":
+      return 32;
+    case "boolean":
+    case "undefined":
+      return 5;
+    case "object": {
+      if (v === null) return 4;
+      if (depth >= MAX_JSON_DEPTH) return Number.POSITIVE_INFINITY;
+      let total = 2;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length && total <= budget; i++)
+          total += 1 + bytesBound(v[i], budget - total, depth + 1);
+        return total;
+      }
+      const proto: unknown = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) return Number.POSITIVE_INFINITY;
+      const o = v as Record<string, unknown>;
+      if (typeof o.toJSON === "function") return Number.POSITIVE_INFINITY;
+      for (const key in o) {
+        total += 4 + 6 * key.length + bytesBound(o[key], budget - total, depth + 1);
+        if (total > budget) return total;
+      }
+      return total;
+    }
+    default:
+      // A function or symbol is left out of an object and is null in an array; a bigint cannot be encoded.
+      return typeof v === "bigint" ? Number.POSITIVE_INFINITY : 4;
+  }
+}
+
+/**
  * Why `value` is not plain JSON data, or undefined if it is. Plain data is null, booleans, finite
  * numbers, strings, arrays and plain objects (an object property that is undefined is allowed: JSON
  * drops it), nested at most `maxDepth` levels. Visits at most `maxNodes` values, so shared or cyclic

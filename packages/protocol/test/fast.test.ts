@@ -171,3 +171,34 @@ describe("fast acceptance checks", () => {
     });
   }
 });
+
+describe("a task's size", () => {
+  const check = FAST_CHECKS.get(TaskSpecSchema as never);
+  // MAX_TASK_BYTES is 64 KiB: the input is sized so that the whole task takes it, or one byte more.
+  const sized = (inputChars: number, char = "x") => ({
+    id: "t-1",
+    handler: "h",
+    input: char.repeat(inputChars),
+  });
+
+  test("is measured exactly where the bound cannot tell: 64 KiB is accepted, one byte more is not", () => {
+    const overhead = JSON.stringify(sized(0)).length;
+    const atLimit = sized(64 * 1024 - overhead);
+    expect(JSON.stringify(atLimit).length).toBe(64 * 1024);
+    expect(check?.(atLimit)).toBe(true);
+    expect(TaskSpecSchema.safeParse(atLimit).success).toBe(true);
+    const over = sized(64 * 1024 - overhead + 1);
+    expect(check?.(over)).toBe(false);
+    expect(TaskSpecSchema.safeParse(over).success).toBe(false);
+  });
+
+  test("counts escapes and multi-byte characters as encoded", () => {
+    const overhead = JSON.stringify(sized(0)).length;
+    // "\u0001" is encoded as 6 bytes, "€" as 3.
+    const escapes = sized(Math.floor((64 * 1024 - overhead) / 6) + 1, "\u0001");
+    expect(check?.(escapes)).toBe(false);
+    expect(check?.(sized(Math.floor((64 * 1024 - overhead) / 6), "\u0001"))).toBe(true);
+    expect(check?.(sized(Math.floor((64 * 1024 - overhead) / 3) + 1, "€"))).toBe(false);
+    expect(check?.(sized(Math.floor((64 * 1024 - overhead) / 3), "€"))).toBe(true);
+  });
+});

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { decodeJson, encodedByteLength, headBytes, tailBytes, utf8ByteLength } from "../src/index.js";
+import { surelyEncodesWithin } from "../src/json.js";
 import { seededRandom } from "@zkgrid/testing";
 
 const CHARS = ["a", "é", "€", "😀", "\n", "\0"];
@@ -94,5 +95,62 @@ describe("encodedByteLength", () => {
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
     expect(encodedByteLength(cyclic)).toBeUndefined();
+  });
+});
+
+describe("surelyEncodesWithin", () => {
+  const values: unknown[] = [
+    null,
+    true,
+    false,
+    0,
+    -0,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    -1.2345678901234567e-308,
+    -0.0000012345678901234567,
+    -123456789012345680000,
+    Number.MAX_VALUE,
+    Number.MIN_VALUE,
+    "",
+    '\0\u001f"\\',
+    "é€😀",
+    "\ud800 lone \udfff",
+    [undefined, () => 1, Symbol("s"), null],
+    { a: undefined, b: () => 1, c: Symbol("s"), 'k"\n': 1 },
+    { nested: [{ deep: ["é", 1.5, { x: null }] }] },
+    Object.assign(Object.create(null) as object, { a: 1 }),
+  ];
+
+  test("never says a value fits that does not: its bound is at least the exact size", () => {
+    const rand = seededRandom(7);
+    const random = Array.from({ length: 200 }, () => ({
+      t: randomText(rand, Math.floor(rand() * 50)),
+      n: (rand() - 0.5) * 10 ** Math.floor(rand() * 40 - 20),
+      a: [randomText(rand, 3), rand() > 0.5, null],
+    }));
+    for (const value of [...values, ...random]) {
+      const exact = encodedByteLength(value);
+      if (exact === undefined) continue;
+      // The smallest budget it says yes to is never below the exact size.
+      expect(surelyEncodesWithin(value, exact - 1), JSON.stringify(value)).toBe(false);
+      expect(surelyEncodesWithin(value, exact * 6 + 64)).toBe(true);
+    }
+  });
+
+  test("is not sure of what it cannot bound: cycles, deep nesting, bigints, class instances, toJSON", () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    for (const value of [cyclic, deep, 1n, [1n], new Date(0), { toJSON: () => "x" }, new Map()]) {
+      expect(surelyEncodesWithin(value, 1_000_000)).toBe(false);
+    }
+  });
+
+  test("stops once past the budget", () => {
+    const big = Array.from({ length: 100_000 }, (_, i) => ({ i }));
+    expect(surelyEncodesWithin(big, 100)).toBe(false);
+    expect(surelyEncodesWithin(big, 10_000_000)).toBe(true);
   });
 });
