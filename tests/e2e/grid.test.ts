@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { waitFor } from "@zkgrid/testing";
@@ -199,13 +200,16 @@ describe("the grid, end to end with real processes", () => {
   it("a task id or worker name built to escape is refused and nothing is written outside", async () => {
     const g = start();
     g.master("m1");
-    const outside = resolve(g.dir, "..", "x");
+    // A name of its own: a stray "x" beside the test's dir, left by anything else, proves nothing.
+    const name = `x-${randomUUID().slice(0, 8)}`;
+    const outside = resolve(g.dir, "..", name);
+    expect(existsSync(outside)).toBe(false);
 
-    const viaFlag = await g.submit(["--cmd", "echo no", "--id", "../x"]);
+    const viaFlag = await g.submit(["--cmd", "echo no", "--id", `../${name}`]);
     expect(viaFlag.code).toBe(2);
     expect(viaFlag.stderr).toMatch(/id/);
 
-    const badWorker = g.worker("../x");
+    const badWorker = g.worker(`../${name}`);
     expect(await badWorker.exited).toBe(2);
     expect(badWorker.output()).toMatch(/worker name/i);
 
@@ -216,14 +220,14 @@ describe("the grid, end to end with real processes", () => {
       v: 1,
       batchId: "b-raw",
       submittedAt: Date.now(),
-      tasks: [{ id: "../x", cmd: "echo escaped" }],
+      tasks: [{ id: `../${name}`, cmd: "echo escaped" }],
     };
     await zk.create(`${g.layout.queue}/q`, JSON.stringify(raw), "persistent-sequential");
     await waitFor(async () => (await g.results()).some((r) => r.state === "rejected"), { timeoutMs: 30_000 });
     const rejected = (await g.results()).find((r) => r.state === "rejected");
     expect(rejected?.reason).toMatch(/id/);
     expect(existsSync(outside)).toBe(false);
-    expect(existsSync(join(g.dir, "x"))).toBe(false);
+    expect(existsSync(join(g.dir, name))).toBe(false);
   });
 
   it("a cancelled task never runs if queued, and is stopped if running", async () => {

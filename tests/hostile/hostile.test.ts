@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
-import type { ZkClient } from "@zkgrid/core";
+import { isNoNode, type ZkClient } from "@zkgrid/core";
 import {
   encodeWorkerRegistration,
   isValidTaskId,
@@ -315,14 +315,26 @@ describe("hostile input written straight into ZooKeeper", () => {
       await zk.create(`${layout.queue}/${name}`, JSON.stringify(batchOf([validTask(`odd-${i}`)])));
       await zk.create(`${layout.queue}/${name}-garbage`, Buffer.from([0xff, 0xfe]));
     }
-    // A queue node with a child cannot be deleted; its task still runs once.
-    const withChild = await zk.create(
-      `${layout.queue}/q`,
-      JSON.stringify(batchOf([validTask("parent-0")])),
-      "persistent-sequential",
-    );
-    await zk.create(`${withChild}/child`, "x");
-    valid.add("parent-0");
+    // A queue node with a child cannot be deleted; its task still runs once. The child can only be
+    // made after the node, and a leader that is quick enough hands the task out and deletes the node in
+    // between: then that task ran as any other, and the next try makes another node.
+    for (let attempt = 0; ; attempt++) {
+      const id = `parent-${attempt}`;
+      const withChild = await zk.create(
+        `${layout.queue}/q`,
+        JSON.stringify(batchOf([validTask(id)])),
+        "persistent-sequential",
+      );
+      valid.add(id);
+      const made = await zk.create(`${withChild}/child`, "x").then(
+        () => true,
+        (err: unknown) => {
+          if (isNoNode(err) && attempt < 20) return false;
+          throw err;
+        },
+      );
+      if (made) break;
+    }
 
     const all = await c.waitForResults(valid, 90_000);
     const results = byId(all);
