@@ -86,9 +86,8 @@ export function readAssignment(
 }
 
 /**
- * An assignment as read, with nothing refused. Written out, not as `{ ...fields, refused }`: in optimized
- * code V8 gives each object a spread followed by new keys makes a map of its own (see `copyWithId` in
- * `@zkgrid/submit`), and every read of it would miss its inline caches.
+ * An assignment as read, with nothing refused. Written out, not as `{ ...fields, refused }`: V8 gives
+ * each object a spread followed by new keys makes a map of its own (bench/README.md, "A map per task").
  */
 function readOf(a: Assignment, tasks: AssignedTask[] = a.tasks): ReadAssignment {
   return { epoch: a.epoch, worker: a.worker, session: a.session, tasks, refused: [], unreportable: [] };
