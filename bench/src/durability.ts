@@ -6,7 +6,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { accessSync, constants as fsConstants, mkdirSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startServer, type ZkServer, type ZooKeeperInstallation } from "@zkgrid/testing";
 import { REPO } from "./context.js";
@@ -38,6 +38,34 @@ export const ZOOKEEPER_JVM_FLAGS: Record<Durability, string[]> = {
   fast: ["-Xmx1g", ...Object.entries(NO_REQUEST_POOLS).map(([key, value]) => `-Dzookeeper.${key}=${value}`)],
 };
 
+/**
+ * The CPU the `fast` server's threads are held to (`taskset`), or undefined to leave them free: the
+ * machine's last one, on a machine of 2 to 4. ZooKeeper hands each request from thread to thread (its
+ * network thread, the request processors); on a small VM each hand-off to a thread on the other core
+ * costs a wake-up across cores, and on one core it is a plain switch (bench/README.md, "The fast
+ * server on one core", gives the runs). `ZKGRID_BENCH_ZK_CPU=all` leaves them free; a number picks
+ * that CPU; anything else throws, naming it.
+ */
+export function fastServerCpu(): number | undefined {
+  const chosen = process.env.ZKGRID_BENCH_ZK_CPU;
+  const cpus = availableParallelism();
+  if (chosen === "all") return undefined;
+  if (chosen !== undefined && chosen !== "") {
+    const cpu = /^[0-9]+$/.test(chosen) ? Number(chosen) : Number.NaN;
+    if (!(cpu < cpus))
+      throw new Error(`ZKGRID_BENCH_ZK_CPU=${chosen}: expected "all" or a CPU number 0..${cpus - 1}`);
+    return cpu;
+  }
+  return cpus >= 2 && cpus <= 4 ? cpus - 1 : undefined;
+}
+
+/** Holds every thread of process `pid` (and those it makes later) to one CPU, with util-linux's taskset. */
+function pinToCpu(pid: number, cpu: number): void {
+  execFileSync("taskset", ["--all-tasks", "--cpu-list", "--pid", String(cpu), String(pid)], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+}
+
 /** What was run, for the JSON and the tables. */
 export interface DurabilitySettings {
   durability: Durability;
@@ -48,6 +76,8 @@ export interface DurabilitySettings {
     filesystem: string;
     /** The server's JVM arguments as it runs (from /proc), up to the class path. */
     jvmArgs: string[];
+    /** The one CPU its threads are held to (`fast` on a small machine), or undefined: all of them. */
+    cpu?: number;
   };
   redis?: { persistence: RedisPersistence; dataDir: string; filesystem: string };
 }
@@ -120,13 +150,17 @@ function jvmArgs(pid: number | undefined): string[] {
   }
 }
 
-/** Starts the setting's ZooKeeper with its data in `dir` (lone-trace starts its own this way too). */
-export function startZooKeeper(
+/**
+ * Starts the setting's ZooKeeper with its data in `dir` (lone-trace starts its own this way too); the
+ * `fast` one held to one CPU on a small machine (`fastServerCpu`).
+ */
+export async function startZooKeeper(
   durability: Durability,
   dir: string,
   zookeeper?: ZooKeeperInstallation,
-): Promise<ZkServer> {
-  return startServer({
+): Promise<{ server: ZkServer; cpu: number | undefined }> {
+  const cpu = durability === "fast" ? fastServerCpu() : undefined;
+  const server = await startServer({
     ...(zookeeper === undefined ? {} : { zookeeper }),
     jvmFlags: ZOOKEEPER_JVM_FLAGS[durability],
     dir,
@@ -135,6 +169,16 @@ export function startZooKeeper(
     // this machine (ZooKeeper's default allows 60).
     config: { forceSync: durability === "durable" ? "yes" : "no", maxClientCnxns: 0 },
   });
+  if (cpu !== undefined) {
+    try {
+      if (server.pid === undefined) throw new Error("the server has no pid");
+      pinToCpu(server.pid, cpu);
+    } catch (error) {
+      await server.stop().catch(() => {});
+      throw new Error(`could not hold ZooKeeper to CPU ${cpu} with taskset: ${String(error)}`);
+    }
+  }
+  return { server, cpu };
 }
 
 /**
@@ -153,7 +197,7 @@ export async function startServers(
 ): Promise<DurabilityServers> {
   const durable = durability === "durable";
   const base = join(durable ? options.diskDir : options.ramDir, durability);
-  const zk = await startZooKeeper(durability, join(base, "zookeeper"), options.zookeeper);
+  const { server: zk, cpu } = await startZooKeeper(durability, join(base, "zookeeper"), options.zookeeper);
   const settings: DurabilitySettings = {
     durability,
     zookeeper: {
@@ -161,6 +205,7 @@ export async function startServers(
       dataDir: zk.dataDir,
       filesystem: filesystemOf(zk.dataDir),
       jvmArgs: jvmArgs(zk.pid),
+      ...(cpu === undefined ? {} : { cpu }),
     },
   };
   if (!options.withRedis) return { zk, settings };
@@ -179,7 +224,8 @@ export async function startServers(
 
 /** One line for the log and the tables. */
 export function describeSettings(s: DurabilitySettings): string {
-  const zk = `ZooKeeper forceSync=${s.zookeeper.forceSync ? "yes" : "no"}, data on ${s.zookeeper.filesystem} (${s.zookeeper.dataDir}), JVM ${s.zookeeper.jvmArgs.filter((a) => a.startsWith("-X")).join(" ")}`;
+  const cpu = s.zookeeper.cpu === undefined ? "" : `, its threads on CPU ${s.zookeeper.cpu} only`;
+  const zk = `ZooKeeper forceSync=${s.zookeeper.forceSync ? "yes" : "no"}, data on ${s.zookeeper.filesystem} (${s.zookeeper.dataDir}), JVM ${s.zookeeper.jvmArgs.filter((a) => a.startsWith("-X")).join(" ")}${cpu}`;
   const redis =
     s.redis === undefined
       ? ""

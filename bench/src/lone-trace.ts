@@ -26,7 +26,7 @@ import { connectGrid, type GridClient, type TaskStatus } from "@zkgrid/submit";
 import type { ZkServer } from "@zkgrid/testing";
 import { BINS } from "./context.js";
 import { directFloorRound } from "./direct-floor.js";
-import { type Durability, diskRoot, scratchRoot, startZooKeeper } from "./durability.js";
+import { type Durability, diskRoot, fastServerCpu, scratchRoot, startZooKeeper } from "./durability.js";
 import { configFor } from "./plan.js";
 import { GuardedProcess } from "./processes.js";
 import { toolArgs } from "./tool-args.js";
@@ -322,7 +322,7 @@ async function oneRun(
   // A data dir of each run's own (a run must not find the result nodes of the one before), where the
   // bench keeps the setting's: on a disk for durable, in RAM for fast.
   const dir = mkdtempSync(join(setting === "durable" ? diskRoot() : scratchRoot(), "lone-trace-"));
-  const zk = await startZooKeeper(setting, join(dir, "zookeeper"));
+  const { server: zk } = await startZooKeeper(setting, join(dir, "zookeeper"));
   const root = `/lone-trace-${randomUUID().slice(0, 8)}`;
   const common = ["--connect", zk.connectString, "--root", root];
   const logFile = `/tmp/lone-trace-${process.pid}.log`;
@@ -416,7 +416,8 @@ Options:
   --concurrency <n>  tasks each worker runs at once (default 100)
   --defaults         start the master and workers without tuning flags
   --durable          the bench's durable server: forceSync on, data on a disk, the JVM's defaults but a
-                     1 GiB heap (default: its fast one: forceSync off, data in RAM, no request pools)
+                     1 GiB heap (default: its fast one: forceSync off, data in RAM, no request pools,
+                     its threads on one CPU on a machine of 2 to 4; ZKGRID_BENCH_ZK_CPU=all frees them)
   --cold             skip the server's warm-up (default: warm it up as the bench does, with a throw-away
                      grid until its JIT compilers are quiet, about a minute and a half)
   --node-flags <s>   flags for every Node process started, e.g. "--cpu-prof --cpu-prof-dir /tmp/p"
@@ -472,7 +473,15 @@ async function main(): Promise<void> {
     nodeFlags: values["node-flags"].split(" ").filter((flag) => flag !== ""),
   };
   const setting: Durability = values.durable === true ? "durable" : "fast";
-  const zkSetting = `${setting === "durable" ? "durable (forceSync on, data on a disk)" : "fast (forceSync off, data in RAM)"}, ${values.cold ? "cold" : "warmed up"}`;
+  let cpu: number | undefined;
+  try {
+    cpu = fastServerCpu();
+  } catch (error) {
+    console.error((error as Error).message);
+    process.exit(2);
+  }
+  const fast = `fast (forceSync off, data in RAM${cpu === undefined ? "" : `, its threads on CPU ${cpu}`})`;
+  const zkSetting = `${setting === "durable" ? "durable (forceSync on, data on a disk)" : fast}, ${values.cold ? "cold" : "warmed up"}`;
   const done: Run[] = [];
   const directOverFloor = (run: Run): number | undefined => {
     const p50 = (route: Route) => run.figures.find((f) => f.route === route)?.p50;

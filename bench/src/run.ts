@@ -21,6 +21,7 @@ import {
   describeSettings,
   diskRoot,
   scratchRoot,
+  fastServerCpu,
   startServers,
 } from "./durability.js";
 import { configFor, PARTS, type Part, runPass } from "./plan.js";
@@ -43,8 +44,8 @@ and Redis, under each durability setting. Prints the tables and ratios; writes <
 Durability settings:
   durable          ZooKeeper as installed: forceSync=yes, data on disk, the JVM's defaults but a 1 GiB
                    heap; Redis with appendonly yes + appendfsync always, data on disk
-  fast             ZooKeeper with forceSync=no, tuned threads, data in RAM (/dev/shm); Redis without
-                   persistence
+  fast             ZooKeeper with forceSync=no, tuned threads (on one CPU on a machine of 2 to 4 cores),
+                   data in RAM (/dev/shm); Redis without persistence
 
 Options:
   --quick          one smaller run, a minute or two after the build (no scale test, one BullMQ shape)
@@ -90,7 +91,9 @@ Examples:
 Environment:
   ZKGRID_BENCH_SCRATCH  a RAM directory for the fast servers and the scratch files (default /dev/shm)
   ZKGRID_BENCH_DISK     a disk directory for the durable servers' data (default the temp dir when it
-                   is on a disk, else bench/.disk)`;
+                   is on a disk, else bench/.disk)
+  ZKGRID_BENCH_ZK_CPU   the CPU the fast ZooKeeper's threads are held to (default the last one on a
+                   machine of 2 to 4 cores, else none), or "all" to leave them free`;
 
 /** Everything one durability setting produced in one run. */
 interface DurabilityPass {
@@ -180,6 +183,12 @@ async function main(): Promise<number> {
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
+  }
+  try {
+    fastServerCpu();
+  } catch (error) {
+    process.stderr.write(`bench: ${(error as Error).message}\n`);
+    return 2;
   }
   for (const [what, path] of Object.entries(BINS)) {
     if (!existsSync(path)) {

@@ -15,11 +15,12 @@ interface Ran {
   stderr: string;
 }
 
-async function runTool(tool: string, args: string[]): Promise<Ran> {
+async function runTool(tool: string, args: string[], env: Record<string, string> = {}): Promise<Ran> {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [`bench/dist/${tool}`, ...args], {
       cwd: repo,
       timeout: 30_000,
+      env: { ...process.env, ...env },
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -66,4 +67,16 @@ describe("the bench's tools", () => {
     expect(ran.code).toBe(2);
     expect(ran.stderr).toContain('--runs must be a whole number 1..20, got "0"');
   });
+
+  for (const tool of ["run.js", "lone-trace.js"]) {
+    it(`${tool} refuses a ZKGRID_BENCH_ZK_CPU that is not a CPU of this machine, before any server`, async () => {
+      for (const value of ["9999", "-1", "first"]) {
+        const ran = await runTool(tool, [], { ZKGRID_BENCH_ZK_CPU: value });
+        expect(ran.code).toBe(2);
+        expect(ran.stderr).toContain(`ZKGRID_BENCH_ZK_CPU=${value}: expected "all" or a CPU number 0..`);
+        expect(ran.stderr).not.toMatch(/\n\s+at /);
+        expect(ran.stdout).not.toMatch(/ZooKeeper|warming/);
+      }
+    });
+  }
 });
