@@ -206,11 +206,11 @@ export async function zkDirectFloor(
     );
     try {
       await station.waitForLine(/^ready$/, 30_000);
-      const once = (i: number): Promise<number> => directFloorRound(zk, `${dir}/t${i}`, String(i));
+      const once = (i: number): Promise<number> => directFloorRound(zk, dir, `t${i}`, String(i));
       return await timedFloor(
         "zk-direct",
         (p50) =>
-          `ZooKeeper floor of a direct task: a create seen by another process through a child watch, an answer written over it and seen through a data watch (p50 ${p50} ms)`,
+          `ZooKeeper floor of a direct task: a create (the task in its name) seen by another process through a child watch, an answer written over it and seen through a data watch (p50 ${p50} ms)`,
         warmup,
         count,
         once,

@@ -1,7 +1,9 @@
 /**
  * The worker of the direct-path floor: `node inbox-station.js <connect> <dir>` watches the children of
- * `dir`; for each new node it reads it and writes an answer over it (a conditional set under version
- * 0), as a worker answers a direct task with nothing to run. Prints `ready` once its watch is armed.
+ * `dir`; for each new node it writes an answer over it (a conditional set under version 0), as a worker
+ * answers a direct task with nothing to run. Like a worker, it takes the task from a node's name
+ * (`<id>~<base64url>`) after its watch's first listing, and reads any other node first. Prints `ready`
+ * once its watch is armed.
  */
 import { connect } from "@zkgrid/core";
 
@@ -15,6 +17,7 @@ const zk = await connect({ connectString });
 const seen = new Set<string>();
 let ready = false;
 for await (const change of zk.watchChildren(dir)) {
+  const first = !ready;
   if (!ready) {
     ready = true;
     process.stdout.write("ready\n");
@@ -24,6 +27,14 @@ for await (const change of zk.watchChildren(dir)) {
     if (seen.has(name)) continue;
     seen.add(name);
     const path = `${dir}/${name}`;
+    const at = name.indexOf("~");
+    if (!first && at >= 0) {
+      const task = Buffer.from(name.slice(at + 1), "base64url");
+      zk.set(path, Buffer.concat([task, task]), 0).catch((error: unknown) =>
+        process.stderr.write(`inbox-station: ${String(error)}\n`),
+      );
+      continue;
+    }
     zk.get(path)
       .then(({ data, stat }) =>
         stat.version === 0 ? zk.set(path, Buffer.concat([data, data]), 0) : undefined,

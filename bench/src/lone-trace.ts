@@ -22,6 +22,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { inboxNodeId } from "@zkgrid/protocol";
 import { connectGrid, type GridClient, type TaskStatus } from "@zkgrid/submit";
 import type { ZkServer } from "@zkgrid/testing";
 import { BINS } from "./context.js";
@@ -113,7 +114,11 @@ async function writeStamps(
   if (route === "direct") {
     const dirs = await client.zk.getChildren(layout.inbox).catch(() => [] as string[]);
     for (const dir of dirs) {
-      const stat = await client.zk.exists(`${layout.inbox}/${dir}/${id}`).catch(() => null);
+      // The node's name is the id, or the id and the task (inboxNodeName).
+      const names = await client.zk.getChildren(`${layout.inbox}/${dir}`).catch(() => [] as string[]);
+      const name = names.find((n) => inboxNodeId(n) === id);
+      if (name === undefined) continue;
+      const stat = await client.zk.exists(`${layout.inbox}/${dir}/${name}`).catch(() => null);
       if (stat !== null) return { written: stat.ctime, answered: stat.mtime };
     }
     return {};
@@ -175,7 +180,7 @@ async function submitAndWait(client: GridClient, route: Route, i: number): Promi
 
 /**
  * The direct path's floor beside the grid, on the same server: an inbox station (a process of its own)
- * watches a dir, reads each new node and answers over it; the submitter reads the answer through a
+ * watches a dir, takes each new node's task from its name and answers over it; the submitter reads the answer through a
  * data watch and deletes the node, as the bench's zk-direct floor does.
  */
 class FloorStation {
@@ -200,7 +205,7 @@ class FloorStation {
 
   /** One round; its time as the bench's zk-direct floor counts it (the watch's end and the delete after). */
   once(i: number): Promise<number> {
-    return directFloorRound(this.client.zk, `${this.dir}/t${i}-${Date.now()}`, String(i));
+    return directFloorRound(this.client.zk, this.dir, `t${i}-${Date.now()}`, String(i));
   }
 
   stop(): Promise<void> {

@@ -22,6 +22,7 @@ import {
   encodeSubmitBatch,
   type GridLayout,
   gridLayout,
+  inboxNodeName,
   packSubmitBatches,
   parseSequence,
   type TaskSpec,
@@ -298,13 +299,16 @@ export class Cluster {
    * Submits one task straight into `worker`'s inbox for `session`, as a submitter of direct tasks
    * would. A failed create is tried again like submit(); a node (or result) found on a retry is the one
    * a lost reply created (ids are unique here). Resolves false when the inbox is gone (NONODE): the
-   * caller queues the task instead.
+   * caller queues the task instead. A task of at most MAX_NAMED_BATCH_BYTES rides in the node's name,
+   * as the client library sends it, unless `inData`.
    */
-  async submitDirect(task: TaskSpec, worker: string, session: string): Promise<boolean> {
-    const path = this.layout.inboxTask(worker, session, task.id);
+  async submitDirect(task: TaskSpec, worker: string, session: string, inData = false): Promise<boolean> {
     const [batch] = packSubmitBatches([task], { submitter: "chaos" });
     if (!batch) throw new Error(`task ${task.id} packs into no batch`);
-    const data = encodeSubmitBatch(batch);
+    const encoded = encodeSubmitBatch(batch);
+    const name = inData ? task.id : inboxNodeName(task.id, encoded);
+    const path = `${this.layout.inboxDir(worker, session)}/${name}`;
+    const data = name === task.id ? encoded : Buffer.alloc(0);
     const deadline = Date.now() + 180_000;
     for (let retry = false; ; retry = true) {
       if (this.closed) throw new Error("the cluster is closed");

@@ -426,11 +426,15 @@ export class ChaosRun {
     }
   }
 
-  /** Puts `task` in a live worker session's inbox; false when there is none or its inbox is gone. */
+  /**
+   * Puts `task` in a live worker session's inbox (one in four with the task in the node's data, the
+   * rest in its name when small enough); false when there is none or its inbox is gone.
+   */
   private async submitDirect(task: TaskSpec): Promise<boolean> {
     const sessions = await this.c.retry(() => this.c.workerSessions(), "the workers' sessions", 180_000);
     const target = sessions[Math.floor(this.directRnd() * sessions.length)];
-    if (target && (await this.c.submitDirect(task, target.worker, target.session))) return true;
+    const inData = this.directRnd() < 0.25;
+    if (target && (await this.c.submitDirect(task, target.worker, target.session, inData))) return true;
     this.directQueued++;
     return false;
   }

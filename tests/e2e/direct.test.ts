@@ -2,7 +2,14 @@ import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ZkClient } from "@zkgrid/core";
-import { decodeInboxNode, encodeSubmitBatch, type TaskSpec, type TaskStatus } from "@zkgrid/protocol";
+import {
+  decodeInboxNode,
+  encodeSubmitBatch,
+  inboxNodeId,
+  inboxNodeName,
+  type TaskSpec,
+  type TaskStatus,
+} from "@zkgrid/protocol";
 import { connectGrid } from "@zkgrid/submit";
 import { waitFor } from "@zkgrid/testing";
 import { afterEach, describe, expect, it } from "vitest";
@@ -40,8 +47,12 @@ async function pausableLeader(g: TestGrid): Promise<{ m1: Proc; session: string 
 }
 
 /** Waits until the inbox node at `path` holds its worker's answer. */
-async function answered(zk: ZkClient, id: string, path: string): Promise<void> {
-  await waitFor(async () => decodeInboxNode(id, (await zk.get(path)).data).kind === "outcome", {
+async function answered(zk: ZkClient, name: string, path: string): Promise<void> {
+  const kind = async () => {
+    const { data, stat } = await zk.get(path);
+    return decodeInboxNode(name, data, stat.version).kind;
+  };
+  await waitFor(async () => (await kind()) === "outcome", {
     timeoutMs: 30_000,
     message: "the worker's answer over the node",
   });
@@ -49,23 +60,33 @@ async function answered(zk: ZkClient, id: string, path: string): Promise<void> {
 
 interface Sent {
   path: string;
+  /** The node's name: the task's id, or the id and the task (`inboxNodeName`). */
+  name: string;
   task: TaskSpec;
   submittedAt: number;
   /** Every state the node was seen in, in order (null: deleted). */
   seen: Array<{ data: Buffer; ctime: number; version: number } | null>;
 }
 
-/** Puts `task` in `worker@session`'s inbox as a submitter would, and watches its node from then on. */
-async function putDirect(g: TestGrid, worker: string, session: string, task: TaskSpec): Promise<Sent> {
+/**
+ * Puts `task` in `worker@session`'s inbox as a submitter would, and watches its node from then on: the
+ * task in the node's name with no data (as a submitter sends a small task), or in its data.
+ */
+async function putDirect(
+  g: TestGrid,
+  worker: string,
+  session: string,
+  task: TaskSpec,
+  carried: "in its name" | "in its data" = "in its name",
+): Promise<Sent> {
   const zk = await g.zk();
-  const path = g.layout.inboxTask(worker, session, task.id);
   const submittedAt = Date.now();
-  await zk.create(
-    path,
-    encodeSubmitBatch({ v: 1, batchId: randomUUID(), submittedAt, tasks: [task] }),
-    "persistent",
-  );
-  return { path, task, submittedAt, seen: watchNode(zk, path) };
+  const batch = encodeSubmitBatch({ v: 1, batchId: randomUUID(), submittedAt, tasks: [task] });
+  const name = carried === "in its name" ? inboxNodeName(task.id, batch) : task.id;
+  expect(name === task.id).toBe(carried === "in its data");
+  const path = `${g.layout.inboxDir(worker, session)}/${name}`;
+  await zk.create(path, name === task.id ? batch : Buffer.alloc(0), "persistent");
+  return { path, name, task, submittedAt, seen: watchNode(zk, path) };
 }
 
 function watchNode(zk: ZkClient, path: string): Sent["seen"] {
@@ -88,7 +109,7 @@ function watchNode(zk: ZkClient, path: string): Sent["seen"] {
 /** The worker's answer in one seen state: its final status, "declined" (the task written back), or undefined. */
 function answerIn(sent: Sent, state: Sent["seen"][number]): TaskStatus | "declined" | undefined {
   if (state === null) return undefined;
-  const node = decodeInboxNode(sent.task.id, state.data);
+  const node = decodeInboxNode(sent.name, state.data, state.version);
   if (node.kind === "outcome") return node.status;
   return node.kind === "task" && state.version > 0 ? "declined" : undefined;
 }
@@ -138,65 +159,81 @@ async function expectW1StillRunsDirect(g: TestGrid, w1: Proc, session: string, i
 }
 
 describe("direct tasks put in a worker session's inbox", () => {
-  it("a direct task runs once at once, its answer lands over its node, and the leader's result equals the one built from that answer", async () => {
-    const { g, session } = await m1AndW1(["--concurrency", "2"]);
-    const log = join(g.dir, "direct-runs.log");
-    const task: TaskSpec = {
-      id: "d1",
-      cmd: `echo ran >> ${log}; echo hello direct`,
-      meta: { owner: "tests" },
-    };
+  it.each(["in its name", "in its data"] as const)(
+    "a direct task carried %s runs once at once, its answer lands over its node, and the leader's result equals the one built from that answer",
+    async (carried) => {
+      const { g, session } = await m1AndW1(["--concurrency", "2"]);
+      const log = join(g.dir, "direct-runs.log");
+      const task: TaskSpec = {
+        id: "d1",
+        cmd: `echo ran >> ${log}; echo hello direct`,
+        meta: { owner: "tests" },
+      };
 
-    const sent = await putDirect(g, "w1", session, task);
-    const { status, ctime } = await statusOf(sent);
-    expect(status).toMatchObject({
-      v: 1,
-      id: "d1",
-      attempt: 1,
-      state: "succeeded",
-      exitCode: 0,
-      worker: "w1",
-      submittedAt: sent.submittedAt,
-      assignedAt: ctime,
-      meta: { owner: "tests" },
-    });
-    expect(status.startedAt).toBeTypeOf("number");
+      const sent = await putDirect(g, "w1", session, task, carried);
+      const { status, ctime } = await statusOf(sent);
+      // Taken from the name without a read, the task's assignedAt is the worker's clock as it saw the node.
+      const assignedAt = carried === "in its data" ? ctime : status.assignedAt;
+      expect(status.assignedAt).toBeGreaterThanOrEqual(sent.submittedAt);
+      expect(status.assignedAt).toBeLessThanOrEqual(status.startedAt ?? 0);
+      expect(status).toMatchObject({
+        v: 1,
+        id: "d1",
+        attempt: 1,
+        state: "succeeded",
+        exitCode: 0,
+        worker: "w1",
+        submittedAt: sent.submittedAt,
+        assignedAt,
+        meta: { owner: "tests" },
+      });
+      expect(status.startedAt).toBeTypeOf("number");
 
-    // The leader records the answer as it is: the submitter and R/results agree.
-    const results = await g.waitForResults(["d1"]);
-    expect(results.get("d1")).toEqual(status);
+      // The leader records the answer as it is: the submitter and R/results agree.
+      const results = await g.waitForResults(["d1"]);
+      expect(results.get("d1")).toEqual(status);
 
-    const zk = await g.zk();
-    expect(await zk.exists(sent.path)).toBeNull();
-    expect(await zk.exists(g.layout.inboxDir("w1", session))).not.toBeNull();
-    const folder = join(g.dir, "w1", "d1");
-    expect(existsSync(folder)).toBe(true);
-    expect(readFileSync(join(folder, "stdout.txt"), "utf8")).toBe("hello direct\n");
-    expect(lines(readFileSync(log, "utf8"))).toEqual(["ran"]);
-    expect(countIds(await g.results()).get("d1")).toHaveLength(1);
-  });
+      const zk = await g.zk();
+      expect(await zk.exists(sent.path)).toBeNull();
+      expect(await zk.exists(g.layout.inboxDir("w1", session))).not.toBeNull();
+      const folder = join(g.dir, "w1", "d1");
+      expect(existsSync(folder)).toBe(true);
+      expect(readFileSync(join(folder, "stdout.txt"), "utf8")).toBe("hello direct\n");
+      expect(lines(readFileSync(log, "utf8"))).toEqual(["ran"]);
+      expect(countIds(await g.results()).get("d1")).toHaveLength(1);
+    },
+  );
 
-  it("a worker with no free slot declines a direct task by writing it back unchanged, and the task then runs through the queue as attempt 1", async () => {
-    const g = start();
-    g.master("m1");
-    g.worker("w1", ["--concurrency", "1"]);
-    const session = await sessionOf(g, "w1");
-    const busy = join(g.dir, "busy.started");
-    const sentBusy = await g.submit([], JSON.stringify({ id: "busy", cmd: `touch ${busy}; sleep 3` }));
-    expect(sentBusy.code).toBe(0);
-    await waitFor(() => existsSync(busy), { timeoutMs: 30_000, message: "the busy task to start" });
+  it.each(["in its name", "in its data"] as const)(
+    "a worker with no free slot declines a direct task carried %s by writing it back unchanged, and the task then runs through the queue as attempt 1",
+    async (carried) => {
+      const g = start();
+      g.master("m1");
+      g.worker("w1", ["--concurrency", "1"]);
+      const session = await sessionOf(g, "w1");
+      const busy = join(g.dir, "busy.started");
+      const sentBusy = await g.submit([], JSON.stringify({ id: "busy", cmd: `touch ${busy}; sleep 3` }));
+      expect(sentBusy.code).toBe(0);
+      await waitFor(() => existsSync(busy), { timeoutMs: 30_000, message: "the busy task to start" });
 
-    const sent = await putDirect(g, "w1", session, { id: "later", cmd: "echo later" });
-    const { answer } = await answerOf(sent);
-    expect(answer).toBe("declined");
+      const sent = await putDirect(g, "w1", session, { id: "later", cmd: "echo later" }, carried);
+      const { answer } = await answerOf(sent);
+      expect(answer).toBe("declined");
+      // Unchanged: the same data (none, when the name carries the task) at version 1.
+      const declined = sent.seen.find((state) => state !== null && state.version === 1);
+      const first = sent.seen[0];
+      expect(first?.version).toBe(0);
+      expect(declined?.data.equals(first?.data ?? Buffer.from("x"))).toBe(true);
+      expect(declined?.data.length === 0).toBe(carried === "in its name");
 
-    const results = await g.waitForResults(["busy", "later"]);
-    expect(results.get("busy")).toMatchObject({ state: "succeeded", attempt: 1 });
-    expect(results.get("later")).toMatchObject({ state: "succeeded", attempt: 1, worker: "w1" });
-    expect(readFileSync(join(g.dir, "w1", "later", "stdout.txt"), "utf8")).toBe("later\n");
-    const counts = countIds(await g.results());
-    expect(counts.get("later")).toHaveLength(1);
-  });
+      const results = await g.waitForResults(["busy", "later"]);
+      expect(results.get("busy")).toMatchObject({ state: "succeeded", attempt: 1 });
+      expect(results.get("later")).toMatchObject({ state: "succeeded", attempt: 1, worker: "w1" });
+      expect(readFileSync(join(g.dir, "w1", "later", "stdout.txt"), "utf8")).toBe("later\n");
+      const counts = countIds(await g.results());
+      expect(counts.get("later")).toHaveLength(1);
+    },
+  );
 
   it("cancelling a running direct task ends it cancelled, kills its process and deletes its node, and the worker keeps serving", async () => {
     const { g, w1, session } = await m1AndW1();
@@ -269,12 +306,30 @@ describe("direct tasks put in a worker session's inbox", () => {
       ],
     };
     await zk.create(g.layout.inboxTask("w1", session, "two"), JSON.stringify(two), "persistent");
+    // Names that carry a task: one not in base64url, one of another id, one with no task at all.
+    const inbox = g.layout.inboxDir("w1", session);
+    await zk.create(`${inbox}/bad-name~not*base64`, Buffer.alloc(0), "persistent");
+    const other = encodeSubmitBatch({
+      v: 1,
+      batchId: randomUUID(),
+      submittedAt: Date.now(),
+      tasks: [{ id: "other", cmd: "echo other" }],
+    });
+    await zk.create(`${inbox}/${inboxNodeName("other", other).replace(/^other/, "mask")}`, "", "persistent");
+    await zk.create(`${inbox}/empty~${Buffer.from("{}").toString("base64url")}`, "", "persistent");
 
-    const results = await g.waitForResults(["bad-json", "two"]);
+    const results = await g.waitForResults(["bad-json", "two", "bad-name", "mask", "empty"]);
     expect(results.get("bad-json")).toMatchObject({ state: "rejected" });
     expect(results.get("bad-json")?.reason).toMatch(/JSON/i);
     expect(results.get("two")).toMatchObject({ state: "rejected" });
     expect(results.get("two")?.reason).toMatch(/exactly one task/);
+    expect(results.get("bad-name")).toMatchObject({ state: "rejected" });
+    expect(results.get("bad-name")?.reason).toMatch(/not base64url/);
+    expect(results.get("mask")).toMatchObject({ state: "rejected" });
+    expect(results.get("mask")?.reason).toMatch(/tasks\[0\]\.id: expected "mask"/);
+    expect(results.get("empty")).toMatchObject({ state: "rejected" });
+    expect(results.get("empty")?.reason).toMatch(/v: required/);
+    for (const id of ["mask", "other", "empty"]) expect(existsSync(join(g.dir, "w1", id))).toBe(false);
     await waitFor(async () => (await zk.getChildren(g.layout.inboxDir("w1", session))).length === 0, {
       timeoutMs: 30_000,
       message: "the invalid nodes to be deleted",
@@ -297,15 +352,15 @@ describe("direct tasks put in a worker session's inbox", () => {
     });
 
     g.master("m1");
-    const { status, ctime } = await statusOf(sent);
+    const { status } = await statusOf(sent);
     // The answer carries all the task's status needs: its submit time and meta survive.
     expect(status).toMatchObject({
       state: "succeeded",
       attempt: 1,
       submittedAt: sent.submittedAt,
-      assignedAt: ctime,
       meta: { kept: true },
     });
+    expect(status.assignedAt).toBeGreaterThanOrEqual(sent.submittedAt);
     const results = await g.waitForResults(["alone"]);
     expect(results.get("alone")).toEqual(status);
     expect(countIds(await g.results()).get("alone")).toHaveLength(1);
@@ -322,20 +377,22 @@ describe("direct tasks put in a worker session's inbox", () => {
     const go = join(g.dir, "go");
     const cmd = `while [ ! -e ${go} ]; do sleep 0.05; done; echo late`;
     const submitter = g.spawn(BIN.submit, ["--cmd", cmd, "--wait", "--json"]);
-    const [id] = await waitFor(
+    const [name] = await waitFor(
       async () => {
         const names = await zk.getChildren(inbox);
         return names.length > 0 ? names : undefined;
       },
       { timeoutMs: 30_000, message: "the lone task in w1's inbox" },
     );
-    const path = `${inbox}/${id}`;
-    const sent = decodeInboxNode(id as string, (await zk.get(path)).data);
+    const id = inboxNodeId(name as string);
+    const path = `${inbox}/${name}`;
+    const { data, stat } = await zk.get(path);
+    const sent = decodeInboxNode(name as string, data, stat.version);
     expect(sent.kind === "task" && sent.task.replyTo).toBeTypeOf("string");
     // The submitter misses whatever its node shows until the leader has deleted it.
     submitter.kill("SIGSTOP");
     writeFileSync(go, "");
-    await answered(zk, id as string, path);
+    await answered(zk, name as string, path);
     m1.kill("SIGCONT");
     await waitFor(async () => (await zk.exists(path)) === null, {
       timeoutMs: 30_000,
@@ -365,8 +422,11 @@ describe("direct tasks put in a worker session's inbox", () => {
       // The answer comes while nobody waits: the ended wait's taker is handed it.
       writeFileSync(go, "");
       const zk = await g.zk();
-      const path = `${g.layout.inboxDir("w1", session)}/${id}`;
-      await answered(zk, id as string, path);
+      const inbox = g.layout.inboxDir("w1", session);
+      const name = (await zk.getChildren(inbox)).find((n) => inboxNodeId(n) === id);
+      expect(name).toBeTypeOf("string");
+      const path = `${inbox}/${name}`;
+      await answered(zk, name as string, path);
       m1.kill("SIGCONT");
       await waitFor(
         async () => {

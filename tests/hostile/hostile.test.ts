@@ -357,6 +357,71 @@ describe("hostile input written straight into ZooKeeper", () => {
     expectNothingOutsideOutputFolders(c, workCwd, valid);
   }, 300_000);
 
+  it("inbox nodes whose names carry junk are each rejected once under the name's id and run nothing, and a name carrying a valid task runs once whatever junk its data holds", async () => {
+    const { c, zk, layout, workCwd } = await startGrid();
+    const session = await c.workerSession("w1");
+    expect(session).toBeDefined();
+    const inbox = layout.inboxDir("w1", session as string);
+    const b64 = (value: unknown) =>
+      (Buffer.isBuffer(value) ? value : Buffer.from(JSON.stringify(value))).toString("base64url");
+    const junk: Array<{ name: string; reason: RegExp }> = [
+      { name: "n-alphabet~not*base64", reason: /name: .*not base64url/ },
+      { name: "n-padded~e30=", reason: /name: .*not base64url/ },
+      { name: "n-one-char~A", reason: /name: .*not base64url/ },
+      { name: `n-long~${"A".repeat(516)}`, reason: /over 384 bytes/ },
+      { name: `n-bytes~${b64(Buffer.from([0xff, 0xfe, 0x00]))}`, reason: /UTF-8|JSON/ },
+      { name: `n-array~${b64([1, 2])}`, reason: /object/ },
+      {
+        name: `n-two~${b64(batchOf([validTask("n-two"), validTask("n-two-b")]))}`,
+        reason: /exactly one task/,
+      },
+      {
+        name: `n-other~${b64(batchOf([validTask("someone-else")]))}`,
+        reason: /tasks\[0\]\.id: expected "n-other"/,
+      },
+      {
+        name: `n-requeued~${b64({ ...batchOf([validTask("n-requeued")]), requeued: { "n-requeued": { attemptsUsed: 1, submittedAt: 1 } } })}`,
+        reason: /requeued/,
+      },
+      {
+        name: `n-bad-task~${b64(batchOf([{ id: "n-bad-task" }]))}`,
+        reason: /exactly one of "cmd" or "handler"/,
+      },
+      { name: `..~${b64(batchOf([validTask("..")]))}`, reason: /tasks\[0\]\.id/ },
+    ];
+    // Created at version 0 in one write each: a worker that took the name would run these, so none is valid.
+    for (const j of junk) await zk.create(`${inbox}/${j.name}`, Buffer.alloc(0), "persistent");
+    // A valid task in the name with junk data: at version 0 the name is the whole task, so it runs.
+    const runs = `n-runs~${b64(batchOf([validTask("n-runs")]))}`;
+    await zk.create(`${inbox}/${runs}`, Buffer.from([0xff, 0x00]), "persistent");
+
+    const valid = await expectServesAcrossTakeover(c, "after-inbox-junk");
+    valid.add("n-runs");
+    const results = await waitFor(
+      async () => {
+        const all = await c.results();
+        const found = junk.every((j) => all.some((r) => r.reason?.includes(`/${j.name}: `)));
+        return found && all.some((r) => r.id === "n-runs") ? all : undefined;
+      },
+      { timeoutMs: 60_000, message: "a result for every junk inbox node and for n-runs" },
+    );
+    for (const j of junk) {
+      const mine = results.filter((r) => r.reason?.startsWith(`inbox node w1@${session}/${j.name}: `));
+      expect(mine, j.name.slice(0, 40)).toHaveLength(1);
+      expect(mine[0]).toMatchObject({ state: "rejected" });
+      expect(mine[0]?.reason).toMatch(j.reason);
+    }
+    const ran = results.filter((r) => r.id === "n-runs");
+    expect(ran).toHaveLength(1);
+    expect(ran[0]).toMatchObject({ state: "succeeded", attempt: 1 });
+    await waitFor(async () => (await zk.getChildren(inbox)).length === 0, {
+      timeoutMs: 30_000,
+      message: "the junk inbox nodes to be deleted",
+    });
+    expectNothingOutsideOutputFolders(c, workCwd, valid);
+    for (const name of ["w1", "w2"]) expect(c.proc(name)?.alive, `${name} alive`).toBe(true);
+  }, 300_000);
+
   it("a persistent junk node under R/masters does not keep every master from leading", async () => {
     const c = start();
     const zk = await c.zk();

@@ -3,6 +3,7 @@ import {
   decodeInboxNode,
   decodeWorkerRegistration,
   type GridLayout,
+  inboxNodeName,
   type SubmitBatch,
   type TaskStatus,
 } from "@zkgrid/protocol";
@@ -19,6 +20,8 @@ interface Target {
  * `declined`: the task was written back (the leader then read the task, not only an answer).
  */
 type Answer = { status: TaskStatus | undefined; declined: boolean };
+
+const EMPTY = Buffer.alloc(0);
 
 /** How many answers nobody has waited for yet are kept (oldest dropped first). */
 export const KEEP_ANSWERS = 10_000;
@@ -81,9 +84,11 @@ export class DirectTasks {
     if (await this.#gate.holds(task.labels)) return queue;
     const target = this.#pick(task.labels);
     if (target === undefined) return queue;
-    const path = this.#layout.inboxTask(target.worker, target.session, task.id);
+    // A small task rides in the node's name, so its worker need not read the node (see inboxNodeName).
+    const name = inboxNodeName(task.id, data);
+    const path = `${this.#layout.inboxDir(target.worker, target.session)}/${name}`;
     try {
-      await this.#zk.create(path, data, "persistent");
+      await this.#zk.create(path, name === task.id ? data : EMPTY, "persistent");
     } catch (err) {
       if (errors.isNoNode(err)) {
         // That session's inbox is gone: its worker may be back on a new one.
@@ -100,7 +105,7 @@ export class DirectTasks {
       const lostReply = errors.isConnectionLoss(err);
       if (lostReply && (await this.#zk.exists(path).catch(() => null)) !== null) {
         this.#answers.set(task.id, []);
-        void this.#follow(path, target.worker, batch);
+        void this.#follow(path, name, target.worker, batch);
         return { sent: true, lostReply };
       }
       if (!lostReply)
@@ -112,7 +117,7 @@ export class DirectTasks {
       return { sent: false, lostReply };
     }
     this.#answers.set(task.id, []);
-    void this.#follow(path, target.worker, batch);
+    void this.#follow(path, name, target.worker, batch);
     return { sent: true, lostReply: false };
   }
 
@@ -136,7 +141,7 @@ export class DirectTasks {
     this.#stop.abort();
   }
 
-  async #follow(path: string, worker: string, batch: SubmitBatch): Promise<void> {
+  async #follow(path: string, name: string, worker: string, batch: SubmitBatch): Promise<void> {
     const task = batch.tasks[0] as SubmitBatch["tasks"][number];
     let status: TaskStatus | undefined;
     let declined = false;
@@ -148,7 +153,7 @@ export class DirectTasks {
         if (done || change === null) break;
         // Version 0 is the task as this client wrote it, still waiting; anything else ends the wait.
         if (change.stat.version === 0) continue;
-        const node = decodeInboxNode(task.id, change.data);
+        const node = decodeInboxNode(name, change.data, change.stat.version);
         if (node.kind === "outcome" && node.status.worker === worker) status = node.status;
         declined = node.kind === "task";
         break;

@@ -2,7 +2,15 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
 import { startMaster } from "@zkgrid/master";
-import { encodeCancelRequest, type GridLayout, gridLayout, type TaskStatus } from "@zkgrid/protocol";
+import {
+  decodeSubmitBatch,
+  encodeCancelRequest,
+  type GridLayout,
+  gridLayout,
+  inboxNamedBatch,
+  inboxNodeId,
+  type TaskStatus,
+} from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { silentLogger, startWorker, type Worker, type WorkerEvent, type WorkerOptions } from "@zkgrid/worker";
 import { describe, expect, it } from "vitest";
@@ -113,6 +121,60 @@ describe("GridClient and direct tasks", () => {
     expect(recorded).toEqual(status);
   });
 
+  it.each([
+    // Each sleeps first, so that the node stays unanswered (version 0) while the test reads it.
+    ["a small lone task rides in its node's name, with no data", "sleep 0.5; echo small", "in its name"],
+    [
+      "a lone task over 384 bytes rides in its node's data",
+      `sleep 0.5; echo ${"x".repeat(400)}`,
+      "in its data",
+    ],
+  ] as const)("%s, and runs from the inbox", async (_what, cmd, carried) => {
+    const { root, layout, grid, cwd } = await startGrid();
+    const w1 = await worker(root, cwd, "w1");
+    const seen: Array<{ name: string; data: Buffer }> = [];
+    const inbox = inboxOf(layout, w1);
+    const watch = live.zk.watchChildren(inbox);
+    const listed = (async () => {
+      for await (const change of watch)
+        for (const name of change.added) {
+          const got = await live.zk.get(`${inbox}/${name}`).catch(() => undefined);
+          if (got !== undefined && got.stat.version === 0) seen.push({ name, data: got.data });
+        }
+    })();
+    try {
+      await waitFor(async () => (await childChanges(inbox)) >= 0);
+      const status = only(await grid.submitAndWait({ cmd }));
+      expect(status).toMatchObject({ state: "succeeded", attempt: 1, worker: "w1" });
+      expect(w1.assigned().has(status.id)).toBe(false);
+      const node = await waitFor(() => seen.find((n) => inboxNodeId(n.name) === status.id), {
+        timeoutMs: 10_000,
+        message: "the test's watch to have read the lone task's node",
+      });
+      const batch = inboxNamedBatch(node.name);
+      if (carried === "in its name") {
+        expect(node.data.length).toBe(0);
+        expect(batch).toBeInstanceOf(Buffer);
+        const decoded = decodeSubmitBatch(batch as Buffer);
+        expect(decoded.ok && decoded.tasks[0]?.ok && decoded.tasks[0].task).toMatchObject({
+          id: status.id,
+          cmd,
+        });
+      } else {
+        expect(node.name).toBe(status.id);
+        expect(batch).toBeUndefined();
+        const decoded = decodeSubmitBatch(node.data);
+        expect(decoded.ok && decoded.tasks[0]?.ok && decoded.tasks[0].task).toMatchObject({
+          id: status.id,
+          cmd,
+        });
+      }
+    } finally {
+      watch.stop();
+      await listed.catch(() => {});
+    }
+  });
+
   it("a task with its own id, two tasks in one call and two submits in one tick go through the queue, not an inbox", async () => {
     const { root, layout, grid, cwd } = await startGrid();
     const w1 = await worker(root, cwd, "w1");
@@ -204,8 +266,7 @@ describe("GridClient and direct tasks", () => {
       });
     }
     await waitFor(
-      async () =>
-        (await live.zk.exists(layout.inboxTask("w1", w1.worker.sessionId as string, id as string))) === null,
+      async () => !(await live.zk.getChildren(inboxOf(layout, w1))).some((name) => inboxNodeId(name) === id),
       {
         timeoutMs: 30_000,
         message: "the direct task's node to be deleted",

@@ -4,6 +4,8 @@ import {
   decodeInboxNode,
   gridLayout,
   headBytes,
+  INBOX_NAME_SEPARATOR,
+  inboxNodeId,
   MAX_MESSAGE_BYTES,
 } from "@zkgrid/protocol";
 import { type ReadAssignment, readAssignment } from "./assignment.js";
@@ -184,16 +186,22 @@ export class TaskSource {
     // Kept while the session serves: a task put in an inbox nobody watches would wait for the session's end.
     while (!session.signal.aborted && session.status === "active") {
       try {
+        // A watch's first listing may show nodes this session has not seen at any version: each is read.
+        // A later one shows nodes created since, at version 0 (only this session rewrites them), so a
+        // task carried in its node's name is taken from the name, without a read.
+        let first = true;
         for await (const change of client.watchChildren(session.inboxDir, { signal: session.signal })) {
           for (const name of change.removed) {
             session.inboxSeen.delete(name);
-            this.deps.supervisor.cancelDirect(session, name);
+            this.deps.supervisor.cancelDirect(session, inboxNodeId(name));
           }
           for (const name of change.added) {
             if (session.inboxSeen.has(name)) continue;
             session.inboxSeen.add(name);
-            void this.readDirect(session, name);
+            if (!first && name.includes(INBOX_NAME_SEPARATOR)) this.takeDirect(session, name);
+            else void this.readDirect(session, name);
           }
+          first = false;
         }
         return; // the session ended, or the client closed
       } catch (error) {
@@ -220,14 +228,24 @@ export class TaskSource {
         });
       return;
     }
-    const node = decodeInboxNode(name, got.data);
-    if (node.kind !== "task") return; // answered already, or not a task: the leader's to judge
     if (got.stat.version !== 0) return; // declined or answered already
-    const direct: DirectTask = { path, version: got.stat.version, data: got.data };
+    this.takeDirect(session, name, got);
+  }
+
+  /**
+   * Runs or declines the direct task of node `name` at version 0: as read (`got`), or as its name
+   * carries it, seen just now (its data empty).
+   */
+  private takeDirect(session: Session, name: string, got?: { data: Buffer; stat: { ctime: number } }): void {
+    const node = decodeInboxNode(name, got?.data ?? EMPTY, 0);
+    if (node.kind !== "task") return; // answered already, or not a task: the leader's to judge
+    // Written back unchanged, it is declined: a task carried in the name is written back with no data.
+    const data = got === undefined || name.includes(INBOX_NAME_SEPARATOR) ? EMPTY : got.data;
+    const direct: DirectTask = { path: `${session.inboxDir}/${name}`, version: 0, data };
     const task: AssignedTask = {
       id: node.task.id,
       attempt: 1,
-      assignedAt: got.stat.ctime,
+      assignedAt: got?.stat.ctime ?? Date.now(),
       submittedAt: node.submittedAt,
       spec: node.task,
     };
@@ -257,6 +275,8 @@ export class TaskSource {
     return undefined;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** An assignment's task keys (`taskKey`), in its order, as a set with its refused tasks', and as a map. */
 interface AssignmentKeys {

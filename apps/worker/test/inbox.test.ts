@@ -54,7 +54,7 @@ describe("direct tasks", () => {
       },
       { timeoutMs: 20_000, message: "the worker to answer the direct task" },
     );
-    const node = decodeInboxNode("first", answered.data);
+    const node = decodeInboxNode("first", answered.data, answered.stat.version);
     expect(node.kind === "outcome" ? node.status : node).toMatchObject({ state: "succeeded", attempt: 1 });
     expect(grid().logs.filter((l) => l.msg.startsWith("declined a direct task"))).toEqual([]);
   });

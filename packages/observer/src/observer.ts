@@ -20,6 +20,7 @@ import {
   decodeAssignment,
   decodeGridGate,
   decodeInboxNode,
+  inboxNodeId,
   decodeMasterInfo,
   decodeResultBatch,
   decodeSubmitBatch,
@@ -272,7 +273,7 @@ export class GridObserver {
           // A direct task's node is made once and deleted once.
           nodes: this.#eachChildData(
             `${this.layout.inbox}/${name}`,
-            (id, change) => this.#onInboxNode(name, inbox, id, change),
+            (node, change) => this.#onInboxNode(name, inbox, node, change),
             { signal, untilGone: true },
           ),
         };
@@ -559,12 +560,14 @@ export class GridObserver {
    * (version ≥ 1, queued again by the leader), then the worker's answer, which is the task's result
    * before the leader copies it to `R/results` and deletes the node.
    */
-  #onInboxNode(dirName: string, dir: InboxDir, id: string, change: DataChange | null): void {
+  #onInboxNode(dirName: string, dir: InboxDir, name: string, change: DataChange | null): void {
+    // The node's name is its task's id, or the id and the task itself (see inboxNodeName).
+    const id = inboxNodeId(name);
     dir.tasks.delete(id);
     if (change === null) return;
-    const node = decodeInboxNode(id, change.data);
+    const { version, ctime } = change.stat;
+    const node = decodeInboxNode(name, change.data, version);
     if (node.kind === "task") {
-      const { version, ctime } = change.stat;
       dir.tasks.set(id, {
         spec: node.task,
         submittedAt: node.submittedAt,

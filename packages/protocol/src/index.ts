@@ -115,6 +115,13 @@ export {
 } from "./schemas.js";
 export { taskLabels, taskMaxAttempts, taskPriority } from "./defaults.js";
 export { buildTaskStatus, decodeInboxNode, statusFromUpdate } from "./status.js";
+export {
+  INBOX_NAME_SEPARATOR,
+  MAX_NAMED_BATCH_BYTES,
+  inboxNamedBatch,
+  inboxNodeId,
+  inboxNodeName,
+} from "./inbox-name.js";
 export { parseDuration } from "./duration.js";
 export {
   AttemptHistorySchema,

@@ -1,7 +1,9 @@
 import { submitBatchOf, taskStatusOf } from "./codec.js";
 import { type FinalState, isFinalState } from "./constants.js";
 import { ProtocolError } from "./errors.js";
+import { inboxNamedBatch, inboxNodeId } from "./inbox-name.js";
 import { decodeJson } from "./json.js";
+import type { Result } from "./result.js";
 import type { StatusUpdate, TaskSpec, TaskStatus } from "./schemas.js";
 
 /** What is known of a task's attempt besides a worker's update: the base of its final status. */
@@ -62,11 +64,12 @@ export function statusFromUpdate(
   });
 }
 
-/** What a direct task's node (`R/inbox/<worker>@<session>/<task-id>`) holds. */
+/** What a direct task's node (`R/inbox/<worker>@<session>/<name>`, see `inboxNodeName`) holds. */
 export type InboxNode =
   /**
-   * The task, as its submitter wrote it (a `SubmitBatch` of exactly that one task). At version 0 it
-   * waits for its worker; rewritten unchanged (version 1 or more), it was declined and goes to the queue.
+   * The task, as its submitter wrote it (a `SubmitBatch` of exactly that one task, in the node's data or
+   * its name). At version 0 it waits for its worker; rewritten unchanged (version 1 or more), it was
+   * declined and goes to the queue.
    */
   | { kind: "task"; task: TaskSpec; submittedAt: number }
   /** The worker's answer: the task's final status, as the leader records it in `R/results`. */
@@ -74,34 +77,49 @@ export type InboxNode =
   | { kind: "invalid"; error: ProtocolError; id: string };
 
 /**
- * Decodes a direct task's node named `name`. A task node must hold one valid task whose id is `name`,
- * without `requeued`; an answer a final `TaskStatus` of that id at attempt 1. Anything else is `invalid`.
+ * Decodes a direct task's node named `name`, holding `data` at `version`. A task node holds one valid
+ * task whose id is the name's (`inboxNodeId`), without `requeued`: in its data, or in its name. A name
+ * that carries the task is all of it at version 0 (the data then means nothing), and written back with
+ * no data (version 1 or more) the task was declined. An answer is a final `TaskStatus` of that id at
+ * attempt 1. Anything else is `invalid`.
  */
-export function decodeInboxNode(name: string, data: Uint8Array): InboxNode {
+export function decodeInboxNode(name: string, data: Uint8Array, version: number): InboxNode {
+  const id = inboxNodeId(name);
+  const named = inboxNamedBatch(name);
+  if (named !== undefined) {
+    if ("problem" in named) return invalid(id, `name: ${named.problem}`);
+    if (version === 0 || data.byteLength === 0) return taskOf(id, decodeJson(named));
+  }
   // A task node is a SubmitBatch (top-level "tasks"); anything else is read as an answer. Parsed once.
   const json = decodeJson(data);
-  if (!json.ok) return { kind: "invalid", error: json.error, id: name };
+  if (!json.ok) return { kind: "invalid", error: json.error, id };
   const isBatch = typeof json.value === "object" && json.value !== null && "tasks" in json.value;
-  if (!isBatch) {
-    const decoded = taskStatusOf(json.value);
-    if (!decoded.ok) return { kind: "invalid", error: decoded.error, id: name };
-    const status = decoded.value;
-    if (status.id !== name) return invalid(name, `id: expected "${name}", the node's name`);
-    if (!isFinalState(status.state) || status.state === "rejected")
-      return invalid(name, `state: a worker's answer is a final state, got "${status.state}"`);
-    if (status.attempt !== 1)
-      return invalid(name, `attempt: a direct task runs as attempt 1, got ${status.attempt}`);
-    return { kind: "outcome", status };
-  }
+  if (isBatch && named !== undefined)
+    return invalid(id, "tasks: a task carried in the node's name is written back with no data");
+  if (isBatch) return taskOf(id, json);
+  const decoded = taskStatusOf(json.value);
+  if (!decoded.ok) return { kind: "invalid", error: decoded.error, id };
+  const status = decoded.value;
+  if (status.id !== id) return invalid(id, `id: expected "${id}", the node's name`);
+  if (!isFinalState(status.state) || status.state === "rejected")
+    return invalid(id, `state: a worker's answer is a final state, got "${status.state}"`);
+  if (status.attempt !== 1)
+    return invalid(id, `attempt: a direct task runs as attempt 1, got ${status.attempt}`);
+  return { kind: "outcome", status };
+}
+
+/** A direct task node's task, from its parsed `SubmitBatch`. */
+function taskOf(id: string, json: Result<unknown>): InboxNode {
+  if (!json.ok) return { kind: "invalid", error: json.error, id };
   const batch = submitBatchOf(json.value);
-  if (!batch.ok) return { kind: "invalid", error: batch.error, id: name };
+  if (!batch.ok) return { kind: "invalid", error: batch.error, id };
   if (batch.batch.requeued !== undefined)
-    return invalid(name, "requeued: only the leader writes it, to the queue");
+    return invalid(id, "requeued: only the leader writes it, to the queue");
   const first = batch.tasks[0];
   if (batch.tasks.length !== 1 || first === undefined)
-    return invalid(name, "tasks: a direct task's node holds exactly one task");
-  if (!first.ok) return { kind: "invalid", error: first.error, id: name };
-  if (first.task.id !== name) return invalid(name, `tasks[0].id: expected "${name}", the node's name`);
+    return invalid(id, "tasks: a direct task's node holds exactly one task");
+  if (!first.ok) return { kind: "invalid", error: first.error, id };
+  if (first.task.id !== id) return invalid(id, `tasks[0].id: expected "${id}", the node's name`);
   return { kind: "task", task: first.task, submittedAt: batch.batch.submittedAt };
 }
 

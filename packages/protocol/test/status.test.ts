@@ -4,6 +4,11 @@ import {
   decodeInboxNode,
   encodeSubmitBatch,
   encodeTaskStatus,
+  INBOX_NAME_SEPARATOR,
+  inboxNamedBatch,
+  inboxNodeId,
+  inboxNodeName,
+  MAX_NAMED_BATCH_BYTES,
   statusFromUpdate,
   type TaskSpec,
 } from "../src/index.js";
@@ -80,7 +85,7 @@ describe("statusFromUpdate", () => {
 describe("decodeInboxNode", () => {
   test("a batch of the one task named like the node is a task", () => {
     const data = encodeSubmitBatch({ v: 1, batchId: "b1", submittedAt: 1000, tasks: [task] });
-    expect(decodeInboxNode("t1", data)).toEqual({ kind: "task", task, submittedAt: 1000 });
+    expect(decodeInboxNode("t1", data, 0)).toEqual({ kind: "task", task, submittedAt: 1000 });
   });
 
   test("a final status of that id at attempt 1 is an answer", () => {
@@ -88,7 +93,7 @@ describe("decodeInboxNode", () => {
       { id: "t1", spec: task, attemptsUsed: 1, worker: "w1" },
       { id: "t1", attempt: 1, state: "succeeded", at: 5, output: { tasks: [1] } },
     );
-    expect(decodeInboxNode("t1", encodeTaskStatus(status))).toEqual({ kind: "outcome", status });
+    expect(decodeInboxNode("t1", encodeTaskStatus(status), 1)).toEqual({ kind: "outcome", status });
   });
 
   test.each([
@@ -102,11 +107,72 @@ describe("decodeInboxNode", () => {
     ["a later attempt", raw({ v: 1, id: "t1", state: "succeeded", attempt: 2 }), /attempt 1/],
     ["rejected", raw({ v: 1, id: "t1", state: "rejected", attempt: 1 }), /final state/],
   ])("%s is invalid, and says why", (_what, data, why) => {
-    const node = decodeInboxNode("t1", data);
+    const node = decodeInboxNode("t1", data, 0);
     expect(node.kind).toBe("invalid");
     if (node.kind === "invalid") {
       expect(node.id).toBe("t1");
       expect(node.error.message).toMatch(why);
+    }
+  });
+});
+
+describe("a direct task carried in its node's name", () => {
+  const batch = encodeSubmitBatch({ v: 1, batchId: "b1", submittedAt: 1000, tasks: [task] });
+  const name = inboxNodeName("t1", batch);
+  const status = statusFromUpdate(
+    { id: "t1", spec: task, attemptsUsed: 1, worker: "w1" },
+    { id: "t1", attempt: 1, state: "succeeded", at: 5 },
+  );
+
+  test("a small batch rides in the name after the id and ~, in base64url; the id is what comes before", () => {
+    expect(name).toBe(`t1${INBOX_NAME_SEPARATOR}${batch.toString("base64url")}`);
+    expect(name).toMatch(/^t1~[A-Za-z0-9_-]+$/);
+    expect(inboxNodeId(name)).toBe("t1");
+    expect(inboxNodeId("t1")).toBe("t1");
+    expect(inboxNamedBatch(name)).toEqual(batch);
+    expect(inboxNamedBatch("t1")).toBeUndefined();
+  });
+
+  test("a batch over MAX_NAMED_BATCH_BYTES stays in the data: the name is the id alone", () => {
+    const big = { ...task, cmd: "x".repeat(MAX_NAMED_BATCH_BYTES) };
+    const data = encodeSubmitBatch({ v: 1, batchId: "b1", submittedAt: 1000, tasks: [big] });
+    expect(data.length).toBeGreaterThan(MAX_NAMED_BATCH_BYTES);
+    expect(inboxNodeName("t1", data)).toBe("t1");
+    const justFits = Buffer.alloc(MAX_NAMED_BATCH_BYTES, 0x61);
+    expect(inboxNodeName("t1", justFits).length).toBe(3 + Math.ceil((MAX_NAMED_BATCH_BYTES * 4) / 3));
+  });
+
+  test("at version 0 the name is the task, whatever the data holds; written back empty, it is declined", () => {
+    const asTask = { kind: "task", task, submittedAt: 1000 };
+    expect(decodeInboxNode(name, Buffer.alloc(0), 0)).toEqual(asTask);
+    expect(decodeInboxNode(name, Buffer.from("{ not json"), 0)).toEqual(asTask);
+    expect(decodeInboxNode(name, Buffer.alloc(0), 1)).toEqual(asTask);
+  });
+
+  test("after version 0 its data is the answer, whose id is the name's id", () => {
+    expect(decodeInboxNode(name, encodeTaskStatus(status), 1)).toEqual({ kind: "outcome", status });
+    const node = decodeInboxNode(name, batch, 1);
+    expect(node.kind === "invalid" && node.error.message).toMatch(/written back with no data/);
+  });
+
+  test.each([
+    ["a name that is not base64url after ~", "t1~not*base64", /name: .*not base64url/],
+    ["a name whose task is over 384 bytes", `t1~${"A".repeat(516)}`, /over 384 bytes/],
+    [
+      "a name whose task has another id",
+      `t2~${batch.toString("base64url")}`,
+      /tasks\[0\]\.id: expected "t2"/,
+    ],
+    ["a name that carries no batch", `t1~${Buffer.from("[1]").toString("base64url")}`, /object/],
+    ["a name that carries text that is not JSON", `t1~${Buffer.from("{").toString("base64url")}`, /JSON/],
+  ])("%s is invalid at any version, and says why", (_what, badName, why) => {
+    for (const version of [0, 1]) {
+      const node = decodeInboxNode(badName, Buffer.alloc(0), version);
+      expect(node.kind).toBe("invalid");
+      if (node.kind === "invalid") {
+        expect(node.id).toBe(inboxNodeId(badName));
+        expect(node.error.message).toMatch(why);
+      }
     }
   });
 });

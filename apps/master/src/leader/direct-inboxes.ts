@@ -1,6 +1,6 @@
 import { type ChildFollows, errors } from "@zkgrid/core";
 import type { TaskStatus } from "@zkgrid/protocol";
-import { decodeCancelRequest, decodeInboxNode } from "@zkgrid/protocol";
+import { decodeCancelRequest, decodeInboxNode, inboxNodeId } from "@zkgrid/protocol";
 import type { QueueIntake } from "./queue-intake.js";
 import type { WorkerReports } from "./reports.js";
 import {
@@ -108,7 +108,7 @@ export class DirectInboxes {
       // A dir not followed yet gets a stand-in; its watch reads the same nodes again later, harmlessly.
       const dir = this.dirs.get(dirName) ?? { ...parsed, followed: new Set<string>() };
       const names = await childrenOrNone(term.client, `${term.layout.inbox}/${dirName}`);
-      const wanted = names.filter((n) => unknown.has(n) && !dir.followed.has(n));
+      const wanted = names.filter((n) => unknown.has(inboxNodeId(n)) && !dir.followed.has(n));
       for (const n of wanted) dir.followed.add(n);
       await Promise.all(wanted.map((n) => this.readDirect(dirName, dir, n)));
     });
@@ -230,7 +230,7 @@ export class DirectInboxes {
       term.apply(() => this.onDirectGone(dir, name));
       return;
     }
-    const node = decodeInboxNode(name, got.data);
+    const node = decodeInboxNode(name, got.data, got.stat.version);
     term.apply(() => this.onDirect(dir, name, path, node, got.stat.version, got.stat.ctime));
     if (follow && node.kind === "task" && got.stat.version === 0) this.watchDirect(dir, name, path);
   }
@@ -245,8 +245,8 @@ export class DirectInboxes {
           term.apply(() => this.onDirectGone(dir, name));
           return false;
         }
-        const node = decodeInboxNode(name, change.data);
         const { version, ctime } = change.stat;
+        const node = decodeInboxNode(name, change.data, version);
         term.apply(() => this.onDirect(dir, name, path, node, version, ctime));
         return node.kind === "task" && version === 0;
       },
@@ -265,10 +265,12 @@ export class DirectInboxes {
   ): void {
     const { term, writer } = this;
     const { book } = term;
-    const mine = book.tasks.get(name)?.direct?.path === path;
+    // The node's name is its task's id, or the id and the task itself (see inboxNodeName).
+    const id = inboxNodeId(name);
+    const mine = book.tasks.get(id)?.direct?.path === path;
     switch (node.kind) {
       case "task": {
-        if (!mine && version > 0 && book.isKnown(name)) {
+        if (!mine && version > 0 && book.isKnown(id)) {
           // A decline the worker also reported (it is stopping), applied from that report already.
           writer.spend(path);
           return;
@@ -277,7 +279,7 @@ export class DirectInboxes {
           const task = { path, version: 0 };
           if (!book.addDirect(dir.worker, dir.session, node.task, node.submittedAt, ctime, task)) {
             term.log("warn", "direct task under an id the grid knows; dropped", {
-              task: name,
+              task: id,
               worker: dir.worker,
             });
             writer.spend(path);
@@ -287,7 +289,7 @@ export class DirectInboxes {
         if (version > 0) {
           // Written back unchanged: the worker declined it. It is queued again, its attempt unused.
           const at = Date.now();
-          const update = { id: name, attempt: 1, state: "returned" as const, at };
+          const update = { id, attempt: 1, state: "returned" as const, at };
           this.reports.applyReport(dir, {
             v: 1,
             worker: dir.worker,
@@ -300,19 +302,19 @@ export class DirectInboxes {
       }
       case "outcome": {
         const { status } = node;
-        if (status.worker !== dir.worker || (!mine && book.isKnown(name))) {
+        if (status.worker !== dir.worker || (!mine && book.isKnown(id))) {
           // Another session's name, or an id the grid knows otherwise: not this task's result.
-          term.log("warn", "direct task answer dropped", { task: name, worker: dir.worker });
+          term.log("warn", "direct task answer dropped", { task: id, worker: dir.worker });
           writer.spend(path);
           return;
         }
         // The answer is the result (also when no leader read the task before it was answered).
-        book.markFinished(name);
+        book.markFinished(id);
         this.answers.push(status);
         this.answerNodes.push(path);
         writer.scheduleCleanup();
         term.log("debug", "task finished", {
-          task: name,
+          task: id,
           state: status.state,
           worker: dir.worker,
           attempt: 1,
@@ -324,7 +326,7 @@ export class DirectInboxes {
         if (!mine) this.intake.reject(node.id, why);
         else {
           // Its task was read before someone overwrote it: handed out again.
-          const status = book.loseDirect(name, why);
+          const status = book.loseDirect(id, why);
           if (status) writer.publish(status);
         }
         writer.spend(path);
@@ -336,11 +338,12 @@ export class DirectInboxes {
   /** A direct task's node was deleted: by the clean-up (nothing to do), a cancel, or someone else. */
   private onDirectGone(dir: InboxDir, name: string): void {
     dir.followed.delete(name);
-    const entry = this.term.book.tasks.get(name);
+    const id = inboxNodeId(name);
+    const entry = this.term.book.tasks.get(id);
     if (!entry?.direct || entry.worker !== dir.worker || entry.session !== dir.session || entry.cancelling)
       return;
-    const status = this.term.book.loseDirect(name, "its direct task node was deleted");
+    const status = this.term.book.loseDirect(id, "its direct task node was deleted");
     if (status) this.writer.publish(status);
-    else this.term.log("warn", "direct task node deleted before its result; queued again", { task: name });
+    else this.term.log("warn", "direct task node deleted before its result; queued again", { task: id });
   }
 }
