@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ZkClient } from "@zkgrid/core";
 import type { GridSnapshot, TaskView } from "@zkgrid/observer";
-import { decodeCancelRequest, gridLayout, type TaskStatus } from "@zkgrid/protocol";
+import { decodeCancelRequest, gridLayout, inboxNodeId, type TaskStatus } from "@zkgrid/protocol";
 import { waitFor } from "@zkgrid/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connectGrid } from "../src/grid-client.js";
@@ -168,7 +168,10 @@ describe("zkgrid status, tasks and task on a direct task", () => {
     // It went straight to the worker, not through the queue.
     const [dir] = await zk.getChildren(layout.inbox);
     expect(dir).toMatch(/^w1@[0-9a-f]+$/);
-    expect(await zk.getChildren(`${layout.inbox}/${dir}`)).toEqual([id]);
+    // A task this small rides in its node's name, after its id (see inboxNodeName).
+    const names = await zk.getChildren(`${layout.inbox}/${dir}`);
+    expect(names.map(inboxNodeId)).toEqual([id]);
+    expect(names[0]).toMatch(/^[^~]+~[A-Za-z0-9_-]+$/);
 
     const json = await zkgrid(["task", id, "--json"], root);
     expect(json.code).toBe(0);
