@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
 import type { ZkClient } from "@zkgrid/core";
+import { inboxNodeName } from "@zkgrid/protocol";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -11,7 +12,7 @@ const EMPTY = Buffer.alloc(0);
  */
 export async function directFloorRound(zk: ZkClient, dir: string, id: string, data: string): Promise<number> {
   const start = performance.now();
-  const path = `${dir}/${id}~${Buffer.from(data).toString("base64url")}`;
+  const path = `${dir}/${inboxNodeName(id, Buffer.from(data))}`;
   await zk.create(path, EMPTY, "persistent");
   const watch = zk.watchData(path);
   try {

@@ -6,6 +6,7 @@
  * once its watch is armed.
  */
 import { connect } from "@zkgrid/core";
+import { inboxNamedBatch } from "@zkgrid/protocol";
 
 const [connectString, dir] = process.argv.slice(2);
 if (!connectString || !dir) {
@@ -27,18 +28,14 @@ for await (const change of zk.watchChildren(dir)) {
     if (seen.has(name)) continue;
     seen.add(name);
     const path = `${dir}/${name}`;
-    const at = name.indexOf("~");
-    if (!first && at >= 0) {
-      const task = Buffer.from(name.slice(at + 1), "base64url");
-      zk.set(path, Buffer.concat([task, task]), 0).catch((error: unknown) =>
-        process.stderr.write(`inbox-station: ${String(error)}\n`),
-      );
-      continue;
-    }
-    zk.get(path)
-      .then(({ data, stat }) =>
-        stat.version === 0 ? zk.set(path, Buffer.concat([data, data]), 0) : undefined,
-      )
-      .catch((error: unknown) => process.stderr.write(`inbox-station: ${String(error)}\n`));
+    const named = first ? undefined : inboxNamedBatch(name);
+    const answering = Buffer.isBuffer(named)
+      ? zk.set(path, Buffer.concat([named, named]), 0)
+      : zk
+          .get(path)
+          .then(({ data, stat }) =>
+            stat.version === 0 ? zk.set(path, Buffer.concat([data, data]), 0) : undefined,
+          );
+    answering.catch((error: unknown) => process.stderr.write(`inbox-station: ${String(error)}\n`));
   }
 }
