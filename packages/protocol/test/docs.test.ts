@@ -32,6 +32,21 @@ describe("docs/protocol.md", () => {
       expect(t.ok).toBe(false);
       if (!t.ok) expect(doc).toContain(t.error.message);
     }
+    const batch1 = protocol.encodeSubmitBatch({
+      v: 1,
+      batchId: "b",
+      submittedAt: 1,
+      tasks: [{ id: "t", cmd: "x" }],
+    });
+    for (const [name, data, version] of [
+      ["t~not*base64", Buffer.alloc(0), 0],
+      [`t~${"A".repeat(516)}`, Buffer.alloc(0), 0],
+      [protocol.inboxNodeName("t", batch1), batch1, 1],
+    ] as const) {
+      const node = protocol.decodeInboxNode(name, data, version);
+      if (node.kind !== "invalid") return expect.fail(`${name.slice(0, 20)} decoded`);
+      expect(doc).toContain(node.error.message);
+    }
     const env = protocol.decodeTask({ id: "t", cmd: "x", env: { "1X": "" } });
     if (env.ok) return expect.fail("decoded");
     expect(doc).toContain(env.error.message);
