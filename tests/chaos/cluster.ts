@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, NodeExistsError, NoNodeError, type ZkClient } from "@zkgrid/core";
 import {
+  type AnswerAddress,
   decodeResultBatch,
   decodeWorkerRegistration,
   encodeSubmitBatch,
@@ -300,12 +301,19 @@ export class Cluster {
    * would. A failed create is tried again like submit(); a node (or result) found on a retry is the one
    * a lost reply created (ids are unique here). Resolves false when the inbox is gone (NONODE): the
    * caller queues the task instead. A task of at most MAX_NAMED_BATCH_BYTES rides in the node's name,
-   * as the client library sends it, unless `inData`.
+   * as the client library sends it, unless `inData`. `answerKey`: the key of a want already written
+   * to the worker's answer stream.
    */
-  async submitDirect(task: TaskSpec, worker: string, session: string, inData = false): Promise<boolean> {
+  async submitDirect(
+    task: TaskSpec,
+    worker: string,
+    session: string,
+    inData = false,
+    answerKey?: string,
+  ): Promise<boolean> {
     const [batch] = packSubmitBatches([task], { submitter: "chaos" });
     if (!batch) throw new Error(`task ${task.id} packs into no batch`);
-    const encoded = encodeSubmitBatch(batch);
+    const encoded = encodeSubmitBatch(answerKey === undefined ? batch : { ...batch, answerKey });
     const name = inData ? task.id : inboxNodeName(task.id, encoded);
     const path = `${this.layout.inboxDir(worker, session)}/${name}`;
     const data = name === task.id ? encoded : Buffer.alloc(0);
@@ -328,7 +336,9 @@ export class Cluster {
   }
 
   /** Every live worker session: R/workers children whose registration names its owning session. */
-  async workerSessions(): Promise<Array<{ worker: string; session: string }>> {
+  async workerSessions(): Promise<
+    Array<{ worker: string; session: string; answers?: AnswerAddress | undefined }>
+  > {
     const names = await this.store.children(this.layout.workers);
     const found = await Promise.all(
       names.map(async (worker) => {
@@ -336,7 +346,7 @@ export class Cluster {
         if (!got) return undefined;
         const reg = decodeWorkerRegistration(got.data);
         return reg.ok && reg.value.session === got.stat.ephemeralOwner
-          ? { worker, session: reg.value.session }
+          ? { worker, session: reg.value.session, answers: reg.value.answers }
           : undefined;
       }),
     );

@@ -64,6 +64,46 @@ describe("the chaos checker", () => {
     ]);
   });
 
+  it("holds an answer on a worker's stream to a run of that worker, and to the recorded result unless that worker was lost", () => {
+    const direct = new Set(["t1"]);
+    const streamed = (status: TaskStatus, worker = "w1") => new Map([["t1", { worker, status }]]);
+    const agrees = checkRun(input({ direct, streamed: streamed(ok("t1", 1, "w1")) }));
+    expect(agrees.violations).toEqual([]);
+    expect(agrees.streamedAnswers).toBe(1);
+    expect(agrees.streamedThenRerun).toBe(0);
+    // Answered on the stream, then its worker was lost before the node's write: run again, recorded later.
+    const executions = new Map([["t1", [run(1, "w1", 100), run(2, "w2", 200)]]]);
+    const lost = checkRun(
+      input({
+        direct,
+        streamed: streamed(ok("t1", 1, "w1")),
+        results: [ok("t1", 2, "w2")],
+        executions,
+        losses: [{ worker: "w1", at: 150, cause: "SIGKILL" }],
+      }),
+    );
+    expect(lost.violations).toEqual([]);
+    expect(lost.streamedThenRerun).toBe(1);
+    // The same without the loss: the stream said one thing and the grid recorded another.
+    const differs = checkRun(
+      input({ direct, streamed: streamed({ ...ok("t1", 1, "w1"), state: "failed" }) }),
+    );
+    expect(differs.violations).toEqual([
+      expect.stringMatching(/grid recorded succeeded\/1\/w1 and w1 was not lost/),
+    ]);
+    // An answer for a run that never happened, one naming another worker, one for a queued task.
+    expect(
+      checkRun(input({ direct, streamed: streamed(ok("t1", 1, "w2"), "w2"), results: [ok("t1", 1, "w1")] }))
+        .violations,
+    ).toContainEqual(expect.stringMatching(/w2 never ran attempt 1/));
+    expect(
+      checkRun(input({ direct, streamed: streamed(ok("t1", 1, "w1"), "w2") })).violations,
+    ).toContainEqual(expect.stringMatching(/another worker's answer/));
+    expect(checkRun(input({ streamed: streamed(ok("t1", 1, "w1")) })).violations).toEqual([
+      expect.stringMatching(/not sent direct/),
+    ]);
+  });
+
   it("allows a second run only after the first run's worker was lost while holding it", () => {
     const executions = new Map([["t1", [run(1, "w1", 100), run(2, "w2", 200)]]]);
     const results = [ok("t1", 2, "w2")];

@@ -73,6 +73,13 @@ export interface CheckInput {
    * the leader records, and a lost worker's direct task is handed out again as attempt 2 like any other.
    */
   direct?: ReadonlySet<string>;
+  /**
+   * The first answer each direct task's worker sent on its answer stream, with that worker. Each must be
+   * the outcome of a run that happened (that worker, attempt 1, finished if it says succeeded), and
+   * the result the grid records must be the same, unless that worker was lost after the run started
+   * (the answer then came before its node's write, which the lost session never made).
+   */
+  streamed?: ReadonlyMap<string, { worker: string; status: TaskStatus }>;
   /** Every status in R/results, in R/results order. */
   results: TaskStatus[];
   executions: Map<string, Execution[]>;
@@ -91,6 +98,10 @@ export interface Verdict {
   duplicateResults: number;
   /** Direct tasks among `reRun`. */
   directReRun: number;
+  /** Direct tasks whose answer came on their worker's answer stream. */
+  streamedAnswers: number;
+  /** Of those, tasks whose recorded result is not the streamed one (their worker lost after the run). */
+  streamedThenRerun: number;
   /** Tasks failed because their worker was lost maxAttempts times. */
   gaveUp: number;
   /** Extra executions by the loss that explains them (the first loss of that worker after the run started). */
@@ -114,6 +125,8 @@ export function checkRun(input: CheckInput): Verdict {
     reRun: 0,
     extraExecutions: 0,
     directReRun: 0,
+    streamedAnswers: 0,
+    streamedThenRerun: 0,
     duplicateResults: 0,
     gaveUp: 0,
     reRunCauses: new Map(),
@@ -198,6 +211,33 @@ export function checkRun(input: CheckInput): Verdict {
         );
       else verdict.reRunCauses.set(lost.cause, (verdict.reRunCauses.get(lost.cause) ?? 0) + 1);
     }
+  }
+
+  // An answer on a worker's stream is the outcome of that worker's run, and what the grid records unless
+  // that worker was lost after the run started.
+  for (const [id, { worker, status }] of input.streamed ?? []) {
+    verdict.streamedAnswers++;
+    const said = `answered ${status.state}/${status.attempt}/${status.worker ?? "-"} on ${worker}'s answer stream`;
+    if (!input.direct?.has(id)) violate(id, `${said}, but it was not sent direct`);
+    if (status.worker !== worker) violate(id, `${said}: another worker's answer`);
+    const run = (input.executions.get(id) ?? []).find((r) => r.attempt === 1 && r.worker === worker);
+    if (!run) violate(id, `${said}, but ${worker} never ran attempt 1`);
+    else if (status.state === "succeeded" && !run.finished)
+      violate(id, `${said}, but that run never finished`);
+    const recorded = byId.get(id)?.[0];
+    if (recorded === undefined) continue; // no final status: a violation above
+    const same =
+      recorded.state === status.state &&
+      recorded.attempt === status.attempt &&
+      recorded.worker === status.worker;
+    if (same) continue;
+    const lost = run && input.losses.some((l) => l.worker === worker && l.at >= run.startedAt);
+    if (lost) verdict.streamedThenRerun++;
+    else
+      violate(
+        id,
+        `${said}, but the grid recorded ${recorded.state}/${recorded.attempt}/${recorded.worker ?? "-"} and ${worker} was not lost`,
+      );
   }
   return verdict;
 }

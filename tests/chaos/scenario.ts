@@ -2,6 +2,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeAssignment, type TaskSpec } from "@zkgrid/protocol";
 import { type ServerHost, seededRandom, startEnsemble, waitFor, type ZkEnsemble } from "@zkgrid/testing";
+import { AnswerTaps } from "./answer-taps.js";
 import { Cluster, type GridProcess } from "./cluster.js";
 import {
   checkRun,
@@ -83,6 +84,8 @@ export class ChaosRun {
   private readonly accepted = new Map<string, { maxAttempts: number }>();
   /** Tasks put in a worker session's inbox (accepted too), and those queued because it was gone. */
   private readonly direct = new Set<string>();
+  /** Wants on the workers' answer streams, and the answers they sent. */
+  private readonly taps = new AnswerTaps();
   private directQueued = 0;
   private readonly rnd: () => number;
   /** Number of the next task id: a batch's tasks are made before any of them is accepted. */
@@ -272,7 +275,9 @@ export class ChaosRun {
       staleWindows: this.staleWindows,
       workers: new Set(this.workerNames),
       direct: this.direct,
+      streamed: this.taps.streamed,
     });
+    verdict.violations.push(...this.taps.junk);
     const gateVerdict = checkGate({
       results,
       labels: this.labels,
@@ -298,6 +303,11 @@ export class ChaosRun {
       ["tasks sent direct to a worker session's inbox", this.direct.size],
       ["  of which declined by the worker (queued by the leader)", declined],
       ["  of which re-run", verdict.directReRun],
+      ["  of which answered on the worker's answer stream", verdict.streamedAnswers],
+      [
+        "    whose recorded result is a later run's (its worker lost after the answer)",
+        verdict.streamedThenRerun,
+      ],
       ["direct tasks queued instead (no live session, or its inbox gone)", this.directQueued],
       ["tasks finished while one ZooKeeper member was down", whileDown],
       ["delayed tasks (none started before its runAt)", this.timeLedger?.count("delayed") ?? 0],
@@ -320,6 +330,7 @@ export class ChaosRun {
   /** Kills everything; keeps the run's logs (with the ZooKeeper members' logs) when `keepLogs`. */
   async close(options: { keepLogs?: boolean } = {}): Promise<void> {
     this.stopped = true;
+    this.taps.close();
     this.feeding = false;
     this.faultsDone = true;
     await this.ensemble?.stop().catch(() => {});
@@ -434,7 +445,12 @@ export class ChaosRun {
     const sessions = await this.c.retry(() => this.c.workerSessions(), "the workers' sessions", 180_000);
     const target = sessions[Math.floor(this.directRnd() * sessions.length)];
     const inData = this.directRnd() < 0.25;
-    if (target && (await this.c.submitDirect(task, target.worker, target.session, inData))) return true;
+    // It carries the key of a connection to the worker's answer stream, as the client library's do.
+    const key =
+      target?.answers === undefined
+        ? undefined
+        : this.taps.keyFor(target.worker, target.session, target.answers);
+    if (target && (await this.c.submitDirect(task, target.worker, target.session, inData, key))) return true;
     this.directQueued++;
     return false;
   }

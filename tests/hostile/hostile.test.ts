@@ -1,13 +1,19 @@
 import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { type AddressInfo, connect as connectTcp, createServer, type Socket } from "node:net";
 import { join, relative } from "node:path";
 import { isNoNode, type ZkClient } from "@zkgrid/core";
 import {
+  decodeDirectAnswer,
+  decodeWorkerRegistration,
+  encodeAnswerHello,
   encodeWorkerRegistration,
   isValidTaskId,
   MAX_MESSAGE_BYTES,
+  newAnswerKey,
   type TaskStatus,
   unnamedTaskId,
 } from "@zkgrid/protocol";
+import { connectGrid } from "@zkgrid/submit";
 import { waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import type { Cluster } from "../chaos/cluster.js";
@@ -43,6 +49,35 @@ async function startGrid(): Promise<{
     message: "workers to register",
   });
   return { c, zk: await c.zk(), layout: c.layout, workCwd };
+}
+
+/** A raw connection to a worker's answer stream: what it received, line by line, and whether it closed. */
+async function openTap(address: { host: string; port: number }): Promise<{
+  socket: Socket;
+  lines(): string[];
+  readonly closed: boolean;
+}> {
+  const socket = connectTcp({ host: address.host, port: address.port });
+  let received = "";
+  let closed = false;
+  socket.on("data", (chunk) => {
+    received += chunk.toString();
+  });
+  socket.on("error", () => {});
+  socket.on("close", () => {
+    closed = true;
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => resolve());
+    socket.once("error", reject);
+  });
+  return {
+    socket,
+    lines: () => received.split("\n").slice(0, -1),
+    get closed() {
+      return closed;
+    },
+  };
 }
 
 function byId(results: TaskStatus[]): Map<string, TaskStatus[]> {
@@ -419,6 +454,116 @@ describe("hostile input written straight into ZooKeeper", () => {
       message: "the junk inbox nodes to be deleted",
     });
     expectNothingOutsideOutputFolders(c, workCwd, valid);
+    for (const name of ["w1", "w2"]) expect(c.proc(name)?.alive, `${name} alive`).toBe(true);
+  }, 300_000);
+
+  it("connections to a worker's answer stream that send junk are closed, a wrong key is never answered, and the worker answers the right key and serves on", async () => {
+    const { c, zk, layout, workCwd } = await startGrid();
+    const session = (await c.workerSession("w1")) as string;
+    const reg = decodeWorkerRegistration((await zk.get(layout.worker("w1"))).data);
+    if (!reg.ok || reg.value.answers === undefined) throw new Error("w1 names no answer stream");
+    const address = reg.value.answers;
+    const key = () => newAnswerKey();
+    const junk: Array<string | Buffer> = [
+      "GET / HTTP/1.1\r\nHost: w1\r\n\r\n",
+      `+${"A".repeat(200)}`,
+      "+short\n",
+      `+${key()}\n+${key()}\n`,
+      `+${key()}\nmore after the hello`,
+      Buffer.from([0xff, 0xfe, 0x00, 0x0a]),
+      `${key()}\n`,
+    ];
+    const taps = await Promise.all(
+      junk.map(async (bytes) => {
+        const tap = await openTap(address);
+        tap.socket.write(bytes);
+        return tap;
+      }),
+    );
+    for (const [i, tap] of taps.entries())
+      await waitFor(() => tap.closed, { timeoutMs: 10_000, message: `junk connection ${i} to be closed` });
+    // Idle connections are no harm either.
+    const idle = await Promise.all(Array.from({ length: 20 }, () => openTap(address)));
+    const wrong = await openTap(address);
+    wrong.socket.write(encodeAnswerHello(key()));
+    const rightKey = key();
+    const right = await openTap(address);
+    right.socket.write(encodeAnswerHello(rightKey));
+    // A direct task carrying the right key, and one carrying a key nobody named.
+    expect(await c.submitDirect({ id: "s-right", cmd: "echo ok" }, "w1", session, false, rightKey)).toBe(
+      true,
+    );
+    expect(await c.submitDirect({ id: "s-nobody", cmd: "echo ok" }, "w1", session, true, key())).toBe(true);
+    const recorded = await c.waitForResults(["s-right", "s-nobody"], 60_000);
+    await waitFor(() => right.lines().length > 0, { timeoutMs: 10_000, message: "the answer on the stream" });
+    const streamed = right.lines().map((line) => decodeDirectAnswer(Buffer.from(line)));
+    expect(streamed).toHaveLength(1);
+    expect(streamed[0]).toEqual({ ok: true, value: recorded.find((r) => r.id === "s-right") });
+    expect(recorded.find((r) => r.id === "s-nobody")).toMatchObject({ state: "succeeded", attempt: 1 });
+    expect(wrong.lines()).toEqual([]);
+    expect(wrong.closed || right.closed).toBe(false);
+    for (const tap of [...idle, wrong, right]) tap.socket.destroy();
+
+    const valid = await expectServesAcrossTakeover(c, "after-stream-junk");
+    for (const id of ["s-right", "s-nobody"]) valid.add(id);
+    expectNothingOutsideOutputFolders(c, workCwd, valid);
+    for (const name of ["w1", "w2"]) expect(c.proc(name)?.alive, `${name} alive`).toBe(true);
+  }, 300_000);
+
+  it("a client whose workers' registrations name a junk answer stream, or one nobody listens on, still gets every lone task's answer, from the nodes", async () => {
+    const { c, zk, layout } = await startGrid();
+    // A "stream" that answers a hello with a forged answer of a task nobody sent, then junk.
+    const hellos: string[] = [];
+    const junkServer = createServer((socket) => {
+      socket.on("data", (chunk) => {
+        hellos.push(chunk.toString());
+        const forged = { v: 1, id: "never-sent", state: "succeeded", attempt: 1, worker: "w1" };
+        socket.write(`${JSON.stringify(forged)}\nthis is not an answer\n`);
+      });
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => junkServer.listen(0, "127.0.0.1", resolve));
+    const closedPort = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    try {
+      const redirect = async (worker: string, port: number) => {
+        const path = layout.worker(worker);
+        const { data, stat } = await zk.get(path);
+        const reg = decodeWorkerRegistration(data);
+        if (!reg.ok) throw reg.error;
+        await zk.set(
+          path,
+          encodeWorkerRegistration({ ...reg.value, answers: { host: "127.0.0.1", port } }),
+          stat.version,
+        );
+      };
+      await redirect("w1", (junkServer.address() as AddressInfo).port);
+      await redirect("w2", closedPort);
+      const client = await connectGrid({ connectString: c.options.connectString, root: c.root });
+      try {
+        for (let i = 0; i < 8; i++) {
+          const got = await client.submitAndWait({ cmd: `echo lone-${i}` });
+          const status = [...got.values()][0];
+          expect(status, `lone task ${i}`).toMatchObject({
+            state: "succeeded",
+            attempt: 1,
+            stdoutTail: `lone-${i}\n`,
+          });
+          expect(["w1", "w2"]).toContain(status?.worker);
+        }
+      } finally {
+        await client.close();
+      }
+      // The client did reach the junk stream (its hello names a key), and took nothing from it.
+      expect(hellos.some((h) => /^\+[A-Za-z0-9_-]{22}\n/.test(h))).toBe(true);
+      expect((await c.results()).some((r) => r.id === "never-sent")).toBe(false);
+    } finally {
+      junkServer.close();
+    }
     for (const name of ["w1", "w2"]) expect(c.proc(name)?.alive, `${name} alive`).toBe(true);
   }, 300_000);
 

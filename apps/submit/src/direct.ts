@@ -4,15 +4,30 @@ import {
   decodeWorkerRegistration,
   type GridLayout,
   inboxNodeName,
+  type AnswerAddress,
   type SubmitBatch,
   type TaskStatus,
+  withAnswerKey,
 } from "@zkgrid/protocol";
+import { AnswerStreams } from "./answer-stream.js";
 import { GateWatch } from "./grid-gate.js";
 
 interface Target {
   worker: string;
   session: string;
   labels: ReadonlySet<string>;
+  /** Where its answer stream listens, if it has one. */
+  answers: AnswerAddress | undefined;
+}
+
+/**
+ * A direct task whose answer this client asked for on its worker's answer stream: `stop` ends the
+ * follow of its node once that follow has begun; `answer` holds one the stream sent before it began.
+ */
+interface Flight {
+  worker: string;
+  stop?: () => void;
+  answer?: TaskStatus;
 }
 
 /**
@@ -49,11 +64,18 @@ export class DirectTasks {
   #listed: Promise<void> | undefined;
   /** Direct tasks in flight, and answers not yet taken, by id. */
   readonly #answers = new Map<string, Answer | Array<(answer: Answer) => void>>();
+  /** Workers' answer streams; undefined when this client does not use them. */
+  readonly #streams: AnswerStreams | undefined;
+  /** Direct tasks in flight whose answer was asked for on a stream, by id. */
+  readonly #flights = new Map<string, Flight>();
 
-  constructor(zk: ZkClient, layout: GridLayout, log: DirectLogger) {
+  constructor(zk: ZkClient, layout: GridLayout, log: DirectLogger, streams = true) {
     this.#zk = zk;
     this.#layout = layout;
     this.#log = log;
+    this.#streams = streams
+      ? new AnswerStreams(log, (worker, status) => this.#streamed(worker, status))
+      : undefined;
     this.#gate = new GateWatch(zk, layout);
     this.#follower = new Follower(zk, {
       signal: this.#stop.signal,
@@ -84,12 +106,23 @@ export class DirectTasks {
     if (await this.#gate.holds(task.labels)) return queue;
     const target = this.#pick(task.labels);
     if (target === undefined) return queue;
+    // It carries the key of this client's connection to the worker's answer stream, if it has one.
+    let wire = data;
+    if (this.#streams !== undefined && target.answers !== undefined) {
+      const { worker, session, answers } = target;
+      const key = this.#streams.keyFor({ worker, session, answers });
+      if (key !== undefined) {
+        wire = withAnswerKey(data, key);
+        this.#flights.set(task.id, { worker });
+      }
+    }
     // A small task rides in the node's name, so its worker need not read the node (see inboxNodeName).
-    const name = inboxNodeName(task.id, data);
+    const name = inboxNodeName(task.id, wire);
     const path = `${this.#layout.inboxDir(target.worker, target.session)}/${name}`;
     try {
-      await this.#zk.create(path, name === task.id ? data : EMPTY, "persistent");
+      await this.#zk.create(path, name === task.id ? wire : EMPTY, "persistent");
     } catch (err) {
+      this.#flights.delete(task.id);
       if (errors.isNoNode(err)) {
         // That session's inbox is gone: its worker may be back on a new one.
         this.#targets = this.#targets.filter((t) => t !== target);
@@ -139,13 +172,34 @@ export class DirectTasks {
   close(): void {
     this.#gate.close();
     this.#stop.abort();
+    this.#streams?.close();
+  }
+
+  /** An answer from `worker`'s stream: the task's if it is in flight to that worker, else ignored. */
+  #streamed(worker: string, status: TaskStatus): void {
+    const flight = this.#flights.get(status.id);
+    if (flight === undefined || flight.worker !== worker || status.worker !== worker) return;
+    if (flight.stop === undefined) {
+      flight.answer = status; // before its create's reply: #follow takes it
+      return;
+    }
+    this.#flights.delete(status.id);
+    flight.stop();
+    this.#settle(status.id, { status, declined: false });
   }
 
   async #follow(path: string, name: string, worker: string, batch: SubmitBatch): Promise<void> {
     const task = batch.tasks[0] as SubmitBatch["tasks"][number];
+    const flight = this.#flights.get(task.id);
+    if (flight?.answer !== undefined) {
+      this.#flights.delete(task.id);
+      this.#settle(task.id, { status: flight.answer, declined: false });
+      return;
+    }
     let status: TaskStatus | undefined;
     let declined = false;
     const watch = this.#zk.watchData(path, { untilGone: true });
+    if (flight !== undefined) flight.stop = () => setImmediate(() => watch.stop());
     try {
       for (;;) {
         const { value: change, done } = await watch.next();
@@ -168,18 +222,24 @@ export class DirectTasks {
     // After the answer is handed on: ending a watch (an AbortController's abort) costs more than the
     // rest of the wait, and nothing reads the watch any more.
     setImmediate(() => watch.stop());
-    const waiting = this.#answers.get(task.id);
-    const answer: Answer = { status, declined };
-    if (Array.isArray(waiting) && waiting.length > 0) {
-      this.#answers.delete(task.id);
+    if (this.#flights.get(task.id) === flight) this.#flights.delete(task.id);
+    this.#settle(task.id, { status, declined });
+  }
+
+  /** Hands a direct task's answer on, once: to those waiting, or kept for the first to wait. */
+  #settle(id: string, answer: Answer): void {
+    const waiting = this.#answers.get(id);
+    if (!Array.isArray(waiting)) return; // answered already (by the stream or the node), or forgotten
+    if (waiting.length > 0) {
+      this.#answers.delete(id);
       for (const deliver of waiting) deliver(answer);
       return;
     }
-    this.#answers.set(task.id, answer);
+    this.#answers.set(id, answer);
     if (this.#answers.size > KEEP_ANSWERS) {
-      for (const [id, entry] of this.#answers) {
+      for (const [old, entry] of this.#answers) {
         if (!Array.isArray(entry)) {
-          this.#answers.delete(id);
+          this.#answers.delete(old);
           break;
         }
       }
@@ -205,7 +265,12 @@ export class DirectTasks {
       const { data, stat } = await this.#zk.get(`${this.#layout.workers}/${name}`);
       const reg = decodeWorkerRegistration(data);
       if (reg.ok && reg.value.name === name && reg.value.session === stat.ephemeralOwner)
-        return { worker: name, session: reg.value.session, labels: new Set(reg.value.labels) };
+        return {
+          worker: name,
+          session: reg.value.session,
+          labels: new Set(reg.value.labels),
+          answers: reg.value.answers,
+        };
     } catch {
       // gone meanwhile, or the client closed
     }

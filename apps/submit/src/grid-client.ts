@@ -68,6 +68,12 @@ export interface GridClientOptions {
    * protocol refuses.
    */
   replyAddress?: string | false;
+  /**
+   * Whether a lone task's answer may come on its worker's answer stream, before the worker's write of
+   * it to ZooKeeper is synced (see docs/protocol.md, "Answer streams", and docs/guarantees.md). Default
+   * true. `false`: every answer is read from ZooKeeper, so it is the one the grid records.
+   */
+  answerStreams?: boolean;
 }
 
 export interface WaitOptions {
@@ -213,7 +219,12 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
         );
       });
     }
-    this.#direct = new DirectTasks(zk, this.layout, (level, msg, fields) => logger?.(level, msg, fields));
+    this.#direct = new DirectTasks(
+      zk,
+      this.layout,
+      (level, msg, fields) => logger?.(level, msg, fields),
+      options.answerStreams ?? true,
+    );
   }
 
   /**

@@ -63,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
       ...(command.auth === undefined ? {} : { auth: command.auth }),
       ...(command.acl === undefined ? {} : { acl: command.acl }),
       ...(command.perl === undefined ? {} : { perl: command.perl }),
+      ...(command.answerAddress === undefined ? {} : { answerAddress: command.answerAddress }),
       ...(command.concurrency === undefined ? {} : { concurrency: command.concurrency }),
       ...(command.prefetch === undefined ? {} : { prefetch: command.prefetch }),
       ...(command.cwd === undefined ? {} : { cwd: command.cwd }),

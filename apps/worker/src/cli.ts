@@ -11,6 +11,7 @@ import {
 } from "@zkgrid/protocol";
 import { WorkerError } from "./errors.js";
 import {
+  answerAddressProblem,
   DEFAULT_CONNECT_STRING,
   DEFAULT_GRACE_MS,
   DEFAULT_ROOT,
@@ -58,6 +59,9 @@ Options:
   --perl <path>              the Perl that runs the task launcher (env ZKGRID_PERL; default perl on the
                              PATH); without one, tasks are spawned by the worker itself and are not
                              killed with it if it is killed (see the worker's README)
+  --answer-address <addr>    where submitters ask for their direct tasks' answers: host:port, host or
+                             :port (env ZKGRID_ANSWER_ADDRESS; default: the address this host reaches
+                             ZooKeeper from, any free port; off: none, answers are read from ZooKeeper)
   --metrics-port <n>         serve Prometheus /metrics on this port (0: any free port)
   --metrics-host <addr>      the address for it (default 127.0.0.1)
   --log-level <level>        debug, info, warn or error (default info)
@@ -84,6 +88,8 @@ export type CliCommand =
       cutoffStopMs: number | false | undefined;
       handlers: string | undefined;
       perl: string | undefined;
+      /** undefined: the default; false: none. */
+      answerAddress: string | false | undefined;
       metricsPort: number | undefined;
       metricsHost: string;
       logLevel: "debug" | "info" | "warn" | "error";
@@ -180,6 +186,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     auth: credentials.auth,
     acl: credentials.acl,
     perl: parsePerl(values.perl ?? env.ZKGRID_PERL),
+    answerAddress: parseAnswerAddress(values["answer-address"] ?? env.ZKGRID_ANSWER_ADDRESS),
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"]),
     metricsHost: values["metrics-host"] ?? "127.0.0.1",
     logLevel: parseLogLevel(values["log-level"]),
@@ -193,6 +200,14 @@ function parseCutoffStop(text: string | undefined): number | false | undefined {
   if (ms === undefined)
     throw new UsageError(`--cutoff-stop: expected a duration such as 1s or 500ms, or off, got "${text}"`);
   return ms === 0 ? false : ms;
+}
+
+function parseAnswerAddress(text: string | undefined): string | false | undefined {
+  if (text === undefined) return undefined;
+  if (text.trim() === "off") return false;
+  const problem = answerAddressProblem(text);
+  if (problem !== undefined) throw new UsageError(`--answer-address: "${text}": ${problem}, or off`);
+  return text;
 }
 
 function parsePerl(text: string | undefined): string | undefined {
@@ -233,6 +248,7 @@ function parse(argv: string[]) {
       auth: { type: "string" },
       acl: { type: "string" },
       perl: { type: "string" },
+      "answer-address": { type: "string" },
       "metrics-port": { type: "string" },
       "metrics-host": { type: "string" },
       "log-level": { type: "string" },

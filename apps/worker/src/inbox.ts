@@ -16,6 +16,8 @@ export interface DirectTask {
   readonly version: number;
   /** The node's data as read: written back unchanged, it declines the task. */
   readonly data: Buffer;
+  /** The key its submitter asks for the answer with on the answer stream, if it gave one. */
+  readonly answerKey?: string | undefined;
 }
 
 const RETRY_MS = 100;

@@ -7,7 +7,7 @@ import {
   sleep,
   type ZkClient,
 } from "@zkgrid/core";
-import { gridLayout, type WorkerRegistration } from "@zkgrid/protocol";
+import { type AnswerAddress, gridLayout, type WorkerRegistration } from "@zkgrid/protocol";
 import { CutoffClock } from "./cutoff.js";
 import { asError } from "./errors.js";
 import type { Prefetch } from "./prefetch.js";
@@ -43,6 +43,8 @@ export interface SessionKeeperOptions {
   events: WorkerEvents;
   /** Aborts when the worker stops or fails. */
   lifetime: AbortSignal;
+  /** Where the answer stream listens, registered with each session; undefined: no stream. */
+  answerAddress: () => AnswerAddress | undefined;
   /** True once the worker is stopping: no new session is joined. */
   stopping: () => boolean;
   /** Whether a report may wait (tasks are held to start; see SessionReporter's `hold`). */
@@ -130,6 +132,8 @@ export class SessionKeeper {
       startedAt: this.startedAt,
       session: sessionId,
     };
+    const answers = this.deps.answerAddress();
+    if (answers !== undefined) registration.answers = answers;
     try {
       await claimWorkerName({
         client,

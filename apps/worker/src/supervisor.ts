@@ -8,6 +8,7 @@ import {
   type StatusUpdate,
   statusFromUpdate,
 } from "@zkgrid/protocol";
+import type { AnswerStream } from "./answer-stream.js";
 import { answerDirect, type DirectTask } from "./inbox.js";
 import { createTaskLauncher, type LauncherMode, type TaskLauncher } from "./launcher.js";
 import { RunningNotices } from "./running-notices.js";
@@ -25,6 +26,8 @@ interface Tracked {
   update?: StatusUpdate;
   /** Set for a task taken from the session's inbox: its answer goes over its node, not into a report. */
   direct?: DirectTask & { task: AssignedTask };
+  /** A direct task whose node was deleted while it ran: what it ends with goes on no answer stream. */
+  nodeGone?: boolean;
 }
 
 export const taskKey = (t: { id: string; attempt: number }) => `${t.id}#${t.attempt}`;
@@ -41,6 +44,8 @@ const withTask = (direct: DirectTask, task: AssignedTask): DirectTask & { task: 
 export interface TaskSupervisorOptions {
   options: CompiledWorkerOptions;
   client: () => ZkClient;
+  /** The answer stream, if the worker has one: a direct task's answer goes there too. */
+  answers: () => AnswerStream | undefined;
   events: WorkerEvents;
   /** A task ended, so a slot is free. */
   onTaskEnded: () => void;
@@ -123,6 +128,7 @@ export class TaskSupervisor {
   cancelDirect(session: Session, name: string): void {
     const entry = this.tracked.get(taskKey({ id: name, attempt: 1 }));
     if (entry?.direct === undefined || entry.session !== session.id) return;
+    entry.nodeGone = true;
     if (!entry.done && entry.run !== undefined && !entry.run.killed) {
       entry.run.kill("cancel");
       this.options.log("info", "cancelled: its direct task node was deleted", { task: name });
@@ -245,6 +251,10 @@ export class TaskSupervisor {
             ),
           )
         : direct.data;
+      // The stream first: its submitter has the answer while the node's write waits for its sync. Not
+      // for a task whose node is gone: the leader's record of it is the answer (a cancel, or a rerun).
+      if (isFinalState(update.state) && direct.answerKey !== undefined && !entry.nodeGone)
+        this.deps.answers()?.send(direct.answerKey, data);
       this.answer(session, direct, data, update.id, (outcome) => {
         // Not allowed to write over the node: the leader hears of the task through a report instead.
         if (outcome === "refused" && session.status === "active") session.reporter.report(update);

@@ -241,7 +241,12 @@ export class TaskSource {
     if (node.kind !== "task") return; // answered already, or not a task: the leader's to judge
     // Written back unchanged, it is declined: a task carried in the name is written back with no data.
     const data = got === undefined || name.includes(INBOX_NAME_SEPARATOR) ? EMPTY : got.data;
-    const direct: DirectTask = { path: `${session.inboxDir}/${name}`, version: 0, data };
+    const direct: DirectTask = {
+      path: `${session.inboxDir}/${name}`,
+      version: 0,
+      data,
+      answerKey: node.answerKey,
+    };
     const task: AssignedTask = {
       id: node.task.id,
       attempt: 1,

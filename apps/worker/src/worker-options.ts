@@ -1,3 +1,5 @@
+import { isIP } from "node:net";
+import { splitHostPort } from "./answer-stream.js";
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import type { ConnectionOptions, Logger, ZkClient } from "@zkgrid/core";
@@ -76,6 +78,14 @@ export interface WorkerOptions extends Omit<ConnectionOptions, "connectString"> 
    * happens in the worker's own process. The worker logs which it uses as it starts.
    */
   perl?: string | false;
+  /**
+   * Where the worker's answer stream listens (docs/protocol.md, "Answer streams"): `"host:port"`,
+   * `"host"` (any free port) or `":port"`. A submitter that puts a task in this worker's inbox asks
+   * there for its answer and has it as soon as the task ends, without waiting for the answer's write to
+   * ZooKeeper. Default: the local address this host reaches ZooKeeper from, any free port. `false`: no
+   * stream (answers come from their nodes only).
+   */
+  answerAddress?: string | false;
   /** Default: @zkgrid/log's logger on stderr (JSON lines, or readable ones on a terminal). */
   logger?: Logger;
   /** Aborting it stops the worker: while starting, startWorker() rejects with WorkerStoppedError. */
@@ -106,6 +116,8 @@ export interface CompiledWorkerOptions {
   /** A gap longer than this between the freeze detector's ticks means the process was frozen. */
   readonly freezeGapMs: number;
   readonly perl: string | false;
+  /** Where the answer stream listens (host undefined: found from the route to ZooKeeper); undefined: none. */
+  readonly answers: { readonly host: string | undefined; readonly port: number } | undefined;
   /** The logger, every line marked with `worker`. */
   readonly log: Logger;
   readonly signal: AbortSignal | undefined;
@@ -190,7 +202,29 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     cutoffStopMs: cutoffStopMs === 0 ? undefined : cutoffStopMs,
     freezeGapMs: sessionTimeoutMs / 3,
     perl: options.perl ?? "perl",
+    answers: answerAddressOption(options.answerAddress),
     log: (level, msg, fields) => logger(level, msg, { worker: name, ...fields }),
     signal: options.signal,
   };
+}
+
+/** The `answerAddress` option, checked: undefined for `false`, else a host (or undefined) and a port. */
+function answerAddressOption(value: string | false | undefined): CompiledWorkerOptions["answers"] {
+  if (value === false) return undefined;
+  if (value === undefined) return { host: undefined, port: 0 };
+  const problem = answerAddressProblem(value);
+  if (problem !== undefined)
+    throw new WorkerOptionError("answerAddress", `${JSON.stringify(value)}: ${problem}`);
+  const { host, port } = splitHostPort(value, 0);
+  return { host: host === "" ? undefined : host, port };
+}
+
+/** Why `value` is not an answer stream address (`host:port`, `host`, `:port`), or undefined if it is. */
+export function answerAddressProblem(value: unknown): string | undefined {
+  if (typeof value !== "string" || value === "") return 'must be "host:port", "host" or ":port"';
+  const { host, port } = splitHostPort(value, 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return "the port must be an integer 0..65535";
+  if (host !== "" && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$/.test(host))
+    return "the host must be an IP address or a host name";
+  return undefined;
 }

@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { connect, messageOf, type ZkClient } from "@zkgrid/core";
+import { AnswerStream } from "./answer-stream.js";
 import { asError, WorkerOptionError, WorkerStoppedError } from "./errors.js";
 import type { LauncherMode } from "./launcher.js";
 import { LocalLock } from "./lock.js";
@@ -65,6 +66,8 @@ class GridWorker implements Worker {
   private readonly source: TaskSource;
   private readonly prefetch: Prefetch;
   private lock: LocalLock | undefined;
+  /** Where submitters ask for direct tasks' answers; undefined when off or not started. */
+  private answers: AnswerStream | undefined;
   /** Aborts when the worker stops or fails: ends the session loop and the assignment watch. */
   private readonly lifetime = new AbortController();
   private stopping: Promise<void> | undefined;
@@ -92,6 +95,7 @@ class GridWorker implements Worker {
     this.supervisor = new TaskSupervisor({
       options: this.options,
       client,
+      answers: () => this.answers,
       events: this.hub,
       onTaskEnded: () => this.source.scheduleReconcile(),
     });
@@ -101,6 +105,7 @@ class GridWorker implements Worker {
       supervisor: this.supervisor,
       events: this.hub,
       lifetime: this.lifetime.signal,
+      answerAddress: () => this.answers?.address,
       stopping: () => this.stopping !== undefined,
       // With tasks waiting to start, the leader need not hear of finished ones until the held tasks
       // are down to half, or to one round of `concurrency`: it then refills many slots with one
@@ -177,6 +182,7 @@ class GridWorker implements Worker {
       }
       if (this.lifetime.signal.aborted) throw new WorkerStoppedError();
       const client = this.client;
+      await this.listenForAnswers(client);
       void this.source.watchAssignment(client);
       client
         .keepRunning((ctx) => this.sessions.join(ctx.sessionId, ctx.signal), { signal: this.lifetime.signal })
@@ -191,6 +197,27 @@ class GridWorker implements Worker {
     this.setState("RUNNING");
     this.sessions.startTicking();
     this.source.reconcile();
+  }
+
+  /**
+   * Opens the answer stream, if on. Where it cannot listen, an address given as an option fails the
+   * start; one found by the worker itself is only warned of (answers then come from their nodes).
+   */
+  private async listenForAnswers(client: ZkClient): Promise<void> {
+    const { answers, log } = this.options;
+    if (answers === undefined) return;
+    try {
+      this.answers = await AnswerStream.listen(answers, client.servers, log);
+      log("info", `answer stream on ${this.answers.address.host}:${this.answers.address.port}`);
+    } catch (error) {
+      const where = `${answers.host ?? "the address that reaches ZooKeeper"}, port ${answers.port}`;
+      if (answers.host !== undefined)
+        throw new WorkerOptionError("answerAddress", `cannot listen on ${where}: ${messageOf(error)}`);
+      log(
+        "warn",
+        `no answer stream (cannot listen on ${where}: ${messageOf(error)}); direct tasks' submitters read their answers from ZooKeeper`,
+      );
+    }
   }
 
   private onJoined(session: Session): void {
@@ -324,6 +351,7 @@ class GridWorker implements Worker {
     this.sessions.stopTicking();
     this.prefetch.stop();
     await this.supervisor.close();
+    await this.answers?.close();
     if (!("client" in this.options.connection)) await this.zk?.close();
     await this.lock?.release();
   }

@@ -30,6 +30,7 @@ describe("command line", () => {
       auth: undefined,
       acl: undefined,
       perl: undefined,
+      answerAddress: undefined,
       metricsPort: undefined,
       metricsHost: "127.0.0.1",
       logLevel: "info",
@@ -85,6 +86,27 @@ describe("command line", () => {
   it("answers --help and --version", () => {
     expect(parseWorkerArgs(["--help"], {})).toEqual({ kind: "help" });
     expect(parseWorkerArgs(["-V"], {})).toEqual({ kind: "version", version: VERSION });
+  });
+
+  it("takes --answer-address as host:port, host, :port or off, also from the environment", () => {
+    const address = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+      const command = parseWorkerArgs(["w1", ...args], env);
+      return command.kind === "run" ? command.answerAddress : "not run";
+    };
+    expect(address(["--answer-address", "10.0.0.5:7000"])).toBe("10.0.0.5:7000");
+    expect(address(["--answer-address", "[::1]:7000"])).toBe("[::1]:7000");
+    expect(address(["--answer-address", "grid-host-3"])).toBe("grid-host-3");
+    expect(address(["--answer-address", ":7000"])).toBe(":7000");
+    expect(address(["--answer-address", "off"])).toBe(false);
+    expect(address([], { ZKGRID_ANSWER_ADDRESS: "off" })).toBe(false);
+    expect(address([])).toBeUndefined();
+    expect(usageError(["w1", "--answer-address", "host:99999"])).toContain(
+      '--answer-address: "host:99999": the port must be an integer 0..65535',
+    );
+    expect(usageError(["w1", "--answer-address", "bad host:1"])).toContain(
+      "the host must be an IP address or a host name",
+    );
+    expect(usageError(["w1", "--answer-address", ""])).toContain("--answer-address");
   });
 
   it("refuses an unknown flag, a bad value or a bad name with a message naming it", () => {

@@ -20,6 +20,7 @@ describe("worker options", () => {
       nameWaitMs: 20_000,
       cutoffStopMs: 2_500,
       perl: "perl",
+      answers: { host: undefined, port: 0 },
       signal: undefined,
     });
     expect(compiled.freezeGapMs).toBeCloseTo(10_000 / 3);
@@ -67,5 +68,18 @@ describe("worker options", () => {
       max: 10,
     });
     expect(compileWorkerOptions({ name: "w1", prefetch: 0 }).prefetch).toEqual({ kind: "fixed", tasks: 0 });
+  });
+
+  it("take the answer stream's address, or none, and refuse a bad one naming the option", () => {
+    const answers = (answerAddress: string | false) =>
+      compileWorkerOptions({ name: "w1", answerAddress }).answers;
+    expect(answers("10.1.2.3:7000")).toEqual({ host: "10.1.2.3", port: 7000 });
+    expect(answers(":7000")).toEqual({ host: undefined, port: 7000 });
+    expect(answers("[fd00::1]")).toEqual({ host: "fd00::1", port: 0 });
+    expect(answers(false)).toBeUndefined();
+    expect(() => answers("h:70000")).toThrow(
+      /answerAddress.*"h:70000": the port must be an integer 0\.\.65535/,
+    );
+    expect(() => answers("a/b")).toThrow(/answerAddress.*the host must be an IP address or a host name/);
   });
 });

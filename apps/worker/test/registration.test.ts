@@ -32,6 +32,8 @@ describe("registration", () => {
       version: VERSION,
       startedAt: expect.any(Number),
       session,
+      // The answer stream, on the address the worker reaches this loopback server from.
+      answers: { host: "127.0.0.1", port: expect.any(Number) },
     });
     const stat = await grid().zk.exists(layout.worker("w1"));
     expect(stat?.ephemeralOwner).toBe(session);

@@ -94,6 +94,11 @@ export class ZkClient {
     return this.#connection.sessionCredentials();
   }
 
+  /** The servers this client connects to: its connect string as given (`host:port,...`). */
+  get servers(): string {
+    return this.#connection.connectString;
+  }
+
   /** The root every path is relative to ("/" if none). */
   get root(): string {
     return this.#connection.chroot.root;

@@ -136,6 +136,10 @@ export class Connection implements ClientCore {
   #waking = false;
   readonly #pathListeners = new Map<string, Set<() => void>>();
 
+  get connectString(): string {
+    return this.#connectString;
+  }
+
   constructor(options: ConnectOptions) {
     if (!options || typeof options.connectString !== "string" || options.connectString === "") {
       throw new BadArgumentsError({ message: "connectString is required" });

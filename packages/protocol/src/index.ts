@@ -114,7 +114,17 @@ export {
   WorkerReportSchema,
 } from "./schemas.js";
 export { taskLabels, taskMaxAttempts, taskPriority } from "./defaults.js";
-export { buildTaskStatus, decodeInboxNode, statusFromUpdate } from "./status.js";
+export { buildTaskStatus, decodeDirectAnswer, decodeInboxNode, statusFromUpdate } from "./status.js";
+export {
+  ANSWER_KEY_BYTES,
+  MAX_ANSWER_LINE_BYTES,
+  MAX_ANSWER_HELLO_BYTES,
+  answerKeyProblem,
+  encodeAnswerHello,
+  newAnswerKey,
+  parseAnswerHello,
+  withAnswerKey,
+} from "./answer-stream.js";
 export {
   INBOX_NAME_SEPARATOR,
   MAX_NAMED_BATCH_BYTES,
@@ -205,6 +215,7 @@ export type {
   TaskSpec,
   TaskStatus,
   WorkerRegistration,
+  AnswerAddress,
   WorkerReport,
 } from "./schemas.js";
 export type {

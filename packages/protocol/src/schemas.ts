@@ -19,6 +19,7 @@ import {
   type UpdateState,
 } from "./constants.js";
 import { describeValue } from "./errors.js";
+import { answerKeyProblem } from "./answer-stream.js";
 import { replyAddressProblem } from "./reply.js";
 import { encodedByteLength, jsonValueProblem, utf8ByteLength } from "./json.js";
 import { type AttemptRecord, AttemptHistorySchema, type RetryPolicy, RetryPolicySchema } from "./retry.js";
@@ -59,6 +60,11 @@ export interface SubmitBatch {
   batchId: string;
   submittedAt: number;
   submitter?: string;
+  /**
+   * A direct task's batch only: the key its submitter gives, over the worker's answer stream, to have
+   * the answer sent there too (see docs/protocol.md, "Answer streams").
+   */
+  answerKey?: string;
   tasks: TaskSpec[];
   /** Written by the leader when it puts tasks back in the queue; submitters leave it out. */
   requeued?: Record<string, RequeuedTask>;
@@ -100,6 +106,14 @@ export interface WorkerRegistration {
   version: string;
   startedAt: number;
   session: string;
+  /** Where the worker's answer stream listens, if it has one (see docs/protocol.md, "Answer streams"). */
+  answers?: AnswerAddress;
+}
+
+/** A TCP address: an IP address or host name, and a port. */
+export interface AnswerAddress {
+  host: string;
+  port: number;
 }
 
 export interface AssignedTask {
@@ -435,6 +449,7 @@ const batchHeaderShape = {
   batchId: named("batch id", taskIdProblem),
   submittedAt: timestamp,
   submitter: text({ what: "a non-empty string", nonEmpty: true, maxBytes: 256 }).optional(),
+  answerKey: named("answer key", answerKeyProblem).optional(),
   requeued: z
     .record(
       taskId,
@@ -487,6 +502,10 @@ export const WorkerRegistrationSchema: z.ZodType<WorkerRegistration> = strictObj
   version: text({ what: "a non-empty version string", nonEmpty: true, maxBytes: 64 }),
   startedAt: timestamp,
   session: sessionId,
+  answers: strictObject("an answer stream address", {
+    host,
+    port: int(1, 65535, "a TCP port (an integer 1..65535)"),
+  }).optional(),
 });
 
 export const AssignedTaskSchema: z.ZodType<AssignedTask> = strictObject("an assigned task", {

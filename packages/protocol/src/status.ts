@@ -71,7 +71,7 @@ export type InboxNode =
    * its name). At version 0 it waits for its worker; rewritten unchanged (version 1 or more), it was
    * declined and goes to the queue.
    */
-  | { kind: "task"; task: TaskSpec; submittedAt: number }
+  | { kind: "task"; task: TaskSpec; submittedAt: number; answerKey?: string }
   /** The worker's answer: the task's final status, as the leader records it in `R/results`. */
   | { kind: "outcome"; status: TaskStatus }
   | { kind: "invalid"; error: ProtocolError; id: string };
@@ -97,15 +97,38 @@ export function decodeInboxNode(name: string, data: Uint8Array, version: number)
   if (isBatch && named !== undefined)
     return invalid(id, "tasks: a task carried in the node's name is written back with no data");
   if (isBatch) return taskOf(id, json);
-  const decoded = taskStatusOf(json.value);
-  if (!decoded.ok) return { kind: "invalid", error: decoded.error, id };
+  const answer = answerOf(json.value, id);
+  return answer.ok ? { kind: "outcome", status: answer.value } : { kind: "invalid", error: answer.error, id };
+}
+
+/**
+ * Decodes a direct task's answer as a worker's answer stream sends it (a line without its "\n"): the
+ * same bytes as the answer it writes over the task's node, a final `TaskStatus` at attempt 1.
+ */
+export function decodeDirectAnswer(data: Uint8Array): Result<TaskStatus> {
+  const json = decodeJson(data);
+  return json.ok ? answerOf(json.value, undefined) : json;
+}
+
+/** A worker's answer to a direct task (of id `id`, when given): a final status at attempt 1. */
+function answerOf(value: unknown, id: string | undefined): Result<TaskStatus> {
+  const decoded = taskStatusOf(value);
+  if (!decoded.ok) return decoded;
   const status = decoded.value;
-  if (status.id !== id) return invalid(id, `id: expected "${id}", the node's name`);
-  if (!isFinalState(status.state) || status.state === "rejected")
-    return invalid(id, `state: a worker's answer is a final state, got "${status.state}"`);
-  if (status.attempt !== 1)
-    return invalid(id, `attempt: a direct task runs as attempt 1, got ${status.attempt}`);
-  return { kind: "outcome", status };
+  const problem =
+    id !== undefined && status.id !== id
+      ? `id: expected "${id}", the node's name`
+      : !isFinalState(status.state) || status.state === "rejected"
+        ? `state: a worker's answer is a final state, got "${status.state}"`
+        : status.attempt !== 1
+          ? `attempt: a direct task runs as attempt 1, got ${status.attempt}`
+          : undefined;
+  if (problem === undefined) return { ok: true, value: status };
+  const colon = problem.indexOf(": ");
+  return {
+    ok: false,
+    error: new ProtocolError([{ path: problem.slice(0, colon), problem: problem.slice(colon + 2) }]),
+  };
 }
 
 /** A direct task node's task, from its parsed `SubmitBatch`. */
@@ -120,7 +143,10 @@ function taskOf(id: string, json: Result<unknown>): InboxNode {
     return invalid(id, "tasks: a direct task's node holds exactly one task");
   if (!first.ok) return { kind: "invalid", error: first.error, id };
   if (first.task.id !== id) return invalid(id, `tasks[0].id: expected "${id}", the node's name`);
-  return { kind: "task", task: first.task, submittedAt: batch.batch.submittedAt };
+  const { submittedAt, answerKey } = batch.batch;
+  return answerKey === undefined
+    ? { kind: "task", task: first.task, submittedAt }
+    : { kind: "task", task: first.task, submittedAt, answerKey };
 }
 
 function invalid(id: string, message: string): InboxNode {

@@ -1,0 +1,108 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { decodeInboxNode, decodeWorkerRegistration, inboxNodeId } from "@zkgrid/protocol";
+import { connectGrid } from "@zkgrid/submit";
+import { startServer, waitFor, type ZkServer } from "@zkgrid/testing";
+import { afterEach, expect, it } from "vitest";
+import { sessionOf, TestGrid } from "./grid.js";
+
+// A ZooKeeper of this file's own: the test freezes it.
+let server: ZkServer | undefined;
+let grid: TestGrid | undefined;
+
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === "fail" && grid) console.error(grid.transcript());
+  server?.resume();
+  await grid?.close();
+  await server?.stop();
+  grid = undefined;
+  server = undefined;
+});
+
+/** A ZooKeeper of the test's own and a grid on it; `withLeader`: m1 leading and w1 registered (its session). */
+async function ownGrid(withLeader: boolean): Promise<{ g: TestGrid; session: string | undefined }> {
+  server = await startServer();
+  const g = new TestGrid(server.connectString);
+  grid = g;
+  if (!withLeader) return { g, session: undefined };
+  g.master("m1");
+  g.worker("w1");
+  return { g, session: await sessionOf(g, "w1") };
+}
+
+it("a lone task's answer reaches its submitter on its worker's answer stream while ZooKeeper is frozen, and the grid then records that same status", async () => {
+  const { g } = await ownGrid(true);
+  if (server === undefined) throw new Error("no server");
+  const zk = await g.zk();
+  const reg = decodeWorkerRegistration((await zk.get(g.layout.worker("w1"))).data);
+  // The worker reaches this loopback server from a loopback address, so its stream listens there.
+  expect(reg.ok && reg.value.answers).toEqual({ host: "127.0.0.1", port: expect.any(Number) });
+
+  const client = await connectGrid({ connectString: server.connectString, root: g.root });
+  try {
+    const [id] = await client.submit({ cmd: "sleep 1.5; echo streamed" });
+    expect(id).toBeDefined();
+    const waiting = client.wait(id as string);
+    // Frozen once the task runs: from then on, nothing reaches the submitter through ZooKeeper.
+    await waitFor(() => existsSync(join(g.dir, "w1", id as string, "stdout.txt")), {
+      timeoutMs: 30_000,
+      message: "the task to start",
+    });
+    server.pause();
+    const got = await waiting;
+    expect(server.isPaused).toBe(true);
+    const status = got.get(id as string);
+    expect(status).toMatchObject({
+      id,
+      state: "succeeded",
+      attempt: 1,
+      worker: "w1",
+      stdoutTail: "streamed\n",
+    });
+    server.resume();
+    // The node's answer, written once ZooKeeper is back, is the one the leader records.
+    const recorded = await g.waitForResults([id as string], 30_000);
+    expect(recorded.get(id as string)).toEqual(status);
+    expect(await client.status(id as string)).toEqual(status);
+  } finally {
+    server.resume();
+    await client.close();
+  }
+}, 120_000);
+
+it("a task carries its client's answer key only when the client uses answer streams and its worker offers one", async () => {
+  const { g, session } = await ownGrid(true);
+  const zk = await g.zk();
+  const inbox = g.layout.inboxDir("w1", session as string);
+  /** Submits a task that runs a while, and returns the answerKey its inbox node carries (or none). */
+  const keyOf = async (answerStreams: boolean): Promise<string | undefined> => {
+    const client = await connectGrid({ connectString: server!.connectString, root: g.root, answerStreams });
+    try {
+      const [id] = await client.submit({ cmd: "sleep 0.5; echo keyed" });
+      const name = (await zk.getChildren(inbox)).find((n) => inboxNodeId(n) === id);
+      expect(name, "the task's inbox node").toBeDefined();
+      const node = decodeInboxNode(name as string, Buffer.alloc(0), 0);
+      expect(node.kind).toBe("task");
+      const got = await client.wait(id as string);
+      expect(got.get(id as string)).toMatchObject({ state: "succeeded", stdoutTail: "keyed\n" });
+      return node.kind === "task" ? node.answerKey : undefined;
+    } finally {
+      await client.close();
+    }
+  };
+  expect(await keyOf(true)).toMatch(/^[A-Za-z0-9_-]{22}$/);
+  expect(await keyOf(false)).toBeUndefined();
+
+  // A worker started with --answer-address off offers none: its registration names no stream.
+  g.worker("w2", ["--answer-address", "off"]);
+  await sessionOf(g, "w2");
+  const reg = decodeWorkerRegistration((await zk.get(g.layout.worker("w2"))).data);
+  expect(reg.ok && reg.value.name === "w2" && !("answers" in reg.value)).toBe(true);
+}, 120_000);
+
+it("a worker told to listen for answers where it cannot exits 2, naming the address", async () => {
+  const { g } = await ownGrid(false);
+  const bad = g.worker("w1", ["--answer-address", "192.0.2.1:7000"]);
+  expect(await bad.closed).toBe(2);
+  expect(bad.output()).toMatch(/zkgrid-worker: .*answerAddress.*cannot listen on 192\.0\.2\.1, port 7000/);
+}, 60_000);
