@@ -1,10 +1,11 @@
 import { existsSync } from "node:fs";
+import { connect as connectTcp, type Socket } from "node:net";
 import { join } from "node:path";
 import { decodeInboxNode, decodeWorkerRegistration, inboxNodeId } from "@zkgrid/protocol";
 import { connectGrid } from "@zkgrid/submit";
 import { startServer, waitFor, type ZkServer } from "@zkgrid/testing";
 import { afterEach, expect, it } from "vitest";
-import { sessionOf, TestGrid } from "./grid.js";
+import { type Proc, sessionOf, TestGrid } from "./grid.js";
 
 // A ZooKeeper of this file's own: the test freezes it.
 let server: ZkServer | undefined;
@@ -20,14 +21,16 @@ afterEach(async (ctx) => {
 });
 
 /** A ZooKeeper of the test's own and a grid on it; `withLeader`: m1 leading and w1 registered (its session). */
-async function ownGrid(withLeader: boolean): Promise<{ g: TestGrid; session: string | undefined }> {
+async function ownGrid(
+  withLeader: boolean,
+): Promise<{ g: TestGrid; session: string | undefined; w1: Proc | undefined }> {
   server = await startServer();
   const g = new TestGrid(server.connectString);
   grid = g;
-  if (!withLeader) return { g, session: undefined };
+  if (!withLeader) return { g, session: undefined, w1: undefined };
   g.master("m1");
-  g.worker("w1");
-  return { g, session: await sessionOf(g, "w1") };
+  const w1 = g.worker("w1");
+  return { g, session: await sessionOf(g, "w1"), w1 };
 }
 
 it("a lone task's answer reaches its submitter on its worker's answer stream while ZooKeeper is frozen, and the grid then records that same status", async () => {
@@ -71,7 +74,7 @@ it("a lone task's answer reaches its submitter on its worker's answer stream whi
 }, 120_000);
 
 it("a task carries its client's answer key only when the client uses answer streams and its worker offers one", async () => {
-  const { g, session } = await ownGrid(true);
+  const { g, session, w1 } = await ownGrid(true);
   const zk = await g.zk();
   const inbox = g.layout.inboxDir("w1", session as string);
   /** Submits a task that runs a while, and returns the answerKey its inbox node carries (or none). */
@@ -98,6 +101,23 @@ it("a task carries its client's answer key only when the client uses answer stre
   await sessionOf(g, "w2");
   const reg = decodeWorkerRegistration((await zk.get(g.layout.worker("w2"))).data);
   expect(reg.ok && reg.value.name === "w2" && !("answers" in reg.value)).toBe(true);
+
+  // Connections that never say hello do not hold up a stop.
+  const w1reg = decodeWorkerRegistration((await zk.get(g.layout.worker("w1"))).data);
+  if (!w1reg.ok || w1reg.value.answers === undefined) throw new Error("w1 names no answer stream");
+  const { host, port } = w1reg.value.answers;
+  const idle = await Promise.all(
+    [1, 2, 3].map(
+      () =>
+        new Promise<Socket>((resolve, reject) => {
+          const socket = connectTcp({ host, port }, () => resolve(socket));
+          socket.on("error", reject);
+        }),
+    ),
+  );
+  w1?.kill("SIGTERM");
+  expect(await w1?.closed).toBe(0);
+  for (const socket of idle) socket.destroy();
 }, 120_000);
 
 it("a worker told to listen for answers where it cannot exits 2, naming the address", async () => {

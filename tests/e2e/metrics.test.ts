@@ -99,6 +99,10 @@ describe("/metrics of a real master and a real worker", () => {
     expect(s.samples.get("zkgrid_worker_running_tasks")).toBe(0);
     expect(s.samples.get("zkgrid_worker_zookeeper_connected")).toBe(1);
     expect(s.types.get("zkgrid_worker_sessions_ended_total")).toBe("counter");
+    // The lone task's answer went to zkgrid-submit on the worker's answer stream too.
+    expect(s.types.get("zkgrid_worker_answers_streamed_total")).toBe("counter");
+    expect(s.samples.get("zkgrid_worker_answers_streamed_total")).toBe(1);
+    expect(s.types.get("zkgrid_worker_answer_stream_connections")).toBe("gauge");
     expectProcessSeries(s);
     // A worker serves only its own series: the grid's are the dashboard's.
     expect(s.types.has("zkgrid_queue_depth")).toBe(false);

@@ -10,13 +10,12 @@ import {
 
 /** How long a connection to a worker's answer stream may take to open before it is given up. */
 export const CONNECT_TIMEOUT_MS = 2_000;
-/** After a stream could not be reached, its worker session's tasks do without it for this long. */
+/** After a stream could not be reached, tasks for its worker do without it for this long. */
 export const UNREACHABLE_PAUSE_MS = 30_000;
 
-/** A worker session whose registration names an answer stream. */
+/** A worker whose registration names an answer stream. */
 export interface StreamTarget {
   readonly worker: string;
-  readonly session: string;
   readonly answers: AnswerAddress;
 }
 
@@ -28,7 +27,7 @@ export type StreamDelivery = (worker: string, status: TaskStatus) => void;
 
 interface Line {
   socket: Socket;
-  /** The key its hello named: the tasks sent to its worker session carry it. */
+  /** The key its hello named: the tasks sent to its worker carry it. */
   key: string;
   /** Bytes of an answer not yet ended by "\n". */
   pending: Buffer[];
@@ -37,18 +36,18 @@ interface Line {
 
 /**
  * A client's connections to workers' answer streams (docs/protocol.md, "Answer streams"), one per
- * worker session, opened on its first direct task and kept while it lives. Each names a fresh key in its
- * hello; the direct tasks sent to that session carry the key, and their answers come back here as soon
- * as they end. Their nodes still carry the answers too, which the caller follows as well. A stream that
+ * worker process (its name and its stream's address), opened on its first direct task and kept while
+ * it lives. Each names a fresh key in its hello; the direct tasks sent to that worker carry the key,
+ * and their answers come back here as soon as they end. Their nodes still carry the answers too, which the caller follows as well. A stream that
  * cannot be reached is left alone for `UNREACHABLE_PAUSE_MS`; one that sends anything but answers is
  * closed, and left alone as long.
  */
 export class AnswerStreams {
   readonly #log: StreamLogger;
   readonly #deliver: StreamDelivery;
-  /** Open or opening connections, by `worker@session`. */
+  /** Open or opening connections, by `worker@host:port`. */
   readonly #lines = new Map<string, Line>();
-  /** Worker sessions whose stream could not be reached or broke the protocol, until when they are left alone. */
+  /** Streams (`worker@host:port`) that could not be reached or broke the protocol, until when they are left alone. */
   readonly #unreachable = new Map<string, number>();
   #closed = false;
 
@@ -63,7 +62,8 @@ export class AnswerStreams {
    */
   keyFor(target: StreamTarget): string | undefined {
     if (this.#closed) return undefined;
-    const name = `${target.worker}@${target.session}`;
+    // By worker and address, not session: a worker process keeps its stream across its sessions.
+    const name = `${target.worker}@${target.answers.host}:${target.answers.port}`;
     const line = this.#lines.get(name);
     if (line !== undefined) return line.key;
     const pause = this.#unreachable.get(name);
@@ -134,14 +134,14 @@ export class AnswerStreams {
     }
   }
 
-  /** Closes a stream that broke the protocol, and leaves its worker session alone for a while. */
+  /** Closes a stream that broke the protocol, and leaves it alone for a while. */
   #refuse(name: string, worker: string, line: Line, problem: string): void {
     this.#log("warn", `closed a worker's answer stream: it ${problem}`, { worker });
     this.#pause(name);
     line.socket.destroy();
   }
 
-  /** Leaves worker session `name`'s stream alone for a while (expired pauses are forgotten on the way). */
+  /** Leaves stream `name` alone for a while (expired pauses are forgotten on the way). */
   #pause(name: string): void {
     const now = Date.now();
     if (this.#unreachable.size >= 1024)

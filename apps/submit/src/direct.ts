@@ -109,8 +109,8 @@ export class DirectTasks {
     // It carries the key of this client's connection to the worker's answer stream, if it has one.
     let wire = data;
     if (this.#streams !== undefined && target.answers !== undefined) {
-      const { worker, session, answers } = target;
-      const key = this.#streams.keyFor({ worker, session, answers });
+      const { worker, answers } = target;
+      const key = this.#streams.keyFor({ worker, answers });
       if (key !== undefined) {
         wire = withAnswerKey(data, key);
         this.#flights.set(task.id, { worker });

@@ -25,6 +25,9 @@ export class AnswerStream {
   /** Connections by the key their hello named (two may name one). */
   readonly #byKey = new Map<string, Set<Socket>>();
   #address: AnswerAddress | undefined;
+  /** Every open connection, with a hello or not yet. */
+  readonly #sockets = new Set<Socket>();
+  #sent = 0;
 
   private constructor(log: Logger) {
     this.#log = log;
@@ -62,6 +65,16 @@ export class AnswerStream {
     return this.#address as AnswerAddress;
   }
 
+  /** Connections open now (with a hello or not yet). */
+  get connections(): number {
+    return this.#sockets.size;
+  }
+
+  /** Answers sent since it started (one per connection sent to). */
+  get answersSent(): number {
+    return this.#sent;
+  }
+
   /** Sends `answer` (a final `TaskStatus`'s JSON) to each connection that named `key`; returns how many. */
   send(key: string, answer: Buffer): number {
     const sockets = this.#byKey.get(key);
@@ -76,17 +89,20 @@ export class AnswerStream {
       socket.write(line);
       sent++;
     }
+    this.#sent += sent;
     return sent;
   }
 
   /** Stops listening and closes every connection. */
   close(): Promise<void> {
-    for (const sockets of this.#byKey.values()) for (const socket of sockets) socket.destroy();
+    // server.close() waits for every connection to end: an idle one would hold a stop for ever.
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const socket of this.#sockets) socket.destroy();
     return closed;
   }
 
   #accept(socket: Socket): void {
+    this.#sockets.add(socket);
     let pending = "";
     let key: string | undefined;
     socket.setEncoding("utf8");
@@ -111,6 +127,7 @@ export class AnswerStream {
     socket.on("data", onData);
     socket.on("error", () => {}); // a reset by the peer: the close below tidies up
     socket.on("close", () => {
+      this.#sockets.delete(socket);
       if (key === undefined) return;
       const sockets = this.#byKey.get(key);
       sockets?.delete(socket);

@@ -23,6 +23,22 @@ export function workerMetrics(worker: Worker): {
       this.set(worker.client.state === "connected" ? 1 : 0);
     },
   });
+  r.gauge({
+    name: "zkgrid_worker_answer_stream_connections",
+    help: "Submitters' connections to its answer stream open now",
+    collect() {
+      this.set(worker.answerStream?.connections ?? 0);
+    },
+  });
+  r.counter({
+    name: "zkgrid_worker_answers_streamed_total",
+    help: "Direct tasks' answers sent on its answer stream (one per connection sent to)",
+    collect() {
+      // The stream counts them; a scrape takes its count.
+      this.reset();
+      this.inc(worker.answerStream?.answersSent ?? 0);
+    },
+  });
   const sessionsEnded = r.counter({
     name: "zkgrid_worker_sessions_ended_total",
     help: "Sessions whose tasks were dropped: expired (ZooKeeper), fenced (by the leader) or closed",

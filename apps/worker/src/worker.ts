@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { connect, messageOf, type ZkClient } from "@zkgrid/core";
+import type { AnswerAddress } from "@zkgrid/protocol";
 import { AnswerStream } from "./answer-stream.js";
 import { asError, WorkerOptionError, WorkerStoppedError } from "./errors.js";
 import type { LauncherMode } from "./launcher.js";
@@ -35,6 +36,10 @@ export interface Worker {
   readonly running: number;
   /** How task processes are started: through the Perl launcher, or spawned by the worker itself. */
   readonly taskLauncher: LauncherMode;
+  /** Its answer stream, if it has one: where it listens, connections open now, answers sent so far. */
+  readonly answerStream:
+    | { readonly address: AnswerAddress; readonly connections: number; readonly answersSent: number }
+    | undefined;
   /** Calls `listener` for each event; returns an unsubscribe function. */
   on(listener: (event: WorkerEvent) => void): () => void;
   /** Events from now on; ends when the worker is STOPPED or FAILED. */
@@ -151,6 +156,10 @@ class GridWorker implements Worker {
 
   get taskLauncher(): LauncherMode {
     return this.supervisor.launcherMode;
+  }
+
+  get answerStream(): Worker["answerStream"] {
+    return this.answers;
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------
