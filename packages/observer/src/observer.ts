@@ -210,6 +210,8 @@ export class GridObserver {
   readonly #throughput = new ThroughputSeries();
   readonly #depth = new DepthSeries();
   readonly #problems: string[] = [];
+  /** Why the server refused this client, if it did. */
+  #refused: Error | undefined;
   #gate: GridGate = { v: 1 };
   readonly #sharedResults: ResultPlace;
   /** One per reply dir: its own sequences, read like `R/results`. */
@@ -231,6 +233,14 @@ export class GridObserver {
     this.#follower = new Follower(client, {
       signal: this.#stop.signal,
       onError: (err, { type, path }) => {
+        // The server refused this client (its credentials): nothing more can be read. Whichever read
+        // hears it first (the others hear that the client closed), the start fails with the cause.
+        const cause = errors.isClosed(err) ? err.cause : err;
+        if (errors.isAuthFailed(cause)) {
+          this.#refused ??= cause;
+          this.#problem(`watch of ${path} stopped: ${messageOf(cause)}`);
+          return "fail";
+        }
         if (errors.isClosed(err)) return "end";
         // A listing's handler reads nodes: a connection error there is retried.
         if (type === "children" && (errors.isRetryable(err) || errors.isOperationTimeout(err))) {
@@ -413,7 +423,10 @@ export class GridObserver {
       follow.children(layout.results, (c) => this.#onResults(this.#sharedResults, c)),
       follow.children(layout.replies, (c) => this.#replyDirs.update(c)),
       follow.data(layout.gate, (c) => this.#onGate(c)),
-    ]);
+    ]).catch((err: unknown) => {
+      throw this.#refused ?? err;
+    });
+    if (this.#refused !== undefined) throw this.#refused;
     if (!signal.aborted) await this.#backfill();
     // After the read-back: an answer the leader had recorded before the start is history, not counted.
     this.#applyResults(this.#answersAtStart.splice(0));
