@@ -38,16 +38,16 @@ interface Line {
  * A client's connections to workers' answer streams (docs/protocol.md, "Answer streams"), one per
  * worker process (its name and its stream's address), opened on its first direct task and kept while
  * it lives. Each names a fresh key in its hello; the direct tasks sent to that worker carry the key,
- * and their answers come back here as soon as they end. Their nodes still carry the answers too, which the caller follows as well. A stream that
- * cannot be reached is left alone for `UNREACHABLE_PAUSE_MS`; one that sends anything but answers is
- * closed, and left alone as long.
+ * and their answers come back here as soon as they end. Their nodes still carry the answers too, which
+ * the caller follows as well. A stream that cannot be reached is left alone for `UNREACHABLE_PAUSE_MS`;
+ * one that sends anything but answers is closed, and left alone as long.
  */
 export class AnswerStreams {
   readonly #log: StreamLogger;
   readonly #deliver: StreamDelivery;
   /** Open or opening connections, by `worker@host:port`. */
   readonly #lines = new Map<string, Line>();
-  /** Streams (`worker@host:port`) that could not be reached or broke the protocol, until when they are left alone. */
+  /** Streams (`worker@host:port`) that could not be reached or broke the protocol: until when to leave them. */
   readonly #unreachable = new Map<string, number>();
   #closed = false;
 

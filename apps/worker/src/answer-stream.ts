@@ -1,6 +1,5 @@
 import { createSocket } from "node:dgram";
-import { isIP } from "node:net";
-import { createServer, type Server, type Socket } from "node:net";
+import { createServer, isIP, type Server, type Socket } from "node:net";
 import type { Logger } from "@zkgrid/core";
 import { type AnswerAddress, MAX_ANSWER_HELLO_BYTES, parseAnswerHello } from "@zkgrid/protocol";
 

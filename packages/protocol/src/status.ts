@@ -123,12 +123,7 @@ function answerOf(value: unknown, id: string | undefined): Result<TaskStatus> {
         : status.attempt !== 1
           ? `attempt: a direct task runs as attempt 1, got ${status.attempt}`
           : undefined;
-  if (problem === undefined) return { ok: true, value: status };
-  const colon = problem.indexOf(": ");
-  return {
-    ok: false,
-    error: new ProtocolError([{ path: problem.slice(0, colon), problem: problem.slice(colon + 2) }]),
-  };
+  return problem === undefined ? { ok: true, value: status } : { ok: false, error: protocolError(problem) };
 }
 
 /** A direct task node's task, from its parsed `SubmitBatch`. */
@@ -150,10 +145,11 @@ function taskOf(id: string, json: Result<unknown>): InboxNode {
 }
 
 function invalid(id: string, message: string): InboxNode {
+  return { kind: "invalid", id, error: protocolError(message) };
+}
+
+/** A one-issue ProtocolError from `"<path>: <problem>"`. */
+function protocolError(message: string): ProtocolError {
   const colon = message.indexOf(": ");
-  return {
-    kind: "invalid",
-    id,
-    error: new ProtocolError([{ path: message.slice(0, colon), problem: message.slice(colon + 2) }]),
-  };
+  return new ProtocolError([{ path: message.slice(0, colon), problem: message.slice(colon + 2) }]);
 }
