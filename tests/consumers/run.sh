@@ -128,7 +128,11 @@ addon_patched() {
     const core = path.dirname(require.resolve("@zkgrid/core/package.json"));
     const addon = path.dirname(require.resolve("zookeeper/package.json", { paths: [core] }));
     const stamp = path.join(addon, "build", "Release", ".zkgrid-resolution-patch");
-    if (!fs.existsSync(stamp)) { console.error(`no ${stamp}`); process.exit(1); }')
+    if (!fs.existsSync(stamp)) { console.error(`no ${stamp}`); process.exit(1); }
+    const ZooKeeper = require(addon);
+    if (typeof new ZooKeeper({}).native.a_add_watch !== "function") {
+      console.error(`the addon in ${addon} has no a_add_watch`); process.exit(1);
+    }')
 }
 
 # What the README's Install says of pnpm's side-effects cache: the first install cached the addon as
@@ -150,7 +154,7 @@ check "pnpm: a second project from the same store gets the addon unpatched; pnpm
 
 for pm in npm pnpm; do
   dir="$WORK/$pm"
-  check "$pm: the addon carries the hosts-once patch" addon_patched "$dir"
+  check "$pm: the addon carries the patch (hosts once, persistent watches)" addon_patched "$dir"
   # Bare names in -e code resolve from the current directory: the consumer's.
   names_json=$(printf '"%s",' "${NAMES[@]}")
   check "$pm: import every package (ESM)" bash -c "cd '$dir' && node --input-type=module -e '

@@ -3,7 +3,7 @@ import { connect as connectTcp, type Socket } from "node:net";
 import { join } from "node:path";
 import { decodeInboxNode, decodeWorkerRegistration, inboxNodeId } from "@zkgrid/protocol";
 import { connectGrid } from "@zkgrid/submit";
-import { startServer, waitFor, type ZkServer } from "@zkgrid/testing";
+import { fourLetterWord, startServer, waitFor, type ZkServer } from "@zkgrid/testing";
 import { afterEach, expect, it } from "vitest";
 import { type Proc, sessionOf, TestGrid } from "./grid.js";
 
@@ -118,6 +118,41 @@ it("a task carries its client's answer key only when the client uses answer stre
   w1?.kill("SIGTERM");
   expect(await w1?.closed).toBe(0);
   for (const socket of idle) socket.destroy();
+}, 120_000);
+
+it("a quick lone task answered on its worker's stream costs its submitter no read of the task's node", async () => {
+  const { g } = await ownGrid(true);
+  if (server === undefined) throw new Error("no server");
+  const { host, port } = { host: server.host, port: server.port };
+  /** Packets the server has had from this client's session (requests and pings), from `cons`. */
+  const requestsOf = async (sessionId: string | undefined): Promise<number> => {
+    const line = (await fourLetterWord(host, port, "cons"))
+      .split("\n")
+      .find((l) => l.includes(`sid=0x${sessionId},`) || l.includes(`sid=0x${sessionId})`));
+    const recved = line === undefined ? undefined : /recved=(\d+)/.exec(line)?.[1];
+    if (recved === undefined) throw new Error(`no connection of session ${sessionId} in cons`);
+    return Number(recved);
+  };
+  /** What ten quick lone tasks, one after another, cost a client in requests. */
+  const tenLoneTasks = async (answerStreams: boolean): Promise<number> => {
+    const client = await connectGrid({ connectString: server!.connectString, root: g.root, answerStreams });
+    try {
+      // The first lists the workers, opens the stream and reads the reply dir: not counted.
+      await client.submitAndWait([{ cmd: "true" }], { timeoutMs: 30_000 });
+      const before = await requestsOf(client.zk.sessionId);
+      for (let i = 0; i < 10; i++) {
+        const got = await client.submitAndWait([{ cmd: `echo ${i}` }], { timeoutMs: 30_000 });
+        expect([...got.values()]).toMatchObject([{ state: "succeeded", worker: "w1", stdoutTail: `${i}\n` }]);
+      }
+      return (await requestsOf(client.zk.sessionId)) - before;
+    } finally {
+      await client.close();
+    }
+  };
+  const withStreams = await tenLoneTasks(true);
+  const withoutStreams = await tenLoneTasks(false);
+  // Without a stream each answer is read from its node (a read with a watch): one request more a task.
+  expect(withoutStreams - withStreams).toBeGreaterThanOrEqual(8);
 }, 120_000);
 
 it("a worker told to listen for answers where it cannot exits 2, naming the address", async () => {

@@ -22,7 +22,8 @@ interface Target {
 
 /**
  * A direct task whose answer this client asked for on its worker's answer stream: `stop` ends the
- * follow of its node once that follow has begun; `answer` holds one the stream sent before it began.
+ * wait for the stream (STREAM_FIRST_MS) or the follow of its node, whichever is under way; `answer`
+ * holds one the stream sent before either began (before the create's reply).
  */
 interface Flight {
   worker: string;
@@ -37,6 +38,12 @@ interface Flight {
 type Answer = { status: TaskStatus | undefined; declined: boolean };
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * How long a lone task asked on an answer stream waits for the stream's answer before its node is
+ * followed too (a read, and a watch): a task answered sooner costs its submitter only its create.
+ */
+export const STREAM_FIRST_MS = 50;
 
 /** How many answers nobody has waited for yet are kept (oldest dropped first). */
 export const KEEP_ANSWERS = 10_000;
@@ -195,6 +202,19 @@ export class DirectTasks {
       this.#flights.delete(task.id);
       this.#settle(task.id, { status: flight.answer, declined: false });
       return;
+    }
+    if (flight !== undefined) {
+      // Its answer is expected on the stream: the node is read only if none has come by then. A quick
+      // task costs this client no read; a decline, a cancel or a broken stream is learned from the
+      // node that much later.
+      const streamed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), STREAM_FIRST_MS);
+        flight.stop = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      });
+      if (streamed || this.#flights.get(task.id) !== flight) return;
     }
     let status: TaskStatus | undefined;
     let declined = false;

@@ -187,10 +187,12 @@ export class TaskSource {
     while (!session.signal.aborted && session.status === "active") {
       try {
         // A watch's first listing may show nodes this session has not seen at any version: each is read.
-        // A later one shows nodes created since, at version 0 (only this session rewrites them), so a
-        // task carried in its node's name is taken from the name, without a read.
+        // A later change shows nodes created since, at version 0 (only this session rewrites them), so a
+        // task carried in its node's name is taken from the name, without a read. perChild: a new node
+        // is known from its own event, not from a listing after it (one request sooner).
         let first = true;
-        for await (const change of client.watchChildren(session.inboxDir, { signal: session.signal })) {
+        const changes = client.watchChildren(session.inboxDir, { signal: session.signal, perChild: true });
+        for await (const change of changes) {
           for (const name of change.removed) {
             session.inboxSeen.delete(name);
             this.deps.supervisor.cancelDirect(session, inboxNodeId(name));

@@ -1,12 +1,18 @@
 /**
- * @zkgrid/core's postinstall (and the monorepo's): two changes to the `zookeeper` addon's source, then
- * a rebuild of the addon (node-gyp, offline: it uses the headers the addon's own install used).
+ * @zkgrid/core's postinstall (and the monorepo's): changes to the `zookeeper` addon's source and to the
+ * C client it bundles, then a rebuild of both (make and node-gyp, offline: it uses the headers the
+ * addon's own install used).
  * - It resolves its connect string only after a connection loss. As shipped, the C client resolves it
  *   again (getaddrinfo, then a shuffle read from /dev/urandom) every time the addon asks it what to
  *   poll, i.e. after every reply: about 13 µs of CPU per ZooKeeper reply in every zkgrid process.
  * - Its socket to ZooKeeper is close-on-exec. As shipped, every child a process spawns after it
  *   connects (a handler's `sh`, a task spawned without the Perl launcher) inherits the connection and
  *   could write to its session.
+ * - It can add a persistent recursive watch (ZooKeeper 3.6's addWatch), which the C client lacks: the
+ *   addon's `a_add_watch(path, mode, cb)`. An event that no one-shot watch asked for (so one a
+ *   persistent watch sent) goes to the handle's own watcher, which the addon emits as "created",
+ *   "deleted" or "changed" with the node's path. A worker learns of a task put in its inbox from the
+ *   event itself, without listing the inbox again.
  *
  * Success writes build/Release/.zkgrid-resolution-patch beside the addon; @zkgrid/core warns at
  * connect when it is missing. Failure never fails the install: the addon is left as it was and a boxed
@@ -32,6 +38,90 @@ const CLOEXEC = `             #ifndef WIN32
              fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
              #endif
              zk_io->data = this;`;
+/** The third change, the addon's side: `a_add_watch(path, mode, cb)` over the C client's new function. */
+const ADD_WATCH_MARK = "zkgrid: addWatch";
+const ADD_WATCH_DECL_ANCHOR = "namespace zk {";
+const ADD_WATCH_DECL = `// ${ADD_WATCH_MARK}: ZooKeeper 3.6's persistent watches, added to the C client by zkgrid's install step.
+extern "C" int zkgrid_aadd_watch(zhandle_t *zh, const char *path, int mode,
+        void_completion_t completion, const void *data);
+
+namespace zk {`;
+const ADD_WATCH_METHOD_ANCHOR = "    static void ADelete(const Nan::FunctionCallbackInfo<Value>& info) {";
+const ADD_WATCH_METHOD = `    // ${ADD_WATCH_MARK}: mode 0 persistent, 1 persistent and recursive. Its events reach main_watcher.
+    static void AAddWatch(const Nan::FunctionCallbackInfo<Value>& info) {
+        A_METHOD_PROLOG(3);
+        Nan::Utf8String _path (toString(info[0]));
+        int mode = (int) toUint(info[1]);
+
+        struct completion_data *data = (struct completion_data *) malloc(sizeof(struct completion_data));
+        data->cb = cb;
+        data->type = 106;
+        data->data = NULL;
+
+        METHOD_EPILOG (zkgrid_aadd_watch(zk->zhandle, *_path, mode, &void_completion, data));
+    }
+
+${ADD_WATCH_METHOD_ANCHOR}`;
+const ADD_WATCH_REGISTER_ANCHOR = '"a_delete_",  ADelete);';
+const ADD_WATCH_REGISTER = `${ADD_WATCH_REGISTER_ANCHOR}
+        Nan::SetPrototypeMethod(constructor_template,  "a_add_watch",  AAddWatch); // ${ADD_WATCH_MARK}`;
+
+/**
+ * The third change, the C client's side, file by file: each a mark that says it is done, and the text
+ * it goes after (undefined: the end of the file).
+ */
+const CLIENT_CHANGES = [
+  {
+    file: path.join("src", "zookeeper.c"),
+    mark: ADD_WATCH_MARK,
+    after: undefined,
+    text: `
+/* ${ADD_WATCH_MARK}: ZooKeeper 3.6's addWatch request (opcode 106: a path and a mode, 0 persistent, 1
+ * persistent and recursive), which this client lacks. Its events carry no watcher of their own here:
+ * collectWatchers hands them to the handle's watcher. A connection loss ends the watch on the server,
+ * and the client does not set it again: its caller adds it again after each reconnect. */
+int zkgrid_aadd_watch(zhandle_t *zh, const char *path, int mode,
+        void_completion_t completion, const void *data)
+{
+    struct oarchive *oa;
+    struct RequestHeader h = {get_xid(), 106};
+    char *server_path;
+    int32_t watch_mode = mode;
+    int rc = Request_path_init(zh, 0, &server_path, path);
+    if (rc != ZOK) {
+        return rc;
+    }
+    oa = create_buffer_oarchive();
+    rc = serialize_RequestHeader(oa, "header", &h);
+    rc = rc < 0 ? rc : oa->serialize_String(oa, "path", &server_path);
+    rc = rc < 0 ? rc : oa->serialize_Int(oa, "mode", &watch_mode);
+    enter_critical(zh);
+    rc = rc < 0 ? rc : add_void_completion(zh, h.xid, completion, data);
+    rc = rc < 0 ? rc : queue_buffer_bytes(&zh->to_send, get_buffer(oa),
+            get_buffer_len(oa));
+    leave_critical(zh);
+    free_duplicate_path(server_path, path);
+    /* We queued the buffer, so don't free it */
+    close_buffer_oarchive(&oa, 0);
+    return nonblocking_send(zh, rc);
+}
+`,
+  },
+  {
+    file: path.join("src", "zk_hashtable.c"),
+    mark: ADD_WATCH_MARK,
+    after: "        add_for_event(zh->active_child_watchers,path,&list);\n        break;\n    }\n",
+    text: `    /* ${ADD_WATCH_MARK}: no one-shot watch asked for this event, so a persistent watch sent it. */
+    if (list->head == 0) {
+        watcher_object_t defWatcher;
+        defWatcher.watcher=zh->watcher;
+        defWatcher.context=zh->context;
+        add_to_list(&list, &defWatcher, 1);
+    }
+`,
+  },
+];
+
 const STAMP = ".zkgrid-resolution-patch";
 
 /** The addon's source with both changes, or undefined if it is not the source they were written for. */
@@ -45,10 +135,31 @@ function patchedSource(original) {
     if (!source.includes(CLOEXEC_INCLUDE_ANCHOR) || !source.includes(CLOEXEC_ANCHOR)) return undefined;
     source = source.replace(CLOEXEC_INCLUDE_ANCHOR, CLOEXEC_INCLUDE).replace(CLOEXEC_ANCHOR, CLOEXEC);
   }
+  if (!source.includes(ADD_WATCH_MARK)) {
+    const anchors = [ADD_WATCH_DECL_ANCHOR, ADD_WATCH_METHOD_ANCHOR, ADD_WATCH_REGISTER_ANCHOR];
+    if (!anchors.every((anchor) => source.split(anchor).length === 2)) return undefined;
+    source = source
+      .replace(ADD_WATCH_DECL_ANCHOR, ADD_WATCH_DECL)
+      .replace(ADD_WATCH_METHOD_ANCHOR, ADD_WATCH_METHOD)
+      .replace(ADD_WATCH_REGISTER_ANCHOR, ADD_WATCH_REGISTER);
+  }
   return source;
+}
+
+/** A C client file with its change, or undefined if it is not the source the change was written for. */
+function patchedClientSource(original, change) {
+  if (original.includes(change.mark)) return original;
+  if (change.after === undefined) return `${original}${change.text}`;
+  if (original.split(change.after).length !== 2) return undefined;
+  return original.replace(change.after, `${change.after}${change.text}`);
 }
 /** The C client's autotools outputs, each listed after what it is made from (see its Makefile.in). */
 const AUTOTOOLS_OUTPUTS = ["aclocal.m4", "configure", "config.h.in", "Makefile.in"];
+/**
+ * What configure made from them, already there in a built client: settled with them, so that make runs
+ * neither config.status nor configure again before it compiles the changed files.
+ */
+const CONFIGURE_OUTPUTS = ["config.status", "Makefile", "config.h", "stamp-h1", "libtool"];
 /** Make variables that stop make from regenerating autotools files, should a timestamp still ask it to. */
 const NO_AUTOTOOLS = "ACLOCAL=true AUTOMAKE=true AUTOCONF=true AUTOHEADER=true";
 
@@ -66,9 +177,11 @@ function warnUnpatched(reason) {
     "@zkgrid/core: the zookeeper addon was NOT patched.",
     `Why: ${reason}`,
     "Cost: the addon resolves its ZooKeeper hosts again after every reply",
-    "(about 13 us of CPU per reply in every zkgrid process), and a child",
-    "spawned after connecting inherits its ZooKeeper socket. zkgrid works,",
-    "but slower than its published figures; it warns at connect.",
+    "(about 13 us of CPU per reply in every zkgrid process), a child",
+    "spawned after connecting inherits its ZooKeeper socket, and a worker",
+    "lists its inbox after every lone task (one round trip more each).",
+    "zkgrid works, but slower than its published figures; it warns at",
+    "connect.",
     "Fix: install a C compiler, make and Python 3, then run",
     "  npm rebuild @zkgrid/core     (or: pnpm rebuild @zkgrid/core)",
     "With pnpm, approve the builds of both `zookeeper` and `@zkgrid/core`.",
@@ -99,8 +212,8 @@ function addonDir() {
 
 /**
  * Installs can leave the C client's files with arbitrary timestamps (pnpm's store keeps none), and make
- * then wants aclocal and automake to regenerate files that are already there. Touch the outputs in
- * dependency order, all at one instant no older than any source, so make finds them up to date.
+ * then wants aclocal and automake to regenerate files that are already there, and configure to run
+ * again. Touch the outputs, all at one instant no older than any source, so make finds them up to date.
  */
 function settleAutotoolsTimestamps(clientDir) {
   const sources = ["configure.ac", "acinclude.m4", "Makefile.am", "aminclude.am"]
@@ -108,7 +221,7 @@ function settleAutotoolsTimestamps(clientDir) {
     .filter((file) => fs.existsSync(file));
   const newest = Math.max(Date.now(), ...sources.map((file) => fs.statSync(file).mtimeMs));
   const when = new Date(newest);
-  for (const name of AUTOTOOLS_OUTPUTS) {
+  for (const name of [...AUTOTOOLS_OUTPUTS, ...CONFIGURE_OUTPUTS]) {
     const file = path.join(clientDir, name);
     if (fs.existsSync(file)) fs.utimesSync(file, when, when);
   }
@@ -133,36 +246,68 @@ function main() {
   const binary = path.join(dir, "build", "Release", "zookeeper.node");
   const stamp = path.join(dir, "build", "Release", STAMP);
   const original = fs.readFileSync(source, "utf8");
+  const clientDir = path.join(dir, "deps", "zookeeper-client-c");
+  const clientFiles = CLIENT_CHANGES.map((change) => {
+    const file = path.join(clientDir, change.file);
+    const before = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined;
+    return {
+      change,
+      file,
+      before,
+      after: before === undefined ? undefined : patchedClientSource(before, change),
+    };
+  });
   if (
     fs.existsSync(stamp) &&
     fs.existsSync(binary) &&
-    original.includes(MARK) &&
-    original.includes(CLOEXEC_MARK)
+    [MARK, CLOEXEC_MARK, ADD_WATCH_MARK].every((mark) => original.includes(mark)) &&
+    clientFiles.every(({ before, change }) => before?.includes(change.mark))
   ) {
     say("the zookeeper addon is already patched");
     return;
   }
   const patched = patchedSource(original);
-  if (patched === undefined) {
+  if (patched === undefined || clientFiles.some(({ after }) => after === undefined)) {
     warnUnpatched("its source is not the one this patch knows (another zookeeper version?).");
     return;
   }
-  if (patched !== original) replaceFile(source, patched);
   const nodeGyp = findNodeGyp();
   if (!nodeGyp) {
-    replaceFile(source, original);
     warnUnpatched("node-gyp was not found (run this through npm or pnpm).");
     return;
   }
+  if (patched !== original) replaceFile(source, patched);
+  for (const { file, before, after } of clientFiles) if (after !== before) replaceFile(file, after);
+  const restoreSources = () => {
+    replaceFile(source, original);
+    for (const { file, before, after } of clientFiles) if (after !== before) replaceFile(file, before);
+  };
 
-  const clientDir = path.join(dir, "deps", "zookeeper-client-c");
   if (fs.existsSync(clientDir)) settleAutotoolsTimestamps(clientDir);
-  // The patch changes only the addon, not the C client the first install built. The addon's build
-  // script skips the C client when this file exists (it never does on Linux otherwise), which saves
-  // a configure and make of it.
+  const env = { ...process.env, MAKEFLAGS: `${process.env.MAKEFLAGS ?? ""} ${NO_AUTOTOOLS}`.trim() };
+  let output = "";
+  // The C client the first install built is made again from its changed files only (make), and the
+  // addon's build script is told to skip it: this file never exists on Linux otherwise. A client never
+  // built is built by the addon's build script, from the changed sources.
   const clientBuilt = path.join(dir, "build", "zk", "lib", "libzookeeper_st.la");
   const reuseClient =
     fs.existsSync(path.join(clientDir, ".libs", "libzookeeper_st.a")) && !fs.existsSync(clientBuilt);
+  if (reuseClient) {
+    say("rebuilding the ZooKeeper C client's changed files");
+    const make = spawnSync("make", ["--no-print-directory", "libzookeeper_st.la"], {
+      cwd: clientDir,
+      env,
+      encoding: "utf8",
+    });
+    output += `${make.stdout ?? ""}${make.stderr ?? ""}${make.error ? `${make.error.message}\n` : ""}`;
+    if (make.status !== 0) {
+      restoreSources();
+      const tail = output.trimEnd().split("\n").slice(-12).join("\n");
+      process.stderr.write(`${tail}\n`);
+      warnUnpatched(`the C client's rebuild failed (make exit ${make.status ?? make.error?.message}).`);
+      return;
+    }
+  }
   if (reuseClient) {
     fs.mkdirSync(path.dirname(clientBuilt), { recursive: true });
     fs.writeFileSync(clientBuilt, "# zkgrid: the C client in deps/zookeeper-client-c is built\n");
@@ -174,8 +319,6 @@ function main() {
   const earlierStamp = fs.existsSync(stamp) ? fs.readFileSync(stamp) : undefined;
   fs.rmSync(stamp, { force: true });
   say("rebuilding the zookeeper addon (about 20 s)");
-  const env = { ...process.env, MAKEFLAGS: `${process.env.MAKEFLAGS ?? ""} ${NO_AUTOTOOLS}`.trim() };
-  let output = "";
   // configure and build, not rebuild: rebuild deletes build/, and with it the C client's library.
   const gyp = (step) => {
     const run = spawnSync(process.execPath, [nodeGyp, step], { cwd: dir, env, encoding: "utf8" });
@@ -188,11 +331,11 @@ function main() {
     fs.writeFileSync(stamp, `${MARK}\n`);
     if (backup) fs.rmSync(backup, { force: true });
     say(
-      "done: the addon resolves the connect string only after a connection loss, and its socket is close-on-exec",
+      "done: the addon resolves the connect string only after a connection loss, its socket is close-on-exec, and it can add persistent watches",
     );
     return;
   }
-  replaceFile(source, original);
+  restoreSources();
   if (backup) {
     fs.mkdirSync(path.dirname(binary), { recursive: true });
     fs.rmSync(binary, { force: true });

@@ -22,7 +22,8 @@ const HOW_TO_BUILD =
 const UNPATCHED =
   "the zookeeper addon lacks zkgrid's hosts-once fix: its C client resolves the connect string again after " +
   "every reply, about 13 µs of CPU per reply (about 10% on a lone task's latency, half the ceiling on task " +
-  "creates)";
+  "creates), and it cannot add persistent watches (a worker lists its inbox after every lone task, one round " +
+  "trip more)";
 const REPATCH_NPM =
   "To fix it, run @zkgrid/core's install step again: `npm rebuild @zkgrid/core`, on a machine with a C " +
   "compiler, make and Python 3; its output says why the rebuild failed";

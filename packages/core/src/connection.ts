@@ -16,7 +16,7 @@ import {
   SessionExpiredError,
 } from "./errors.js";
 import { Chroot, normalizeRoot, prefixesOf } from "./paths.js";
-import { Handle, type HandleSignal, NOT_ISSUED, Session } from "./session.js";
+import { Handle, type HandleSignal, NOT_ISSUED, Session, type WatchEventType } from "./session.js";
 import { sleep } from "./sleep.js";
 import type {
   Acl,
@@ -72,6 +72,12 @@ export interface ClientCore {
    * callback, so it only marks or resolves something, and never calls the addon itself.
    */
   onPath(abs: string, fn: () => void): () => void;
+  /**
+   * `fn` runs on every watch event for a child of the server path `abs` (only a persistent recursive
+   * watch sends those), with the child's name and the event's kind; inside the addon's callback, as
+   * onPath's listeners.
+   */
+  onChildEvent(abs: string, fn: (name: string, event: WatchEventType) => void): () => void;
   /** Internal listener for connection events; runs before the public ones. */
   onConnection(fn: (ev: ConnectionEvent) => void): () => void;
   /** `fn` runs when close() starts, before the session ends. */
@@ -135,6 +141,7 @@ export class Connection implements ClientCore {
   /** True from waking waiters until their ops have gone out (see usableNow). */
   #waking = false;
   readonly #pathListeners = new Map<string, Set<() => void>>();
+  readonly #childListeners = new Map<string, Set<(name: string, event: WatchEventType) => void>>();
 
   get connectString(): string {
     return this.#connectString;
@@ -319,6 +326,7 @@ export class Connection implements ClientCore {
     }
     this.#emit({ type: "closed" });
     this.#pathListeners.clear();
+    this.#childListeners.clear();
     this.#resolveClosed();
   }
 
@@ -470,6 +478,15 @@ export class Connection implements ClientCore {
       case "watch": {
         const fns = this.#pathListeners.get(signal.path);
         if (fns) for (const fn of [...fns]) fn();
+        if (this.#childListeners.size > 0) {
+          const slash = signal.path.lastIndexOf("/");
+          const parent = slash <= 0 ? "/" : signal.path.slice(0, slash);
+          const children = this.#childListeners.get(parent);
+          if (children) {
+            const name = signal.path.slice(slash + 1);
+            for (const fn of [...children]) fn(name, signal.event);
+          }
+        }
         return;
       }
     }
@@ -681,17 +698,26 @@ export class Connection implements ClientCore {
   }
 
   onPath(abs: string, fn: () => void): () => void {
-    let set = this.#pathListeners.get(abs);
-    if (!set) {
-      set = new Set();
-      this.#pathListeners.set(abs, set);
-    }
-    set.add(fn);
-    return () => {
-      const current = this.#pathListeners.get(abs);
-      if (!current) return;
-      current.delete(fn);
-      if (current.size === 0) this.#pathListeners.delete(abs);
-    };
+    return listen(this.#pathListeners, abs, fn);
   }
+
+  onChildEvent(abs: string, fn: (name: string, event: WatchEventType) => void): () => void {
+    return listen(this.#childListeners, abs, fn);
+  }
+}
+
+/** Adds `fn` to the listeners of `key`; returns what removes it (and the key, once it has none). */
+function listen<F>(listeners: Map<string, Set<F>>, key: string, fn: F): () => void {
+  let set = listeners.get(key);
+  if (!set) {
+    set = new Set();
+    listeners.set(key, set);
+  }
+  set.add(fn);
+  return () => {
+    const current = listeners.get(key);
+    if (!current) return;
+    current.delete(fn);
+    if (current.size === 0) listeners.delete(key);
+  };
 }

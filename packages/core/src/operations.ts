@@ -164,18 +164,12 @@ export class NodeOperations {
 
   watchChildren(path: string, options: WatchOptions = {}): WatchStream<ChildrenChange> {
     validatePath(path);
-    return new ChildrenWatch(this.#core, path, this.#watchSignal(options.signal), options.settleMs);
+    return new ChildrenWatch(this.#core, path, this.#watchSignal(options.signal), options);
   }
 
   watchData(path: string, options: WatchOptions = {}): WatchStream<DataChange | null> {
     validatePath(path);
-    return new DataWatch(
-      this.#core,
-      path,
-      this.#watchSignal(options.signal),
-      options.settleMs,
-      options.untilGone === true,
-    );
+    return new DataWatch(this.#core, path, this.#watchSignal(options.signal), options);
   }
 
   /** A bound view's watches end with its session. */

@@ -8,6 +8,7 @@ import {
   NoNodeError,
   errorFromCode,
   SessionExpiredError,
+  UnimplementedError,
   type ZkError,
 } from "./errors.js";
 import type { Acl, Stat } from "./types.js";
@@ -22,6 +23,8 @@ interface NativeZk {
   a_get_children2(path: string, watch: boolean, cb: Callback): number;
   a_set(path: string, data: Buffer, version: number, cb: Callback): number;
   a_delete_(path: string, version: number, cb: Callback): number;
+  /** ZooKeeper 3.6's addWatch (mode 0 persistent, 1 recursive): only in an addon @zkgrid/core's install step patched. */
+  a_add_watch?(path: string, mode: number, cb: Callback): number;
   a_get_acl(path: string, cb: Callback): number;
   a_set_acl(path: string, version: number, acl: NativeAcl[], cb: Callback): number;
   a_sync(path: string, cb: Callback): number;
@@ -73,7 +76,11 @@ export type HandleSignal =
   | { type: "broken" }
   /** The server refused a request because it requires authentication this client lacks. */
   | { type: "auth-required" }
-  | { type: "watch"; path: string };
+  | { type: "watch"; path: string; event: WatchEventType };
+
+/** The kinds of watch event the addon emits, each with the path of the node it is about. */
+export type WatchEventType = "created" | "deleted" | "changed" | "child";
+const WATCH_EVENT_TYPES: readonly WatchEventType[] = ["created", "deleted", "changed", "child"];
 
 /**
  * One ZooKeeper session as the server knows it. It outlives the addon handle that made it: a handle
@@ -191,9 +198,9 @@ export class Handle {
     });
     // A watch event only marks its watches dirty (they re-read from a promise's continuation, as a
     // reply's caller does): handled as it arrives, not a turn later behind the rest of the loop.
-    for (const type of ["created", "deleted", "changed", "child"]) {
-      this.#wrapper.on(type, (_handle: unknown, path: unknown) => {
-        if (typeof path === "string") this.#onSignal(this, { type: "watch", path });
+    for (const event of WATCH_EVENT_TYPES) {
+      this.#wrapper.on(event, (_handle: unknown, path: unknown) => {
+        if (typeof path === "string") this.#onSignal(this, { type: "watch", path, event });
       });
     }
     const resume = config.session.id !== undefined && config.session.password !== undefined;
@@ -401,6 +408,29 @@ export class Handle {
     return this.#call(
       rel,
       (cb) => this.#native.a_delete_(path, version, cb),
+      () => undefined,
+    );
+  }
+
+  /** Whether this handle can add persistent watches: its addon carries @zkgrid/core's install-step patch. */
+  get canAddWatch(): boolean {
+    return typeof this.#native.a_add_watch === "function";
+  }
+
+  /**
+   * Adds a persistent watch on `path` (recursive: on every node under it too), which fires on every
+   * change until this handle's connection ends: the server drops it with the connection, so the caller
+   * adds it again after each reconnect. Its events come as watch signals for the changed node's path.
+   */
+  addWatch(path: string, rel: string, recursive: boolean): Promise<void> {
+    const native = this.#native;
+    if (native.a_add_watch === undefined)
+      return Promise.reject(
+        new UnimplementedError({ path: rel, message: "this addon cannot add persistent watches" }),
+      );
+    return this.#call(
+      rel,
+      (cb) => native.a_add_watch?.(path, recursive ? 1 : 0, cb) ?? Code.UNIMPLEMENTED,
       () => undefined,
     );
   }

@@ -114,6 +114,16 @@ export interface WatchOptions {
    * once and deleted once, so that each deleted one leaves no watch behind.
    */
   untilGone?: boolean;
+  /**
+   * `watchChildren` only: learn of each child created or deleted from its own event (a persistent
+   * recursive watch, ZooKeeper 3.6's addWatch), without listing the node again after every change: a
+   * change reaches the stream one request sooner. The node is listed once when the watch starts and
+   * after each reconnect. The server then sends an event for every change anywhere under the node (a
+   * child's data, a grandchild), which the stream reads past, so it suits a node whose children change
+   * seldom. Where the addon lacks @zkgrid/core's install-step patch, or the server lacks addWatch, the
+   * stream lists the node after each change as without it. A stream keeps the same promise either way.
+   */
+  perChild?: boolean;
 }
 
 export interface Leadership {

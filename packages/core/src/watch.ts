@@ -1,7 +1,14 @@
 import type { ClientCore } from "./connection.js";
-import { isClosed, isConnectionLoss, isNoNode, isSessionExpired, OperationTimeoutError } from "./errors.js";
-import type { Handle } from "./session.js";
-import type { ChildrenChange, DataChange, Stat, WatchStream } from "./types.js";
+import {
+  isClosed,
+  isConnectionLoss,
+  isNoNode,
+  isSessionExpired,
+  OperationTimeoutError,
+  UnimplementedError,
+} from "./errors.js";
+import type { Handle, WatchEventType } from "./session.js";
+import type { ChildrenChange, DataChange, Stat, WatchOptions, WatchStream } from "./types.js";
 
 /**
  * Why a watch's own signal aborts: one reason for every watch. `abort()` without one makes a
@@ -34,16 +41,17 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
 
   /** Set before the first read (subclass fields are not, when the loop starts in this constructor). */
   protected readonly untilGone: boolean;
+  /** Set before the first read: see WatchOptions.perChild. */
+  protected readonly perChild: boolean;
+  /** The server said it cannot add persistent watches: a perChild stream lists after every change. */
+  protected persistentWatchRefused = false;
 
-  constructor(
-    core: ClientCore,
-    rel: string,
-    signal: AbortSignal | undefined,
-    settleMs = 0,
-    untilGone = false,
-  ) {
+  /** `options`: WatchOptions without the signal (a bound view's watch gets its session's too). */
+  constructor(core: ClientCore, rel: string, signal: AbortSignal | undefined, options: WatchOptions) {
+    const settleMs = options.settleMs ?? 0;
     this.#settleMs = Number.isFinite(settleMs) && settleMs > 0 ? settleMs : 0;
-    this.untilGone = untilGone;
+    this.untilGone = options.untilGone === true;
+    this.perChild = options.perChild === true;
     this.core = core;
     this.rel = rel;
     this.abs = core.chroot.toServer(rel);
@@ -71,6 +79,31 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
   protected abstract read(s: Handle): Promise<S>;
   protected abstract same(a: S, b: S): boolean;
   protected abstract toValue(previous: S | undefined, next: S): T;
+
+  /** Whether the stream has ended. */
+  protected get stopped(): boolean {
+    return this.#done;
+  }
+
+  /** `cleanup` runs when the stream ends. */
+  protected onStop(cleanup: () => void): void {
+    if (this.#done) cleanup();
+    else this.#cleanups.push(cleanup);
+  }
+
+  /**
+   * Applies a change an event describes to the latest state read, as the next read would see it:
+   * `change` returns the new state, or undefined for none. Nothing is applied before the first read or
+   * while a read is due (it will see the change), and an in-flight read's result replaces what was.
+   */
+  protected amend(change: (state: S) => S | undefined): void {
+    if (this.#done || this.#dirty || this.#latest === undefined) return;
+    const state = change(this.#latest.state);
+    if (state === undefined) return;
+    this.#latest = { state };
+    this.#pending = this.#delivered === undefined || !this.same(this.#delivered.state, state);
+    if (this.#pending) this.#deliver();
+  }
 
   #markDirty(): void {
     this.#dirty = true;
@@ -198,18 +231,56 @@ interface ChildrenState {
 }
 
 export class ChildrenWatch extends ReArmingWatch<ChildrenState, ChildrenChange> {
+  constructor(core: ClientCore, rel: string, signal: AbortSignal | undefined, options: WatchOptions) {
+    super(core, rel, signal, options);
+    if (this.perChild) this.onStop(core.onChildEvent(this.abs, (name, event) => this.#onChild(name, event)));
+  }
+
   protected async read(s: Handle): Promise<ChildrenState> {
+    // Added again on every read: the server drops a persistent watch when the connection ends, and a
+    // read follows every reconnect. A listing after it misses no change, and one the events also tell
+    // of is applied once.
+    let persistent = this.perChild && !this.persistentWatchRefused && s.canAddWatch;
+    if (persistent) {
+      try {
+        await s.addWatch(this.abs, this.rel, true);
+      } catch (error) {
+        if (!(error instanceof UnimplementedError)) throw error;
+        this.core.log("warn", "the server cannot add persistent watches; listing after every change", {
+          path: this.rel,
+        });
+        this.persistentWatchRefused = true;
+        persistent = false;
+      }
+    }
     for (;;) {
       try {
-        const { children, stat } = await s.getChildren(this.abs, this.rel, true);
+        const { children, stat } = await s.getChildren(this.abs, this.rel, !persistent);
         return { exists: true, children, stat };
       } catch (error) {
         if (!isNoNode(error)) throw error;
       }
-      // getChildren leaves no watch on a missing node; exists() does, and fires when it is created.
-      if ((await s.exists(this.abs, this.rel, true)) === null)
+      // getChildren leaves no watch on a missing node; exists() does, and fires when it is created (as
+      // the persistent watch does, for the node itself).
+      if ((await s.exists(this.abs, this.rel, !persistent)) === null)
         return { exists: false, children: [], stat: null };
     }
+  }
+
+  /** A persistent watch's event for a child: added or removed from the latest listing, in order. */
+  #onChild(name: string, event: WatchEventType): void {
+    if (event !== "created" && event !== "deleted") return;
+    this.amend((state) => {
+      if (!state.exists) return undefined;
+      const at = sortedIndex(state.children, name);
+      const present = state.children[at] === name;
+      if (present === (event === "created")) return undefined;
+      // A copy: a state once delivered is what the next change is diffed against.
+      const children = state.children.slice();
+      if (event === "created") children.splice(at, 0, name);
+      else children.splice(at, 1);
+      return { exists: true, children, stat: state.stat };
+    });
   }
 
   protected same(a: ChildrenState, b: ChildrenState): boolean {
@@ -222,6 +293,18 @@ export class ChildrenWatch extends ReArmingWatch<ChildrenState, ChildrenChange> 
     const { added, removed } = diffSorted(previous?.children ?? [], next.children);
     return { children: [...next.children], added, removed, exists: next.exists, stat: next.stat };
   }
+}
+
+/** Where `name` is, or would go, in the sorted `names`. */
+function sortedIndex(names: readonly string[], name: string): number {
+  let low = 0;
+  let high = names.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if ((names[mid] as string) < name) low = mid + 1;
+    else high = mid;
+  }
+  return low;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { connect as connectTcp, createServer, type Server, type Socket } from "node:net";
+import { fourLetterWord } from "@zkgrid/testing";
 import { afterAll, afterEach, beforeAll, expect, inject } from "vitest";
 import {
   type ChildrenChange,
@@ -114,6 +115,22 @@ export function replayChildren(changes: ChildrenChange[]): Set<string> {
     expect([...state].sort()).toEqual(change.children);
   }
   return state;
+}
+
+/**
+ * How many packets (requests and pings) the server has had from `client`'s connection, from the `cons`
+ * four-letter word of the server it is connected to (the shared one unless `connectString` says).
+ */
+export async function requestsFrom(client: ZkClient, connectString = sharedConnectString()): Promise<number> {
+  const sid = `0x${client.sessionId}`;
+  for (const server of connectString.split(",")) {
+    const [host = "127.0.0.1", port = "2181"] = server.split(":");
+    const cons = await fourLetterWord(host, Number(port), "cons");
+    const line = cons.split("\n").find((l) => l.includes(`sid=${sid},`) || l.includes(`sid=${sid})`));
+    const recved = line === undefined ? undefined : /recved=(\d+)/.exec(line)?.[1];
+    if (recved !== undefined) return Number(recved);
+  }
+  throw new Error(`no connection of session ${sid} in the cons of ${connectString}`);
 }
 
 export function sleep(ms: number): Promise<void> {

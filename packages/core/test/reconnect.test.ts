@@ -1,10 +1,11 @@
 import { startEnsemble, startServer, waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
-import type { DataChange } from "../src/index.js";
+import type { ChildrenChange, DataChange } from "../src/index.js";
 import {
   connectClient,
   nextEvent,
   recordEvents,
+  requestsFrom,
   sharedConnectString,
   startedForBlock,
   TcpProxy,
@@ -61,6 +62,39 @@ describe("reconnect after a server restart", () => {
     await other.create("/dir/after-restart", "");
     const change = (await watch.next()).value;
     expect(change).toMatchObject({ children: ["after-restart"], added: ["after-restart"], removed: [] });
+    watch.stop();
+  });
+
+  it("a perChild watch adds its persistent watch again after the restart, and reports changes from events", async () => {
+    const zk = await connectClient({
+      connectString: server().connectString,
+      root: testRoot(),
+      opTimeoutMs: 60_000,
+    });
+    await zk.ensurePath("/each/before");
+    const watch = zk.watchChildren("/each", { perChild: true });
+    expect((await watch.next()).value).toMatchObject({ children: ["before"], exists: true });
+
+    const reconnected = nextEvent(zk, "reconnected");
+    await server().restart();
+    await reconnected;
+    const other = await connectClient({ connectString: server().connectString, root: zk.root });
+    await other.create("/each/after-restart", "");
+    expect((await watch.next()).value).toMatchObject({
+      children: ["after-restart", "before"],
+      added: ["after-restart"],
+      removed: [],
+    });
+    // From events, not listings: ten more changes, each seen before the next is made, and the watching
+    // client sends no request for them (listing after each would send ten).
+    const requestsBefore = await requestsFrom(zk, server().connectString);
+    for (let i = 0; i < 10; i++) {
+      await other.create(`/each/more${i}`, "");
+      expect(((await watch.next()).value as ChildrenChange).added).toEqual([`more${i}`]);
+    }
+    await other.delete("/each/before");
+    expect((await watch.next()).value).toMatchObject({ added: [], removed: ["before"] });
+    expect((await requestsFrom(zk, server().connectString)) - requestsBefore).toBeLessThan(5);
     watch.stop();
   });
 

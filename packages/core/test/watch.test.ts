@@ -1,7 +1,7 @@
 import { waitFor } from "@zkgrid/testing";
 import { describe, expect, it } from "vitest";
 import type { ChildrenChange, DataChange } from "../src/index.js";
-import { connectClient, replayChildren, sleep, testRoot, twoClients } from "./helpers.js";
+import { connectClient, replayChildren, requestsFrom, sleep, testRoot, twoClients } from "./helpers.js";
 
 describe("watchChildren", () => {
   it("first yields the current children as added, then the diffs", async () => {
@@ -79,6 +79,45 @@ describe("watchChildren", () => {
     for (let i = 1; i < seen.length; i++) {
       expect(seen[i]!.added.length + seen[i]!.removed.length).toBeGreaterThan(0);
     }
+    watch.stop();
+    await consume;
+  });
+
+  it("with perChild, learns of each child from its own event: the same diffs, without a listing per change", async () => {
+    const { zk, other } = await twoClients();
+    await zk.ensurePath("/each");
+    const seen: ChildrenChange[] = [];
+    const watch = zk.watchChildren("/each", { perChild: true });
+    const consume = (async () => {
+      for await (const change of watch) seen.push(change);
+    })();
+    await waitFor(() => seen.length === 1);
+
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 100; i++) {
+      writes.push(other.create(`/each/n${i}`, ""));
+      if (i % 3 === 2) writes.push(other.delete(`/each/n${i - 1}`));
+    }
+    // A child's data and a grandchild change nothing in the stream.
+    writes.push(other.set("/each/n0", "x"), other.create("/each/n0/deeper", ""));
+    await Promise.all(writes);
+    const real = await other.getChildren("/each");
+    expect(real.length).toBe(100 - 33);
+    await waitFor(() => JSON.stringify(seen.at(-1)?.children) === JSON.stringify(real), {
+      timeoutMs: 20_000,
+    });
+    expect([...replayChildren(seen)].sort()).toEqual(real);
+    for (let i = 1; i < seen.length; i++) {
+      expect(seen[i]!.added.length + seen[i]!.removed.length).toBeGreaterThan(0);
+    }
+    // One child at a time, each seen before the next is made: listing after each change would send 20
+    // requests; the events need none (the client may ping meanwhile).
+    const requestsBefore = await requestsFrom(zk);
+    for (let i = 0; i < 20; i++) {
+      await other.create(`/each/one${i}`, "");
+      await waitFor(() => seen.at(-1)?.children.includes(`one${i}`) === true);
+    }
+    expect((await requestsFrom(zk)) - requestsBefore).toBeLessThan(5);
     watch.stop();
     await consume;
   });
