@@ -142,7 +142,7 @@ describe("the chaos checker", () => {
     expect(checkRun(stale).violations).toEqual([expect.stringMatching(/after its session had expired/)]);
   });
 
-  it("accepts a task failed after maxAttempts lost workers, and nothing else that is not a success", () => {
+  it("accepts a task failed after maxAttempts lost or cut-off workers, and nothing else that is not a success", () => {
     const lost: TaskStatus = {
       v: 1,
       id: "t1",
@@ -159,6 +159,16 @@ describe("the chaos checker", () => {
     const gaveUp = checkRun(input({ results: [lost], executions: new Map([["t1", runs]]), losses }));
     expect(gaveUp.violations).toEqual([]);
     expect(gaveUp.gaveUp).toBe(1);
+    // The last attempt's worker cut off past its cutoff stop, its session surviving: it returned the task.
+    const returned = { ...lost, reason: "worker returned it after 3 attempts (maxAttempts 3)" };
+    const cutOff = checkRun(input({ results: [returned], executions: new Map([["t1", runs]]), losses }));
+    expect(cutOff.violations).toEqual([]);
+    expect(cutOff.gaveUp).toBe(1);
+    // Returned before the last attempt: not a give-up.
+    const early = checkRun(
+      input({ results: [{ ...returned, attempt: 2 }], executions: new Map([["t1", runs]]), losses }),
+    );
+    expect(early.violations).toContainEqual(expect.stringMatching(/unexpected final state failed/));
     const failed = checkRun(input({ results: [{ ...ok("t1", 1, "w1"), state: "failed", exitCode: 1 }] }));
     expect(failed.violations).toEqual([expect.stringMatching(/unexpected final state failed/)]);
   });

@@ -184,7 +184,9 @@ export function checkRun(input: CheckInput): Verdict {
         violate(id, `succeeded as attempt ${first.attempt} on ${first.worker}, whose run never finished`);
     } else if (
       first.state === "failed" &&
-      /worker lost/.test(first.reason ?? "") &&
+      // Lost, or cut off from the ensemble past the cutoff stop and so returned after it started: both
+      // use an attempt (docs/guarantees.md), and either can end the last one.
+      /^worker (lost|returned it) after /.test(first.reason ?? "") &&
       first.attempt === maxAttempts
     ) {
       verdict.gaveUp++;

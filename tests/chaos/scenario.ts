@@ -724,7 +724,7 @@ function formatTable(
     ["tasks re-run (worker lost while holding them)", v.reRun],
     ["extra executions", v.extraExecutions],
     ...[...v.reRunCauses].map(([cause, n]): [string, number] => [`  after: ${cause}`, n]),
-    ["tasks failed after maxAttempts lost workers", v.gaveUp],
+    ["tasks failed after maxAttempts lost or cut-off workers", v.gaveUp],
     ["repeated identical result records", v.duplicateResults],
     ...notes,
     ["violations", v.violations.length],
