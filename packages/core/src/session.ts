@@ -423,14 +423,14 @@ export class Handle {
    * adds it again after each reconnect. Its events come as watch signals for the changed node's path.
    */
   addWatch(path: string, rel: string, recursive: boolean): Promise<void> {
-    const native = this.#native;
-    if (native.a_add_watch === undefined)
+    const add = this.#native.a_add_watch?.bind(this.#native);
+    if (add === undefined)
       return Promise.reject(
         new UnimplementedError({ path: rel, message: "this addon cannot add persistent watches" }),
       );
     return this.#call(
       rel,
-      (cb) => native.a_add_watch?.(path, recursive ? 1 : 0, cb) ?? Code.UNIMPLEMENTED,
+      (cb) => add(path, recursive ? 1 : 0, cb),
       () => undefined,
     );
   }

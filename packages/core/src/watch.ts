@@ -80,11 +80,6 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
   protected abstract same(a: S, b: S): boolean;
   protected abstract toValue(previous: S | undefined, next: S): T;
 
-  /** Whether the stream has ended. */
-  protected get stopped(): boolean {
-    return this.#done;
-  }
-
   /** `cleanup` runs when the stream ends. */
   protected onStop(cleanup: () => void): void {
     if (this.#done) cleanup();
@@ -99,7 +94,11 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
   protected amend(change: (state: S) => S | undefined): void {
     if (this.#done || this.#dirty || this.#latest === undefined) return;
     const state = change(this.#latest.state);
-    if (state === undefined) return;
+    if (state !== undefined) this.#offer(state);
+  }
+
+  /** `state` is the latest: delivered (or kept for the next `next()`) unless it is what was delivered. */
+  #offer(state: S): void {
     this.#latest = { state };
     this.#pending = this.#delivered === undefined || !this.same(this.#delivered.state, state);
     if (this.#pending) this.#deliver();
@@ -152,9 +151,7 @@ abstract class ReArmingWatch<S, T> implements WatchStream<T> {
         return;
       }
       if (this.#done) return;
-      this.#latest = { state };
-      this.#pending = this.#delivered === undefined || !this.same(this.#delivered.state, state);
-      if (this.#pending) this.#deliver();
+      this.#offer(state);
     }
   }
 
