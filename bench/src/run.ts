@@ -73,6 +73,8 @@ Options:
   --out <dir>      where to write the results (default bench/results)
   --profile        run the master and workers with --cpu-prof (profiles kept in the scratch dir;
                    in the workers curve, the masters only)
+  --node-flags <s> flags for the grid's master and worker processes, e.g. "--max-semi-space-size=32"
+                   (added after --profile's)
   --keep           keep the scratch dirs (process logs, profiles, the durable servers' data)
   --consumer <dir> also measure the lone-task latency with the master and worker a project installed
                    from the packed packages (tests/consumers/run.sh with KEEP=1 leaves one), beside
@@ -313,7 +315,10 @@ async function main(): Promise<number> {
   };
   const workDir = mkdtempSync(join(scratchRoot(), "zkgrid-bench-"));
   let diskDir: string | undefined;
-  const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(workDir, "profiles")}`] : [];
+  const nodeFlags = [
+    ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(workDir, "profiles")}`] : []),
+    ...(values["node-flags"] ?? "").split(" ").filter((flag) => flag !== ""),
+  ];
   if (values.profile) config.scale.curve.profileDir = join(workDir, "profiles");
   let servers: DurabilityServers | undefined;
   const runRecords: Run[] = [];
@@ -527,6 +532,7 @@ function parse() {
       out: { type: "string" },
       profile: { type: "boolean" },
       keep: { type: "boolean" },
+      "node-flags": { type: "string" },
       "allow-unpatched-addon": { type: "boolean" },
       consumer: { type: "string" },
       help: { type: "boolean", short: "h" },
