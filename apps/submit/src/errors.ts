@@ -82,6 +82,31 @@ export class WaitTimeoutError extends ZkgridError {
   }
 }
 
+/**
+ * A result node that a wait still had to read was pruned first: the leader keeps only the newest
+ * `--keep-results` nodes, and this client fell that far behind. Results of the waited tasks may be
+ * lost with it, so the wait ends with this error rather than waiting for ever. `node` is the pruned
+ * node's path; `pending` the ids the wait had not yet heard of.
+ */
+export class ResultsPrunedError extends ZkgridError {
+  static {
+    markErrorClass(ResultsPrunedError, "@zkgrid/submit/ResultsPrunedError");
+  }
+  override readonly name = "ResultsPrunedError";
+  declare readonly code: "RESULTS_PRUNED";
+
+  constructor(
+    readonly node: string,
+    readonly pending: readonly string[],
+  ) {
+    const n = pending.length;
+    super(
+      `result node ${node} was pruned before this client read it: the results of ${n} waited task${n === 1 ? "" : "s"} may be lost with it (the master keeps the newest --keep-results nodes)`,
+      "RESULTS_PRUNED",
+    );
+  }
+}
+
 /** The grid client was closed before or while a call was in progress. */
 export class GridClosedError extends ZkgridError {
   static {

@@ -267,7 +267,9 @@ export class GridClient<H extends HandlerSignatures = AnyHandlers> {
 
   /**
    * Resolves with the first final status of each id, by id, in the order they arrived. Never
-   * resolves for an id the grid does not know; use `timeoutMs` or `signal` to give up.
+   * resolves for an id the grid does not know; use `timeoutMs` or `signal` to give up. Rejects with
+   * `ResultsPrunedError` if a result node it still had to read (one written after the ids' own
+   * baseline) was pruned first: their results may be gone with it.
    */
   wait(ids: string | Iterable<string>, options: WaitOptions = {}): Promise<Map<string, TaskStatus>> {
     const wanted = new Set(typeof ids === "string" ? [ids] : ids);

@@ -30,6 +30,7 @@ export {
   InvalidGateError,
   InvalidTaskError,
   SubmitWriteError,
+  ResultsPrunedError,
   WaitTimeoutError,
 } from "./errors.js";
 export { connectGrid, GridClient } from "./grid-client.js";

@@ -13,7 +13,7 @@ import {
 import { expireSession, waitFor } from "@zkgrid/testing";
 import { silentLogger, startWorker } from "@zkgrid/worker";
 import { describe, expect, it } from "vitest";
-import { connectGrid, type GridClient } from "../src/index.js";
+import { connectGrid, type GridClient, ResultsPrunedError } from "../src/index.js";
 import { connectString, randomRoot } from "./helpers.js";
 import { useLiveGrid } from "./live-grid.js";
 
@@ -216,6 +216,77 @@ async function standOlderMaster(zk: ZkClient, layout: GridLayout): Promise<strin
   });
   return zk.createProtected(`${layout.masters}/${layout.masterNodePrefix}`, info, "ephemeral-sequential");
 }
+
+describe("a wait that falls behind the leader's pruning", () => {
+  it("ends with ResultsPrunedError naming the pruned node and the ids still pending, instead of waiting for ever", async () => {
+    const root = randomRoot();
+    // The leader keeps only the 3 newest result nodes.
+    await (await startGridMaster(root, "m1", 3)).leading();
+    await startGridWorker(root);
+    const zk = await connect({ connectString: connectString() });
+    // The client's reads of its reply dir's nodes wait at a gate while `held`: a reader fallen behind.
+    let held = false;
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slow = new Proxy(zk, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (prop === "get") {
+          return async (path: string) => {
+            if (held && path.includes("/replies/")) await gate;
+            return target.get(path);
+          };
+        }
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const grid = await connectGrid(slow, { root, replyAddress: newReplyAddress() });
+    try {
+      // A first pair (through the queue) makes the reply dir, so that later tasks have a baseline in it.
+      await grid.submitAndWait(tasks(2), { timeoutMs: 60_000 });
+      const dir = grid.layout.replyDir(addressOf(grid));
+      held = true;
+      // Two at a time: a lone task would go to a worker's inbox, not through the queue.
+      const ids = await grid.submit(tasks(2));
+      const waiting = grid.wait(ids).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      const inDir = async () => new Set(await idsIn(live.zk, dir));
+      const allIn = async (list: string[]) => {
+        const seen = await inDir();
+        return list.every((id) => seen.has(id));
+      };
+      const anyIn = async (list: string[]) => {
+        const seen = await inDir();
+        return list.some((id) => seen.has(id));
+      };
+      await waitFor(() => allIn(ids), { timeoutMs: 30_000 });
+      // Two tasks at a time, each pair in result nodes of its own, until the first pair's are pruned.
+      for (let i = 0; i < 10 && (await anyIn(ids)); i++) {
+        const next = await grid.submit(tasks(2));
+        await waitFor(() => allIn(next), { timeoutMs: 30_000 });
+      }
+      expect(await anyIn(ids)).toBe(false);
+      held = false;
+      release();
+      const error = await waiting;
+      expect(error).toBeInstanceOf(ResultsPrunedError);
+      const pruned = error as ResultsPrunedError;
+      expect(pruned.code).toBe("RESULTS_PRUNED");
+      expect(pruned.pending.length).toBeGreaterThan(0);
+      for (const id of pruned.pending) expect(ids).toContain(id);
+      expect(pruned.node.startsWith(`${dir}/`)).toBe(true);
+      expect(pruned.message).toContain("pruned before this client read it");
+    } finally {
+      release();
+      await grid.close();
+      await zk.close();
+    }
+  }, 120_000);
+});
 
 describe("reply dirs by default", () => {
   it("a plain client's results come back to a reply dir of its own and none of them go to R/results", async () => {
