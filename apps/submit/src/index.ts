@@ -29,8 +29,8 @@ export {
   GridClosedError,
   InvalidGateError,
   InvalidTaskError,
-  SubmitWriteError,
   ResultsPrunedError,
+  SubmitWriteError,
   WaitTimeoutError,
 } from "./errors.js";
 export { connectGrid, GridClient } from "./grid-client.js";

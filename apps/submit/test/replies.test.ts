@@ -48,6 +48,22 @@ async function startGridWorker(root: string): Promise<void> {
   );
 }
 
+/** `zk`, whose every `get` first calls `before` with the node's path and waits for what it returns. */
+function beforeEachGet(zk: ZkClient, before: (path: string) => unknown): ZkClient {
+  return new Proxy(zk, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop === "get") {
+        return async (path: string) => {
+          await before(path);
+          return target.get(path);
+        };
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 /** A grid client on a ZooKeeper client of its own that records the path of every node it reads. */
 async function recordingClient(
   root: string,
@@ -55,17 +71,8 @@ async function recordingClient(
 ): Promise<{ grid: GridClient; reads: string[]; zk: ZkClient }> {
   const zk = await connect({ connectString: connectString() });
   const reads: string[] = [];
-  const recorded = new Proxy(zk, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (prop === "get") {
-        return async (path: string) => {
-          reads.push(path);
-          return target.get(path);
-        };
-      }
-      return typeof value === "function" ? value.bind(target) : value;
-    },
+  const recorded = beforeEachGet(zk, (path) => {
+    reads.push(path);
   });
   const grid = await connectGrid(recorded, { root, ...(replyAddress === undefined ? {} : { replyAddress }) });
   grids.push(grid);
@@ -230,18 +237,7 @@ describe("a wait that falls behind the leader's pruning", () => {
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const slow = new Proxy(zk, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target);
-        if (prop === "get") {
-          return async (path: string) => {
-            if (held && path.includes("/replies/")) await gate;
-            return target.get(path);
-          };
-        }
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const slow = beforeEachGet(zk, (path) => (held && path.includes("/replies/") ? gate : undefined));
     const grid = await connectGrid(slow, { root, replyAddress: newReplyAddress() });
     try {
       // A first pair (through the queue) makes the reply dir, so that later tasks have a baseline in it.
